@@ -1,0 +1,53 @@
+# Makefile - a thin wrapper: Debian dependencies, build, demo, tests, benchmarks.
+# The real build is CMake (CMakeLists.txt); tests run through ctest.
+
+# Every Debian package the build, the demo and the tests use.
+PKGS := gcc make cmake pkg-config lua5.4 liblua5.4-dev lua-cjson lua-busted \
+	libsqlite3-dev libuv1-dev libreadline-dev libcurl4-openssl-dev libyajl-dev libpcre2-dev \
+	jq json-schema-test-suite sqlite3 procps
+
+BUILD ?= build
+ASAN ?= build-asan
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps build build-asan demo test test-fast bench clean
+
+all: build
+
+# Installs the packages that are missing (and nothing when all are there).
+deps:
+	@missing=$$(for p in $(PKGS); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "make deps: installing" $$missing; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSL_WERROR=ON
+	cmake --build $(BUILD) -j2
+
+# The same code with AddressSanitizer and UndefinedBehaviorSanitizer.
+build-asan: deps
+	cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DSL_SANITIZE=ON -DSL_WERROR=ON
+	cmake --build $(ASAN) -j2
+
+demo: build
+	sh processors/demo.sh $(BUILD)/sluice
+
+# Every test, in the normal build and then under the sanitizers.
+test: build build-asan
+	cd $(BUILD) && ctest --output-on-failure -j2
+	cd $(ASAN) && ctest --output-on-failure -j2
+
+# The normal build only, without the slow tests.
+test-fast: build
+	cd $(BUILD) && ctest --output-on-failure -j2 -LE slow
+
+bench: build
+	$(BUILD)/bench_store
+
+clean:
+	rm -rf $(BUILD) $(ASAN)

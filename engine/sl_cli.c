@@ -1,0 +1,786 @@
+/* sl_cli.c - argument parsing, store selection and the store commands of `sluice`. */
+#include "sl_cli.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sl_buf.h"
+#include "sl_deploy.h"
+#include "sl_host.h"
+#include "sl_json.h"
+#include "sl_store.h"
+
+#define MAX_POS 8
+#define MAX_OPTS 12
+
+/* Options every store command takes. */
+#define STORE_OPTS "store=", "deployment="
+
+struct args {
+	const struct cmd *cmd;
+	const char *pos[MAX_POS];
+	int npos;
+	const char *optval[MAX_OPTS]; /* indexed like cmd->opts; flags get "1" */
+};
+
+struct cmd {
+	const char *name;
+	int (*run)(struct args *a);
+	const char *usage;
+	const char *help;
+	const char *opts[MAX_OPTS]; /* "name" for a flag, "name=" for an option with a value */
+	int min_pos, max_pos;
+};
+
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Prints one "sluice: ..." line on stderr and returns the exit status 1. */
+static int fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("sluice: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 1;
+}
+
+static int fail_diag(const struct sl_diag *d)
+{
+	return fail("%s", sl_diag_msg(d));
+}
+
+/* Writes b as one line on stdout. */
+static int put_line(struct sl_buf *b)
+{
+	if (!sl_buf_ok(b))
+		return fail("out of memory");
+	sl_buf_addc(b, '\n');
+	fwrite(b->ptr, 1, b->len, stdout);
+	return 0;
+}
+
+/* ---- options ---------------------------------------------------------------- */
+
+static int opt_index(const struct cmd *c, const char *name, size_t len, int *has_value)
+{
+	int i;
+
+	for (i = 0; i < MAX_OPTS && c->opts[i]; i++) {
+		size_t n = strcspn(c->opts[i], "=");
+		if (n == len && !strncmp(c->opts[i], name, len)) {
+			*has_value = c->opts[i][n] == '=';
+			return i;
+		}
+	}
+	return -1;
+}
+
+static const char *opt(const struct args *a, const char *name)
+{
+	int i, has_value;
+
+	i = opt_index(a->cmd, name, strlen(name), &has_value);
+	return i < 0 ? NULL : a->optval[i];
+}
+
+static void print_help(const struct cmd *c)
+{
+	printf("usage: sluice %s\n\n%s", c->usage, c->help);
+}
+
+/* Parses argv[first..] into a: options may appear anywhere, "--" ends them.
+ * Returns -1 to go on, or an exit status (after --help or an error). */
+static int parse_args(const struct cmd *c, int argc, char **argv, int first, struct args *a)
+{
+	int i, k, has_value;
+
+	memset(a, 0, sizeof(*a));
+	a->cmd = c;
+	for (i = first; i < argc; i++) {
+		const char *arg = argv[i], *eq;
+		if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+			print_help(c);
+			return 0;
+		}
+		if (!strcmp(arg, "--")) {
+			for (i++; i < argc; i++)
+				if (a->npos < MAX_POS)
+					a->pos[a->npos++] = argv[i];
+				else
+					return fail("%s: too many arguments", c->name);
+			break;
+		}
+		if (strncmp(arg, "--", 2) || !arg[2]) {
+			if (a->npos == c->max_pos)
+				return fail("%s: unexpected argument '%s' (see sluice %s --help)",
+					    c->name, arg, c->name);
+			a->pos[a->npos++] = arg;
+			continue;
+		}
+		eq = strchr(arg, '=');
+		k = opt_index(c, arg + 2, eq ? (size_t)(eq - arg - 2) : strlen(arg + 2), &has_value);
+		if (k < 0)
+			return fail("%s: unknown option '%s' (see sluice %s --help)", c->name, arg,
+				    c->name);
+		if (!has_value && eq)
+			return fail("%s: option '--%s' takes no value", c->name, c->opts[k]);
+		if (has_value && !eq && i + 1 >= argc)
+			return fail("%s: option '%s' needs a value", c->name, arg);
+		a->optval[k] = !has_value ? "1" : eq ? eq + 1 : argv[++i];
+	}
+	if (a->npos < c->min_pos)
+		return fail("%s: missing arguments (see sluice %s --help)", c->name, c->name);
+	return -1;
+}
+
+/* Parses a strictly positive integer option. */
+static int parse_count(const char *field, const char *text, int64_t *out)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(text, &end, 10);
+	if (errno || end == text || *end || v < 1)
+		return fail("%s: must be a positive integer, got '%s'", field, text);
+	*out = v;
+	return 0;
+}
+
+/* ---- the store ---------------------------------------------------------------- */
+
+/* Opens the store named by --store, --deployment, $SLUICE_STORE or ./sluice.db. */
+static int open_store(const struct args *a, int readonly, struct sl_store **s)
+{
+	const char *path = opt(a, "store"), *dfile = opt(a, "deployment");
+	struct sl_store_opts so = { SL_DURABILITY_FULL, readonly };
+	struct sl_deploy *dp = NULL;
+	struct sl_diag d;
+	int rc;
+
+	sl_diag_init(&d);
+	if (path && dfile)
+		return fail("--store and --deployment cannot be used together");
+	if (dfile) {
+		struct sl_errs errs;
+		size_t i;
+		sl_errs_init(&errs);
+		if (sl_deploy_load(&dp, dfile, &errs)) {
+			for (i = 0; i < errs.n; i++)
+				fail("%s", errs.msg[i]);
+			sl_errs_release(&errs);
+			return 1;
+		}
+		sl_errs_release(&errs);
+		path = dp->store;
+		so.durability = dp->durability;
+	}
+	if (!path)
+		path = getenv("SLUICE_STORE");
+	if (!path || !*path)
+		path = "sluice.db";
+	if (readonly && access(path, F_OK)) {
+		rc = fail("cannot open store '%s': no such file", path);
+		goto out;
+	}
+	rc = sl_store_open(s, path, &so, &d) ? fail_diag(&d) : 0;
+out:
+	sl_deploy_free(dp);
+	return rc;
+}
+
+static void result_line(struct sl_buf *b, const char *stream, const struct sl_append_result *r)
+{
+	sl_buf_reset(b);
+	sl_buf_adds(b, "{\"stream\":");
+	sl_buf_addjstr(b, stream, strlen(stream));
+	sl_buf_adds(b, ",\"offset\":");
+	sl_buf_addi(b, r->offset);
+	sl_buf_adds(b, ",\"position\":");
+	sl_buf_addi(b, r->position);
+	sl_buf_addc(b, '}');
+}
+
+/* ---- append ----------------------------------------------------------------- */
+
+/* One parsed line of `append --jsonl`; strings owned, JSON texts point into the input. */
+struct line {
+	struct sl_event_in ev;
+	char *stream, *type, *key;
+	int lineno;
+};
+
+struct line_parse {
+	struct line *ln;
+	int has_type;
+};
+
+static char *dup_member_string(const struct sl_json_member *m, const char *field,
+			       struct sl_diag *d)
+{
+	char *s;
+
+	if (m->kind != SL_JSON_STRING) {
+		sl_diag_set(d, SL_EINVAL, "%s: must be a string, got %s", field,
+			    sl_json_kind_name(m->kind));
+		return NULL;
+	}
+	if (memchr(m->text, '\0', m->len)) {
+		sl_diag_set(d, SL_EINVAL, "%s: must not contain NUL characters", field);
+		return NULL;
+	}
+	if (!(s = strndup(m->text, m->len)))
+		sl_diag_set(d, SL_ENOMEM, "out of memory");
+	return s;
+}
+
+static int line_member(void *ud, const struct sl_json_member *m, struct sl_diag *d)
+{
+	struct line_parse *lp = ud;
+	struct line *ln = lp->ln;
+	char key[32];
+
+	if (m->keylen >= sizeof(key) || memchr(m->key, '\0', m->keylen))
+		return sl_diag_set(d, SL_EINVAL, "unknown field '%.*s'", (int)m->keylen, m->key);
+	memcpy(key, m->key, m->keylen);
+	key[m->keylen] = '\0';
+	if (!strcmp(key, "stream")) {
+		free(ln->stream);
+		return (ln->stream = dup_member_string(m, key, d)) ? 0 : d->code;
+	}
+	if (!strcmp(key, "type")) {
+		free(ln->type);
+		lp->has_type = 1;
+		return (ln->type = dup_member_string(m, key, d)) ? 0 : d->code;
+	}
+	if (!strcmp(key, "idempotencyKey")) {
+		free(ln->key);
+		return (ln->key = dup_member_string(m, key, d)) ? 0 : d->code;
+	}
+	if (!strcmp(key, "payload") || !strcmp(key, "metadata")) {
+		if (m->kind != SL_JSON_OBJECT)
+			return sl_diag_set(d, SL_EINVAL, "%s: must be a JSON object, got %s", key,
+					   sl_json_kind_name(m->kind));
+		if (key[0] == 'p')
+			ln->ev.payload = m->text, ln->ev.payload_len = m->len;
+		else
+			ln->ev.metadata = m->text, ln->ev.metadata_len = m->len;
+		return 0;
+	}
+	if (!strcmp(key, "offset")) {
+		if (m->kind != SL_JSON_INTEGER || m->integer < 1)
+			return sl_diag_set(d, SL_EINVAL, "offset: must be a positive integer");
+		ln->ev.offset = m->integer;
+		return 0;
+	}
+	if (!strcmp(key, "createdAt") || !strcmp(key, "position"))
+		return sl_diag_set(d, SL_EINVAL, "%s: is set by the store and cannot be given", key);
+	return sl_diag_set(d, SL_EINVAL, "unknown field '%s'", key);
+}
+
+static void line_release(struct line *ln)
+{
+	free(ln->stream);
+	free(ln->type);
+	free(ln->key);
+}
+
+/* Parses and validates one input line into ln. */
+static int parse_line(const char *text, size_t len, const char *stream, struct line *ln,
+		      struct sl_diag *d)
+{
+	struct line_parse lp = { ln, 0 };
+	int rc;
+
+	if ((rc = sl_json_members(text, len, line_member, &lp, d)))
+		return rc;
+	if (!lp.has_type)
+		return sl_diag_set(d, SL_EINVAL, "type: required");
+	if (!ln->stream && stream && !(ln->stream = strdup(stream)))
+		return sl_diag_set(d, SL_ENOMEM, "out of memory");
+	if (!ln->stream)
+		return sl_diag_set(d, SL_EINVAL, "stream: required (no STREAM argument was given)");
+	ln->ev.stream = ln->stream;
+	ln->ev.type = ln->type;
+	ln->ev.key = ln->key;
+	return sl_store_check_event(&ln->ev, d);
+}
+
+static int read_all(FILE *f, struct sl_buf *b)
+{
+	char chunk[65536];
+	size_t n;
+
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		sl_buf_add(b, chunk, n);
+	if (ferror(f))
+		return fail("cannot read standard input: %s", strerror(errno));
+	return sl_buf_ok(b) ? 0 : fail("out of memory (standard input too large)");
+}
+
+static int blank_line(const char *p, size_t n)
+{
+	while (n--)
+		if (p[n] != ' ' && p[n] != '\t' && p[n] != '\r')
+			return 0;
+	return 1;
+}
+
+/* Splits the input into lines and validates every one; reports each bad line. */
+static int parse_input(struct sl_buf *in, const char *stream, struct line **out, size_t *count)
+{
+	struct line *lines = NULL, *grown;
+	size_t n = 0, cap = 0, bad = 0;
+	char *p = in->ptr, *end = in->ptr + in->len, *nl;
+	int lineno = 0;
+	struct sl_diag d;
+
+	for (; p < end; p = nl + 1) {
+		if (!(nl = memchr(p, '\n', (size_t)(end - p))))
+			nl = end;
+		lineno++;
+		if (blank_line(p, (size_t)(nl - p)))
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 1024;
+			if (!(grown = realloc(lines, cap * sizeof(*lines)))) {
+				bad++;
+				fail("out of memory");
+				break;
+			}
+			lines = grown;
+		}
+		memset(&lines[n], 0, sizeof(lines[n]));
+		lines[n].lineno = lineno;
+		sl_diag_init(&d);
+		if (parse_line(p, (size_t)(nl - p), stream, &lines[n], &d)) {
+			if (++bad <= 20)
+				fail("line %d: %s", lineno, sl_diag_msg(&d));
+		}
+		n++;
+	}
+	if (bad > 20)
+		fail("%zu more bad lines", bad - 20);
+	*out = lines;
+	*count = n;
+	return bad ? 1 : 0;
+}
+
+/* Appends the lines in atomic chunks, printing each chunk's results after its commit. */
+static int append_chunks(struct sl_store *s, struct line *lines, size_t n, int64_t chunk)
+{
+	struct sl_event_in *ev = malloc((size_t)chunk * sizeof(*ev));
+	struct sl_append_result *res = malloc((size_t)chunk * sizeof(*res));
+	struct sl_buf out;
+	struct sl_diag d;
+	size_t i, k, m, failed;
+	int rc = 0, progress = isatty(2) && n > (size_t)chunk;
+
+	sl_buf_init(&out);
+	if (!ev || !res) {
+		rc = fail("out of memory");
+		goto out;
+	}
+	for (i = 0; i < n && !rc; i += m) {
+		m = n - i < (size_t)chunk ? n - i : (size_t)chunk;
+		for (k = 0; k < m; k++)
+			ev[k] = lines[i + k].ev;
+		sl_diag_init(&d);
+		if (sl_store_append(s, ev, m, res, SL_APPEND_CHECKED, &failed, &d)) {
+			rc = fail("line %d: %s (this chunk of %zu events was not written)",
+				  lines[i + failed].lineno, sl_diag_msg(&d), m);
+			break;
+		}
+		for (k = 0; k < m; k++) {
+			result_line(&out, ev[k].stream, &res[k]);
+			if ((rc = put_line(&out)))
+				break;
+		}
+		fflush(stdout);
+		if (progress)
+			fprintf(stderr, "\rappended %zu of %zu events", i + m, n);
+	}
+	if (progress)
+		fputc('\n', stderr);
+out:
+	sl_buf_release(&out);
+	free(ev);
+	free(res);
+	return rc;
+}
+
+static int append_jsonl(struct args *a)
+{
+	const char *bs = opt(a, "batch-size");
+	struct sl_store *s = NULL;
+	struct line *lines = NULL;
+	struct sl_buf in;
+	int64_t chunk = 1000;
+	size_t n = 0, i;
+	int rc;
+
+	sl_buf_init(&in);
+	if (a->npos > 1)
+		return fail("append --jsonl: takes at most STREAM, the events come from stdin");
+	if (opt(a, "key") || opt(a, "metadata") || opt(a, "offset"))
+		return fail("append --jsonl: --key, --metadata and --offset go in each line");
+	if (a->npos == 1 && !sl_stream_name_valid(a->pos[0]))
+		return fail("stream: invalid stream name '%s'", a->pos[0]);
+	if ((bs && parse_count("--batch-size", bs, &chunk)) || read_all(stdin, &in)) {
+		rc = 1;
+		goto out;
+	}
+	if ((rc = parse_input(&in, a->npos ? a->pos[0] : NULL, &lines, &n)))
+		goto out;
+	if ((rc = open_store(a, 0, &s)))
+		goto out;
+	rc = append_chunks(s, lines, n, chunk);
+out:
+	for (i = 0; i < n; i++)
+		line_release(&lines[i]);
+	free(lines);
+	sl_buf_release(&in);
+	sl_store_close(s);
+	return rc;
+}
+
+static int cmd_append(struct args *a)
+{
+	struct sl_event_in ev = { 0 };
+	struct sl_append_result res;
+	struct sl_store *s = NULL;
+	const char *off = opt(a, "offset");
+	struct sl_buf out;
+	struct sl_diag d;
+	int rc;
+
+	if (opt(a, "jsonl"))
+		return append_jsonl(a);
+	if (opt(a, "batch-size"))
+		return fail("append: --batch-size needs --jsonl");
+	if (a->npos < 2)
+		return fail("append: missing arguments (see sluice append --help)");
+	ev.stream = a->pos[0];
+	ev.type = a->pos[1];
+	if (a->npos > 2)
+		ev.payload = a->pos[2], ev.payload_len = strlen(a->pos[2]);
+	if ((ev.metadata = opt(a, "metadata")))
+		ev.metadata_len = strlen(ev.metadata);
+	ev.key = opt(a, "key");
+	if (off && parse_count("offset", off, &ev.offset))
+		return 1;
+	sl_diag_init(&d);
+	if (sl_store_check_event(&ev, &d))
+		return fail_diag(&d);
+	if ((rc = open_store(a, 0, &s)))
+		return rc;
+	if (sl_store_append(s, &ev, 1, &res, SL_APPEND_CHECKED, NULL, &d)) {
+		rc = fail_diag(&d);
+	} else {
+		sl_buf_init(&out);
+		result_line(&out, ev.stream, &res);
+		rc = put_line(&out);
+		sl_buf_release(&out);
+	}
+	sl_store_close(s);
+	return rc;
+}
+
+/* ---- events and streams -------------------------------------------------------- */
+
+static int print_event(void *ud, const struct sl_event *ev)
+{
+	struct sl_buf *b = ud;
+
+	sl_buf_reset(b);
+	sl_event_to_json(ev, b);
+	return put_line(b) ? SL_ENOMEM : 0;
+}
+
+static int cmd_events(struct args *a)
+{
+	const char *from = opt(a, "from"), *limit = opt(a, "limit"), *type = opt(a, "type");
+	int64_t f = 1, l = 0;
+	struct sl_store *s;
+	struct sl_buf b;
+	struct sl_diag d;
+	int rc;
+
+	if (!sl_stream_name_valid(a->pos[0]))
+		return fail("stream: invalid stream name '%s'", a->pos[0]);
+	if ((from && parse_count("--from", from, &f)) || (limit && parse_count("--limit", limit, &l)))
+		return 1;
+	if ((rc = open_store(a, 1, &s)))
+		return rc;
+	sl_buf_init(&b);
+	sl_diag_init(&d);
+	rc = sl_store_read(s, a->pos[0], f, l, type, print_event, &b, &d);
+	if (rc && rc != SL_ENOMEM)
+		fail_diag(&d);
+	sl_buf_release(&b);
+	sl_store_close(s);
+	return rc ? 1 : 0;
+}
+
+static int print_stream(void *ud, const struct sl_stream_info *info)
+{
+	struct sl_buf *b = ud;
+
+	sl_buf_reset(b);
+	sl_buf_adds(b, "{\"stream\":");
+	sl_buf_addjstr(b, info->stream, strlen(info->stream));
+	sl_buf_adds(b, ",\"head\":");
+	sl_buf_addi(b, info->head);
+	sl_buf_adds(b, info->paused ? ",\"paused\":true" : ",\"paused\":false");
+	sl_buf_adds(b, ",\"metadata\":");
+	sl_buf_adds(b, info->metadata);
+	sl_buf_addc(b, '}');
+	return put_line(b) ? SL_ENOMEM : 0;
+}
+
+static int cmd_streams(struct args *a)
+{
+	const char *prefix = a->npos ? a->pos[0] : NULL;
+	struct sl_store *s;
+	struct sl_buf b;
+	struct sl_diag d;
+	int rc;
+
+	if (prefix && !sl_stream_name_valid(prefix))
+		return fail("prefix: invalid stream name '%s'", prefix);
+	if ((rc = open_store(a, 1, &s)))
+		return rc;
+	sl_buf_init(&b);
+	sl_diag_init(&d);
+	rc = sl_store_streams(s, prefix, print_stream, &b, &d);
+	if (rc && rc != SL_ENOMEM)
+		fail_diag(&d);
+	sl_buf_release(&b);
+	sl_store_close(s);
+	return rc ? 1 : 0;
+}
+
+/* ---- deployment commands ------------------------------------------------------------------ */
+
+/* Opens the deployment; prints every error. */
+static int open_host(const char *file, int flags, struct sl_host **h)
+{
+	struct sl_errs errs;
+	size_t i;
+	int rc;
+
+	sl_errs_init(&errs);
+	rc = sl_host_open(h, file, flags, &errs);
+	for (i = 0; i < errs.n; i++)
+		fail("%s", errs.msg[i]);
+	if (rc && !errs.n)
+		fail("%s: %s", file, sl_strerror(rc));
+	sl_errs_release(&errs);
+	return rc ? 1 : 0;
+}
+
+static int cmd_check(struct args *a)
+{
+	struct sl_host *h;
+	struct sl_buf b;
+	int rc;
+
+	if (open_host(a->pos[0], SL_HOST_NO_STORE, &h))
+		return 1;
+	sl_buf_init(&b);
+	sl_buf_adds(&b, "{\"deployment\":");
+	sl_buf_addjstr(&b, a->pos[0], strlen(a->pos[0]));
+	sl_buf_adds(&b, ",\"ok\":true}");
+	rc = put_line(&b);
+	sl_buf_release(&b);
+	sl_host_free(h);
+	return rc;
+}
+
+static int cmd_run(struct args *a)
+{
+	struct sl_host *h;
+	struct sl_diag d;
+	int rc;
+
+	if (open_host(a->pos[0], SL_HOST_RUN, &h))
+		return 1;
+	sl_diag_init(&d);
+	rc = sl_host_run(h, opt(a, "until-caught-up") != NULL, &d);
+	if (rc)
+		fail("%s", sl_diag_msg(&d));
+	sl_host_free(h);
+	return rc ? 1 : 0;
+}
+
+static int cmd_state(struct args *a)
+{
+	struct sl_host *h;
+	struct sl_diag d;
+	int rc;
+
+	if (open_host(a->pos[0], 0, &h))
+		return 1;
+	sl_diag_init(&d);
+	if ((rc = sl_host_state(h, a->pos[1], a->npos > 2 ? a->pos[2] : NULL, stdout, &d)))
+		fail_diag(&d);
+	sl_host_free(h);
+	return rc ? 1 : 0;
+}
+
+static int cmd_status(struct args *a)
+{
+	struct sl_host *h;
+	struct sl_diag d;
+	int rc;
+
+	if (open_host(a->pos[0], 0, &h))
+		return 1;
+	sl_diag_init(&d);
+	if ((rc = sl_host_status(h, stdout, &d)))
+		fail_diag(&d);
+	sl_host_free(h);
+	return rc ? 1 : 0;
+}
+
+static int cmd_reset(struct args *a)
+{
+	struct sl_host *h;
+	struct sl_diag d;
+	int rc;
+
+	if (open_host(a->pos[0], 0, &h))
+		return 1;
+	sl_diag_init(&d);
+	if ((rc = sl_host_reset(h, a->pos[1], a->npos > 2 ? a->pos[2] : NULL,
+				opt(a, "with-effects") != NULL, &d)))
+		fail_diag(&d);
+	sl_host_free(h);
+	return rc ? 1 : 0;
+}
+
+/* ---- the command table ------------------------------------------------------------- */
+
+#define STORE_HELP                                                                       \
+	"  --store PATH         the store (default: $SLUICE_STORE, else ./sluice.db)\n" \
+	"  --deployment FILE    use the store named by a deployment file\n"
+
+static const struct cmd commands[] = {
+	{ "append", cmd_append,
+	  "append STREAM TYPE [PAYLOAD] [--key K] [--metadata JSON] [--offset N]\n"
+	  "       sluice append [STREAM] --jsonl [--batch-size N] < events.jsonl",
+	  "Appends one event, or with --jsonl one event per line of standard input.\n"
+	  "PAYLOAD and --metadata are JSON objects (PAYLOAD defaults to {}).\n"
+	  "Prints {\"stream\":..,\"offset\":..,\"position\":..} per event, once durable.\n\n"
+	  "  --key K              idempotency key: a second append with K returns the first event\n"
+	  "  --metadata JSON      the event's metadata object\n"
+	  "  --offset N           append only if N is the stream's next offset\n"
+	  "  --jsonl              read lines {\"type\":..,\"payload\":..,\"metadata\":..,\n"
+	  "                       \"idempotencyKey\":..,\"offset\":..,\"stream\":..} from stdin;\n"
+	  "                       every line is validated before anything is written\n"
+	  "  --batch-size N       with --jsonl, commit N events per atomic chunk (1000)\n" STORE_HELP,
+	  { STORE_OPTS, "key=", "metadata=", "offset=", "jsonl", "batch-size=" }, 0, 3 },
+	{ "events", cmd_events, "events STREAM [--from N] [--limit N] [--type T]",
+	  "Prints the events of STREAM with offset >= N (default 1), one JSON object per line.\n\n"
+	  "  --from N             first offset to print\n"
+	  "  --limit N            print at most N events\n"
+	  "  --type T             print only events of type T\n" STORE_HELP,
+	  { STORE_OPTS, "from=", "limit=", "type=" }, 1, 1 },
+	{ "streams", cmd_streams, "streams [PREFIX]",
+	  "Prints {\"stream\":..,\"head\":..,\"paused\":..,\"metadata\":..} for every stream, or\n"
+	  "for PREFIX and the streams below it (\"orders\" lists orders and orders/..., not\n"
+	  "orders2).\n\n" STORE_HELP,
+	  { STORE_OPTS }, 0, 1 },
+	{ "check", cmd_check, "check DEPLOYMENT",
+	  "Validates the deployment, every contract and every script, listing each error as\n"
+	  "\"sluice: <file>: <field>: <message>\"; exits 1 if there is any.\n",
+	  { NULL }, 1, 1 },
+	{ "run", cmd_run, "run DEPLOYMENT [--until-caught-up]",
+	  "Runs the deployment's processors over its store until SIGINT or SIGTERM.\n\n"
+	  "  --until-caught-up    exit once every instance has processed every event present\n"
+	  "                       (exit 1 if an instance is faulted)\n",
+	  { "until-caught-up" }, 1, 1 },
+	{ "state", cmd_state, "state DEPLOYMENT PROCESSOR [STREAM]",
+	  "Prints {\"processor\",\"stream\",\"offset\",\"status\",\"state\"} for the instance of\n"
+	  "STREAM, or for every instance of PROCESSOR. An instance that has not run shows\n"
+	  "offset 0, status \"new\" and the initial state.\n",
+	  { NULL }, 2, 3 },
+	{ "status", cmd_status, "status DEPLOYMENT",
+	  "Prints one line per instance: processor, stream, offset, head, lag, status\n"
+	  "(ok, faulted or new), lastError, backgroundFailures.\n",
+	  { NULL }, 1, 1 },
+	{ "reset", cmd_reset, "reset DEPLOYMENT PROCESSOR [STREAM] [--with-effects]",
+	  "Discards the state and checkpoint of the instance of STREAM, or of every instance\n"
+	  "and the processor's tables; the instances replay from the start on the next run.\n"
+	  "Side effects already run are not run again, unless --with-effects.\n\n"
+	  "  --with-effects       also forget which side effects ran\n",
+	  { "with-effects" }, 2, 3 },
+};
+
+static void usage(FILE *f)
+{
+	size_t i;
+
+	fprintf(f, "usage: sluice COMMAND [ARGS] [--help]\n\n"
+		   "sluice is a stream processor engine: events are appended to ordered streams\n"
+		   "and Lua processors fold them into state.\n\ncommands:\n");
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  sluice %s\n", commands[i].usage);
+	fprintf(f, "\n  sluice --version\n  sluice help COMMAND\n");
+}
+
+static const struct cmd *find_command(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(commands[i].name, name))
+			return &commands[i];
+	return NULL;
+}
+
+int sl_cli_main(int argc, char **argv)
+{
+	const struct cmd *c;
+	struct args a;
+	int rc;
+
+	if (argc < 2) {
+		usage(stderr);
+		return 1;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("sluice %s\n", SL_VERSION);
+		return 0;
+	}
+	if (!strcmp(argv[1], "help")) {
+		if (argc < 3) {
+			usage(stdout);
+			return 0;
+		}
+		if (!(c = find_command(argv[2])))
+			return fail("unknown command '%s' (see sluice --help)", argv[2]);
+		print_help(c);
+		return 0;
+	}
+	if (!(c = find_command(argv[1])))
+		return fail("unknown command '%s' (see sluice --help)", argv[1]);
+	if ((rc = parse_args(c, argc, argv, 2, &a)) >= 0)
+		return rc;
+	rc = c->run(&a);
+	if (fflush(stdout) || ferror(stdout))
+		return rc ? rc : fail("cannot write standard output: %s", strerror(errno));
+	return rc;
+}

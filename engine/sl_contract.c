@@ -1,0 +1,635 @@
+/* sl_contract.c - loading and checking contracts.
+ *
+ * A registry decodes contract files into its own scratch lua_State (the schema
+ * compiler reads Lua values) and keeps only C data afterwards: compiled schemas and
+ * strings. Every check adds its error to the caller's list and goes on, so
+ * `sluice check` can show all of them at once.
+ */
+#include "sl_contract.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "sl_buf.h"
+#include "sl_luajson.h"
+#include "sl_schema.h"
+
+#ifndef SL_SOURCE_DIR
+#define SL_SOURCE_DIR "."
+#endif
+
+struct entry {
+	char *name;
+	int state; /* 0 loading, 1 loaded, -1 failed */
+	struct sl_contract c;
+};
+
+struct sl_contracts {
+	lua_State *L;
+	char **dirs;
+	size_t ndirs;
+	struct sl_schema *meta; /* schemas/contract.schema.json */
+	struct entry **ent;
+	size_t nent;
+};
+
+static const char *home_dir(const char *sub, char *buf, size_t n)
+{
+	const char *home = getenv("SLUICE_HOME");
+
+	snprintf(buf, n, "%s/%s", home && *home ? home : SL_SOURCE_DIR, sub);
+	return buf;
+}
+
+const char *sl_builtin_schemas(void)
+{
+	static char buf[4096];
+
+	return home_dir("schemas", buf, sizeof(buf));
+}
+
+const char *sl_builtin_lua(void)
+{
+	static char buf[4096];
+
+	return home_dir("lua", buf, sizeof(buf));
+}
+
+/* Reads a whole file into b. */
+static int read_file(const char *path, struct sl_buf *b, struct sl_diag *d)
+{
+	FILE *f = fopen(path, "rb");
+	char chunk[16384];
+	size_t n;
+
+	if (!f)
+		return sl_diag_set(d, SL_EIO, "%s: cannot open: %s", path, strerror(errno));
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		sl_buf_add(b, chunk, n);
+	n = (size_t)ferror(f);
+	fclose(f);
+	if (n)
+		return sl_diag_set(d, SL_EIO, "%s: cannot read", path);
+	return sl_buf_ok(b) ? 0 : sl_diag_set(d, SL_ENOMEM, "out of memory");
+}
+
+/* Protected: decodes the JSON text (light userdata sl_buf at 1, diag at 2).
+ * [-2, +1, m] */
+static int decode_protected(lua_State *L)
+{
+	struct sl_buf *b = lua_touserdata(L, 1);
+	struct sl_diag *d = lua_touserdata(L, 2);
+
+	lua_settop(L, 0);
+	if (sl_lj_decode(L, b->ptr, b->len, SL_LJ_STRICT, d))
+		lua_pushnil(L);
+	return 1;
+}
+
+/* Reads and decodes a JSON file, leaving the value on the stack.
+ * [-0, +1, -] on success; [-0, +0, -] on failure. */
+static int load_json(lua_State *L, const char *path, uint64_t *hash, struct sl_diag *d)
+{
+	struct sl_buf b;
+	size_t i;
+	int rc;
+
+	sl_buf_init(&b);
+	if ((rc = read_file(path, &b, d)))
+		goto out;
+	*hash = 1469598103934665603ull;
+	for (i = 0; i < b.len; i++)
+		*hash = (*hash ^ (unsigned char)b.ptr[i]) * 1099511628211ull;
+	lua_pushcfunction(L, decode_protected);
+	lua_pushlightuserdata(L, &b);
+	lua_pushlightuserdata(L, d);
+	if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+		rc = sl_diag_set(d, SL_ENOMEM, "%s: %s", path, lua_tostring(L, -1));
+		lua_pop(L, 1);
+	} else if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		rc = sl_diag_prefix(d, "%s", path);
+	}
+out:
+	sl_buf_release(&b);
+	return rc;
+}
+
+/* Protected: compiles the schema at 1 (where: light userdata string at 2, out at 3,
+ * diag at 4). [-4, +1, m] */
+static int compile_protected(lua_State *L)
+{
+	const char *where = lua_touserdata(L, 2);
+	struct sl_schema **out = lua_touserdata(L, 3);
+	struct sl_diag *d = lua_touserdata(L, 4);
+
+	lua_pushinteger(L, sl_schema_compile(L, 1, where, out, d));
+	return 1;
+}
+
+/* Compiles the value at idx. [-0, +0, -] */
+static int compile_at(lua_State *L, int idx, const char *where, struct sl_schema **out,
+		      struct sl_diag *d)
+{
+	int rc;
+
+	*out = NULL;
+	idx = lua_absindex(L, idx);
+	lua_pushcfunction(L, compile_protected);
+	lua_pushvalue(L, idx);
+	lua_pushlightuserdata(L, (void *)where);
+	lua_pushlightuserdata(L, out);
+	lua_pushlightuserdata(L, d);
+	if (lua_pcall(L, 4, 1, 0) != LUA_OK) {
+		rc = sl_diag_set(d, SL_ENOMEM, "%s: %s", where, lua_tostring(L, -1));
+	} else {
+		rc = (int)lua_tointeger(L, -1);
+	}
+	lua_pop(L, 1);
+	return rc;
+}
+
+/* Protected: validates value at 1 against schema (light userdata at 2), diag at 3.
+ * [-3, +1, m] */
+static int validate_protected(lua_State *L)
+{
+	lua_pushinteger(L, sl_schema_validate(lua_touserdata(L, 2), L, 1, lua_touserdata(L, 3)));
+	return 1;
+}
+
+static int validate_at(lua_State *L, int idx, const struct sl_schema *s, struct sl_diag *d)
+{
+	int rc;
+
+	idx = lua_absindex(L, idx);
+	lua_pushcfunction(L, validate_protected);
+	lua_pushvalue(L, idx);
+	lua_pushlightuserdata(L, (void *)s);
+	lua_pushlightuserdata(L, d);
+	if (lua_pcall(L, 3, 1, 0) != LUA_OK)
+		rc = sl_diag_set(d, SL_ENOMEM, "%s", lua_tostring(L, -1));
+	else
+		rc = (int)lua_tointeger(L, -1);
+	lua_pop(L, 1);
+	return rc;
+}
+
+int sl_contracts_new(struct sl_contracts **out, const char *const *dirs, size_t ndirs,
+		     struct sl_diag *d)
+{
+	struct sl_contracts *cs;
+	char path[4200];
+	uint64_t hash;
+	size_t i;
+	int rc;
+
+	*out = NULL;
+	if (!(cs = calloc(1, sizeof(*cs))) || !(cs->dirs = calloc(ndirs + 1, sizeof(char *))) ||
+	    !(cs->L = luaL_newstate())) {
+		sl_contracts_free(cs);
+		return sl_diag_set(d, SL_ENOMEM, "out of memory");
+	}
+	for (i = 0; i < ndirs; i++)
+		cs->dirs[cs->ndirs++] = strdup(dirs[i]);
+	cs->dirs[cs->ndirs++] = strdup(sl_builtin_schemas());
+	snprintf(path, sizeof(path), "%s/contract.schema.json", sl_builtin_schemas());
+	if (!(rc = load_json(cs->L, path, &hash, d))) {
+		rc = compile_at(cs->L, -1, path, &cs->meta, d);
+		lua_pop(cs->L, 1);
+	}
+	if (rc) {
+		sl_contracts_free(cs);
+		return rc;
+	}
+	*out = cs;
+	return 0;
+}
+
+static void contract_release(struct sl_contract *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->nconsumes; i++)
+		free(c->consumes[i]);
+	for (i = 0; i < c->nemits; i++)
+		free(c->emits[i]);
+	for (i = 0; i < c->ntypes; i++) {
+		if (c->types[i].origin == c->name)
+			sl_schema_free(c->types[i].schema);
+		free(c->types[i].type);
+	}
+	free(c->consumes);
+	free(c->emits);
+	free(c->types);
+	sl_schema_free(c->state);
+	free(c->initial_state);
+	free(c->file);
+}
+
+void sl_contracts_free(struct sl_contracts *cs)
+{
+	size_t i;
+
+	if (!cs)
+		return;
+	for (i = 0; i < cs->nent; i++) {
+		contract_release(&cs->ent[i]->c);
+		free(cs->ent[i]->name);
+		free(cs->ent[i]);
+	}
+	for (i = 0; i < cs->ndirs; i++)
+		free(cs->dirs[i]);
+	free(cs->ent);
+	free(cs->dirs);
+	sl_schema_free(cs->meta);
+	if (cs->L)
+		lua_close(cs->L);
+	free(cs);
+}
+
+/* ---- loading one contract -------------------------------------------------------- */
+
+static int find_file(const struct sl_contracts *cs, const char *name, char *path, size_t n)
+{
+	size_t i;
+	FILE *f;
+
+	for (i = 0; i < cs->ndirs; i++) {
+		snprintf(path, n, "%s/%s.contract.json", cs->dirs[i], name);
+		if ((f = fopen(path, "rb"))) {
+			fclose(f);
+			return 0;
+		}
+	}
+	return SL_ENOTFOUND;
+}
+
+/* Copies the string array field `field` of the table at -1 (validated already).
+ * [-0, +0, m] */
+static char **string_array(lua_State *L, const char *field, size_t *n)
+{
+	char **out;
+	size_t i, len;
+
+	lua_getfield(L, -1, field);
+	len = lua_istable(L, -1) ? (size_t)lua_rawlen(L, -1) : 0;
+	*n = 0;
+	if (!(out = calloc(len + 1, sizeof(*out)))) {
+		lua_pop(L, 1);
+		return NULL;
+	}
+	for (i = 0; i < len; i++) {
+		lua_rawgeti(L, -1, (lua_Integer)i + 1);
+		if ((out[*n] = strdup(lua_tostring(L, -1))))
+			(*n)++;
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+	return out;
+}
+
+static int cmp_type(const void *a, const void *b)
+{
+	return strcmp(((const struct sl_evtype *)a)->type, ((const struct sl_evtype *)b)->type);
+}
+
+const struct sl_evtype *sl_contract_type(const struct sl_contract *c, const char *type)
+{
+	struct sl_evtype key = { (char *)type, NULL, NULL };
+
+	return c->ntypes ? bsearch(&key, c->types, c->ntypes, sizeof(key), cmp_type) : NULL;
+}
+
+static int in_list(char *const *list, size_t n, const char *s)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!strcmp(list[i], s))
+			return 1;
+	return 0;
+}
+
+int sl_contract_consumes_named(const struct sl_contract *c, const char *type)
+{
+	return in_list(c->consumes, c->nconsumes, type);
+}
+
+int sl_contract_consumes(const struct sl_contract *c, const char *type)
+{
+	return c->consumes_all || in_list(c->consumes, c->nconsumes, type);
+}
+
+int sl_contract_emits(const struct sl_contract *c, const char *type)
+{
+	return in_list(c->emits, c->nemits, type);
+}
+
+/* Adds a type to c->types; reports a type owned twice. */
+static void add_type(struct sl_contract *c, const char *type, struct sl_schema *schema,
+		     const char *origin, struct sl_errs *errs)
+{
+	size_t i;
+
+	for (i = 0; i < c->ntypes; i++) {
+		if (strcmp(c->types[i].type, type))
+			continue;
+		if (c->types[i].origin != origin)
+			sl_errs_add(errs, "%s: events: type '%s' is defined twice, by '%s' and by '%s'",
+				    c->file, type, c->types[i].origin, origin);
+		if (origin == c->name)
+			sl_schema_free(schema);
+		return;
+	}
+	c->types[c->ntypes].type = strdup(type);
+	c->types[c->ntypes].schema = schema;
+	c->types[c->ntypes].origin = origin;
+	c->ntypes++;
+}
+
+/* Compiles the own events of the contract table at -1. [-0, +0, m] */
+static int own_events(lua_State *L, struct sl_contract *c, struct sl_errs *errs)
+{
+	char where[600];
+	struct sl_schema *s;
+	struct sl_diag d;
+	int bad = 0;
+
+	lua_getfield(L, -1, "events");
+	lua_pushnil(L);
+	while (lua_next(L, -2)) {
+		const char *type = lua_tostring(L, -2);
+		snprintf(where, sizeof(where), "%s: events.%s", c->file, type);
+		sl_diag_init(&d);
+		if (compile_at(L, -1, where, &s, &d)) {
+			sl_errs_add(errs, "%s", sl_diag_msg(&d));
+			bad = 1;
+		} else {
+			add_type(c, type, s, c->name, errs);
+		}
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+	return bad;
+}
+
+/* Suggests the closest known type, for a typo. */
+static const char *closest(const struct sl_contract *c, const char *type)
+{
+	const char *best = NULL;
+	int bd = 4, dist;
+	size_t i;
+
+	for (i = 0; i < c->ntypes; i++)
+		if ((dist = sl_edit_distance(type, c->types[i].type)) < bd)
+			bd = dist, best = c->types[i].type;
+	return best;
+}
+
+static void check_names(struct sl_contract *c, char **list, size_t n, const char *field,
+			struct sl_errs *errs)
+{
+	const char *hint;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (!strcmp(list[i], "*")) {
+			if (!strcmp(field, "emits"))
+				sl_errs_add(errs, "%s: emits: '*' is allowed in consumes only", c->file);
+			else
+				c->consumes_all = 1;
+			continue;
+		}
+		if (sl_contract_type(c, list[i]))
+			continue;
+		if ((hint = closest(c, list[i])))
+			sl_errs_add(errs, "%s: %s: unknown event type '%s' (did you mean '%s'?)",
+				    c->file, field, list[i], hint);
+		else
+			sl_errs_add(errs, "%s: %s: unknown event type '%s' (not in events or imports)",
+				    c->file, field, list[i]);
+	}
+}
+
+static struct entry *find_entry(struct sl_contracts *cs, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < cs->nent; i++)
+		if (!strcmp(cs->ent[i]->name, name))
+			return cs->ent[i];
+	return NULL;
+}
+
+static struct entry *new_entry(struct sl_contracts *cs, const char *name)
+{
+	struct entry *e, **grown;
+
+	if (!(grown = realloc(cs->ent, (cs->nent + 1) * sizeof(*grown))))
+		return NULL;
+	cs->ent = grown;
+	if (!(e = calloc(1, sizeof(*e))) || !(e->name = strdup(name))) {
+		free(e);
+		return NULL;
+	}
+	e->c.name = e->name;
+	cs->ent[cs->nent++] = e;
+	return e;
+}
+
+/* Loads the imports; imp[i] is NULL for one that failed. */
+static int load_imports(struct sl_contracts *cs, struct sl_contract *c, char **imports,
+			size_t n, const struct sl_contract **imp, struct sl_errs *errs)
+{
+	size_t i;
+	int bad = 0;
+
+	for (i = 0; i < n; i++) {
+		if (sl_contracts_load(cs, imports[i], &imp[i], errs)) {
+			sl_errs_add(errs, "%s: imports: contract '%s' cannot be loaded", c->file,
+				    imports[i]);
+			imp[i] = NULL;
+			bad = 1;
+			continue;
+		}
+		c->hash = (c->hash ^ imp[i]->hash) * 1099511628211ull;
+	}
+	return bad;
+}
+
+/* The number of own events of the contract table at -1. [-0, +0, -] */
+static size_t count_events(lua_State *L)
+{
+	size_t total = 0;
+
+	lua_getfield(L, -1, "events");
+	lua_pushnil(L);
+	while (lua_next(L, -2)) {
+		total++;
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+	return total;
+}
+
+/* Builds c->types from the own events and the imports. [-0, +0, m] */
+static int build_types(lua_State *L, struct sl_contracts *cs, struct sl_contract *c,
+		       struct sl_errs *errs)
+{
+	const struct sl_contract **imp = NULL;
+	char **imports;
+	size_t n, i, k, total;
+	int bad;
+
+	imports = string_array(L, "imports", &n);
+	if (!imports || (n && !(imp = calloc(n, sizeof(*imp))))) {
+		sl_errs_add(errs, "%s: out of memory", c->file);
+		bad = 1;
+		goto out;
+	}
+	bad = load_imports(cs, c, imports, n, imp, errs);
+	total = count_events(L);
+	for (i = 0; i < n; i++)
+		total += imp[i] ? imp[i]->ntypes : 0;
+	if (!(c->types = calloc(total + 1, sizeof(*c->types)))) {
+		bad = 1;
+		goto out;
+	}
+	bad |= own_events(L, c, errs);
+	for (i = 0; i < n; i++)
+		for (k = 0; imp[i] && k < imp[i]->ntypes; k++)
+			add_type(c, imp[i]->types[k].type, imp[i]->types[k].schema,
+				 imp[i]->types[k].origin, errs);
+	qsort(c->types, c->ntypes, sizeof(*c->types), cmp_type);
+out:
+	for (i = 0; imports && i < n; i++)
+		free(imports[i]);
+	free(imports);
+	free(imp);
+	return bad;
+}
+
+/* Protected: encodes the value at 1 into the sl_buf at 2 (diag at 3). [-3, +1, m] */
+static int encode_protected(lua_State *L)
+{
+	lua_pushinteger(L, sl_lj_encode(L, 1, "initialState", lua_touserdata(L, 2),
+					lua_touserdata(L, 3)));
+	return 1;
+}
+
+/* Compiles state, checks and encodes initialState. [-0, +0, m] */
+static int state_and_initial(lua_State *L, struct sl_contract *c, struct sl_errs *errs)
+{
+	char where[600];
+	struct sl_diag d;
+	struct sl_buf b;
+	int rc;
+
+	snprintf(where, sizeof(where), "%s: state", c->file);
+	sl_diag_init(&d);
+	lua_getfield(L, -1, "state");
+	rc = compile_at(L, -1, where, &c->state, &d);
+	lua_pop(L, 1);
+	if (rc) {
+		sl_errs_add(errs, "%s", sl_diag_msg(&d));
+		return 1;
+	}
+	lua_getfield(L, -1, "initialState");
+	if (validate_at(L, -1, c->state, &d)) {
+		sl_errs_add(errs, "%s: initialState: %s", c->file, sl_diag_msg(&d));
+		lua_pop(L, 1);
+		return 1;
+	}
+	sl_buf_init(&b);
+	lua_pushcfunction(L, encode_protected);
+	lua_pushvalue(L, -2);
+	lua_pushlightuserdata(L, &b);
+	lua_pushlightuserdata(L, &d);
+	rc = lua_pcall(L, 3, 1, 0) != LUA_OK || lua_tointeger(L, -1) != 0;
+	lua_pop(L, 2);
+	if (rc)
+		sl_errs_add(errs, "%s: initialState: %s", c->file, sl_diag_msg(&d));
+	else
+		c->initial_state = sl_buf_detach(&b, &c->initial_len);
+	sl_buf_release(&b);
+	return rc;
+}
+
+/* Checks the decoded contract at -1 and fills c. [-0, +0, m] */
+static int check_contract(lua_State *L, struct sl_contracts *cs, struct sl_contract *c,
+			  struct sl_errs *errs)
+{
+	struct sl_diag d;
+	size_t i, k;
+	int bad = 0;
+
+	sl_diag_init(&d);
+	if (validate_at(L, -1, cs->meta, &d)) {
+		sl_errs_add(errs, "%s: %s", c->file, sl_diag_msg(&d));
+		return 1;
+	}
+	lua_getfield(L, -1, "name");
+	if (strcmp(lua_tostring(L, -1), c->name)) {
+		sl_errs_add(errs, "%s: name: '%s' does not match the file name (expected '%s')",
+			    c->file, lua_tostring(L, -1), c->name);
+		bad = 1;
+	}
+	lua_getfield(L, -2, "version");
+	c->version = lua_tointeger(L, -1);
+	lua_pop(L, 2);
+	bad |= build_types(L, cs, c, errs);
+	c->consumes = string_array(L, "consumes", &c->nconsumes);
+	c->emits = string_array(L, "emits", &c->nemits);
+	if (!c->consumes || !c->emits)
+		return 1;
+	check_names(c, c->consumes, c->nconsumes, "consumes", errs);
+	check_names(c, c->emits, c->nemits, "emits", errs);
+	for (i = k = 0; i < c->nconsumes; i++) /* "*" is kept as consumes_all only */
+		if (strcmp(c->consumes[i], "*"))
+			c->consumes[k++] = c->consumes[i];
+		else
+			free(c->consumes[i]);
+	c->nconsumes = k;
+	bad |= state_and_initial(L, c, errs);
+	return bad;
+}
+
+int sl_contracts_load(struct sl_contracts *cs, const char *name, const struct sl_contract **out,
+		      struct sl_errs *errs)
+{
+	struct entry *e = find_entry(cs, name);
+	size_t before = errs->n;
+	char path[4200];
+	struct sl_diag d;
+	lua_State *L = cs->L;
+
+	*out = NULL;
+	if (e && e->state == 0)
+		sl_errs_add(errs, "contract '%s': imports form a cycle", name);
+	if (e) {
+		*out = e->state == 1 ? &e->c : NULL;
+		return e->state == 1 ? 0 : SL_EINVAL;
+	}
+	if (!(e = new_entry(cs, name))) {
+		sl_errs_add(errs, "out of memory");
+		return SL_ENOMEM;
+	}
+	sl_diag_init(&d);
+	if (find_file(cs, name, path, sizeof(path))) {
+		sl_errs_add(errs, "contract '%s' not found (looked for %s.contract.json in %zu"
+			    " directories, the last %s)", name, name, cs->ndirs, cs->dirs[cs->ndirs - 1]);
+	} else if (!(e->c.file = strdup(path)) || load_json(L, path, &e->c.hash, &d)) {
+		sl_errs_add(errs, "%s", sl_diag_msg(&d));
+	} else {
+		check_contract(L, cs, &e->c, errs);
+		lua_pop(L, 1);
+	}
+	e->state = errs->n > before ? -1 : 1;
+	*out = e->state == 1 ? &e->c : NULL;
+	return e->state == 1 ? 0 : SL_EINVAL;
+}

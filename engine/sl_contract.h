@@ -1,0 +1,80 @@
+/* sl_contract.h - contracts: what a processor consumes, emits and keeps as state
+ * (DESIGN §3).
+ *
+ * A contract lives in NAME.contract.json on the contract search path (the built-in
+ * schemas directory is always on it). Loading checks, and reports every error as
+ * "<file>: <field>: <message>":
+ *   - the file is valid against schemas/contract.schema.json, and its name matches;
+ *   - every entry of `consumes` and `emits` is a key of `events` or of an imported
+ *     contract's `events` (a typo gets "did you mean"); "*" may appear in `consumes`
+ *     only;
+ *   - no type resolves to two different definitions within the contract and its
+ *     transitive imports (the same imported definition reached twice is fine);
+ *   - every event schema and the state schema compile; `initialState` is an object
+ *     valid against `state`.
+ *
+ * Ownership: a registry (struct sl_contracts) owns every contract it loaded and
+ * their compiled schemas; pointers it hands out live as long as the registry.
+ * Threads: a registry is used by one thread at a time.
+ */
+#ifndef SL_CONTRACT_H
+#define SL_CONTRACT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sl_error.h"
+
+struct sl_schema;
+
+/* An event type visible to a contract: its own or an imported one. */
+struct sl_evtype {
+	char *type;
+	struct sl_schema *schema; /* owned by the contract named `origin` */
+	const char *origin;
+};
+
+struct sl_contract {
+	char *name;
+	char *file;
+	int64_t version;
+	uint64_t hash; /* of the file's bytes and its imports' hashes */
+	int consumes_all; /* "*" is in consumes */
+	char **consumes;  /* the named consumed types */
+	size_t nconsumes;
+	char **emits;
+	size_t nemits;
+	struct sl_evtype *types; /* sorted by type */
+	size_t ntypes;
+	struct sl_schema *state;
+	char *initial_state; /* compact JSON object text */
+	size_t initial_len;
+};
+
+struct sl_contracts;
+
+/* Creates a registry searching `dirs` (borrowed strings, copied) and then the built-in
+ * schemas directory. */
+int sl_contracts_new(struct sl_contracts **out, const char *const *dirs, size_t ndirs,
+		     struct sl_diag *d);
+void sl_contracts_free(struct sl_contracts *cs);
+
+/* Loads contract `name` (once; later calls return the same contract or fail the
+ * same way). Adds every error to errs and returns SL_EINVAL, or 0 with *out set. */
+int sl_contracts_load(struct sl_contracts *cs, const char *name, const struct sl_contract **out,
+		      struct sl_errs *errs);
+
+/* The schema of `type` if the contract sees it (own or imported), else NULL. */
+const struct sl_evtype *sl_contract_type(const struct sl_contract *c, const char *type);
+/* 1 if the contract consumes `type` ("*" consumes everything). */
+int sl_contract_consumes(const struct sl_contract *c, const char *type);
+/* 1 if `type` is named in consumes (not only through "*"). */
+int sl_contract_consumes_named(const struct sl_contract *c, const char *type);
+int sl_contract_emits(const struct sl_contract *c, const char *type);
+
+/* The built-in schemas directory (SLUICE_HOME/schemas, else the source tree's). */
+const char *sl_builtin_schemas(void);
+/* The directory holding the engine's Lua modules (lua/). */
+const char *sl_builtin_lua(void);
+
+#endif

@@ -1,0 +1,496 @@
+/* sl_dbapi.c - ctx.db, the Lua face of a processor's own SQL tables.
+ *
+ * This file is the one place where Lua meets SQLite. Statements are prepared once
+ * per SQL text and kept in a small cache; each call resets its statement first, so a
+ * Lua error raised while building results (out of memory) leaves nothing half-run.
+ */
+#include "sl_dbapi.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <lauxlib.h>
+
+#include "sl_luajson.h"
+#include "sl_store_int.h"
+
+#define STMT_CACHE 64
+
+struct cached {
+	char *sql;
+	sqlite3_stmt *st;
+	unsigned long used;
+	int ddl; /* the statement creates or drops a table */
+	char *creates, *drops; /* table it creates / drops, if any */
+};
+
+struct sl_dbapi {
+	struct sl_store *s;
+	sqlite3 *db;
+	char *proc;
+	char **owned; /* tables this processor owns */
+	size_t nowned;
+	char **foreign; /* tables other processors own */
+	size_t nforeign;
+	struct cached cache[STMT_CACHE];
+	unsigned long clock;
+	int enabled;
+	/* Set by the authorizer while a statement is prepared: */
+	int ddl;
+	char *creates, *drops;
+	char deny[256];
+};
+
+static int listed(char *const *list, size_t n, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!strcasecmp(list[i], name))
+			return 1;
+	return 0;
+}
+
+static int add_name(char ***list, size_t *n, const char *name)
+{
+	char **grown = realloc(*list, (*n + 1) * sizeof(**list));
+
+	if (!grown)
+		return SL_ENOMEM;
+	*list = grown;
+	if (!((*list)[*n] = strdup(name)))
+		return SL_ENOMEM;
+	(*n)++;
+	return 0;
+}
+
+static void free_names(char ***list, size_t *n)
+{
+	size_t i;
+
+	for (i = 0; i < *n; i++)
+		free((*list)[i]);
+	free(*list);
+	*list = NULL;
+	*n = 0;
+}
+
+static int schema_table(const char *t)
+{
+	return t && (!strcasecmp(t, "sqlite_master") || !strcasecmp(t, "sqlite_schema") ||
+		     !strcasecmp(t, "sqlite_temp_master") || !strcasecmp(t, "sqlite_sequence"));
+}
+
+static int deny(struct sl_dbapi *api, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Records why the authorizer refused, for the error message, and refuses. */
+static int deny(struct sl_dbapi *api, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(api->deny, sizeof(api->deny), fmt, ap);
+	va_end(ap);
+	return SQLITE_DENY;
+}
+
+/* May the processor touch table t? */
+static int own(struct sl_dbapi *api, const char *t)
+{
+	return listed(api->owned, api->nowned, t) || (api->creates && !strcasecmp(api->creates, t));
+}
+
+static int check_create(struct sl_dbapi *api, const char *t)
+{
+	if (!strncasecmp(t, "sl_", 3) || !strncasecmp(t, "sqlite_", 7))
+		return deny(api, "table name '%s' is reserved for the engine", t);
+	if (listed(api->foreign, api->nforeign, t))
+		return deny(api, "table '%s' belongs to another processor", t);
+	free(api->creates);
+	api->creates = strdup(t);
+	api->ddl = 1;
+	return SQLITE_OK;
+}
+
+static int authorize(void *ud, int action, const char *a1, const char *a2, const char *dbn,
+		     const char *trig)
+{
+	struct sl_dbapi *api = ud;
+
+	(void)trig;
+	if (dbn && strcmp(dbn, "main"))
+		return deny(api, "only the main database is reachable (not '%s')", dbn);
+	switch (action) {
+	case SQLITE_SELECT:
+	case SQLITE_RECURSIVE:
+		return SQLITE_OK;
+	case SQLITE_FUNCTION:
+		return a2 && !strcasecmp(a2, "load_extension")
+			       ? deny(api, "function '%s' is not allowed", a2) : SQLITE_OK;
+	case SQLITE_CREATE_TABLE:
+		return check_create(api, a1);
+	case SQLITE_DROP_TABLE:
+		if (!own(api, a1))
+			return deny(api, "table '%s' does not belong to this processor", a1);
+		free(api->drops);
+		api->drops = strdup(a1);
+		api->ddl = 1;
+		return SQLITE_OK;
+	case SQLITE_CREATE_INDEX:
+	case SQLITE_DROP_INDEX:
+		if (!own(api, a2))
+			return deny(api, "table '%s' does not belong to this processor", a2);
+		api->ddl = 1;
+		return SQLITE_OK;
+	case SQLITE_ALTER_TABLE:
+		return own(api, a2) ? (api->ddl = 1, SQLITE_OK)
+				    : deny(api, "table '%s' does not belong to this processor", a2);
+	case SQLITE_READ:
+	case SQLITE_INSERT:
+	case SQLITE_UPDATE:
+	case SQLITE_DELETE:
+		if (own(api, a1) || (schema_table(a1) && (api->ddl || !strcasecmp(a1, "sqlite_sequence"))))
+			return SQLITE_OK;
+		return deny(api, "table '%s' does not belong to this processor", a1);
+	case SQLITE_PRAGMA:
+		return deny(api, "PRAGMA %s is not allowed", a1 ? a1 : "");
+	case SQLITE_ATTACH:
+	case SQLITE_DETACH:
+		return deny(api, "ATTACH and DETACH are not allowed");
+	case SQLITE_TRANSACTION:
+	case SQLITE_SAVEPOINT:
+		return deny(api, "transactions are the engine's (each batch is one)");
+	}
+	return deny(api, "this kind of statement (%d) is not allowed in ctx.db", action);
+}
+
+/* ---- lifecycle -------------------------------------------------------------------- */
+
+static int load_owners(struct sl_dbapi *api, struct sl_diag *d)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	free_names(&api->owned, &api->nowned);
+	free_names(&api->foreign, &api->nforeign);
+	if (sqlite3_prepare_v2(api->db, "SELECT name, processor FROM sl_tables", -1, &st, NULL))
+		return sl_diag_set(d, SL_EIO, "cannot read sl_tables: %s", sqlite3_errmsg(api->db));
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(st, 0);
+		const char *proc = (const char *)sqlite3_column_text(st, 1);
+		if (!strcmp(proc, api->proc) ? add_name(&api->owned, &api->nowned, name)
+					     : add_name(&api->foreign, &api->nforeign, name)) {
+			sqlite3_finalize(st);
+			return sl_diag_set(d, SL_ENOMEM, "out of memory");
+		}
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : sl_diag_set(d, SL_EIO, "cannot read sl_tables");
+}
+
+int sl_dbapi_new(struct sl_dbapi **out, struct sl_store *s, const char *proc, struct sl_diag *d)
+{
+	struct sl_dbapi *api = calloc(1, sizeof(*api));
+	int rc;
+
+	*out = NULL;
+	if (!api || !(api->proc = strdup(proc))) {
+		free(api);
+		return sl_diag_set(d, SL_ENOMEM, "out of memory");
+	}
+	api->s = s;
+	api->db = sl_store_db(s);
+	if ((rc = load_owners(api, d))) {
+		sl_dbapi_free(api);
+		return rc;
+	}
+	*out = api;
+	return 0;
+}
+
+static void uncache(struct cached *c)
+{
+	sqlite3_finalize(c->st);
+	free(c->sql);
+	free(c->creates);
+	free(c->drops);
+	memset(c, 0, sizeof(*c));
+}
+
+void sl_dbapi_free(struct sl_dbapi *api)
+{
+	int i;
+
+	if (!api)
+		return;
+	for (i = 0; i < STMT_CACHE; i++)
+		uncache(&api->cache[i]);
+	if (api->enabled)
+		sqlite3_set_authorizer(api->db, NULL, NULL);
+	free_names(&api->owned, &api->nowned);
+	free_names(&api->foreign, &api->nforeign);
+	free(api->creates);
+	free(api->drops);
+	free(api->proc);
+	free(api);
+}
+
+void sl_dbapi_enable(struct sl_dbapi *api, int on)
+{
+	api->enabled = on;
+	/* The authorizer runs at prepare time; cached statements were checked then. */
+	sqlite3_set_authorizer(api->db, on ? authorize : NULL, on ? api : NULL);
+}
+
+void sl_dbapi_forget_tables(struct sl_dbapi *api)
+{
+	int i;
+
+	for (i = 0; i < STMT_CACHE; i++)
+		uncache(&api->cache[i]);
+	free_names(&api->owned, &api->nowned);
+}
+
+/* ---- statements ----------------------------------------------------------------------- */
+
+/* Returns the cached statement for sql, preparing it (with the authorizer) on a miss.
+ * Raises on errors, holding nothing. [-0, +0, e] */
+static struct cached *statement(lua_State *L, struct sl_dbapi *api, const char *sql)
+{
+	struct cached *c, *victim = &api->cache[0];
+	const char *tail;
+	sqlite3_stmt *st;
+	int i;
+
+	for (i = 0; i < STMT_CACHE; i++) {
+		c = &api->cache[i];
+		if (c->sql && !strcmp(c->sql, sql)) {
+			c->used = ++api->clock;
+			sqlite3_reset(c->st);
+			sqlite3_clear_bindings(c->st);
+			return c;
+		}
+		if (c->used < victim->used)
+			victim = c;
+	}
+	api->ddl = 0;
+	api->deny[0] = '\0';
+	free(api->creates);
+	free(api->drops);
+	api->creates = api->drops = NULL;
+	if (sqlite3_prepare_v3(api->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, &tail) != SQLITE_OK)
+		luaL_error(L, "ctx.db: %s", api->deny[0] ? api->deny : sqlite3_errmsg(api->db));
+	if (!st)
+		luaL_error(L, "ctx.db: empty statement");
+	while (*tail && isspace((unsigned char)*tail))
+		tail++;
+	if (*tail && strcmp(tail, ";")) {
+		sqlite3_finalize(st);
+		luaL_error(L, "ctx.db: one statement per call");
+	}
+	uncache(victim);
+	victim->st = st;
+	victim->sql = strdup(sql);
+	victim->ddl = api->ddl;
+	victim->creates = api->creates;
+	victim->drops = api->drops;
+	api->creates = api->drops = NULL;
+	victim->used = ++api->clock;
+	if (!victim->sql) {
+		uncache(victim);
+		luaL_error(L, "out of memory");
+	}
+	return victim;
+}
+
+/* Binds the value at idx to parameter i. [-0, +0, e] */
+static void bind_value(lua_State *L, sqlite3_stmt *st, int i, int idx)
+{
+	size_t len;
+	const char *s;
+
+	switch (lua_type(L, idx)) {
+	case LUA_TNIL:
+		sqlite3_bind_null(st, i);
+		break;
+	case LUA_TBOOLEAN:
+		sqlite3_bind_int(st, i, lua_toboolean(L, idx));
+		break;
+	case LUA_TNUMBER:
+		if (lua_isinteger(L, idx))
+			sqlite3_bind_int64(st, i, lua_tointeger(L, idx));
+		else
+			sqlite3_bind_double(st, i, lua_tonumber(L, idx));
+		break;
+	case LUA_TSTRING:
+		s = lua_tolstring(L, idx, &len);
+		sqlite3_bind_text(st, i, s, (int)len, SQLITE_TRANSIENT);
+		break;
+	default:
+		if (sl_lj_isnull(L, idx)) {
+			sqlite3_bind_null(st, i);
+			break;
+		}
+		sqlite3_reset(st);
+		luaL_error(L, "ctx.db: parameter %d: cannot bind a %s", i, luaL_typename(L, idx));
+	}
+}
+
+/* Binds params (table at idx: array for ?, keys for :name). [-0, +0, e] */
+static void bind_params(lua_State *L, sqlite3_stmt *st, int idx)
+{
+	char name[128];
+	int i, n;
+
+	if (lua_isnoneornil(L, idx))
+		return;
+	luaL_checktype(L, idx, LUA_TTABLE);
+	n = (int)lua_rawlen(L, idx);
+	for (i = 1; i <= n; i++) {
+		lua_rawgeti(L, idx, i);
+		bind_value(L, st, i, -1);
+		lua_pop(L, 1);
+	}
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		if (lua_type(L, -2) == LUA_TSTRING) {
+			snprintf(name, sizeof(name), ":%s", lua_tostring(L, -2));
+			if (!(i = sqlite3_bind_parameter_index(st, name)))
+				name[0] = '@', i = sqlite3_bind_parameter_index(st, name);
+			if (!(i = i ? i : (name[0] = '$', sqlite3_bind_parameter_index(st, name)))) {
+				sqlite3_reset(st);
+				luaL_error(L, "ctx.db: no parameter named '%s'", lua_tostring(L, -2));
+			}
+			bind_value(L, st, i, -1);
+		}
+		lua_pop(L, 1);
+	}
+}
+
+static struct sl_dbapi *check_api(lua_State *L)
+{
+	struct sl_dbapi *api = lua_touserdata(L, lua_upvalueindex(1));
+
+	if (!api->enabled)
+		luaL_error(L, "ctx.db is available only in hooks and prepare");
+	return api;
+}
+
+/* Records the ownership change of a DDL statement that ran. */
+static void track_ddl(lua_State *L, struct sl_dbapi *api, struct cached *c)
+{
+	char *err = NULL, *sql;
+
+	if (c->creates && !listed(api->owned, api->nowned, c->creates)) {
+		sql = sqlite3_mprintf("INSERT OR IGNORE INTO sl_tables(name, processor) VALUES (%Q, %Q)",
+				      c->creates, api->proc);
+		sqlite3_set_authorizer(api->db, NULL, NULL);
+		sqlite3_exec(api->db, sql, NULL, NULL, &err);
+		sqlite3_set_authorizer(api->db, authorize, api);
+		sqlite3_free(sql);
+		if (err || add_name(&api->owned, &api->nowned, c->creates)) {
+			sqlite3_free(err);
+			luaL_error(L, "ctx.db: cannot record table '%s'", c->creates);
+		}
+	}
+	if (c->drops) {
+		sql = sqlite3_mprintf("DELETE FROM sl_tables WHERE name = %Q", c->drops);
+		sqlite3_set_authorizer(api->db, NULL, NULL);
+		sqlite3_exec(api->db, sql, NULL, NULL, NULL);
+		sqlite3_set_authorizer(api->db, authorize, api);
+		sqlite3_free(sql);
+	}
+}
+
+/* Steps a statement to its end; raises with SQLite's message on failure.
+ * [-0, +0, e] */
+static void step_done(lua_State *L, struct sl_dbapi *api, sqlite3_stmt *st)
+{
+	int rc;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		;
+	if (rc != SQLITE_DONE) {
+		const char *msg = api->deny[0] ? api->deny : sqlite3_errmsg(api->db);
+		lua_pushfstring(L, "ctx.db: %s", msg);
+		sqlite3_reset(st);
+		lua_error(L);
+	}
+	sqlite3_reset(st);
+}
+
+/* db:exec(sql [, params]) -> changed rows [-(2|3), +1, e] */
+static int db_exec(lua_State *L)
+{
+	struct sl_dbapi *api = check_api(L);
+	struct cached *c = statement(L, api, luaL_checkstring(L, 2));
+
+	bind_params(L, c->st, 3);
+	step_done(L, api, c->st);
+	if (c->ddl)
+		track_ddl(L, api, c);
+	lua_pushinteger(L, sqlite3_changes(api->db));
+	return 1;
+}
+
+/* Pushes column i of the current row. [-0, +1, m] */
+static void push_column(lua_State *L, sqlite3_stmt *st, int i)
+{
+	switch (sqlite3_column_type(st, i)) {
+	case SQLITE_INTEGER:
+		lua_pushinteger(L, sqlite3_column_int64(st, i));
+		break;
+	case SQLITE_FLOAT:
+		lua_pushnumber(L, sqlite3_column_double(st, i));
+		break;
+	case SQLITE_NULL:
+		sl_lj_pushnull(L);
+		break;
+	default:
+		lua_pushlstring(L, (const char *)sqlite3_column_blob(st, i),
+				(size_t)sqlite3_column_bytes(st, i));
+	}
+}
+
+/* db:query(sql [, params]) -> array of rows [-(2|3), +1, e] */
+static int db_query(lua_State *L)
+{
+	struct sl_dbapi *api = check_api(L);
+	struct cached *c = statement(L, api, luaL_checkstring(L, 2));
+	lua_Integer n = 0;
+	int rc, i, cols;
+
+	bind_params(L, c->st, 3);
+	lua_newtable(L);
+	cols = sqlite3_column_count(c->st);
+	while ((rc = sqlite3_step(c->st)) == SQLITE_ROW) {
+		lua_createtable(L, 0, cols);
+		for (i = 0; i < cols; i++) {
+			push_column(L, c->st, i);
+			lua_setfield(L, -2, sqlite3_column_name(c->st, i));
+		}
+		lua_rawseti(L, -2, ++n);
+	}
+	if (rc != SQLITE_DONE) {
+		lua_pushfstring(L, "ctx.db: %s", sqlite3_errmsg(api->db));
+		sqlite3_reset(c->st);
+		return lua_error(L);
+	}
+	sqlite3_reset(c->st);
+	return 1;
+}
+
+void sl_dbapi_push(lua_State *L, struct sl_dbapi *api)
+{
+	lua_createtable(L, 0, 2);
+	lua_pushlightuserdata(L, api);
+	lua_pushcclosure(L, db_exec, 1);
+	lua_setfield(L, -2, "exec");
+	lua_pushlightuserdata(L, api);
+	lua_pushcclosure(L, db_query, 1);
+	lua_setfield(L, -2, "query");
+}

@@ -1,0 +1,35 @@
+/* sl_dbapi.h - ctx.db: SQL on a processor's own tables (DESIGN §4, §7 "ctx.db").
+ *
+ * db:exec(sql [, params]) returns the number of changed rows; db:query(sql [, params])
+ * returns an array of rows (column -> value). params is an array for `?` or a table
+ * for `:name`. Tables a processor creates belong to it (recorded in sl_tables) and are
+ * shared by its instances. SQLite's authorizer keeps everything else out of reach:
+ * the engine's tables, other processors' tables, ATTACH/DETACH, PRAGMA, transactions
+ * and load_extension. Statements are prepared once and cached per SQL text.
+ *
+ * db is usable only while enabled (hooks and prepare run); elsewhere it raises.
+ * Its writes join the transaction the batch opened.
+ */
+#ifndef SL_DBAPI_H
+#define SL_DBAPI_H
+
+#include <lua.h>
+
+#include "sl_error.h"
+#include "sl_store.h"
+
+struct sl_dbapi;
+
+int sl_dbapi_new(struct sl_dbapi **out, struct sl_store *s, const char *proc, struct sl_diag *d);
+void sl_dbapi_free(struct sl_dbapi *api);
+
+/* Pushes the db object (a table with exec and query). [-0, +1, m] */
+void sl_dbapi_push(lua_State *L, struct sl_dbapi *api);
+
+/* Turns access on (installs the authorizer) or off. */
+void sl_dbapi_enable(struct sl_dbapi *api, int on);
+
+/* Forgets the tables owned by the processor (after they were dropped). */
+void sl_dbapi_forget_tables(struct sl_dbapi *api);
+
+#endif

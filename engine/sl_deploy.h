@@ -1,0 +1,59 @@
+/* sl_deploy.h - deployment files: a Lua file returning a table (DESIGN §6).
+ *
+ * The file is loaded as text into an empty environment (no library at all: a
+ * deployment is configuration, not a program) and run in a protected call. Its table
+ * is validated against schemas/deployment.schema.json; every error is reported with
+ * its path in the table ("deploy.lua: /processors/counter/streams: type: expected
+ * string, got number"). Paths in it are relative to the file's directory and are
+ * resolved here.
+ */
+#ifndef SL_DEPLOY_H
+#define SL_DEPLOY_H
+
+#include <stddef.h>
+
+#include "sl_error.h"
+#include "sl_store.h"
+
+struct sl_deploy_proc {
+	char *name;
+	char *script;  /* resolved */
+	char *streams; /* name or pattern */
+	int mode_all;
+	int effects_all;
+	int batch_size;      /* events per batch (1000) */
+	double instructions; /* limits (defaults: 1e8, 64 MiB, 10 s) */
+	double memory;
+	double wallclock_ms;
+	int retry_attempts; /* retry (defaults: 4, 100 ms) */
+	double backoff_ms;
+};
+
+struct sl_deploy {
+	char *file;  /* as given */
+	char *dir;   /* its directory, for relative paths */
+	char *store; /* resolved store path */
+	enum sl_durability durability;
+	char **schemas; /* resolved contract directories */
+	size_t nschemas;
+	struct sl_deploy_proc *procs; /* sorted by name */
+	size_t nprocs;
+	char *console; /* resolved, or NULL */
+};
+
+/* Loads and validates `file`. Every error goes to errs; returns SL_EINVAL (or
+ * SL_ENOMEM) if there was any, with *out NULL. */
+int sl_deploy_load(struct sl_deploy **out, const char *file, struct sl_errs *errs);
+void sl_deploy_free(struct sl_deploy *dp);
+
+/* The processor named `name`, or NULL. */
+const struct sl_deploy_proc *sl_deploy_proc(const struct sl_deploy *dp, const char *name);
+
+/* Resolves `path` against the deployment's directory; the result is owned. */
+char *sl_deploy_path(const struct sl_deploy *dp, const char *path);
+
+/* Parses "64MiB" into bytes and "100ms" / "10s" / "2m" into milliseconds; -1 if bad. */
+double sl_parse_size(const char *s);
+double sl_parse_duration(const char *s);
+
+#endif

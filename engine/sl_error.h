@@ -1,0 +1,78 @@
+/* sl_error.h - error codes and the caller-owned diagnostic that carries their detail.
+ *
+ * Every fallible function in libsluice returns an int: 0 on success, a negative
+ * SL_E<NAME> code on failure. The codes come from one X-macro table, which also
+ * yields sl_strerror() (the libuv UV_ERRNO_MAP habit).
+ *
+ * Detail travels in a struct sl_diag owned by the caller. The function that detects
+ * an error fills it with sl_diag_set(); callers add context in front of the message
+ * with sl_diag_prefix() rather than overwriting it, so a user finally reads
+ * "line 3: payload: must be a JSON object, got array".
+ */
+#ifndef SL_ERROR_H
+#define SL_ERROR_H
+
+#include <stddef.h>
+
+#define SL_ERRNO_MAP(X)                                              \
+	X(INVAL, -1, "invalid input")                                \
+	X(NOMEM, -2, "out of memory")                                \
+	X(IO, -3, "store I/O error")                                 \
+	X(CONFLICT, -4, "offset conflict")                           \
+	X(PAUSED, -5, "stream paused")                               \
+	X(NOTFOUND, -6, "not found")                                 \
+	X(TOOBIG, -7, "too large")                                   \
+	X(BUSY, -8, "store busy")                                    \
+	X(VERSION, -9, "unsupported store version")                  \
+	X(LUA, -10, "Lua error")                                     \
+	X(USAGE, -11, "usage error")
+
+enum sl_errno {
+#define SL_ERRNO_ENUM(name, val, text) SL_E##name = (val),
+	SL_ERRNO_MAP(SL_ERRNO_ENUM)
+#undef SL_ERRNO_ENUM
+};
+
+/* Returns a static, human-readable text for an SL_E* code. */
+const char *sl_strerror(int code);
+
+#define SL_DIAG_MAX 1024
+
+/* A diagnostic: the first error's code and its message, plus context. */
+struct sl_diag {
+	int code;            /* 0 while no error has been recorded */
+	char msg[SL_DIAG_MAX];
+};
+
+/* Clears `d` (NULL is allowed everywhere a diag is taken: detail is then dropped). */
+void sl_diag_init(struct sl_diag *d);
+
+/* Records an error unless one is already recorded (the first error wins, so the
+ * deepest, most precise message survives). Returns `code`, so callers can write
+ * `return sl_diag_set(d, SL_EINVAL, "...")`. */
+int sl_diag_set(struct sl_diag *d, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Puts "<context>: " in front of the recorded message. Returns d->code (or 0). */
+int sl_diag_prefix(struct sl_diag *d, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* The message, or sl_strerror(code) when no message was recorded. */
+const char *sl_diag_msg(const struct sl_diag *d);
+
+/* A list of error messages, for checks that report every error (sluice check). */
+struct sl_errs {
+	char **msg;
+	size_t n, cap;
+	int nomem; /* a message could not be stored */
+};
+
+void sl_errs_init(struct sl_errs *e);
+void sl_errs_release(struct sl_errs *e);
+/* Adds a formatted message (copied). */
+void sl_errs_add(struct sl_errs *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Levenshtein distance between a and b, capped at 100; for "did you mean". */
+int sl_edit_distance(const char *a, const char *b);
+
+#endif

@@ -1,0 +1,478 @@
+/* sl_luacore.c - the Lua C module `require "sluice.core"`: the real engine for busted
+ * specs and Lua tools.
+ *
+ *   core.open(path [, {durability = "full"|"normal"}]) -> store | nil, message
+ *   store:append(stream, type [, payload [, {key=, metadata=, offset=}]])
+ *       -> {offset=, position=, duplicate=} | nil, message
+ *   store:append_batch({ {stream=, type=, payload=, metadata=, idempotencyKey=,
+ *       offset=}, ... }) -> array of results | nil, message, failed_index
+ *   store:events(stream [, {from=, limit=, type=}]) -> array of events
+ *   store:streams([prefix]) -> array of {stream=, head=, paused=, metadata=}
+ *   store:close()                      (also __gc and __close)
+ *   core.decode(json) -> value | nil, message
+ *   core.encode(value) -> json | nil, message
+ *   core.null, core.array([t]), core.isarray(t)
+ *
+ * Payloads and metadata are Lua tables (encoded by sl_luajson) or JSON strings.
+ * Expected failures (bad input, paused stream, conflicts) return nil and a message;
+ * misuse (wrong argument types, a closed store) raises.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "sl_buf.h"
+#include "sl_luajson.h"
+#include "sl_store.h"
+
+#define STORE_MT "sluice.store"
+
+/* The store userdata owns the store and the buffers that encoding writes into, so
+ * a Lua error raised mid-way leaks nothing: __gc releases them. */
+struct lstore {
+	struct sl_store *s;
+	struct sl_buf buf; /* encoded payloads and metadata of one call */
+};
+
+/* [-0, +0, v] */
+static struct lstore *check_store(lua_State *L, int idx)
+{
+	struct lstore *ls = luaL_checkudata(L, idx, STORE_MT);
+
+	if (!ls->s)
+		luaL_error(L, "store is closed");
+	return ls;
+}
+
+/* [-0, +0, -] */
+static int store_close(lua_State *L)
+{
+	struct lstore *ls = luaL_checkudata(L, 1, STORE_MT);
+
+	sl_store_close(ls->s);
+	ls->s = NULL;
+	sl_buf_release(&ls->buf);
+	return 0;
+}
+
+/* Pushes nil and the diag's message. [-0, +2, m] */
+static int push_fail(lua_State *L, const struct sl_diag *d)
+{
+	lua_pushnil(L);
+	lua_pushstring(L, sl_diag_msg(d));
+	return 2;
+}
+
+/* core.open(path [, opts]) [-0, +1|2, m] */
+static int core_open(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	struct sl_store_opts so = { SL_DURABILITY_FULL, 0 };
+	struct lstore *ls;
+	struct sl_diag d;
+
+	if (lua_istable(L, 2) && lua_getfield(L, 2, "durability") == LUA_TSTRING &&
+	    !strcmp(lua_tostring(L, -1), "normal"))
+		so.durability = SL_DURABILITY_NORMAL;
+	lua_settop(L, 1);
+	ls = lua_newuserdatauv(L, sizeof(*ls), 0);
+	ls->s = NULL;
+	sl_buf_init(&ls->buf);
+	luaL_setmetatable(L, STORE_MT);
+	sl_diag_init(&d);
+	if (sl_store_open(&ls->s, path, &so, &d))
+		return push_fail(L, &d);
+	return 1;
+}
+
+/* A JSON text for the value at idx (nil -> none, string -> as is, table -> encoded
+ * into ls->buf at *used). Offsets, not pointers, because buf may move.
+ * [-0, +0, m] */
+static int json_arg(lua_State *L, struct lstore *ls, int idx, const char *field, size_t *off,
+		    size_t *len, struct sl_diag *d)
+{
+	size_t start = ls->buf.len;
+	int rc;
+
+	*off = 0;
+	*len = 0;
+	if (lua_isnoneornil(L, idx))
+		return 1;
+	if (lua_type(L, idx) == LUA_TSTRING) {
+		const char *s = lua_tolstring(L, idx, len);
+		sl_buf_add(&ls->buf, s, *len);
+	} else if ((rc = sl_lj_encode(L, idx, field, &ls->buf, d))) {
+		return rc;
+	}
+	sl_buf_addc(&ls->buf, '\0');
+	if (!sl_buf_ok(&ls->buf))
+		return sl_diag_set(d, SL_ENOMEM, "out of memory");
+	*off = start;
+	*len = ls->buf.len - start - 1;
+	return 0;
+}
+
+/* Reads one event description (table at idx, or positional arguments) into ev,
+ * with JSON offsets stored in the pointers for now. [-0, +0, m] */
+struct pending {
+	size_t poff, plen, moff, mlen;
+	int has_p, has_m;
+};
+
+static int read_event_table(lua_State *L, struct lstore *ls, int idx, struct sl_event_in *ev,
+			    struct pending *pd, struct sl_diag *d)
+{
+	int rc;
+
+	lua_getfield(L, idx, "stream");
+	lua_getfield(L, idx, "type");
+	lua_getfield(L, idx, "payload");
+	lua_getfield(L, idx, "metadata");
+	lua_getfield(L, idx, "idempotencyKey");
+	lua_getfield(L, idx, "offset");
+	ev->stream = lua_type(L, -6) == LUA_TSTRING ? lua_tostring(L, -6) : NULL;
+	ev->type = lua_type(L, -5) == LUA_TSTRING ? lua_tostring(L, -5) : NULL;
+	ev->key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+	ev->offset = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
+	rc = json_arg(L, ls, lua_absindex(L, -4), "payload", &pd->poff, &pd->plen, d);
+	if (rc < 0)
+		goto out;
+	pd->has_p = rc == 0;
+	rc = json_arg(L, ls, lua_absindex(L, -3), "metadata", &pd->moff, &pd->mlen, d);
+	if (rc < 0)
+		goto out;
+	pd->has_m = rc == 0;
+	rc = 0;
+out:
+	lua_pop(L, 6); /* strings stay reachable: the caller keeps the event table */
+	return rc;
+}
+
+/* Pushes {offset=, position=, duplicate=}. [-0, +1, m] */
+static void push_result(lua_State *L, const struct sl_append_result *r)
+{
+	lua_createtable(L, 0, 3);
+	lua_pushinteger(L, r->offset);
+	lua_setfield(L, -2, "offset");
+	lua_pushinteger(L, r->position);
+	lua_setfield(L, -2, "position");
+	lua_pushboolean(L, r->duplicate);
+	lua_setfield(L, -2, "duplicate");
+}
+
+static void resolve(struct lstore *ls, struct sl_event_in *ev, const struct pending *pd)
+{
+	ev->payload = pd->has_p ? ls->buf.ptr + pd->poff : NULL;
+	ev->payload_len = pd->plen;
+	ev->metadata = pd->has_m ? ls->buf.ptr + pd->moff : NULL;
+	ev->metadata_len = pd->mlen;
+}
+
+/* store:append(stream, type [, payload [, opts]]) [-0, +1|2, m] */
+static int store_append(lua_State *L)
+{
+	struct lstore *ls = check_store(L, 1);
+	struct sl_event_in ev = { 0 };
+	struct sl_append_result res;
+	struct pending pd = { 0, 0, 0, 0, 0, 0 };
+	struct sl_diag d;
+	int rc;
+
+	ev.stream = luaL_checkstring(L, 2);
+	ev.type = luaL_checkstring(L, 3);
+	lua_settop(L, 5);
+	sl_diag_init(&d);
+	sl_buf_reset(&ls->buf);
+	if ((rc = json_arg(L, ls, 4, "payload", &pd.poff, &pd.plen, &d)) < 0)
+		return push_fail(L, &d);
+	pd.has_p = rc == 0;
+	if (lua_istable(L, 5)) {
+		lua_getfield(L, 5, "key");
+		lua_getfield(L, 5, "offset");
+		lua_getfield(L, 5, "metadata"); /* index 8 */
+		ev.key = lua_type(L, 6) == LUA_TSTRING ? lua_tostring(L, 6) : NULL;
+		ev.offset = lua_isinteger(L, 7) ? lua_tointeger(L, 7) : 0;
+		if ((rc = json_arg(L, ls, 8, "metadata", &pd.moff, &pd.mlen, &d)) < 0)
+			return push_fail(L, &d);
+		pd.has_m = rc == 0;
+	}
+	resolve(ls, &ev, &pd);
+	if (sl_store_append(ls->s, &ev, 1, &res, 0, NULL, &d))
+		return push_fail(L, &d);
+	push_result(L, &res);
+	return 1;
+}
+
+/* store:append_batch(events) [-0, +1|3, m] */
+static int store_append_batch(lua_State *L)
+{
+	struct lstore *ls = check_store(L, 1);
+	lua_Integer i, n;
+	struct sl_event_in *ev;
+	struct pending *pd;
+	struct sl_append_result *res;
+	struct sl_diag d;
+	size_t failed = 0;
+	int rc = 0;
+
+	luaL_checktype(L, 2, LUA_TTABLE);
+	n = (lua_Integer)lua_rawlen(L, 2);
+	luaL_argcheck(L, n > 0, 2, "empty batch");
+	/* One userdata holds the arrays, so an error anywhere frees them. */
+	ev = lua_newuserdatauv(L, (size_t)n * (sizeof(*ev) + sizeof(*pd) + sizeof(*res)), 0);
+	pd = (struct pending *)(ev + n);
+	res = (struct sl_append_result *)(pd + n);
+	memset(ev, 0, (size_t)n * (sizeof(*ev) + sizeof(*pd)));
+	sl_diag_init(&d);
+	sl_buf_reset(&ls->buf);
+	for (i = 0; i < n && !rc; i++) {
+		if (lua_rawgeti(L, 2, i + 1) != LUA_TTABLE)
+			luaL_error(L, "event %d is not a table", (int)(i + 1));
+		rc = read_event_table(L, ls, lua_gettop(L), &ev[i], &pd[i], &d);
+		lua_pop(L, 1);
+		failed = (size_t)i;
+	}
+	for (i = 0; i < n && !rc; i++)
+		resolve(ls, &ev[i], &pd[i]);
+	if (rc || sl_store_append(ls->s, ev, (size_t)n, res, 0, &failed, &d)) {
+		push_fail(L, &d);
+		lua_pushinteger(L, (lua_Integer)failed + 1);
+		return 3;
+	}
+	lua_createtable(L, (int)n, 0);
+	for (i = 0; i < n; i++) {
+		push_result(L, &res[i]);
+		lua_rawseti(L, -2, i + 1);
+	}
+	return 1;
+}
+
+/* Pushes a JSON text as a Lua value, raising on malformed stored data.
+ * [-0, +1, m] */
+static void push_json(lua_State *L, const char *text, size_t len)
+{
+	struct sl_diag d;
+
+	sl_diag_init(&d);
+	if (sl_lj_decode(L, text, len, 0, &d))
+		luaL_error(L, "stored JSON: %s", sl_diag_msg(&d));
+}
+
+/* Sets t[k] = the string s (if not NULL) on the table at -1. [-0, +0, m] */
+static void set_str(lua_State *L, const char *k, const char *s)
+{
+	if (s) {
+		lua_pushstring(L, s);
+		lua_setfield(L, -2, k);
+	}
+}
+
+/* Protected body of the read callback: appends the event (light userdata at 1) to
+ * the array at 2. [-2, +0, m] */
+static int push_event(lua_State *L)
+{
+	const struct sl_event *ev = lua_touserdata(L, 1);
+
+	lua_createtable(L, 0, 8);
+	set_str(L, "stream", ev->stream);
+	lua_pushinteger(L, ev->offset);
+	lua_setfield(L, -2, "offset");
+	lua_pushinteger(L, ev->position);
+	lua_setfield(L, -2, "position");
+	set_str(L, "type", ev->type);
+	push_json(L, ev->payload, ev->payload_len);
+	lua_setfield(L, -2, "payload");
+	if (ev->metadata) {
+		push_json(L, ev->metadata, ev->metadata_len);
+		lua_setfield(L, -2, "metadata");
+	}
+	set_str(L, "idempotencyKey", ev->key);
+	set_str(L, "createdAt", ev->created_at);
+	lua_rawseti(L, 2, (lua_Integer)lua_rawlen(L, 2) + 1);
+	return 0;
+}
+
+/* The store calls back while its statement is open, so Lua is entered only through
+ * a protected call here: an error becomes a return code and the statement is reset. */
+static int on_event(void *ud, const struct sl_event *ev)
+{
+	lua_State *L = ud;
+
+	lua_pushcfunction(L, push_event);
+	lua_pushlightuserdata(L, (void *)ev);
+	lua_pushvalue(L, -3);
+	if (lua_pcall(L, 2, 0, 0) != LUA_OK)
+		return SL_ELUA; /* the message stays on the stack */
+	return 0;
+}
+
+/* store:events(stream [, {from=, limit=, type=}]) [-0, +1, m] */
+static int store_events(lua_State *L)
+{
+	struct lstore *ls = check_store(L, 1);
+	const char *stream = luaL_checkstring(L, 2), *type = NULL;
+	lua_Integer from = 1, limit = 0;
+	struct sl_diag d;
+	int rc;
+
+	if (lua_istable(L, 3)) {
+		lua_getfield(L, 3, "from");
+		lua_getfield(L, 3, "limit");
+		lua_getfield(L, 3, "type");
+		from = luaL_optinteger(L, -3, 1);
+		limit = luaL_optinteger(L, -2, 0);
+		type = luaL_optstring(L, -1, NULL);
+	}
+	lua_newtable(L);
+	luaL_checkstack(L, 8, NULL);
+	sl_diag_init(&d);
+	rc = sl_store_read(ls->s, stream, from, limit, type, on_event, L, &d);
+	if (rc == SL_ELUA)
+		return lua_error(L);
+	if (rc)
+		return luaL_error(L, "%s", sl_diag_msg(&d));
+	return 1;
+}
+
+/* Protected body of the streams callback. [-2, +0, m] */
+static int push_stream(lua_State *L)
+{
+	const struct sl_stream_info *info = lua_touserdata(L, 1);
+
+	lua_createtable(L, 0, 5);
+	set_str(L, "stream", info->stream);
+	lua_pushinteger(L, info->head);
+	lua_setfield(L, -2, "head");
+	lua_pushboolean(L, info->paused);
+	lua_setfield(L, -2, "paused");
+	set_str(L, "pauseReason", info->pause_reason);
+	push_json(L, info->metadata, strlen(info->metadata));
+	lua_setfield(L, -2, "metadata");
+	lua_rawseti(L, 2, (lua_Integer)lua_rawlen(L, 2) + 1);
+	return 0;
+}
+
+static int on_stream(void *ud, const struct sl_stream_info *info)
+{
+	lua_State *L = ud;
+
+	lua_pushcfunction(L, push_stream);
+	lua_pushlightuserdata(L, (void *)info);
+	lua_pushvalue(L, -3);
+	return lua_pcall(L, 2, 0, 0) == LUA_OK ? 0 : SL_ELUA;
+}
+
+/* store:streams([prefix]) [-0, +1, m] */
+static int store_streams(lua_State *L)
+{
+	struct lstore *ls = check_store(L, 1);
+	const char *prefix = luaL_optstring(L, 2, NULL);
+	struct sl_diag d;
+	int rc;
+
+	lua_newtable(L);
+	luaL_checkstack(L, 8, NULL);
+	sl_diag_init(&d);
+	rc = sl_store_streams(ls->s, prefix, on_stream, L, &d);
+	if (rc == SL_ELUA)
+		return lua_error(L);
+	if (rc)
+		return luaL_error(L, "%s", sl_diag_msg(&d));
+	return 1;
+}
+
+/* core.decode(json) [-0, +1|2, m] */
+static int core_decode(lua_State *L)
+{
+	size_t len;
+	const char *text = luaL_checklstring(L, 1, &len);
+	struct sl_diag d;
+
+	sl_diag_init(&d);
+	if (sl_lj_decode(L, text, len, SL_LJ_STRICT, &d))
+		return push_fail(L, &d);
+	return 1;
+}
+
+/* core.encode(value) [-0, +1|2, m]. The buffer lives in a userdata so that a
+ * memory error during encoding frees it. */
+static int buf_gc(lua_State *L)
+{
+	sl_buf_release(lua_touserdata(L, 1));
+	return 0;
+}
+
+static int core_encode(lua_State *L)
+{
+	struct sl_buf *b;
+	struct sl_diag d;
+
+	luaL_checkany(L, 1);
+	lua_settop(L, 1);
+	b = lua_newuserdatauv(L, sizeof(*b), 0);
+	sl_buf_init(b);
+	lua_newtable(L);
+	lua_pushcfunction(L, buf_gc);
+	lua_setfield(L, -2, "__gc");
+	lua_setmetatable(L, -2);
+	sl_diag_init(&d);
+	if (sl_lj_encode(L, 1, "value", b, &d))
+		return push_fail(L, &d);
+	lua_pushlstring(L, b->ptr, b->len);
+	sl_buf_release(b);
+	return 1;
+}
+
+/* core.array([t]) tags t (or a new table) as a JSON array. [-0, +1, m] */
+static int core_array(lua_State *L)
+{
+	if (lua_isnoneornil(L, 1)) {
+		lua_settop(L, 0);
+		lua_newtable(L);
+	}
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	sl_lj_pusharraymt(L);
+	lua_setmetatable(L, 1);
+	return 1;
+}
+
+/* core.isarray(v) [-0, +1, -] */
+static int core_isarray(lua_State *L)
+{
+	lua_pushboolean(L, sl_lj_isarray(L, 1));
+	return 1;
+}
+
+int luaopen_sluice_core(lua_State *L);
+
+int luaopen_sluice_core(lua_State *L)
+{
+	static const luaL_Reg store_methods[] = {
+		{ "append", store_append },   { "append_batch", store_append_batch },
+		{ "events", store_events },   { "streams", store_streams },
+		{ "close", store_close },     { NULL, NULL },
+	};
+	static const luaL_Reg funcs[] = {
+		{ "open", core_open },     { "decode", core_decode }, { "encode", core_encode },
+		{ "array", core_array },   { "isarray", core_isarray }, { NULL, NULL },
+	};
+
+	if (luaL_newmetatable(L, STORE_MT)) {
+		luaL_newlib(L, store_methods);
+		lua_setfield(L, -2, "__index");
+		lua_pushcfunction(L, store_close);
+		lua_setfield(L, -2, "__gc");
+		lua_pushcfunction(L, store_close);
+		lua_setfield(L, -2, "__close");
+	}
+	lua_pop(L, 1);
+	luaL_newlib(L, funcs);
+	sl_lj_pushnull(L);
+	lua_setfield(L, -2, "null");
+	lua_pushstring(L, SL_VERSION);
+	lua_setfield(L, -2, "version");
+	return 1;
+}

@@ -1,0 +1,1245 @@
+/* sl_processor.c - processor scripts, their instances and the batch model.
+ *
+ * Lua is entered only through lua_pcall with a traceback handler: loading the
+ * script, `prepare`, and one protected call per batch that decodes, validates and
+ * reduces every event and runs processEventBatch (or the default fan-out). The
+ * commit happens in C after that call returned, inside the transaction that was
+ * opened before it, so ctx.db writes made by hooks commit with the batch.
+ */
+#include "sl_processor.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "sl_buf.h"
+#include "sl_checkpoint.h"
+#include "sl_contract.h"
+#include "sl_dbapi.h"
+#include "sl_luajson.h"
+#include "sl_schema.h"
+
+#define STATE_CACHE_MAX 4096 /* cached state tables per processor */
+
+/* One ctx.append of the running batch; strings live in the batch arena. */
+struct pending_append {
+	size_t stream, type, payload, metadata, key; /* offsets into arena */
+	size_t payload_len, metadata_len;
+};
+
+/* The batch being run. */
+struct run {
+	struct sl_inst *in;
+	const struct sl_event *ev;
+	size_t n;
+	int64_t last;        /* running checkpoint */
+	int64_t effects_mark;
+	size_t nconsumed;
+	const struct sl_event *source; /* source of ctx.append */
+	int source_appends;            /* appends counted for the default key */
+	struct sl_buf arena;
+	struct pending_append *app;
+	size_t napp, capp;
+	struct sl_buf state_json;
+	int reduced_ref;  /* registry ref of batch.reduced during the hooks */
+	int batch_ref;    /* registry ref of the batch table (processEventBatch only) */
+	size_t last_consumed; /* index of the batch's last consumed event */
+	size_t current;   /* index of the event being reduced */
+	size_t *ridx;     /* event index of each reduced entry */
+	struct sl_diag *d;
+};
+
+struct sl_proc {
+	struct sl_proc_cfg cfg;
+	const struct sl_contract *contract;
+	lua_State *L;
+	int ref_reduce, ref_process, ref_batch, ref_prepare, ref_ctx, ref_initial;
+	int prepared;
+	struct sl_store *store;
+	struct sl_ckpts *ck;
+	struct sl_dbapi *db;
+	int64_t anchor;
+	struct sl_inst **slot; /* instances by stream, open addressing */
+	size_t nslots, ninst;
+	struct sl_inst lru;    /* sentinel of the cached-state list */
+	size_t ncached;
+	struct run *cur;       /* the batch running hooks, or NULL */
+};
+
+static const char *const script_fields[] = { "contract", "reduce", "processEvent",
+					     "processEventBatch", "prepare", NULL };
+
+const char *sl_proc_name(const struct sl_proc *p)
+{
+	return p->cfg.name;
+}
+
+const struct sl_contract *sl_proc_contract(const struct sl_proc *p)
+{
+	return p->contract;
+}
+
+const struct sl_proc_cfg *sl_proc_cfg(const struct sl_proc *p)
+{
+	return &p->cfg;
+}
+
+/* ---- patterns ------------------------------------------------------------------ */
+
+int sl_pattern_match(const char *pat, const char *s)
+{
+	const char *pe, *se;
+
+	for (;;) {
+		pe = strchr(pat, '/');
+		se = strchr(s, '/');
+		if (!strncmp(pat, "**", 2) && (pat[2] == '/' || !pat[2])) {
+			if (!pat[2]) /* ** at the end: one or more segments */
+				return *s != '\0';
+			while (se) { /* consume one or more segments, then match the rest */
+				s = se + 1;
+				if (sl_pattern_match(pat + 3, s))
+					return 1;
+				se = strchr(s, '/');
+			}
+			return 0;
+		}
+		if (!((pe ? (size_t)(pe - pat) : strlen(pat)) == 1 && *pat == '*')) {
+			size_t pl = pe ? (size_t)(pe - pat) : strlen(pat);
+			size_t sl = se ? (size_t)(se - s) : strlen(s);
+			if (pl != sl || strncmp(pat, s, pl))
+				return 0;
+		}
+		if (!pe || !se)
+			return !pe && !se;
+		pat = pe + 1;
+		s = se + 1;
+	}
+}
+
+/* ---- the sandbox ------------------------------------------------------------------ */
+
+static const char *const safe_globals[] = { "assert", "error", "ipairs", "next", "pairs",
+					    "pcall", "rawequal", "rawget", "rawlen", "rawset",
+					    "select", "setmetatable", "getmetatable", "tonumber",
+					    "tostring", "type", "xpcall", "_VERSION", NULL };
+static const char *const safe_libs[] = { "string", "table", "math", "utf8", NULL };
+
+/* require(name) for scripts: cjson and the engine's own sluice.* modules only.
+ * [-1, +1, e] */
+static int safe_require(lua_State *L)
+{
+	const char *name = luaL_checkstring(L, 1);
+
+	if (strcmp(name, "cjson") && strncmp(name, "sluice.", 7))
+		return luaL_error(L, "module '%s' is not available to processors"
+				     " (only cjson and sluice.*)", name);
+	lua_getglobal(L, "require");
+	lua_pushvalue(L, 1);
+	lua_call(L, 1, 1);
+	return 1;
+}
+
+/* sluice.array([t]) [-0|1, +1, m] */
+static int lua_array(lua_State *L)
+{
+	if (lua_isnoneornil(L, 1)) {
+		lua_settop(L, 0);
+		lua_newtable(L);
+	}
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	sl_lj_pusharraymt(L);
+	lua_setmetatable(L, 1);
+	return 1;
+}
+
+static int lua_isarray_fn(lua_State *L)
+{
+	lua_pushboolean(L, sl_lj_isarray(L, 1));
+	return 1;
+}
+
+/* Pushes the environment scripts run in: an allow-list of the standard library and
+ * the `sluice` helpers. [-0, +1, m] */
+static void push_env(lua_State *L)
+{
+	int i;
+
+	lua_newtable(L);
+	for (i = 0; safe_globals[i]; i++) {
+		lua_getglobal(L, safe_globals[i]);
+		lua_setfield(L, -2, safe_globals[i]);
+	}
+	for (i = 0; safe_libs[i]; i++) {
+		lua_getglobal(L, safe_libs[i]);
+		lua_setfield(L, -2, safe_libs[i]);
+	}
+	lua_pushcfunction(L, safe_require);
+	lua_setfield(L, -2, "require");
+	lua_createtable(L, 0, 3);
+	sl_lj_pushnull(L);
+	lua_setfield(L, -2, "null");
+	lua_pushcfunction(L, lua_array);
+	lua_setfield(L, -2, "array");
+	lua_pushcfunction(L, lua_isarray_fn);
+	lua_setfield(L, -2, "isarray");
+	lua_setfield(L, -2, "sluice");
+}
+
+/* Message handler: the error with a traceback. [-1, +1, m] */
+static int traceback(lua_State *L)
+{
+	const char *msg = lua_tostring(L, 1);
+
+	if (!msg)
+		msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+	luaL_traceback(L, L, msg, 1);
+	return 1;
+}
+
+/* Calls the function below nargs arguments with a traceback handler.
+ * [-(nargs+1), +(nres|1), -]: on error the message (with traceback) is on top. */
+static int pcall_tb(lua_State *L, int nargs, int nres)
+{
+	int base = lua_gettop(L) - nargs, rc;
+
+	lua_pushcfunction(L, traceback);
+	lua_insert(L, base);
+	rc = lua_pcall(L, nargs, nres, base);
+	lua_remove(L, base);
+	return rc;
+}
+
+/* The first line of a Lua error message (without the traceback). */
+static void first_line(const char *msg, char *out, size_t n)
+{
+	size_t len = strcspn(msg ? msg : "", "\n");
+
+	snprintf(out, n, "%.*s", (int)len, msg ? msg : "unknown error");
+}
+
+/* ---- loading a script -------------------------------------------------------------- */
+
+static const char *closest_of(const char *const *names, const char *s)
+{
+	const char *best = NULL;
+	int bd = 4, dist, i;
+
+	for (i = 0; names[i]; i++)
+		if ((dist = sl_edit_distance(s, names[i])) < bd)
+			bd = dist, best = names[i];
+	return best;
+}
+
+/* Runs the script file; leaves its result on the stack. [-0, +1, -] or [-0, +0, -] */
+static int run_script(lua_State *L, const char *file, struct sl_errs *errs)
+{
+	char line[SL_DIAG_MAX];
+	int rc = luaL_loadfilex(L, file, "t");
+
+	if (rc == LUA_OK) {
+		push_env(L);
+		lua_setupvalue(L, -2, 1);
+		rc = pcall_tb(L, 0, 1);
+	}
+	if (rc != LUA_OK) {
+		first_line(lua_tostring(L, -1), line, sizeof(line));
+		if (strncmp(line, file, strlen(file)))
+			sl_errs_add(errs, "%s: %s", file, line);
+		else
+			sl_errs_add(errs, "%s", line);
+		lua_pop(L, 1);
+		return SL_EINVAL;
+	}
+	if (!lua_istable(L, -1)) {
+		sl_errs_add(errs, "%s: must return a table, got %s", file, luaL_typename(L, -1));
+		lua_pop(L, 1);
+		return SL_EINVAL;
+	}
+	return 0;
+}
+
+/* Suggests the closest consumed type for a hook key. */
+static const char *closest_consumed(const struct sl_contract *c, const char *key)
+{
+	const char *best = NULL;
+	int bd = 4, dist;
+	size_t i;
+
+	for (i = 0; i < c->nconsumes; i++)
+		if ((dist = sl_edit_distance(key, c->consumes[i])) < bd)
+			bd = dist, best = c->consumes[i];
+	return best;
+}
+
+/* Checks a hook table (reduce, processEvent) at -1: consumed keys, function values.
+ * [-0, +0, m] */
+static void check_hooks(lua_State *L, const struct sl_proc *p, const char *field,
+			struct sl_errs *errs)
+{
+	const char *file = p->cfg.script, *hint, *key;
+
+	lua_pushnil(L);
+	while (lua_next(L, -2)) {
+		if (lua_type(L, -2) != LUA_TSTRING) {
+			sl_errs_add(errs, "%s: %s: keys must be event types (strings)", file, field);
+		} else {
+			key = lua_tostring(L, -2);
+			if (!strcmp(key, "*") ? !p->contract->consumes_all
+					      : !sl_contract_consumes_named(p->contract, key)) {
+				hint = closest_consumed(p->contract, key);
+				sl_errs_add(errs, "%s: %s: key '%s' is not consumed by contract '%s'%s%s%s",
+					    file, field, key, p->contract->name,
+					    hint ? " (did you mean '" : "", hint ? hint : "",
+					    hint ? "'?)" : "");
+			} else if (!lua_isfunction(L, -1)) {
+				sl_errs_add(errs, "%s: %s: '%s' must be a function, got %s", file, field,
+					    key, luaL_typename(L, -1));
+			}
+		}
+		lua_pop(L, 1);
+	}
+}
+
+/* Takes field `name` of the script table at -1 into a registry ref if its type
+ * matches. [-0, +0, m] */
+static int take_field(lua_State *L, const struct sl_proc *p, const char *name, int type,
+		      int *ref, struct sl_errs *errs)
+{
+	int t = lua_getfield(L, -1, name);
+
+	*ref = LUA_NOREF;
+	if (t == LUA_TNIL) {
+		lua_pop(L, 1);
+		return 0;
+	}
+	if (t != type) {
+		sl_errs_add(errs, "%s: %s: must be a %s, got %s", p->cfg.script, name,
+			    lua_typename(L, type), lua_typename(L, t));
+		lua_pop(L, 1);
+		return 1;
+	}
+	if (type == LUA_TTABLE)
+		check_hooks(L, p, name, errs);
+	*ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	return 0;
+}
+
+/* Checks the script table at -1 and takes its hooks. [-0, +0, m] */
+static void check_script(lua_State *L, struct sl_proc *p, struct sl_contracts *cs,
+			 struct sl_errs *errs)
+{
+	const char *file = p->cfg.script, *hint;
+
+	lua_pushnil(L);
+	while (lua_next(L, -2)) {
+		const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+		int i, known = 0;
+		for (i = 0; k && script_fields[i]; i++)
+			known |= !strcmp(k, script_fields[i]);
+		if (!known) {
+			hint = k ? closest_of(script_fields, k) : NULL;
+			sl_errs_add(errs, "%s: unknown field '%s'%s%s%s", file, k ? k : "(not a string)",
+				    hint ? " (did you mean '" : "", hint ? hint : "", hint ? "'?)" : "");
+		}
+		lua_pop(L, 1);
+	}
+	if (lua_getfield(L, -1, "contract") != LUA_TSTRING) {
+		sl_errs_add(errs, "%s: contract: required, the name of the processor's contract", file);
+	} else if (sl_contracts_load(cs, lua_tostring(L, -1), &p->contract, errs)) {
+		sl_errs_add(errs, "%s: contract: '%s' cannot be loaded", file, lua_tostring(L, -1));
+	}
+	lua_pop(L, 1);
+	if (!p->contract)
+		return;
+	take_field(L, p, "reduce", LUA_TTABLE, &p->ref_reduce, errs);
+	take_field(L, p, "processEvent", LUA_TTABLE, &p->ref_process, errs);
+	take_field(L, p, "processEventBatch", LUA_TFUNCTION, &p->ref_batch, errs);
+	take_field(L, p, "prepare", LUA_TFUNCTION, &p->ref_prepare, errs);
+}
+
+/* ---- ctx --------------------------------------------------------------------------- */
+
+/* Adds s to the run's arena; returns its offset. */
+static size_t arena_str(struct run *r, const char *s, size_t n)
+{
+	size_t off = r->arena.len;
+
+	sl_buf_add(&r->arena, s, n);
+	sl_buf_addc(&r->arena, '\0');
+	return off;
+}
+
+static struct run *running(lua_State *L, struct sl_proc *p, const char *what)
+{
+	if (!p->cur)
+		luaL_error(L, "%s is available only while a hook runs", what);
+	return p->cur;
+}
+
+/* Pushes the metadata of an emitted event: opts.metadata (at idx, or nil) with
+ * source = {processor, version, stream, offset}. [-0, +1, m] */
+static void push_emit_metadata(lua_State *L, struct sl_proc *p, int idx, const struct sl_event *src)
+{
+	lua_newtable(L);
+	if (lua_istable(L, idx)) {
+		lua_pushnil(L);
+		while (lua_next(L, idx)) {
+			lua_pushvalue(L, -2);
+			lua_insert(L, -2);
+			lua_rawset(L, -4);
+		}
+	}
+	lua_createtable(L, 0, 4);
+	lua_pushstring(L, p->cfg.name);
+	lua_setfield(L, -2, "processor");
+	lua_pushinteger(L, p->contract->version);
+	lua_setfield(L, -2, "version");
+	lua_pushstring(L, src->stream);
+	lua_setfield(L, -2, "stream");
+	lua_pushinteger(L, src->offset);
+	lua_setfield(L, -2, "offset");
+	lua_setfield(L, -2, "source");
+}
+
+/* Encodes the value at idx into the arena. [-0, +0, e] */
+static size_t arena_json(lua_State *L, struct run *r, int idx, const char *what, size_t *len)
+{
+	struct sl_diag d;
+	size_t off = r->arena.len;
+
+	sl_diag_init(&d);
+	if (sl_lj_encode(L, idx, what, &r->arena, &d))
+		luaL_error(L, "ctx.append: %s", sl_diag_msg(&d));
+	*len = r->arena.len - off;
+	sl_buf_addc(&r->arena, '\0');
+	return off;
+}
+
+static struct pending_append *new_append(lua_State *L, struct run *r)
+{
+	struct pending_append *grown;
+
+	if (r->napp == r->capp) {
+		size_t cap = r->capp ? r->capp * 2 : 8;
+		if (!(grown = realloc(r->app, cap * sizeof(*grown))))
+			luaL_error(L, "out of memory");
+		r->app = grown;
+		r->capp = cap;
+	}
+	return &r->app[r->napp++];
+}
+
+/* ctx.append(type, payload [, opts]) [-(2|3), +0, e] */
+static int ctx_append(lua_State *L)
+{
+	struct sl_proc *p = lua_touserdata(L, lua_upvalueindex(1));
+	struct run *r = running(L, p, "ctx.append");
+	const char *type = luaL_checkstring(L, 1), *stream, *key;
+	const struct sl_evtype *et;
+	struct pending_append *a;
+	struct sl_diag d;
+	char keybuf[SL_STREAM_MAX * 2 + 64];
+
+	lua_settop(L, 3);
+	if (!sl_contract_emits(p->contract, type))
+		return luaL_error(L, "ctx.append: '%s' is not in the emits of contract '%s'", type,
+				  p->contract->name);
+	if (lua_isnil(L, 2)) {
+		lua_newtable(L);
+		lua_replace(L, 2);
+	}
+	luaL_checktype(L, 2, LUA_TTABLE);
+	sl_diag_init(&d);
+	if ((et = sl_contract_type(p->contract, type)) && sl_schema_validate(et->schema, L, 2, &d))
+		return luaL_error(L, "ctx.append('%s'): payload %s", type, sl_diag_msg(&d));
+	if (!lua_isnil(L, 3))
+		luaL_checktype(L, 3, LUA_TTABLE);
+	stream = lua_istable(L, 3) && lua_getfield(L, 3, "stream") == LUA_TSTRING
+			 ? lua_tostring(L, -1) : r->source->stream;
+	if (!sl_stream_name_valid(stream))
+		return luaL_error(L, "ctx.append: opts.stream: invalid stream name '%s'", stream);
+	key = lua_istable(L, 3) && lua_getfield(L, 3, "idempotencyKey") == LUA_TSTRING
+		      ? lua_tostring(L, -1) : NULL;
+	if (!key) {
+		snprintf(keybuf, sizeof(keybuf), "%s@%s:%lld#%d", p->cfg.name, r->source->stream,
+			 (long long)r->source->offset, ++r->source_appends);
+		key = keybuf;
+	}
+	if (lua_istable(L, 3))
+		lua_getfield(L, 3, "metadata");
+	else
+		lua_pushnil(L);
+	push_emit_metadata(L, p, lua_gettop(L), r->source);
+	a = new_append(L, r);
+	a->stream = arena_str(r, stream, strlen(stream));
+	a->type = arena_str(r, type, strlen(type));
+	a->key = arena_str(r, key, strlen(key));
+	a->payload = arena_json(L, r, 2, "payload", &a->payload_len);
+	a->metadata = arena_json(L, r, lua_gettop(L), "metadata", &a->metadata_len);
+	if (!sl_buf_ok(&r->arena))
+		return luaL_error(L, "out of memory");
+	return 0;
+}
+
+/* ctx.log.<level>(...) writes one line on stderr: "<level> <processor> <stream>@<offset>: <message>".
+ * [-n, +0, e] */
+static int ctx_log(lua_State *L)
+{
+	struct sl_proc *p = lua_touserdata(L, lua_upvalueindex(1));
+	const char *level = lua_tostring(L, lua_upvalueindex(2));
+	const struct sl_event *src = p->cur ? p->cur->source : NULL;
+	int n = lua_gettop(L), i;
+	luaL_Buffer b;
+
+	luaL_buffinit(L, &b);
+	for (i = 1; i <= n; i++) {
+		if (i > 1)
+			luaL_addchar(&b, ' ');
+		luaL_tolstring(L, i, NULL);
+		luaL_addvalue(&b);
+	}
+	luaL_pushresult(&b);
+	if (src)
+		fprintf(stderr, "%s %s %s@%lld: %s\n", level, p->cfg.name, src->stream,
+			(long long)src->offset, lua_tostring(L, -1));
+	else
+		fprintf(stderr, "%s %s: %s\n", level, p->cfg.name, lua_tostring(L, -1));
+	return 0;
+}
+
+/* Pushes the event as a Lua table. [-0, +1, m] */
+static void push_event(lua_State *L, const struct sl_event *ev, struct sl_diag *d)
+{
+	lua_createtable(L, 0, 8);
+	lua_pushstring(L, ev->stream);
+	lua_setfield(L, -2, "stream");
+	lua_pushinteger(L, ev->offset);
+	lua_setfield(L, -2, "offset");
+	lua_pushinteger(L, ev->position);
+	lua_setfield(L, -2, "position");
+	lua_pushstring(L, ev->type);
+	lua_setfield(L, -2, "type");
+	if (sl_lj_decode(L, ev->payload, ev->payload_len, 0, d))
+		luaL_error(L, "%s@%lld: payload: %s", ev->stream, (long long)ev->offset, sl_diag_msg(d));
+	lua_setfield(L, -2, "payload");
+	if (ev->metadata) {
+		if (sl_lj_decode(L, ev->metadata, ev->metadata_len, 0, d))
+			luaL_error(L, "%s@%lld: metadata: %s", ev->stream, (long long)ev->offset,
+				   sl_diag_msg(d));
+		lua_setfield(L, -2, "metadata");
+	}
+	if (ev->key) {
+		lua_pushstring(L, ev->key);
+		lua_setfield(L, -2, "idempotencyKey");
+	}
+	lua_pushstring(L, ev->created_at);
+	lua_setfield(L, -2, "createdAt");
+}
+
+/* Pushes processEvent[type] or processEvent["*"], or nil. [-0, +1, -] */
+static void push_handler(lua_State *L, struct sl_proc *p, int ref, const char *type)
+{
+	if (ref == LUA_NOREF) {
+		lua_pushnil(L);
+		return;
+	}
+	lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+	if (lua_getfield(L, -1, type) == LUA_TNIL) {
+		lua_pop(L, 1);
+		lua_getfield(L, -1, "*");
+	}
+	lua_remove(L, -2);
+	(void)p;
+}
+
+static void set_source(struct run *r, const struct sl_event *ev)
+{
+	if (r->source != ev) {
+		r->source = ev;
+		r->source_appends = 0;
+	}
+}
+
+/* Runs processEvent for each entry of the batch's reduced list whose sideEffects is
+ * true, with ctx.state / ctx.previousState (and in mode all ctx.stream) set per event.
+ * [-0, +0, e] */
+static void fan_out(lua_State *L, struct sl_proc *p, struct run *r)
+{
+	int base = lua_gettop(L), list = base + 1, ctx = base + 2, entry = base + 3;
+	lua_Integer i, n;
+
+	lua_rawgeti(L, LUA_REGISTRYINDEX, r->reduced_ref);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_ctx);
+	n = (lua_Integer)lua_rawlen(L, list);
+	for (i = 1; i <= n; i++, lua_settop(L, ctx)) {
+		lua_rawgeti(L, list, i);
+		lua_getfield(L, entry, "sideEffects");
+		if (!lua_toboolean(L, -1))
+			continue;
+		lua_getfield(L, entry, "event");           /* entry + 2 */
+		lua_getfield(L, entry + 2, "type");
+		push_handler(L, p, p->ref_process, lua_tostring(L, -1)); /* entry + 4 */
+		if (lua_isnil(L, -1))
+			continue;
+		lua_getfield(L, entry, "state");
+		lua_setfield(L, ctx, "state");
+		lua_getfield(L, entry, "previousState");
+		lua_setfield(L, ctx, "previousState");
+		if (p->cfg.mode_all) {
+			lua_getfield(L, entry + 2, "stream");
+			lua_setfield(L, ctx, "stream");
+		}
+		set_source(r, &r->ev[r->ridx[i - 1]]);
+		lua_pushvalue(L, entry + 2);
+		lua_pushvalue(L, ctx);
+		lua_call(L, 2, 0);
+	}
+	lua_settop(L, base);
+}
+
+/* ctx.fanOut(): the default processEventBatch, for overrides. [-0, +0, e] */
+static int ctx_fanout(lua_State *L)
+{
+	struct sl_proc *p = lua_touserdata(L, lua_upvalueindex(1));
+	struct run *r = running(L, p, "ctx.fanOut");
+
+	fan_out(L, p, r);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_ctx);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, r->batch_ref);
+	lua_getfield(L, -1, "state");
+	lua_setfield(L, -3, "state");
+	lua_getfield(L, -1, "previousState");
+	lua_setfield(L, -3, "previousState");
+	lua_pop(L, 2);
+	set_source(r, &r->ev[r->last_consumed]);
+	return 0;
+}
+
+/* Pushes the instance's state: cached, decoded from its checkpoint, or the initial
+ * state. [-0, +1, e] */
+static void push_state(lua_State *L, struct sl_proc *p, struct sl_inst *in, struct sl_diag *d)
+{
+	struct sl_ckpt c;
+	int found = 0, rc;
+
+	if (in->state_ref != LUA_NOREF) {
+		lua_rawgeti(L, LUA_REGISTRYINDEX, in->state_ref);
+		return;
+	}
+	if (in->has_row && sl_ckpt_get(p->ck, p->cfg.name, in->stream, &c, &found, d))
+		luaL_error(L, "%s", sl_diag_msg(d));
+	if (found && c.state)
+		rc = sl_lj_decode(L, c.state, c.state_len, 0, d);
+	else
+		rc = sl_lj_decode(L, p->contract->initial_state, p->contract->initial_len, 0, d);
+	if (found)
+		sl_ckpt_release(&c);
+	if (rc)
+		luaL_error(L, "stored state: %s", sl_diag_msg(d));
+}
+
+/* Reduces one event: the state at 1 becomes the new state. [-0, +0, e] */
+static void reduce_one(lua_State *L, struct sl_proc *p, struct run *r, size_t i, int fx,
+		       int need_all)
+{
+	const struct sl_event *ev = &r->ev[i];
+	const struct sl_evtype *et = sl_contract_type(p->contract, ev->type);
+	int top = lua_gettop(L), evi = top + 1;
+
+	push_event(L, ev, r->d);
+	if (et && sl_contract_consumes_named(p->contract, ev->type)) {
+		lua_getfield(L, evi, "payload");
+		if (sl_schema_validate(et->schema, L, -1, r->d))
+			luaL_error(L, "payload: %s", sl_diag_msg(r->d));
+		lua_pop(L, 1);
+	}
+	push_handler(L, p, p->ref_reduce, ev->type);
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		lua_pushvalue(L, 1);
+	} else {
+		lua_pushvalue(L, 1);
+		lua_pushvalue(L, evi);
+		lua_call(L, 2, 1);
+		if (lua_isnil(L, -1)) {
+			lua_pop(L, 1);
+			lua_pushvalue(L, 1);
+		} else if (!lua_istable(L, -1)) {
+			luaL_error(L, "reduce returned a %s, not a table", luaL_typename(L, -1));
+		} else if (sl_schema_validate(p->contract->state, L, -1, r->d)) {
+			luaL_error(L, "reduce returned an invalid state: %s", sl_diag_msg(r->d));
+		}
+	}
+	/* evi + 1: the new state */
+	if (need_all || (fx && (push_handler(L, p, p->ref_process, ev->type), !lua_isnil(L, -1)))) {
+		lua_settop(L, evi + 1);
+		lua_createtable(L, 0, 4);
+		lua_pushvalue(L, evi);
+		lua_setfield(L, -2, "event");
+		lua_pushvalue(L, 1);
+		lua_setfield(L, -2, "previousState");
+		lua_pushvalue(L, evi + 1);
+		lua_setfield(L, -2, "state");
+		lua_pushboolean(L, fx);
+		lua_setfield(L, -2, "sideEffects");
+		r->ridx[lua_rawlen(L, 3)] = i;
+		lua_rawseti(L, 3, (lua_Integer)lua_rawlen(L, 3) + 1);
+		if (need_all) {
+			lua_pushvalue(L, evi);
+			lua_rawseti(L, 4, (lua_Integer)lua_rawlen(L, 4) + 1);
+		}
+	}
+	lua_settop(L, evi + 1);
+	lua_replace(L, 1);
+	lua_settop(L, top);
+}
+
+static int64_t seq_of(const struct sl_proc *p, const struct sl_event *ev)
+{
+	return p->cfg.mode_all ? ev->position : ev->offset;
+}
+
+/* Sets the per-batch fields of ctx. [-0, +0, m] */
+static void setup_ctx(lua_State *L, struct sl_proc *p, struct run *r)
+{
+	lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_ctx);
+	lua_pushvalue(L, 1);
+	lua_setfield(L, -2, "state");
+	lua_pushvalue(L, 2);
+	lua_setfield(L, -2, "previousState");
+	lua_pushinteger(L, r->last);
+	lua_setfield(L, -2, "checkpointOffset");
+	lua_pushinteger(L, r->in->head > r->last ? r->in->head : r->last);
+	lua_setfield(L, -2, "streamMaxOffset");
+	lua_pushstring(L, p->cfg.mode_all ? r->ev[r->last_consumed].stream : r->in->stream);
+	lua_setfield(L, -2, "stream");
+	lua_pop(L, 1);
+}
+
+/* Calls processEventBatch(batch, ctx) with the batch table built from the stack
+ * (1 state, 2 previousState, 3 reduced, 4 events). [-0, +0, e] */
+static void call_batch_hook(lua_State *L, struct sl_proc *p, struct run *r)
+{
+	lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_batch);
+	lua_createtable(L, 0, 5);
+	lua_pushvalue(L, 4);
+	lua_setfield(L, -2, "events");
+	lua_pushvalue(L, 3);
+	lua_setfield(L, -2, "reduced");
+	lua_pushvalue(L, 2);
+	lua_setfield(L, -2, "previousState");
+	lua_pushvalue(L, 1);
+	lua_setfield(L, -2, "state");
+	lua_pushinteger(L, p->cfg.effects_all ? 0 : p->anchor);
+	lua_setfield(L, -2, "sideEffectsAfterPosition");
+	lua_pushvalue(L, -1);
+	r->batch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_ctx);
+	lua_call(L, 2, 0);
+}
+
+/* The protected body of a batch (light userdata proc at 1). Returns the new state,
+ * or nothing when no event was consumed. [-1, +(0|1), e] */
+static int run_batch(lua_State *L)
+{
+	struct sl_proc *p = lua_touserdata(L, 1);
+	struct run *r = p->cur;
+	int need_all = p->ref_batch != LUA_NOREF, fx;
+	size_t i;
+
+	lua_settop(L, 0);
+	push_state(L, p, r->in, r->d);
+	lua_pushvalue(L, 1);
+	lua_newtable(L);
+	lua_newtable(L);
+	for (i = 0; i < r->n; i++) {
+		const struct sl_event *ev = &r->ev[i];
+		int64_t seq = seq_of(p, ev);
+		if (seq <= r->last)
+			continue;
+		r->last = seq;
+		if (!sl_contract_consumes(p->contract, ev->type))
+			continue;
+		r->current = r->last_consumed = i;
+		r->nconsumed++;
+		fx = (p->cfg.effects_all || ev->position > p->anchor) && seq > r->in->effects_mark;
+		reduce_one(L, p, r, i, fx, need_all);
+	}
+	if (!r->nconsumed)
+		return 0;
+	r->current = SIZE_MAX;
+	lua_pushvalue(L, 3);
+	r->reduced_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	setup_ctx(L, p, r);
+	set_source(r, &r->ev[r->last_consumed]);
+	if (need_all)
+		call_batch_hook(L, p, r);
+	else
+		fan_out(L, p, r);
+	if (sl_lj_encode(L, 1, "state", &r->state_json, r->d))
+		luaL_error(L, "%s", sl_diag_msg(r->d));
+	lua_settop(L, 1);
+	return 1;
+}
+
+/* ---- instances and their cached states ------------------------------------------------- */
+
+static uint64_t hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+static struct sl_inst **inst_slot(struct sl_proc *p, const char *stream)
+{
+	size_t i = (size_t)hash_str(stream) & (p->nslots - 1);
+
+	while (p->slot[i] && strcmp(p->slot[i]->stream, stream))
+		i = (i + 1) & (p->nslots - 1);
+	return &p->slot[i];
+}
+
+static int inst_grow(struct sl_proc *p)
+{
+	struct sl_inst **old = p->slot;
+	size_t n = p->nslots, i;
+
+	p->nslots = n ? n * 2 : 64;
+	if (!(p->slot = calloc(p->nslots, sizeof(*p->slot)))) {
+		p->slot = old;
+		p->nslots = n;
+		return SL_ENOMEM;
+	}
+	for (i = 0; i < n; i++)
+		if (old[i])
+			*inst_slot(p, old[i]->stream) = old[i];
+	free(old);
+	return 0;
+}
+
+struct sl_inst *sl_proc_instance(struct sl_proc *p, const char *stream)
+{
+	struct sl_inst **slot, *in;
+
+	if ((p->ninst + 1) * 2 > p->nslots && inst_grow(p))
+		return NULL;
+	slot = inst_slot(p, stream);
+	if (*slot)
+		return *slot;
+	if (!(in = calloc(1, sizeof(*in))) || !(in->stream = strdup(stream))) {
+		free(in);
+		return NULL;
+	}
+	in->state_ref = LUA_NOREF;
+	p->ninst++;
+	return *slot = in;
+}
+
+static void lru_unlink(struct sl_inst *in)
+{
+	if (in->lru_prev) {
+		in->lru_prev->lru_next = in->lru_next;
+		in->lru_next->lru_prev = in->lru_prev;
+		in->lru_prev = in->lru_next = NULL;
+	}
+}
+
+/* Makes the table on top the instance's cached state and pops it, evicting the
+ * least recently used state when the cache is full. [-1, +0, m] */
+static void cache_state(struct sl_proc *p, struct sl_inst *in)
+{
+	struct sl_inst *old;
+
+	if (in->state_ref != LUA_NOREF) {
+		luaL_unref(p->L, LUA_REGISTRYINDEX, in->state_ref);
+		lru_unlink(in);
+		p->ncached--;
+	}
+	in->state_ref = luaL_ref(p->L, LUA_REGISTRYINDEX);
+	in->lru_next = p->lru.lru_next;
+	in->lru_prev = &p->lru;
+	p->lru.lru_next->lru_prev = in;
+	p->lru.lru_next = in;
+	if (++p->ncached > STATE_CACHE_MAX) {
+		old = p->lru.lru_prev;
+		lru_unlink(old);
+		luaL_unref(p->L, LUA_REGISTRYINDEX, old->state_ref);
+		old->state_ref = LUA_NOREF;
+		p->ncached--;
+	}
+}
+
+int sl_proc_inst_load(struct sl_proc *p, struct sl_inst *in, struct sl_diag *d)
+{
+	struct sl_ckpt c;
+	int found, rc;
+
+	if (in->loaded)
+		return 0;
+	if ((rc = sl_ckpt_get(p->ck, p->cfg.name, in->stream, &c, &found, d)))
+		return rc;
+	in->offset = c.offset;
+	in->effects_mark = c.effects_mark;
+	in->faulted = c.faulted;
+	in->has_row = found;
+	in->loaded = 1;
+	sl_ckpt_release(&c);
+	return 0;
+}
+
+/* ---- running batches ---------------------------------------------------------------- */
+
+/* Describes a Lua error of a batch in d: "<stream>@<offset> (<type>): <message>". */
+static void lua_failure(struct sl_proc *p, struct run *r, const char *msg, struct sl_diag *d)
+{
+	char line[SL_DIAG_MAX];
+
+	first_line(msg, line, sizeof(line));
+	if (r && r->current < r->n)
+		sl_diag_set(d, SL_ELUA, "processor '%s' failed at %s@%lld (%s): %s", p->cfg.name,
+			    r->ev[r->current].stream, (long long)r->ev[r->current].offset,
+			    r->ev[r->current].type, line);
+	else
+		sl_diag_set(d, SL_ELUA, "processor '%s' failed: %s", p->cfg.name, line);
+}
+
+/* Runs prepare(ctx) once per process, in its own transaction. */
+static int run_prepare(struct sl_proc *p, struct sl_diag *d)
+{
+	lua_State *L = p->L;
+	int rc;
+
+	if (p->prepared)
+		return 0;
+	if (p->ref_prepare == LUA_NOREF) {
+		p->prepared = 1;
+		return 0;
+	}
+	if ((rc = sl_store_begin(p->store, d)))
+		return rc;
+	sl_dbapi_enable(p->db, 1);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_prepare);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_ctx);
+	rc = pcall_tb(L, 1, 0);
+	sl_dbapi_enable(p->db, 0);
+	if (rc != LUA_OK) {
+		char line[SL_DIAG_MAX];
+		first_line(lua_tostring(L, -1), line, sizeof(line));
+		lua_pop(L, 1);
+		sl_store_rollback(p->store);
+		return sl_diag_set(d, SL_ELUA, "processor '%s': prepare failed: %s", p->cfg.name, line);
+	}
+	if ((rc = sl_store_commit(p->store, d)))
+		return rc;
+	p->prepared = 1;
+	return 0;
+}
+
+static void run_release(lua_State *L, struct run *r)
+{
+	if (r->reduced_ref != LUA_NOREF)
+		luaL_unref(L, LUA_REGISTRYINDEX, r->reduced_ref);
+	if (r->batch_ref != LUA_NOREF)
+		luaL_unref(L, LUA_REGISTRYINDEX, r->batch_ref);
+	sl_buf_release(&r->arena);
+	sl_buf_release(&r->state_json);
+	free(r->app);
+	free(r->ridx);
+}
+
+/* Appends the batch's ctx.append events inside the open transaction. */
+static int commit_appends(struct sl_proc *p, struct run *r, struct sl_diag *d)
+{
+	struct sl_event_in *ev;
+	struct sl_append_result *res;
+	size_t i, failed = 0;
+	int rc;
+
+	if (!r->napp)
+		return 0;
+	ev = calloc(r->napp, sizeof(*ev));
+	res = calloc(r->napp, sizeof(*res));
+	if (!ev || !res) {
+		rc = sl_diag_set(d, SL_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < r->napp; i++) {
+		const char *a = r->arena.ptr;
+		ev[i].stream = a + r->app[i].stream;
+		ev[i].type = a + r->app[i].type;
+		ev[i].key = a + r->app[i].key;
+		ev[i].payload = a + r->app[i].payload;
+		ev[i].payload_len = r->app[i].payload_len;
+		ev[i].metadata = a + r->app[i].metadata;
+		ev[i].metadata_len = r->app[i].metadata_len;
+	}
+	if ((rc = sl_store_append(p->store, ev, r->napp, res, 0, &failed, d)))
+		sl_diag_prefix(d, "processor '%s': ctx.append of '%s' to '%s'", p->cfg.name,
+			       ev[failed].type, ev[failed].stream);
+out:
+	free(ev);
+	free(res);
+	return rc;
+}
+
+/* Commits a batch whose hooks succeeded: appends, checkpoint, COMMIT. */
+static int commit_batch(struct sl_proc *p, struct run *r, struct sl_diag *d)
+{
+	struct sl_inst *in = r->in;
+	int64_t mark = r->last > in->effects_mark ? r->last : in->effects_mark;
+	int rc;
+
+	if ((rc = commit_appends(p, r, d)))
+		return rc;
+	if (r->nconsumed)
+		rc = sl_ckpt_put(p->ck, p->cfg.name, in->stream, r->last, r->state_json.ptr,
+				 r->state_json.len, mark, d);
+	else
+		rc = sl_ckpt_put_offset(p->ck, p->cfg.name, in->stream, r->last, mark, d);
+	if (rc || (rc = sl_store_commit(p->store, d)))
+		return rc;
+	in->offset = r->last;
+	in->effects_mark = mark;
+	in->has_row = 1;
+	return 0;
+}
+
+void sl_proc_ingest(struct sl_proc *p, struct sl_inst *in, const struct sl_event *ev, size_t n,
+		    sl_ingest_cb done, void *ud)
+{
+	lua_State *L = p->L;
+	struct run r;
+	struct sl_diag d;
+	size_t i;
+	int rc, any = 0;
+
+	sl_diag_init(&d);
+	memset(&r, 0, sizeof(r));
+	r.reduced_ref = r.batch_ref = LUA_NOREF;
+	sl_buf_init(&r.arena);
+	sl_buf_init(&r.state_json);
+	if ((rc = run_prepare(p, &d)) || (rc = sl_proc_inst_load(p, in, &d)))
+		goto out;
+	for (i = 0; i < n && !any; i++)
+		any = seq_of(p, &ev[i]) > in->offset;
+	if (!any)
+		goto out;
+	r.in = in;
+	r.ev = ev;
+	r.n = n;
+	r.last = in->offset;
+	r.current = SIZE_MAX;
+	r.d = &d;
+	if (!(r.ridx = malloc(n * sizeof(*r.ridx)))) {
+		rc = sl_diag_set(&d, SL_ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((rc = sl_store_begin(p->store, &d)))
+		goto out;
+	p->cur = &r;
+	sl_dbapi_enable(p->db, 1);
+	lua_pushcfunction(L, run_batch);
+	lua_pushlightuserdata(L, p);
+	rc = pcall_tb(L, 1, 1);
+	sl_dbapi_enable(p->db, 0);
+	p->cur = NULL;
+	if (rc != LUA_OK) {
+		lua_failure(p, &r, lua_tostring(L, -1), &d);
+		lua_pop(L, 1);
+		sl_store_rollback(p->store);
+		rc = d.code;
+		goto out;
+	}
+	if ((rc = commit_batch(p, &r, &d))) {
+		sl_store_rollback(p->store);
+		lua_pop(L, 1);
+		goto out;
+	}
+	if (r.nconsumed)
+		cache_state(p, in);
+	else
+		lua_pop(L, 1);
+out:
+	run_release(L, &r);
+	done(ud, in, rc, &d);
+}
+
+/* ---- loading, attaching, freeing -------------------------------------------------------- */
+
+/* Builds ctx once per processor. [-0, +0, m] */
+static void make_ctx(lua_State *L, struct sl_proc *p)
+{
+	static const char *const levels[] = { "debug", "info", "warn", "error", NULL };
+	int i;
+
+	lua_createtable(L, 0, 12);
+	lua_pushlightuserdata(L, p);
+	lua_pushcclosure(L, ctx_append, 1);
+	lua_setfield(L, -2, "append");
+	lua_pushlightuserdata(L, p);
+	lua_pushcclosure(L, ctx_fanout, 1);
+	lua_setfield(L, -2, "fanOut");
+	lua_createtable(L, 0, 4);
+	for (i = 0; levels[i]; i++) {
+		lua_pushlightuserdata(L, p);
+		lua_pushstring(L, levels[i]);
+		lua_pushcclosure(L, ctx_log, 2);
+		lua_setfield(L, -2, levels[i]);
+	}
+	lua_setfield(L, -2, "log");
+	lua_pushstring(L, p->cfg.name);
+	lua_setfield(L, -2, "processor");
+	p->ref_ctx = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+static int copy_cfg(struct sl_proc_cfg *dst, const struct sl_proc_cfg *src)
+{
+	*dst = *src;
+	dst->name = strdup(src->name);
+	dst->script = strdup(src->script);
+	dst->streams = strdup(src->streams);
+	if (dst->batch_size <= 0)
+		dst->batch_size = 1000;
+	return dst->name && dst->script && dst->streams ? 0 : SL_ENOMEM;
+}
+
+int sl_proc_load(struct sl_proc **out, const struct sl_proc_cfg *cfg, struct sl_contracts *cs,
+		 struct sl_errs *errs)
+{
+	struct sl_proc *p = calloc(1, sizeof(*p));
+	size_t before = errs->n;
+
+	*out = NULL;
+	if (!p || copy_cfg(&p->cfg, cfg) || !(p->L = luaL_newstate())) {
+		sl_errs_add(errs, "%s: out of memory", cfg->script);
+		sl_proc_free(p);
+		return SL_ENOMEM;
+	}
+	p->ref_reduce = p->ref_process = p->ref_batch = p->ref_prepare = LUA_NOREF;
+	p->ref_ctx = p->ref_initial = LUA_NOREF;
+	p->lru.lru_next = p->lru.lru_prev = &p->lru;
+	luaL_openlibs(p->L);
+	if (!run_script(p->L, p->cfg.script, errs)) {
+		check_script(p->L, p, cs, errs);
+		lua_pop(p->L, 1);
+	}
+	if (errs->n > before) {
+		sl_proc_free(p);
+		return SL_EINVAL;
+	}
+	make_ctx(p->L, p);
+	*out = p;
+	return 0;
+}
+
+void sl_proc_free(struct sl_proc *p)
+{
+	size_t i;
+
+	if (!p)
+		return;
+	for (i = 0; i < p->nslots; i++) {
+		if (p->slot[i]) {
+			free(p->slot[i]->stream);
+			free(p->slot[i]);
+		}
+	}
+	free(p->slot);
+	sl_dbapi_free(p->db);
+	if (p->L)
+		lua_close(p->L);
+	free((char *)p->cfg.name);
+	free((char *)p->cfg.script);
+	free((char *)p->cfg.streams);
+	free(p);
+}
+
+/* A contract version change: discard every instance's state and checkpoint (keeping
+ * the side-effects marks) and the processor's tables, in one transaction. */
+static int rebuild(struct sl_proc *p, int64_t version, int64_t anchor, struct sl_diag *d)
+{
+	int rc;
+
+	if ((rc = sl_store_begin(p->store, d)))
+		return rc;
+	if ((rc = sl_ckpt_reset(p->ck, p->cfg.name, NULL, 0, d)) ||
+	    (rc = sl_ckpt_drop_tables(p->ck, p->cfg.name, d)) ||
+	    (rc = sl_ckpt_proc_put(p->ck, p->cfg.name, version, anchor, d)) ||
+	    (rc = sl_store_commit(p->store, d))) {
+		sl_store_rollback(p->store);
+		return rc;
+	}
+	sl_dbapi_forget_tables(p->db);
+	return 0;
+}
+
+int sl_proc_attach(struct sl_proc *p, struct sl_store *s, struct sl_ckpts *k, int set_anchor,
+		   struct sl_diag *d)
+{
+	int64_t version, anchor, head;
+	int exists, rc;
+
+	p->store = s;
+	p->ck = k;
+	if ((rc = sl_dbapi_new(&p->db, s, p->cfg.name, d)))
+		return rc;
+	lua_rawgeti(p->L, LUA_REGISTRYINDEX, p->ref_ctx);
+	sl_dbapi_push(p->L, p->db);
+	lua_setfield(p->L, -2, "db");
+	lua_pop(p->L, 1);
+	if ((rc = sl_ckpt_proc_get(k, p->cfg.name, &exists, &version, &anchor, d)))
+		return rc;
+	if (exists && version != p->contract->version)
+		return rebuild(p, p->contract->version, anchor, d) ? d->code : (p->anchor = anchor, 0);
+	p->anchor = anchor;
+	if (exists || !set_anchor)
+		return 0;
+	if ((rc = sl_store_head_position(s, &head, d)) ||
+	    (rc = sl_ckpt_proc_put(k, p->cfg.name, p->contract->version, head, d)))
+		return rc;
+	p->anchor = head;
+	return 0;
+}
+
+/* Protected: encodes the state of instance (light userdata at 2) into the buffer
+ * at 3 (diag at 4). [-4, +1, e] */
+static int state_json_protected(lua_State *L)
+{
+	struct sl_proc *p = lua_touserdata(L, 1);
+	struct sl_inst *in = lua_touserdata(L, 2);
+	struct sl_buf *b = lua_touserdata(L, 3);
+	struct sl_diag *d = lua_touserdata(L, 4);
+
+	push_state(L, p, in, d);
+	if (sl_lj_encode(L, -1, "state", b, d))
+		luaL_error(L, "%s", sl_diag_msg(d));
+	return 0;
+}
+
+int sl_proc_state_json(struct sl_proc *p, struct sl_inst *in, struct sl_buf *b, struct sl_diag *d)
+{
+	int rc;
+
+	if ((rc = sl_proc_inst_load(p, in, d)))
+		return rc;
+	lua_pushcfunction(p->L, state_json_protected);
+	lua_pushlightuserdata(p->L, p);
+	lua_pushlightuserdata(p->L, in);
+	lua_pushlightuserdata(p->L, b);
+	lua_pushlightuserdata(p->L, d);
+	if (lua_pcall(p->L, 4, 0, 0) != LUA_OK) {
+		sl_diag_set(d, SL_ELUA, "%s", lua_tostring(p->L, -1));
+		lua_pop(p->L, 1);
+		return d->code;
+	}
+	return 0;
+}

@@ -1,0 +1,107 @@
+/* sl_processor.h - one deployment processor: its script in its own lua_State, its
+ * contract, and the batch model that feeds its instances (DESIGN §4, §5).
+ *
+ * A processor (struct sl_proc) owns one lua_State holding the compiled hooks, shared
+ * by all its instances. An instance (struct sl_inst) is one stream's state and
+ * checkpoint in mode "each", or the single instance of mode "all" (stream ""); its
+ * state table is cached in the lua_State and dropped when the cache is full, to be
+ * decoded again from its checkpoint row on demand.
+ *
+ * sl_proc_ingest runs one batch for one instance:
+ *   1. load once: prepare (if any), then the checkpoint; a failure fails this call
+ *      and the next call retries both;
+ *   2. events at or below the running checkpoint are skipped;
+ *   3. each consumed event is payload-validated (named types), reduced, and the new
+ *      state validated; other events only advance the checkpoint;
+ *   4. if no new event remains, nothing is written;
+ *   5. processEventBatch (or the default fan-out to processEvent) runs once;
+ *   6. state, checkpoint, appends and ctx.db writes commit in one transaction, and
+ *      only then does the instance's in-memory state advance.
+ * Any failure fails the batch: nothing is committed, the diag says why, and the next
+ * batch runs normally (the same events are delivered again).
+ *
+ * Ingest is asynchronous in its interface: `done` is called when the batch has
+ * settled. Today every batch settles before sl_proc_ingest returns; blocking work
+ * (ctx.block) will make some settle later on the loop.
+ *
+ * Threads: everything here runs on the loop thread.
+ */
+#ifndef SL_PROCESSOR_H
+#define SL_PROCESSOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sl_error.h"
+#include "sl_store.h"
+
+struct sl_contracts;
+struct sl_contract;
+struct sl_ckpts;
+
+/* A processor's settings, from the deployment. Strings are copied. */
+struct sl_proc_cfg {
+	const char *name;    /* the deployment's name for it */
+	const char *script;  /* resolved path */
+	const char *streams; /* stream name or pattern */
+	int mode_all;
+	int effects_all; /* sideEffects = "all" */
+	int batch_size;
+	int strict; /* fail a batch whose hook mutated a table it was given */
+};
+
+struct sl_proc;
+
+/* One instance. Owned by its processor. */
+struct sl_inst {
+	char *stream;         /* "" for mode all */
+	int64_t offset;       /* committed checkpoint (a position in mode all) */
+	int64_t effects_mark; /* last offset whose side effects ran */
+	int loaded;           /* checkpoint row read */
+	int has_row;          /* a checkpoint row exists: status is not "new" */
+	int faulted;
+	int64_t head;         /* the stream's head (store head position in mode all), for ctx */
+	int state_ref;        /* registry ref of the cached state, or LUA_NOREF */
+	/* Kept by the host: */
+	int fails;            /* consecutive failures of the current batch */
+	uint64_t retry_at;    /* loop time (ms) of the next attempt */
+	struct sl_inst *lru_prev, *lru_next;
+};
+
+/* Loads and checks the script against its contract. Every error goes to errs as
+ * "<file>: <field>: <message>"; returns SL_EINVAL if there was any. */
+int sl_proc_load(struct sl_proc **out, const struct sl_proc_cfg *cfg, struct sl_contracts *cs,
+		 struct sl_errs *errs);
+void sl_proc_free(struct sl_proc *p);
+
+const char *sl_proc_name(const struct sl_proc *p);
+const struct sl_contract *sl_proc_contract(const struct sl_proc *p);
+const struct sl_proc_cfg *sl_proc_cfg(const struct sl_proc *p);
+
+/* Binds the processor to a store: reads its processor row; on a contract version
+ * change discards every checkpoint's state and the processor's tables (keeping the
+ * side-effects marks); with `set_anchor` (sluice run) stores the side-effect anchor
+ * the first time. */
+int sl_proc_attach(struct sl_proc *p, struct sl_store *s, struct sl_ckpts *k, int set_anchor,
+		   struct sl_diag *d);
+
+/* The instance for `stream` ("" in mode all), created (not loaded) on first use. */
+struct sl_inst *sl_proc_instance(struct sl_proc *p, const char *stream);
+/* Reads the instance's checkpoint row if not done yet. */
+int sl_proc_inst_load(struct sl_proc *p, struct sl_inst *in, struct sl_diag *d);
+
+/* Completion of a batch: rc 0, or a negative code with d filled. */
+typedef void (*sl_ingest_cb)(void *ud, struct sl_inst *in, int rc, const struct sl_diag *d);
+
+/* Runs one batch of events (in offset order for mode each, position order for mode
+ * all) for instance `in`. Events are borrowed until `done` runs. */
+void sl_proc_ingest(struct sl_proc *p, struct sl_inst *in, const struct sl_event *ev, size_t n,
+		    sl_ingest_cb done, void *ud);
+
+/* Writes the instance's state as JSON into b (the initial state when it has none). */
+int sl_proc_state_json(struct sl_proc *p, struct sl_inst *in, struct sl_buf *b, struct sl_diag *d);
+
+/* Whether the processor's pattern matches a stream name. */
+int sl_pattern_match(const char *pattern, const char *stream);
+
+#endif
