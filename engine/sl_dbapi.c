@@ -192,6 +192,9 @@ static int load_owners(struct sl_dbapi *api, struct sl_diag *d)
 	return rc == SQLITE_DONE ? 0 : sl_diag_set(d, SL_EIO, "cannot read sl_tables");
 }
 
+static int dispatch(void *db, int action, const char *a1, const char *a2, const char *dbn,
+		    const char *trig);
+
 int sl_dbapi_new(struct sl_dbapi **out, struct sl_store *s, const char *proc, struct sl_diag *d)
 {
 	struct sl_dbapi *api = calloc(1, sizeof(*api));
@@ -208,6 +211,7 @@ int sl_dbapi_new(struct sl_dbapi **out, struct sl_store *s, const char *proc, st
 		sl_dbapi_free(api);
 		return rc;
 	}
+	sqlite3_set_authorizer(api->db, dispatch, api->db);
 	*out = api;
 	return 0;
 }
@@ -229,8 +233,6 @@ void sl_dbapi_free(struct sl_dbapi *api)
 		return;
 	for (i = 0; i < STMT_CACHE; i++)
 		uncache(&api->cache[i]);
-	if (api->enabled)
-		sqlite3_set_authorizer(api->db, NULL, NULL);
 	free_names(&api->owned, &api->nowned);
 	free_names(&api->foreign, &api->nforeign);
 	free(api->creates);
@@ -242,8 +244,25 @@ void sl_dbapi_free(struct sl_dbapi *api)
 void sl_dbapi_enable(struct sl_dbapi *api, int on)
 {
 	api->enabled = on;
-	/* The authorizer runs at prepare time; cached statements were checked then. */
-	sqlite3_set_authorizer(api->db, on ? authorize : NULL, on ? api : NULL);
+}
+
+static struct sl_dbapi *active; /* the api whose ctx.db call is running (loop thread) */
+
+static void guard(struct sl_dbapi *api, int on)
+{
+	active = on ? api : NULL;
+}
+
+/* The connection's authorizer, installed once: it checks statements only while a
+ * ctx.db call is running on that connection, and lets the engine's own statements
+ * through. (Installing or removing an authorizer expires every prepared statement,
+ * so it is never toggled.) */
+static int dispatch(void *db, int action, const char *a1, const char *a2, const char *dbn,
+		    const char *trig)
+{
+	if (!active || active->db != db)
+		return SQLITE_OK;
+	return authorize(active, action, a1, a2, dbn, trig);
 }
 
 void sl_dbapi_forget_tables(struct sl_dbapi *api)
@@ -388,9 +407,9 @@ static void track_ddl(lua_State *L, struct sl_dbapi *api, struct cached *c)
 	if (c->creates && !listed(api->owned, api->nowned, c->creates)) {
 		sql = sqlite3_mprintf("INSERT OR IGNORE INTO sl_tables(name, processor) VALUES (%Q, %Q)",
 				      c->creates, api->proc);
-		sqlite3_set_authorizer(api->db, NULL, NULL);
+		guard(api, 0);
 		sqlite3_exec(api->db, sql, NULL, NULL, &err);
-		sqlite3_set_authorizer(api->db, authorize, api);
+		guard(api, 1);
 		sqlite3_free(sql);
 		if (err || add_name(&api->owned, &api->nowned, c->creates)) {
 			sqlite3_free(err);
@@ -399,9 +418,9 @@ static void track_ddl(lua_State *L, struct sl_dbapi *api, struct cached *c)
 	}
 	if (c->drops) {
 		sql = sqlite3_mprintf("DELETE FROM sl_tables WHERE name = %Q", c->drops);
-		sqlite3_set_authorizer(api->db, NULL, NULL);
+		guard(api, 0);
 		sqlite3_exec(api->db, sql, NULL, NULL, NULL);
-		sqlite3_set_authorizer(api->db, authorize, api);
+		guard(api, 1);
 		sqlite3_free(sql);
 	}
 }
@@ -424,9 +443,9 @@ static void step_done(lua_State *L, struct sl_dbapi *api, sqlite3_stmt *st)
 }
 
 /* db:exec(sql [, params]) -> changed rows [-(2|3), +1, e] */
-static int db_exec(lua_State *L)
+static int exec_body(lua_State *L)
 {
-	struct sl_dbapi *api = check_api(L);
+	struct sl_dbapi *api = lua_touserdata(L, lua_upvalueindex(1));
 	struct cached *c = statement(L, api, luaL_checkstring(L, 2));
 
 	bind_params(L, c->st, 3);
@@ -435,6 +454,30 @@ static int db_exec(lua_State *L)
 		track_ddl(L, api, c);
 	lua_pushinteger(L, sqlite3_changes(api->db));
 	return 1;
+}
+
+/* Runs body(db, sql, params) with the authorizer installed, removing it again even
+ * when body raises. [-3, +1, e] */
+static int guarded(lua_State *L, lua_CFunction body)
+{
+	struct sl_dbapi *api = check_api(L);
+	int rc;
+
+	lua_settop(L, 3);
+	lua_pushlightuserdata(L, api);
+	lua_pushcclosure(L, body, 1);
+	lua_insert(L, 1);
+	guard(api, 1);
+	rc = lua_pcall(L, 3, 1, 0);
+	guard(api, 0);
+	if (rc != LUA_OK)
+		return lua_error(L);
+	return 1;
+}
+
+static int db_exec(lua_State *L)
+{
+	return guarded(L, exec_body);
 }
 
 /* Pushes column i of the current row. [-0, +1, m] */
@@ -457,9 +500,9 @@ static void push_column(lua_State *L, sqlite3_stmt *st, int i)
 }
 
 /* db:query(sql [, params]) -> array of rows [-(2|3), +1, e] */
-static int db_query(lua_State *L)
+static int query_body(lua_State *L)
 {
-	struct sl_dbapi *api = check_api(L);
+	struct sl_dbapi *api = lua_touserdata(L, lua_upvalueindex(1));
 	struct cached *c = statement(L, api, luaL_checkstring(L, 2));
 	lua_Integer n = 0;
 	int rc, i, cols;
@@ -482,6 +525,11 @@ static int db_query(lua_State *L)
 	}
 	sqlite3_reset(c->st);
 	return 1;
+}
+
+static int db_query(lua_State *L)
+{
+	return guarded(L, query_body);
 }
 
 void sl_dbapi_push(lua_State *L, struct sl_dbapi *api)

@@ -12,11 +12,21 @@
  *   core.decode(json) -> value | nil, message
  *   core.encode(value) -> json | nil, message
  *   core.null, core.array([t]), core.isarray(t)
+ *   core.check(deployment) -> true | nil, {errors...}
+ *   core.run(deployment [, {untilCaughtUp = true}]) -> true | nil, message
+ *   core.state(deployment, processor [, stream]) -> array of {processor=, stream=,
+ *       offset=, status=, state=} | nil, message
+ *   core.status(deployment) -> array of status rows | nil, message
+ *   core.reset(deployment, processor [, stream [, {withEffects = true}]])
+ *       -> true | nil, message
+ *
+ * The deployment functions run the engine in this process (sluice run's code).
  *
  * Payloads and metadata are Lua tables (encoded by sl_luajson) or JSON strings.
  * Expected failures (bad input, paused stream, conflicts) return nil and a message;
  * misuse (wrong argument types, a closed store) raises.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +34,7 @@
 #include <lua.h>
 
 #include "sl_buf.h"
+#include "sl_host.h"
 #include "sl_luajson.h"
 #include "sl_store.h"
 
@@ -446,6 +457,162 @@ static int core_isarray(lua_State *L)
 	return 1;
 }
 
+/* Opens a host; on failure pushes nil and an array of messages.
+ * [-0, +0|2, m] */
+static struct sl_host *open_host(lua_State *L, const char *file, int flags)
+{
+	struct sl_host *h = NULL;
+	struct sl_errs errs;
+	size_t i;
+
+	sl_errs_init(&errs);
+	if (sl_host_open(&h, file, flags, &errs)) {
+		lua_pushnil(L);
+		lua_createtable(L, (int)errs.n, 0);
+		for (i = 0; i < errs.n; i++) {
+			lua_pushstring(L, errs.msg[i]);
+			lua_rawseti(L, -2, (lua_Integer)i + 1);
+		}
+		sl_errs_release(&errs); /* lua_pushstring copied; a raise above leaks only on OOM */
+		return NULL;
+	}
+	sl_errs_release(&errs);
+	return h;
+}
+
+/* core.check(deployment) [-0, +1|2, m] */
+static int core_check(lua_State *L)
+{
+	struct sl_host *h = open_host(L, luaL_checkstring(L, 1), SL_HOST_NO_STORE);
+
+	if (!h)
+		return 2;
+	sl_host_free(h);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* core.run(deployment [, opts]) [-0, +1|2, m] */
+static int core_run(lua_State *L)
+{
+	const char *file = luaL_checkstring(L, 1);
+	int until = 1, rc;
+	struct sl_host *h;
+	struct sl_diag d;
+
+	if (lua_istable(L, 2) && lua_getfield(L, 2, "untilCaughtUp") != LUA_TNIL)
+		until = lua_toboolean(L, -1);
+	if (!(h = open_host(L, file, SL_HOST_RUN))) {
+		lua_rawgeti(L, -1, 1);
+		return 2;
+	}
+	sl_diag_init(&d);
+	rc = sl_host_run(h, until, &d);
+	sl_host_free(h);
+	if (rc)
+		return push_fail(L, &d);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* Runs a host function printing JSON lines into memory, then decodes the lines
+ * into an array. [-0, +1|2, m] */
+static int lines_of(lua_State *L, struct sl_host *h, int (*fn)(struct sl_host *, void *, FILE *,
+								   struct sl_diag *), void *arg)
+{
+	char *text = NULL, *line, *nl;
+	size_t len = 0;
+	struct sl_diag d;
+	FILE *mem = open_memstream(&text, &len);
+	int rc;
+	lua_Integer n = 0;
+
+	sl_diag_init(&d);
+	if (!mem) {
+		sl_host_free(h);
+		return luaL_error(L, "out of memory");
+	}
+	rc = fn(h, arg, mem, &d);
+	fclose(mem);
+	sl_host_free(h);
+	if (rc) {
+		free(text);
+		return push_fail(L, &d);
+	}
+	lua_newtable(L);
+	for (line = text; line && *line; line = nl + 1) {
+		nl = strchr(line, '\n');
+		if (sl_lj_decode(L, line, (size_t)(nl - line), 0, &d) == 0)
+			lua_rawseti(L, -2, ++n);
+	}
+	free(text);
+	return 1;
+}
+
+struct state_args {
+	const char *proc, *stream;
+};
+
+static int state_fn(struct sl_host *h, void *arg, FILE *out, struct sl_diag *d)
+{
+	struct state_args *a = arg;
+
+	return sl_host_state(h, a->proc, a->stream, out, d);
+}
+
+static int status_fn(struct sl_host *h, void *arg, FILE *out, struct sl_diag *d)
+{
+	(void)arg;
+	return sl_host_status(h, out, d);
+}
+
+/* core.state(deployment, processor [, stream]) [-0, +1|2, m] */
+static int core_state(lua_State *L)
+{
+	struct state_args a = { luaL_checkstring(L, 2), luaL_optstring(L, 3, NULL) };
+	struct sl_host *h = open_host(L, luaL_checkstring(L, 1), 0);
+
+	if (!h) {
+		lua_rawgeti(L, -1, 1);
+		return 2;
+	}
+	return lines_of(L, h, state_fn, &a);
+}
+
+/* core.status(deployment) [-0, +1|2, m] */
+static int core_status(lua_State *L)
+{
+	struct sl_host *h = open_host(L, luaL_checkstring(L, 1), 0);
+
+	if (!h) {
+		lua_rawgeti(L, -1, 1);
+		return 2;
+	}
+	return lines_of(L, h, status_fn, NULL);
+}
+
+/* core.reset(deployment, processor [, stream [, opts]]) [-0, +1|2, m] */
+static int core_reset(lua_State *L)
+{
+	const char *proc = luaL_checkstring(L, 2), *stream = luaL_optstring(L, 3, NULL);
+	int fx = lua_istable(L, 4) && lua_getfield(L, 4, "withEffects") && lua_toboolean(L, -1);
+	struct sl_host *h = open_host(L, luaL_checkstring(L, 1), 0);
+	struct sl_diag d;
+	int rc;
+
+	if (!h) {
+		lua_rawgeti(L, -1, 1);
+		return 2;
+	}
+	sl_diag_init(&d);
+	rc = sl_host_reset(h, proc, stream, fx, &d);
+	sl_host_free(h);
+	if (rc)
+		return push_fail(L, &d);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 int luaopen_sluice_core(lua_State *L);
 
 int luaopen_sluice_core(lua_State *L)
@@ -457,7 +624,9 @@ int luaopen_sluice_core(lua_State *L)
 	};
 	static const luaL_Reg funcs[] = {
 		{ "open", core_open },     { "decode", core_decode }, { "encode", core_encode },
-		{ "array", core_array },   { "isarray", core_isarray }, { NULL, NULL },
+		{ "array", core_array },   { "isarray", core_isarray }, { "check", core_check },
+		{ "run", core_run },       { "state", core_state },   { "status", core_status },
+		{ "reset", core_reset },   { NULL, NULL },
 	};
 
 	if (luaL_newmetatable(L, STORE_MT)) {

@@ -8,6 +8,7 @@
  */
 #include "sl_processor.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -991,6 +992,23 @@ out:
 	return rc;
 }
 
+/* Crash injection for the crash tests: SLUICE_CRASH_AT=after-reduce|in-commit|
+ * after-commit kills the process with SIGKILL at that point of the Nth batch
+ * (SLUICE_CRASH_BATCH, default 1) that reaches it. Read once. */
+static void crash_point(const char *where)
+{
+	static const char *at;
+	static long n = -1;
+
+	if (n < 0) {
+		const char *nb = getenv("SLUICE_CRASH_BATCH");
+		at = getenv("SLUICE_CRASH_AT");
+		n = nb ? atol(nb) : 1;
+	}
+	if (at && !strcmp(at, where) && --n == 0)
+		raise(SIGKILL);
+}
+
 /* Commits a batch whose hooks succeeded: appends, checkpoint, COMMIT. */
 static int commit_batch(struct sl_proc *p, struct run *r, struct sl_diag *d)
 {
@@ -998,6 +1016,7 @@ static int commit_batch(struct sl_proc *p, struct run *r, struct sl_diag *d)
 	int64_t mark = r->last > in->effects_mark ? r->last : in->effects_mark;
 	int rc;
 
+	crash_point("after-reduce");
 	if ((rc = commit_appends(p, r, d)))
 		return rc;
 	if (r->nconsumed)
@@ -1005,8 +1024,11 @@ static int commit_batch(struct sl_proc *p, struct run *r, struct sl_diag *d)
 				 r->state_json.len, mark, d);
 	else
 		rc = sl_ckpt_put_offset(p->ck, p->cfg.name, in->stream, r->last, mark, d);
+	if (!rc)
+		crash_point("in-commit");
 	if (rc || (rc = sl_store_commit(p->store, d)))
 		return rc;
+	crash_point("after-commit");
 	in->offset = r->last;
 	in->effects_mark = mark;
 	in->has_row = 1;

@@ -1,27 +1,48 @@
 #!/bin/sh
-# demo.sh SLUICE - appends a small example history to a fresh store and prints it.
+# demo.sh SLUICE - runs the example deployment (processors/example.deploy.lua) on a
+# fresh embedded SQLite store and shows what the processors did.
 set -eu
 sluice=${1:-sluice}
+here=$(cd "$(dirname "$0")" && pwd)
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-export SLUICE_STORE="$dir/demo.db"
+# A private copy, so the demo's store never lands in the source tree.
+cp -r "$here" "$dir/processors"
+cp -r "$here/../schemas" "$dir/schemas"
+D="$dir/processors/example.deploy.lua"
+mkdir -p "$dir/processors/data"
 
-echo "# appending to counters/a and counters/b"
-"$sluice" append counters/a counter/incremented '{"by": 1}'
-"$sluice" append counters/a counter/incremented '{"by": 41}' --key demo-41
-"$sluice" append counters/a counter/incremented '{"by": 41}' --key demo-41
-printf '%s\n' \
-  '{"type":"counter/incremented","payload":{"by":5}}' \
-  '{"type":"counter/reset"}' \
-  '{"type":"counter/incremented","payload":{"by":2}}' |
-  "$sluice" append counters/b --jsonl
-"$sluice" append counters/b stream/paused '{"reason":"maintenance"}'
-echo "# appending to a paused stream is refused:"
-"$sluice" append counters/b counter/incremented '{"by":1}' || true
+step() { printf '\n# %s\n' "$*"; }
 
-echo "# the history of counters/a"
-"$sluice" events counters/a
-echo "# the streams (counters is their parent, created on the way)"
-"$sluice" streams
-echo "# the children announced on counters"
-"$sluice" events counters --type stream/child-stream-created
+step "sluice check: the deployment, its contracts and scripts are valid"
+"$sluice" check "$D"
+
+step "a first run on the empty store sets each processor's side-effect anchor"
+"$sluice" run "$D" --until-caught-up
+
+step "appending events: counters, an echo request, and a burst on a rate-limited API stream"
+for by in 40 40 40; do
+  "$sluice" append counters/a counter/incremented "{\"by\":$by}" --deployment "$D"
+done
+"$sluice" append counters/b counter/incremented '{"by":5}' --deployment "$D"
+"$sluice" append echo/1 echo/input-received '{"text":"hello"}' --deployment "$D"
+"$sluice" append api/orders circuit-breaker/configured \
+  '{"burstCapacity":2,"refillRatePerMinute":60}' --deployment "$D"
+for i in 1 2 3; do
+  "$sluice" append api/orders api/called "{\"call\":$i}" --deployment "$D" ||
+    echo "(refused: the breaker paused the stream)"
+done
+
+step "sluice run --until-caught-up"
+"$sluice" run "$D" --until-caught-up
+
+step "the state of every instance"
+for p in counter echo circuit_breaker; do "$sluice" state "$D" "$p"; done
+
+step "what the processors emitted"
+"$sluice" events counters/a --type counter/milestone --deployment "$D"
+"$sluice" events echo/1 --type echo/output-echoed --deployment "$D"
+"$sluice" events api/orders --type stream/paused --deployment "$D"
+
+step "sluice status"
+"$sluice" status "$D"

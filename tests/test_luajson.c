@@ -650,13 +650,13 @@ static void test_reentrant(void)
 
 	lua_register(L, "nested", l_nested);
 	run("local mt = {} mt.__gc = function() nested() "
-	    "if N < 3000 then N = N + 1; setmetatable({}, mt) end end "
+	    "if N < 500 then N = N + 1; setmetatable({}, mt) end end "
 	    "N = 0 for i = 1, 200 do setmetatable({}, mt) end "
 	    "collectgarbage('incremental', 100, 400) return true");
 	lua_pop(L, 1);
 	sl_buf_init(&doc);
 	sl_buf_addc(&doc, '[');
-	for (i = 0; i < 20000; i++)
+	for (i = 0; i < 2000; i++)
 		sl_buf_addf(&doc, "%s{\"k%d\":[%d,\"v\"]}", i ? "," : "", i % 7, i);
 	sl_buf_addc(&doc, ']');
 	job_init(&j, doc.ptr, doc.len);

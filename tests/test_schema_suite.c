@@ -132,8 +132,9 @@ static int run_tests(const char *file, const char *desc, int cs, const struct sl
 		if ((rc == 0) != want || (rc != 0 && rc != SL_EINVAL)) {
 			fails++;
 			getkey(t, "description");
-			diag("FAIL %s.json: %s: %s: expected %s, got %s", file, desc, lua_tostring(L, -1),
-			     want ? "valid" : "invalid", rc ? sl_diag_msg(&d) : "valid");
+			diag("FAIL %s.json: %s: %s: expected %s, got %s", file, desc,
+			     lua_tostring(L, -1), want ? "valid" : "invalid",
+			     rc ? sl_diag_msg(&d) : "valid");
 			lua_pop(L, 1);
 		} else {
 			passed++;
@@ -150,6 +151,7 @@ static int run_case(const char *file, int cs, int *ncases)
 	struct sl_schema *s = NULL;
 	struct sl_diag d;
 	char where[512], desc[256];
+	size_t n;
 	int fails = 0;
 
 	getkey(cs, "description");
@@ -163,7 +165,8 @@ static int run_case(const char *file, int cs, int *ncases)
 	} else if (sl_schema_compile(L, -1, where, &s, &d) != 0) {
 		if (strstr(d.msg, "unsupported")) {
 			/* The message starts with where: keep only the reason. */
-			skip_case(file, desc, d.msg + (strncmp(d.msg, where, strlen(where)) ? 0 : strlen(where) + 2));
+			n = strncmp(d.msg, where, strlen(where)) ? 0 : strlen(where) + 2;
+			skip_case(file, desc, d.msg + n);
 		} else {
 			diag("FAIL %s: does not compile: %s", where, d.msg);
 			fails++;
@@ -207,8 +210,9 @@ static void run_file(const char *dir, const char *file)
 		lua_pop(L, 1);
 	}
 	lua_pop(L, 1);
-	ok(!fails && lua_gettop(L) == top, "%s.json: %d of %d cases run, %d tests passed, %d cases skipped",
-	   file, ran, n, passed - before, skipped - skipped_before);
+	ok(!fails && lua_gettop(L) == top,
+	   "%s.json: %d of %d cases run, %d tests passed, %d cases skipped", file, ran, n,
+	   passed - before, skipped - skipped_before);
 }
 
 int main(void)
