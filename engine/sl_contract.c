@@ -633,3 +633,56 @@ int sl_contracts_load(struct sl_contracts *cs, const char *name, const struct sl
 	*out = e->state == 1 ? &e->c : NULL;
 	return e->state == 1 ? 0 : SL_EINVAL;
 }
+
+/* ---- the core contract, for the store -------------------------------------------------- */
+
+/* Protected: decodes the payload (light userdata text at 1, length at 2) and
+ * validates it against the schema at 3 (diag at 4). [-4, +1, e] */
+static int core_protected(lua_State *L)
+{
+	const char *text = lua_touserdata(L, 1);
+	size_t len = (size_t)lua_tointeger(L, 2);
+	const struct sl_schema *schema = lua_touserdata(L, 3);
+	struct sl_diag *d = lua_touserdata(L, 4);
+	int rc = sl_lj_decode(L, text, len, 0, d);
+
+	if (!rc)
+		rc = sl_schema_validate(schema, L, -1, d);
+	lua_pushinteger(L, rc);
+	return 1;
+}
+
+int sl_core_validate(const char *type, const char *payload, size_t len, struct sl_diag *d)
+{
+	static struct sl_contracts *cs;
+	static const struct sl_contract *core;
+	const struct sl_evtype *et;
+	struct sl_errs errs;
+	int rc;
+
+	if (!core) {
+		sl_errs_init(&errs);
+		if (!cs && (rc = sl_contracts_new(&cs, NULL, 0, d)))
+			return rc;
+		if (sl_contracts_load(cs, "core", &core, &errs)) {
+			rc = sl_diag_set(d, SL_EIO, "cannot load the core contract: %s",
+					 errs.n ? errs.msg[0] : "unknown error");
+			sl_errs_release(&errs);
+			return rc;
+		}
+		sl_errs_release(&errs);
+	}
+	if (!(et = sl_contract_type(core, type)))
+		return 0;
+	lua_pushcfunction(cs->L, core_protected);
+	lua_pushlightuserdata(cs->L, (void *)payload);
+	lua_pushinteger(cs->L, (lua_Integer)len);
+	lua_pushlightuserdata(cs->L, et->schema);
+	lua_pushlightuserdata(cs->L, d);
+	if (lua_pcall(cs->L, 4, 1, 0) != LUA_OK)
+		rc = sl_diag_set(d, SL_ENOMEM, "%s", lua_tostring(cs->L, -1));
+	else
+		rc = (int)lua_tointeger(cs->L, -1);
+	lua_settop(cs->L, 0);
+	return rc;
+}

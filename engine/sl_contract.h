@@ -72,6 +72,12 @@ int sl_contract_consumes(const struct sl_contract *c, const char *type);
 int sl_contract_consumes_named(const struct sl_contract *c, const char *type);
 int sl_contract_emits(const struct sl_contract *c, const char *type);
 
+/* Validates the payload of a core event type (stream/...) against the built-in
+ * core contract, loaded once per process. Types the core contract does not define
+ * pass. Returns 0 or SL_EINVAL with d: "/: required: missing property 'metadata'".
+ * Loop thread only. */
+int sl_core_validate(const char *type, const char *payload, size_t len, struct sl_diag *d);
+
 /* The built-in schemas directory (SLUICE_HOME/schemas, else the source tree's). */
 const char *sl_builtin_schemas(void);
 /* The directory holding the engine's Lua modules (lua/). */

@@ -765,7 +765,8 @@ static int run_batch(lua_State *L)
 		if (seq <= r->last)
 			continue;
 		r->last = seq;
-		if (!sl_contract_consumes(p->contract, ev->type))
+		if (!sl_contract_consumes(p->contract, ev->type) ||
+		    (p->cfg.mode_all && !sl_pattern_match(p->cfg.streams, ev->stream)))
 			continue;
 		r->current = r->last_consumed = i;
 		r->nconsumed++;

@@ -21,6 +21,7 @@
 #include <sqlite3.h>
 
 #include "sl_buf.h"
+#include "sl_contract.h"
 #include "sl_json.h"
 #include "sl_store_int.h"
 
@@ -338,81 +339,17 @@ static int type_is(const char *type, const char *what)
 	return !strcmp(type, what);
 }
 
-/* The payload rules of the core types users may append (schemas/core.contract.json). */
-struct core_check {
-	const char *type;
-	int seen_metadata, seen_message;
-};
-
-static int check_error_detail(void *ud, const struct sl_json_member *m, struct sl_diag *d)
-{
-	int *seen_message = ud;
-
-	if (m->keylen == 7 && !memcmp(m->key, "message", 7)) {
-		if (m->kind != SL_JSON_STRING)
-			return sl_diag_set(d, SL_EINVAL, "payload.error.message: must be a string");
-		*seen_message = 1;
-	} else if (m->keylen == 9 && !memcmp(m->key, "traceback", 9) && m->kind != SL_JSON_STRING) {
-		return sl_diag_set(d, SL_EINVAL, "payload.error.traceback: must be a string");
-	}
-	return 0;
-}
-
-static int check_core_member(void *ud, const struct sl_json_member *m, struct sl_diag *d)
-{
-	struct core_check *cc = ud;
-	int seen = 0, rc;
-
-#define KEY_IS(k) (m->keylen == sizeof(k) - 1 && !memcmp(m->key, k, sizeof(k) - 1))
-	if (KEY_IS("reason") && (type_is(cc->type, "stream/paused") ||
-				 type_is(cc->type, "stream/resumed"))) {
-		if (m->kind != SL_JSON_STRING)
-			return sl_diag_set(d, SL_EINVAL, "payload.reason: must be a string");
-	} else if (KEY_IS("metadata") && type_is(cc->type, "stream/metadata-updated")) {
-		if (m->kind != SL_JSON_OBJECT)
-			return sl_diag_set(d, SL_EINVAL, "payload.metadata: must be an object, got %s",
-					   sl_json_kind_name(m->kind));
-		cc->seen_metadata = 1;
-	} else if (type_is(cc->type, "stream/error-occurred")) {
-		if (KEY_IS("message")) {
-			if (m->kind != SL_JSON_STRING)
-				return sl_diag_set(d, SL_EINVAL, "payload.message: must be a string");
-			cc->seen_message = 1;
-		} else if (KEY_IS("processor") && m->kind != SL_JSON_STRING) {
-			return sl_diag_set(d, SL_EINVAL, "payload.processor: must be a string");
-		} else if (KEY_IS("offset") && m->kind != SL_JSON_INTEGER) {
-			return sl_diag_set(d, SL_EINVAL, "payload.offset: must be an integer");
-		} else if (KEY_IS("error")) {
-			if (m->kind != SL_JSON_OBJECT)
-				return sl_diag_set(d, SL_EINVAL, "payload.error: must be an object");
-			if ((rc = sl_json_members(m->text, m->len, check_error_detail, &seen, d)))
-				return rc;
-			if (!seen)
-				return sl_diag_set(d, SL_EINVAL,
-						   "payload.error.message: required");
-		}
-	}
-#undef KEY_IS
-	return 0;
-}
-
+/* The payload of a core type is checked against schemas/core.contract.json. */
 static int check_core_payload(const char *type, const char *p, size_t n, struct sl_diag *d)
 {
-	struct core_check cc = { type, 0, 0 };
-	int rc;
-
 	if (strncmp(type, "stream/", 7))
 		return 0;
 	if (!p) {
 		p = "{}";
 		n = 2;
 	}
-	if ((rc = sl_json_members(p, n, check_core_member, &cc, d)))
-		return rc;
-	if (type_is(type, "stream/metadata-updated") && !cc.seen_metadata)
-		return sl_diag_set(d, SL_EINVAL, "payload.metadata: required for %s", type);
-	if (type_is(type, "stream/error-occurred") && !cc.seen_message)
-		return sl_diag_set(d, SL_EINVAL, "payload.message: required for %s", type);
+	if (sl_core_validate(type, p, n, d))
+		return sl_diag_prefix(d, "payload");
 	return 0;
 }
 

@@ -39,9 +39,10 @@ bad "wrong --offset" "^sluice: offset: expected 3" s/1 t '{}' --offset 7
 bad "non-numeric --offset" "^sluice: offset: must be a positive integer" s/1 t '{}' --offset x
 bad "stream/created is the store's own" "^sluice: type: 'stream/created' is written by the store only" s/1 stream/created '{"path":"s/1"}'
 bad "stream/child-stream-created is the store's own" "^sluice: type: " s/1 stream/child-stream-created '{"childPath":"s/1/x"}'
-bad "stream/metadata-updated without metadata" "^sluice: payload.metadata: required" s/1 stream/metadata-updated '{}'
-bad "stream/error-occurred without message" "^sluice: payload.message: required" s/1 stream/error-occurred '{}'
-bad "stream/paused with a non-string reason" "^sluice: payload.reason: must be a string" s/1 stream/paused '{"reason":1}'
+bad "stream/metadata-updated without metadata" "^sluice: payload: /: required: missing property 'metadata'" s/1 stream/metadata-updated '{}'
+bad "stream/error-occurred without message" "^sluice: payload: /: required: missing property 'message'" s/1 stream/error-occurred '{}'
+bad "stream/paused with a non-string reason" "^sluice: payload: /reason: type: expected string" s/1 stream/paused '{"reason":1}'
+bad "stream/error-occurred with an error lacking message" "^sluice: payload: /error: required" s/1 stream/error-occurred '{"message":"m","error":{}}'
 bad "unknown option" "unknown option '--colour'" s/1 t '{}' --colour
 check "a 128-byte type is fine" $S append s/1 "$t128" '{}' >/dev/null
 before=$(snapshot)
