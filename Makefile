@@ -46,8 +46,12 @@ test: build build-asan
 test-fast: build
 	cd $(BUILD) && ctest --output-on-failure -j2 -LE slow
 
+# Every benchmark, each printing its table; a failing one does not hide the others.
 bench: build
-	$(BUILD)/bench_store
+	@rc=0; \
+	$(BUILD)/bench_store || rc=1; \
+	$(BUILD)/bench_runtime || rc=1; \
+	exit $$rc
 
 clean:
 	rm -rf $(BUILD) $(ASAN)

@@ -1,6 +1,12 @@
-# bench.cmake - the store benchmark, run by `make bench` as build/bench_store.
-# It is built with everything else (so `make bench` finds it) but never registered
-# with ctest: it takes minutes and its figures depend on the machine.
+# bench.cmake - the benchmarks, run by `make bench` as build/bench_store and
+# build/bench_runtime. They are built with everything else (so `make bench` finds
+# them) but never registered with ctest: they take minutes and their figures depend
+# on the machine.
 add_executable(bench_store bench/bench_store.c)
 target_link_libraries(bench_store PRIVATE sluice_engine PkgConfig::LUA PkgConfig::SQLITE
   sl_warnings)
+
+# The engine at run time: catch-up through sl_host_run against a bare decode+reduce
+# loop, and 100 000 instances in mode "each" (peak RSS, instances per second).
+add_executable(bench_runtime bench/bench_runtime.c)
+target_link_libraries(bench_runtime PRIVATE sluice_engine PkgConfig::LUA sl_warnings)

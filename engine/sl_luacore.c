@@ -503,7 +503,8 @@ static int core_run(lua_State *L)
 	if (lua_istable(L, 2) && lua_getfield(L, 2, "untilCaughtUp") != LUA_TNIL)
 		until = lua_toboolean(L, -1);
 	if (!(h = open_host(L, file, SL_HOST_RUN))) {
-		lua_rawgeti(L, -1, 1);
+		lua_rawgeti(L, -1, 1); /* nil, errors, first error */
+		lua_remove(L, -2);
 		return 2;
 	}
 	sl_diag_init(&d);
@@ -573,7 +574,8 @@ static int core_state(lua_State *L)
 	struct sl_host *h = open_host(L, luaL_checkstring(L, 1), 0);
 
 	if (!h) {
-		lua_rawgeti(L, -1, 1);
+		lua_rawgeti(L, -1, 1); /* nil, errors, first error */
+		lua_remove(L, -2);
 		return 2;
 	}
 	return lines_of(L, h, state_fn, &a);
@@ -585,7 +587,8 @@ static int core_status(lua_State *L)
 	struct sl_host *h = open_host(L, luaL_checkstring(L, 1), 0);
 
 	if (!h) {
-		lua_rawgeti(L, -1, 1);
+		lua_rawgeti(L, -1, 1); /* nil, errors, first error */
+		lua_remove(L, -2);
 		return 2;
 	}
 	return lines_of(L, h, status_fn, NULL);
@@ -601,7 +604,8 @@ static int core_reset(lua_State *L)
 	int rc;
 
 	if (!h) {
-		lua_rawgeti(L, -1, 1);
+		lua_rawgeti(L, -1, 1); /* nil, errors, first error */
+		lua_remove(L, -2);
 		return 2;
 	}
 	sl_diag_init(&d);

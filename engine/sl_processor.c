@@ -597,9 +597,11 @@ static void fan_out(lua_State *L, struct sl_proc *p, struct run *r)
 			lua_setfield(L, ctx, "stream");
 		}
 		set_source(r, &r->ev[r->ridx[i - 1]]);
+		r->current = r->ridx[i - 1];
 		lua_pushvalue(L, entry + 2);
 		lua_pushvalue(L, ctx);
 		lua_call(L, 2, 0);
+		r->current = SIZE_MAX;
 	}
 	lua_settop(L, base);
 }
@@ -905,6 +907,8 @@ static void lua_failure(struct sl_proc *p, struct run *r, const char *msg, struc
 {
 	char line[SL_DIAG_MAX];
 
+	/* The Lua message already carries any detail put in d on the way up. */
+	sl_diag_init(d);
 	first_line(msg, line, sizeof(line));
 	if (r && r->current < r->n)
 		sl_diag_set(d, SL_ELUA, "processor '%s' failed at %s@%lld (%s): %s", p->cfg.name,

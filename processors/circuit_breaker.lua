@@ -3,8 +3,11 @@
 -- events takes one token. Time is the events' createdAt, so replay is deterministic;
 -- a clock going backwards counts as no time (negative elapsed is clamped to 0).
 -- Configuring, pausing and resuming refill the bucket. The breaker is level-triggered:
--- every live event that leaves the bucket below zero appends stream/paused (key
--- stream-paused:<offset>); while the stream is paused the store refuses other events.
+-- every live event that leaves the bucket below zero while the stream is open appends
+-- stream/paused (key stream-paused:<offset>). From that event on the breaker counts the
+-- stream as paused (state.paused), so the events of the same burst that the store had
+-- already accepted do not append a second pause (the store would refuse it: the stream
+-- is closed); stream/resumed opens it again, with a full bucket.
 
 -- Milliseconds since the epoch of "2026-11-25T12:00:00.123Z" (days-from-civil).
 local function epoch_ms(ts)
@@ -70,13 +73,14 @@ return {
       if lifecycle[event.type] or not state.configured then return nil end
       local next = refilled(state, epoch_ms(event.createdAt))
       next.tokens = next.tokens - 1
+      if next.tokens < 0 then next.paused = true end
       return next
     end,
   },
   processEvent = {
     ["*"] = function(event, ctx)
       if lifecycle[event.type] or not ctx.state.configured then return end
-      if ctx.state.tokens < 0 then
+      if ctx.state.tokens < 0 and not ctx.previousState.paused then
         ctx.append("stream/paused", { reason = "circuit breaker: rate limit exceeded" },
                    { idempotencyKey = "stream-paused:" .. event.offset })
       end
