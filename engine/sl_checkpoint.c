@@ -8,7 +8,7 @@
 #include "sl_buf.h"
 #include "sl_store_int.h"
 
-enum { Q_PROC_GET, Q_PROC_PUT, Q_GET, Q_PUT, Q_PUT_OFFSET, Q_FAULT, Q_EACH, Q_RESET_ONE, Q_RESET_ALL, Q_RESET_FX_ONE,
+enum { Q_PROC_GET, Q_PROC_PUT, Q_GET, Q_PUT, Q_PUT_OFFSET, Q_FAULT, Q_BGFAIL, Q_CLEAR_ONE, Q_CLEAR_ALL, Q_HASH_GET, Q_HASH_PUT, Q_DEAD_PUT, Q_DEAD_EACH, Q_EACH, Q_RESET_ONE, Q_RESET_ALL, Q_RESET_FX_ONE,
        Q_RESET_FX_ALL, Q_TABLES, Q_TABLES_DEL, Q_COUNT };
 
 static const char *const q_sql[Q_COUNT] = {
@@ -26,6 +26,20 @@ static const char *const q_sql[Q_COUNT] = {
 	[Q_FAULT] = "INSERT INTO sl_checkpoints(processor, stream, \"offset\", state, status, last_error)"
 		    " VALUES (?1, ?2, 0, NULL, 'faulted', ?3) ON CONFLICT(processor, stream) DO UPDATE SET"
 		    " status = 'faulted', last_error = ?3",
+	[Q_BGFAIL] = "INSERT INTO sl_checkpoints(processor, stream, \"offset\", state,"
+		     " background_failures) VALUES (?1, ?2, 0, NULL, 1) ON CONFLICT(processor, stream)"
+		     " DO UPDATE SET background_failures = background_failures + 1",
+	[Q_CLEAR_ONE] = "UPDATE sl_checkpoints SET status = 'ok', last_error = NULL"
+			" WHERE processor = ?1 AND stream = ?2 AND status = 'faulted'",
+	[Q_CLEAR_ALL] = "UPDATE sl_checkpoints SET status = 'ok', last_error = NULL"
+			" WHERE processor = ?1 AND status = 'faulted'",
+	[Q_HASH_GET] = "SELECT coalesce(script_hash, ''), coalesce(contract_hash, '')"
+		       " FROM sl_processors WHERE name = ?1",
+	[Q_HASH_PUT] = "UPDATE sl_processors SET script_hash = ?2, contract_hash = ?3 WHERE name = ?1",
+	[Q_DEAD_PUT] = "INSERT INTO sl_dead_letters(processor, stream, \"offset\", position, type,"
+		       " error, traceback, attempts, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	[Q_DEAD_EACH] = "SELECT processor, stream, \"offset\", position, type, error, traceback,"
+			" attempts, at FROM sl_dead_letters ORDER BY id",
 	[Q_EACH] = "SELECT stream, \"offset\", effects_mark, state, status, last_error,"
 		   " background_failures FROM sl_checkpoints WHERE processor = ?1 ORDER BY stream",
 	[Q_RESET_ONE] = "UPDATE sl_checkpoints SET \"offset\" = 0, state = NULL, status = 'ok',"
@@ -211,6 +225,16 @@ int sl_ckpt_fault(struct sl_ckpts *k, const char *proc, const char *stream, cons
 	return run(k, st, d, "cannot record fault");
 }
 
+int sl_ckpt_add_background_failure(struct sl_ckpts *k, const char *proc, const char *stream,
+				   struct sl_diag *d)
+{
+	sqlite3_stmt *st = k->q[Q_BGFAIL];
+
+	sqlite3_bind_text(st, 1, proc, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, stream, -1, SQLITE_STATIC);
+	return run(k, st, d, "cannot count a background failure");
+}
+
 int sl_ckpt_each(struct sl_ckpts *k, const char *proc, sl_ckpt_fn fn, void *ud, struct sl_diag *d)
 {
 	sqlite3_stmt *st = k->q[Q_EACH];
@@ -274,4 +298,85 @@ int sl_ckpt_drop_tables(struct sl_ckpts *k, const char *proc, struct sl_diag *d)
 	st = k->q[Q_TABLES_DEL];
 	sqlite3_bind_text(st, 1, proc, -1, SQLITE_STATIC);
 	return run(k, st, d, "cannot forget projection tables");
+}
+
+int sl_ckpt_clear_fault(struct sl_ckpts *k, const char *proc, const char *stream, struct sl_diag *d)
+{
+	sqlite3_stmt *st = k->q[stream ? Q_CLEAR_ONE : Q_CLEAR_ALL];
+
+	sqlite3_bind_text(st, 1, proc, -1, SQLITE_STATIC);
+	if (stream)
+		sqlite3_bind_text(st, 2, stream, -1, SQLITE_STATIC);
+	return run(k, st, d, "cannot clear a fault");
+}
+
+int sl_ckpt_proc_hashes(struct sl_ckpts *k, const char *proc, const char *script_hash,
+			const char *contract_hash, int *cleared, struct sl_diag *d)
+{
+	sqlite3_stmt *st = k->q[Q_HASH_GET];
+	int rc, same;
+
+	*cleared = 0;
+	sqlite3_bind_text(st, 1, proc, -1, SQLITE_STATIC);
+	if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
+		sqlite3_reset(st);
+		return rc == SQLITE_DONE ? 0 : db_fail(k, d, "cannot read processor");
+	}
+	same = !strcmp((const char *)sqlite3_column_text(st, 0), script_hash) &&
+	       !strcmp((const char *)sqlite3_column_text(st, 1), contract_hash);
+	sqlite3_reset(st);
+	if (same)
+		return 0;
+	if ((rc = sl_ckpt_clear_fault(k, proc, NULL, d)))
+		return rc;
+	*cleared = sqlite3_changes(k->db);
+	st = k->q[Q_HASH_PUT];
+	sqlite3_bind_text(st, 1, proc, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, script_hash, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, contract_hash, -1, SQLITE_STATIC);
+	return run(k, st, d, "cannot write processor");
+}
+
+int sl_ckpt_dead_letter(struct sl_ckpts *k, const struct sl_dead_letter *dl, struct sl_diag *d)
+{
+	sqlite3_stmt *st = k->q[Q_DEAD_PUT];
+
+	sqlite3_bind_text(st, 1, dl->processor, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, dl->stream, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, dl->offset);
+	sqlite3_bind_int64(st, 4, dl->position);
+	sqlite3_bind_text(st, 5, dl->type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, dl->error, -1, SQLITE_STATIC);
+	if (dl->traceback)
+		sqlite3_bind_text(st, 7, dl->traceback, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 7);
+	sqlite3_bind_int64(st, 8, dl->attempts);
+	sqlite3_bind_text(st, 9, dl->at, -1, SQLITE_STATIC);
+	return run(k, st, d, "cannot record a dead letter");
+}
+
+int sl_ckpt_dead_letters(struct sl_ckpts *k, sl_dead_fn fn, void *ud, struct sl_diag *d)
+{
+	sqlite3_stmt *st = k->q[Q_DEAD_EACH];
+	struct sl_dead_letter dl;
+	int rc;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		dl.processor = (const char *)sqlite3_column_text(st, 0);
+		dl.stream = (const char *)sqlite3_column_text(st, 1);
+		dl.offset = sqlite3_column_int64(st, 2);
+		dl.position = sqlite3_column_int64(st, 3);
+		dl.type = (const char *)sqlite3_column_text(st, 4);
+		dl.error = (const char *)sqlite3_column_text(st, 5);
+		dl.traceback = (const char *)sqlite3_column_text(st, 6);
+		dl.attempts = sqlite3_column_int64(st, 7);
+		dl.at = (const char *)sqlite3_column_text(st, 8);
+		if ((rc = fn(ud, &dl))) {
+			sqlite3_reset(st);
+			return rc < 0 ? rc : 0;
+		}
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : db_fail(k, d, "cannot read dead letters");
 }

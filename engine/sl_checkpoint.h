@@ -57,6 +57,29 @@ int sl_ckpt_put_offset(struct sl_ckpts *k, const char *proc, const char *stream,
 int sl_ckpt_fault(struct sl_ckpts *k, const char *proc, const char *stream, const char *error,
 		  struct sl_diag *d);
 
+/* Counts one failed background work item of an instance. */
+int sl_ckpt_add_background_failure(struct sl_ckpts *k, const char *proc, const char *stream,
+				   struct sl_diag *d);
+
+/* Clears the fault of one instance, or of all (stream NULL). */
+int sl_ckpt_clear_fault(struct sl_ckpts *k, const char *proc, const char *stream, struct sl_diag *d);
+
+/* The hashes of the script and contract the processor last ran with; when either
+ * changed, sl_ckpt_proc_hashes clears the processor's faults and stores the new ones.
+ * *cleared counts the instances whose fault was cleared. */
+int sl_ckpt_proc_hashes(struct sl_ckpts *k, const char *proc, const char *script_hash,
+			const char *contract_hash, int *cleared, struct sl_diag *d);
+
+/* Records a dead letter. */
+struct sl_dead_letter {
+	const char *processor, *stream, *type, *error, *traceback, *at;
+	int64_t offset, position, attempts;
+};
+int sl_ckpt_dead_letter(struct sl_ckpts *k, const struct sl_dead_letter *dl, struct sl_diag *d);
+typedef int (*sl_dead_fn)(void *ud, const struct sl_dead_letter *dl);
+/* Calls fn for every dead letter, oldest first. */
+int sl_ckpt_dead_letters(struct sl_ckpts *k, sl_dead_fn fn, void *ud, struct sl_diag *d);
+
 typedef int (*sl_ckpt_fn)(void *ud, const char *stream, const struct sl_ckpt *c);
 /* Calls fn for every instance row of proc, in stream order. */
 int sl_ckpt_each(struct sl_ckpts *k, const char *proc, sl_ckpt_fn fn, void *ud, struct sl_diag *d);

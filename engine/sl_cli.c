@@ -667,6 +667,37 @@ static int cmd_reset(struct args *a)
 	return rc ? 1 : 0;
 }
 
+static int cmd_resume(struct args *a)
+{
+	struct sl_host *h;
+	struct sl_diag d;
+	int rc;
+
+	if (open_host(a->pos[0], SL_HOST_RUN, &h))
+		return 1;
+	sl_diag_init(&d);
+	if ((rc = sl_host_resume(h, a->pos[1], a->npos > 2 ? a->pos[2] : NULL, opt(a, "skip") != NULL,
+				 stdout, &d)))
+		fail_diag(&d);
+	sl_host_free(h);
+	return rc ? 1 : 0;
+}
+
+static int cmd_dead_letters(struct args *a)
+{
+	struct sl_host *h;
+	struct sl_diag d;
+	int rc;
+
+	if (open_host(a->pos[0], 0, &h))
+		return 1;
+	sl_diag_init(&d);
+	if ((rc = sl_host_dead_letters(h, stdout, &d)))
+		fail_diag(&d);
+	sl_host_free(h);
+	return rc ? 1 : 0;
+}
+
 /* ---- the command table ------------------------------------------------------------- */
 
 #define STORE_HELP                                                                       \
@@ -723,6 +754,17 @@ static const struct cmd commands[] = {
 	  "Side effects already run are not run again, unless --with-effects.\n\n"
 	  "  --with-effects       also forget which side effects ran\n",
 	  { "with-effects" }, 2, 3 },
+	{ "resume", cmd_resume, "resume DEPLOYMENT PROCESSOR [STREAM] [--skip]",
+	  "Clears the fault of the instance of STREAM, or of every faulted instance of\n"
+	  "PROCESSOR; they receive events again on the next run. An instance that is not\n"
+	  "faulted is left alone (exit 0).\n\n"
+	  "  --skip               run the failing batch again one event at a time; the first\n"
+	  "                       event that fails alone becomes a dead letter and is skipped\n",
+	  { "skip" }, 2, 3 },
+	{ "dead-letters", cmd_dead_letters, "dead-letters DEPLOYMENT",
+	  "Prints one line per dead letter: processor, stream, offset, type, error,\n"
+	  "attempts, at.\n",
+	  { NULL }, 1, 1 },
 };
 
 static void usage(FILE *f)

@@ -369,9 +369,9 @@ static int own_events(lua_State *L, struct sl_contract *c, struct sl_errs *errs)
 		if (compile_at(L, -1, where, &s, &d)) {
 			sl_errs_add(errs, "%s", sl_diag_msg(&d));
 			bad = 1;
-		} else {
-			add_type(c, type, s, c->name, errs);
 		}
+		/* A refused schema still declares its type, so consumes/emits resolve. */
+		add_type(c, type, s, c->name, errs);
 		lua_pop(L, 1);
 	}
 	lua_pop(L, 1);

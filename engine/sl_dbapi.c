@@ -15,6 +15,7 @@
 
 #include <lauxlib.h>
 
+#include "sl_buf.h"
 #include "sl_luajson.h"
 #include "sl_store_int.h"
 
@@ -39,6 +40,7 @@ struct sl_dbapi {
 	struct cached cache[STMT_CACHE];
 	unsigned long clock;
 	int enabled;
+	struct sl_buf *log;
 	/* Set by the authorizer while a statement is prepared: */
 	int ddl;
 	char *creates, *drops;
@@ -406,14 +408,17 @@ static void track_ddl(lua_State *L, struct sl_dbapi *api, struct cached *c)
 {
 	char *err = NULL, *sql;
 
-	if (c->creates && !listed(api->owned, api->nowned, c->creates)) {
+	/* Recorded every time, not only the first: the row of a CREATE that ran in a
+	 * transaction that was rolled back is gone, while the name stayed in memory. */
+	if (c->creates) {
 		sql = sqlite3_mprintf("INSERT OR IGNORE INTO sl_tables(name, processor) VALUES (%Q, %Q)",
 				      c->creates, api->proc);
 		guard(api, 0);
 		sqlite3_exec(api->db, sql, NULL, NULL, &err);
 		guard(api, 1);
 		sqlite3_free(sql);
-		if (err || add_name(&api->owned, &api->nowned, c->creates)) {
+		if (err || (!listed(api->owned, api->nowned, c->creates) &&
+			    add_name(&api->owned, &api->nowned, c->creates))) {
 			sqlite3_free(err);
 			luaL_error(L, "ctx.db: cannot record table '%s'", c->creates);
 		}
@@ -445,6 +450,23 @@ static void step_done(lua_State *L, struct sl_dbapi *api, sqlite3_stmt *st)
 }
 
 /* db:exec(sql [, params]) -> changed rows [-(2|3), +1, e] */
+/* Records a statement that ran: its SQL and its parameters (at 3) as JSON.
+ * [-0, +0, e] */
+static void log_statement(lua_State *L, struct sl_dbapi *api, const char *sql)
+{
+	struct sl_diag d;
+
+	sl_diag_init(&d);
+	sl_buf_add(api->log, sql, strlen(sql) + 1);
+	if (lua_isnoneornil(L, 3))
+		sl_buf_adds(api->log, "null");
+	else if (sl_lj_encode(L, 3, "params", api->log, &d))
+		luaL_error(L, "ctx.db: %s", sl_diag_msg(&d));
+	sl_buf_addc(api->log, '\0');
+	if (!sl_buf_ok(api->log))
+		luaL_error(L, "out of memory");
+}
+
 static int exec_body(lua_State *L)
 {
 	struct sl_dbapi *api = lua_touserdata(L, lua_upvalueindex(1));
@@ -454,6 +476,8 @@ static int exec_body(lua_State *L)
 	step_done(L, api, c->st);
 	if (c->ddl)
 		track_ddl(L, api, c);
+	if (api->log)
+		log_statement(L, api, c->sql);
 	lua_pushinteger(L, sqlite3_changes(api->db));
 	return 1;
 }
@@ -543,4 +567,54 @@ void sl_dbapi_push(lua_State *L, struct sl_dbapi *api)
 	lua_pushlightuserdata(L, api);
 	lua_pushcclosure(L, db_query, 1);
 	lua_setfield(L, -2, "query");
+}
+
+void sl_dbapi_log(struct sl_dbapi *api, struct sl_buf *log)
+{
+	api->log = log;
+}
+
+/* Protected: replays the log (light userdata at 2) of api (at 1). [-2, +0, e] */
+static int replay_body(lua_State *L)
+{
+	struct sl_dbapi *api = lua_touserdata(L, 1);
+	const struct sl_buf *log = lua_touserdata(L, 2);
+	const char *p = log->ptr, *end = log->ptr + log->len, *params;
+	struct cached *c;
+	struct sl_diag d;
+
+	while (p < end) {
+		params = p + strlen(p) + 1;
+		lua_settop(L, 2);
+		sl_diag_init(&d);
+		if (sl_lj_decode(L, params, strlen(params), 0, &d))
+			return luaL_error(L, "ctx.db replay: %s", sl_diag_msg(&d));
+		c = statement(L, api, p);
+		bind_params(L, c->st, 3);
+		step_done(L, api, c->st);
+		if (c->ddl)
+			track_ddl(L, api, c);
+		p = params + strlen(params) + 1;
+	}
+	return 0;
+}
+
+int sl_dbapi_replay(lua_State *L, struct sl_dbapi *api, const struct sl_buf *log, struct sl_diag *d)
+{
+	int rc;
+
+	if (!log->len)
+		return 0;
+	lua_pushcfunction(L, replay_body);
+	lua_pushlightuserdata(L, api);
+	lua_pushlightuserdata(L, (void *)log);
+	guard(api, 1);
+	rc = lua_pcall(L, 2, 0, 0);
+	guard(api, 0);
+	if (rc != LUA_OK) {
+		sl_diag_set(d, SL_ELUA, "processor '%s': %s", api->proc, lua_tostring(L, -1));
+		lua_pop(L, 1);
+		return d ? d->code : SL_ELUA;
+	}
+	return 0;
 }

@@ -29,6 +29,13 @@ void sl_dbapi_push(lua_State *L, struct sl_dbapi *api);
 /* Turns access on (installs the authorizer) or off. */
 void sl_dbapi_enable(struct sl_dbapi *api, int on);
 
+/* While log is not NULL, every db:exec that succeeds is recorded in it (its SQL and
+ * parameters), so a batch that had to give up its transaction can replay them. */
+struct sl_buf;
+void sl_dbapi_log(struct sl_dbapi *api, struct sl_buf *log);
+/* Runs the recorded statements again, in order, in the open transaction. */
+int sl_dbapi_replay(lua_State *L, struct sl_dbapi *api, const struct sl_buf *log, struct sl_diag *d);
+
 /* Forgets the tables owned by the processor (after they were dropped). */
 void sl_dbapi_forget_tables(struct sl_dbapi *api);
 

@@ -81,15 +81,104 @@ static int run_file(lua_State *L, const char *file, struct sl_errs *errs)
 	return 0;
 }
 
-/* Protected: decodes schemas/deployment.schema.json, compiles it and its processor
- * definition, validates the deployment (at 1). Upvalue-free; arguments are light
- * userdata: 2 deploy, 3 errs. [-3, +0, e] */
+/* Validates the value at vidx against the schema table at sidx (compiled here) and
+ * adds its first error, as "<file>: <path><pointer>: <message>". [-0, +0, e] */
+static void check_value(lua_State *L, int sidx, int vidx, const char *path,
+			const struct sl_deploy *dp, struct sl_errs *errs)
+{
+	struct sl_schema *sc = NULL;
+	struct sl_diag d;
+	const char *m;
+
+	sl_diag_init(&d);
+	if (sl_schema_compile(L, sidx, path, &sc, &d)) {
+		sl_errs_add(errs, "%s: %s", dp->file, sl_diag_msg(&d));
+		return;
+	}
+	if (sl_schema_validate(sc, L, vidx, &d)) {
+		m = sl_diag_msg(&d);
+		sl_errs_add(errs, "%s: %s%s", dp->file, path, m[0] == '/' && m[1] == ':' ? m + 1 : m);
+	}
+	sl_schema_free(sc);
+}
+
+/* The key of the table at idx closest to `key`, for a "did you mean". [-0, +0, -] */
+static const char *closest_key(lua_State *L, int idx, const char *key)
+{
+	const char *best = NULL;
+	int bd = 4, dist;
+
+	if (!lua_istable(L, idx))
+		return NULL;
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		lua_pop(L, 1);
+		if (lua_type(L, -1) == LUA_TSTRING &&
+		    (dist = sl_edit_distance(key, lua_tostring(L, -1))) < bd) {
+			bd = dist;
+			best = lua_tostring(L, -1); /* the schema table keeps the string alive */
+		}
+	}
+	return best;
+}
+
+/* Lists every error of the table at vidx against the object schema table at sidx:
+ * each missing required property, each unknown field, and each property's own first
+ * error; `defs` (a table index, or 0) holds the processor definition that
+ * "processors" refers to. [-0, +0, e] */
+static void list_errors(lua_State *L, int sidx, int vidx, const char *path, int defs,
+			const struct sl_deploy *dp, struct sl_errs *errs)
+{
+	char sub[600];
+	lua_Integer i, n;
+
+	if (!lua_istable(L, vidx)) {
+		check_value(L, sidx, vidx, path, dp, errs);
+		return;
+	}
+	lua_getfield(L, sidx, "required");
+	n = lua_istable(L, -1) ? (lua_Integer)lua_rawlen(L, -1) : 0;
+	for (i = 1; i <= n; i++) {
+		lua_rawgeti(L, -1, i);
+		if (lua_getfield(L, vidx, lua_tostring(L, -1)) == LUA_TNIL)
+			sl_errs_add(errs, "%s: %s/%s: required: missing property", dp->file, path,
+				    lua_tostring(L, -2));
+		lua_pop(L, 2);
+	}
+	lua_pop(L, 1);
+	lua_getfield(L, sidx, "properties");
+	lua_pushnil(L);
+	while (lua_next(L, vidx)) {
+		const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+		int val = lua_gettop(L);
+		snprintf(sub, sizeof(sub), "%s/%s", path, key);
+		if (lua_type(L, -2) != LUA_TSTRING || lua_getfield(L, val - 2, key) == LUA_TNIL) {
+			const char *hint = closest_key(L, val - 2, key);
+			sl_errs_add(errs, "%s: %s: unknown field '%s'%s%s%s", dp->file, *path ? path : "/",
+				    key, hint ? " (did you mean '" : "", hint ? hint : "", hint ? "'?)" : "");
+		} else if (defs && !strcmp(key, "processors") && lua_istable(L, val)) {
+			lua_pushnil(L);
+			while (lua_next(L, val)) {
+				snprintf(sub, sizeof(sub), "%s/processors/%s", path,
+					 lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?");
+				list_errors(L, defs, lua_gettop(L), sub, 0, dp, errs);
+				lua_pop(L, 1);
+			}
+		} else {
+			check_value(L, lua_gettop(L), val, sub, dp, errs);
+		}
+		lua_settop(L, val - 1);
+	}
+	lua_pop(L, 1);
+}
+
+/* Protected: decodes schemas/deployment.schema.json and lists every error of the
+ * deployment (at 1). Arguments are light userdata: 2 deploy, 3 errs. [-3, +0, e] */
 static int validate_protected(lua_State *L)
 {
 	struct sl_deploy *dp = lua_touserdata(L, 2);
 	struct sl_errs *errs = lua_touserdata(L, 3);
-	struct sl_schema *top = NULL, *proc = NULL;
-	char path[4200], where[600];
+	char path[4200];
 	struct sl_buf b;
 	struct sl_diag d;
 	FILE *f;
@@ -109,32 +198,9 @@ static int validate_protected(lua_State *L)
 		return luaL_error(L, "%s: %s", path, f ? sl_diag_msg(&d) : "cannot open");
 	}
 	sl_buf_release(&b);
-	if (sl_schema_compile(L, -1, path, &top, &d))
-		return luaL_error(L, "%s", sl_diag_msg(&d));
 	lua_getfield(L, -1, "$defs");
-	lua_getfield(L, -1, "processor");
-	if (sl_schema_compile(L, -1, path, &proc, &d)) {
-		sl_schema_free(top);
-		return luaL_error(L, "%s", sl_diag_msg(&d));
-	}
-	/* Each processor on its own, so every broken one is listed. */
-	if (lua_getfield(L, 1, "processors") == LUA_TTABLE) {
-		lua_pushnil(L);
-		while (lua_next(L, -2)) {
-			sl_diag_init(&d);
-			if (lua_type(L, -2) == LUA_TSTRING && sl_schema_validate(proc, L, -1, &d)) {
-				snprintf(where, sizeof(where), "/processors/%s", lua_tostring(L, -2));
-				sl_errs_add(errs, "%s: %s%s", dp->file, where,
-					    sl_diag_msg(&d)[1] == ':' ? sl_diag_msg(&d) + 1 : sl_diag_msg(&d));
-			}
-			lua_pop(L, 1);
-		}
-	}
-	sl_diag_init(&d);
-	if (sl_schema_validate(top, L, 1, &d) && !strstr(sl_diag_msg(&d), "/processors/"))
-		sl_errs_add(errs, "%s: %s", dp->file, sl_diag_msg(&d));
-	sl_schema_free(top);
-	sl_schema_free(proc);
+	lua_getfield(L, -1, "processor"); /* 4 schema, 5 $defs, 6 processor */
+	list_errors(L, 4, 1, "", 6, dp, errs);
 	return 0;
 }
 

@@ -2,6 +2,9 @@
 #include "sl_host.h"
 
 #include <signal.h>
+#include <time.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,8 +43,19 @@ struct sl_host {
 	uv_loop_t loop;
 	uv_timer_t timer;
 	uv_signal_t sigint, sigterm;
-	int until_caught_up, progress, retrying, stopping;
-	struct hproc *cur; /* the processor whose round is running */
+	int until_caught_up, progress, retrying, stopping, signals;
+	int loop_ready;
+	size_t inflight;   /* batches whose ingest has not completed */
+	uint64_t deadline; /* loop time when a shutdown stops waiting */
+	double shutdown_ms;
+};
+
+/* One ingest in flight: what its completion needs after the batch buffer was reused. */
+struct pending {
+	struct sl_host *h;
+	struct hproc *hp;
+	char *first_stream; /* the failing batch's first event, for stream/error-occurred */
+	int64_t first_offset;
 };
 
 /* ---- opening ------------------------------------------------------------------------ */
@@ -76,7 +90,8 @@ static int open_store(struct sl_host *h, int flags, struct sl_errs *errs)
 	if (sl_store_open(&h->store, h->dp->store, &so, &d) || sl_ckpts_open(&h->ck, h->store, &d))
 		goto fail;
 	for (i = 0; i < h->nprocs; i++)
-		if (sl_proc_attach(h->procs[i].p, h->store, h->ck, flags & SL_HOST_RUN, &d))
+		if (sl_proc_attach(h->procs[i].p, h->store, h->ck, flags & SL_HOST_RUN, &d) ||
+		    sl_proc_set_loop(h->procs[i].p, &h->loop, &d))
 			goto fail;
 	return 0;
 fail:
@@ -97,6 +112,13 @@ int sl_host_open(struct sl_host **out, const char *deployment, int flags, struct
 		return SL_ENOMEM;
 	}
 	sl_buf_init(&h->buf.arena);
+	h->shutdown_ms = 10000;
+	if ((rc = uv_loop_init(&h->loop))) {
+		sl_errs_add(errs, "cannot start the event loop: %s", uv_strerror(rc));
+		rc = SL_EIO;
+		goto fail;
+	}
+	h->loop_ready = 1;
 	if ((rc = sl_deploy_load(&h->dp, deployment, errs)))
 		goto fail;
 	if ((rc = sl_contracts_new(&h->cs, (const char *const *)h->dp->schemas, h->dp->nschemas, &d))) {
@@ -123,6 +145,10 @@ void sl_host_free(struct sl_host *h)
 	for (i = 0; i < h->nprocs; i++)
 		sl_proc_free(h->procs[i].p);
 	free(h->procs);
+	if (h->loop_ready) {
+		uv_run(&h->loop, UV_RUN_NOWAIT); /* let handles closed above finish closing */
+		uv_loop_close(&h->loop);
+	}
 	free(h->buf.ev);
 	free(h->buf.off);
 	sl_buf_release(&h->buf.arena);
@@ -228,9 +254,10 @@ static int read_batch(struct sl_host *h, struct hproc *hp, struct sl_inst *in, s
 
 /* Records the fault of an instance: its row, and stream/error-occurred on the stream
  * of the failing batch's first event. */
-static void fault(struct sl_host *h, struct hproc *hp, struct sl_inst *in, const char *msg)
+static void fault(struct sl_host *h, struct hproc *hp, struct sl_inst *in, const char *msg,
+		  const struct pending *pd)
 {
-	const struct sl_event *first = h->buf.n ? &h->buf.ev[0] : NULL;
+	const char *tb = sl_proc_last_traceback(hp->p);
 	struct sl_event_in ev = { 0 };
 	struct sl_append_result res;
 	struct sl_buf payload;
@@ -245,14 +272,19 @@ static void fault(struct sl_host *h, struct hproc *hp, struct sl_inst *in, const
 	sl_buf_addjstr(&payload, msg, strlen(msg));
 	sl_buf_adds(&payload, ",\"processor\":");
 	sl_buf_addjstr(&payload, hp->cfg->name, strlen(hp->cfg->name));
-	if (first) {
+	if (pd->first_stream) { /* the event it failed at, else the batch's first */
+		int64_t at = sl_proc_last_fail_offset(hp->p);
 		sl_buf_adds(&payload, ",\"offset\":");
-		sl_buf_addi(&payload, first->offset);
+		sl_buf_addi(&payload, at ? at : pd->first_offset);
 	}
 	sl_buf_adds(&payload, ",\"error\":{\"message\":");
 	sl_buf_addjstr(&payload, msg, strlen(msg));
+	if (tb) {
+		sl_buf_adds(&payload, ",\"traceback\":");
+		sl_buf_addjstr(&payload, tb, strlen(tb));
+	}
 	sl_buf_adds(&payload, "}}");
-	ev.stream = first ? first->stream : in->stream;
+	ev.stream = pd->first_stream ? pd->first_stream : in->stream;
 	ev.type = "stream/error-occurred";
 	ev.payload = payload.ptr;
 	ev.payload_len = payload.len;
@@ -269,32 +301,63 @@ static void fault(struct sl_host *h, struct hproc *hp, struct sl_inst *in, const
 	sl_buf_release(&payload);
 }
 
+static void on_tick(uv_timer_t *t);
+
 /* Completion of one ingest: success resets the failure count; a failure schedules
  * the retry with exponential backoff or, when attempts are used up, faults. */
 static void on_ingested(void *ud, struct sl_inst *in, int rc, const struct sl_diag *d)
 {
-	struct sl_host *h = ud;
-	struct hproc *hp = h->cur;
+	struct pending *pd = ud;
+	struct sl_host *h = pd->h;
+	struct hproc *hp = pd->hp;
 	double backoff;
+	int i;
 
+	in->busy = 0;
+	h->inflight--;
+	h->progress = 1;
 	if (rc == 0) {
 		in->fails = 0;
-		h->progress = 1;
-		return;
+	} else if (++in->fails >= hp->cfg->retry_attempts) {
+		fprintf(stderr, "sluice: %s: %s (attempt %d of %d; faulted)\n", hp->cfg->name,
+			sl_diag_msg(d), in->fails, hp->cfg->retry_attempts);
+		fault(h, hp, in, sl_diag_msg(d), pd);
+	} else {
+		fprintf(stderr, "sluice: %s: %s (attempt %d of %d)\n", hp->cfg->name, sl_diag_msg(d),
+			in->fails, hp->cfg->retry_attempts);
+		for (backoff = hp->cfg->backoff_ms, i = 1; i < in->fails; i++)
+			backoff *= 2;
+		in->retry_at = uv_now(&h->loop) + (uint64_t)backoff;
+		h->retrying = 1;
 	}
-	in->fails++;
-	fprintf(stderr, "sluice: %s%s: %s (attempt %d of %d)\n", hp->cfg->name,
-		*in->stream ? "" : "", sl_diag_msg(d), in->fails, hp->cfg->retry_attempts);
-	if (in->fails >= hp->cfg->retry_attempts) {
-		fault(h, hp, in, sl_diag_msg(d));
-		h->progress = 1;
-		return;
+	free(pd->first_stream);
+	free(pd);
+	/* A batch that settled later (blocking work) wakes the pump at once. */
+	uv_timer_start(&h->timer, on_tick, 0, 0);
+}
+
+/* Starts the ingest of the batch in h->buf for instance in. */
+static int ingest(struct sl_host *h, struct hproc *hp, struct sl_inst *in, struct sl_diag *d)
+{
+	struct pending *pd = calloc(1, sizeof(*pd));
+	size_t i;
+
+	if (!pd)
+		return sl_diag_set(d, SL_ENOMEM, "out of memory");
+	pd->h = h;
+	pd->hp = hp;
+	for (i = 0; i < h->buf.n; i++) {
+		int64_t seq = hp->cfg->mode_all ? h->buf.ev[i].position : h->buf.ev[i].offset;
+		if (seq > in->offset) {
+			pd->first_stream = strdup(h->buf.ev[i].stream);
+			pd->first_offset = h->buf.ev[i].offset;
+			break;
+		}
 	}
-	backoff = hp->cfg->backoff_ms;
-	for (int i = 1; i < in->fails; i++)
-		backoff *= 2;
-	in->retry_at = uv_now(&h->loop) + (uint64_t)backoff;
-	h->retrying = 1;
+	in->busy = 1;
+	h->inflight++;
+	sl_proc_ingest(hp->p, in, h->buf.ev, h->buf.n, on_ingested, pd);
+	return 0;
 }
 
 /* ---- the pump ------------------------------------------------------------------------------ */
@@ -365,36 +428,76 @@ static int pump_round(struct sl_host *h, struct sl_diag *d)
 	h->progress = h->retrying = 0;
 	for (i = 0; i < h->nprocs && !h->stopping; i++) {
 		struct hproc *hp = &h->procs[i];
-		h->cur = hp;
+		sl_proc_flush(hp->p);
 		if ((rc = scan(h, hp, d)))
 			return rc;
 		for (k = 0; k < h->ntodo && !h->stopping; k++) {
 			struct sl_inst *in = h->todo[k];
-			if (in->faulted)
+			if (in->faulted || in->busy)
 				continue;
 			if (in->retry_at > now) {
 				h->retrying = 1;
 				continue;
 			}
-			if ((rc = read_batch(h, hp, in, d)))
+			if ((rc = read_batch(h, hp, in, d)) || (rc = ingest(h, hp, in, d)))
 				return rc;
-			sl_proc_ingest(hp->p, in, h->buf.ev, h->buf.n, on_ingested, h);
 		}
 	}
 	return 0;
+}
+
+static size_t work_running(struct sl_host *h)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < h->nprocs; i++)
+		n += sl_proc_work_running(h->procs[i].p);
+	return n;
+}
+
+/* Shutting down: no new batch starts; stop once the batches in flight settled (or
+ * the deadline passed), reporting background work that is still running. */
+static int shutdown_done(struct sl_host *h)
+{
+	size_t bg, i;
+
+	if (h->inflight && uv_now(&h->loop) < h->deadline)
+		return 0;
+	if (h->inflight)
+		fprintf(stderr, "sluice: shutdown: %zu batches did not settle in time; they will be"
+			" delivered again\n", h->inflight);
+	if ((bg = work_running(h))) {
+		fprintf(stderr, "sluice: shutdown: %zu background work items still running were"
+			" stopped\n", bg);
+		for (i = 0; i < h->nprocs; i++)
+			sl_proc_kill_work(h->procs[i].p);
+	}
+	return 1;
 }
 
 static void on_tick(uv_timer_t *t)
 {
 	struct sl_host *h = t->data;
 	struct sl_diag d;
+	int idle;
 
 	sl_diag_init(&d);
+	if (h->stopping) {
+		if (shutdown_done(h))
+			uv_stop(&h->loop);
+		else
+			uv_timer_start(&h->timer, on_tick, 20, 0);
+		return;
+	}
 	if (pump_round(h, &d)) {
 		fprintf(stderr, "sluice: %s\n", sl_diag_msg(&d));
 		h->stopping = 1;
+		h->deadline = uv_now(&h->loop) + (uint64_t)h->shutdown_ms;
+		uv_timer_start(&h->timer, on_tick, 0, 0);
+		return;
 	}
-	if (h->stopping || (h->until_caught_up && !h->progress && !h->retrying)) {
+	idle = !h->progress && !h->retrying && !h->inflight && !work_running(h);
+	if (h->until_caught_up && idle) {
 		uv_stop(&h->loop);
 		return;
 	}
@@ -406,8 +509,14 @@ static void on_signal(uv_signal_t *s, int signum)
 {
 	struct sl_host *h = s->data;
 
-	(void)signum;
+	if (h->signals++) {
+		/* A second signal: leave now. SQLite's journal keeps the store whole. */
+		fprintf(stderr, "sluice: second signal; exiting at once\n");
+		_exit(128 + signum);
+	}
 	h->stopping = 1;
+	h->deadline = uv_now(&h->loop) + (uint64_t)h->shutdown_ms;
+	uv_timer_start(&h->timer, on_tick, 0, 0);
 }
 
 struct faults {
@@ -441,10 +550,6 @@ static int count_faulted(struct sl_host *h, struct sl_diag *d)
 
 int sl_host_run(struct sl_host *h, int until_caught_up, struct sl_diag *d)
 {
-	int rc;
-
-	if ((rc = uv_loop_init(&h->loop)))
-		return sl_diag_set(d, SL_EIO, "cannot start the event loop: %s", uv_strerror(rc));
 	h->until_caught_up = until_caught_up;
 	uv_timer_init(&h->loop, &h->timer);
 	uv_signal_init(&h->loop, &h->sigint);
@@ -457,8 +562,7 @@ int sl_host_run(struct sl_host *h, int until_caught_up, struct sl_diag *d)
 	uv_close((uv_handle_t *)&h->timer, NULL);
 	uv_close((uv_handle_t *)&h->sigint, NULL);
 	uv_close((uv_handle_t *)&h->sigterm, NULL);
-	uv_run(&h->loop, UV_RUN_DEFAULT);
-	uv_loop_close(&h->loop);
+	uv_run(&h->loop, UV_RUN_NOWAIT);
 	return count_faulted(h, d) ? 1 : 0;
 }
 
@@ -513,6 +617,7 @@ struct each_ctx {
 	struct sl_diag *d;
 	int (*fn)(struct each_ctx *c, struct sl_inst *in);
 	int64_t head;
+	void *arg;
 };
 
 static int each_stream(void *ud, const struct sl_stream_info *info)
@@ -552,7 +657,7 @@ int sl_host_state(struct sl_host *h, const char *proc, const char *stream, FILE 
 		  struct sl_diag *d)
 {
 	struct hproc *hp = find_proc(h, proc, d);
-	struct each_ctx c = { h, hp, out, d, state_fn, 0 };
+	struct each_ctx c = { h, hp, out, d, state_fn, 0, NULL };
 	struct sl_inst *in;
 
 	if (!hp)
@@ -604,7 +709,7 @@ int sl_host_status(struct sl_host *h, FILE *out, struct sl_diag *d)
 	int rc;
 
 	for (i = 0; i < h->nprocs; i++) {
-		struct each_ctx c = { h, &h->procs[i], out, d, status_fn, 0 };
+		struct each_ctx c = { h, &h->procs[i], out, d, status_fn, 0, NULL };
 		if ((rc = each_instance(&c)))
 			return rc;
 	}
@@ -621,6 +726,9 @@ int sl_host_reset(struct sl_host *h, const char *proc, const char *stream, int w
 		return d->code;
 	if (hp->cfg->mode_all)
 		stream = NULL;
+	if (stream && !sl_pattern_match(hp->cfg->streams, stream))
+		return sl_diag_set(d, SL_EINVAL, "stream '%s' does not match '%s' of processor '%s'",
+				   stream, hp->cfg->streams, proc);
 	if ((rc = sl_store_begin(h->store, d)))
 		return rc;
 	if ((rc = sl_ckpt_reset(h->ck, proc, stream, with_effects, d)) ||
@@ -630,4 +738,183 @@ int sl_host_reset(struct sl_host *h, const char *proc, const char *stream, int w
 		return rc;
 	}
 	return 0;
+}
+
+/* ---- resume and dead letters ----------------------------------------------------------- */
+
+struct wait1 {
+	int done, rc;
+	struct sl_diag d;
+};
+
+static void on_one(void *ud, struct sl_inst *in, int rc, const struct sl_diag *d)
+{
+	struct wait1 *w = ud;
+
+	(void)in;
+	w->done = 1;
+	w->rc = rc;
+	if (rc)
+		sl_diag_set(&w->d, rc, "%s", sl_diag_msg(d));
+}
+
+/* Runs one event alone through the instance and waits for it to settle. */
+static int ingest_one(struct sl_host *h, struct hproc *hp, struct sl_inst *in,
+		      const struct sl_event *ev, struct sl_diag *d)
+{
+	struct wait1 w = { 0, 0, { 0, "" } };
+
+	sl_proc_ingest(hp->p, in, ev, 1, on_one, &w);
+	while (!w.done)
+		uv_run(&h->loop, UV_RUN_ONCE);
+	if (w.rc)
+		sl_diag_set(d, w.rc, "%s", sl_diag_msg(&w.d));
+	return w.rc;
+}
+
+static void now_rfc3339(char *out, size_t n)
+{
+	struct timespec ts;
+	struct tm tm;
+	char base[24];
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out, n, "%s.%03dZ", base, (int)(ts.tv_nsec / 1000000));
+}
+
+/* Dead-letters ev for instance in and moves its checkpoint past it. */
+static int dead_letter(struct sl_host *h, struct hproc *hp, struct sl_inst *in,
+		       const struct sl_event *ev, const char *err, FILE *out, struct sl_diag *d)
+{
+	int64_t seq = hp->cfg->mode_all ? ev->position : ev->offset;
+	struct sl_dead_letter dl = { hp->cfg->name, ev->stream, ev->type, err,
+				     sl_proc_last_traceback(hp->p), NULL, ev->offset, ev->position,
+				     hp->cfg->retry_attempts + 1 };
+	char at[32];
+	int rc;
+
+	now_rfc3339(at, sizeof(at));
+	dl.at = at;
+	if ((rc = sl_store_begin(h->store, d)))
+		return rc;
+	if ((rc = sl_ckpt_dead_letter(h->ck, &dl, d)) ||
+	    (rc = sl_ckpt_put_offset(h->ck, hp->cfg->name, in->stream, seq,
+				     seq > in->effects_mark ? seq : in->effects_mark, d)) ||
+	    (rc = sl_store_commit(h->store, d))) {
+		sl_store_rollback(h->store);
+		return rc;
+	}
+	in->offset = seq;
+	fprintf(out, "{\"processor\":\"%s\",\"stream\":", hp->cfg->name);
+	{
+		struct sl_buf b;
+		sl_buf_init(&b);
+		sl_buf_addjstr(&b, ev->stream, strlen(ev->stream));
+		sl_buf_addf(&b, ",\"offset\":%lld,\"deadLettered\":true}\n", (long long)ev->offset);
+		fwrite(b.ptr, 1, b.len, out);
+		sl_buf_release(&b);
+	}
+	return 0;
+}
+
+/* resume --skip: the faulted batch again, one event at a time; the first event that
+ * fails alone is dead-lettered, the others are processed. */
+static int skip_poison(struct sl_host *h, struct hproc *hp, struct sl_inst *in, FILE *out,
+		       struct sl_diag *d)
+{
+	struct sl_diag one;
+	size_t i, n;
+	int rc, skipped = 0;
+
+	if ((rc = read_batch(h, hp, in, d)))
+		return rc;
+	/* ingest_one may run the loop, which never reads batches: h->buf stays put. */
+	n = h->buf.n;
+	for (i = 0; i < n; i++) {
+		const struct sl_event *ev = &h->buf.ev[i];
+		if ((hp->cfg->mode_all ? ev->position : ev->offset) <= in->offset)
+			continue;
+		sl_diag_init(&one);
+		if (!ingest_one(h, hp, in, ev, &one))
+			continue;
+		if (skipped)
+			return sl_diag_set(d, one.code, "%s", sl_diag_msg(&one));
+		if ((rc = dead_letter(h, hp, in, ev, sl_diag_msg(&one), out, d)))
+			return rc;
+		skipped = 1;
+	}
+	return 0;
+}
+
+struct resume_ctx {
+	struct sl_host *h;
+	struct hproc *hp;
+	int skip;
+	FILE *out;
+	struct sl_diag *d;
+};
+
+static int resume_one(struct resume_ctx *c, struct sl_inst *in)
+{
+	int rc;
+
+	if ((rc = sl_proc_inst_load(c->hp->p, in, c->d)) || !in->faulted)
+		return rc;
+	if ((rc = sl_ckpt_clear_fault(c->h->ck, c->hp->cfg->name, in->stream, c->d)))
+		return rc;
+	in->faulted = 0;
+	in->fails = 0;
+	return c->skip ? skip_poison(c->h, c->hp, in, c->out, c->d) : 0;
+}
+
+static int resume_fn(struct each_ctx *c, struct sl_inst *in)
+{
+	return resume_one(c->arg, in);
+}
+
+int sl_host_resume(struct sl_host *h, const char *proc, const char *stream, int skip, FILE *out,
+		   struct sl_diag *d)
+{
+	struct hproc *hp = find_proc(h, proc, d);
+	struct resume_ctx rc = { h, hp, skip, out, d };
+	struct each_ctx c = { h, hp, out, d, resume_fn, 0, &rc };
+	struct sl_inst *in;
+
+	if (!hp)
+		return d->code;
+	if (stream && !hp->cfg->mode_all && !sl_pattern_match(hp->cfg->streams, stream))
+		return sl_diag_set(d, SL_EINVAL, "stream '%s' does not match '%s' of processor '%s'",
+				   stream, hp->cfg->streams, proc);
+	if (!hp->cfg->mode_all && !stream)
+		return each_instance(&c);
+	if (!(in = sl_proc_instance(hp->p, hp->cfg->mode_all ? "" : stream)))
+		return sl_diag_set(d, SL_ENOMEM, "out of memory");
+	return resume_one(&rc, in);
+}
+
+static int print_dead(void *ud, const struct sl_dead_letter *dl)
+{
+	FILE *out = ud;
+	struct sl_buf b;
+
+	sl_buf_init(&b);
+	sl_buf_adds(&b, "{\"processor\":");
+	sl_buf_addjstr(&b, dl->processor, strlen(dl->processor));
+	sl_buf_adds(&b, ",\"stream\":");
+	sl_buf_addjstr(&b, dl->stream, strlen(dl->stream));
+	sl_buf_addf(&b, ",\"offset\":%lld,\"type\":", (long long)dl->offset);
+	sl_buf_addjstr(&b, dl->type, strlen(dl->type));
+	sl_buf_adds(&b, ",\"error\":");
+	sl_buf_addjstr(&b, dl->error, strlen(dl->error));
+	sl_buf_addf(&b, ",\"attempts\":%lld,\"at\":\"%s\"}\n", (long long)dl->attempts, dl->at);
+	fwrite(b.ptr, 1, b.len, out);
+	sl_buf_release(&b);
+	return 0;
+}
+
+int sl_host_dead_letters(struct sl_host *h, FILE *out, struct sl_diag *d)
+{
+	return sl_ckpt_dead_letters(h->ck, print_dead, out, d);
 }

@@ -46,4 +46,15 @@ int sl_host_status(struct sl_host *h, FILE *out, struct sl_diag *d);
 int sl_host_reset(struct sl_host *h, const char *proc, const char *stream, int with_effects,
 		  struct sl_diag *d);
 
+/* Clears the fault of one instance or (stream NULL) of every instance of proc; an
+ * instance that is not faulted is left alone. With skip, the faulted batch is run
+ * again one event at a time: the first event that fails alone is recorded as a dead
+ * letter (printed as {"processor","stream","offset","deadLettered":true}) and the
+ * checkpoint moves past it; the rest of the batch is processed. */
+int sl_host_resume(struct sl_host *h, const char *proc, const char *stream, int skip, FILE *out,
+		   struct sl_diag *d);
+
+/* Prints one line per dead letter: processor, stream, offset, type, error, attempts, at. */
+int sl_host_dead_letters(struct sl_host *h, FILE *out, struct sl_diag *d);
+
 #endif

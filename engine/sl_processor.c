@@ -23,6 +23,7 @@
 #include "sl_dbapi.h"
 #include "sl_luajson.h"
 #include "sl_schema.h"
+#include "sl_work.h"
 
 #define STATE_CACHE_MAX 4096 /* cached state tables per processor */
 
@@ -32,19 +33,34 @@ struct pending_append {
 	size_t payload_len, metadata_len;
 };
 
-/* The batch being run. */
+/* Appends waiting for their commit: a batch's, or work's deferred ones. */
+struct appends {
+	struct sl_buf arena;
+	struct pending_append *app;
+	size_t napp, capp;
+};
+
+/* The batch being run. It lives on the heap: with blocking work pending it outlives
+ * sl_proc_ingest. */
 struct run {
+	struct sl_proc *p;
+	sl_ingest_cb done;
+	void *ud;
 	struct sl_inst *in;
 	const struct sl_event *ev;
 	size_t n;
 	int64_t last;        /* running checkpoint */
 	int64_t effects_mark;
 	size_t nconsumed;
-	const struct sl_event *source; /* source of ctx.append */
-	int source_appends;            /* appends counted for the default key */
-	struct sl_buf arena;
-	struct pending_append *app;
-	size_t napp, capp;
+	const struct sl_event *source; /* event being processed (sync phase only) */
+	struct sl_work_src *src;       /* the source of appends, shared with work */
+	struct appends ap;
+	struct sl_buf dblog;           /* ctx.db writes, replayed if the batch waits */
+	int pending;                   /* block work items not settled */
+	int hooks_done, failed, state_ref;
+	char *traceback;               /* of the first failure */
+	int64_t fail_offset;           /* offset of the event the hooks failed at, or 0 */
+	struct sl_diag fail;
 	struct sl_buf state_json;
 	int reduced_ref;  /* registry ref of batch.reduced during the hooks */
 	int batch_ref;    /* registry ref of the batch table (processEventBatch only) */
@@ -69,6 +85,14 @@ struct sl_proc {
 	struct sl_inst lru;    /* sentinel of the cached-state list */
 	size_t ncached;
 	struct run *cur;       /* the batch running hooks, or NULL */
+	struct sl_workq *wq;   /* NULL until sl_proc_set_loop */
+	struct appends wap;    /* appends of work, deferred while a transaction is open */
+	struct bgfail *bgf;    /* background failures not yet counted in the store */
+	char *last_traceback;
+	int64_t last_fail_offset;
+	int preparing;         /* prepare is running */
+	char script_hash[17];  /* of the script file's bytes */
+	struct sl_work_src *prep_src; /* the source of work started by prepare */
 };
 
 static const char *const script_fields[] = { "contract", "reduce", "processEvent",
@@ -345,7 +369,7 @@ static void check_script(lua_State *L, struct sl_proc *p, struct sl_contracts *c
 			known |= !strcmp(k, script_fields[i]);
 		if (!known) {
 			hint = k ? closest_of(script_fields, k) : NULL;
-			sl_errs_add(errs, "%s: unknown field '%s'%s%s%s", file, k ? k : "(not a string)",
+			sl_errs_add(errs, "%s: %s: unknown field%s%s%s", file, k ? k : "(not a string)",
 				    hint ? " (did you mean '" : "", hint ? hint : "", hint ? "'?)" : "");
 		}
 		lua_pop(L, 1);
@@ -366,16 +390,6 @@ static void check_script(lua_State *L, struct sl_proc *p, struct sl_contracts *c
 
 /* ---- ctx --------------------------------------------------------------------------- */
 
-/* Adds s to the run's arena; returns its offset. */
-static size_t arena_str(struct run *r, const char *s, size_t n)
-{
-	size_t off = r->arena.len;
-
-	sl_buf_add(&r->arena, s, n);
-	sl_buf_addc(&r->arena, '\0');
-	return off;
-}
-
 static struct run *running(lua_State *L, struct sl_proc *p, const char *what)
 {
 	if (!p->cur)
@@ -383,9 +397,27 @@ static struct run *running(lua_State *L, struct sl_proc *p, const char *what)
 	return p->cur;
 }
 
+/* Adds s to the arena; returns its offset. */
+static size_t arena_str(struct appends *ap, const char *s, size_t n)
+{
+	size_t off = ap->arena.len;
+
+	sl_buf_add(&ap->arena, s, n);
+	sl_buf_addc(&ap->arena, '\0');
+	return off;
+}
+
+static void appends_release(struct appends *ap)
+{
+	sl_buf_release(&ap->arena);
+	free(ap->app);
+	ap->app = NULL;
+	ap->napp = ap->capp = 0;
+}
+
 /* Pushes the metadata of an emitted event: opts.metadata (at idx, or nil) with
  * source = {processor, version, stream, offset}. [-0, +1, m] */
-static void push_emit_metadata(lua_State *L, struct sl_proc *p, int idx, const struct sl_event *src)
+static void push_emit_metadata(lua_State *L, struct sl_proc *p, int idx, const struct sl_work_src *src)
 {
 	lua_newtable(L);
 	if (lua_istable(L, idx)) {
@@ -409,44 +441,83 @@ static void push_emit_metadata(lua_State *L, struct sl_proc *p, int idx, const s
 }
 
 /* Encodes the value at idx into the arena. [-0, +0, e] */
-static size_t arena_json(lua_State *L, struct run *r, int idx, const char *what, size_t *len)
+static size_t arena_json(lua_State *L, struct appends *ap, int idx, const char *what, size_t *len)
 {
 	struct sl_diag d;
-	size_t off = r->arena.len;
+	size_t off = ap->arena.len;
 
 	sl_diag_init(&d);
-	if (sl_lj_encode(L, idx, what, &r->arena, &d))
+	if (sl_lj_encode(L, idx, what, &ap->arena, &d))
 		luaL_error(L, "ctx.append: %s", sl_diag_msg(&d));
-	*len = r->arena.len - off;
-	sl_buf_addc(&r->arena, '\0');
+	*len = ap->arena.len - off;
+	sl_buf_addc(&ap->arena, '\0');
 	return off;
 }
 
-static struct pending_append *new_append(lua_State *L, struct run *r)
+static struct pending_append *new_append(lua_State *L, struct appends *ap)
 {
 	struct pending_append *grown;
 
-	if (r->napp == r->capp) {
-		size_t cap = r->capp ? r->capp * 2 : 8;
-		if (!(grown = realloc(r->app, cap * sizeof(*grown))))
+	if (ap->napp == ap->capp) {
+		size_t cap = ap->capp ? ap->capp * 2 : 8;
+		if (!(grown = realloc(ap->app, cap * sizeof(*grown))))
 			luaL_error(L, "out of memory");
-		r->app = grown;
-		r->capp = cap;
+		ap->app = grown;
+		ap->capp = cap;
 	}
-	return &r->app[r->napp++];
+	return &ap->app[ap->napp++];
+}
+
+/* Appends ap's events in one store batch (in the open transaction, or its own). */
+static int write_appends(struct sl_proc *p, struct appends *ap, struct sl_diag *d)
+{
+	struct sl_event_in *ev;
+	struct sl_append_result *res;
+	size_t i, failed = 0;
+	int rc;
+
+	if (!ap->napp)
+		return 0;
+	ev = calloc(ap->napp, sizeof(*ev));
+	res = calloc(ap->napp, sizeof(*res));
+	if (!ev || !res) {
+		rc = sl_diag_set(d, SL_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < ap->napp; i++) {
+		const char *a = ap->arena.ptr;
+		ev[i].stream = a + ap->app[i].stream;
+		ev[i].type = a + ap->app[i].type;
+		ev[i].key = a + ap->app[i].key;
+		ev[i].payload = a + ap->app[i].payload;
+		ev[i].payload_len = ap->app[i].payload_len;
+		ev[i].metadata = a + ap->app[i].metadata;
+		ev[i].metadata_len = ap->app[i].metadata_len;
+	}
+	if ((rc = sl_store_append(p->store, ev, ap->napp, res, 0, &failed, d)))
+		sl_diag_prefix(d, "processor '%s': ctx.append of '%s' to '%s'", p->cfg.name,
+			       ev[failed].type, ev[failed].stream);
+out:
+	free(ev);
+	free(res);
+	return rc;
 }
 
 /* ctx.append(type, payload [, opts]) [-(2|3), +0, e] */
 static int ctx_append(lua_State *L)
 {
 	struct sl_proc *p = lua_touserdata(L, lua_upvalueindex(1));
-	struct run *r = running(L, p, "ctx.append");
+	struct sl_work *w = sl_work_current(L);
+	struct sl_work_src *src = w ? sl_work_src(w) : p->cur ? p->cur->src : NULL;
+	struct appends *ap = w ? &p->wap : p->cur ? &p->cur->ap : NULL;
 	const char *type = luaL_checkstring(L, 1), *stream, *key;
 	const struct sl_evtype *et;
 	struct pending_append *a;
 	struct sl_diag d;
 	char keybuf[SL_STREAM_MAX * 2 + 64];
 
+	if (!src)
+		return luaL_error(L, "ctx.append is available only while a hook or its work runs");
 	lua_settop(L, 3);
 	if (!sl_contract_emits(p->contract, type))
 		return luaL_error(L, "ctx.append: '%s' is not in the emits of contract '%s'", type,
@@ -462,29 +533,38 @@ static int ctx_append(lua_State *L)
 	if (!lua_isnil(L, 3))
 		luaL_checktype(L, 3, LUA_TTABLE);
 	stream = lua_istable(L, 3) && lua_getfield(L, 3, "stream") == LUA_TSTRING
-			 ? lua_tostring(L, -1) : r->source->stream;
+			 ? lua_tostring(L, -1) : src->stream;
+	if (!*src->stream && !(lua_istable(L, 3) && lua_getfield(L, 3, "idempotencyKey") == LUA_TSTRING))
+		return luaL_error(L, "ctx.append from work started in prepare needs opts.stream and"
+				     " opts.idempotencyKey");
 	if (!sl_stream_name_valid(stream))
 		return luaL_error(L, "ctx.append: opts.stream: invalid stream name '%s'", stream);
 	key = lua_istable(L, 3) && lua_getfield(L, 3, "idempotencyKey") == LUA_TSTRING
 		      ? lua_tostring(L, -1) : NULL;
 	if (!key) {
-		snprintf(keybuf, sizeof(keybuf), "%s@%s:%lld#%d", p->cfg.name, r->source->stream,
-			 (long long)r->source->offset, ++r->source_appends);
+		snprintf(keybuf, sizeof(keybuf), "%s@%s:%lld#%d", p->cfg.name, src->stream,
+			 (long long)src->offset, ++src->appends);
 		key = keybuf;
 	}
 	if (lua_istable(L, 3))
 		lua_getfield(L, 3, "metadata");
 	else
 		lua_pushnil(L);
-	push_emit_metadata(L, p, lua_gettop(L), r->source);
-	a = new_append(L, r);
-	a->stream = arena_str(r, stream, strlen(stream));
-	a->type = arena_str(r, type, strlen(type));
-	a->key = arena_str(r, key, strlen(key));
-	a->payload = arena_json(L, r, 2, "payload", &a->payload_len);
-	a->metadata = arena_json(L, r, lua_gettop(L), "metadata", &a->metadata_len);
-	if (!sl_buf_ok(&r->arena))
+	push_emit_metadata(L, p, lua_gettop(L), src);
+	a = new_append(L, ap);
+	a->stream = arena_str(ap, stream, strlen(stream));
+	a->type = arena_str(ap, type, strlen(type));
+	a->key = arena_str(ap, key, strlen(key));
+	a->payload = arena_json(L, ap, 2, "payload", &a->payload_len);
+	a->metadata = arena_json(L, ap, lua_gettop(L), "metadata", &a->metadata_len);
+	if (!sl_buf_ok(&ap->arena))
 		return luaL_error(L, "out of memory");
+	if (w && !sl_store_in_txn(p->store)) { /* work's appends commit on their own, now */
+		int rc = write_appends(p, ap, &d);
+		appends_release(ap);
+		if (rc)
+			return luaL_error(L, "%s", sl_diag_msg(&d));
+	}
 	return 0;
 }
 
@@ -559,12 +639,18 @@ static void push_handler(lua_State *L, struct sl_proc *p, int ref, const char *t
 	(void)p;
 }
 
-static void set_source(struct run *r, const struct sl_event *ev)
+/* Makes ev the source of appends and of work registered from now on. [-0, +0, e] */
+static void set_source(lua_State *L, struct run *r, const struct sl_event *ev)
 {
-	if (r->source != ev) {
-		r->source = ev;
-		r->source_appends = 0;
-	}
+	struct sl_work_src *src;
+
+	if (r->source == ev)
+		return;
+	if (!(src = sl_work_src_new(ev->stream, ev->offset)))
+		luaL_error(L, "out of memory");
+	sl_work_src_unref(r->src);
+	r->src = src;
+	r->source = ev;
 }
 
 /* Runs processEvent for each entry of the batch's reduced list whose sideEffects is
@@ -596,7 +682,7 @@ static void fan_out(lua_State *L, struct sl_proc *p, struct run *r)
 			lua_getfield(L, entry + 2, "stream");
 			lua_setfield(L, ctx, "stream");
 		}
-		set_source(r, &r->ev[r->ridx[i - 1]]);
+		set_source(L, r, &r->ev[r->ridx[i - 1]]);
 		r->current = r->ridx[i - 1];
 		lua_pushvalue(L, entry + 2);
 		lua_pushvalue(L, ctx);
@@ -620,7 +706,7 @@ static int ctx_fanout(lua_State *L)
 	lua_getfield(L, -1, "previousState");
 	lua_setfield(L, -3, "previousState");
 	lua_pop(L, 2);
-	set_source(r, &r->ev[r->last_consumed]);
+	set_source(L, r, &r->ev[r->last_consumed]);
 	return 0;
 }
 
@@ -781,7 +867,7 @@ static int run_batch(lua_State *L)
 	lua_pushvalue(L, 3);
 	r->reduced_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	setup_ctx(L, p, r);
-	set_source(r, &r->ev[r->last_consumed]);
+	set_source(L, r, &r->ev[r->last_consumed]);
 	if (need_all)
 		call_batch_hook(L, p, r);
 	else
@@ -933,9 +1019,15 @@ static int run_prepare(struct sl_proc *p, struct sl_diag *d)
 	if ((rc = sl_store_begin(p->store, d)))
 		return rc;
 	sl_dbapi_enable(p->db, 1);
+	p->preparing = 1;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_ctx);
+	lua_pushnil(L);
+	lua_setfield(L, -2, "state"); /* prepare sees no instance */
+	lua_pop(L, 1);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_prepare);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_ctx);
 	rc = pcall_tb(L, 1, 0);
+	p->preparing = 0;
 	sl_dbapi_enable(p->db, 0);
 	if (rc != LUA_OK) {
 		char line[SL_DIAG_MAX];
@@ -956,45 +1048,15 @@ static void run_release(lua_State *L, struct run *r)
 		luaL_unref(L, LUA_REGISTRYINDEX, r->reduced_ref);
 	if (r->batch_ref != LUA_NOREF)
 		luaL_unref(L, LUA_REGISTRYINDEX, r->batch_ref);
-	sl_buf_release(&r->arena);
+	if (r->state_ref != LUA_NOREF)
+		luaL_unref(L, LUA_REGISTRYINDEX, r->state_ref);
+	sl_work_src_unref(r->src);
+	appends_release(&r->ap);
+	sl_buf_release(&r->dblog);
 	sl_buf_release(&r->state_json);
-	free(r->app);
+	free(r->traceback);
 	free(r->ridx);
-}
-
-/* Appends the batch's ctx.append events inside the open transaction. */
-static int commit_appends(struct sl_proc *p, struct run *r, struct sl_diag *d)
-{
-	struct sl_event_in *ev;
-	struct sl_append_result *res;
-	size_t i, failed = 0;
-	int rc;
-
-	if (!r->napp)
-		return 0;
-	ev = calloc(r->napp, sizeof(*ev));
-	res = calloc(r->napp, sizeof(*res));
-	if (!ev || !res) {
-		rc = sl_diag_set(d, SL_ENOMEM, "out of memory");
-		goto out;
-	}
-	for (i = 0; i < r->napp; i++) {
-		const char *a = r->arena.ptr;
-		ev[i].stream = a + r->app[i].stream;
-		ev[i].type = a + r->app[i].type;
-		ev[i].key = a + r->app[i].key;
-		ev[i].payload = a + r->app[i].payload;
-		ev[i].payload_len = r->app[i].payload_len;
-		ev[i].metadata = a + r->app[i].metadata;
-		ev[i].metadata_len = r->app[i].metadata_len;
-	}
-	if ((rc = sl_store_append(p->store, ev, r->napp, res, 0, &failed, d)))
-		sl_diag_prefix(d, "processor '%s': ctx.append of '%s' to '%s'", p->cfg.name,
-			       ev[failed].type, ev[failed].stream);
-out:
-	free(ev);
-	free(res);
-	return rc;
+	free(r);
 }
 
 /* Crash injection for the crash tests: SLUICE_CRASH_AT=after-reduce|in-commit|
@@ -1014,7 +1076,8 @@ static void crash_point(const char *where)
 		raise(SIGKILL);
 }
 
-/* Commits a batch whose hooks succeeded: appends, checkpoint, COMMIT. */
+/* Commits a batch whose hooks and blocking work succeeded: appends, checkpoint,
+ * COMMIT, inside the transaction that is open. */
 static int commit_batch(struct sl_proc *p, struct run *r, struct sl_diag *d)
 {
 	struct sl_inst *in = r->in;
@@ -1022,7 +1085,7 @@ static int commit_batch(struct sl_proc *p, struct run *r, struct sl_diag *d)
 	int rc;
 
 	crash_point("after-reduce");
-	if ((rc = commit_appends(p, r, d)))
+	if ((rc = write_appends(p, &r->ap, d)))
 		return rc;
 	if (r->nconsumed)
 		rc = sl_ckpt_put(p->ck, p->cfg.name, in->stream, r->last, r->state_json.ptr,
@@ -1040,64 +1103,314 @@ static int commit_batch(struct sl_proc *p, struct run *r, struct sl_diag *d)
 	return 0;
 }
 
+/* ---- work ------------------------------------------------------------------------------ */
+
+struct bgfail {
+	char *stream; /* the instance */
+	struct bgfail *next;
+};
+
+/* Writes what work left for a moment without a transaction: its appends and the
+ * count of background failures. Errors are logged: the work that made them ended. */
+void sl_proc_flush(struct sl_proc *p)
+{
+	struct sl_diag d;
+	struct bgfail *f;
+
+	if (sl_store_in_txn(p->store))
+		return;
+	sl_diag_init(&d);
+	if (p->wap.napp && write_appends(p, &p->wap, &d))
+		fprintf(stderr, "sluice: %s\n", sl_diag_msg(&d));
+	appends_release(&p->wap);
+	while ((f = p->bgf)) {
+		p->bgf = f->next;
+		sl_diag_init(&d);
+		if (sl_ckpt_add_background_failure(p->ck, p->cfg.name, f->stream, &d))
+			fprintf(stderr, "sluice: %s\n", sl_diag_msg(&d));
+		free(f->stream);
+		free(f);
+	}
+}
+
+struct bgctx {
+	struct sl_proc *p;
+	char *stream; /* the instance */
+};
+
+static void on_background_done(void *ud, struct sl_work *w, const char *err, const char *tb)
+{
+	struct bgctx *c = ud;
+	struct sl_work_src *src = sl_work_src(w);
+	struct bgfail *f;
+
+	if (err) {
+		fprintf(stderr, "sluice: background work of processor '%s' (source %s@%lld) failed: %s\n",
+			c->p->cfg.name, src ? src->stream : "", src ? (long long)src->offset : 0LL,
+			tb ? tb : err);
+		if ((f = calloc(1, sizeof(*f))) && (f->stream = strdup(c->stream))) {
+			f->next = c->p->bgf;
+			c->p->bgf = f;
+		} else {
+			free(f);
+		}
+		sl_proc_flush(c->p);
+	}
+	free(c->stream);
+	free(c);
+}
+
+static void settle(struct run *r);
+
+static void on_block_done(void *ud, struct sl_work *w, const char *err, const char *tb)
+{
+	struct run *r = ud;
+	struct sl_work_src *src = sl_work_src(w);
+	char line[SL_DIAG_MAX];
+
+	r->pending--;
+	if (err && !r->failed) {
+		r->failed = 1;
+		first_line(err, line, sizeof(line));
+		sl_diag_set(&r->fail, SL_ELUA, "processor '%s': blocking work of %s@%lld failed: %s",
+			    r->p->cfg.name, src->stream, (long long)src->offset, line);
+		r->fail_offset = src->offset;
+		free(r->traceback);
+		r->traceback = tb ? strdup(tb) : NULL;
+	}
+	if (r->hooks_done && r->pending == 0)
+		settle(r);
+}
+
+/* ctx.block(fn, ...) and ctx.background(fn, ...) [-n, +0, e] */
+static int start_work(lua_State *L, enum sl_work_kind kind)
+{
+	struct sl_proc *p = lua_touserdata(L, lua_upvalueindex(1));
+	struct run *r = p->cur;
+	struct bgctx *c;
+
+	luaL_checktype(L, 1, LUA_TFUNCTION);
+	if (!p->wq)
+		return luaL_error(L, "ctx.%s needs the engine's event loop (sluice run)",
+				  kind == SL_WORK_BLOCK ? "block" : "background");
+	if (sl_work_current(L))
+		return luaL_error(L, "work cannot start more work");
+	if (!r && p->preparing && kind == SL_WORK_BACKGROUND) {
+		/* Recovery work started by prepare: no source event, so its appends must
+		 * name their stream and key. */
+		if (!p->prep_src && !(p->prep_src = sl_work_src_new("", 0)))
+			return luaL_error(L, "out of memory");
+		if (!(c = calloc(1, sizeof(*c))) || !(c->stream = strdup(""))) {
+			free(c);
+			return luaL_error(L, "out of memory");
+		}
+		c->p = p;
+		sl_work_start(L, p->wq, kind, lua_gettop(L) - 1, p->prep_src, on_background_done, c);
+		return 0;
+	}
+	if (!r)
+		return luaL_error(L, "ctx.%s is available only while a hook runs%s",
+				  kind == SL_WORK_BLOCK ? "block" : "background",
+				  kind == SL_WORK_BLOCK ? "" : " or in prepare");
+	if (kind == SL_WORK_BLOCK) {
+		r->pending++;
+		sl_work_start(L, p->wq, kind, lua_gettop(L) - 1, r->src, on_block_done, r);
+		return 0;
+	}
+	if (!(c = calloc(1, sizeof(*c))) || !(c->stream = strdup(r->in->stream))) {
+		free(c);
+		return luaL_error(L, "out of memory");
+	}
+	c->p = p;
+	sl_work_start(L, p->wq, kind, lua_gettop(L) - 1, r->src, on_background_done, c);
+	return 0;
+}
+
+static int ctx_block(lua_State *L)
+{
+	return start_work(L, SL_WORK_BLOCK);
+}
+
+static int ctx_background(lua_State *L)
+{
+	return start_work(L, SL_WORK_BACKGROUND);
+}
+
+/* ---- running batches, continued ---------------------------------------------------------- */
+
+/* Reports the batch's outcome and frees it. */
+static void finish(struct run *r, int rc, const struct sl_diag *d)
+{
+	struct sl_proc *p = r->p;
+
+	if (rc == 0 && r->nconsumed && r->state_ref != LUA_NOREF) {
+		lua_rawgeti(p->L, LUA_REGISTRYINDEX, r->state_ref);
+		cache_state(p, r->in);
+	}
+	free(p->last_traceback);
+	p->last_traceback = rc && r->traceback ? strdup(r->traceback) : NULL;
+	p->last_fail_offset = rc ? r->fail_offset : 0;
+	sl_proc_flush(p);
+	r->done(r->ud, r->in, rc, d);
+	run_release(p->L, r);
+}
+
+/* Every blocking item settled: commit, or report the first failure. The hooks'
+ * ctx.db writes are replayed first when the batch's transaction had to be given up
+ * while it waited. */
+static void settle(struct run *r)
+{
+	struct sl_proc *p = r->p;
+	struct sl_diag d;
+	int rc;
+
+	sl_diag_init(&d);
+	if (r->failed) {
+		finish(r, r->fail.code, &r->fail);
+		return;
+	}
+	if (!sl_store_in_txn(p->store) &&
+	    ((rc = sl_store_begin(p->store, &d)) || (rc = sl_dbapi_replay(p->L, p->db, &r->dblog, &d)))) {
+		sl_store_rollback(p->store);
+		finish(r, rc, &d);
+		return;
+	}
+	if ((rc = commit_batch(p, r, &d)))
+		sl_store_rollback(p->store);
+	finish(r, rc, &d);
+}
+
+static struct run *new_run(struct sl_proc *p, struct sl_inst *in, const struct sl_event *ev, size_t n,
+			   sl_ingest_cb done, void *ud)
+{
+	struct run *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->p = p;
+	r->done = done;
+	r->ud = ud;
+	r->reduced_ref = r->batch_ref = r->state_ref = LUA_NOREF;
+	sl_buf_init(&r->ap.arena);
+	sl_buf_init(&r->dblog);
+	sl_buf_init(&r->state_json);
+	sl_diag_init(&r->fail);
+	r->in = in;
+	r->ev = ev;
+	r->n = n;
+	r->last = in->offset;
+	r->current = SIZE_MAX;
+	r->d = &r->fail;
+	if (!(r->ridx = malloc((n ? n : 1) * sizeof(*r->ridx)))) {
+		free(r);
+		return NULL;
+	}
+	return r;
+}
+
+/* The synchronous part of a batch: reduce and hooks, in a protected call, inside a
+ * transaction. Leaves the new state in r->state_ref. */
+static void run_hooks(struct sl_proc *p, struct run *r)
+{
+	lua_State *L = p->L;
+	int rc;
+
+	if ((rc = sl_store_begin(p->store, &r->fail))) {
+		r->failed = 1;
+		return;
+	}
+	p->cur = r;
+	sl_dbapi_enable(p->db, 1);
+	sl_dbapi_log(p->db, &r->dblog);
+	lua_pushcfunction(L, run_batch);
+	lua_pushlightuserdata(L, p);
+	rc = pcall_tb(L, 1, 1);
+	sl_dbapi_log(p->db, NULL);
+	sl_dbapi_enable(p->db, 0);
+	p->cur = NULL;
+	r->source = NULL; /* the events belong to the caller, who may reuse them now */
+	if (rc != LUA_OK) {
+		const char *msg = lua_tostring(L, -1);
+		lua_failure(p, r, msg, &r->fail);
+		if (r->current < r->n)
+			r->fail_offset = r->ev[r->current].offset;
+		r->traceback = msg ? strdup(msg) : NULL;
+		r->failed = 1;
+		lua_pop(L, 1);
+	} else if (r->nconsumed) {
+		r->state_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	} else {
+		lua_pop(L, 1);
+	}
+	/* While blocking work runs the write lock must not be held: other instances
+	 * commit meanwhile. The hooks' ctx.db writes are replayed when it settles. */
+	if (r->failed || r->pending)
+		sl_store_rollback(p->store);
+}
+
 void sl_proc_ingest(struct sl_proc *p, struct sl_inst *in, const struct sl_event *ev, size_t n,
 		    sl_ingest_cb done, void *ud)
 {
-	lua_State *L = p->L;
-	struct run r;
 	struct sl_diag d;
+	struct run *r;
 	size_t i;
 	int rc, any = 0;
 
 	sl_diag_init(&d);
-	memset(&r, 0, sizeof(r));
-	r.reduced_ref = r.batch_ref = LUA_NOREF;
-	sl_buf_init(&r.arena);
-	sl_buf_init(&r.state_json);
-	if ((rc = run_prepare(p, &d)) || (rc = sl_proc_inst_load(p, in, &d)))
-		goto out;
+	if ((rc = run_prepare(p, &d)) || (rc = sl_proc_inst_load(p, in, &d))) {
+		done(ud, in, rc, &d);
+		return;
+	}
 	for (i = 0; i < n && !any; i++)
 		any = seq_of(p, &ev[i]) > in->offset;
-	if (!any)
-		goto out;
-	r.in = in;
-	r.ev = ev;
-	r.n = n;
-	r.last = in->offset;
-	r.current = SIZE_MAX;
-	r.d = &d;
-	if (!(r.ridx = malloc(n * sizeof(*r.ridx)))) {
-		rc = sl_diag_set(&d, SL_ENOMEM, "out of memory");
-		goto out;
+	if (!any) {
+		done(ud, in, 0, &d);
+		return;
 	}
-	if ((rc = sl_store_begin(p->store, &d)))
-		goto out;
-	p->cur = &r;
-	sl_dbapi_enable(p->db, 1);
-	lua_pushcfunction(L, run_batch);
-	lua_pushlightuserdata(L, p);
-	rc = pcall_tb(L, 1, 1);
-	sl_dbapi_enable(p->db, 0);
-	p->cur = NULL;
-	if (rc != LUA_OK) {
-		lua_failure(p, &r, lua_tostring(L, -1), &d);
-		lua_pop(L, 1);
-		sl_store_rollback(p->store);
-		rc = d.code;
-		goto out;
+	if (!(r = new_run(p, in, ev, n, done, ud))) {
+		sl_diag_set(&d, SL_ENOMEM, "out of memory");
+		done(ud, in, SL_ENOMEM, &d);
+		return;
 	}
-	if ((rc = commit_batch(p, &r, &d))) {
-		sl_store_rollback(p->store);
-		lua_pop(L, 1);
-		goto out;
-	}
-	if (r.nconsumed)
-		cache_state(p, in);
-	else
-		lua_pop(L, 1);
-out:
-	run_release(L, &r);
-	done(ud, in, rc, &d);
+	run_hooks(p, r);
+	r->hooks_done = 1;
+	if (r->pending == 0)
+		settle(r);
+}
+
+const char *sl_proc_last_traceback(const struct sl_proc *p)
+{
+	return p->last_traceback;
+}
+
+int64_t sl_proc_last_fail_offset(const struct sl_proc *p)
+{
+	return p->last_fail_offset;
+}
+
+int sl_proc_set_loop(struct sl_proc *p, uv_loop_t *loop, struct sl_diag *d)
+{
+	int rc;
+
+	if (p->wq)
+		return 0;
+	if ((rc = sl_workq_new(&p->wq, loop, p->L, d)))
+		return rc;
+	lua_rawgeti(p->L, LUA_REGISTRYINDEX, p->ref_ctx);
+	sl_work_register(p->L, p->wq);
+	lua_pop(p->L, 1);
+	return 0;
+}
+
+size_t sl_proc_work_running(const struct sl_proc *p)
+{
+	return p->wq ? sl_workq_running(p->wq) : 0;
+}
+
+void sl_proc_kill_work(struct sl_proc *p)
+{
+	if (p->wq)
+		sl_workq_kill(p->wq);
 }
 
 /* ---- loading, attaching, freeing -------------------------------------------------------- */
@@ -1115,6 +1428,12 @@ static void make_ctx(lua_State *L, struct sl_proc *p)
 	lua_pushlightuserdata(L, p);
 	lua_pushcclosure(L, ctx_fanout, 1);
 	lua_setfield(L, -2, "fanOut");
+	lua_pushlightuserdata(L, p);
+	lua_pushcclosure(L, ctx_block, 1);
+	lua_setfield(L, -2, "block");
+	lua_pushlightuserdata(L, p);
+	lua_pushcclosure(L, ctx_background, 1);
+	lua_setfield(L, -2, "background");
 	lua_createtable(L, 0, 4);
 	for (i = 0; levels[i]; i++) {
 		lua_pushlightuserdata(L, p);
@@ -1126,6 +1445,24 @@ static void make_ctx(lua_State *L, struct sl_proc *p)
 	lua_pushstring(L, p->cfg.name);
 	lua_setfield(L, -2, "processor");
 	p->ref_ctx = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* FNV-1a of a file's bytes, as 16 hex digits ("" when it cannot be read). */
+static void hash_file(const char *path, char out[17])
+{
+	uint64_t h = 1469598103934665603ull;
+	unsigned char buf[8192];
+	size_t n, i;
+	FILE *f = fopen(path, "rb");
+
+	out[0] = '\0';
+	if (!f)
+		return;
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		for (i = 0; i < n; i++)
+			h = (h ^ buf[i]) * 1099511628211ull;
+	fclose(f);
+	snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 
 static int copy_cfg(struct sl_proc_cfg *dst, const struct sl_proc_cfg *src)
@@ -1154,7 +1491,10 @@ int sl_proc_load(struct sl_proc **out, const struct sl_proc_cfg *cfg, struct sl_
 	p->ref_reduce = p->ref_process = p->ref_batch = p->ref_prepare = LUA_NOREF;
 	p->ref_ctx = p->ref_initial = LUA_NOREF;
 	p->lru.lru_next = p->lru.lru_prev = &p->lru;
+	/* No work runs on the main thread; new threads copy this extra space. */
+	*(void **)lua_getextraspace(p->L) = NULL;
 	luaL_openlibs(p->L);
+	hash_file(p->cfg.script, p->script_hash);
 	if (!run_script(p->L, p->cfg.script, errs)) {
 		check_script(p->L, p, cs, errs);
 		lua_pop(p->L, 1);
@@ -1182,6 +1522,16 @@ void sl_proc_free(struct sl_proc *p)
 	}
 	free(p->slot);
 	sl_dbapi_free(p->db);
+	sl_workq_free(p->wq);
+	appends_release(&p->wap);
+	sl_work_src_unref(p->prep_src);
+	free(p->last_traceback);
+	while (p->bgf) {
+		struct bgfail *f = p->bgf;
+		p->bgf = f->next;
+		free(f->stream);
+		free(f);
+	}
 	if (p->L)
 		lua_close(p->L);
 	free((char *)p->cfg.name);
@@ -1209,6 +1559,21 @@ static int rebuild(struct sl_proc *p, int64_t version, int64_t anchor, struct sl
 	return 0;
 }
 
+/* A changed script or contract clears the processor's faults (DESIGN §5). */
+static int clear_changed(struct sl_proc *p, struct sl_diag *d)
+{
+	char chash[17];
+	int cleared, rc;
+
+	snprintf(chash, sizeof(chash), "%016llx", (unsigned long long)p->contract->hash);
+	if ((rc = sl_ckpt_proc_hashes(p->ck, p->cfg.name, p->script_hash, chash, &cleared, d)))
+		return rc;
+	if (cleared)
+		fprintf(stderr, "sluice: %s: script or contract changed; cleared the fault of %d"
+			" instance%s\n", p->cfg.name, cleared, cleared == 1 ? "" : "s");
+	return 0;
+}
+
 int sl_proc_attach(struct sl_proc *p, struct sl_store *s, struct sl_ckpts *k, int set_anchor,
 		   struct sl_diag *d)
 {
@@ -1225,13 +1590,17 @@ int sl_proc_attach(struct sl_proc *p, struct sl_store *s, struct sl_ckpts *k, in
 	lua_pop(p->L, 1);
 	if ((rc = sl_ckpt_proc_get(k, p->cfg.name, &exists, &version, &anchor, d)))
 		return rc;
-	if (exists && version != p->contract->version)
-		return rebuild(p, p->contract->version, anchor, d) ? d->code : (p->anchor = anchor, 0);
 	p->anchor = anchor;
+	/* Only `run` changes the store: reading commands must not. */
+	if (exists && set_anchor && (rc = clear_changed(p, d)))
+		return rc;
+	if (exists && version != p->contract->version && set_anchor)
+		return rebuild(p, p->contract->version, anchor, d);
 	if (exists || !set_anchor)
 		return 0;
 	if ((rc = sl_store_head_position(s, &head, d)) ||
-	    (rc = sl_ckpt_proc_put(k, p->cfg.name, p->contract->version, head, d)))
+	    (rc = sl_ckpt_proc_put(k, p->cfg.name, p->contract->version, head, d)) ||
+	    (rc = clear_changed(p, d)))
 		return rc;
 	p->anchor = head;
 	return 0;

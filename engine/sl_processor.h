@@ -38,6 +38,8 @@
 struct sl_contracts;
 struct sl_contract;
 struct sl_ckpts;
+struct uv_loop_s;
+struct sl_buf;
 
 /* A processor's settings, from the deployment. Strings are copied. */
 struct sl_proc_cfg {
@@ -64,6 +66,7 @@ struct sl_inst {
 	int state_ref;        /* registry ref of the cached state, or LUA_NOREF */
 	/* Kept by the host: */
 	int fails;            /* consecutive failures of the current batch */
+	int busy;             /* a batch is in flight */
 	uint64_t retry_at;    /* loop time (ms) of the next attempt */
 	struct sl_inst *lru_prev, *lru_next;
 };
@@ -100,6 +103,21 @@ void sl_proc_ingest(struct sl_proc *p, struct sl_inst *in, const struct sl_event
 
 /* Writes the instance's state as JSON into b (the initial state when it has none). */
 int sl_proc_state_json(struct sl_proc *p, struct sl_inst *in, struct sl_buf *b, struct sl_diag *d);
+
+/* Gives the processor the loop its blocking and background work runs on (ctx.block,
+ * ctx.background, ctx.sleep, ctx.exec, ctx.http need it). */
+int sl_proc_set_loop(struct sl_proc *p, struct uv_loop_s *loop, struct sl_diag *d);
+/* Work items (blocking and background) still running. */
+size_t sl_proc_work_running(const struct sl_proc *p);
+/* Kills the children of running ctx.exec calls. */
+void sl_proc_kill_work(struct sl_proc *p);
+/* Writes what work left pending while a transaction was open (its appends, the
+ * count of background failures). */
+void sl_proc_flush(struct sl_proc *p);
+/* The traceback of the last failed batch, or NULL. */
+const char *sl_proc_last_traceback(const struct sl_proc *p);
+/* The offset of the event the last failed batch failed at (0 when unknown). */
+int64_t sl_proc_last_fail_offset(const struct sl_proc *p);
 
 /* Whether the processor's pattern matches a stream name. */
 int sl_pattern_match(const char *pattern, const char *stream);

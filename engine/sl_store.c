@@ -25,7 +25,7 @@
 #include "sl_json.h"
 #include "sl_store_int.h"
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 
 static const char *const schema_v1 =
 	"CREATE TABLE sl_streams("
@@ -72,6 +72,23 @@ static const char *const schema_v2 =
 	" name TEXT PRIMARY KEY NOT NULL,"
 	" processor TEXT NOT NULL"
 	") WITHOUT ROWID;";
+
+/* Version 3: what changed scripts and contracts are detected by, and dead letters. */
+static const char *const schema_v3 =
+	"ALTER TABLE sl_processors ADD COLUMN script_hash TEXT;"
+	"ALTER TABLE sl_processors ADD COLUMN contract_hash TEXT;"
+	"CREATE TABLE sl_dead_letters("
+	" id INTEGER PRIMARY KEY,"
+	" processor TEXT NOT NULL,"
+	" stream TEXT NOT NULL,"
+	" \"offset\" INTEGER NOT NULL,"
+	" position INTEGER NOT NULL,"
+	" type TEXT NOT NULL,"
+	" error TEXT NOT NULL,"
+	" traceback TEXT,"
+	" attempts INTEGER NOT NULL,"
+	" at TEXT NOT NULL"
+	");";
 
 enum {
 	ST_MAXPOS,
@@ -201,6 +218,8 @@ static int migrate(struct sl_store *s, int readonly, struct sl_diag *d)
 	if (v < 1 && (rc = exec_sql(s, schema_v1, d)))
 		goto fail;
 	if (v < 2 && (rc = exec_sql(s, schema_v2, d)))
+		goto fail;
+	if (v < 3 && (rc = exec_sql(s, schema_v3, d)))
 		goto fail;
 	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", SCHEMA_VERSION);
 	if ((rc = exec_sql(s, sql, d)) || (rc = exec_sql(s, "COMMIT", d)))
@@ -878,6 +897,11 @@ int sl_store_commit(struct sl_store *s, struct sl_diag *d)
 		return d ? d->code : SL_EIO;
 	}
 	return 0;
+}
+
+int sl_store_in_txn(struct sl_store *s)
+{
+	return !sqlite3_get_autocommit(s->db);
 }
 
 void sl_store_rollback(struct sl_store *s)

@@ -146,6 +146,8 @@ int sl_store_head_position(struct sl_store *s, int64_t *pos, struct sl_diag *d);
 int sl_store_begin(struct sl_store *s, struct sl_diag *d);
 int sl_store_commit(struct sl_store *s, struct sl_diag *d);
 void sl_store_rollback(struct sl_store *s);
+/* 1 while a transaction is open on the store's connection. */
+int sl_store_in_txn(struct sl_store *s);
 
 /* Writes the JSON envelope of ev (one line, no newline) to b. */
 struct sl_buf;

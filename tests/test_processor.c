@@ -3,9 +3,11 @@
  *
  * Each processor lives in a temporary directory with its contract. What the hooks did
  * is observed through the state (reduce keeps the list of reduced offsets), the
- * checkpoint row (sl_ckpt_get), a ctx.db table read over a second SQLite connection,
- * and the store's events. "Nothing was written" is checked with PRAGMA data_version on
- * that second connection: it changes whenever another connection commits.
+ * checkpoint row (sl_ckpt_get), the events processEvent appends (one per run, keyed
+ * with a run counter that lives in the lua_State and so survives a failed batch) and,
+ * for ctx.db, tables read over a second SQLite connection. "Nothing was written" is
+ * checked with PRAGMA data_version on that connection: it changes whenever another
+ * connection commits.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +16,6 @@
 
 #include <sqlite3.h>
 
-#include "sl_buf.h"
 #include "sl_checkpoint.h"
 #include "sl_contract.h"
 #include "sl_processor.h"

@@ -81,4 +81,11 @@ broken multi_deploy \
 	"multi_deploy\.deploy\.lua: /durability: " \
 	"multi_deploy\.deploy\.lua: [^ ]*: .*consle"
 
+# run refuses a deployment that does not load, before it touches the store.
+$S run "$F/two_broken.deploy.lua" --until-caught-up >"$TMP/out" 2>"$TMP/err"; code=$?
+eq "run of a broken deployment exits 1" "$code" "1"
+eq "run of a broken deployment prints nothing on stdout" "$(cat "$TMP/out")" ""
+check "run lists the script errors too" grep -q "unknown_field\.lua: .*reduse" "$TMP/err"
+check "run of a broken deployment does not create its store" test ! -e "$F/check.db"
+
 finish

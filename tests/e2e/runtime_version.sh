@@ -103,4 +103,35 @@ eq "the state is rebuilt to the same value" "$($S state "$D" tally | jq -c '[.st
 eq "nothing was emitted again" "$(emitted | jq -c '[.stream, .offset, .idempotencyKey, .payload]')" "$emitted_v2"
 consistent "after the interrupted rebuild completed"
 
+# ---- reset of one instance: the side-effects mark -----------------------------------------
+# m/3's events are above the anchor: only the mark keeps processEvent from running again.
+eq "reset of the m/3 instance exits 0" "$(rc $S reset "$D" tally m/3)" "0"
+eq "reset of one instance keeps the projection table" \
+   "$(sql "SELECT count(*) FROM proj_tally WHERE stream = 'm/3'")" "3"
+eq "the replay of m/3 exits 0" "$(run)" "0"
+eq "the replay of m/3 re-derives the state" "$($S state "$D" tally | jq -c '[.stream, .offset, .state]')" "$state_v2"
+eq "the replay of m/3 runs no side effect (the mark is kept)" "$(effects)" "0"
+eq "the replay of m/3 did run processEventBatch" "$(grep -c ' batch m/3 2-4$' "$TMP/run.err")" "1"
+consistent "after reset of one instance"
+eq "reset --with-effects of the m/3 instance exits 0" "$(rc $S reset "$D" tally m/3 --with-effects)" "0"
+eq "the replay after reset --with-effects exits 0" "$(run)" "0"
+eq "reset --with-effects runs m/3's side effects again" \
+   "$(grep ' effect ' "$TMP/run.err" | sed 's/.* effect //' | tr '\n' ' ')" "m/3@2 m/3@3 m/3@4 "
+eq "their appends hit their keys: nothing new is emitted" \
+   "$(emitted | jq -c '[.stream, .offset, .idempotencyKey, .payload]')" "$emitted_v2"
+eq "the state is the same" "$($S state "$D" tally | jq -c '[.stream, .offset, .state]')" "$state_v2"
+consistent "after reset --with-effects of one instance"
+
+# ---- reset of the processor: its tables are dropped, and rebuilt by the replay -------------
+eq "reset of the processor exits 0" "$(rc $S reset "$D" tally)" "0"
+eq "reset drops the processor's projection table" \
+   "$(sql "SELECT count(*) FROM sqlite_schema WHERE name = 'proj_tally'")" "0"
+eq "reset puts every instance back at offset 0" \
+   "$($S state "$D" tally | jq -r .offset | sort -u)" "0"
+eq "the replay after reset exits 0" "$(run)" "0"
+eq "the replay runs no side effect" "$(effects)" "0"
+eq "the replay re-derives the state" "$($S state "$D" tally | jq -c '[.stream, .offset, .state]')" "$state_v2"
+eq "the replay emits nothing" "$(emitted | jq -c '[.stream, .offset, .idempotencyKey, .payload]')" "$emitted_v2"
+consistent "after reset and replay"
+
 finish
