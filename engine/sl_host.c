@@ -550,6 +550,8 @@ static int count_faulted(struct sl_host *h, struct sl_diag *d)
 
 int sl_host_run(struct sl_host *h, int until_caught_up, struct sl_diag *d)
 {
+	size_t i;
+
 	h->until_caught_up = until_caught_up;
 	uv_timer_init(&h->loop, &h->timer);
 	uv_signal_init(&h->loop, &h->sigint);
@@ -557,6 +559,12 @@ int sl_host_run(struct sl_host *h, int until_caught_up, struct sl_diag *d)
 	h->timer.data = h->sigint.data = h->sigterm.data = h;
 	uv_signal_start(&h->sigint, on_signal, SIGINT);
 	uv_signal_start(&h->sigterm, on_signal, SIGTERM);
+	for (i = 0; i < h->nprocs; i++) {
+		struct sl_diag pd;
+		sl_diag_init(&pd);
+		if (sl_proc_prepare(h->procs[i].p, &pd))
+			fprintf(stderr, "sluice: %s (retried with its first batch)\n", sl_diag_msg(&pd));
+	}
 	uv_timer_start(&h->timer, on_tick, 0, 0);
 	uv_run(&h->loop, UV_RUN_DEFAULT);
 	uv_close((uv_handle_t *)&h->timer, NULL);

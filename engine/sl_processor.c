@@ -1378,6 +1378,11 @@ void sl_proc_ingest(struct sl_proc *p, struct sl_inst *in, const struct sl_event
 		settle(r);
 }
 
+int sl_proc_prepare(struct sl_proc *p, struct sl_diag *d)
+{
+	return run_prepare(p, d);
+}
+
 const char *sl_proc_last_traceback(const struct sl_proc *p)
 {
 	return p->last_traceback;

@@ -107,6 +107,10 @@ int sl_proc_state_json(struct sl_proc *p, struct sl_inst *in, struct sl_buf *b, 
 /* Gives the processor the loop its blocking and background work runs on (ctx.block,
  * ctx.background, ctx.sleep, ctx.exec, ctx.http need it). */
 int sl_proc_set_loop(struct sl_proc *p, struct uv_loop_s *loop, struct sl_diag *d);
+/* Runs prepare now if it has not run in this process (sluice run does it at start,
+ * so that recovery work in prepare starts even when no event is waiting). A failure
+ * is retried by the next ingest. */
+int sl_proc_prepare(struct sl_proc *p, struct sl_diag *d);
 /* Work items (blocking and background) still running. */
 size_t sl_proc_work_running(const struct sl_proc *p);
 /* Kills the children of running ctx.exec calls. */
