@@ -621,81 +621,80 @@ static int cmd_run(struct args *a)
 	return rc ? 1 : 0;
 }
 
-static int cmd_state(struct args *a)
+/* The deployment commands that run one host function: open the deployment, call
+ * fn, report its error, close. */
+typedef int (*host_fn)(struct sl_host *h, struct args *a, struct sl_diag *d);
+
+static int with_host(struct args *a, int flags, host_fn fn)
 {
 	struct sl_host *h;
 	struct sl_diag d;
 	int rc;
 
-	if (open_host(a->pos[0], 0, &h))
+	if (open_host(a->pos[0], flags, &h))
 		return 1;
 	sl_diag_init(&d);
-	if ((rc = sl_host_state(h, a->pos[1], a->npos > 2 ? a->pos[2] : NULL, stdout, &d)))
+	if ((rc = fn(h, a, &d)))
 		fail_diag(&d);
 	sl_host_free(h);
 	return rc ? 1 : 0;
+}
+
+static const char *stream_arg(const struct args *a)
+{
+	return a->npos > 2 ? a->pos[2] : NULL;
+}
+
+static int do_state(struct sl_host *h, struct args *a, struct sl_diag *d)
+{
+	return sl_host_state(h, a->pos[1], stream_arg(a), stdout, d);
+}
+
+static int do_status(struct sl_host *h, struct args *a, struct sl_diag *d)
+{
+	(void)a;
+	return sl_host_status(h, stdout, d);
+}
+
+static int do_reset(struct sl_host *h, struct args *a, struct sl_diag *d)
+{
+	return sl_host_reset(h, a->pos[1], stream_arg(a), opt(a, "with-effects") != NULL, d);
+}
+
+static int do_resume(struct sl_host *h, struct args *a, struct sl_diag *d)
+{
+	return sl_host_resume(h, a->pos[1], stream_arg(a), opt(a, "skip") != NULL, stdout, d);
+}
+
+static int do_dead_letters(struct sl_host *h, struct args *a, struct sl_diag *d)
+{
+	(void)a;
+	return sl_host_dead_letters(h, stdout, d);
+}
+
+static int cmd_state(struct args *a)
+{
+	return with_host(a, 0, do_state);
 }
 
 static int cmd_status(struct args *a)
 {
-	struct sl_host *h;
-	struct sl_diag d;
-	int rc;
-
-	if (open_host(a->pos[0], 0, &h))
-		return 1;
-	sl_diag_init(&d);
-	if ((rc = sl_host_status(h, stdout, &d)))
-		fail_diag(&d);
-	sl_host_free(h);
-	return rc ? 1 : 0;
+	return with_host(a, 0, do_status);
 }
 
 static int cmd_reset(struct args *a)
 {
-	struct sl_host *h;
-	struct sl_diag d;
-	int rc;
-
-	if (open_host(a->pos[0], 0, &h))
-		return 1;
-	sl_diag_init(&d);
-	if ((rc = sl_host_reset(h, a->pos[1], a->npos > 2 ? a->pos[2] : NULL,
-				opt(a, "with-effects") != NULL, &d)))
-		fail_diag(&d);
-	sl_host_free(h);
-	return rc ? 1 : 0;
+	return with_host(a, 0, do_reset);
 }
 
 static int cmd_resume(struct args *a)
 {
-	struct sl_host *h;
-	struct sl_diag d;
-	int rc;
-
-	if (open_host(a->pos[0], SL_HOST_RUN, &h))
-		return 1;
-	sl_diag_init(&d);
-	if ((rc = sl_host_resume(h, a->pos[1], a->npos > 2 ? a->pos[2] : NULL, opt(a, "skip") != NULL,
-				 stdout, &d)))
-		fail_diag(&d);
-	sl_host_free(h);
-	return rc ? 1 : 0;
+	return with_host(a, SL_HOST_RUN, do_resume);
 }
 
 static int cmd_dead_letters(struct args *a)
 {
-	struct sl_host *h;
-	struct sl_diag d;
-	int rc;
-
-	if (open_host(a->pos[0], 0, &h))
-		return 1;
-	sl_diag_init(&d);
-	if ((rc = sl_host_dead_letters(h, stdout, &d)))
-		fail_diag(&d);
-	sl_host_free(h);
-	return rc ? 1 : 0;
+	return with_host(a, 0, do_dead_letters);
 }
 
 /* ---- the command table ------------------------------------------------------------- */
