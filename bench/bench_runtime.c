@@ -29,6 +29,10 @@
  *      100 000 streams (no target: the figure is reported). Like a, ROUNDS
  *      alternating rounds, the engine's on a fresh copy of the store each time; the
  *      fastest of each side and the highest peak RSS are kept.
+ *   e. the cost of the sandbox's budgets: the catch-up of (a) with the default
+ *      budgets (instruction count hook, counting allocator, wall clock) against the
+ *      same run with SLUICE_BUDGETS=off (no hook, no memory limit). Target: on at
+ *      0.9 of off or better. Measured in the rounds of (a), best of each kept.
  *
  * Every timed part runs in a child process (fork + exec of this program with
  * --child), so its peak RSS (VmHWM of /proc/self/status, read by the child once it
@@ -100,7 +104,7 @@ struct row {
 	int fmt_mib; /* result and limit are MiB, shown with one decimal */
 };
 
-enum { ROW_CATCHUP, ROW_CATCHUP_RSS, ROW_INST_RSS, ROW_INST_RATE, ROW_COUNT };
+enum { ROW_CATCHUP, ROW_CATCHUP_RSS, ROW_INST_RSS, ROW_INST_RATE, ROW_BUDGETS, ROW_COUNT };
 
 static char dir[4096];
 static volatile sig_atomic_t interrupted;
@@ -557,7 +561,7 @@ out:
 	return rc;
 }
 
-/* bench_runtime --child bare STORE STREAMS FD | --child engine DEPLOYMENT FD */
+/* bench_runtime --child bare STORE STREAMS FD | --child engine|engine-off DEPLOYMENT FD */
 static int child_main(int argc, char **argv)
 {
 	struct child_result r = { 0, 0, 0, -1 };
@@ -568,8 +572,10 @@ static int child_main(int argc, char **argv)
 		fd = atoi(argv[5]);
 		rc = child_bare(argv[3], atol(argv[4]), &r);
 		r.hwm_kib = peak_rss_kib();
-	} else if (argc == 5 && !strcmp(argv[2], "engine")) {
+	} else if (argc == 5 && (!strcmp(argv[2], "engine") || !strcmp(argv[2], "engine-off"))) {
 		fd = atoi(argv[4]);
+		if (!strcmp(argv[2], "engine-off") && setenv("SLUICE_BUDGETS", "off", 1))
+			return 1;
 		rc = child_engine(argv[3], &r);
 	} else {
 		fprintf(stderr, "bench_runtime: bad --child arguments\n");
@@ -639,6 +645,7 @@ static int run_child(const char *what, const char *a1, const char *a2, struct ch
 
 struct totals {
 	double bare_rate, engine_rate;  /* a, best of the rounds */
+	double engine_off_rate;         /* e: a without budgets, best of the rounds */
 	long long bare_hwm, engine_hwm; /* KiB, highest of the rounds */
 	double inst_secs, inst_bare_secs;
 	long long inst_hwm, inst_bare_hwm, inst_events;
@@ -670,7 +677,8 @@ static int catchup_bare(const struct config *c, struct totals *t)
 	return 0;
 }
 
-static int catchup_engine(const struct config *c, struct totals *t)
+/* One catch-up run of the engine, with its budgets (off: SLUICE_BUDGETS=off). */
+static int catchup_engine_run(const struct config *c, struct totals *t, int off)
 {
 	struct child_result r;
 	char deploy[sizeof(dir) + 64];
@@ -679,18 +687,34 @@ static int catchup_engine(const struct config *c, struct totals *t)
 	path_of(deploy, sizeof(deploy), "catchup.deploy.lua");
 	if (copy_store("catchup.db", "run.db"))
 		return -1;
-	rc = run_child("engine", deploy, NULL, &r);
+	rc = run_child(off ? "engine-off" : "engine", deploy, NULL, &r);
 	remove_store("run.db");
 	if (rc || expect("engine events", r.events, c->events) ||
 	    expect("engine instances", r.insts, c->streams))
 		return -1;
-	fprintf(stderr, "  engine: %.2f s, %.0f ev/s, peak RSS %.1f MiB\n", r.secs,
-		(double)c->events / r.secs, (double)r.hwm_kib / 1024);
+	fprintf(stderr, "  engine%s: %.2f s, %.0f ev/s, peak RSS %.1f MiB\n",
+		off ? " (budgets off)" : "", r.secs, (double)c->events / r.secs,
+		(double)r.hwm_kib / 1024);
+	if (off) {
+		if ((double)c->events / r.secs > t->engine_off_rate)
+			t->engine_off_rate = (double)c->events / r.secs;
+		return 0;
+	}
 	if ((double)c->events / r.secs > t->engine_rate)
 		t->engine_rate = (double)c->events / r.secs;
 	if (r.hwm_kib > t->engine_hwm)
 		t->engine_hwm = r.hwm_kib;
 	return 0;
+}
+
+static int catchup_engine(const struct config *c, struct totals *t)
+{
+	return catchup_engine_run(c, t, 0);
+}
+
+static int catchup_engine_off(const struct config *c, struct totals *t)
+{
+	return catchup_engine_run(c, t, 1);
 }
 
 static int run_catchup(const struct config *c, struct totals *t)
@@ -706,9 +730,9 @@ static int run_catchup(const struct config *c, struct totals *t)
 		fprintf(stderr, "a. catch-up, round %d of %d\n", i + 1, c->rounds);
 		if (stopped())
 			return -1;
-		/* take turns going first */
-		if (i & 1 ? catchup_engine(c, t) || catchup_bare(c, t)
-			  : catchup_bare(c, t) || catchup_engine(c, t))
+		/* take turns going first; the run without budgets sits in between */
+		if (i & 1 ? catchup_engine(c, t) || catchup_engine_off(c, t) || catchup_bare(c, t)
+			  : catchup_bare(c, t) || catchup_engine_off(c, t) || catchup_engine(c, t))
 			return -1;
 	}
 	if (!c->keep)
@@ -977,6 +1001,9 @@ int main(int argc, char **argv)
 						      (double)t.engine_hwm / 1024,
 						      (double)t.bare_hwm / 1024, "MiB",
 						      "bare loop process", 0, T_NONE, 1 };
+		rows[ROW_BUDGETS] = (struct row){ "e. catch-up with budgets on (best of rounds)",
+						  t.engine_rate, t.engine_off_rate, "ev/s",
+						  "same, SLUICE_BUDGETS=off", 0.9, T_RATIO_MIN, 0 };
 	}
 	if (c.instances) {
 		snprintf(rss_label, sizeof(rss_label), "c. %s instances in mode each: peak RSS",

@@ -611,7 +611,7 @@ static int cmd_run(struct args *a)
 	struct sl_diag d;
 	int rc;
 
-	if (open_host(a->pos[0], SL_HOST_RUN, &h))
+	if (open_host(a->pos[0], SL_HOST_RUN | (opt(a, "strict") ? SL_HOST_STRICT : 0), &h))
 		return 1;
 	sl_diag_init(&d);
 	rc = sl_host_run(h, opt(a, "until-caught-up") != NULL, &d);
@@ -733,11 +733,13 @@ static const struct cmd commands[] = {
 	  "Validates the deployment, every contract and every script, listing each error as\n"
 	  "\"sluice: <file>: <field>: <message>\"; exits 1 if there is any.\n",
 	  { NULL }, 1, 1 },
-	{ "run", cmd_run, "run DEPLOYMENT [--until-caught-up]",
+	{ "run", cmd_run, "run DEPLOYMENT [--until-caught-up] [--strict]",
 	  "Runs the deployment's processors over its store until SIGINT or SIGTERM.\n\n"
 	  "  --until-caught-up    exit once every instance has processed every event present\n"
-	  "                       (exit 1 if an instance is faulted)\n",
-	  { "until-caught-up" }, 1, 1 },
+	  "                       (exit 1 if an instance is faulted)\n"
+	  "  --strict             fail a batch whose hook changed a table it was given, or\n"
+	  "                       whose events reduce to another state when reduced again\n",
+	  { "until-caught-up", "strict" }, 1, 1 },
 	{ "state", cmd_state, "state DEPLOYMENT PROCESSOR [STREAM]",
 	  "Prints {\"processor\",\"stream\",\"offset\",\"status\",\"state\"} for the instance of\n"
 	  "STREAM, or for every instance of PROCESSOR. An instance that has not run shows\n"

@@ -17,7 +17,9 @@
 
 #include "sl_buf.h"
 #include "sl_luajson.h"
+#include "sl_sandbox.h"
 #include "sl_store_int.h"
+#include "sl_work.h"
 
 #define STMT_CACHE 64
 
@@ -41,6 +43,8 @@ struct sl_dbapi {
 	unsigned long clock;
 	int enabled;
 	struct sl_buf *log;
+	lua_State *L;        /* the state of the running ctx.db call, for its budgets */
+	int saved_length;    /* SQLITE_LIMIT_LENGTH outside ctx.db calls */
 	/* Set by the authorizer while a statement is prepared: */
 	int ddl;
 	char *creates, *drops;
@@ -152,6 +156,9 @@ static int authorize(void *ud, int action, const char *a1, const char *a2, const
 		return own(api, a2) ? (api->ddl = 1, SQLITE_OK)
 				    : deny(api, "table '%s' does not belong to this processor", a2);
 	case SQLITE_READ:
+		if (!dbn) /* a common table expression: no schema, no stored table */
+			return SQLITE_OK;
+		/* fall through */
 	case SQLITE_INSERT:
 	case SQLITE_UPDATE:
 	case SQLITE_DELETE:
@@ -252,9 +259,33 @@ void sl_dbapi_enable(struct sl_dbapi *api, int on)
 
 static struct sl_dbapi *active; /* the api whose ctx.db call is running (loop thread) */
 
+#define PROGRESS_OPS 1000 /* SQLite VM steps between two budget checks */
+
+/* SQLite's progress handler during a ctx.db call: interrupts the statement once the
+ * processor's budget (its wall clock, mostly) is exceeded. */
+static int progress(void *ud)
+{
+	struct sl_dbapi *api = ud;
+
+	return api->L && sl_sandbox_poll(api->L);
+}
+
+/* Starts or ends the checks of a ctx.db call: the authorizer's, the progress
+ * handler, and a cap on string and blob sizes (randomblob() and friends allocate
+ * outside the Lua state: at most its memory budget, or SQLite's default). */
 static void guard(struct sl_dbapi *api, int on)
 {
 	active = on ? api : NULL;
+	if (on) {
+		double mem = api->L ? sl_sandbox_limits(api->L).memory : 0;
+		sqlite3_progress_handler(api->db, PROGRESS_OPS, progress, api);
+		api->saved_length = sqlite3_limit(api->db, SQLITE_LIMIT_LENGTH, -1);
+		if (mem > 0 && mem < api->saved_length)
+			sqlite3_limit(api->db, SQLITE_LIMIT_LENGTH, (int)mem);
+	} else {
+		sqlite3_progress_handler(api->db, 0, NULL, NULL);
+		sqlite3_limit(api->db, SQLITE_LIMIT_LENGTH, api->saved_length);
+	}
 }
 
 /* The connection's authorizer, installed once: it checks statements only while a
@@ -398,8 +429,10 @@ static struct sl_dbapi *check_api(lua_State *L)
 {
 	struct sl_dbapi *api = lua_touserdata(L, lua_upvalueindex(1));
 
-	if (!api->enabled)
-		luaL_error(L, "ctx.db is available only in hooks and prepare");
+	sl_sandbox_no_reduce(L, "ctx.db");
+	if (!api->enabled || sl_work_current(L))
+		luaL_error(L, "ctx.db is available only in hooks and prepare"
+			      " (not in ctx.block or ctx.background work)");
 	return api;
 }
 
@@ -444,6 +477,8 @@ static void step_done(lua_State *L, struct sl_dbapi *api, sqlite3_stmt *st)
 		const char *msg = api->deny[0] ? api->deny : sqlite3_errmsg(api->db);
 		lua_pushfstring(L, "ctx.db: %s", msg);
 		sqlite3_reset(st);
+		if (rc == SQLITE_INTERRUPT && sl_sandbox_poll(L))
+			sl_sandbox_raise(L); /* the progress handler stopped it */
 		lua_error(L);
 	}
 	sqlite3_reset(st);
@@ -493,9 +528,11 @@ static int guarded(lua_State *L, lua_CFunction body)
 	lua_pushlightuserdata(L, api);
 	lua_pushcclosure(L, body, 1);
 	lua_insert(L, 1);
+	api->L = L;
 	guard(api, 1);
 	rc = lua_pcall(L, 3, 1, 0);
 	guard(api, 0);
+	api->L = NULL;
 	if (rc != LUA_OK)
 		return lua_error(L);
 	return 1;
@@ -547,6 +584,8 @@ static int query_body(lua_State *L)
 	if (rc != SQLITE_DONE) {
 		lua_pushfstring(L, "ctx.db: %s", sqlite3_errmsg(api->db));
 		sqlite3_reset(c->st);
+		if (rc == SQLITE_INTERRUPT && sl_sandbox_poll(L))
+			return sl_sandbox_raise(L); /* the progress handler stopped it */
 		return lua_error(L);
 	}
 	sqlite3_reset(c->st);
@@ -589,6 +628,10 @@ static int replay_body(lua_State *L)
 		sl_diag_init(&d);
 		if (sl_lj_decode(L, params, strlen(params), 0, &d))
 			return luaL_error(L, "ctx.db replay: %s", sl_diag_msg(&d));
+		if (sl_lj_isnull(L, -1)) { /* the call had no params */
+			lua_pop(L, 1);
+			lua_pushnil(L);
+		}
 		c = statement(L, api, p);
 		bind_params(L, c->st, 3);
 		step_done(L, api, c->st);
@@ -608,9 +651,11 @@ int sl_dbapi_replay(lua_State *L, struct sl_dbapi *api, const struct sl_buf *log
 	lua_pushcfunction(L, replay_body);
 	lua_pushlightuserdata(L, api);
 	lua_pushlightuserdata(L, (void *)log);
+	api->L = L;
 	guard(api, 1);
 	rc = lua_pcall(L, 2, 0, 0);
 	guard(api, 0);
+	api->L = NULL;
 	if (rc != LUA_OK) {
 		sl_diag_set(d, SL_ELUA, "processor '%s': %s", api->proc, lua_tostring(L, -1));
 		lua_pop(L, 1);

@@ -60,17 +60,36 @@ struct pending {
 
 /* ---- opening ------------------------------------------------------------------------ */
 
-static int open_procs(struct sl_host *h, struct sl_errs *errs)
+/* SLUICE_BUDGETS=off turns the instruction, memory and wall-clock budgets off: for
+ * measuring what they cost (bench_runtime), never for production. */
+static int budgets_off(void)
 {
+	const char *v = getenv("SLUICE_BUDGETS");
+
+	return v && !strcmp(v, "off");
+}
+
+static int open_procs(struct sl_host *h, int flags, struct sl_errs *errs)
+{
+	int bad = 0, off = budgets_off();
 	size_t i;
-	int bad = 0;
 
 	if (!(h->procs = calloc(h->dp->nprocs + 1, sizeof(*h->procs))))
 		return SL_ENOMEM;
 	for (i = 0; i < h->dp->nprocs; i++) {
 		const struct sl_deploy_proc *dp = &h->dp->procs[i];
-		struct sl_proc_cfg cfg = { dp->name, dp->script, dp->streams, dp->mode_all,
-					   dp->effects_all, dp->batch_size, 0 };
+		struct sl_proc_cfg cfg = {
+			.name = dp->name,
+			.script = dp->script,
+			.streams = dp->streams,
+			.mode_all = dp->mode_all,
+			.effects_all = dp->effects_all,
+			.batch_size = dp->batch_size,
+			.strict = (flags & SL_HOST_STRICT) != 0,
+			.instructions = off ? 0 : dp->instructions,
+			.memory = off ? 0 : dp->memory,
+			.wallclock_ms = off ? 0 : dp->wallclock_ms,
+		};
 		h->procs[i].cfg = dp;
 		if (sl_proc_load(&h->procs[h->nprocs].p, &cfg, h->cs, errs))
 			bad = 1;
@@ -125,7 +144,7 @@ int sl_host_open(struct sl_host **out, const char *deployment, int flags, struct
 		sl_errs_add(errs, "%s", sl_diag_msg(&d));
 		goto fail;
 	}
-	if ((rc = open_procs(h, errs)))
+	if ((rc = open_procs(h, flags, errs)))
 		goto fail;
 	if (!(flags & SL_HOST_NO_STORE) && (rc = open_store(h, flags, errs)))
 		goto fail;

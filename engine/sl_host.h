@@ -21,6 +21,7 @@ struct sl_host;
 enum {
 	SL_HOST_NO_STORE = 1, /* load and check only (sluice check) */
 	SL_HOST_RUN = 2,      /* sluice run: store side-effect anchors */
+	SL_HOST_STRICT = 4,   /* sluice run --strict: processors run in strict mode */
 };
 
 /* Loads the deployment, its contracts and scripts, opens its store and binds every

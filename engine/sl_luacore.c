@@ -13,7 +13,7 @@
  *   core.encode(value) -> json | nil, message
  *   core.null, core.array([t]), core.isarray(t)
  *   core.check(deployment) -> true | nil, {errors...}
- *   core.run(deployment [, {untilCaughtUp = true}]) -> true | nil, message
+ *   core.run(deployment [, {untilCaughtUp = true, strict = true}]) -> true | nil, message
  *   core.state(deployment, processor [, stream]) -> array of {processor=, stream=,
  *       offset=, status=, state=} | nil, message
  *   core.status(deployment) -> array of status rows | nil, message
@@ -496,13 +496,15 @@ static int core_check(lua_State *L)
 static int core_run(lua_State *L)
 {
 	const char *file = luaL_checkstring(L, 1);
-	int until = 1, rc;
+	int until = 1, flags = SL_HOST_RUN, rc;
 	struct sl_host *h;
 	struct sl_diag d;
 
 	if (lua_istable(L, 2) && lua_getfield(L, 2, "untilCaughtUp") != LUA_TNIL)
 		until = lua_toboolean(L, -1);
-	if (!(h = open_host(L, file, SL_HOST_RUN))) {
+	if (lua_istable(L, 2) && lua_getfield(L, 2, "strict") != LUA_TNIL && lua_toboolean(L, -1))
+		flags |= SL_HOST_STRICT;
+	if (!(h = open_host(L, file, flags))) {
 		lua_rawgeti(L, -1, 1); /* nil, errors, first error */
 		lua_remove(L, -2);
 		return 2;

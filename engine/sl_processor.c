@@ -21,7 +21,9 @@
 #include "sl_checkpoint.h"
 #include "sl_contract.h"
 #include "sl_dbapi.h"
+#include "sl_json.h"
 #include "sl_luajson.h"
+#include "sl_sandbox.h"
 #include "sl_schema.h"
 #include "sl_work.h"
 
@@ -146,81 +148,16 @@ int sl_pattern_match(const char *pat, const char *s)
 	}
 }
 
-/* ---- the sandbox ------------------------------------------------------------------ */
+/* ---- protected calls ----------------------------------------------------------------- */
 
-static const char *const safe_globals[] = { "assert", "error", "ipairs", "next", "pairs",
-					    "pcall", "rawequal", "rawget", "rawlen", "rawset",
-					    "select", "setmetatable", "getmetatable", "tonumber",
-					    "tostring", "type", "xpcall", "_VERSION", NULL };
-static const char *const safe_libs[] = { "string", "table", "math", "utf8", NULL };
-
-/* require(name) for scripts: cjson and the engine's own sluice.* modules only.
- * [-1, +1, e] */
-static int safe_require(lua_State *L)
-{
-	const char *name = luaL_checkstring(L, 1);
-
-	if (strcmp(name, "cjson") && strncmp(name, "sluice.", 7))
-		return luaL_error(L, "module '%s' is not available to processors"
-				     " (only cjson and sluice.*)", name);
-	lua_getglobal(L, "require");
-	lua_pushvalue(L, 1);
-	lua_call(L, 1, 1);
-	return 1;
-}
-
-/* sluice.array([t]) [-0|1, +1, m] */
-static int lua_array(lua_State *L)
-{
-	if (lua_isnoneornil(L, 1)) {
-		lua_settop(L, 0);
-		lua_newtable(L);
-	}
-	luaL_checktype(L, 1, LUA_TTABLE);
-	lua_settop(L, 1);
-	sl_lj_pusharraymt(L);
-	lua_setmetatable(L, 1);
-	return 1;
-}
-
-static int lua_isarray_fn(lua_State *L)
-{
-	lua_pushboolean(L, sl_lj_isarray(L, 1));
-	return 1;
-}
-
-/* Pushes the environment scripts run in: an allow-list of the standard library and
- * the `sluice` helpers. [-0, +1, m] */
-static void push_env(lua_State *L)
-{
-	int i;
-
-	lua_newtable(L);
-	for (i = 0; safe_globals[i]; i++) {
-		lua_getglobal(L, safe_globals[i]);
-		lua_setfield(L, -2, safe_globals[i]);
-	}
-	for (i = 0; safe_libs[i]; i++) {
-		lua_getglobal(L, safe_libs[i]);
-		lua_setfield(L, -2, safe_libs[i]);
-	}
-	lua_pushcfunction(L, safe_require);
-	lua_setfield(L, -2, "require");
-	lua_createtable(L, 0, 3);
-	sl_lj_pushnull(L);
-	lua_setfield(L, -2, "null");
-	lua_pushcfunction(L, lua_array);
-	lua_setfield(L, -2, "array");
-	lua_pushcfunction(L, lua_isarray_fn);
-	lua_setfield(L, -2, "isarray");
-	lua_setfield(L, -2, "sluice");
-}
-
-/* Message handler: the error with a traceback. [-1, +1, m] */
+/* Message handler: the error with a traceback. A budget error stays as it is: the
+ * budget may be memory, and building a traceback allocates. [-1, +1, m] */
 static int traceback(lua_State *L)
 {
 	const char *msg = lua_tostring(L, 1);
 
+	if (sl_sandbox_is_budget_message(msg))
+		return 1;
 	if (!msg)
 		msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
 	luaL_traceback(L, L, msg, 1);
@@ -261,19 +198,41 @@ static const char *closest_of(const char *const *names, const char *s)
 	return best;
 }
 
-/* Runs the script file; leaves its result on the stack. [-0, +1, -] or [-0, +0, -] */
-static int run_script(lua_State *L, const char *file, struct sl_errs *errs)
+/* Protected: loads the script file (light userdata at 1) as text into a sandbox
+ * environment and runs it. [-1, +1, e] */
+static int load_body(lua_State *L)
 {
-	char line[SL_DIAG_MAX];
-	int rc = luaL_loadfilex(L, file, "t");
+	const char *file = lua_touserdata(L, 1);
 
-	if (rc == LUA_OK) {
-		push_env(L);
-		lua_setupvalue(L, -2, 1);
-		rc = pcall_tb(L, 0, 1);
-	}
+	lua_settop(L, 0);
+	if (sl_sandbox_loadfile(L, file) != LUA_OK)
+		return lua_error(L);
+	lua_call(L, 0, 1);
+	return 1;
+}
+
+/* Runs the script file under the budgets; leaves its result on the stack.
+ * [-0, +1, -] or [-0, +0, -] */
+static int run_script(struct sl_proc *p, struct sl_errs *errs)
+{
+	lua_State *L = p->L;
+	const char *file = p->cfg.script;
+	char line[SL_DIAG_MAX];
+	struct sl_sbmark m;
+	enum sl_budget b;
+	int rc;
+
+	m = sl_sandbox_enter(L);
+	lua_pushcfunction(L, load_body);
+	lua_pushlightuserdata(L, (void *)file);
+	rc = pcall_tb(L, 1, 1);
+	b = sl_sandbox_exceeded(L, rc);
+	sl_sandbox_leave(L, m);
 	if (rc != LUA_OK) {
-		first_line(lua_tostring(L, -1), line, sizeof(line));
+		if (b)
+			snprintf(line, sizeof(line), "%s", sl_sandbox_message(L, b));
+		else
+			first_line(lua_tostring(L, -1), line, sizeof(line));
 		if (strncmp(line, file, strlen(file)))
 			sl_errs_add(errs, "%s: %s", file, line);
 		else
@@ -287,6 +246,14 @@ static int run_script(lua_State *L, const char *file, struct sl_errs *errs)
 		return SL_EINVAL;
 	}
 	return 0;
+}
+
+/* Pushes t[k] of the table at idx without metamethods. [-0, +1, m] */
+static int raw_field(lua_State *L, int idx, const char *k)
+{
+	idx = lua_absindex(L, idx);
+	lua_pushstring(L, k);
+	return lua_rawget(L, idx);
 }
 
 /* Suggests the closest consumed type for a hook key. */
@@ -336,7 +303,7 @@ static void check_hooks(lua_State *L, const struct sl_proc *p, const char *field
 static int take_field(lua_State *L, const struct sl_proc *p, const char *name, int type,
 		      int *ref, struct sl_errs *errs)
 {
-	int t = lua_getfield(L, -1, name);
+	int t = raw_field(L, -1, name); /* raw: the script's table may have metamethods */
 
 	*ref = LUA_NOREF;
 	if (t == LUA_TNIL) {
@@ -374,7 +341,7 @@ static void check_script(lua_State *L, struct sl_proc *p, struct sl_contracts *c
 		}
 		lua_pop(L, 1);
 	}
-	if (lua_getfield(L, -1, "contract") != LUA_TSTRING) {
+	if (raw_field(L, -1, "contract") != LUA_TSTRING) {
 		sl_errs_add(errs, "%s: contract: required, the name of the processor's contract", file);
 	} else if (sl_contracts_load(cs, lua_tostring(L, -1), &p->contract, errs)) {
 		sl_errs_add(errs, "%s: contract: '%s' cannot be loaded", file, lua_tostring(L, -1));
@@ -392,6 +359,7 @@ static void check_script(lua_State *L, struct sl_proc *p, struct sl_contracts *c
 
 static struct run *running(lua_State *L, struct sl_proc *p, const char *what)
 {
+	sl_sandbox_no_reduce(L, what);
 	if (!p->cur)
 		luaL_error(L, "%s is available only while a hook runs", what);
 	return p->cur;
@@ -516,6 +484,7 @@ static int ctx_append(lua_State *L)
 	struct sl_diag d;
 	char keybuf[SL_STREAM_MAX * 2 + 64];
 
+	sl_sandbox_no_reduce(L, "ctx.append");
 	if (!src)
 		return luaL_error(L, "ctx.append is available only while a hook or its work runs");
 	lua_settop(L, 3);
@@ -527,6 +496,8 @@ static int ctx_append(lua_State *L)
 		lua_replace(L, 2);
 	}
 	luaL_checktype(L, 2, LUA_TTABLE);
+	/* Before the validator and the encoder walk it: a graph of shared tables. */
+	sl_sandbox_check_size(L, 2, SL_EVENT_MAX, SL_JSON_MAX_DEPTH + 1, "ctx.append: payload");
 	sl_diag_init(&d);
 	if ((et = sl_contract_type(p->contract, type)) && sl_schema_validate(et->schema, L, 2, &d))
 		return luaL_error(L, "ctx.append('%s'): payload %s", type, sl_diag_msg(&d));
@@ -550,6 +521,7 @@ static int ctx_append(lua_State *L)
 		lua_getfield(L, 3, "metadata");
 	else
 		lua_pushnil(L);
+	sl_sandbox_check_size(L, -1, SL_EVENT_MAX, SL_JSON_MAX_DEPTH + 1, "ctx.append: opts.metadata");
 	push_emit_metadata(L, p, lua_gettop(L), src);
 	a = new_append(L, ap);
 	a->stream = arena_str(ap, stream, strlen(stream));
@@ -578,6 +550,7 @@ static int ctx_log(lua_State *L)
 	int n = lua_gettop(L), i;
 	luaL_Buffer b;
 
+	sl_sandbox_no_reduce(L, "ctx.log");
 	luaL_buffinit(L, &b);
 	for (i = 1; i <= n; i++) {
 		if (i > 1)
@@ -631,9 +604,9 @@ static void push_handler(lua_State *L, struct sl_proc *p, int ref, const char *t
 		return;
 	}
 	lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-	if (lua_getfield(L, -1, type) == LUA_TNIL) {
+	if (raw_field(L, -1, type) == LUA_TNIL) {
 		lua_pop(L, 1);
-		lua_getfield(L, -1, "*");
+		raw_field(L, -1, "*");
 	}
 	lua_remove(L, -2);
 	(void)p;
@@ -653,8 +626,56 @@ static void set_source(lua_State *L, struct run *r, const struct sl_event *ev)
 	r->source = ev;
 }
 
+/* Strict mode: fails the batch when the value at idx differs from its snapshot at
+ * snap (the hook changed a table it was given). [-0, +0, e] */
+static void strict_check(lua_State *L, int idx, int snap, const char *hook, const char *root)
+{
+	char where[600];
+
+	if (sl_sandbox_diff(L, idx, snap, root, where, sizeof(where)))
+		luaL_error(L, "strict: %s changed a table it was given: %s", hook, where);
+}
+
+/* Pushes a snapshot of the value at idx in strict mode, nil otherwise. [-0, +1, m] */
+static void strict_snap(lua_State *L, const struct sl_proc *p, int idx)
+{
+	if (p->cfg.strict)
+		sl_sandbox_snapshot(L, idx);
+	else
+		lua_pushnil(L);
+}
+
+/* Calls processEvent (at fn) with the event at ev and ctx, as one budgeted hook call
+ * (or part of the enclosing processEventBatch call). [-0, +0, e] */
+static void call_process_event(lua_State *L, struct sl_proc *p, int fn, int ev, int ctx)
+{
+	int snaps = lua_gettop(L) + 1;
+	struct sl_sbmark m;
+
+	if (p->cfg.strict) {
+		strict_snap(L, p, ev);
+		raw_field(L, ctx, "state");
+		strict_snap(L, p, -1);
+		raw_field(L, ctx, "previousState");
+		strict_snap(L, p, -1);
+	}
+	lua_pushvalue(L, fn);
+	lua_pushvalue(L, ev);
+	lua_pushvalue(L, ctx);
+	m = sl_sandbox_enter(L);
+	lua_call(L, 2, 0);
+	sl_sandbox_leave(L, m);
+	if (p->cfg.strict) {
+		strict_check(L, ev, snaps, "processEvent", "event");
+		strict_check(L, snaps + 1, snaps + 2, "processEvent", "ctx.state");
+		strict_check(L, snaps + 3, snaps + 4, "processEvent", "ctx.previousState");
+	}
+	lua_settop(L, snaps - 1);
+}
+
 /* Runs processEvent for each entry of the batch's reduced list whose sideEffects is
  * true, with ctx.state / ctx.previousState (and in mode all ctx.stream) set per event.
+ * The entries' fields are read raw: the script may have reached them (batch.reduced).
  * [-0, +0, e] */
 static void fan_out(lua_State *L, struct sl_proc *p, struct run *r)
 {
@@ -666,27 +687,29 @@ static void fan_out(lua_State *L, struct sl_proc *p, struct run *r)
 	n = (lua_Integer)lua_rawlen(L, list);
 	for (i = 1; i <= n; i++, lua_settop(L, ctx)) {
 		lua_rawgeti(L, list, i);
-		lua_getfield(L, entry, "sideEffects");
+		if (!lua_istable(L, entry))
+			continue;
+		raw_field(L, entry, "sideEffects");
 		if (!lua_toboolean(L, -1))
 			continue;
-		lua_getfield(L, entry, "event");           /* entry + 2 */
-		lua_getfield(L, entry + 2, "type");
+		raw_field(L, entry, "event"); /* entry + 2 */
+		raw_field(L, entry + 2, "type");
+		if (!lua_isstring(L, -1))
+			continue;
 		push_handler(L, p, p->ref_process, lua_tostring(L, -1)); /* entry + 4 */
 		if (lua_isnil(L, -1))
 			continue;
-		lua_getfield(L, entry, "state");
+		raw_field(L, entry, "state");
 		lua_setfield(L, ctx, "state");
-		lua_getfield(L, entry, "previousState");
+		raw_field(L, entry, "previousState");
 		lua_setfield(L, ctx, "previousState");
 		if (p->cfg.mode_all) {
-			lua_getfield(L, entry + 2, "stream");
+			raw_field(L, entry + 2, "stream");
 			lua_setfield(L, ctx, "stream");
 		}
 		set_source(L, r, &r->ev[r->ridx[i - 1]]);
 		r->current = r->ridx[i - 1];
-		lua_pushvalue(L, entry + 2);
-		lua_pushvalue(L, ctx);
-		lua_call(L, 2, 0);
+		call_process_event(L, p, entry + 4, entry + 2, ctx);
 		r->current = SIZE_MAX;
 	}
 	lua_settop(L, base);
@@ -733,6 +756,33 @@ static void push_state(lua_State *L, struct sl_proc *p, struct sl_inst *in, stru
 		luaL_error(L, "stored state: %s", sl_diag_msg(d));
 }
 
+/* Calls reduce (the handler on top) with the state at 1 and the event at evi as one
+ * budgeted hook call, with the state flagged as reducing; strict mode checks it
+ * changed neither. Leaves its result in place of the handler. [-1, +1, e] */
+static void call_reduce(lua_State *L, struct sl_proc *p, int evi)
+{
+	int fn = lua_gettop(L), snap = fn + 1;
+	struct sl_sbmark m;
+
+	if (p->cfg.strict) {
+		sl_sandbox_snapshot(L, 1);
+		sl_sandbox_snapshot(L, evi);
+	}
+	lua_pushvalue(L, fn);
+	lua_pushvalue(L, 1);
+	lua_pushvalue(L, evi);
+	m = sl_sandbox_enter(L);
+	sl_sandbox_reducing(L, 1);
+	lua_call(L, 2, 1);
+	sl_sandbox_leave(L, m);
+	if (p->cfg.strict) {
+		strict_check(L, 1, snap, "reduce", "state");
+		strict_check(L, evi, snap + 1, "reduce", "event");
+	}
+	lua_replace(L, fn);
+	lua_settop(L, fn);
+}
+
 /* Reduces one event: the state at 1 becomes the new state. [-0, +0, e] */
 static void reduce_one(lua_State *L, struct sl_proc *p, struct run *r, size_t i, int fx,
 		       int need_all)
@@ -753,9 +803,7 @@ static void reduce_one(lua_State *L, struct sl_proc *p, struct run *r, size_t i,
 		lua_pop(L, 1);
 		lua_pushvalue(L, 1);
 	} else {
-		lua_pushvalue(L, 1);
-		lua_pushvalue(L, evi);
-		lua_call(L, 2, 1);
+		call_reduce(L, p, evi);
 		if (lua_isnil(L, -1)) {
 			lua_pop(L, 1);
 			lua_pushvalue(L, 1);
@@ -811,10 +859,30 @@ static void setup_ctx(lua_State *L, struct sl_proc *p, struct run *r)
 	lua_pop(L, 1);
 }
 
+/* Clears the per-batch fields of ctx while reduce runs: a reduce that kept ctx in
+ * an upvalue reads nothing that depends on how events were batched. [-0, +0, -] */
+static void clear_ctx(lua_State *L, struct sl_proc *p)
+{
+	static const char *const fields[] = { "state", "previousState", "checkpointOffset",
+					      "streamMaxOffset", "stream", NULL };
+	int i;
+
+	lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_ctx);
+	for (i = 0; fields[i]; i++) {
+		lua_pushnil(L);
+		lua_setfield(L, -2, fields[i]);
+	}
+	lua_pop(L, 1);
+}
+
 /* Calls processEventBatch(batch, ctx) with the batch table built from the stack
- * (1 state, 2 previousState, 3 reduced, 4 events). [-0, +0, e] */
+ * (1 state, 2 previousState, 3 reduced, 4 events), as one budgeted hook call.
+ * [-0, +0, e] */
 static void call_batch_hook(lua_State *L, struct sl_proc *p, struct run *r)
 {
+	int top = lua_gettop(L), batch = top + 2;
+	struct sl_sbmark m;
+
 	lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_batch);
 	lua_createtable(L, 0, 5);
 	lua_pushvalue(L, 4);
@@ -829,12 +897,68 @@ static void call_batch_hook(lua_State *L, struct sl_proc *p, struct run *r)
 	lua_setfield(L, -2, "sideEffectsAfterPosition");
 	lua_pushvalue(L, -1);
 	r->batch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	strict_snap(L, p, batch); /* top + 3 */
+	lua_pushvalue(L, top + 1);
+	lua_pushvalue(L, batch);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_ctx);
+	m = sl_sandbox_enter(L);
 	lua_call(L, 2, 0);
+	sl_sandbox_leave(L, m);
+	if (p->cfg.strict)
+		strict_check(L, batch, top + 3, "processEventBatch", "batch");
+	lua_settop(L, top);
 }
 
-/* The protected body of a batch (light userdata proc at 1). Returns the new state,
- * or nothing when no event was consumed. [-1, +(0|1), e] */
+/* Strict mode: reduces the batch's consumed events a second time from the state
+ * the batch started with (at 2) and compares the result with the state at 1.
+ * [-0, +0, e] */
+static void check_deterministic(lua_State *L, struct sl_proc *p, struct run *r)
+{
+	int top = lua_gettop(L), cur = top + 1;
+	int64_t last = r->in->offset, seq;
+	struct sl_sbmark m;
+	char where[600];
+	size_t i;
+
+	lua_pushvalue(L, 2);
+	for (i = 0; i < r->n; i++) {
+		const struct sl_event *ev = &r->ev[i];
+		if ((seq = seq_of(p, ev)) <= last)
+			continue;
+		last = seq;
+		if (!sl_contract_consumes(p->contract, ev->type) ||
+		    (p->cfg.mode_all && !sl_pattern_match(p->cfg.streams, ev->stream)))
+			continue;
+		r->current = i;
+		push_event(L, ev, r->d);                     /* cur + 1 */
+		push_handler(L, p, p->ref_reduce, ev->type); /* cur + 2 */
+		if (!lua_isnil(L, -1)) {
+			lua_pushvalue(L, cur);
+			lua_pushvalue(L, cur + 1);
+			m = sl_sandbox_enter(L);
+			sl_sandbox_reducing(L, 1);
+			lua_call(L, 2, 1);
+			sl_sandbox_leave(L, m);
+			if (!lua_isnil(L, -1))
+				lua_replace(L, cur);
+		}
+		lua_settop(L, cur);
+	}
+	r->current = SIZE_MAX;
+	if (sl_sandbox_compare(L, 1, cur, "state", where, sizeof(where)))
+		luaL_error(L, "strict: reduce is not deterministic: reducing the batch again from"
+			      " the same state gave another state (%s)", where);
+	lua_settop(L, top);
+}
+
+/* The largest state JSON the engine encodes for a processor: its memory budget. */
+static size_t state_cap(const struct sl_proc *p)
+{
+	return p->cfg.memory > 0 ? (size_t)p->cfg.memory : (size_t)1 << 30;
+}
+
+/* The protected body of a batch (light userdata proc at 1). Leaves the new state in
+ * r->state_ref when an event was consumed. [-1, +0, e] */
 static int run_batch(lua_State *L)
 {
 	struct sl_proc *p = lua_touserdata(L, 1);
@@ -847,6 +971,7 @@ static int run_batch(lua_State *L)
 	lua_pushvalue(L, 1);
 	lua_newtable(L);
 	lua_newtable(L);
+	clear_ctx(L, p);
 	for (i = 0; i < r->n; i++) {
 		const struct sl_event *ev = &r->ev[i];
 		int64_t seq = seq_of(p, ev);
@@ -864,6 +989,8 @@ static int run_batch(lua_State *L)
 	if (!r->nconsumed)
 		return 0;
 	r->current = SIZE_MAX;
+	if (p->cfg.strict)
+		check_deterministic(L, p, r);
 	lua_pushvalue(L, 3);
 	r->reduced_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	setup_ctx(L, p, r);
@@ -872,10 +999,13 @@ static int run_batch(lua_State *L)
 		call_batch_hook(L, p, r);
 	else
 		fan_out(L, p, r);
+	/* The encoder walks shared subtables once per path: cap that walk first. */
+	sl_sandbox_check_size(L, 1, state_cap(p), SL_JSON_MAX_DEPTH + 1, "the state");
 	if (sl_lj_encode(L, 1, "state", &r->state_json, r->d))
 		luaL_error(L, "%s", sl_diag_msg(r->d));
 	lua_settop(L, 1);
-	return 1;
+	r->state_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	return 0;
 }
 
 /* ---- instances and their cached states ------------------------------------------------- */
@@ -1004,10 +1134,47 @@ static void lua_failure(struct sl_proc *p, struct run *r, const char *msg, struc
 		sl_diag_set(d, SL_ELUA, "processor '%s' failed: %s", p->cfg.name, line);
 }
 
+/* Drops every cached state and collects: after the memory budget was exceeded the
+ * next attempt starts from what the script really holds. */
+static void drop_cached_states(struct sl_proc *p)
+{
+	struct sl_inst *in;
+
+	while ((in = p->lru.lru_next) != &p->lru) {
+		lru_unlink(in);
+		luaL_unref(p->L, LUA_REGISTRYINDEX, in->state_ref);
+		in->state_ref = LUA_NOREF;
+	}
+	p->ncached = 0;
+	lua_gc(p->L, LUA_GCCOLLECT, 0);
+}
+
+/* A batch failed because a budget was exceeded: the message is exactly the
+ * budget's; the traceback names the event. */
+static void budget_failure(struct sl_proc *p, struct run *r, enum sl_budget b)
+{
+	const char *msg = sl_sandbox_message(p->L, b);
+	char tb[SL_DIAG_MAX];
+
+	sl_diag_init(&r->fail);
+	sl_diag_set(&r->fail, SL_ELUA, "%s", msg);
+	if (r->current < r->n)
+		snprintf(tb, sizeof(tb), "%s\n\tat %s@%lld (%s)", msg, r->ev[r->current].stream,
+			 (long long)r->ev[r->current].offset, r->ev[r->current].type);
+	else
+		snprintf(tb, sizeof(tb), "%s", msg);
+	free(r->traceback);
+	r->traceback = strdup(tb);
+	if (b == SL_BUDGET_MEMORY)
+		drop_cached_states(p);
+}
+
 /* Runs prepare(ctx) once per process, in its own transaction. */
 static int run_prepare(struct sl_proc *p, struct sl_diag *d)
 {
 	lua_State *L = p->L;
+	struct sl_sbmark m;
+	enum sl_budget b;
 	int rc;
 
 	if (p->prepared)
@@ -1026,7 +1193,10 @@ static int run_prepare(struct sl_proc *p, struct sl_diag *d)
 	lua_pop(L, 1);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_prepare);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_ctx);
+	m = sl_sandbox_enter(L);
 	rc = pcall_tb(L, 1, 0);
+	b = sl_sandbox_exceeded(L, rc);
+	sl_sandbox_leave(L, m);
 	p->preparing = 0;
 	sl_dbapi_enable(p->db, 0);
 	if (rc != LUA_OK) {
@@ -1034,6 +1204,10 @@ static int run_prepare(struct sl_proc *p, struct sl_diag *d)
 		first_line(lua_tostring(L, -1), line, sizeof(line));
 		lua_pop(L, 1);
 		sl_store_rollback(p->store);
+		if (b == SL_BUDGET_MEMORY)
+			drop_cached_states(p);
+		if (b)
+			return sl_diag_set(d, SL_ELUA, "%s", sl_sandbox_message(L, b));
 		return sl_diag_set(d, SL_ELUA, "processor '%s': prepare failed: %s", p->cfg.name, line);
 	}
 	if ((rc = sl_store_commit(p->store, d)))
@@ -1172,8 +1346,12 @@ static void on_block_done(void *ud, struct sl_work *w, const char *err, const ch
 	if (err && !r->failed) {
 		r->failed = 1;
 		first_line(err, line, sizeof(line));
-		sl_diag_set(&r->fail, SL_ELUA, "processor '%s': blocking work of %s@%lld failed: %s",
-			    r->p->cfg.name, src->stream, (long long)src->offset, line);
+		if (sl_sandbox_is_budget_message(line)) /* exactly the budget's message */
+			sl_diag_set(&r->fail, SL_ELUA, "%s", line);
+		else
+			sl_diag_set(&r->fail, SL_ELUA,
+				    "processor '%s': blocking work of %s@%lld failed: %s",
+				    r->p->cfg.name, src->stream, (long long)src->offset, line);
 		r->fail_offset = src->offset;
 		free(r->traceback);
 		r->traceback = tb ? strdup(tb) : NULL;
@@ -1189,6 +1367,7 @@ static int start_work(lua_State *L, enum sl_work_kind kind)
 	struct run *r = p->cur;
 	struct bgctx *c;
 
+	sl_sandbox_no_reduce(L, kind == SL_WORK_BLOCK ? "ctx.block" : "ctx.background");
 	luaL_checktype(L, 1, LUA_TFUNCTION);
 	if (!p->wq)
 		return luaL_error(L, "ctx.%s needs the engine's event loop (sluice run)",
@@ -1238,14 +1417,29 @@ static int ctx_background(lua_State *L)
 
 /* ---- running batches, continued ---------------------------------------------------------- */
 
+/* Protected: caches the state of a committed batch (light userdata run at 1).
+ * [-1, +0, m] */
+static int cache_body(lua_State *L)
+{
+	struct run *r = lua_touserdata(L, 1);
+
+	lua_rawgeti(L, LUA_REGISTRYINDEX, r->state_ref);
+	cache_state(r->p, r->in);
+	return 0;
+}
+
 /* Reports the batch's outcome and frees it. */
 static void finish(struct run *r, int rc, const struct sl_diag *d)
 {
 	struct sl_proc *p = r->p;
 
 	if (rc == 0 && r->nconsumed && r->state_ref != LUA_NOREF) {
-		lua_rawgeti(p->L, LUA_REGISTRYINDEX, r->state_ref);
-		cache_state(p, r->in);
+		/* Protected: this may run from a loop callback, and the state may be at its
+		 * memory budget. A state that cannot be cached is decoded again later. */
+		lua_pushcfunction(p->L, cache_body);
+		lua_pushlightuserdata(p->L, r);
+		if (lua_pcall(p->L, 1, 0, 0) != LUA_OK)
+			lua_pop(p->L, 1);
 	}
 	free(p->last_traceback);
 	p->last_traceback = rc && r->traceback ? strdup(r->traceback) : NULL;
@@ -1253,6 +1447,22 @@ static void finish(struct run *r, int rc, const struct sl_diag *d)
 	sl_proc_flush(p);
 	r->done(r->ud, r->in, rc, d);
 	run_release(p->L, r);
+}
+
+/* Replays the hooks' ctx.db writes as one budgeted call (the statements run again,
+ * long ones included). */
+static int replay(struct sl_proc *p, struct run *r, struct sl_diag *d)
+{
+	struct sl_sbmark m = sl_sandbox_enter(p->L);
+	int rc = sl_dbapi_replay(p->L, p->db, &r->dblog, d);
+	enum sl_budget b = rc ? sl_sandbox_exceeded(p->L, LUA_ERRRUN) : SL_BUDGET_NONE;
+
+	if (b) {
+		sl_diag_init(d);
+		sl_diag_set(d, SL_ELUA, "%s", sl_sandbox_message(p->L, b));
+	}
+	sl_sandbox_leave(p->L, m);
+	return rc;
 }
 
 /* Every blocking item settled: commit, or report the first failure. The hooks'
@@ -1270,7 +1480,7 @@ static void settle(struct run *r)
 		return;
 	}
 	if (!sl_store_in_txn(p->store) &&
-	    ((rc = sl_store_begin(p->store, &d)) || (rc = sl_dbapi_replay(p->L, p->db, &r->dblog, &d)))) {
+	    ((rc = sl_store_begin(p->store, &d)) || (rc = replay(p, r, &d)))) {
 		sl_store_rollback(p->store);
 		finish(r, rc, &d);
 		return;
@@ -1313,6 +1523,8 @@ static struct run *new_run(struct sl_proc *p, struct sl_inst *in, const struct s
 static void run_hooks(struct sl_proc *p, struct run *r)
 {
 	lua_State *L = p->L;
+	struct sl_sbmark m;
+	enum sl_budget b;
 	int rc;
 
 	if ((rc = sl_store_begin(p->store, &r->fail))) {
@@ -1322,24 +1534,27 @@ static void run_hooks(struct sl_proc *p, struct run *r)
 	p->cur = r;
 	sl_dbapi_enable(p->db, 1);
 	sl_dbapi_log(p->db, &r->dblog);
+	m = sl_sandbox_mark(L); /* each hook call inside arms its own budget */
 	lua_pushcfunction(L, run_batch);
 	lua_pushlightuserdata(L, p);
-	rc = pcall_tb(L, 1, 1);
+	rc = pcall_tb(L, 1, 0);
+	b = sl_sandbox_exceeded(L, rc);
+	sl_sandbox_leave(L, m);
 	sl_dbapi_log(p->db, NULL);
 	sl_dbapi_enable(p->db, 0);
 	p->cur = NULL;
 	r->source = NULL; /* the events belong to the caller, who may reuse them now */
 	if (rc != LUA_OK) {
 		const char *msg = lua_tostring(L, -1);
-		lua_failure(p, r, msg, &r->fail);
+		if (b)
+			budget_failure(p, r, b);
+		else
+			lua_failure(p, r, msg, &r->fail);
 		if (r->current < r->n)
 			r->fail_offset = r->ev[r->current].offset;
-		r->traceback = msg ? strdup(msg) : NULL;
+		if (!r->traceback)
+			r->traceback = msg ? strdup(msg) : NULL;
 		r->failed = 1;
-		lua_pop(L, 1);
-	} else if (r->nconsumed) {
-		r->state_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-	} else {
 		lua_pop(L, 1);
 	}
 	/* While blocking work runs the write lock must not be held: other instances
@@ -1393,6 +1608,44 @@ int64_t sl_proc_last_fail_offset(const struct sl_proc *p)
 	return p->last_fail_offset;
 }
 
+/* Runs fn with light userdata ud at 1 in a protected call; a failure (out of
+ * memory, or the memory budget) goes to d. */
+static int protect(struct sl_proc *p, lua_CFunction fn, void *ud, struct sl_diag *d)
+{
+	enum sl_budget b;
+
+	lua_pushcfunction(p->L, fn);
+	lua_pushlightuserdata(p->L, ud);
+	if (lua_pcall(p->L, 1, 0, 0) == LUA_OK)
+		return 0;
+	b = sl_sandbox_exceeded(p->L, LUA_ERRMEM);
+	sl_diag_set(d, SL_ENOMEM, "processor '%s': %s", p->cfg.name,
+		    b ? sl_sandbox_message(p->L, b) : lua_tostring(p->L, -1));
+	lua_pop(p->L, 1);
+	return d ? d->code : SL_ENOMEM;
+}
+
+/* Protected: ctx.sleep, ctx.exec, ctx.http. [-1, +0, m] */
+static int add_work(lua_State *L)
+{
+	struct sl_proc *p = lua_touserdata(L, 1);
+
+	lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_ctx);
+	sl_work_register(L, p->wq);
+	return 0;
+}
+
+/* Protected: ctx.db. [-1, +0, m] */
+static int add_db(lua_State *L)
+{
+	struct sl_proc *p = lua_touserdata(L, 1);
+
+	lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_ctx);
+	sl_dbapi_push(L, p->db);
+	lua_setfield(L, -2, "db");
+	return 0;
+}
+
 int sl_proc_set_loop(struct sl_proc *p, uv_loop_t *loop, struct sl_diag *d)
 {
 	int rc;
@@ -1401,10 +1654,7 @@ int sl_proc_set_loop(struct sl_proc *p, uv_loop_t *loop, struct sl_diag *d)
 		return 0;
 	if ((rc = sl_workq_new(&p->wq, loop, p->L, d)))
 		return rc;
-	lua_rawgeti(p->L, LUA_REGISTRYINDEX, p->ref_ctx);
-	sl_work_register(p->L, p->wq);
-	lua_pop(p->L, 1);
-	return 0;
+	return protect(p, add_work, p, d);
 }
 
 size_t sl_proc_work_running(const struct sl_proc *p)
@@ -1449,6 +1699,7 @@ static void make_ctx(lua_State *L, struct sl_proc *p)
 	lua_setfield(L, -2, "log");
 	lua_pushstring(L, p->cfg.name);
 	lua_setfield(L, -2, "processor");
+	sl_sandbox_lock(L, -1); /* the engine writes ctx: no metamethods on it */
 	p->ref_ctx = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
@@ -1481,14 +1732,38 @@ static int copy_cfg(struct sl_proc_cfg *dst, const struct sl_proc_cfg *src)
 	return dst->name && dst->script && dst->streams ? 0 : SL_ENOMEM;
 }
 
+struct load_args {
+	struct sl_proc *p;
+	struct sl_contracts *cs;
+	struct sl_errs *errs;
+};
+
+/* Protected: checks the script table at 2 and takes its hooks, then builds ctx
+ * (arguments at 1). Only raw access touches the script's tables. [-2, +0, e] */
+static int check_body(lua_State *L)
+{
+	struct load_args *a = lua_touserdata(L, 1);
+	size_t before = a->errs->n;
+
+	check_script(L, a->p, a->cs, a->errs);
+	if (a->errs->n == before)
+		make_ctx(L, a->p);
+	return 0;
+}
+
 int sl_proc_load(struct sl_proc **out, const struct sl_proc_cfg *cfg, struct sl_contracts *cs,
 		 struct sl_errs *errs)
 {
 	struct sl_proc *p = calloc(1, sizeof(*p));
 	size_t before = errs->n;
 
+	struct sl_limits lim = { cfg->instructions, cfg->memory, cfg->wallclock_ms };
+	struct load_args a = { p, cs, errs };
+	struct sl_diag d;
+
 	*out = NULL;
-	if (!p || copy_cfg(&p->cfg, cfg) || !(p->L = luaL_newstate())) {
+	sl_diag_init(&d);
+	if (!p || copy_cfg(&p->cfg, cfg)) {
 		sl_errs_add(errs, "%s: out of memory", cfg->script);
 		sl_proc_free(p);
 		return SL_ENOMEM;
@@ -1496,19 +1771,29 @@ int sl_proc_load(struct sl_proc **out, const struct sl_proc_cfg *cfg, struct sl_
 	p->ref_reduce = p->ref_process = p->ref_batch = p->ref_prepare = LUA_NOREF;
 	p->ref_ctx = p->ref_initial = LUA_NOREF;
 	p->lru.lru_next = p->lru.lru_prev = &p->lru;
+	if (sl_sandbox_new(&p->L, p->cfg.name, &lim, &d)) {
+		sl_errs_add(errs, "%s: %s", cfg->script, sl_diag_msg(&d));
+		sl_proc_free(p);
+		return d.code;
+	}
 	/* No work runs on the main thread; new threads copy this extra space. */
 	*(void **)lua_getextraspace(p->L) = NULL;
-	luaL_openlibs(p->L);
 	hash_file(p->cfg.script, p->script_hash);
-	if (!run_script(p->L, p->cfg.script, errs)) {
-		check_script(p->L, p, cs, errs);
-		lua_pop(p->L, 1);
+	if (!run_script(p, errs)) {
+		lua_pushcfunction(p->L, check_body);
+		lua_pushlightuserdata(p->L, &a);
+		lua_rotate(p->L, -3, 2); /* check_body, &a, script table */
+		if (lua_pcall(p->L, 2, 0, 0) != LUA_OK) {
+			enum sl_budget b = sl_sandbox_exceeded(p->L, LUA_ERRMEM);
+			sl_errs_add(errs, "%s: %s", cfg->script,
+				    b ? sl_sandbox_message(p->L, b) : lua_tostring(p->L, -1));
+			lua_pop(p->L, 1);
+		}
 	}
 	if (errs->n > before) {
 		sl_proc_free(p);
 		return SL_EINVAL;
 	}
-	make_ctx(p->L, p);
 	*out = p;
 	return 0;
 }
@@ -1537,8 +1822,7 @@ void sl_proc_free(struct sl_proc *p)
 		free(f->stream);
 		free(f);
 	}
-	if (p->L)
-		lua_close(p->L);
+	sl_sandbox_close(p->L);
 	free((char *)p->cfg.name);
 	free((char *)p->cfg.script);
 	free((char *)p->cfg.streams);
@@ -1587,12 +1871,8 @@ int sl_proc_attach(struct sl_proc *p, struct sl_store *s, struct sl_ckpts *k, in
 
 	p->store = s;
 	p->ck = k;
-	if ((rc = sl_dbapi_new(&p->db, s, p->cfg.name, d)))
+	if ((rc = sl_dbapi_new(&p->db, s, p->cfg.name, d)) || (rc = protect(p, add_db, p, d)))
 		return rc;
-	lua_rawgeti(p->L, LUA_REGISTRYINDEX, p->ref_ctx);
-	sl_dbapi_push(p->L, p->db);
-	lua_setfield(p->L, -2, "db");
-	lua_pop(p->L, 1);
 	if ((rc = sl_ckpt_proc_get(k, p->cfg.name, &exists, &version, &anchor, d)))
 		return rc;
 	p->anchor = anchor;

@@ -20,6 +20,17 @@
  * Any failure fails the batch: nothing is committed, the diag says why, and the next
  * batch runs normally (the same events are delivered again).
  *
+ * Sandbox (sl_sandbox.h): the script runs in a sandboxed state. Every hook call
+ * (the script's top level, prepare, each reduce, each processEvent, processEventBatch,
+ * each resume of work) has its own instruction and wall-clock budget; the state has
+ * one memory budget. A batch that exceeds one fails with exactly "processor '<name>'
+ * exceeded its <instruction|memory|wallclock> budget" and goes through the host's
+ * retry and fault policy like any failure. While reduce runs, ctx functions,
+ * math.random and collectgarbage raise, and ctx's per-batch fields are nil. With
+ * cfg.strict a hook that changes a table it was given fails the batch, naming the
+ * field, and every batch is reduced a second time from the same state: a different
+ * result fails it too.
+ *
  * Ingest is asynchronous in its interface: `done` is called when the batch has
  * settled. Today every batch settles before sl_proc_ingest returns; blocking work
  * (ctx.block) will make some settle later on the loop.
@@ -49,7 +60,13 @@ struct sl_proc_cfg {
 	int mode_all;
 	int effects_all; /* sideEffects = "all" */
 	int batch_size;
-	int strict; /* fail a batch whose hook mutated a table it was given */
+	int strict; /* fail a batch whose hook mutated a table it was given, or whose
+		     * reduce gives another state when the batch is reduced again */
+	/* Budgets (DESIGN §6 `limits`, sl_sandbox.h); 0 disables one. Per hook call:
+	 * instructions and wallclock; memory is the processor's whole lua_State. */
+	double instructions;
+	double memory;       /* bytes */
+	double wallclock_ms;
 };
 
 struct sl_proc;

@@ -19,6 +19,7 @@
 
 #include "sl_buf.h"
 #include "sl_deploy.h"
+#include "sl_sandbox.h"
 
 struct http_glue; /* curl multi on the loop */
 
@@ -98,7 +99,17 @@ static void free_work(uv_handle_t *h)
 	free(w);
 }
 
-/* The coroutine ended with status st: report, unlink, release. */
+/* Protected: the traceback of the dead coroutine (light userdata at 1) with the
+ * message at 2. [-2, +1, m] */
+static int traceback_body(lua_State *L)
+{
+	luaL_traceback(L, lua_touserdata(L, 1), lua_touserdata(L, 2), 0);
+	return 1;
+}
+
+/* The coroutine ended with status st: report, unlink, release. This runs from loop
+ * callbacks, outside any protected call: what allocates on the Lua state is
+ * protected (the state may be at its memory budget). */
 static void finish(struct sl_work *w, int st)
 {
 	struct sl_workq *q = w->q;
@@ -110,8 +121,10 @@ static void finish(struct sl_work *w, int st)
 		err = lua_tostring(w->co, -1);
 		if (!err)
 			err = "(error object is not a string)";
-		luaL_traceback(L, w->co, err, 0);
-		tb = lua_tostring(L, -1);
+		lua_pushcfunction(L, traceback_body);
+		lua_pushlightuserdata(L, w->co);
+		lua_pushlightuserdata(L, (void *)err);
+		tb = lua_pcall(L, 2, 1, 0) == LUA_OK ? lua_tostring(L, -1) : NULL;
 	}
 	if (w->prev)
 		w->prev->next = w->next;
@@ -127,14 +140,24 @@ static void finish(struct sl_work *w, int st)
 	uv_close((uv_handle_t *)&w->timer, free_work);
 }
 
-/* Resumes the coroutine with the nargs values on its stack. */
+/* Resumes the coroutine with the nargs values on its stack. Each resume is a
+ * budgeted call of its own, except the first one of work started by a hook, which
+ * runs inside that hook's call and shares its budget. A run that exceeded a budget
+ * ends with exactly the budget's message. */
 static void resume(struct sl_work *w, int nargs)
 {
+	struct sl_sbmark m = sl_sandbox_enter(w->co);
 	int nres, st = lua_resume(w->co, w->q->L, nargs, &nres);
+	enum sl_budget b = sl_sandbox_exceeded(w->co, st);
 
+	sl_sandbox_leave(w->co, m);
 	if (st == LUA_YIELD) {
 		lua_pop(w->co, nres); /* an operation is pending; it resumes us */
 		return;
+	}
+	if (b) { /* the error object is on top: replace it (no allocation) */
+		lua_pop(w->co, 1);
+		sl_sandbox_pushmessage(w->co, b);
 	}
 	finish(w, st);
 }
@@ -170,12 +193,36 @@ struct sl_work *sl_work_start(lua_State *L, struct sl_workq *q, enum sl_work_kin
 	return w;
 }
 
+/* Builds the results of a primitive with fn (light userdata ud at 1) on the main
+ * thread, in a protected call, and moves them to the suspended coroutine: loop
+ * callbacks run outside any protected call, and the state may be at its memory
+ * budget. On failure the coroutine gets nil and the message. Returns how many
+ * values it got (at most 2: a yielded C function has room for them). */
+static int hand_results(struct sl_work *w, lua_CFunction fn, void *ud)
+{
+	lua_State *L = w->q->L;
+	int top = lua_gettop(L), n;
+
+	lua_pushcfunction(L, fn);
+	lua_pushlightuserdata(L, ud);
+	if (lua_pcall(L, 1, LUA_MULTRET, 0) == LUA_OK) {
+		n = lua_gettop(L) - top;
+	} else {
+		lua_pushnil(L);
+		lua_insert(L, -2); /* nil, message */
+		n = 2;
+	}
+	lua_xmove(L, w->co, n);
+	return n;
+}
+
 /* ---- ctx.sleep --------------------------------------------------------------------- */
 
 static struct sl_work *need_work(lua_State *L, const char *what)
 {
 	struct sl_work *w = sl_work_current(L);
 
+	sl_sandbox_no_reduce(L, what);
 	if (!w || !lua_isyieldable(L))
 		luaL_error(L, "%s is available only inside ctx.block or ctx.background work", what);
 	return w;
@@ -229,34 +276,43 @@ struct exec_op {
 	int signal;
 };
 
+/* Protected: the result table of ctx.exec (light userdata op at 1). [-1, +1, m] */
+static int exec_result(lua_State *L)
+{
+	struct exec_op *op = lua_touserdata(L, 1);
+
+	lua_createtable(L, 0, 6);
+	lua_pushinteger(L, op->code);
+	lua_setfield(L, -2, "code");
+	lua_pushinteger(L, op->signal);
+	lua_setfield(L, -2, "signal");
+	lua_pushlstring(L, op->obuf.ptr, op->obuf.len);
+	lua_setfield(L, -2, "stdout");
+	lua_pushlstring(L, op->ebuf.ptr, op->ebuf.len);
+	lua_setfield(L, -2, "stderr");
+	lua_pushboolean(L, op->truncated);
+	lua_setfield(L, -2, "truncated");
+	lua_pushboolean(L, op->timed_out);
+	lua_setfield(L, -2, "timedOut");
+	return 1;
+}
+
 static void exec_closed(uv_handle_t *h)
 {
 	struct exec_op *op = h->data;
-	lua_State *co;
+	struct sl_work *w;
+	int n;
 
 	if (--op->handles > 0)
 		return;
-	co = op->w->co;
-	op->w->exec = NULL;
-	lua_createtable(co, 0, 5);
-	lua_pushinteger(co, op->code);
-	lua_setfield(co, -2, "code");
-	lua_pushinteger(co, op->signal);
-	lua_setfield(co, -2, "signal");
-	lua_pushlstring(co, op->obuf.ptr, op->obuf.len);
-	lua_setfield(co, -2, "stdout");
-	lua_pushlstring(co, op->ebuf.ptr, op->ebuf.len);
-	lua_setfield(co, -2, "stderr");
-	lua_pushboolean(co, op->truncated);
-	lua_setfield(co, -2, "truncated");
-	lua_pushboolean(co, op->timed_out);
-	lua_setfield(co, -2, "timedOut");
+	w = op->w;
+	w->exec = NULL;
+	n = hand_results(w, exec_result, op);
 	sl_buf_release(&op->obuf);
 	sl_buf_release(&op->ebuf);
 	free(op->input);
-	struct sl_work *w = op->w;
 	free(op);
-	resume(w, 1);
+	resume(w, n);
 }
 
 static void close_handle(struct exec_op *op, uv_handle_t *h)
@@ -266,10 +322,11 @@ static void close_handle(struct exec_op *op, uv_handle_t *h)
 		uv_close(h, exec_closed);
 }
 
-/* Once the child exited and both pipes reached their end, close everything. */
+/* Once the child exited and both pipes reached their end, close everything. After
+ * a timeout the pipes are not waited for: a grandchild may still hold them. */
 static void exec_maybe_done(struct exec_op *op)
 {
-	if (!op->exited || !op->eof_out || !op->eof_err)
+	if (!op->exited || (!op->timed_out && (!op->eof_out || !op->eof_err)))
 		return;
 	close_handle(op, (uv_handle_t *)&op->proc);
 	close_handle(op, (uv_handle_t *)&op->out);
@@ -326,7 +383,9 @@ static void exec_timeout(uv_timer_t *t)
 	struct exec_op *op = t->data;
 
 	op->timed_out = 1;
-	uv_process_kill(&op->proc, SIGKILL);
+	/* The child leads its own process group (UV_PROCESS_DETACHED): kill all of it. */
+	if (kill(-op->proc.pid, SIGKILL))
+		uv_process_kill(&op->proc, SIGKILL);
 }
 
 static void exec_written(uv_write_t *req, int status)
@@ -432,6 +491,7 @@ static int ctx_exec(lua_State *L)
 	o.args = (char **)argv;
 	o.env = env[0] ? (char **)env : NULL;
 	o.exit_cb = exec_exit;
+	o.flags = UV_PROCESS_DETACHED; /* its own process group, killed whole at the timeout */
 	o.stdio_count = 3;
 	o.stdio = stdio;
 	stdio[0].flags = input ? UV_CREATE_PIPE | UV_READABLE_PIPE : UV_IGNORE;
@@ -469,7 +529,7 @@ void sl_workq_kill(struct sl_workq *q)
 	struct sl_work *w;
 
 	for (w = q->items; w; w = w->next)
-		if (w->exec && !w->exec->exited)
+		if (w->exec && !w->exec->exited && kill(-w->exec->proc.pid, SIGKILL))
 			uv_process_kill(&w->exec->proc, SIGKILL);
 }
 
@@ -620,29 +680,43 @@ static void push_headers(lua_State *co, const struct sl_buf *head)
 	}
 }
 
+struct http_done {
+	struct http_op *op;
+	CURLcode res;
+};
+
+/* Protected: the results of ctx.http (light userdata struct http_done at 1).
+ * [-1, +(1|2), m] */
+static int http_result(lua_State *L)
+{
+	struct http_done *hd = lua_touserdata(L, 1);
+	struct http_op *op = hd->op;
+	long status = 0;
+
+	if (hd->res != CURLE_OK) {
+		lua_pushnil(L);
+		lua_pushstring(L, op->err[0] ? op->err : curl_easy_strerror(hd->res));
+		return 2;
+	}
+	curl_easy_getinfo(op->easy, CURLINFO_RESPONSE_CODE, &status);
+	lua_createtable(L, 0, 4);
+	lua_pushinteger(L, status);
+	lua_setfield(L, -2, "status");
+	push_headers(L, &op->head);
+	lua_setfield(L, -2, "headers");
+	lua_pushlstring(L, op->body.ptr, op->body.len);
+	lua_setfield(L, -2, "body");
+	lua_pushboolean(L, op->truncated);
+	lua_setfield(L, -2, "truncated");
+	return 1;
+}
+
 static void http_finish(struct http_op *op, CURLcode res)
 {
+	struct http_done hd = { op, res };
 	struct sl_work *w = op->w;
-	lua_State *co = w->co;
-	long status = 0;
-	int nres = 1;
+	int nres = hand_results(w, http_result, &hd);
 
-	if (res == CURLE_OK) {
-		curl_easy_getinfo(op->easy, CURLINFO_RESPONSE_CODE, &status);
-		lua_createtable(co, 0, 4);
-		lua_pushinteger(co, status);
-		lua_setfield(co, -2, "status");
-		push_headers(co, &op->head);
-		lua_setfield(co, -2, "headers");
-		lua_pushlstring(co, op->body.ptr, op->body.len);
-		lua_setfield(co, -2, "body");
-		lua_pushboolean(co, op->truncated);
-		lua_setfield(co, -2, "truncated");
-	} else {
-		lua_pushnil(co);
-		lua_pushstring(co, op->err[0] ? op->err : curl_easy_strerror(res));
-		nres = 2;
-	}
 	curl_easy_cleanup(op->easy);
 	curl_slist_free_all(op->hdrs);
 	sl_buf_release(&op->body);

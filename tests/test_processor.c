@@ -266,7 +266,7 @@ static const char *hits_of(struct sl_store *s, struct emitted *em)
 static struct sl_proc *load(struct sl_contracts *cs, struct sl_store *s, struct sl_ckpts *k,
 			    const char *name, const char *file, char *script, size_t n)
 {
-	struct sl_proc_cfg cfg = { name, script, "*", 0, 0, 0, 0 };
+	struct sl_proc_cfg cfg = { .name = name, .script = script, .streams = "*" };
 	struct sl_errs errs;
 	struct sl_proc *p = NULL;
 	struct sl_diag d;
@@ -509,7 +509,7 @@ static void test_db(struct sl_store *s, struct sl_ckpts *k, struct sl_contracts 
 static void test_load_errors(struct sl_contracts *cs)
 {
 	char script[600];
-	struct sl_proc_cfg cfg = { "bad", script, "x/*", 0, 0, 0, 0 };
+	struct sl_proc_cfg cfg = { .name = "bad", .script = script, .streams = "x/*" };
 	struct sl_errs errs;
 	struct sl_proc *p = (struct sl_proc *)1;
 	int rc, typo = 0, field = 0;

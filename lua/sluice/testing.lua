@@ -53,7 +53,7 @@
 --       {offset=, position=, duplicate=}. Raises when the store refuses the batch
 --       (use p.store:append(...) to test a refusal: it returns nil, message).
 --   p:run()                 runs the deployment until caught up (sluice run
---       --until-caught-up, in this process); raises with the engine's message when
+--       --until-caught-up --strict, in this process); raises with the engine's message when
 --       the script or contract fails to load or an instance is faulted (after its
 --       retries). Returns p.
 --   p:state([stream])       the instance's state table (mode "all": no stream)
@@ -77,10 +77,11 @@
 -- Fields: p.name, p.dir, p.deployment (the file), p.store (a sluice.core store handle
 -- on the temporary store), p.options.
 --
--- Strict mutation detection (DESIGN §7: sluice.testing always runs `--strict`, which
--- fails a batch whose hook mutated a table it was given): not yet available. The
--- engine does not implement --strict yet; until it does, a hook that writes to its
--- state or event tables is not detected here.
+-- Strict mode is always on (DESIGN §7: sluice.testing runs `sluice run --strict`): a
+-- batch fails, and p:run() raises, when a hook changed a table it was given (the
+-- message names the field: "strict: reduce changed a table it was given:
+-- state.count was changed"), or when reducing the batch's events a second time from
+-- the same state gives another state (reduce is not deterministic).
 local core = require "sluice.core"
 
 local has_lfs, lfs = pcall(require, "lfs")
@@ -274,7 +275,7 @@ end
 
 function Processor:run()
   check_open(self, "run")
-  local ok, err = core.run(self.deployment, { untilCaughtUp = true })
+  local ok, err = core.run(self.deployment, { untilCaughtUp = true, strict = true })
   if err ~= nil or not ok then
     -- A deployment that does not load: name every error, not only the first.
     local loads, errors = core.check(self.deployment)
