@@ -799,18 +799,6 @@ static int ingest_one(struct sl_host *h, struct hproc *hp, struct sl_inst *in,
 	return w.rc;
 }
 
-static void now_rfc3339(char *out, size_t n)
-{
-	struct timespec ts;
-	struct tm tm;
-	char base[24];
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out, n, "%s.%03dZ", base, (int)(ts.tv_nsec / 1000000));
-}
-
 /* Dead-letters ev for instance in and moves its checkpoint past it. */
 static int dead_letter(struct sl_host *h, struct hproc *hp, struct sl_inst *in,
 		       const struct sl_event *ev, const char *err, FILE *out, struct sl_diag *d)
@@ -822,7 +810,7 @@ static int dead_letter(struct sl_host *h, struct hproc *hp, struct sl_inst *in,
 	char at[32];
 	int rc;
 
-	now_rfc3339(at, sizeof(at));
+	sl_store_now(at, sizeof(at));
 	dl.at = at;
 	if ((rc = sl_store_begin(h->store, d)))
 		return rc;

@@ -1227,21 +1227,28 @@ static int diff_table(struct cmp *c, int a, int s, int depth)
 	return rc;
 }
 
+/* Starts a comparison at path `root`; pushes the table of visited pairs.
+ * [-0, +1, m] */
+static void cmp_init(struct cmp *c, lua_State *L, const char *root, char *out, size_t n)
+{
+	memset(c, 0, sizeof(*c));
+	c->L = L;
+	c->out = out;
+	c->n = n;
+	snprintf(c->path, sizeof(c->path), "%s", root);
+	c->len = strlen(c->path);
+	lua_newtable(L);
+	c->seen = lua_gettop(L);
+}
+
 int sl_sandbox_diff(lua_State *L, int idx, int snap, const char *root, char *out, size_t n)
 {
 	struct cmp c;
 	int rc;
 
-	memset(&c, 0, sizeof(c));
-	c.L = L;
-	c.out = out;
-	c.n = n;
 	idx = lua_absindex(L, idx);
 	snap = lua_absindex(L, snap);
-	snprintf(c.path, sizeof(c.path), "%s", root);
-	c.len = strlen(c.path);
-	lua_newtable(L);
-	c.seen = lua_gettop(L);
+	cmp_init(&c, L, root, out, n);
 	rc = diff_value(&c, idx, snap, 0);
 	lua_pop(L, 1);
 	return rc;
@@ -1291,16 +1298,9 @@ int sl_sandbox_compare(lua_State *L, int a, int b, const char *root, char *out, 
 	struct cmp c;
 	int rc;
 
-	memset(&c, 0, sizeof(c));
-	c.L = L;
-	c.out = out;
-	c.n = n;
 	a = lua_absindex(L, a);
 	b = lua_absindex(L, b);
-	snprintf(c.path, sizeof(c.path), "%s", root);
-	c.len = strlen(c.path);
-	lua_newtable(L);
-	c.seen = lua_gettop(L);
+	cmp_init(&c, L, root, out, n);
 	rc = cmp_value(&c, a, b, 0);
 	lua_pop(L, 1);
 	return rc;

@@ -829,7 +829,7 @@ out:
 
 /* ---- batches and transactions ---------------------------------------------------- */
 
-static void format_now(char *out, size_t n)
+void sl_store_now(char *out, size_t n)
 {
 	struct timespec ts;
 	struct tm tm;
@@ -921,7 +921,7 @@ static int append_events(struct batch *bt, const struct sl_event_in *ev, size_t 
 
 	if ((rc = max_position(bt->s, &bt->pos, d)))
 		return rc;
-	format_now(bt->created_at, sizeof(bt->created_at));
+	sl_store_now(bt->created_at, sizeof(bt->created_at));
 	for (i = 0; i < n; i++) {
 		struct put p = { ev[i].type, ev[i].payload ? ev[i].payload : "{}",
 				 ev[i].payload ? ev[i].payload_len : 2, ev[i].metadata,

@@ -149,6 +149,9 @@ void sl_store_rollback(struct sl_store *s);
 /* 1 while a transaction is open on the store's connection. */
 int sl_store_in_txn(struct sl_store *s);
 
+/* Writes the current UTC time as the store writes createdAt ("2026-11-25T12:00:00.123Z"). */
+void sl_store_now(char *out, size_t n);
+
 /* Writes the JSON envelope of ev (one line, no newline) to b. */
 struct sl_buf;
 void sl_event_to_json(const struct sl_event *ev, struct sl_buf *b);
