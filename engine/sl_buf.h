@@ -39,7 +39,7 @@ void sl_buf_adds(struct sl_buf *b, const char *s);
 void sl_buf_addf(struct sl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sl_buf_addi(struct sl_buf *b, int64_t v);
 /* Appends `s` as a quoted, escaped JSON string. Bytes >= 0x80 are copied as they
- * are (the caller guarantees valid UTF-8); control characters become \uXXXX. */
+ * are (the caller guarantees valid UTF-8); control characters become \u00hh escapes. */
 void sl_buf_addjstr(struct sl_buf *b, const char *s, size_t n);
 /* The length sl_buf_addjstr would append for `s`, quotes included. */
 size_t sl_jstr_len(const char *s, size_t n);
