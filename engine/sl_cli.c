@@ -611,8 +611,15 @@ static int cmd_run(struct args *a)
 	struct sl_diag d;
 	int rc;
 
+	const char *timeout = opt(a, "shutdown-timeout");
+	double ms = timeout ? sl_parse_duration(timeout) : 0;
+
+	if (timeout && ms < 0)
+		return fail("--shutdown-timeout: bad duration '%s' (use e.g. 500ms, 10s, 2m)", timeout);
 	if (open_host(a->pos[0], SL_HOST_RUN | (opt(a, "strict") ? SL_HOST_STRICT : 0), &h))
 		return 1;
+	if (timeout)
+		sl_host_set_shutdown_timeout(h, ms);
 	sl_diag_init(&d);
 	rc = sl_host_run(h, opt(a, "until-caught-up") != NULL, &d);
 	if (rc)
@@ -733,13 +740,16 @@ static const struct cmd commands[] = {
 	  "Validates the deployment, every contract and every script, listing each error as\n"
 	  "\"sluice: <file>: <field>: <message>\"; exits 1 if there is any.\n",
 	  { NULL }, 1, 1 },
-	{ "run", cmd_run, "run DEPLOYMENT [--until-caught-up] [--strict]",
+	{ "run", cmd_run, "run DEPLOYMENT [--until-caught-up] [--strict] [--shutdown-timeout T]",
 	  "Runs the deployment's processors over its store until SIGINT or SIGTERM.\n\n"
 	  "  --until-caught-up    exit once every instance has processed every event present\n"
 	  "                       (exit 1 if an instance is faulted)\n"
 	  "  --strict             fail a batch whose hook changed a table it was given, or\n"
-	  "                       whose events reduce to another state when reduced again\n",
-	  { "until-caught-up", "strict" }, 1, 1 },
+	  "                       whose events reduce to another state when reduced again\n"
+	  "  --shutdown-timeout T how long SIGINT/SIGTERM waits for batches in flight and\n"
+	  "                       their blocking work (default: the deployment's\n"
+	  "                       shutdownTimeout, else 10s); a second signal exits at once\n",
+	  { "until-caught-up", "strict", "shutdown-timeout=" }, 1, 1 },
 	{ "state", cmd_state, "state DEPLOYMENT PROCESSOR [STREAM]",
 	  "Prints {\"processor\",\"stream\",\"offset\",\"status\",\"state\"} for the instance of\n"
 	  "STREAM, or for every instance of PROCESSOR. An instance that has not run shows\n"

@@ -311,6 +311,9 @@ static int read_fields(lua_State *L, struct sl_deploy *dp)
 							       : SL_DURABILITY_FULL;
 	if ((s = opt_string(L, "console")))
 		dp->console = sl_deploy_path(dp, s), free(s);
+	dp->shutdown_ms = 10000;
+	if ((s = opt_string(L, "shutdownTimeout")))
+		dp->shutdown_ms = sl_parse_duration(s), free(s);
 	lua_getfield(L, -1, "schemas");
 	n = lua_istable(L, -1) ? (size_t)lua_rawlen(L, -1) : 0;
 	if (!(dp->schemas = calloc(n + 1, sizeof(char *)))) {

@@ -39,6 +39,7 @@ struct sl_deploy {
 	struct sl_deploy_proc *procs; /* sorted by name */
 	size_t nprocs;
 	char *console; /* resolved, or NULL */
+	double shutdown_ms; /* shutdownTimeout (default 10 s) */
 };
 
 /* Loads and validates `file`. Every error goes to errs; returns SL_EINVAL (or

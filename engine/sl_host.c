@@ -140,6 +140,7 @@ int sl_host_open(struct sl_host **out, const char *deployment, int flags, struct
 	h->loop_ready = 1;
 	if ((rc = sl_deploy_load(&h->dp, deployment, errs)))
 		goto fail;
+	h->shutdown_ms = h->dp->shutdown_ms;
 	if ((rc = sl_contracts_new(&h->cs, (const char *const *)h->dp->schemas, h->dp->nschemas, &d))) {
 		sl_errs_add(errs, "%s", sl_diag_msg(&d));
 		goto fail;
@@ -565,6 +566,11 @@ static int count_faulted(struct sl_host *h, struct sl_diag *d)
 		sl_ckpt_each(h->ck, f.proc, count_fault, &f, d);
 	}
 	return f.n;
+}
+
+void sl_host_set_shutdown_timeout(struct sl_host *h, double ms)
+{
+	h->shutdown_ms = ms;
 }
 
 int sl_host_run(struct sl_host *h, int until_caught_up, struct sl_diag *d)

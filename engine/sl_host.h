@@ -34,6 +34,10 @@ void sl_host_free(struct sl_host *h);
  * Returns 0, or 1 when an instance is faulted at the end (d says which). */
 int sl_host_run(struct sl_host *h, int until_caught_up, struct sl_diag *d);
 
+/* How long a SIGINT/SIGTERM waits for the batches in flight (default: the
+ * deployment's shutdownTimeout, else 10 s). */
+void sl_host_set_shutdown_timeout(struct sl_host *h, double ms);
+
 /* Prints {"processor","stream","offset","status","state"} for one instance, or for
  * every instance of the processor (mode each without STREAM). */
 int sl_host_state(struct sl_host *h, const char *proc, const char *stream, FILE *out,

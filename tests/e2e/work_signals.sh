@@ -87,4 +87,31 @@ eq "second signal: the batch was delivered again, then the next one" "$(file "$F
 eq "second signal: state, emitted events and rows are exactly once" \
    "$(inst "$D" | jq -c '.[2]'):$(results "$D"):$(rows "$FX/two.db")" '"1,2":1 2 :2 3 '
 
+# ---- the shutdown deadline ----------------------------------------------------------------------
+# --shutdown-timeout (and the deployment's shutdownTimeout) bound how long one signal
+# waits: the block item sleeps 60 s, the deadline is 300 ms. Had the deadline not been
+# honoured, the run would still be waiting when wait_for gives up.
+for how in option deployment; do
+	D=$(deployment dl-$how)
+	F=$TMP/dl-$how.lines
+	sig_cmd "$D" 1 60000 "$F"
+	if [ $how = option ]; then
+		$S run "$D" --shutdown-timeout 300ms >/dev/null 2>"$TMP/bg.err" &
+	else
+		sed -i 's/store = /shutdownTimeout = "300ms", store = /' "$D"
+		$S run "$D" >/dev/null 2>"$TMP/bg.err" &
+	fi
+	RUN_PID=$!
+	KILL_PIDS+=("$RUN_PID")
+	check "deadline ($how): the block item started" wait_for 30 has_line "$F" "started 1"
+	kill -TERM "$RUN_PID"
+	check "deadline ($how): the run ends without waiting for the 60 s item" \
+	      wait_for 20 sh -c "! kill -0 $RUN_PID 2>/dev/null"
+	stopped
+	eq "deadline ($how): it exits 0" "$RC" "0"
+	eq "deadline ($how): it reported the unsettled batch" "$(grep -c 'did not settle in time' "$TMP/bg.err")" "1"
+	eq "deadline ($how): the batch did not commit" "$(inst "$D"):$(results "$D")" '[1,"ok",""]:'
+done
+refuses "a bad --shutdown-timeout is refused" "shutdown-timeout: bad duration" $S run "$D" --shutdown-timeout soon
+
 finish
