@@ -425,6 +425,7 @@ static void bind_params(lua_State *L, sqlite3_stmt *st, int idx)
 	}
 }
 
+/* The api of the closure running, if ctx.db may be used now. [-0, +0, v] */
 static struct sl_dbapi *check_api(lua_State *L)
 {
 	struct sl_dbapi *api = lua_touserdata(L, lua_upvalueindex(1));
@@ -436,7 +437,7 @@ static struct sl_dbapi *check_api(lua_State *L)
 	return api;
 }
 
-/* Records the ownership change of a DDL statement that ran. */
+/* Records the ownership change of a DDL statement that ran. [-0, +0, v] */
 static void track_ddl(lua_State *L, struct sl_dbapi *api, struct cached *c)
 {
 	char *err = NULL, *sql;
@@ -502,6 +503,7 @@ static void log_statement(lua_State *L, struct sl_dbapi *api, const char *sql)
 		luaL_error(L, "out of memory");
 }
 
+/* The protected body of db:exec (api as upvalue). [-0, +1, e] */
 static int exec_body(lua_State *L)
 {
 	struct sl_dbapi *api = lua_touserdata(L, lua_upvalueindex(1));
@@ -538,6 +540,7 @@ static int guarded(lua_State *L, lua_CFunction body)
 	return 1;
 }
 
+/* db:exec(sql [, params]) -> changed rows [-(2|3), +1, e] */
 static int db_exec(lua_State *L)
 {
 	return guarded(L, exec_body);
@@ -592,11 +595,13 @@ static int query_body(lua_State *L)
 	return 1;
 }
 
+/* db:query(sql [, params]) -> rows [-(2|3), +1, e] */
 static int db_query(lua_State *L)
 {
 	return guarded(L, query_body);
 }
 
+/* [-0, +1, m] */
 void sl_dbapi_push(lua_State *L, struct sl_dbapi *api)
 {
 	lua_createtable(L, 0, 2);
@@ -642,6 +647,7 @@ static int replay_body(lua_State *L)
 	return 0;
 }
 
+/* Replays the log in a protected call. [-0, +0, -] */
 int sl_dbapi_replay(lua_State *L, struct sl_dbapi *api, const struct sl_buf *log, struct sl_diag *d)
 {
 	int rc;

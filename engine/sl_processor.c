@@ -357,6 +357,7 @@ static void check_script(lua_State *L, struct sl_proc *p, struct sl_contracts *c
 
 /* ---- ctx --------------------------------------------------------------------------- */
 
+/* The batch whose hooks run, or raises. [-0, +0, v] */
 static struct run *running(lua_State *L, struct sl_proc *p, const char *what)
 {
 	sl_sandbox_no_reduce(L, what);
@@ -422,6 +423,7 @@ static size_t arena_json(lua_State *L, struct appends *ap, int idx, const char *
 	return off;
 }
 
+/* A new pending append slot. [-0, +0, m] */
 static struct pending_append *new_append(lua_State *L, struct appends *ap)
 {
 	struct pending_append *grown;
@@ -1216,6 +1218,7 @@ static int run_prepare(struct sl_proc *p, struct sl_diag *d)
 	return 0;
 }
 
+/* Frees a finished batch and its registry refs. [-0, +0, -] */
 static void run_release(lua_State *L, struct run *r)
 {
 	if (r->reduced_ref != LUA_NOREF)
@@ -1405,11 +1408,13 @@ static int start_work(lua_State *L, enum sl_work_kind kind)
 	return 0;
 }
 
+/* ctx.block(fn, ...) [-n, +0, e] */
 static int ctx_block(lua_State *L)
 {
 	return start_work(L, SL_WORK_BLOCK);
 }
 
+/* ctx.background(fn, ...) [-n, +0, e] */
 static int ctx_background(lua_State *L)
 {
 	return start_work(L, SL_WORK_BACKGROUND);

@@ -69,6 +69,7 @@ void sl_work_src_unref(struct sl_work_src *s)
 	}
 }
 
+/* [-0, +0, -] */
 struct sl_work *sl_work_current(lua_State *L)
 {
 	return *(struct sl_work **)lua_getextraspace(L);
@@ -162,6 +163,7 @@ static void resume(struct sl_work *w, int nargs)
 	finish(w, st);
 }
 
+/* [-(nargs+1), +0, e] */
 struct sl_work *sl_work_start(lua_State *L, struct sl_workq *q, enum sl_work_kind kind, int nargs,
 			      struct sl_work_src *src, sl_work_fn done, void *ud)
 {
@@ -218,6 +220,7 @@ static int hand_results(struct sl_work *w, lua_CFunction fn, void *ud)
 
 /* ---- ctx.sleep --------------------------------------------------------------------- */
 
+/* The work item running in L, or raises. [-0, +0, v] */
 static struct sl_work *need_work(lua_State *L, const char *what)
 {
 	struct sl_work *w = sl_work_current(L);
@@ -743,6 +746,7 @@ static void check_done(struct http_glue *g)
 	}
 }
 
+/* The curl multi glue of the queue, made on first use. [-0, +0, v] */
 static struct http_glue *glue(lua_State *L, struct sl_workq *q)
 {
 	struct http_glue *g;
@@ -823,7 +827,7 @@ static void http_setup(lua_State *L, struct http_op *op)
 	curl_easy_setopt(op->easy, CURLOPT_PRIVATE, (char *)op);
 }
 
-/* The setup userdata's closer: frees an op that never reached the multi handle. */
+/* The setup userdata's closer: frees an op that never reached the multi handle. [-0, +0, -] */
 static int op_gc(lua_State *L)
 {
 	struct http_op **box = lua_touserdata(L, 1);
@@ -870,6 +874,7 @@ static int ctx_http(lua_State *L)
 
 /* ---- the queue --------------------------------------------------------------------- */
 
+/* [-0, +0, m] */
 void sl_work_register(lua_State *L, struct sl_workq *q)
 {
 	(void)q;
