@@ -485,7 +485,6 @@ static void step_done(lua_State *L, struct sl_dbapi *api, sqlite3_stmt *st)
 	sqlite3_reset(st);
 }
 
-/* db:exec(sql [, params]) -> changed rows [-(2|3), +1, e] */
 /* Records a statement that ran: its SQL and its parameters (at 3) as JSON.
  * [-0, +0, e] */
 static void log_statement(lua_State *L, struct sl_dbapi *api, const char *sql)
