@@ -63,6 +63,9 @@
 #include "sl_luajson.h"
 #include "sl_store.h"
 
+#define BENCH_NAME "bench_runtime"
+#include "bench_util.h"
+
 #ifndef SL_SOURCE_DIR
 #define SL_SOURCE_DIR "."
 #endif
@@ -106,36 +109,8 @@ struct row {
 
 enum { ROW_CATCHUP, ROW_CATCHUP_RSS, ROW_INST_RSS, ROW_INST_RATE, ROW_BUDGETS, ROW_COUNT };
 
-static char dir[4096];
-static volatile sig_atomic_t interrupted;
 
 /* ---- small helpers ------------------------------------------------------------- */
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	interrupted = 1;
-}
-
-static int stopped(void)
-{
-	if (interrupted)
-		fprintf(stderr, "bench_runtime: interrupted\n");
-	return interrupted;
-}
-
-static void path_of(char *out, size_t n, const char *file)
-{
-	snprintf(out, n, "%s/%s", dir, file);
-}
 
 /* Removes a store file and its WAL and shared-memory files. */
 static void remove_store(const char *file)
@@ -169,24 +144,6 @@ static void remove_dir(void)
 		fprintf(stderr, "bench_runtime: cannot remove %s: %s\n", dir, strerror(errno));
 	dir[0] = '\0';
 }
-
-/* Formats v with a space every three digits: 1 234 567. */
-static const char *group(char *out, size_t n, double v)
-{
-	char digits[32];
-	size_t len, i, o = 0;
-
-	snprintf(digits, sizeof(digits), "%.0f", v < 0 ? 0 : v);
-	len = strlen(digits);
-	for (i = 0; i < len && o + 2 < n; i++) {
-		if (i && (len - i) % 3 == 0)
-			out[o++] = ' ';
-		out[o++] = digits[i];
-	}
-	out[o] = '\0';
-	return out;
-}
-
 /* The process's peak resident set (VmHWM), in KiB; -1 if unknown. */
 static long long peak_rss_kib(void)
 {
@@ -849,15 +806,6 @@ static void print_row(const struct row *r)
 	       r->limit > 0 ? r->result / r->limit : 0.0, target,
 	       r->kind == T_NONE ? "  info" : row_passes(r) ? "✓ pass" : "✗ FAIL");
 }
-
-/* A run of n dashes (n <= 64) for the table's rule. */
-static const char *dashes(int n)
-{
-	static const char d[] = "----------------------------------------------------------------";
-
-	return d + (sizeof(d) - 1 - (size_t)n);
-}
-
 static int print_table(const struct config *c, const struct row *rows, const struct totals *t)
 {
 	char n[32], m[32], e[32];

@@ -38,6 +38,9 @@
 
 #include "sl_store.h"
 
+#define BENCH_NAME "bench_store"
+#include "bench_util.h"
+
 #define STREAMS 100
 #define BATCH 1000
 #define PAYLOAD_LEN 100 /* bytes of each bulk event's payload */
@@ -110,39 +113,11 @@ struct row {
 
 enum { ROW_BULK, ROW_REPLAY, ROW_SINGLE, ROW_COUNT };
 
-static char dir[4096];
 static const char *const dir_files[] = { "store.db",     "store.db-wal", "store.db-shm",
 					 "plain.db",     "plain.db-wal", "plain.db-shm",
 					 "fsync.tmp" };
-static volatile sig_atomic_t interrupted;
 
 /* ---- small helpers ------------------------------------------------------------- */
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	interrupted = 1;
-}
-
-static int stopped(void)
-{
-	if (interrupted)
-		fprintf(stderr, "bench_store: interrupted\n");
-	return interrupted;
-}
-
-static void path_of(char *out, size_t n, const char *file)
-{
-	snprintf(out, n, "%s/%s", dir, file);
-}
 
 static void remove_dir(void)
 {
@@ -159,24 +134,6 @@ static void remove_dir(void)
 		fprintf(stderr, "bench_store: cannot remove %s: %s\n", dir, strerror(errno));
 	dir[0] = '\0';
 }
-
-/* Formats v with a space every three digits: 1 234 567. */
-static const char *group(char *out, size_t n, double v)
-{
-	char digits[32];
-	size_t len, i, o = 0;
-
-	snprintf(digits, sizeof(digits), "%.0f", v < 0 ? 0 : v);
-	len = strlen(digits);
-	for (i = 0; i < len && o + 2 < n; i++) {
-		if (i && (len - i) % 3 == 0)
-			out[o++] = ' ';
-		out[o++] = digits[i];
-	}
-	out[o] = '\0';
-	return out;
-}
-
 /* The createdAt text the store writes, once per batch (sl_store.c, format_now()). */
 static void format_now(char *out, size_t n)
 {
@@ -629,7 +586,7 @@ static int row_passes(const struct row *r)
 
 static void print_row(const struct row *r)
 {
-	char n[32], result[48], limit[64], target[32];
+	char n[32], result[48], limit[64], target[64];
 
 	snprintf(result, sizeof(result), "%s %s", group(n, sizeof(n), r->result), r->unit);
 	snprintf(limit, sizeof(limit), "%s %s (%s)", group(n, sizeof(n), r->limit), r->unit,
@@ -643,15 +600,6 @@ static void print_row(const struct row *r)
 	       r->limit > 0 ? r->result / r->limit : 0.0, target,
 	       row_passes(r) ? "✓ pass" : "✗ FAIL");
 }
-
-/* A run of n dashes (n <= 64) for the table's rule. */
-static const char *dashes(int n)
-{
-	static const char d[] = "----------------------------------------------------------------";
-
-	return d + (sizeof(d) - 1 - (size_t)n);
-}
-
 static int print_table(const struct config *c, const struct row *rows)
 {
 	char n[32];

@@ -60,10 +60,7 @@ struct sl_ckpts {
 
 static int db_fail(struct sl_ckpts *k, struct sl_diag *d, const char *what)
 {
-	int rc = sqlite3_errcode(k->db);
-
-	return sl_diag_set(d, rc == SQLITE_BUSY ? SL_EBUSY : rc == SQLITE_NOMEM ? SL_ENOMEM : SL_EIO,
-			   "store '%s': %s: %s", sl_store_path(k->s), what, sqlite3_errmsg(k->db));
+	return sl_store_db_error(k->s, d, what);
 }
 
 int sl_ckpts_open(struct sl_ckpts **out, struct sl_store *s, struct sl_diag *d)

@@ -159,7 +159,7 @@ struct batch {
 
 /* ---- errors ---------------------------------------------------------------- */
 
-static int db_error(struct sl_store *s, struct sl_diag *d, const char *what)
+int sl_store_db_error(struct sl_store *s, struct sl_diag *d, const char *what)
 {
 	int rc = sqlite3_errcode(s->db);
 	int code = (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) ? SL_EBUSY
@@ -188,11 +188,11 @@ static int user_version(struct sl_store *s, int *v, struct sl_diag *d)
 	int rc;
 
 	if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
-		return db_error(s, d, "cannot read schema version");
+		return sl_store_db_error(s, d, "cannot read schema version");
 	rc = sqlite3_step(st);
 	*v = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
 	sqlite3_finalize(st);
-	return rc == SQLITE_ROW ? 0 : db_error(s, d, "cannot read schema version");
+	return rc == SQLITE_ROW ? 0 : sl_store_db_error(s, d, "cannot read schema version");
 }
 
 /* Brings the schema to SCHEMA_VERSION, one step per version, each in a transaction. */
@@ -272,7 +272,7 @@ int sl_store_open(struct sl_store **out, const char *path, const struct sl_store
 	for (i = 0; i < ST_COUNT; i++) {
 		if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
 				       NULL) != SQLITE_OK) {
-			rc = db_error(s, d, "cannot prepare statement");
+			rc = sl_store_db_error(s, d, "cannot prepare statement");
 			goto fail;
 		}
 	}
@@ -578,7 +578,7 @@ static int batch_stream(struct batch *bt, const char *name, struct sstate **out,
 	}
 	if (rc != SQLITE_ROW) {
 		sqlite3_reset(st);
-		return db_error(bt->s, d, "cannot read stream");
+		return sl_store_db_error(bt->s, d, "cannot read stream");
 	}
 	ss = calloc(1, sizeof(*ss));
 	if (ss) {
@@ -627,7 +627,7 @@ static int lookup_key(struct batch *bt, struct sstate *ss, const char *key,
 	}
 	sqlite3_reset(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return db_error(bt->s, d, "cannot look up idempotency key");
+		return sl_store_db_error(bt->s, d, "cannot look up idempotency key");
 	return 0;
 }
 
@@ -721,7 +721,7 @@ static int insert_event(struct batch *bt, struct sstate *ss, const struct put *p
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE)
-		return db_error(s, d, "cannot insert event");
+		return sl_store_db_error(s, d, "cannot insert event");
 	ss->head++;
 	bt->pos++;
 	ss->dirty = 1;
@@ -806,7 +806,7 @@ static int create_stream(struct batch *bt, const char *name, struct sstate **out
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE) {
-		rc = db_error(bt->s, d, "cannot create stream");
+		rc = sl_store_db_error(bt->s, d, "cannot create stream");
 		goto out;
 	}
 	if ((rc = batch_stream(bt, name, out, d)) ||
@@ -862,7 +862,7 @@ static int flush_streams(struct batch *bt, struct sl_diag *d)
 		rc = sqlite3_step(st);
 		sqlite3_reset(st);
 		if (rc != SQLITE_DONE)
-			return db_error(bt->s, d, "cannot update stream");
+			return sl_store_db_error(bt->s, d, "cannot update stream");
 	}
 	return 0;
 }
@@ -874,7 +874,7 @@ static int max_position(struct sl_store *s, int64_t *pos, struct sl_diag *d)
 
 	*pos = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
 	sqlite3_reset(st);
-	return rc == SQLITE_ROW ? 0 : db_error(s, d, "cannot read head position");
+	return rc == SQLITE_ROW ? 0 : sl_store_db_error(s, d, "cannot read head position");
 }
 
 int sl_store_head_position(struct sl_store *s, int64_t *pos, struct sl_diag *d)
@@ -885,14 +885,14 @@ int sl_store_head_position(struct sl_store *s, int64_t *pos, struct sl_diag *d)
 int sl_store_begin(struct sl_store *s, struct sl_diag *d)
 {
 	if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-		return db_error(s, d, "cannot begin transaction");
+		return sl_store_db_error(s, d, "cannot begin transaction");
 	return 0;
 }
 
 int sl_store_commit(struct sl_store *s, struct sl_diag *d)
 {
 	if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-		db_error(s, d, "cannot commit");
+		sl_store_db_error(s, d, "cannot commit");
 		sl_store_rollback(s);
 		return d ? d->code : SL_EIO;
 	}
@@ -946,14 +946,14 @@ int sl_store_append(struct sl_store *s, const struct sl_event_in *ev, size_t n,
 
 	if (own ? sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK
 		: sqlite3_exec(s->db, "SAVEPOINT sl_append", NULL, NULL, NULL) != SQLITE_OK) {
-		rc = db_error(s, d, "cannot begin transaction");
+		rc = sl_store_db_error(s, d, "cannot begin transaction");
 		goto out;
 	}
 	rc = append_events(&bt, ev, n, res, flags, &bad, d);
 	if (rc == 0 && own && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-		rc = db_error(s, d, "cannot commit");
+		rc = sl_store_db_error(s, d, "cannot commit");
 	if (rc == 0 && !own && sqlite3_exec(s->db, "RELEASE sl_append", NULL, NULL, NULL) != SQLITE_OK)
-		rc = db_error(s, d, "cannot release savepoint");
+		rc = sl_store_db_error(s, d, "cannot release savepoint");
 	if (rc && own)
 		sl_store_rollback(s);
 	if (rc && !own)
@@ -997,7 +997,7 @@ static int run_events(struct sl_store *s, sqlite3_stmt *st, sl_event_fn fn, void
 		}
 	}
 	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? 0 : db_error(s, d, "cannot read events");
+	return rc == SQLITE_DONE ? 0 : sl_store_db_error(s, d, "cannot read events");
 }
 
 int sl_store_read(struct sl_store *s, const char *stream, int64_t from, int64_t limit,
@@ -1044,7 +1044,7 @@ int sl_store_streams(struct sl_store *s, const char *prefix, sl_stream_fn fn, vo
 		}
 	}
 	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? 0 : db_error(s, d, "cannot list streams");
+	return rc == SQLITE_DONE ? 0 : sl_store_db_error(s, d, "cannot list streams");
 }
 
 void sl_event_to_json(const struct sl_event *ev, struct sl_buf *b)

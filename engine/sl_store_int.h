@@ -9,6 +9,10 @@
 
 /* The store's one write connection (owned by the store). */
 sqlite3 *sl_store_db(struct sl_store *s);
+/* Records the connection's last SQLite error in d ("store '<path>': <what>: <msg>")
+ * as SL_EBUSY, SL_ENOMEM or SL_EIO, and returns that code. */
+int sl_store_db_error(struct sl_store *s, struct sl_diag *d, const char *what);
+
 /* The store's path, for messages. */
 const char *sl_store_path(const struct sl_store *s);
 
