@@ -16,6 +16,7 @@
 #include <lua.h>
 
 #include "sl_buf.h"
+#include "sl_hash.h"
 #include "sl_luajson.h"
 #include "sl_schema.h"
 
@@ -96,15 +97,12 @@ static int decode_protected(lua_State *L)
 static int load_json(lua_State *L, const char *path, uint64_t *hash, struct sl_diag *d)
 {
 	struct sl_buf b;
-	size_t i;
 	int rc;
 
 	sl_buf_init(&b);
 	if ((rc = read_file(path, &b, d)))
 		goto out;
-	*hash = 1469598103934665603ull;
-	for (i = 0; i < b.len; i++)
-		*hash = (*hash ^ (unsigned char)b.ptr[i]) * 1099511628211ull;
+	*hash = sl_hash_bytes(SL_HASH_INIT, b.ptr, b.len);
 	lua_pushcfunction(L, decode_protected);
 	lua_pushlightuserdata(L, &b);
 	lua_pushlightuserdata(L, d);
@@ -381,14 +379,13 @@ static int own_events(lua_State *L, struct sl_contract *c, struct sl_errs *errs)
 /* Suggests the closest known type, for a typo. */
 static const char *closest(const struct sl_contract *c, const char *type)
 {
-	const char *best = NULL;
-	int bd = 4, dist;
+	struct sl_closest cl;
 	size_t i;
 
+	sl_closest_init(&cl, type);
 	for (i = 0; i < c->ntypes; i++)
-		if ((dist = sl_edit_distance(type, c->types[i].type)) < bd)
-			bd = dist, best = c->types[i].type;
-	return best;
+		sl_closest_try(&cl, c->types[i].type);
+	return sl_closest_best(&cl);
 }
 
 static void check_names(struct sl_contract *c, char **list, size_t n, const char *field,

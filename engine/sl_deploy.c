@@ -105,21 +105,18 @@ static void check_value(lua_State *L, int sidx, int vidx, const char *path,
 /* The key of the table at idx closest to `key`, for a "did you mean". [-0, +0, -] */
 static const char *closest_key(lua_State *L, int idx, const char *key)
 {
-	const char *best = NULL;
-	int bd = 4, dist;
+	struct sl_closest cl;
 
 	if (!lua_istable(L, idx))
 		return NULL;
+	sl_closest_init(&cl, key);
 	lua_pushnil(L);
 	while (lua_next(L, idx)) {
 		lua_pop(L, 1);
-		if (lua_type(L, -1) == LUA_TSTRING &&
-		    (dist = sl_edit_distance(key, lua_tostring(L, -1))) < bd) {
-			bd = dist;
-			best = lua_tostring(L, -1); /* the schema table keeps the string alive */
-		}
+		if (lua_type(L, -1) == LUA_TSTRING) /* the schema table keeps the string alive */
+			sl_closest_try(&cl, lua_tostring(L, -1));
 	}
-	return best;
+	return sl_closest_best(&cl);
 }
 
 /* Lists every error of the table at vidx against the object schema table at sidx:

@@ -128,3 +128,25 @@ int sl_edit_distance(const char *a, const char *b)
 	}
 	return row[lb];
 }
+
+void sl_closest_init(struct sl_closest *c, const char *word)
+{
+	c->word = word;
+	c->best = NULL;
+	c->dist = 4;
+}
+
+void sl_closest_try(struct sl_closest *c, const char *candidate)
+{
+	int dist;
+
+	if (candidate && (dist = sl_edit_distance(c->word, candidate)) < c->dist) {
+		c->dist = dist;
+		c->best = candidate;
+	}
+}
+
+const char *sl_closest_best(const struct sl_closest *c)
+{
+	return c->best;
+}

@@ -72,7 +72,26 @@ void sl_errs_release(struct sl_errs *e);
 /* Adds a formatted message (copied). */
 void sl_errs_add(struct sl_errs *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Levenshtein distance between a and b, capped at 100; for "did you mean". */
+/* Levenshtein distance between a and b, capped at 100. */
 int sl_edit_distance(const char *a, const char *b);
+
+/* "Did you mean": the one place that picks the closest valid name for a typo.
+ * Feed every candidate to sl_closest_try; sl_closest_best is the closest one at edit
+ * distance 3 or less (the first of equals), or NULL. The
+ * candidates are borrowed: the result lives as long as the best candidate does.
+ *
+ *	struct sl_closest c;
+ *	sl_closest_init(&c, key);
+ *	for (i = 0; i < n; i++)
+ *		sl_closest_try(&c, names[i]);
+ *	hint = sl_closest_best(&c);
+ */
+struct sl_closest {
+	const char *word, *best;
+	int dist;
+};
+void sl_closest_init(struct sl_closest *c, const char *word);
+void sl_closest_try(struct sl_closest *c, const char *candidate);
+const char *sl_closest_best(const struct sl_closest *c);
 
 #endif

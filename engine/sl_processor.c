@@ -18,6 +18,7 @@
 #include <lualib.h>
 
 #include "sl_buf.h"
+#include "sl_hash.h"
 #include "sl_checkpoint.h"
 #include "sl_contract.h"
 #include "sl_dbapi.h"
@@ -189,13 +190,13 @@ static void first_line(const char *msg, char *out, size_t n)
 
 static const char *closest_of(const char *const *names, const char *s)
 {
-	const char *best = NULL;
-	int bd = 4, dist, i;
+	struct sl_closest cl;
+	int i;
 
+	sl_closest_init(&cl, s);
 	for (i = 0; names[i]; i++)
-		if ((dist = sl_edit_distance(s, names[i])) < bd)
-			bd = dist, best = names[i];
-	return best;
+		sl_closest_try(&cl, names[i]);
+	return sl_closest_best(&cl);
 }
 
 /* Protected: loads the script file (light userdata at 1) as text into a sandbox
@@ -259,14 +260,13 @@ static int raw_field(lua_State *L, int idx, const char *k)
 /* Suggests the closest consumed type for a hook key. */
 static const char *closest_consumed(const struct sl_contract *c, const char *key)
 {
-	const char *best = NULL;
-	int bd = 4, dist;
+	struct sl_closest cl;
 	size_t i;
 
+	sl_closest_init(&cl, key);
 	for (i = 0; i < c->nconsumes; i++)
-		if ((dist = sl_edit_distance(key, c->consumes[i])) < bd)
-			bd = dist, best = c->consumes[i];
-	return best;
+		sl_closest_try(&cl, c->consumes[i]);
+	return sl_closest_best(&cl);
 }
 
 /* Checks a hook table (reduce, processEvent) at -1: consumed keys, function values.
@@ -1012,18 +1012,9 @@ static int run_batch(lua_State *L)
 
 /* ---- instances and their cached states ------------------------------------------------- */
 
-static uint64_t hash_str(const char *s)
-{
-	uint64_t h = 1469598103934665603ull;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return h;
-}
-
 static struct sl_inst **inst_slot(struct sl_proc *p, const char *stream)
 {
-	size_t i = (size_t)hash_str(stream) & (p->nslots - 1);
+	size_t i = (size_t)sl_hash_str(stream) & (p->nslots - 1);
 
 	while (p->slot[i] && strcmp(p->slot[i]->stream, stream))
 		i = (i + 1) & (p->nslots - 1);
@@ -1711,17 +1702,16 @@ static void make_ctx(lua_State *L, struct sl_proc *p)
 /* FNV-1a of a file's bytes, as 16 hex digits ("" when it cannot be read). */
 static void hash_file(const char *path, char out[17])
 {
-	uint64_t h = 1469598103934665603ull;
+	uint64_t h = SL_HASH_INIT;
 	unsigned char buf[8192];
-	size_t n, i;
+	size_t n;
 	FILE *f = fopen(path, "rb");
 
 	out[0] = '\0';
 	if (!f)
 		return;
 	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-		for (i = 0; i < n; i++)
-			h = (h ^ buf[i]) * 1099511628211ull;
+		h = sl_hash_bytes(h, buf, n);
 	fclose(f);
 	snprintf(out, 17, "%016llx", (unsigned long long)h);
 }

@@ -21,6 +21,7 @@
 #include <sqlite3.h>
 
 #include "sl_buf.h"
+#include "sl_hash.h"
 #include "sl_contract.h"
 #include "sl_json.h"
 #include "sl_store_int.h"
@@ -490,15 +491,6 @@ int sl_store_check_event(const struct sl_event_in *ev, struct sl_diag *d)
 
 /* ---- the streams of a batch -------------------------------------------------- */
 
-static uint64_t hash_name(const char *s)
-{
-	uint64_t h = 1469598103934665603ull;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return h;
-}
-
 static void sstate_free(struct sstate *ss)
 {
 	if (ss) {
@@ -523,7 +515,7 @@ static void batch_release(struct batch *bt)
 /* Returns the slot where `name` is or would go. */
 static struct sstate **batch_slot(struct batch *bt, const char *name)
 {
-	size_t i = (size_t)hash_name(name) & (bt->nslots - 1);
+	size_t i = (size_t)sl_hash_str(name) & (bt->nslots - 1);
 
 	while (bt->slot[i] && strcmp(bt->slot[i]->name, name))
 		i = (i + 1) & (bt->nslots - 1);
