@@ -7,6 +7,7 @@ target_link_libraries(bench_store PRIVATE sluice_engine PkgConfig::LUA PkgConfig
   sl_warnings)
 
 # The engine at run time: catch-up through sl_host_run against a bare decode+reduce
-# loop, and 100 000 instances in mode "each" (peak RSS, instances per second).
+# loop, and 100 000 instances in mode "each" (peak RSS, instances per second). It
+# links the SL_TESTING engine for SLUICE_BUDGETS=off, the budgets-off side of row e.
 add_executable(bench_runtime bench/bench_runtime.c)
-target_link_libraries(bench_runtime PRIVATE sluice_engine PkgConfig::LUA sl_warnings)
+target_link_libraries(bench_runtime PRIVATE sluice_engine_testing PkgConfig::LUA sl_warnings)

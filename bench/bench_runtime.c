@@ -262,7 +262,7 @@ static int write_deploy(const char *file, const char *store)
  * of BATCH through sl_store_append (with the store's own validation). */
 static int populate(const char *file, long n, long (*stream_of)(long k, long arg), long arg)
 {
-	struct sl_store_opts o = { SL_DURABILITY_NORMAL, 0 };
+	struct sl_store_opts o = { SL_DURABILITY_NORMAL, 0, NULL, NULL }; /* no core types */
 	static struct sl_event_in ev[BATCH];
 	static struct sl_append_result res[BATCH];
 	static char names[BATCH][64];
@@ -401,7 +401,7 @@ static int bare_load(struct bare *b)
 
 static int child_bare(const char *store, long streams, struct child_result *out)
 {
-	struct sl_store_opts o = { SL_DURABILITY_NORMAL, 1 };
+	struct sl_store_opts o = { SL_DURABILITY_NORMAL, 1, NULL, NULL };
 	struct bare b;
 	char name[64];
 	double t0 = now();

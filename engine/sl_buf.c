@@ -101,16 +101,23 @@ void sl_buf_adds(struct sl_buf *b, const char *s)
 void sl_buf_addf(struct sl_buf *b, const char *fmt, ...)
 {
 	va_list ap;
-	int n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
+	sl_buf_vaddf(b, fmt, ap);
 	va_end(ap);
+}
+
+void sl_buf_vaddf(struct sl_buf *b, const char *fmt, va_list ap)
+{
+	va_list aq;
+	int n;
+
+	va_copy(aq, ap);
+	n = vsnprintf(NULL, 0, fmt, aq);
+	va_end(aq);
 	if (n < 0 || sl_buf_grow(b, (size_t)n))
 		return;
-	va_start(ap, fmt);
 	vsnprintf(b->ptr + b->len, (size_t)n + 1, fmt, ap);
-	va_end(ap);
 	b->len += (size_t)n;
 }
 

@@ -10,6 +10,7 @@
 #ifndef SL_BUF_H
 #define SL_BUF_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +38,8 @@ void sl_buf_add(struct sl_buf *b, const void *p, size_t n);
 void sl_buf_addc(struct sl_buf *b, char c);
 void sl_buf_adds(struct sl_buf *b, const char *s);
 void sl_buf_addf(struct sl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sl_buf_vaddf(struct sl_buf *b, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
 void sl_buf_addi(struct sl_buf *b, int64_t v);
 /* Appends `s` as a quoted, escaped JSON string. Bytes >= 0x80 are copied as they
  * are (the caller guarantees valid UTF-8); control characters become \u00hh escapes. */

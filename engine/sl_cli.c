@@ -10,9 +10,11 @@
 #include <unistd.h>
 
 #include "sl_buf.h"
+#include "sl_contract.h"
 #include "sl_deploy.h"
 #include "sl_host.h"
 #include "sl_json.h"
+#include "sl_log.h"
 #include "sl_store.h"
 
 #define MAX_POS 8
@@ -91,6 +93,38 @@ static const char *opt(const struct args *a, const char *name)
 	return i < 0 ? NULL : a->optval[i];
 }
 
+/* Options every command takes: the process's log settings (DESIGN §8). */
+static const char *const log_opts[] = { "log-format", "log-level" };
+
+static int log_opt_index(const char *name, size_t len)
+{
+	int i;
+
+	for (i = 0; i < 2; i++)
+		if (strlen(log_opts[i]) == len && !strncmp(log_opts[i], name, len))
+			return i;
+	return -1;
+}
+
+/* Applies --log-format (k 0) or --log-level (k 1). Returns 0, or the exit status 1. */
+static int set_log_opt(int k, const char *value)
+{
+	enum sl_log_format format;
+	enum sl_log_level level;
+
+	if (k == 0) {
+		if (sl_log_parse_format(value, &format))
+			return fail("--log-format: expected text or json, got '%s'", value);
+		sl_log_set_format(format);
+	} else {
+		if (sl_log_parse_level(value, &level))
+			return fail("--log-level: expected debug, info, warn or error, got '%s'",
+				    value);
+		sl_log_set_level(level);
+	}
+	return 0;
+}
+
 static void print_help(const struct cmd *c)
 {
 	printf("usage: sluice %s\n\n%s", c->usage, c->help);
@@ -101,6 +135,7 @@ static void print_help(const struct cmd *c)
 static int parse_args(const struct cmd *c, int argc, char **argv, int first, struct args *a)
 {
 	int i, k, has_value;
+	size_t len;
 
 	memset(a, 0, sizeof(*a));
 	a->cmd = c;
@@ -126,7 +161,15 @@ static int parse_args(const struct cmd *c, int argc, char **argv, int first, str
 			continue;
 		}
 		eq = strchr(arg, '=');
-		k = opt_index(c, arg + 2, eq ? (size_t)(eq - arg - 2) : strlen(arg + 2), &has_value);
+		len = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
+		if ((k = log_opt_index(arg + 2, len)) >= 0) {
+			if (!eq && i + 1 >= argc)
+				return fail("%s: option '%s' needs a value", c->name, arg);
+			if (set_log_opt(k, eq ? eq + 1 : argv[++i]))
+				return 1;
+			continue;
+		}
+		k = opt_index(c, arg + 2, len, &has_value);
 		if (k < 0)
 			return fail("%s: unknown option '%s' (see sluice %s --help)", c->name, arg,
 				    c->name);
@@ -157,11 +200,13 @@ static int parse_count(const char *field, const char *text, int64_t *out)
 
 /* ---- the store ---------------------------------------------------------------- */
 
-/* Opens the store named by --store, --deployment, $SLUICE_STORE or ./sluice.db. */
-static int open_store(const struct args *a, int readonly, struct sl_store **s)
+/* Opens the store named by --store, --deployment, $SLUICE_STORE or ./sluice.db; its
+ * appends are checked by core (NULL: reading only). */
+static int open_store(const struct args *a, int readonly, struct sl_core_validator *core,
+		      struct sl_store **s)
 {
 	const char *path = opt(a, "store"), *dfile = opt(a, "deployment");
-	struct sl_store_opts so = { SL_DURABILITY_FULL, readonly };
+	struct sl_store_opts so = { SL_DURABILITY_FULL, readonly, sl_core_validate, core };
 	struct sl_deploy *dp = NULL;
 	struct sl_diag d;
 	int rc;
@@ -187,12 +232,9 @@ static int open_store(const struct args *a, int readonly, struct sl_store **s)
 		path = getenv("SLUICE_STORE");
 	if (!path || !*path)
 		path = "sluice.db";
-	if (readonly && access(path, F_OK)) {
-		rc = fail("cannot open store '%s': no such file", path);
-		goto out;
-	}
+	if (!core)
+		so.check = NULL;
 	rc = sl_store_open(s, path, &so, &d) ? fail_diag(&d) : 0;
-out:
 	sl_deploy_free(dp);
 	return rc;
 }
@@ -293,9 +335,9 @@ static void line_release(struct line *ln)
 	free(ln->key);
 }
 
-/* Parses and validates one input line into ln. */
+/* Parses and validates one input line into ln (core checks core payloads). */
 static int parse_line(const char *text, size_t len, const char *stream, struct line *ln,
-		      struct sl_diag *d)
+		      struct sl_core_validator *core, struct sl_diag *d)
 {
 	struct line_parse lp = { ln, 0 };
 	int rc;
@@ -311,7 +353,7 @@ static int parse_line(const char *text, size_t len, const char *stream, struct l
 	ln->ev.stream = ln->stream;
 	ln->ev.type = ln->type;
 	ln->ev.key = ln->key;
-	return sl_store_check_event(&ln->ev, d);
+	return sl_store_check_event(&ln->ev, sl_core_validate, core, d);
 }
 
 static int read_all(FILE *f, struct sl_buf *b)
@@ -335,7 +377,8 @@ static int blank_line(const char *p, size_t n)
 }
 
 /* Splits the input into lines and validates every one; reports each bad line. */
-static int parse_input(struct sl_buf *in, const char *stream, struct line **out, size_t *count)
+static int parse_input(struct sl_buf *in, const char *stream, struct sl_core_validator *core,
+		       struct line **out, size_t *count)
 {
 	struct line *lines = NULL, *grown;
 	size_t n = 0, cap = 0, bad = 0;
@@ -361,7 +404,7 @@ static int parse_input(struct sl_buf *in, const char *stream, struct line **out,
 		memset(&lines[n], 0, sizeof(lines[n]));
 		lines[n].lineno = lineno;
 		sl_diag_init(&d);
-		if (parse_line(p, (size_t)(nl - p), stream, &lines[n], &d)) {
+		if (parse_line(p, (size_t)(nl - p), stream, &lines[n], core, &d)) {
 			if (++bad <= 20)
 				fail("line %d: %s", lineno, sl_diag_msg(&d));
 		}
@@ -420,14 +463,17 @@ out:
 static int append_jsonl(struct args *a)
 {
 	const char *bs = opt(a, "batch-size");
+	struct sl_core_validator *core = NULL;
 	struct sl_store *s = NULL;
 	struct line *lines = NULL;
 	struct sl_buf in;
+	struct sl_diag d;
 	int64_t chunk = 1000;
 	size_t n = 0, i;
 	int rc;
 
 	sl_buf_init(&in);
+	sl_diag_init(&d);
 	if (a->npos > 1)
 		return fail("append --jsonl: takes at most STREAM, the events come from stdin");
 	if (opt(a, "key") || opt(a, "metadata") || opt(a, "offset"))
@@ -438,9 +484,13 @@ static int append_jsonl(struct args *a)
 		rc = 1;
 		goto out;
 	}
-	if ((rc = parse_input(&in, a->npos ? a->pos[0] : NULL, &lines, &n)))
+	if (sl_core_validator_new(&core, &d)) {
+		rc = fail_diag(&d);
 		goto out;
-	if ((rc = open_store(a, 0, &s)))
+	}
+	if ((rc = parse_input(&in, a->npos ? a->pos[0] : NULL, core, &lines, &n)))
+		goto out;
+	if ((rc = open_store(a, 0, core, &s)))
 		goto out;
 	rc = append_chunks(s, lines, n, chunk);
 out:
@@ -449,6 +499,7 @@ out:
 	free(lines);
 	sl_buf_release(&in);
 	sl_store_close(s);
+	sl_core_validator_free(core);
 	return rc;
 }
 
@@ -456,6 +507,7 @@ static int cmd_append(struct args *a)
 {
 	struct sl_event_in ev = { 0 };
 	struct sl_append_result res;
+	struct sl_core_validator *core = NULL;
 	struct sl_store *s = NULL;
 	const char *off = opt(a, "offset");
 	struct sl_buf out;
@@ -478,10 +530,12 @@ static int cmd_append(struct args *a)
 	if (off && parse_count("offset", off, &ev.offset))
 		return 1;
 	sl_diag_init(&d);
-	if (sl_store_check_event(&ev, &d))
-		return fail_diag(&d);
-	if ((rc = open_store(a, 0, &s)))
-		return rc;
+	if (sl_core_validator_new(&core, &d) || sl_store_check_event(&ev, sl_core_validate, core, &d)) {
+		rc = fail_diag(&d);
+		goto out;
+	}
+	if ((rc = open_store(a, 0, core, &s)))
+		goto out;
 	if (sl_store_append(s, &ev, 1, &res, SL_APPEND_CHECKED, NULL, &d)) {
 		rc = fail_diag(&d);
 	} else {
@@ -490,7 +544,9 @@ static int cmd_append(struct args *a)
 		rc = put_line(&out);
 		sl_buf_release(&out);
 	}
+out:
 	sl_store_close(s);
+	sl_core_validator_free(core);
 	return rc;
 }
 
@@ -518,7 +574,7 @@ static int cmd_events(struct args *a)
 		return fail("stream: invalid stream name '%s'", a->pos[0]);
 	if ((from && parse_count("--from", from, &f)) || (limit && parse_count("--limit", limit, &l)))
 		return 1;
-	if ((rc = open_store(a, 1, &s)))
+	if ((rc = open_store(a, 1, NULL, &s)))
 		return rc;
 	sl_buf_init(&b);
 	sl_diag_init(&d);
@@ -556,7 +612,7 @@ static int cmd_streams(struct args *a)
 
 	if (prefix && !sl_stream_name_valid(prefix))
 		return fail("prefix: invalid stream name '%s'", prefix);
-	if ((rc = open_store(a, 1, &s)))
+	if ((rc = open_store(a, 1, NULL, &s)))
 		return rc;
 	sl_buf_init(&b);
 	sl_diag_init(&d);
@@ -748,7 +804,11 @@ static const struct cmd commands[] = {
 	  "                       whose events reduce to another state when reduced again\n"
 	  "  --shutdown-timeout T how long SIGINT/SIGTERM waits for batches in flight and\n"
 	  "                       their blocking work (default: the deployment's\n"
-	  "                       shutdownTimeout, else 10s); a second signal exits at once\n",
+	  "                       shutdownTimeout, else 10s); a second signal exits at once\n"
+	  "  --log-format F       log lines on stderr as text or json (default: text on a\n"
+	  "                       terminal, else json); every command takes it\n"
+	  "  --log-level L        debug, info, warn or error (default: info): lower levels,\n"
+	  "                       ctx.log.* of the processors included, are not logged\n",
 	  { "until-caught-up", "strict", "shutdown-timeout=" }, 1, 1 },
 	{ "state", cmd_state, "state DEPLOYMENT PROCESSOR [STREAM]",
 	  "Prints {\"processor\",\"stream\",\"offset\",\"status\",\"state\"} for the instance of\n"
@@ -787,7 +847,9 @@ static void usage(FILE *f)
 		   "and Lua processors fold them into state.\n\ncommands:\n");
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  sluice %s\n", commands[i].usage);
-	fprintf(f, "\n  sluice --version\n  sluice help COMMAND\n");
+	fprintf(f, "\n  sluice --version\n  sluice help COMMAND\n\n"
+		   "Every command also takes --log-format text|json and\n"
+		   "--log-level debug|info|warn|error (the log on stderr; see sluice run --help).\n");
 }
 
 static const struct cmd *find_command(const char *name)

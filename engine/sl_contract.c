@@ -631,7 +631,7 @@ int sl_contracts_load(struct sl_contracts *cs, const char *name, const struct sl
 	return e->state == 1 ? 0 : SL_EINVAL;
 }
 
-/* ---- the core contract, for the store -------------------------------------------------- */
+/* ---- the core validator, for the store -------------------------------------------------- */
 
 /* Protected: decodes the payload (light userdata text at 1, length at 2) and
  * validates it against the schema at 3 (diag at 4). [-4, +1, e] */
@@ -649,37 +649,69 @@ static int core_protected(lua_State *L)
 	return 1;
 }
 
-int sl_core_validate(const char *type, const char *payload, size_t len, struct sl_diag *d)
+struct sl_core_validator {
+	struct sl_contracts *cs; /* NULL until the first core type */
+	const struct sl_contract *core;
+};
+
+int sl_core_validator_new(struct sl_core_validator **out, struct sl_diag *d)
 {
-	static struct sl_contracts *cs;
-	static const struct sl_contract *core;
-	const struct sl_evtype *et;
+	if (!(*out = calloc(1, sizeof(**out))))
+		return sl_diag_set(d, SL_ENOMEM, "out of memory");
+	return 0;
+}
+
+void sl_core_validator_free(struct sl_core_validator *v)
+{
+	if (!v)
+		return;
+	sl_contracts_free(v->cs);
+	free(v);
+}
+
+/* Loads the core contract into the validator's own registry. */
+static int core_load(struct sl_core_validator *v, struct sl_diag *d)
+{
 	struct sl_errs errs;
 	int rc;
 
-	if (!core) {
-		sl_errs_init(&errs);
-		if (!cs && (rc = sl_contracts_new(&cs, NULL, 0, d)))
-			return rc;
-		if (sl_contracts_load(cs, "core", &core, &errs)) {
-			rc = sl_diag_set(d, SL_EIO, "cannot load the core contract: %s",
-					 errs.n ? errs.msg[0] : "unknown error");
-			sl_errs_release(&errs);
-			return rc;
-		}
-		sl_errs_release(&errs);
-	}
-	if (!(et = sl_contract_type(core, type)))
+	if (!v->cs && (rc = sl_contracts_new(&v->cs, NULL, 0, d)))
+		return rc;
+	sl_errs_init(&errs);
+	rc = sl_contracts_load(v->cs, "core", &v->core, &errs);
+	if (rc)
+		rc = sl_diag_set(d, SL_EIO, "cannot load the core contract: %s",
+				 errs.n ? errs.msg[0] : "unknown error");
+	sl_errs_release(&errs);
+	return rc;
+}
+
+/* Validates in a protected call on the validator's own state, whose stack it leaves
+ * empty. [-0, +0, -] */
+int sl_core_validate(void *ud, const char *type, const char *payload, size_t len,
+		     struct sl_diag *d)
+{
+	struct sl_core_validator *v = ud;
+	const struct sl_evtype *et;
+	lua_State *L;
+	int rc;
+
+	if (strncmp(type, "stream/", 7)) /* the core contract defines only these */
 		return 0;
-	lua_pushcfunction(cs->L, core_protected);
-	lua_pushlightuserdata(cs->L, (void *)payload);
-	lua_pushinteger(cs->L, (lua_Integer)len);
-	lua_pushlightuserdata(cs->L, et->schema);
-	lua_pushlightuserdata(cs->L, d);
-	if (lua_pcall(cs->L, 4, 1, 0) != LUA_OK)
-		rc = sl_diag_set(d, SL_ENOMEM, "%s", lua_tostring(cs->L, -1));
+	if (!v->core && (rc = core_load(v, d)))
+		return rc;
+	if (!(et = sl_contract_type(v->core, type)))
+		return 0;
+	L = v->cs->L;
+	lua_pushcfunction(L, core_protected);
+	lua_pushlightuserdata(L, (void *)payload);
+	lua_pushinteger(L, (lua_Integer)len);
+	lua_pushlightuserdata(L, et->schema);
+	lua_pushlightuserdata(L, d);
+	if (lua_pcall(L, 4, 1, 0) != LUA_OK)
+		rc = sl_diag_set(d, SL_ENOMEM, "%s", lua_tostring(L, -1));
 	else
-		rc = (int)lua_tointeger(cs->L, -1);
-	lua_settop(cs->L, 0);
+		rc = (int)lua_tointeger(L, -1);
+	lua_settop(L, 0);
 	return rc;
 }

@@ -72,11 +72,22 @@ int sl_contract_consumes(const struct sl_contract *c, const char *type);
 int sl_contract_consumes_named(const struct sl_contract *c, const char *type);
 int sl_contract_emits(const struct sl_contract *c, const char *type);
 
-/* Validates the payload of a core event type (stream/...) against the built-in
- * core contract, loaded once per process. Types the core contract does not define
- * pass. Returns 0 or SL_EINVAL with d: "/: required: missing property 'metadata'".
- * Loop thread only. */
-int sl_core_validate(const char *type, const char *payload, size_t len, struct sl_diag *d);
+/* The core validator: checks the payloads of the core event types (stream/...)
+ * against the built-in core contract (schemas/core.contract.json), for the store's
+ * payload check (sl_store_opts.check = sl_core_validate, check_ud = the validator).
+ * It owns a contract registry of its own, with its own scratch lua_State, built on
+ * the first core type it sees and freed with it. Used by one thread at a time. */
+struct sl_core_validator;
+
+int sl_core_validator_new(struct sl_core_validator **out, struct sl_diag *d);
+/* Frees the validator and its lua_State; NULL is a no-op. */
+void sl_core_validator_free(struct sl_core_validator *v);
+
+/* An sl_payload_check_fn (ud: the validator): types the core contract does not define
+ * pass. Returns 0 or SL_EINVAL with d: "/: required: missing property 'metadata'";
+ * SL_EIO when the core contract cannot be loaded. */
+int sl_core_validate(void *ud, const char *type, const char *payload, size_t len,
+		     struct sl_diag *d);
 
 /* The built-in schemas directory (SLUICE_HOME/schemas, else the source tree's). */
 const char *sl_builtin_schemas(void);

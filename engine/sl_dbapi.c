@@ -1,8 +1,11 @@
 /* sl_dbapi.c - ctx.db, the Lua face of a processor's own SQL tables.
  *
- * This file is the one place where Lua meets SQLite. Statements are prepared once
- * per SQL text and kept in a small cache; each call resets its statement first, so a
- * Lua error raised while building results (out of memory) leaves nothing half-run.
+ * This file is the one place where Lua meets SQLite, and the only one besides the
+ * SQLite backend that includes sqlite3.h: it reaches the connection only through the
+ * projection handle of the commit it is bound to (sl_store_sqlite.h). Statements are
+ * prepared once per SQL text and kept in a small cache; each call resets its statement
+ * first, so a Lua error raised while building results (out of memory) leaves nothing
+ * half-run.
  */
 #include "sl_dbapi.h"
 
@@ -14,11 +17,12 @@
 #include <strings.h>
 
 #include <lauxlib.h>
+#include <sqlite3.h>
 
 #include "sl_buf.h"
 #include "sl_luajson.h"
 #include "sl_sandbox.h"
-#include "sl_store_int.h"
+#include "sl_store_sqlite.h"
 #include "sl_work.h"
 
 #define STMT_CACHE 64
@@ -32,8 +36,10 @@ struct cached {
 };
 
 struct sl_dbapi {
-	struct sl_store *s;
-	sqlite3 *db;
+	struct sl_proj *pj;   /* the projection bound now (a commit is open), or NULL */
+	struct sl_proj *home; /* where the cache and the owner lists come from */
+	sqlite3 *db;          /* home's connection */
+	int loaded;           /* the owner lists are read */
 	char *proc;
 	char **owned; /* tables this processor owns */
 	size_t nowned;
@@ -41,7 +47,6 @@ struct sl_dbapi {
 	size_t nforeign;
 	struct cached cache[STMT_CACHE];
 	unsigned long clock;
-	int enabled;
 	struct sl_buf *log;
 	lua_State *L;        /* the state of the running ctx.db call, for its budgets */
 	int saved_length;    /* SQLITE_LIMIT_LENGTH outside ctx.db calls */
@@ -203,26 +208,15 @@ static int load_owners(struct sl_dbapi *api, struct sl_diag *d)
 	return rc == SQLITE_DONE ? 0 : sl_diag_set(d, SL_EIO, "cannot read sl_tables");
 }
 
-static int dispatch(void *db, int action, const char *a1, const char *a2, const char *dbn,
-		    const char *trig);
-
-int sl_dbapi_new(struct sl_dbapi **out, struct sl_store *s, const char *proc, struct sl_diag *d)
+int sl_dbapi_new(struct sl_dbapi **out, const char *proc, struct sl_diag *d)
 {
 	struct sl_dbapi *api = calloc(1, sizeof(*api));
-	int rc;
 
 	*out = NULL;
 	if (!api || !(api->proc = strdup(proc))) {
 		free(api);
 		return sl_diag_set(d, SL_ENOMEM, "out of memory");
 	}
-	api->s = s;
-	api->db = sl_store_db(s);
-	if ((rc = load_owners(api, d))) {
-		sl_dbapi_free(api);
-		return rc;
-	}
-	sqlite3_set_authorizer(api->db, dispatch, api->db);
 	*out = api;
 	return 0;
 }
@@ -236,14 +230,19 @@ static void uncache(struct cached *c)
 	memset(c, 0, sizeof(*c));
 }
 
-void sl_dbapi_free(struct sl_dbapi *api)
+static void uncache_all(struct sl_dbapi *api)
 {
 	int i;
 
-	if (!api)
-		return;
 	for (i = 0; i < STMT_CACHE; i++)
 		uncache(&api->cache[i]);
+}
+
+void sl_dbapi_free(struct sl_dbapi *api)
+{
+	if (!api)
+		return;
+	uncache_all(api);
 	free_names(&api->owned, &api->nowned);
 	free_names(&api->foreign, &api->nforeign);
 	free(api->creates);
@@ -252,12 +251,25 @@ void sl_dbapi_free(struct sl_dbapi *api)
 	free(api);
 }
 
-void sl_dbapi_enable(struct sl_dbapi *api, int on)
+int sl_dbapi_bind(struct sl_dbapi *api, struct sl_proj *pj, struct sl_diag *d)
 {
-	api->enabled = on;
-}
+	int rc;
 
-static struct sl_dbapi *active; /* the api whose ctx.db call is running (loop thread) */
+	api->pj = NULL;
+	if (!pj)
+		return 0;
+	if (pj != api->home) { /* statements and owners belong to another connection */
+		uncache_all(api);
+		api->home = pj;
+		api->db = sl_proj_db(pj);
+		api->loaded = 0;
+	}
+	if (!api->loaded && (rc = load_owners(api, d)))
+		return rc;
+	api->loaded = 1;
+	api->pj = pj;
+	return 0;
+}
 
 #define PROGRESS_OPS 1000 /* SQLite VM steps between two budget checks */
 
@@ -275,7 +287,7 @@ static int progress(void *ud)
  * outside the Lua state: at most its memory budget, or SQLite's default). */
 static void guard(struct sl_dbapi *api, int on)
 {
-	active = on ? api : NULL;
+	sl_proj_authorize(api->pj, on ? authorize : NULL, api);
 	if (on) {
 		double mem = api->L ? sl_sandbox_limits(api->L).memory : 0;
 		sqlite3_progress_handler(api->db, PROGRESS_OPS, progress, api);
@@ -288,25 +300,11 @@ static void guard(struct sl_dbapi *api, int on)
 	}
 }
 
-/* The connection's authorizer, installed once: it checks statements only while a
- * ctx.db call is running on that connection, and lets the engine's own statements
- * through. (Installing or removing an authorizer expires every prepared statement,
- * so it is never toggled.) */
-static int dispatch(void *db, int action, const char *a1, const char *a2, const char *dbn,
-		    const char *trig)
-{
-	if (!active || active->db != db)
-		return SQLITE_OK;
-	return authorize(active, action, a1, a2, dbn, trig);
-}
-
 void sl_dbapi_forget_tables(struct sl_dbapi *api)
 {
-	int i;
-
-	for (i = 0; i < STMT_CACHE; i++)
-		uncache(&api->cache[i]);
+	uncache_all(api);
 	free_names(&api->owned, &api->nowned);
+	api->loaded = 0; /* read them again from the store at the next bind */
 }
 
 /* ---- statements ----------------------------------------------------------------------- */
@@ -431,7 +429,7 @@ static struct sl_dbapi *check_api(lua_State *L)
 	struct sl_dbapi *api = lua_touserdata(L, lua_upvalueindex(1));
 
 	sl_sandbox_no_reduce(L, "ctx.db");
-	if (!api->enabled || sl_work_current(L))
+	if (!api->pj || sl_work_current(L))
 		luaL_error(L, "ctx.db is available only in hooks and prepare"
 			      " (not in ctx.block or ctx.background work)");
 	return api;
@@ -653,6 +651,9 @@ int sl_dbapi_replay(lua_State *L, struct sl_dbapi *api, const struct sl_buf *log
 
 	if (!log->len)
 		return 0;
+	if (!api->pj)
+		return sl_diag_set(d, SL_EINVAL, "processor '%s': ctx.db replay needs an open commit",
+				   api->proc);
 	lua_pushcfunction(L, replay_body);
 	lua_pushlightuserdata(L, api);
 	lua_pushlightuserdata(L, (void *)log);

@@ -7,8 +7,9 @@
  * the engine's tables, other processors' tables, ATTACH/DETACH, PRAGMA, transactions
  * and load_extension. Statements are prepared once and cached per SQL text.
  *
- * db is usable only while enabled (hooks and prepare run); elsewhere it raises.
- * Its writes join the transaction the batch opened.
+ * db is usable only while bound to the projection handle of an open commit
+ * (sl_commit_projection: hooks and prepare run inside one); elsewhere it raises. Its
+ * writes join that commit. The api never sees the store itself.
  */
 #ifndef SL_DBAPI_H
 #define SL_DBAPI_H
@@ -16,27 +17,32 @@
 #include <lua.h>
 
 #include "sl_error.h"
-#include "sl_store.h"
 
 struct sl_dbapi;
+struct sl_proj;
 
-int sl_dbapi_new(struct sl_dbapi **out, struct sl_store *s, const char *proc, struct sl_diag *d);
+/* A ctx.db for processor proc (copied), bound to nothing yet. */
+int sl_dbapi_new(struct sl_dbapi **out, const char *proc, struct sl_diag *d);
+/* Finalizes its statements: call it before the store it was bound to closes. */
 void sl_dbapi_free(struct sl_dbapi *api);
+
+/* Binds db to a commit's projection handle (valid until that commit ends), or unbinds
+ * it (pj NULL: db raises again). The first bind to a store reads which tables the
+ * processors own; statements stay cached from one bind to the next. */
+int sl_dbapi_bind(struct sl_dbapi *api, struct sl_proj *pj, struct sl_diag *d);
 
 /* Pushes the db object (a table with exec and query). [-0, +1, m] */
 void sl_dbapi_push(lua_State *L, struct sl_dbapi *api);
-
-/* Turns access on (installs the authorizer) or off. */
-void sl_dbapi_enable(struct sl_dbapi *api, int on);
 
 /* While log is not NULL, every db:exec that succeeds is recorded in it (its SQL and
  * parameters), so a batch that had to give up its transaction can replay them. */
 struct sl_buf;
 void sl_dbapi_log(struct sl_dbapi *api, struct sl_buf *log);
-/* Runs the recorded statements again, in order, in the open transaction. */
+/* Runs the recorded statements again, in order, in the commit db is bound to. */
 int sl_dbapi_replay(lua_State *L, struct sl_dbapi *api, const struct sl_buf *log, struct sl_diag *d);
 
-/* Forgets the tables owned by the processor (after they were dropped). */
+/* Forgets the tables owned by the processor (after they were dropped); the next bind
+ * reads the owners again. */
 void sl_dbapi_forget_tables(struct sl_dbapi *api);
 
 #endif

@@ -25,7 +25,9 @@
 	X(BUSY, -8, "store busy")                                    \
 	X(VERSION, -9, "unsupported store version")                  \
 	X(LUA, -10, "Lua error")                                     \
-	X(USAGE, -11, "usage error")
+	X(USAGE, -11, "usage error")                                 \
+	X(FENCED, -12, "lease lost")                                 \
+	X(NOTSUP, -13, "not supported")
 
 enum sl_errno {
 #define SL_ERRNO_ENUM(name, val, text) SL_E##name = (val),

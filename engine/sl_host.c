@@ -14,6 +14,7 @@
 #include "sl_checkpoint.h"
 #include "sl_contract.h"
 #include "sl_deploy.h"
+#include "sl_log.h"
 #include "sl_processor.h"
 #include "sl_store.h"
 
@@ -34,7 +35,7 @@ struct sl_host {
 	struct sl_deploy *dp;
 	struct sl_contracts *cs;
 	struct sl_store *store;
-	struct sl_ckpts *ck;
+	struct sl_core_validator *core; /* the store's payload check */
 	struct hproc *procs;
 	size_t nprocs;
 	struct evbuf buf;
@@ -60,14 +61,22 @@ struct pending {
 
 /* ---- opening ------------------------------------------------------------------------ */
 
+#ifdef SL_TESTING
 /* SLUICE_BUDGETS=off turns the instruction, memory and wall-clock budgets off: for
- * measuring what they cost (bench_runtime), never for production. */
+ * measuring what they cost (bench_runtime). A test switch: only the SL_TESTING build
+ * has it, so nothing in a user's environment turns a budget off. */
 static int budgets_off(void)
 {
 	const char *v = getenv("SLUICE_BUDGETS");
 
 	return v && !strcmp(v, "off");
 }
+#else
+static int budgets_off(void)
+{
+	return 0;
+}
+#endif
 
 static int open_procs(struct sl_host *h, int flags, struct sl_errs *errs)
 {
@@ -101,15 +110,18 @@ static int open_procs(struct sl_host *h, int flags, struct sl_errs *errs)
 
 static int open_store(struct sl_host *h, int flags, struct sl_errs *errs)
 {
-	struct sl_store_opts so = { h->dp->durability, 0 };
+	struct sl_store_opts so = { h->dp->durability, 0, sl_core_validate, NULL };
 	struct sl_diag d;
 	size_t i;
 
 	sl_diag_init(&d);
-	if (sl_store_open(&h->store, h->dp->store, &so, &d) || sl_ckpts_open(&h->ck, h->store, &d))
+	if (sl_core_validator_new(&h->core, &d))
+		goto fail;
+	so.check_ud = h->core;
+	if (sl_store_open(&h->store, h->dp->store, &so, &d))
 		goto fail;
 	for (i = 0; i < h->nprocs; i++)
-		if (sl_proc_attach(h->procs[i].p, h->store, h->ck, flags & SL_HOST_RUN, &d) ||
+		if (sl_proc_attach(h->procs[i].p, h->store, flags & SL_HOST_RUN, &d) ||
 		    sl_proc_set_loop(h->procs[i].p, &h->loop, &d))
 			goto fail;
 	return 0;
@@ -173,8 +185,8 @@ void sl_host_free(struct sl_host *h)
 	free(h->buf.off);
 	sl_buf_release(&h->buf.arena);
 	free(h->todo);
-	sl_ckpts_close(h->ck);
 	sl_store_close(h->store);
+	sl_core_validator_free(h->core);
 	sl_contracts_free(h->cs);
 	sl_deploy_free(h->dp);
 	free(h);
@@ -272,6 +284,23 @@ static int read_batch(struct sl_host *h, struct hproc *hp, struct sl_inst *in, s
 
 /* ---- faults ------------------------------------------------------------------------------ */
 
+/* Writes the fault row of an instance and, when it has a stream, its
+ * stream/error-occurred ev, in one commit. */
+static int record_fault(struct sl_host *h, const char *proc, const char *stream,
+			const char *msg, const struct sl_event_in *ev, struct sl_diag *d)
+{
+	struct sl_append_result res;
+	struct sl_commit *c;
+	int rc, end;
+
+	if ((rc = sl_commit_begin(h->store, NULL, &c, d)))
+		return rc;
+	if (!(rc = sl_ckpt_fault(c, proc, stream, msg, d)) && *ev->stream)
+		rc = sl_commit_append(c, ev, 1, &res, 0, NULL, d);
+	end = sl_commit_end(c, rc == 0, d);
+	return rc ? rc : end;
+}
+
 /* Records the fault of an instance: its row, and stream/error-occurred on the stream
  * of the failing batch's first event. */
 static void fault(struct sl_host *h, struct hproc *hp, struct sl_inst *in, const char *msg,
@@ -279,7 +308,6 @@ static void fault(struct sl_host *h, struct hproc *hp, struct sl_inst *in, const
 {
 	const char *tb = sl_proc_last_traceback(hp->p);
 	struct sl_event_in ev = { 0 };
-	struct sl_append_result res;
 	struct sl_buf payload;
 	struct sl_diag d;
 	char key[512];
@@ -309,13 +337,9 @@ static void fault(struct sl_host *h, struct hproc *hp, struct sl_inst *in, const
 	ev.payload = payload.ptr;
 	ev.payload_len = payload.len;
 	ev.key = key;
-	if (sl_store_begin(h->store, &d) || sl_ckpt_fault(h->ck, hp->cfg->name, in->stream, msg, &d) ||
-	    (*ev.stream && sl_store_append(h->store, &ev, 1, &res, 0, NULL, &d)) ||
-	    sl_store_commit(h->store, &d)) {
-		sl_store_rollback(h->store);
-		fprintf(stderr, "sluice: cannot record the fault of %s: %s\n", hp->cfg->name,
-			sl_diag_msg(&d));
-	}
+	if (record_fault(h, hp->cfg->name, in->stream, msg, &ev, &d))
+		sl_log(SL_LOG_ERROR, hp->cfg->name, in->stream, 0, "cannot record the fault: %s",
+		       sl_diag_msg(&d));
 	in->faulted = 1;
 	in->has_row = 1;
 	sl_buf_release(&payload);
@@ -330,6 +354,9 @@ static void on_ingested(void *ud, struct sl_inst *in, int rc, const struct sl_di
 	struct pending *pd = ud;
 	struct sl_host *h = pd->h;
 	struct hproc *hp = pd->hp;
+	/* Where it failed: the event it failed at, else the batch's first. */
+	const char *stream = pd->first_stream ? pd->first_stream : in->stream;
+	int64_t at = rc ? sl_proc_last_fail_offset(hp->p) : 0;
 	double backoff;
 	int i;
 
@@ -339,12 +366,13 @@ static void on_ingested(void *ud, struct sl_inst *in, int rc, const struct sl_di
 	if (rc == 0) {
 		in->fails = 0;
 	} else if (++in->fails >= hp->cfg->retry_attempts) {
-		fprintf(stderr, "sluice: %s: %s (attempt %d of %d; faulted)\n", hp->cfg->name,
-			sl_diag_msg(d), in->fails, hp->cfg->retry_attempts);
+		sl_log(SL_LOG_ERROR, hp->cfg->name, stream, at ? at : pd->first_offset,
+		       "%s (attempt %d of %d; faulted)", sl_diag_msg(d), in->fails,
+		       hp->cfg->retry_attempts);
 		fault(h, hp, in, sl_diag_msg(d), pd);
 	} else {
-		fprintf(stderr, "sluice: %s: %s (attempt %d of %d)\n", hp->cfg->name, sl_diag_msg(d),
-			in->fails, hp->cfg->retry_attempts);
+		sl_log(SL_LOG_WARN, hp->cfg->name, stream, at ? at : pd->first_offset,
+		       "%s (attempt %d of %d)", sl_diag_msg(d), in->fails, hp->cfg->retry_attempts);
 		for (backoff = hp->cfg->backoff_ms, i = 1; i < in->fails; i++)
 			backoff *= 2;
 		in->retry_at = uv_now(&h->loop) + (uint64_t)backoff;
@@ -484,11 +512,12 @@ static int shutdown_done(struct sl_host *h)
 	if (h->inflight && uv_now(&h->loop) < h->deadline)
 		return 0;
 	if (h->inflight)
-		fprintf(stderr, "sluice: shutdown: %zu batches did not settle in time; they will be"
-			" delivered again\n", h->inflight);
+		sl_log(SL_LOG_WARN, NULL, NULL, 0,
+		       "shutdown: %zu batches did not settle in time; they will be delivered again",
+		       h->inflight);
 	if ((bg = work_running(h))) {
-		fprintf(stderr, "sluice: shutdown: %zu background work items still running were"
-			" stopped\n", bg);
+		sl_log(SL_LOG_WARN, NULL, NULL, 0,
+		       "shutdown: %zu background work items still running were stopped", bg);
 		for (i = 0; i < h->nprocs; i++)
 			sl_proc_kill_work(h->procs[i].p);
 	}
@@ -510,7 +539,7 @@ static void on_tick(uv_timer_t *t)
 		return;
 	}
 	if (pump_round(h, &d)) {
-		fprintf(stderr, "sluice: %s\n", sl_diag_msg(&d));
+		sl_log(SL_LOG_ERROR, NULL, NULL, 0, "%s", sl_diag_msg(&d));
 		h->stopping = 1;
 		h->deadline = uv_now(&h->loop) + (uint64_t)h->shutdown_ms;
 		uv_timer_start(&h->timer, on_tick, 0, 0);
@@ -531,7 +560,7 @@ static void on_signal(uv_signal_t *s, int signum)
 
 	if (h->signals++) {
 		/* A second signal: leave now. SQLite's journal keeps the store whole. */
-		fprintf(stderr, "sluice: second signal; exiting at once\n");
+		sl_log(SL_LOG_WARN, NULL, NULL, 0, "second signal; exiting at once");
 		_exit(128 + signum);
 	}
 	h->stopping = 1;
@@ -563,7 +592,7 @@ static int count_faulted(struct sl_host *h, struct sl_diag *d)
 
 	for (i = 0; i < h->nprocs; i++) {
 		f.proc = h->procs[i].cfg->name;
-		sl_ckpt_each(h->ck, f.proc, count_fault, &f, d);
+		sl_ckpt_each(h->store, f.proc, count_fault, &f, d);
 	}
 	return f.n;
 }
@@ -588,7 +617,8 @@ int sl_host_run(struct sl_host *h, int until_caught_up, struct sl_diag *d)
 		struct sl_diag pd;
 		sl_diag_init(&pd);
 		if (sl_proc_prepare(h->procs[i].p, &pd))
-			fprintf(stderr, "sluice: %s (retried with its first batch)\n", sl_diag_msg(&pd));
+			sl_log(SL_LOG_WARN, h->procs[i].cfg->name, NULL, 0,
+			       "%s (retried with its first batch)", sl_diag_msg(&pd));
 	}
 	uv_timer_start(&h->timer, on_tick, 0, 0);
 	uv_run(&h->loop, UV_RUN_DEFAULT);
@@ -713,7 +743,7 @@ static int status_fn(struct each_ctx *c, struct sl_inst *in)
 	int found, rc;
 
 	if ((rc = sl_proc_inst_load(c->hp->p, in, c->d)) ||
-	    (rc = sl_ckpt_get(c->h->ck, c->hp->cfg->name, in->stream, &ck, &found, c->d)))
+	    (rc = sl_ckpt_get(c->h->store, c->hp->cfg->name, in->stream, &ck, &found, c->d)))
 		return rc;
 	sl_buf_init(&b);
 	sl_buf_adds(&b, "{\"processor\":");
@@ -753,7 +783,8 @@ int sl_host_reset(struct sl_host *h, const char *proc, const char *stream, int w
 		  struct sl_diag *d)
 {
 	struct hproc *hp = find_proc(h, proc, d);
-	int rc;
+	struct sl_commit *c;
+	int rc, end;
 
 	if (!hp)
 		return d->code;
@@ -762,15 +793,12 @@ int sl_host_reset(struct sl_host *h, const char *proc, const char *stream, int w
 	if (stream && !sl_pattern_match(hp->cfg->streams, stream))
 		return sl_diag_set(d, SL_EINVAL, "stream '%s' does not match '%s' of processor '%s'",
 				   stream, hp->cfg->streams, proc);
-	if ((rc = sl_store_begin(h->store, d)))
+	if ((rc = sl_commit_begin(h->store, NULL, &c, d)))
 		return rc;
-	if ((rc = sl_ckpt_reset(h->ck, proc, stream, with_effects, d)) ||
-	    (!stream && (rc = sl_ckpt_drop_tables(h->ck, proc, d))) ||
-	    (rc = sl_store_commit(h->store, d))) {
-		sl_store_rollback(h->store);
-		return rc;
-	}
-	return 0;
+	if (!(rc = sl_ckpt_reset(c, proc, stream, with_effects, d)) && !stream)
+		rc = sl_ckpt_drop_tables(c, proc, d);
+	end = sl_commit_end(c, rc == 0, d);
+	return rc ? rc : end;
 }
 
 /* ---- resume and dead letters ----------------------------------------------------------- */
@@ -813,20 +841,20 @@ static int dead_letter(struct sl_host *h, struct hproc *hp, struct sl_inst *in,
 	struct sl_dead_letter dl = { hp->cfg->name, ev->stream, ev->type, err,
 				     sl_proc_last_traceback(hp->p), NULL, ev->offset, ev->position,
 				     hp->cfg->retry_attempts + 1 };
+	struct sl_commit *c;
 	char at[32];
-	int rc;
+	int rc, end;
 
 	sl_store_now(at, sizeof(at));
 	dl.at = at;
-	if ((rc = sl_store_begin(h->store, d)))
+	if ((rc = sl_commit_begin(h->store, NULL, &c, d)))
 		return rc;
-	if ((rc = sl_ckpt_dead_letter(h->ck, &dl, d)) ||
-	    (rc = sl_ckpt_put_offset(h->ck, hp->cfg->name, in->stream, seq,
-				     seq > in->effects_mark ? seq : in->effects_mark, d)) ||
-	    (rc = sl_store_commit(h->store, d))) {
-		sl_store_rollback(h->store);
+	if (!(rc = sl_ckpt_dead_letter(c, &dl, d)))
+		rc = sl_ckpt_put_offset(c, hp->cfg->name, in->stream, seq,
+					seq > in->effects_mark ? seq : in->effects_mark, d);
+	end = sl_commit_end(c, rc == 0, d);
+	if (rc || (rc = end))
 		return rc;
-	}
 	in->offset = seq;
 	fprintf(out, "{\"processor\":\"%s\",\"stream\":", hp->cfg->name);
 	{
@@ -879,11 +907,16 @@ struct resume_ctx {
 
 static int resume_one(struct resume_ctx *c, struct sl_inst *in)
 {
-	int rc;
+	struct sl_commit *cm;
+	int rc, end;
 
 	if ((rc = sl_proc_inst_load(c->hp->p, in, c->d)) || !in->faulted)
 		return rc;
-	if ((rc = sl_ckpt_clear_fault(c->h->ck, c->hp->cfg->name, in->stream, c->d)))
+	if ((rc = sl_commit_begin(c->h->store, NULL, &cm, c->d)))
+		return rc;
+	rc = sl_ckpt_clear_fault(cm, c->hp->cfg->name, in->stream, c->d);
+	end = sl_commit_end(cm, rc == 0, c->d);
+	if (rc || (rc = end))
 		return rc;
 	in->faulted = 0;
 	in->fails = 0;
@@ -937,5 +970,5 @@ static int print_dead(void *ud, const struct sl_dead_letter *dl)
 
 int sl_host_dead_letters(struct sl_host *h, FILE *out, struct sl_diag *d)
 {
-	return sl_ckpt_dead_letters(h->ck, print_dead, out, d);
+	return sl_ckpt_dead_letters(h->store, print_dead, out, d);
 }

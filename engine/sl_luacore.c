@@ -34,16 +34,19 @@
 #include <lua.h>
 
 #include "sl_buf.h"
+#include "sl_contract.h"
 #include "sl_host.h"
 #include "sl_luajson.h"
 #include "sl_store.h"
 
 #define STORE_MT "sluice.store"
 
-/* The store userdata owns the store and the buffers that encoding writes into, so
- * a Lua error raised mid-way leaks nothing: __gc releases them. */
+/* The store userdata owns the store, the core validator that checks its appends and
+ * the buffers that encoding writes into, so a Lua error raised mid-way leaks nothing:
+ * __gc releases them. */
 struct lstore {
 	struct sl_store *s;
+	struct sl_core_validator *core;
 	struct sl_buf buf; /* encoded payloads and metadata of one call */
 };
 
@@ -64,6 +67,8 @@ static int store_close(lua_State *L)
 
 	sl_store_close(ls->s);
 	ls->s = NULL;
+	sl_core_validator_free(ls->core);
+	ls->core = NULL;
 	sl_buf_release(&ls->buf);
 	return 0;
 }
@@ -80,7 +85,7 @@ static int push_fail(lua_State *L, const struct sl_diag *d)
 static int core_open(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
-	struct sl_store_opts so = { SL_DURABILITY_FULL, 0 };
+	struct sl_store_opts so = { SL_DURABILITY_FULL, 0, sl_core_validate, NULL };
 	struct lstore *ls;
 	struct sl_diag d;
 
@@ -90,9 +95,13 @@ static int core_open(lua_State *L)
 	lua_settop(L, 1);
 	ls = lua_newuserdatauv(L, sizeof(*ls), 0);
 	ls->s = NULL;
+	ls->core = NULL;
 	sl_buf_init(&ls->buf);
 	luaL_setmetatable(L, STORE_MT);
 	sl_diag_init(&d);
+	if (sl_core_validator_new(&ls->core, &d))
+		return push_fail(L, &d);
+	so.check_ud = ls->core;
 	if (sl_store_open(&ls->s, path, &so, &d))
 		return push_fail(L, &d);
 	return 1;

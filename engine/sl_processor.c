@@ -3,8 +3,8 @@
  * Lua is entered only through lua_pcall with a traceback handler: loading the
  * script, `prepare`, and one protected call per batch that decodes, validates and
  * reduces every event and runs processEventBatch (or the default fan-out). The
- * commit happens in C after that call returned, inside the transaction that was
- * opened before it, so ctx.db writes made by hooks commit with the batch.
+ * commit happens in C after that call returned, in the store's commit (sl_commit_begin)
+ * that was opened before it, so ctx.db writes made by hooks commit with the batch.
  */
 #include "sl_processor.h"
 
@@ -23,6 +23,7 @@
 #include "sl_contract.h"
 #include "sl_dbapi.h"
 #include "sl_json.h"
+#include "sl_log.h"
 #include "sl_luajson.h"
 #include "sl_sandbox.h"
 #include "sl_schema.h"
@@ -80,7 +81,7 @@ struct sl_proc {
 	int ref_reduce, ref_process, ref_batch, ref_prepare, ref_ctx, ref_initial;
 	int prepared;
 	struct sl_store *store;
-	struct sl_ckpts *ck;
+	struct sl_commit *commit; /* open for prepare or a batch (synchronous parts only), or NULL */
 	struct sl_dbapi *db;
 	int64_t anchor;
 	struct sl_inst **slot; /* instances by stream, open addressing */
@@ -89,7 +90,7 @@ struct sl_proc {
 	size_t ncached;
 	struct run *cur;       /* the batch running hooks, or NULL */
 	struct sl_workq *wq;   /* NULL until sl_proc_set_loop */
-	struct appends wap;    /* appends of work, deferred while a transaction is open */
+	struct appends wap;    /* appends of work, deferred while p->commit is open */
 	struct bgfail *bgf;    /* background failures not yet counted in the store */
 	char *last_traceback;
 	int64_t last_fail_offset;
@@ -438,7 +439,7 @@ static struct pending_append *new_append(lua_State *L, struct appends *ap)
 	return &ap->app[ap->napp++];
 }
 
-/* Appends ap's events in one store batch (in the open transaction, or its own). */
+/* Appends ap's events in one store batch (in the open commit, or on their own). */
 static int write_appends(struct sl_proc *p, struct appends *ap, struct sl_diag *d)
 {
 	struct sl_event_in *ev;
@@ -464,7 +465,9 @@ static int write_appends(struct sl_proc *p, struct appends *ap, struct sl_diag *
 		ev[i].metadata = a + ap->app[i].metadata;
 		ev[i].metadata_len = ap->app[i].metadata_len;
 	}
-	if ((rc = sl_store_append(p->store, ev, ap->napp, res, 0, &failed, d)))
+	rc = p->commit ? sl_commit_append(p->commit, ev, ap->napp, res, 0, &failed, d)
+		       : sl_store_append(p->store, ev, ap->napp, res, 0, &failed, d);
+	if (rc)
 		sl_diag_prefix(d, "processor '%s': ctx.append of '%s' to '%s'", p->cfg.name,
 			       ev[failed].type, ev[failed].stream);
 out:
@@ -533,7 +536,7 @@ static int ctx_append(lua_State *L)
 	a->metadata = arena_json(L, ap, lua_gettop(L), "metadata", &a->metadata_len);
 	if (!sl_buf_ok(&ap->arena))
 		return luaL_error(L, "out of memory");
-	if (w && !sl_store_in_txn(p->store)) { /* work's appends commit on their own, now */
+	if (w && !p->commit) { /* work's appends commit on their own, now */
 		int rc = write_appends(p, ap, &d);
 		appends_release(ap);
 		if (rc)
@@ -542,17 +545,22 @@ static int ctx_append(lua_State *L)
 	return 0;
 }
 
-/* ctx.log.<level>(...) writes one line on stderr: "<level> <processor> <stream>@<offset>: <message>".
- * [-n, +0, e] */
+/* ctx.log.<level>(...) logs its arguments, joined by spaces, as one record of the
+ * engine's log (sl_log) with the processor, and the stream and offset of the event
+ * being processed. Nothing is converted when the level is filtered out. [-n, +0, e] */
 static int ctx_log(lua_State *L)
 {
 	struct sl_proc *p = lua_touserdata(L, lua_upvalueindex(1));
-	const char *level = lua_tostring(L, lua_upvalueindex(2));
+	enum sl_log_level level = (enum sl_log_level)lua_tointeger(L, lua_upvalueindex(2));
 	const struct sl_event *src = p->cur ? p->cur->source : NULL;
 	int n = lua_gettop(L), i;
+	const char *msg;
+	size_t len;
 	luaL_Buffer b;
 
 	sl_sandbox_no_reduce(L, "ctx.log");
+	if (!sl_log_enabled(level))
+		return 0;
 	luaL_buffinit(L, &b);
 	for (i = 1; i <= n; i++) {
 		if (i > 1)
@@ -561,11 +569,11 @@ static int ctx_log(lua_State *L)
 		luaL_addvalue(&b);
 	}
 	luaL_pushresult(&b);
-	if (src)
-		fprintf(stderr, "%s %s %s@%lld: %s\n", level, p->cfg.name, src->stream,
-			(long long)src->offset, lua_tostring(L, -1));
-	else
-		fprintf(stderr, "%s %s: %s\n", level, p->cfg.name, lua_tostring(L, -1));
+	msg = lua_tolstring(L, -1, &len);
+	if (len > SL_LOG_MSG_MAX) /* one byte past the cap is enough for sl_log to mark the cut */
+		len = SL_LOG_MSG_MAX + 1;
+	sl_log(level, p->cfg.name, src ? src->stream : NULL, src ? src->offset : 0, "%.*s",
+	       (int)len, msg);
 	return 0;
 }
 
@@ -746,7 +754,7 @@ static void push_state(lua_State *L, struct sl_proc *p, struct sl_inst *in, stru
 		lua_rawgeti(L, LUA_REGISTRYINDEX, in->state_ref);
 		return;
 	}
-	if (in->has_row && sl_ckpt_get(p->ck, p->cfg.name, in->stream, &c, &found, d))
+	if (in->has_row && sl_ckpt_get(p->store, p->cfg.name, in->stream, &c, &found, d))
 		luaL_error(L, "%s", sl_diag_msg(d));
 	if (found && c.state)
 		rc = sl_lj_decode(L, c.state, c.state_len, 0, d);
@@ -1098,7 +1106,7 @@ int sl_proc_inst_load(struct sl_proc *p, struct sl_inst *in, struct sl_diag *d)
 
 	if (in->loaded)
 		return 0;
-	if ((rc = sl_ckpt_get(p->ck, p->cfg.name, in->stream, &c, &found, d)))
+	if ((rc = sl_ckpt_get(p->store, p->cfg.name, in->stream, &c, &found, d)))
 		return rc;
 	in->offset = c.offset;
 	in->effects_mark = c.effects_mark;
@@ -1162,7 +1170,31 @@ static void budget_failure(struct sl_proc *p, struct run *r, enum sl_budget b)
 		drop_cached_states(p);
 }
 
-/* Runs prepare(ctx) once per process, in its own transaction. */
+/* Opens p->commit, for prepare or a batch, and binds ctx.db to it. */
+static int open_commit(struct sl_proc *p, struct sl_diag *d)
+{
+	int rc;
+
+	if ((rc = sl_commit_begin(p->store, NULL, &p->commit, d)))
+		return rc;
+	if ((rc = sl_dbapi_bind(p->db, sl_commit_projection(p->commit), d))) {
+		sl_commit_end(p->commit, 0, NULL);
+		p->commit = NULL;
+	}
+	return rc;
+}
+
+/* Ends p->commit: commits it (commit = 1) or rolls it back; ctx.db is unbound. */
+static int end_commit(struct sl_proc *p, int commit, struct sl_diag *d)
+{
+	struct sl_commit *c = p->commit;
+
+	sl_dbapi_bind(p->db, NULL, NULL);
+	p->commit = NULL;
+	return sl_commit_end(c, commit, d);
+}
+
+/* Runs prepare(ctx) once per process, in a commit of its own. */
 static int run_prepare(struct sl_proc *p, struct sl_diag *d)
 {
 	lua_State *L = p->L;
@@ -1176,9 +1208,8 @@ static int run_prepare(struct sl_proc *p, struct sl_diag *d)
 		p->prepared = 1;
 		return 0;
 	}
-	if ((rc = sl_store_begin(p->store, d)))
+	if ((rc = open_commit(p, d)))
 		return rc;
-	sl_dbapi_enable(p->db, 1);
 	p->preparing = 1;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_ctx);
 	lua_pushnil(L);
@@ -1191,19 +1222,18 @@ static int run_prepare(struct sl_proc *p, struct sl_diag *d)
 	b = sl_sandbox_exceeded(L, rc);
 	sl_sandbox_leave(L, m);
 	p->preparing = 0;
-	sl_dbapi_enable(p->db, 0);
 	if (rc != LUA_OK) {
 		char line[SL_DIAG_MAX];
 		first_line(lua_tostring(L, -1), line, sizeof(line));
 		lua_pop(L, 1);
-		sl_store_rollback(p->store);
+		end_commit(p, 0, NULL);
 		if (b == SL_BUDGET_MEMORY)
 			drop_cached_states(p);
 		if (b)
 			return sl_diag_set(d, SL_ELUA, "%s", sl_sandbox_message(L, b));
 		return sl_diag_set(d, SL_ELUA, "processor '%s': prepare failed: %s", p->cfg.name, line);
 	}
-	if ((rc = sl_store_commit(p->store, d)))
+	if ((rc = end_commit(p, 1, d)))
 		return rc;
 	p->prepared = 1;
 	return 0;
@@ -1227,9 +1257,11 @@ static void run_release(lua_State *L, struct run *r)
 	free(r);
 }
 
+#ifdef SL_TESTING
 /* Crash injection for the crash tests: SLUICE_CRASH_AT=after-reduce|in-commit|
  * after-commit kills the process with SIGKILL at that point of the Nth batch
- * (SLUICE_CRASH_BATCH, default 1) that reaches it. Read once. */
+ * (SLUICE_CRASH_BATCH, default 1) that reaches it. Read once. A test switch: only
+ * the SL_TESTING build (sluice-testing) has it. */
 static void crash_point(const char *where)
 {
 	static const char *at;
@@ -1243,9 +1275,15 @@ static void crash_point(const char *where)
 	if (at && !strcmp(at, where) && --n == 0)
 		raise(SIGKILL);
 }
+#else
+static void crash_point(const char *where)
+{
+	(void)where;
+}
+#endif
 
-/* Commits a batch whose hooks and blocking work succeeded: appends, checkpoint,
- * COMMIT, inside the transaction that is open. */
+/* Commits a batch whose hooks and blocking work succeeded: appends, checkpoint, and
+ * the end of p->commit, open since the hooks ran (or the replay). Always ends it. */
 static int commit_batch(struct sl_proc *p, struct run *r, struct sl_diag *d)
 {
 	struct sl_inst *in = r->in;
@@ -1254,21 +1292,25 @@ static int commit_batch(struct sl_proc *p, struct run *r, struct sl_diag *d)
 
 	crash_point("after-reduce");
 	if ((rc = write_appends(p, &r->ap, d)))
-		return rc;
+		goto fail;
 	if (r->nconsumed)
-		rc = sl_ckpt_put(p->ck, p->cfg.name, in->stream, r->last, r->state_json.ptr,
+		rc = sl_ckpt_put(p->commit, p->cfg.name, in->stream, r->last, r->state_json.ptr,
 				 r->state_json.len, mark, d);
 	else
-		rc = sl_ckpt_put_offset(p->ck, p->cfg.name, in->stream, r->last, mark, d);
-	if (!rc)
-		crash_point("in-commit");
-	if (rc || (rc = sl_store_commit(p->store, d)))
+		rc = sl_ckpt_put_offset(p->commit, p->cfg.name, in->stream, r->last, mark, d);
+	if (rc)
+		goto fail;
+	crash_point("in-commit");
+	if ((rc = end_commit(p, 1, d)))
 		return rc;
 	crash_point("after-commit");
 	in->offset = r->last;
 	in->effects_mark = mark;
 	in->has_row = 1;
 	return 0;
+fail:
+	end_commit(p, 0, NULL);
+	return rc;
 }
 
 /* ---- work ------------------------------------------------------------------------------ */
@@ -1278,6 +1320,19 @@ struct bgfail {
 	struct bgfail *next;
 };
 
+/* Counts one failed background work item of an instance, in a commit of its own. */
+static int count_background_failure(struct sl_proc *p, const char *stream, struct sl_diag *d)
+{
+	struct sl_commit *c;
+	int rc, end;
+
+	if ((rc = sl_commit_begin(p->store, NULL, &c, d)))
+		return rc;
+	rc = sl_ckpt_add_background_failure(c, p->cfg.name, stream, d);
+	end = sl_commit_end(c, rc == 0, d);
+	return rc ? rc : end;
+}
+
 /* Writes what work left for a moment without a transaction: its appends and the
  * count of background failures. Errors are logged: the work that made them ended. */
 void sl_proc_flush(struct sl_proc *p)
@@ -1285,17 +1340,17 @@ void sl_proc_flush(struct sl_proc *p)
 	struct sl_diag d;
 	struct bgfail *f;
 
-	if (sl_store_in_txn(p->store))
+	if (p->commit)
 		return;
 	sl_diag_init(&d);
 	if (p->wap.napp && write_appends(p, &p->wap, &d))
-		fprintf(stderr, "sluice: %s\n", sl_diag_msg(&d));
+		sl_log(SL_LOG_ERROR, p->cfg.name, NULL, 0, "%s", sl_diag_msg(&d));
 	appends_release(&p->wap);
 	while ((f = p->bgf)) {
 		p->bgf = f->next;
 		sl_diag_init(&d);
-		if (sl_ckpt_add_background_failure(p->ck, p->cfg.name, f->stream, &d))
-			fprintf(stderr, "sluice: %s\n", sl_diag_msg(&d));
+		if (count_background_failure(p, f->stream, &d))
+			sl_log(SL_LOG_ERROR, p->cfg.name, f->stream, 0, "%s", sl_diag_msg(&d));
 		free(f->stream);
 		free(f);
 	}
@@ -1313,9 +1368,10 @@ static void on_background_done(void *ud, struct sl_work *w, const char *err, con
 	struct bgfail *f;
 
 	if (err) {
-		fprintf(stderr, "sluice: background work of processor '%s' (source %s@%lld) failed: %s\n",
-			c->p->cfg.name, src ? src->stream : "", src ? (long long)src->offset : 0LL,
-			tb ? tb : err);
+		sl_log(SL_LOG_ERROR, c->p->cfg.name, src ? src->stream : c->stream,
+		       src ? src->offset : 0,
+		       "background work of processor '%s' (source %s@%lld) failed: %s", c->p->cfg.name,
+		       src ? src->stream : "", src ? (long long)src->offset : 0LL, tb ? tb : err);
 		if ((f = calloc(1, sizeof(*f))) && (f->stream = strdup(c->stream))) {
 			f->next = c->p->bgf;
 			c->p->bgf = f;
@@ -1475,14 +1531,13 @@ static void settle(struct run *r)
 		finish(r, r->fail.code, &r->fail);
 		return;
 	}
-	if (!sl_store_in_txn(p->store) &&
-	    ((rc = sl_store_begin(p->store, &d)) || (rc = replay(p, r, &d)))) {
-		sl_store_rollback(p->store);
+	if (!p->commit && ((rc = open_commit(p, &d)) || (rc = replay(p, r, &d)))) {
+		end_commit(p, 0, NULL);
 		finish(r, rc, &d);
 		return;
 	}
-	if ((rc = commit_batch(p, r, &d)))
-		sl_store_rollback(p->store);
+	sl_dbapi_bind(p->db, NULL, NULL); /* the replay is done: no Lua runs until the end */
+	rc = commit_batch(p, r, &d);
 	finish(r, rc, &d);
 }
 
@@ -1523,12 +1578,11 @@ static void run_hooks(struct sl_proc *p, struct run *r)
 	enum sl_budget b;
 	int rc;
 
-	if ((rc = sl_store_begin(p->store, &r->fail))) {
+	if ((rc = open_commit(p, &r->fail))) {
 		r->failed = 1;
 		return;
 	}
 	p->cur = r;
-	sl_dbapi_enable(p->db, 1);
 	sl_dbapi_log(p->db, &r->dblog);
 	m = sl_sandbox_mark(L); /* each hook call inside arms its own budget */
 	lua_pushcfunction(L, run_batch);
@@ -1537,7 +1591,7 @@ static void run_hooks(struct sl_proc *p, struct run *r)
 	b = sl_sandbox_exceeded(L, rc);
 	sl_sandbox_leave(L, m);
 	sl_dbapi_log(p->db, NULL);
-	sl_dbapi_enable(p->db, 0);
+	sl_dbapi_bind(p->db, NULL, NULL);
 	p->cur = NULL;
 	r->source = NULL; /* the events belong to the caller, who may reuse them now */
 	if (rc != LUA_OK) {
@@ -1556,7 +1610,7 @@ static void run_hooks(struct sl_proc *p, struct run *r)
 	/* While blocking work runs the write lock must not be held: other instances
 	 * commit meanwhile. The hooks' ctx.db writes are replayed when it settles. */
 	if (r->failed || r->pending)
-		sl_store_rollback(p->store);
+		end_commit(p, 0, NULL);
 }
 
 void sl_proc_ingest(struct sl_proc *p, struct sl_inst *in, const struct sl_event *ev, size_t n,
@@ -1688,7 +1742,7 @@ static void make_ctx(lua_State *L, struct sl_proc *p)
 	lua_createtable(L, 0, 4);
 	for (i = 0; levels[i]; i++) {
 		lua_pushlightuserdata(L, p);
-		lua_pushstring(L, levels[i]);
+		lua_pushinteger(L, SL_LOG_DEBUG + i); /* levels[] is in the order of the enum */
 		lua_pushcclosure(L, ctx_log, 2);
 		lua_setfield(L, -2, levels[i]);
 	}
@@ -1828,17 +1882,17 @@ void sl_proc_free(struct sl_proc *p)
  * the side-effects marks) and the processor's tables, in one transaction. */
 static int rebuild(struct sl_proc *p, int64_t version, int64_t anchor, struct sl_diag *d)
 {
-	int rc;
+	struct sl_commit *c;
+	int rc, end;
 
-	if ((rc = sl_store_begin(p->store, d)))
+	if ((rc = sl_commit_begin(p->store, NULL, &c, d)))
 		return rc;
-	if ((rc = sl_ckpt_reset(p->ck, p->cfg.name, NULL, 0, d)) ||
-	    (rc = sl_ckpt_drop_tables(p->ck, p->cfg.name, d)) ||
-	    (rc = sl_ckpt_proc_put(p->ck, p->cfg.name, version, anchor, d)) ||
-	    (rc = sl_store_commit(p->store, d))) {
-		sl_store_rollback(p->store);
+	if (!(rc = sl_ckpt_reset(c, p->cfg.name, NULL, 0, d)) &&
+	    !(rc = sl_ckpt_drop_tables(c, p->cfg.name, d)))
+		rc = sl_ckpt_proc_put(c, p->cfg.name, version, anchor, d);
+	end = sl_commit_end(c, rc == 0, d);
+	if (rc || (rc = end))
 		return rc;
-	}
 	sl_dbapi_forget_tables(p->db);
 	return 0;
 }
@@ -1846,29 +1900,46 @@ static int rebuild(struct sl_proc *p, int64_t version, int64_t anchor, struct sl
 /* A changed script or contract clears the processor's faults (DESIGN §5). */
 static int clear_changed(struct sl_proc *p, struct sl_diag *d)
 {
+	struct sl_commit *c;
 	char chash[17];
-	int cleared, rc;
+	int cleared, rc, end;
 
 	snprintf(chash, sizeof(chash), "%016llx", (unsigned long long)p->contract->hash);
-	if ((rc = sl_ckpt_proc_hashes(p->ck, p->cfg.name, p->script_hash, chash, &cleared, d)))
+	if ((rc = sl_commit_begin(p->store, NULL, &c, d)))
+		return rc;
+	rc = sl_ckpt_proc_hashes(c, p->cfg.name, p->script_hash, chash, &cleared, d);
+	end = sl_commit_end(c, rc == 0, d);
+	if (rc || (rc = end))
 		return rc;
 	if (cleared)
-		fprintf(stderr, "sluice: %s: script or contract changed; cleared the fault of %d"
-			" instance%s\n", p->cfg.name, cleared, cleared == 1 ? "" : "s");
+		sl_log(SL_LOG_INFO, p->cfg.name, NULL, 0,
+		       "script or contract changed; cleared the fault of %d instance%s", cleared,
+		       cleared == 1 ? "" : "s");
 	return 0;
 }
 
-int sl_proc_attach(struct sl_proc *p, struct sl_store *s, struct sl_ckpts *k, int set_anchor,
-		   struct sl_diag *d)
+/* Writes the processor row, with the anchor it gets if it is new, in a commit of its own. */
+static int put_processor(struct sl_proc *p, int64_t anchor, struct sl_diag *d)
+{
+	struct sl_commit *c;
+	int rc, end;
+
+	if ((rc = sl_commit_begin(p->store, NULL, &c, d)))
+		return rc;
+	rc = sl_ckpt_proc_put(c, p->cfg.name, p->contract->version, anchor, d);
+	end = sl_commit_end(c, rc == 0, d);
+	return rc ? rc : end;
+}
+
+int sl_proc_attach(struct sl_proc *p, struct sl_store *s, int set_anchor, struct sl_diag *d)
 {
 	int64_t version, anchor, head;
 	int exists, rc;
 
 	p->store = s;
-	p->ck = k;
-	if ((rc = sl_dbapi_new(&p->db, s, p->cfg.name, d)) || (rc = protect(p, add_db, p, d)))
+	if ((rc = sl_dbapi_new(&p->db, p->cfg.name, d)) || (rc = protect(p, add_db, p, d)))
 		return rc;
-	if ((rc = sl_ckpt_proc_get(k, p->cfg.name, &exists, &version, &anchor, d)))
+	if ((rc = sl_ckpt_proc_get(s, p->cfg.name, &exists, &version, &anchor, d)))
 		return rc;
 	p->anchor = anchor;
 	/* Only `run` changes the store: reading commands must not. */
@@ -1879,7 +1950,7 @@ int sl_proc_attach(struct sl_proc *p, struct sl_store *s, struct sl_ckpts *k, in
 	if (exists || !set_anchor)
 		return 0;
 	if ((rc = sl_store_head_position(s, &head, d)) ||
-	    (rc = sl_ckpt_proc_put(k, p->cfg.name, p->contract->version, head, d)) ||
+	    (rc = put_processor(p, head, d)) ||
 	    (rc = clear_changed(p, d)))
 		return rc;
 	p->anchor = head;

@@ -48,7 +48,6 @@
 
 struct sl_contracts;
 struct sl_contract;
-struct sl_ckpts;
 struct uv_loop_s;
 struct sl_buf;
 
@@ -98,12 +97,14 @@ const char *sl_proc_name(const struct sl_proc *p);
 const struct sl_contract *sl_proc_contract(const struct sl_proc *p);
 const struct sl_proc_cfg *sl_proc_cfg(const struct sl_proc *p);
 
-/* Binds the processor to a store: reads its processor row; on a contract version
- * change discards every checkpoint's state and the processor's tables (keeping the
- * side-effects marks); with `set_anchor` (sluice run) stores the side-effect anchor
- * the first time. */
-int sl_proc_attach(struct sl_proc *p, struct sl_store *s, struct sl_ckpts *k, int set_anchor,
-		   struct sl_diag *d);
+/* Binds the processor to a store (borrowed: it must outlive the processor): reads
+ * its processor row; on a contract version change discards every checkpoint's state
+ * and the processor's tables (keeping the side-effects marks); with `set_anchor`
+ * (sluice run) stores the side-effect anchor the first time. Every write of the
+ * processor goes through a commit of the store (sl_commit_begin); a batch's commit is
+ * open only while its synchronous parts run (the hooks, and the settling after its
+ * blocking work), never while work waits on the loop. */
+int sl_proc_attach(struct sl_proc *p, struct sl_store *s, int set_anchor, struct sl_diag *d);
 
 /* The instance for `stream` ("" in mode all), created (not loaded) on first use. */
 struct sl_inst *sl_proc_instance(struct sl_proc *p, const char *stream);
@@ -132,8 +133,8 @@ int sl_proc_prepare(struct sl_proc *p, struct sl_diag *d);
 size_t sl_proc_work_running(const struct sl_proc *p);
 /* Kills the children of running ctx.exec calls. */
 void sl_proc_kill_work(struct sl_proc *p);
-/* Writes what work left pending while a transaction was open (its appends, the
- * count of background failures). */
+/* Writes what work left pending while the processor's commit was open (its appends,
+ * the count of background failures). */
 void sl_proc_flush(struct sl_proc *p);
 /* The traceback of the last failed batch, or NULL. */
 const char *sl_proc_last_traceback(const struct sl_proc *p);

@@ -42,6 +42,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
+#include "sl_log.h"
 #include "sl_luajson.h"
 #include "sl_strmatch.h"
 
@@ -1442,8 +1443,9 @@ static int panic(lua_State *L)
 	struct sl_sandbox *sb = sandbox_of(L);
 	const char *msg = lua_tostring(L, -1);
 
-	fprintf(stderr, "sluice: PANIC: unprotected error in processor '%s': %s\n",
-		sb ? sb->name : "?", msg ? msg : "(not a string)");
+	sl_log(SL_LOG_ERROR, sb ? sb->name : NULL, NULL, 0,
+	       "PANIC: unprotected error in processor '%s': %s", sb ? sb->name : "?",
+	       msg ? msg : "(not a string)");
 	return 0; /* Lua aborts */
 }
 

@@ -1,7 +1,9 @@
-/* sl_store.h - the event log: named, ordered streams in one SQLite database.
+/* sl_store.h - the store: the event log, its unit of work (the commit) and leases.
  *
- * Every event-log access in sluice goes through this interface, so that another
- * store (NATS JetStream) can sit beside the embedded SQLite one.
+ * Every access to stored data in sluice goes through this interface and its rows half,
+ * sl_checkpoint.h. Neither names a type of the backend or of Lua, so another backend
+ * (NATS JetStream, DESIGN §11) can sit beside the embedded SQLite one: sl_store_open
+ * picks the backend from the path (sl_store_backend.h is the seam).
  *
  * Model (DESIGN §2, §7). A stream is named by a path of segments matching
  * [A-Za-z0-9_-][A-Za-z0-9._-]* joined by '/', at most 255 bytes. Each event has a
@@ -13,12 +15,35 @@
  * closes a stream to every append but `stream/resumed` and `stream/error-occurred`;
  * `stream/metadata-updated {metadata}` replaces its metadata.
  *
- * Order of checks for one event of an append: the input is validated strictly
- * (sl_store_check_event); then its idempotency key (a hit returns the stored event
- * and writes nothing; a hit whose explicit offset differs is an error); then the
- * pause door; then the compare-and-set offset. A batch is all-or-nothing: the first
- * failing event rolls back every event of the batch. An append is acknowledged only
- * once durable (WAL commit with synchronous=FULL, or NORMAL when asked).
+ * Order of checks for an append: every event is validated strictly first
+ * (sl_store_check_event, with the store's payload check); then, event by event, its
+ * idempotency key (a hit returns the stored event and writes nothing; a hit whose
+ * explicit offset differs is an error), the pause door and the compare-and-set
+ * offset. A batch is all-or-nothing: the first failing event rolls back every event
+ * of the batch. An append is acknowledged only once durable (SQLite: WAL commit with
+ * synchronous=FULL, or NORMAL when asked).
+ *
+ * Payload checks. The store validates envelopes; what a payload must contain is the
+ * caller's business: a store opened with opts.check calls it for every appended event
+ * (the host, the CLI and sluice.core pass sl_core_validate, which checks the core
+ * stream/... types against schemas/core.contract.json).
+ *
+ * The unit of work. Writes that must be atomic together (a batch's appends,
+ * checkpoint and projection rows; a fault and its stream/error-occurred; a dead
+ * letter and the checkpoint moving past it; a reset and the drop of the processor's
+ * tables; a version rebuild) go through one commit object, which the backend hands
+ * out (sl_commit_begin) and takes back (sl_commit_end): exactly one end per begin,
+ * whatever happened in between, as a libuv request gets exactly one completion. A
+ * store has at most one commit open at a time; while it is open, sl_store_append and
+ * the lease calls fail with SL_EBUSY (they are units of work of their own), and
+ * reads see the commit's writes. Nobody else sees a transaction or a connection.
+ *
+ * Leases (DESIGN §8). One row per processor, {processor, owner, epoch, expiresAt}:
+ * the runner that holds it is the only one whose batches may commit. A commit begun
+ * with a fence {processor, owner, epoch} checks, inside its transaction, that the
+ * row still names that owner with that epoch, and fails with SL_EFENCED otherwise.
+ * (A lease that expired but was not taken by anyone still passes: only a takeover
+ * raises the epoch, and until then no other runner can have applied an event.)
  *
  * Threads: a struct sl_store is used by one thread at a time. Several processes may
  * open the same store; writers take turns (busy timeout SL_STORE_BUSY_MS).
@@ -37,24 +62,42 @@
 #define SL_STREAM_MAX 255          /* bytes in a stream name */
 #define SL_TYPE_MAX 128            /* bytes in an event type */
 #define SL_EVENT_MAX (1024 * 1024) /* bytes in a stored envelope (its JSON line) */
+#define SL_OWNER_MAX 255           /* bytes in a lease owner */
 #define SL_STORE_BUSY_MS 10000
 
 struct sl_store;
+struct sl_commit;
+struct sl_proj;
+struct sl_buf;
 
 enum sl_durability { SL_DURABILITY_FULL, SL_DURABILITY_NORMAL };
 
+/* Checks the payload (a JSON object text; "{}" when the event has none) of an event
+ * of `type`. Returns 0, or a negative code with d naming what is wrong; the store
+ * puts "payload: " in front. Called on the thread using the store. */
+typedef int (*sl_payload_check_fn)(void *ud, const char *type, const char *json, size_t len,
+				   struct sl_diag *d);
+
 struct sl_store_opts {
 	enum sl_durability durability;
-	int readonly; /* open an existing store for reading only */
+	int readonly;              /* open an existing store for reading only */
+	sl_payload_check_fn check; /* run on every appended event, or NULL */
+	void *check_ud;            /* borrowed: must outlive the store */
 };
 
-/* Opens (creating and migrating if needed) the store at `path`. opts may be NULL
- * (full durability, read-write). On failure *out is NULL and d says why, e.g.
- * "cannot open store 'x.db': unable to open database file". */
+/* ---- opening --------------------------------------------------------------------- */
+
+/* Opens the store at `path`: "nats://..." names a NATS JetStream cluster (not
+ * supported yet: SL_ENOTSUP), anything else a SQLite file, created and migrated if
+ * needed (a read-only open of a missing file fails). opts may be NULL (full
+ * durability, read-write, no payload check). On failure *out is NULL and d says why,
+ * e.g. "cannot open store 'x.db': unable to open database file". */
 int sl_store_open(struct sl_store **out, const char *path, const struct sl_store_opts *opts,
 		  struct sl_diag *d);
-/* Closes the store; NULL is a no-op. */
+/* Closes the store; NULL is a no-op. A commit still open is rolled back and freed. */
 void sl_store_close(struct sl_store *s);
+
+/* ---- appending -------------------------------------------------------------------- */
 
 /* One event to append, as a user gives it. Strings are NUL-terminated except the
  * JSON texts, which carry their length. */
@@ -79,22 +122,24 @@ struct sl_append_result {
 /* Validates one event strictly, as a user's input: stream name, type (non-empty,
  * at most SL_TYPE_MAX bytes, no core type users may not append), payload and
  * metadata (strict JSON objects), key (not blank), offset (>= 1 when given), size
- * of the envelope, and the payload of core types. Touches no database. Messages
- * name the field: "payload: must be a JSON object, got array". */
-int sl_store_check_event(const struct sl_event_in *ev, struct sl_diag *d);
+ * of the envelope, and then the payload with check (if not NULL). Touches no store.
+ * Messages name the field: "payload: must be a JSON object, got array". */
+int sl_store_check_event(const struct sl_event_in *ev, sl_payload_check_fn check, void *ud,
+			 struct sl_diag *d);
 
 /* Returns 1 if `name` is a valid stream name. */
 int sl_stream_name_valid(const char *name);
 
 #define SL_APPEND_CHECKED 1 /* every event already passed sl_store_check_event */
 
-/* Appends n events as one all-or-nothing batch and fills res[0..n). On failure
- * nothing is written, *failed (if not NULL) is the index of the failing event and
- * d says why (SL_EINVAL bad input, SL_EPAUSED, SL_ECONFLICT, SL_EBUSY, SL_EIO).
- * Inside a transaction opened with sl_store_begin the batch is a savepoint of it,
- * and it becomes durable with sl_store_commit. */
+/* Appends n events as one all-or-nothing batch in a transaction of its own and fills
+ * res[0..n). On failure nothing is written, *failed (if not NULL) is the index of the
+ * failing event and d says why (SL_EINVAL bad input, SL_EPAUSED, SL_ECONFLICT,
+ * SL_EBUSY, SL_EIO). Inside a batch, use sl_commit_append. */
 int sl_store_append(struct sl_store *s, const struct sl_event_in *ev, size_t n,
 		    struct sl_append_result *res, int flags, size_t *failed, struct sl_diag *d);
+
+/* ---- reading ------------------------------------------------------------------------ */
 
 /* A stored event, as handed to a reader. */
 struct sl_event {
@@ -141,19 +186,73 @@ int sl_store_streams(struct sl_store *s, const char *prefix, sl_stream_fn fn, vo
 /* The store-wide head: the highest position, 0 for an empty store. */
 int sl_store_head_position(struct sl_store *s, int64_t *pos, struct sl_diag *d);
 
-/* Transactions spanning several appends and other writes (the processor commit).
- * begin takes the write lock (BEGIN IMMEDIATE). */
-int sl_store_begin(struct sl_store *s, struct sl_diag *d);
-int sl_store_commit(struct sl_store *s, struct sl_diag *d);
-void sl_store_rollback(struct sl_store *s);
-/* 1 while a transaction is open on the store's connection. */
-int sl_store_in_txn(struct sl_store *s);
+/* ---- the commit: one unit of work ---------------------------------------------------- */
+
+/* Who may commit for a processor: the lease's owner at that epoch. Borrowed by
+ * sl_commit_begin (it keeps a copy). */
+struct sl_fence {
+	const char *processor;
+	const char *owner;
+	int64_t epoch;
+};
+
+/* Opens a unit of work on the store (SQLite: BEGIN IMMEDIATE, so the write lock is
+ * held until the end). With a fence (NULL: none) the processor's lease row must name
+ * fence->owner at fence->epoch, checked inside the transaction now and again when it
+ * commits; else SL_EFENCED: "processor 'counter' is run by <owner> (epoch 3), not by
+ * <fence owner> (epoch 2); nothing was committed". On failure *out is NULL and
+ * nothing is open. */
+int sl_commit_begin(struct sl_store *s, const struct sl_fence *fence, struct sl_commit **out,
+		    struct sl_diag *d);
+
+/* sl_store_append inside the commit: the batch is all-or-nothing within it (a
+ * failing call leaves the commit's other writes in place) and becomes durable when
+ * the commit ends with commit = 1. */
+int sl_commit_append(struct sl_commit *c, const struct sl_event_in *ev, size_t n,
+		     struct sl_append_result *res, int flags, size_t *failed, struct sl_diag *d);
+
+/* The projection handle of the commit: what ctx.db (sl_dbapi.h) binds to so that the
+ * hooks' SQL runs in this unit of work. Valid until sl_commit_end; NULL when the
+ * backend keeps no projection tables. */
+struct sl_proj *sl_commit_projection(struct sl_commit *c);
+
+/* Ends the unit of work: commit = 1 makes every write durable (after checking the
+ * fence again), commit = 0 rolls them back. Always frees c, also when committing
+ * fails (everything is then rolled back and d says why); NULL is a no-op. */
+int sl_commit_end(struct sl_commit *c, int commit, struct sl_diag *d);
+
+/* ---- leases (DESIGN §8) --------------------------------------------------------------- */
+
+/* One lease row. The lease is live while expires_at is in the future. */
+struct sl_lease {
+	char owner[SL_OWNER_MAX + 1]; /* "" when nobody holds it (never taken, released) */
+	int64_t epoch;                /* raised each time the lease changes hands */
+	int64_t expires_at;           /* milliseconds since the Unix epoch (store clock) */
+};
+
+/* Takes or renews the lease of proc for owner (1..SL_OWNER_MAX bytes) for ttl_ms:
+ * when it is free, expired or already owner's it is taken, until now + ttl_ms (epoch
+ * + 1 when it changes hands, the same epoch when owner renews); when another owner
+ * holds a live lease nothing changes. Either way *out is the row afterwards, so
+ * out->owner says who holds it (compare with owner) and out->epoch is the fence. */
+int sl_store_lease_acquire(struct sl_store *s, const char *proc, const char *owner,
+			   int64_t ttl_ms, struct sl_lease *out, struct sl_diag *d);
+/* Gives the lease of proc up at once if owner holds it (kept epoch, no owner);
+ * otherwise does nothing. */
+int sl_store_lease_release(struct sl_store *s, const char *proc, const char *owner,
+			   struct sl_diag *d);
+/* Reads the lease row of proc: *found is 0 (and out zeroed) when it was never taken. */
+int sl_store_lease_get(struct sl_store *s, const char *proc, struct sl_lease *out, int *found,
+		       struct sl_diag *d);
+
+/* ---- small things -------------------------------------------------------------------- */
 
 /* Writes the current UTC time as the store writes createdAt ("2026-11-25T12:00:00.123Z"). */
 void sl_store_now(char *out, size_t n);
+/* The store clock of leases: milliseconds since the Unix epoch. */
+int64_t sl_store_now_ms(void);
 
 /* Writes the JSON envelope of ev (one line, no newline) to b. */
-struct sl_buf;
 void sl_event_to_json(const struct sl_event *ev, struct sl_buf *b);
 
 #endif

@@ -180,12 +180,12 @@ static struct result ingest(struct sl_proc *p, struct sl_inst *in, const struct 
 }
 
 /* The checkpoint row of (proc, stream) as "offset|state", or "none". */
-static void ckpt_text(struct sl_ckpts *k, const char *proc, const char *stream, char *out, size_t n)
+static void ckpt_text(struct sl_store *s, const char *proc, const char *stream, char *out, size_t n)
 {
 	struct sl_ckpt c;
 	int found = 0;
 
-	if (sl_ckpt_get(k, proc, stream, &c, &found, NULL) || !found) {
+	if (sl_ckpt_get(s, proc, stream, &c, &found, NULL) || !found) {
 		snprintf(out, n, "none");
 		return;
 	}
@@ -263,8 +263,8 @@ static const char *hits_of(struct sl_store *s, struct emitted *em)
 
 /* ---- the tests ------------------------------------------------------------------- */
 
-static struct sl_proc *load(struct sl_contracts *cs, struct sl_store *s, struct sl_ckpts *k,
-			    const char *name, const char *file, char *script, size_t n)
+static struct sl_proc *load(struct sl_contracts *cs, struct sl_store *s, const char *name,
+			    const char *file, char *script, size_t n)
 {
 	struct sl_proc_cfg cfg = { .name = name, .script = script, .streams = "*" };
 	struct sl_errs errs;
@@ -280,15 +280,15 @@ static struct sl_proc *load(struct sl_contracts *cs, struct sl_store *s, struct 
 	sl_errs_release(&errs);
 	if (!p)
 		return NULL;
-	rc = sl_proc_attach(p, s, k, 1, &d);
+	rc = sl_proc_attach(p, s, 1, &d);
 	ok(rc == 0, "%s attaches (%s)", file, sl_diag_msg(&d));
 	return p;
 }
 
-static void test_batches(struct sl_store *s, struct sl_ckpts *k, struct sl_contracts *cs)
+static void test_batches(struct sl_store *s, struct sl_contracts *cs)
 {
 	char script[600], before[256], after[256];
-	struct sl_proc *p = load(cs, s, k, "p", "t.lua", script, sizeof(script));
+	struct sl_proc *p = load(cs, s, "p", "t.lua", script, sizeof(script));
 	struct sl_inst *in;
 	struct emitted em;
 	struct result r;
@@ -306,7 +306,7 @@ static void test_batches(struct sl_store *s, struct sl_ckpts *k, struct sl_contr
 		r = ingest(p, in, b, 3);
 		is(r.called, 1, "done is called once");
 		ok(r.rc == 0, "[A@1, B@2, A@3] succeeds (%s)", r.msg);
-		ckpt_text(k, "p", "s/1", after, sizeof(after));
+		ckpt_text(s, "p", "s/1", after, sizeof(after));
 		is_str(after, "3|{\"seen\":[1,3]}", "only A@1 and A@3 are reduced; checkpoint 3 (%s)", after);
 		is_str(hits_of(s, &em), "1:1,3:1", "processEvent ran for 1 and 3 only (%s)", em.hits);
 		ok(in->offset == 3, "the instance's offset is 3");
@@ -316,7 +316,7 @@ static void test_batches(struct sl_store *s, struct sl_ckpts *k, struct sl_contr
 		r = ingest(p, in, b, 3);
 		ok(r.called == 1 && r.rc == 0, "the replayed batch succeeds (%s)", r.msg);
 		is(data_version(), v, "the replayed batch commits nothing");
-		ckpt_text(k, "p", "s/1", before, sizeof(before));
+		ckpt_text(s, "p", "s/1", before, sizeof(before));
 		is_str(before, after, "the checkpoint row is unchanged (%s)", before);
 		is_str(hits_of(s, &em), "1:1,3:1", "processEvent did not run again (%s)", em.hits);
 	}
@@ -328,7 +328,7 @@ static void test_batches(struct sl_store *s, struct sl_ckpts *k, struct sl_contr
 					 ev("s/1", 5, "t/a", "{}") };
 		r = ingest(p, in, b, 5);
 		ok(r.rc == 0, "[A@2, A@4, A@4, A@3, A@5] succeeds (%s)", r.msg);
-		ckpt_text(k, "p", "s/1", after, sizeof(after));
+		ckpt_text(s, "p", "s/1", after, sizeof(after));
 		is_str(after, "5|{\"seen\":[1,3,4,5]}", "only 4 and 5 are reduced, once each (%s)", after);
 		is_str(hits_of(s, &em), "1:1,3:1,4:1,5:1", "processEvent ran once for 4 and 5 (%s)",
 		       em.hits);
@@ -341,20 +341,20 @@ static void test_batches(struct sl_store *s, struct sl_ckpts *k, struct sl_contr
 		struct sl_event good = ev("s/1", 6, "t/a", "{\"emit\":true}");
 		struct sl_event next = ev("s/1", 7, "t/a", "{}");
 
-		ckpt_text(k, "p", "s/1", before, sizeof(before));
+		ckpt_text(s, "p", "s/1", before, sizeof(before));
 		v = data_version();
 		r = ingest(p, in, &bad, 1);
 		ok(r.called == 1 && r.rc != 0, "a throwing processEvent fails the batch");
 		ok(strstr(r.msg, "boom at 6") != NULL, "the error carries the hook's message (%s)", r.msg);
 		is(data_version(), v, "the failed batch commits nothing");
-		ckpt_text(k, "p", "s/1", after, sizeof(after));
+		ckpt_text(s, "p", "s/1", after, sizeof(after));
 		is_str(after, before, "the checkpoint row is unchanged (%s)", after);
 		ok(in->offset == 5, "the instance's offset stays 5");
 		is(read_out(s, "t/out", &em), 0, "the appends of the failed batch are gone");
 
 		r = ingest(p, in, &good, 1);
 		ok(r.rc == 0, "the same event delivered again succeeds (%s)", r.msg);
-		ckpt_text(k, "p", "s/1", after, sizeof(after));
+		ckpt_text(s, "p", "s/1", after, sizeof(after));
 		is_str(after, "6|{\"seen\":[1,3,4,5,6]}",
 		       "the state advanced once, from the unchanged state (%s)", after);
 		is(read_out(s, "t/out", &em), 1, "exactly one default-keyed event was emitted");
@@ -379,7 +379,7 @@ static void test_batches(struct sl_store *s, struct sl_ckpts *k, struct sl_contr
 		struct sl_event bad_payload = ev("s/1", 8, "t/a", "{\"n\":\"x\"}");
 		struct sl_event bad_emit = ev("s/1", 8, "t/a", "{\"emitOther\":true}");
 
-		ckpt_text(k, "p", "s/1", before, sizeof(before));
+		ckpt_text(s, "p", "s/1", before, sizeof(before));
 		v = data_version();
 		r = ingest(p, in, &bad_state, 1);
 		ok(r.rc != 0, "a reduce returning an invalid state fails the batch");
@@ -399,7 +399,7 @@ static void test_batches(struct sl_store *s, struct sl_ckpts *k, struct sl_contr
 		   "the message names the type and emits (%s)", r.msg);
 
 		is(data_version(), v, "none of the failed batches committed anything");
-		ckpt_text(k, "p", "s/1", after, sizeof(after));
+		ckpt_text(s, "p", "s/1", after, sizeof(after));
 		is_str(after, before, "the checkpoint row is unchanged (%s)", after);
 		is(read_out(s, "t/other", &em), 0, "t/other was not appended");
 		is_str(hits_of(s, &em), "1:1,3:1,4:1,5:1,6:2,7:1",
@@ -412,7 +412,7 @@ static void test_batches(struct sl_store *s, struct sl_ckpts *k, struct sl_contr
 
 		r = ingest(p, in, b, 2);
 		ok(r.rc == 0, "a batch of non-consumed events succeeds (%s)", r.msg);
-		ckpt_text(k, "p", "s/1", after, sizeof(after));
+		ckpt_text(s, "p", "s/1", after, sizeof(after));
 		is_str(after, "9|{\"seen\":[1,3,4,5,6,7]}", "it only advances the checkpoint (%s)", after);
 		is_str(hits_of(s, &em), "1:1,3:1,4:1,5:1,6:2,7:1", "no hook ran (%s)", em.hits);
 	}
@@ -424,9 +424,9 @@ static void test_batches(struct sl_store *s, struct sl_ckpts *k, struct sl_contr
 
 		r = ingest(p, in2, &b, 1);
 		ok(r.rc == 0, "a second instance runs (%s)", r.msg);
-		ckpt_text(k, "p", "s/2", after, sizeof(after));
+		ckpt_text(s, "p", "s/2", after, sizeof(after));
 		is_str(after, "2|{\"seen\":[2]}", "with its own state (%s)", after);
-		ckpt_text(k, "p", "s/1", after, sizeof(after));
+		ckpt_text(s, "p", "s/1", after, sizeof(after));
 		is_str(after, "9|{\"seen\":[1,3,4,5,6,7]}", "s/1 is untouched (%s)", after);
 	}
 	sl_proc_free(p);
@@ -434,10 +434,10 @@ static void test_batches(struct sl_store *s, struct sl_ckpts *k, struct sl_contr
 
 /* prepare fails once: the call fails, nothing is read or written, the next call
  * retries it. */
-static void test_prepare_retry(struct sl_store *s, struct sl_ckpts *k, struct sl_contracts *cs)
+static void test_prepare_retry(struct sl_store *s, struct sl_contracts *cs)
 {
 	char script[600], after[256];
-	struct sl_proc *p = load(cs, s, k, "q", "q.lua", script, sizeof(script));
+	struct sl_proc *p = load(cs, s, "q", "q.lua", script, sizeof(script));
 	struct sl_event e1 = ev("q/1", 2, "q/a", "{}");
 	struct sl_inst *in;
 	struct result r;
@@ -452,28 +452,41 @@ static void test_prepare_retry(struct sl_store *s, struct sl_ckpts *k, struct sl
 	ok(strstr(r.msg, "prepare") && strstr(r.msg, "prep-fail"),
 	   "the message says prepare failed and why (%s)", r.msg);
 	is(data_version(), v, "nothing was committed");
-	ckpt_text(k, "q", "q/1", after, sizeof(after));
+	ckpt_text(s, "q", "q/1", after, sizeof(after));
 	is_str(after, "none", "no checkpoint row (%s)", after);
 
 	r = ingest(p, in, &e1, 1);
 	ok(r.rc == 0, "the next call retries prepare and succeeds (%s)", r.msg);
-	ckpt_text(k, "q", "q/1", after, sizeof(after));
+	ckpt_text(s, "q", "q/1", after, sizeof(after));
 	is_str(after, "2|{\"n\":1,\"tries\":2}", "the batch ran after the second prepare (%s)", after);
 
 	r = ingest(p, in, &e1, 1);
 	ok(r.rc == 0, "a later call does not run prepare again (%s)", r.msg);
-	ckpt_text(k, "q", "q/1", after, sizeof(after));
+	ckpt_text(s, "q", "q/1", after, sizeof(after));
 	is_str(after, "2|{\"n\":1,\"tries\":2}", "(the replay wrote nothing) (%s)", after);
 	sl_proc_free(p);
 }
 
+/* Drops the processor's tables in a commit of its own. */
+static int drop_tables(struct sl_store *s, const char *proc, struct sl_diag *d)
+{
+	struct sl_commit *c;
+	int rc, end;
+
+	if ((rc = sl_commit_begin(s, NULL, &c, d)))
+		return rc;
+	rc = sl_ckpt_drop_tables(c, proc, d);
+	end = sl_commit_end(c, rc == 0, d);
+	return rc ? rc : end;
+}
+
 /* ctx.db: prepare creates a table (its first attempt fails after creating it), the
  * hooks write projection rows in the batch's transaction, the table is recorded as the
- * processor's and sl_ckpt_drop_tables drops it. */
-static void test_db(struct sl_store *s, struct sl_ckpts *k, struct sl_contracts *cs)
+ * processor's and sl_ckpt_drop_tables (in a commit) drops it. */
+static void test_db(struct sl_store *s, struct sl_contracts *cs)
 {
 	char script[600], after[256];
-	struct sl_proc *p = load(cs, s, k, "r", "r.lua", script, sizeof(script));
+	struct sl_proc *p = load(cs, s, "r", "r.lua", script, sizeof(script));
 	struct sl_event b[2] = { ev("r/1", 2, "r/a", "{}"), ev("r/1", 3, "r/a", "{}") };
 	struct sl_event bad = ev("r/1", 4, "r/a", "{\"fail\":true}");
 	struct sl_inst *in;
@@ -494,12 +507,12 @@ static void test_db(struct sl_store *s, struct sl_ckpts *k, struct sl_contracts 
 	r = ingest(p, in, &bad, 1);
 	ok(r.rc != 0, "a failing processEventBatch fails the batch (%s)", r.msg);
 	is(query_int("SELECT count(*) FROM proj"), 2, "its projection row was rolled back");
-	ckpt_text(k, "r", "r/1", after, sizeof(after));
+	ckpt_text(s, "r", "r/1", after, sizeof(after));
 	is_str(after, "3|{\"n\":2}", "the checkpoint is at the projection's last row (%s)", after);
 	is(query_int("SELECT count(*) FROM sl_tables WHERE processor = 'r' AND name IN ('prep', 'proj')"),
 	   2, "both tables are recorded as the processor's");
 	sl_diag_init(&d);
-	ok(sl_ckpt_drop_tables(k, "r", &d) == 0, "dropping r's tables succeeds (%s)", sl_diag_msg(&d));
+	ok(drop_tables(s, "r", &d) == 0, "dropping r's tables succeeds (%s)", sl_diag_msg(&d));
 	is(query_int("SELECT count(*) FROM sqlite_schema WHERE name IN ('prep', 'proj')"), 0,
 	   "dropping the processor's tables drops prep and proj");
 	sl_proc_free(p);
@@ -534,7 +547,6 @@ int main(void)
 {
 	struct sl_contracts *cs = NULL;
 	struct sl_store *s = NULL;
-	struct sl_ckpts *k = NULL;
 	struct sl_diag d;
 	const char *dirs[1];
 	char cmd[700];
@@ -553,8 +565,7 @@ int main(void)
 	snprintf(store_path, sizeof(store_path), "%s/store.db", dir);
 	sl_diag_init(&d);
 	dirs[0] = dir;
-	if (sl_contracts_new(&cs, dirs, 1, &d) || sl_store_open(&s, store_path, NULL, &d) ||
-	    sl_ckpts_open(&k, s, &d)) {
+	if (sl_contracts_new(&cs, dirs, 1, &d) || sl_store_open(&s, store_path, NULL, &d)) {
 		printf("Bail out! %s\n", sl_diag_msg(&d));
 		return 1;
 	}
@@ -564,13 +575,12 @@ int main(void)
 	}
 	data_version();
 
-	test_batches(s, k, cs);
-	test_prepare_retry(s, k, cs);
-	test_db(s, k, cs);
+	test_batches(s, cs);
+	test_prepare_retry(s, cs);
+	test_db(s, cs);
 	test_load_errors(cs);
 
 	sqlite3_close(reader);
-	sl_ckpts_close(k);
 	sl_store_close(s);
 	sl_contracts_free(cs);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);

@@ -1,12 +1,20 @@
-/* test_store.c - unit tests of the SQLite event store (sl_store.h). */
+/* test_store.c - unit tests of the store (sl_store.h, sl_checkpoint.h) on its SQLite
+ * backend: the event log, commits, fences, leases, the payload check, migrations.
+ * The projection handle's connection (sl_store_sqlite.h) stands in for ctx.db and, in
+ * one test, for another runner taking a lease over while a batch runs. */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
 
+#include "sl_checkpoint.h"
+#include "sl_contract.h"
 #include "sl_store.h"
+#include "sl_store_sqlite.h"
 #include "unit.h"
 
 static char dir[] = "/tmp/sl_test_store_XXXXXX";
@@ -37,6 +45,13 @@ static int count_events(struct sl_store *s, const char *stream)
 
 	sl_store_read(s, stream, 1, 0, NULL, collect_fn, &c, NULL);
 	return c.n;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
 }
 
 static struct sl_event_in ev_of(const char *stream, const char *type, const char *payload)
@@ -71,24 +86,207 @@ static void test_batch_all_or_nothing(struct sl_store *s)
 	   "positions follow the batch order");
 }
 
-static void test_savepoint(struct sl_store *s)
+/* The commit object: appends inside it are savepoints, it commits or rolls back as a
+ * whole, and while it is open the store refuses units of work of their own. */
+static void test_commit(struct sl_store *s)
 {
 	struct sl_event_in ok1 = ev_of("sp/1", "t", NULL), bad = ev_of("sp/1", "", NULL);
 	struct sl_append_result r;
+	struct sl_commit *c = NULL, *c2 = (struct sl_commit *)1;
+	struct sl_lease l;
+	struct sl_diag d;
 	int64_t head;
 
-	is(sl_store_begin(s, NULL), 0, "begin a transaction");
-	is(sl_store_append(s, &ok1, 1, &r, 0, NULL, NULL), 0, "append inside it");
-	is(sl_store_append(s, &bad, 1, &r, 0, NULL, NULL), SL_EINVAL,
+	is(sl_commit_begin(s, NULL, &c, NULL), 0, "begin a commit");
+	is(sl_commit_append(c, &ok1, 1, &r, 0, NULL, NULL), 0, "append inside it");
+	is(sl_commit_append(c, &bad, 1, &r, 0, NULL, NULL), SL_EINVAL,
 	   "a failing append inside it fails alone");
-	is(sl_store_commit(s, NULL), 0, "commit");
+	sl_diag_init(&d);
+	is(sl_store_append(s, &ok1, 1, &r, 0, NULL, &d), SL_EBUSY,
+	   "an append of its own is refused meanwhile: %s", d.msg);
+	is(sl_commit_begin(s, NULL, &c2, NULL), SL_EBUSY, "so is a second commit");
+	ok(c2 == NULL, "which hands out nothing");
+	is(sl_store_lease_acquire(s, "p", "me", 1000, &l, NULL), SL_EBUSY, "and a lease");
+	is(count_events(s, "sp/1"), 2, "reads see the open commit's writes");
+	is(sl_commit_end(c, 1, NULL), 0, "commit");
 	is(count_events(s, "sp/1"), 2, "the good append survived the failed one");
-	is(sl_store_begin(s, NULL), 0, "begin again");
-	sl_store_append(s, &ok1, 1, &r, 0, NULL, NULL);
-	sl_store_rollback(s);
-	is(count_events(s, "sp/1"), 2, "a rolled back transaction leaves nothing");
+	is(sl_commit_begin(s, NULL, &c, NULL), 0, "begin again");
+	sl_commit_append(c, &ok1, 1, &r, 0, NULL, NULL);
+	is(sl_commit_end(c, 0, NULL), 0, "roll back");
+	is(count_events(s, "sp/1"), 2, "a rolled back commit leaves nothing");
+	is(sl_store_append(s, &ok1, 1, &r, 0, NULL, NULL), 0,
+	   "after the end the store takes appends of their own again");
+	is(sl_commit_end(NULL, 1, NULL), 0, "ending no commit is a no-op");
 	sl_store_head_position(s, &head, NULL);
 	ok(head > 0, "head position is %lld", (long long)head);
+}
+
+static int ckpt_offset(struct sl_store *s, const char *proc, const char *stream)
+{
+	struct sl_ckpt c;
+	int found = 0, off;
+
+	if (sl_ckpt_get(s, proc, stream, &c, &found, NULL) || !found)
+		return -1;
+	off = (int)c.offset;
+	sl_ckpt_release(&c);
+	return off;
+}
+
+/* Rows written through a commit: checkpoint, fault, dead letter, reset. */
+static void test_rows(struct sl_store *s)
+{
+	struct sl_dead_letter dl = { "p", "r/1", "t", "boom", NULL, "2026-01-01T00:00:00.000Z",
+				     3, 5, 4 };
+	struct sl_commit *c;
+	struct sl_ckpt k;
+	int found;
+
+	is(sl_commit_begin(s, NULL, &c, NULL), 0, "a commit for rows");
+	sl_ckpt_put(c, "p", "r/1", 7, "{\"n\":1}", 7, 7, NULL);
+	sl_ckpt_fault(c, "p", "r/2", "broken", NULL);
+	sl_ckpt_dead_letter(c, &dl, NULL);
+	is(sl_commit_end(c, 1, NULL), 0, "commits checkpoint, fault and dead letter");
+	is(ckpt_offset(s, "p", "r/1"), 7, "the checkpoint is stored");
+	sl_ckpt_get(s, "p", "r/2", &k, &found, NULL);
+	ok(found && k.faulted && k.last_error && !strcmp(k.last_error, "broken"),
+	   "the fault is stored with its error");
+	sl_ckpt_release(&k);
+	sl_commit_begin(s, NULL, &c, NULL);
+	sl_ckpt_reset(c, "p", NULL, 0, NULL);
+	sl_commit_end(c, 1, NULL);
+	is(ckpt_offset(s, "p", "r/1"), 0, "a reset of every instance discards the offset");
+	sl_ckpt_get(s, "p", "r/2", &k, &found, NULL);
+	ok(found && !k.faulted, "and clears the fault");
+	sl_ckpt_release(&k);
+}
+
+/* Counts the rows of a projection table over the commit's connection, or -1. */
+static int proj_rows(struct sl_proj *pj, const char *table)
+{
+	char sql[128];
+	sqlite3_stmt *st;
+	int n = -1;
+
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", table);
+	if (sqlite3_prepare_v2(sl_proj_db(pj), sql, -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
+/* A batch in a fenced commit: an append, a checkpoint and a projection row. */
+static int fenced_batch(struct sl_store *s, const struct sl_fence *f, const char *steal,
+			struct sl_diag *d)
+{
+	struct sl_event_in e = ev_of("f/1", "t", NULL);
+	struct sl_append_result r;
+	struct sl_commit *c;
+	struct sl_proj *pj;
+	int rc;
+
+	if ((rc = sl_commit_begin(s, f, &c, d)))
+		return rc;
+	pj = sl_commit_projection(c);
+	sl_commit_append(c, &e, 1, &r, 0, NULL, NULL);
+	sl_ckpt_put(c, "counter", "f/1", r.offset, "{}", 2, r.offset, NULL);
+	sqlite3_exec(sl_proj_db(pj), "CREATE TABLE IF NOT EXISTS proj_f(x); INSERT INTO proj_f VALUES (1)",
+		     NULL, NULL, NULL);
+	ok(count_events(s, "f/1") > 0 && proj_rows(pj, "proj_f") == 1,
+	   "inside the commit the batch's writes are visible");
+	if (steal) /* another runner takes over while the batch runs */
+		sqlite3_exec(sl_proj_db(pj), steal, NULL, NULL, NULL);
+	return sl_commit_end(c, 1, d);
+}
+
+/* Nothing of a fenced batch is in the store: no event, checkpoint or projection table. */
+static int nothing_of_batch(struct sl_store *s)
+{
+	struct sl_commit *c;
+	int n;
+
+	if (sl_commit_begin(s, NULL, &c, NULL))
+		return 0;
+	n = proj_rows(sl_commit_projection(c), "proj_f");
+	sl_commit_end(c, 0, NULL);
+	return count_events(s, "f/1") == 0 && ckpt_offset(s, "counter", "f/1") == -1 && n == -1;
+}
+
+static void test_fence(struct sl_store *s)
+{
+	struct sl_fence a1 = { "counter", "a@host", 1 }, b1 = { "counter", "b@host", 1 };
+	struct sl_fence b2 = { "counter", "b@host", 2 };
+	struct sl_commit *c = (struct sl_commit *)1;
+	struct sl_lease l;
+	struct sl_diag d;
+	int found;
+
+	sl_store_lease_acquire(s, "counter", "a@host", 60000, &l, NULL);
+	ok(!strcmp(l.owner, "a@host") && l.epoch == 1, "a holds the lease of counter at epoch 1");
+	sl_diag_init(&d);
+	is(fenced_batch(s, &a1, "UPDATE sl_leases SET owner = 'b@host', epoch = 2", &d),
+	   SL_EFENCED, "a commit whose lease was taken over while it ran fails");
+	ok(strstr(d.msg, "processor 'counter'") && strstr(d.msg, "b@host"),
+	   "naming the processor and the owner now: %s", d.msg);
+	ok(nothing_of_batch(s), "its append, checkpoint and projection rows were all rolled back");
+	sl_store_lease_get(s, "counter", &l, &found, NULL);
+	ok(!strcmp(l.owner, "a@host") && l.epoch == 1, "(the test's takeover went with them)");
+
+	/* a stalls: its lease expires and b takes over. */
+	sl_store_lease_acquire(s, "counter", "a@host", 1, &l, NULL);
+	sleep_ms(20);
+	sl_store_lease_acquire(s, "counter", "b@host", 60000, &l, NULL);
+	ok(!strcmp(l.owner, "b@host") && l.epoch == 2, "b took over the expired lease (epoch %lld)",
+	   (long long)l.epoch);
+	sl_diag_init(&d);
+	is(sl_commit_begin(s, &a1, &c, &d), SL_EFENCED, "a, which lost its lease, cannot commit");
+	ok(c == NULL && strstr(d.msg, "is run by b@host (epoch 2), not by a@host (epoch 1)"),
+	   "and is told who runs it: %s", d.msg);
+	sl_diag_init(&d);
+	is(fenced_batch(s, &b1, NULL, &d), SL_EFENCED, "a stale epoch of the owner is refused too");
+	ok(nothing_of_batch(s), "nothing of the fenced batches was written");
+	sl_diag_init(&d);
+	is(fenced_batch(s, &b2, NULL, &d), 0, "the holder's commit goes through (%s)", d.msg);
+	is(count_events(s, "f/1"), 2, "with its append");
+	is(ckpt_offset(s, "counter", "f/1"), 2, "and its checkpoint");
+}
+
+static void test_leases(struct sl_store *s)
+{
+	struct sl_lease l;
+	struct sl_diag d;
+	int found = 1;
+	int64_t t0 = sl_store_now_ms();
+
+	is(sl_store_lease_get(s, "idle", &l, &found, NULL), 0, "reading a lease never taken");
+	ok(!found && !*l.owner && l.epoch == 0, "finds none");
+	sl_store_lease_acquire(s, "p", "one", 60000, &l, NULL);
+	ok(!strcmp(l.owner, "one") && l.epoch == 1 && l.expires_at >= t0 + 60000,
+	   "a free lease is taken at epoch 1, until now + ttl");
+	sl_store_lease_acquire(s, "p", "two", 60000, &l, NULL);
+	ok(!strcmp(l.owner, "one") && l.epoch == 1, "a live lease of another is not taken;"
+	   " its holder is reported");
+	sl_store_lease_acquire(s, "p", "one", 30, &l, NULL);
+	ok(!strcmp(l.owner, "one") && l.epoch == 1, "renewing keeps the epoch");
+	sleep_ms(60);
+	sl_store_lease_acquire(s, "p", "one", 30, &l, NULL);
+	ok(!strcmp(l.owner, "one") && l.epoch == 1,
+	   "renewing an expired lease nobody took keeps the epoch too");
+	sleep_ms(60);
+	sl_store_lease_acquire(s, "p", "two", 60000, &l, NULL);
+	ok(!strcmp(l.owner, "two") && l.epoch == 2, "an expired lease is taken over at epoch + 1");
+	is(sl_store_lease_release(s, "p", "one", NULL), 0, "a release by a non-holder");
+	sl_store_lease_get(s, "p", &l, &found, NULL);
+	ok(!strcmp(l.owner, "two"), "changes nothing");
+	sl_store_lease_release(s, "p", "two", NULL);
+	sl_store_lease_get(s, "p", &l, &found, NULL);
+	ok(found && !*l.owner && l.epoch == 2, "a release frees it at once, keeping the epoch");
+	sl_store_lease_acquire(s, "p", "two", 60000, &l, NULL);
+	ok(!strcmp(l.owner, "two") && l.epoch == 3, "taking a released lease raises the epoch");
+	sl_diag_init(&d);
+	is(sl_store_lease_acquire(s, "p", "", 1000, &l, &d), SL_EINVAL, "an empty owner: %s", d.msg);
 }
 
 static int all_fn(void *ud, const struct sl_event *ev)
@@ -144,21 +342,182 @@ static void test_names(void)
 	ok(!sl_stream_name_valid("\xc3\xa9"), "non-ASCII");
 }
 
+/* The payload check is the caller's: with the core validator a bad stream/paused
+ * payload is rejected on every append path, exactly as the CLI reports it. */
+static void test_validator(void)
+{
+	struct sl_store_opts o = { SL_DURABILITY_FULL, 0, sl_core_validate, NULL };
+	struct sl_event_in bad = ev_of("v/1", "stream/paused", "{\"reason\":5}");
+	struct sl_event_in good = ev_of("v/1", "stream/paused", "{\"reason\":\"maintenance\"}");
+	struct sl_event_in next = ev_of("v/1", "t", NULL);
+	struct sl_core_validator *v = NULL;
+	struct sl_append_result r;
+	struct sl_commit *c;
+	struct sl_store *s;
+	struct sl_diag d;
+	char p[300];
+
+	snprintf(p, sizeof(p), "%s/validated.db", dir);
+	sl_diag_init(&d);
+	is(sl_core_validator_new(&v, &d), 0, "a core validator");
+	o.check_ud = v;
+	is(sl_store_open(&s, p, &o, &d), 0, "opens a store that checks with it");
+	is(sl_store_append(s, &bad, 1, &r, 0, NULL, &d), SL_EINVAL,
+	   "a stream/paused with a numeric reason is rejected");
+	ok(!strncmp(d.msg, "payload: ", 9) && strstr(d.msg, "reason"), "naming the field: %s", d.msg);
+	is(count_events(s, "v/1"), 0, "and nothing is written");
+	is(sl_store_check_event(&bad, sl_core_validate, v, NULL), SL_EINVAL,
+	   "sl_store_check_event with the validator rejects it too");
+	is(sl_store_check_event(&bad, NULL, NULL, NULL), 0, "without a check only the envelope counts");
+	sl_commit_begin(s, NULL, &c, NULL);
+	is(sl_commit_append(c, &bad, 1, &r, 0, NULL, NULL), SL_EINVAL,
+	   "appends inside a commit are checked as well");
+	sl_commit_end(c, 0, NULL);
+	is(sl_store_append(s, &good, 1, &r, 0, NULL, NULL), 0, "a valid stream/paused is appended");
+	sl_diag_init(&d);
+	is(sl_store_append(s, &next, 1, &r, 0, NULL, &d), SL_EPAUSED, "and pauses: %s", d.msg);
+	sl_store_close(s);
+	sl_core_validator_free(v);
+	sl_core_validator_free(NULL);
+}
+
+/* Bytes the C heap holds now (small and mmapped blocks). */
+static size_t heap_used(void)
+{
+	struct mallinfo2 mi = mallinfo2();
+
+	return mi.uordblks + mi.hblkhd;
+}
+
+/* A validator that has built its lua_State and registry frees all of it. (Under
+ * AddressSanitizer, whose heap mallinfo2 does not see, its leak check at exit says
+ * the same.) */
+static void test_validator_frees(void)
+{
+	struct sl_core_validator *v;
+	size_t before = 0, after, grown;
+	int i, rc = 0;
+
+	for (i = 0; i <= 20; i++) {
+		if (i == 1)
+			before = heap_used();
+		if (sl_core_validator_new(&v, NULL))
+			break;
+		rc |= sl_core_validate(v, "stream/paused", "{\"reason\":1}", 12, NULL) != SL_EINVAL;
+		sl_core_validator_free(v);
+	}
+	after = heap_used();
+	grown = after > before ? after - before : 0;
+	ok(i == 21 && !rc, "20 validators each built their lua_State and checked a payload");
+	ok(grown < 16384, "and freed it: the heap grew by %zu bytes", grown);
+}
+
+static void test_backends(void)
+{
+	struct sl_store *s = (struct sl_store *)1;
+	struct sl_diag d;
+
+	sl_diag_init(&d);
+	is(sl_store_open(&s, "nats://127.0.0.1:4222", NULL, &d), SL_ENOTSUP,
+	   "a nats:// store is picked by its URL and not supported yet");
+	ok(s == NULL && strstr(d.msg, "cannot open store 'nats://127.0.0.1:4222'") &&
+		   strstr(d.msg, "not supported yet"),
+	   "and says so: %s", d.msg);
+}
+
+static int user_version_of(const char *p)
+{
+	sqlite3_stmt *st;
+	sqlite3 *db;
+	int v = -1;
+
+	if (sqlite3_open_v2(p, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			v = sqlite3_column_int(st, 0);
+		sqlite3_finalize(st);
+	}
+	sqlite3_close(db);
+	return v;
+}
+
+/* A store of schema version 3 (before leases) keeps opening. */
+static void test_migration(void)
+{
+	struct sl_store_opts ro = { SL_DURABILITY_FULL, 1, NULL, NULL };
+	struct sl_event_in e = ev_of("m/1", "t", NULL);
+	struct sl_append_result r;
+	struct sl_store *s;
+	struct sl_lease l;
+	struct sl_diag d;
+	sqlite3 *db;
+	char p[300];
+
+	snprintf(p, sizeof(p), "%s/v3.db", dir);
+	sl_diag_init(&d);
+	if (sl_store_open(&s, p, NULL, &d) || sl_store_append(s, &e, 1, &r, 0, NULL, &d))
+		diag("cannot make a store: %s", d.msg);
+	sl_store_close(s);
+	sqlite3_open(p, &db);
+	sqlite3_exec(db, "DROP TABLE sl_leases; PRAGMA user_version = 3", NULL, NULL, NULL);
+	sqlite3_close(db);
+	is(sl_store_open(&s, p, &ro, &d), 0, "a version 3 store opens read-only, as it is");
+	is(count_events(s, "m/1"), 2, "its events are read");
+	sl_store_close(s);
+	is(user_version_of(p), 3, "(a read-only open changes nothing)");
+	is(sl_store_open(&s, p, NULL, &d), 0, "a read-write open migrates it");
+	is(sl_store_lease_acquire(s, "p", "me", 1000, &l, &d), 0, "its new lease table works (%s)",
+	   d.msg);
+	sl_store_close(s);
+	is(user_version_of(p), 4, "it is at version 4 now");
+	snprintf(p, sizeof(p), "%s/missing.db", dir);
+	sl_diag_init(&d);
+	is(sl_store_open(&s, p, &ro, &d), SL_EIO, "a read-only open of a missing file fails");
+	ok(strstr(d.msg, "no such file") && access(p, F_OK), "without creating it: %s", d.msg);
+}
+
+/* Closing a store with a commit open rolls it back and frees it. */
+static void test_close_open_commit(void)
+{
+	struct sl_event_in e = ev_of("c/1", "t", NULL);
+	struct sl_append_result r;
+	struct sl_commit *c;
+	struct sl_store *s;
+	char p[300];
+
+	snprintf(p, sizeof(p), "%s/closed.db", dir);
+	if (sl_store_open(&s, p, NULL, NULL) || sl_commit_begin(s, NULL, &c, NULL))
+		diag("cannot open %s", p);
+	is(sl_commit_append(c, &e, 1, &r, 0, NULL, NULL), 0, "an append in a commit left open");
+	sl_store_close(s);
+	sl_store_open(&s, p, NULL, NULL);
+	is(count_events(s, "c/1"), 0, "is rolled back when the store closes");
+	sl_store_close(s);
+}
+
 int main(void)
 {
 	struct sl_store *s;
 
-	plan(35);
+	plan(100);
 	if (!mkdtemp(dir))
 		return 1;
 	snprintf(path, sizeof(path), "%s/store.db", dir);
 	test_names();
 	is(sl_store_open(&s, path, NULL, NULL), 0, "open a new store");
 	test_batch_all_or_nothing(s);
-	test_savepoint(s);
+	test_commit(s);
+	test_rows(s);
+	test_leases(s);
+	test_fence(s);
 	test_read_all(s);
 	sl_store_close(s);
 	test_reopen_and_version();
+	test_validator();
+	test_validator_frees();
+	test_backends();
+	test_migration();
+	test_close_open_commit();
 	sl_store_close(NULL);
 	{
 		char cmd[300];

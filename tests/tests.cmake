@@ -5,7 +5,7 @@
 #   slow  tests that take more than a few seconds
 
 # C unit tests: tests/test_<name>.c, linked against the engine and Lua.
-foreach(name IN ITEMS buf json luajson store schema schema_suite processor sandbox)
+foreach(name IN ITEMS buf json luajson store schema schema_suite processor sandbox log)
   add_executable(test_${name} tests/test_${name}.c)
   target_link_libraries(test_${name} PRIVATE sluice_engine PkgConfig::LUA sl_warnings)
   target_include_directories(test_${name} PRIVATE tests)
@@ -13,10 +13,12 @@ foreach(name IN ITEMS buf json luajson store schema schema_suite processor sandb
   set_tests_properties(unit/${name} PROPERTIES LABELS unit)
 endforeach()
 
-# The environment shared by busted specs and end-to-end tests: the built binary,
-# the Lua module, the shipped Lua code and the source tree.
+# The environment shared by busted specs and end-to-end tests: the built binary (and
+# sluice-testing, the same with the SL_TESTING switches for the crash tests), the Lua
+# module, the shipped Lua code and the source tree.
 set(SL_TEST_ENV
   "SLUICE=$<TARGET_FILE:sluice>"
+  "SLUICE_TESTING=$<TARGET_FILE:sluice-testing>"
   "SLUICE_SRC=${CMAKE_SOURCE_DIR}"
   "SLUICE_BUILD=${CMAKE_BINARY_DIR}")
 if(SL_SANITIZE)

@@ -5,7 +5,8 @@
 # (SLUICE_CRASH_BATCH=N), then run again to completion without injection. After the
 # crash the store must hold exactly what the committed batches wrote; after the
 # recovery everything must equal a reference store that ran the same events without a
-# crash, and the state must equal the one computed here from the input.
+# crash, and the state must equal the one computed here from the input. The injection
+# is a test switch of sluice-testing ($SLUICE_TESTING); the shipped sluice ignores it.
 #
 # Fixture: tests/fixtures/runtime/tally.deploy.lua (tally.lua, batchSize 7): it
 # answers every t/inc with one t/seen {offset, count} on out/<stream's last segment>
@@ -13,6 +14,7 @@
 # up to 51, 24 and 7: 8 + 4 + 1 = 13 batches.
 . "$(dirname "$0")/lib/testlib.sh"
 : "${SLUICE_SRC:?set SLUICE_SRC to the source tree}"
+: "${SLUICE_TESTING:?set SLUICE_TESTING to the sluice-testing binary}"
 S=$SLUICE
 BATCHES=13
 declare -A NEVENTS=([m/1]=50 [m/2]=23 [m/3]=6)
@@ -43,9 +45,10 @@ emitted() {
 	for s in out/1 out/2 out/3; do $S events "$s" --deployment "$1/tally.deploy.lua" 2>/dev/null; done |
 		jq -c 'select(.type == "t/seen") | [.stream, .offset, .payload, .idempotencyKey, .metadata]'
 }
+# SQL, not the CLI: proj_tally is the processor's ctx.db table, which no command reads.
 projection() { sqlite3 -readonly "$1/tally.db" "SELECT stream, off, by, count FROM proj_tally ORDER BY stream, off"; }
 crash_run() {
-	{ SLUICE_CRASH_AT=$2 SLUICE_CRASH_BATCH=$3 $S run "$1/tally.deploy.lua" --until-caught-up >/dev/null 2>&1; echo $?; } 2>/dev/null
+	{ SLUICE_CRASH_AT=$2 SLUICE_CRASH_BATCH=$3 $SLUICE_TESTING run "$1/tally.deploy.lua" --until-caught-up >/dev/null 2>&1; echo $?; } 2>/dev/null
 }
 
 # committed_ok DIR WHAT: what the crashed run left is exactly what its committed

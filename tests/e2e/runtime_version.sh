@@ -9,9 +9,11 @@
 # Fixture: tests/fixtures/runtime/tally.lua via tally.deploy.lua (batchSize 7). It
 # writes one row per consumed event into proj_tally, logs "batch <stream> <first>-<last>"
 # from processEventBatch and "effect <stream>@<offset>" from processEvent, and appends
-# one t/seen per event to out/<stream's last segment>.
+# one t/seen per event to out/<stream's last segment>. The crash injection is a test
+# switch of sluice-testing ($SLUICE_TESTING); the shipped sluice ignores it.
 . "$(dirname "$0")/lib/testlib.sh"
 : "${SLUICE_SRC:?set SLUICE_SRC to the source tree}"
+: "${SLUICE_TESTING:?set SLUICE_TESTING to the sluice-testing binary}"
 S=$SLUICE
 
 cp -r "$SLUICE_SRC/tests/fixtures/runtime" "$TMP/fx"
@@ -19,14 +21,15 @@ D=$TMP/fx/tally.deploy.lua
 C=$TMP/fx/schemas/tally.contract.json
 DB=$TMP/fx/tally.db
 rc() { "$@" >/dev/null 2>&1; echo $?; }
+# SQL, not the CLI: proj_tally is the processor's ctx.db table, which no command reads.
 sql() { sqlite3 -readonly "$DB" "$1"; }
 jsonl() { local i; for ((i = $2; i <= $3; i++)); do printf '{"stream":"%s","type":"t/inc","payload":{"by":%d}}\n' "$1" $((i % 5 + 1)); done; }
 set_version() { sed -i -E "s/\"version\": [0-9]+/\"version\": $1/" "$C"; }
-run() { $S run "$D" --until-caught-up >/dev/null 2>"$TMP/run.err"; echo $?; }
+run() { $S run "$D" --until-caught-up --log-format text >/dev/null 2>"$TMP/run.err"; echo $?; }
 effects() { grep -c ' effect ' "$TMP/run.err"; }
 # crash_run AT N: runs with crash injection; prints the exit status (137 for SIGKILL).
 crash_run() {
-	{ SLUICE_CRASH_AT=$1 SLUICE_CRASH_BATCH=$2 $S run "$D" --until-caught-up >/dev/null 2>&1; echo $?; } 2>/dev/null
+	{ SLUICE_CRASH_AT=$1 SLUICE_CRASH_BATCH=$2 $SLUICE_TESTING run "$D" --until-caught-up >/dev/null 2>&1; echo $?; } 2>/dev/null
 }
 emitted() { { for s in out/1 out/2 out/3; do $S events "$s" --deployment "$D" --type t/seen; done; } 2>/dev/null; }
 
@@ -58,6 +61,7 @@ emitted_v1=$(emitted | jq -c '[.stream, .offset, .idempotencyKey, .payload]')
 
 # ---- version 2: a rebuild --------------------------------------------------------------
 # Tamper with the projection: a rebuild must discard the table, not keep it.
+# SQL, not the CLI: only SQL can tamper with the projection table proj_tally.
 sqlite3 "$DB" "UPDATE proj_tally SET by = -1; INSERT INTO proj_tally VALUES ('m/9', 99, 1, 1)"
 set_version 2
 eq "the run after raising the version exits 0" "$(run)" "0"

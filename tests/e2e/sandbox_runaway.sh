@@ -36,6 +36,7 @@ hostile wallclock_loop "$WALL"
 LIMITS='{ instructions = 1e12, memory = "16MiB", wallclock = "500ms" }'
 hostile pattern_wallclock "$WALL"
 hostile append_then_loop "$INSTR"
+# SQL, not the CLI: whether the processor's ctx.db table exists only SQL can say.
 eq "append_then_loop: its ctx.db table was not committed either" \
 	"$(sqlite3 "$TMP/append_then_loop/store.db" "SELECT count(*) FROM sqlite_master WHERE name = 'seen'")" "0"
 hostile block_loop "$INSTR"

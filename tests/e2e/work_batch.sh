@@ -55,6 +55,7 @@ inst() { $S state "$1" work "$2" | jq -c '[.offset, .status, .state]'; }
 lines() { if [ -f "$1" ]; then wc -l <"$1" | tr -d ' '; else echo 0; fi; }
 # results D STREAM: the n of every w/result on STREAM, in order.
 results() { $S events "$2" --deployment "$1" --type w/result | jq -r '.payload.n' | tr '\n' ' '; }
+# SQL, not the CLI: work_rows is the processor's ctx.db table, which no command reads.
 rows() { sqlite3 -readonly "$1" "SELECT stream || '@' || off || ':' || op FROM work_rows ORDER BY stream, off" | tr '\n' ' '; }
 
 # ---- 1. a failing block item fails the batch; it is delivered again ----------------------
@@ -137,6 +138,7 @@ eq "slow: the slow batch's ctx.db row was replayed and committed once" \
    "$(rows "$FX/slow.db")" "x/a@2:slow x/b@2:plain x/b@3:plain x/b@4:plain x/c@2:plain x/c@3:plain x/c@4:plain "
 
 # ---- 4. ctx.db and blocking work ----------------------------------------------------------
+# SQL, not the CLI: work_notes is the processor's ctx.db table, which no command reads.
 notes() { sqlite3 -readonly "$1" "SELECT what FROM work_notes ORDER BY rowid" | tr '\n' ' '; }
 D=$(deployment dbwait 2)
 cmd "$D" x/1 '{"op":"db-wait","n":1,"ms":50}'

@@ -40,6 +40,7 @@ has_line() { grep -qx "$2" "$1" 2>/dev/null; }
 file() { if [ -f "$1" ]; then tr '\n' ' ' <"$1"; fi; }
 inst() { $S state "$1" work g/1 | jq -c '[.offset, .status, .state.ns]'; }
 results() { $S events g/1 --deployment "$1" --type w/result | jq -r '.payload.n' | tr '\n' ' '; }
+# SQL, not the CLI: work_rows is the processor's ctx.db table, which no command reads.
 rows() { sqlite3 -readonly "$1" "SELECT off FROM work_rows ORDER BY off" | tr '\n' ' '; }
 
 # ---- one signal: the batch in flight settles ------------------------------------------------
@@ -78,6 +79,7 @@ eq "second signal: sluice run exits non-zero (128 + signal)" "$([ "$RC" = 130 ] 
 # the file; now that the process is gone it can never be written.
 eq "second signal: it did not wait for the block item" "$(file "$F")" "started 1 "
 eq "second signal: it said why" "$(grep -c 'second signal' "$TMP/bg.err")" "1"
+# SQL, not the CLI: only SQLite can check its file's integrity.
 eq "second signal: the store is intact" "$(sqlite3 "$FX/two.db" 'PRAGMA integrity_check')" "ok"
 eq "second signal: the batch did not commit (the checkpoint is at stream/created)" "$(inst "$D"):$(results "$D"):$(rows "$FX/two.db")" '[1,"ok",""]::'
 sig_cmd "$D" 2 10 "$F"

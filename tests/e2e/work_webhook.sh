@@ -26,6 +26,7 @@ request() {
 }
 delivered() { $S events hooks/a --deployment "$D" --type webhook/delivered | jq -c '.payload | [.requestOffset, .status]' | tr '\n' ' '; }
 state() { $S state "$D" webhook hooks/a | jq -c .state.requests; }
+# SQL, not the CLI: webhook_requests is the processor's ctx.db table, which no command reads.
 projection() { sqlite3 -readonly "$TMP/webhook.db" "SELECT req_offset || ':' || status FROM webhook_requests ORDER BY req_offset" | tr '\n' ' '; }
 sent() { jq -c --arg p "$1" 'select(.path == $p) | [.method, .body, .headers["content-type"]]' "$SERVER_LOG" | tr '\n' ' '; }
 has_requests() { [ "$(requests)" -ge "$1" ]; }
