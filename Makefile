@@ -4,13 +4,13 @@
 # Every Debian package the build, the demo and the tests use.
 PKGS := gcc make cmake pkg-config lua5.4 liblua5.4-dev lua-cjson lua-busted \
 	libsqlite3-dev libuv1-dev libreadline-dev libcurl4-openssl-dev libyajl-dev libpcre2-dev \
-	jq json-schema-test-suite sqlite3 procps python3
+	jq json-schema-test-suite sqlite3 procps python3 clang-format
 
 BUILD ?= build
 ASAN ?= build-asan
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build build-asan demo test test-fast bench clean
+.PHONY: all deps build build-asan demo test test-fast bench format format-check clean
 
 all: build
 
@@ -52,6 +52,16 @@ bench: build
 	$(BUILD)/bench_store || rc=1; \
 	$(BUILD)/bench_runtime || rc=1; \
 	exit $$rc
+
+# The C sources in the repository's one format (.clang-format).
+FORMAT_SRC = $(wildcard engine/*.c engine/*.h tests/*.c tests/*.h bench/*.c bench/*.h)
+
+format: deps
+	clang-format -i $(FORMAT_SRC)
+
+# Fails, naming each file and line, when a C source is not in that format.
+format-check: deps
+	clang-format --dry-run --Werror $(FORMAT_SRC)
 
 clean:
 	rm -rf $(BUILD) $(ASAN)

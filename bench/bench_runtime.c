@@ -109,13 +109,12 @@ struct row {
 
 enum { ROW_CATCHUP, ROW_CATCHUP_RSS, ROW_INST_RSS, ROW_INST_RATE, ROW_BUDGETS, ROW_COUNT };
 
-
 /* ---- small helpers ------------------------------------------------------------- */
 
 /* Removes a store file and its WAL and shared-memory files. */
 static void remove_store(const char *file)
 {
-	static const char *const suffix[] = { "", "-wal", "-shm" };
+	static const char *const suffix[] = {"", "-wal", "-shm"};
 	char p[sizeof(dir) + 64];
 	size_t i;
 
@@ -127,8 +126,8 @@ static void remove_store(const char *file)
 
 static void remove_dir(void)
 {
-	static const char *const stores[] = { "catchup.db", "run.db", "instances.db" };
-	static const char *const files[] = { "catchup.deploy.lua", "instances.deploy.lua" };
+	static const char *const stores[] = {"catchup.db", "run.db", "instances.db"};
+	static const char *const files[] = {"catchup.deploy.lua", "instances.deploy.lua"};
 	char p[sizeof(dir) + 64];
 	size_t i;
 
@@ -244,17 +243,17 @@ static int write_deploy(const char *file, const char *store)
 		return -1;
 	}
 	fprintf(f,
-		"-- written by bench_runtime\n"
-		"return {\n"
-		"  store = \"%s\",\n"
-		"  durability = \"normal\",\n"
-		"  schemas = { \"%s\" },\n"
-		"  processors = {\n"
-		"    counter = { script = \"%s\", streams = \"" PREFIX "/*\", mode = \"each\",\n"
-		"                batchSize = %d },\n"
-		"  },\n"
-		"}\n",
-		store, SCHEMAS, SCRIPT, BATCH);
+	        "-- written by bench_runtime\n"
+	        "return {\n"
+	        "  store = \"%s\",\n"
+	        "  durability = \"normal\",\n"
+	        "  schemas = { \"%s\" },\n"
+	        "  processors = {\n"
+	        "    counter = { script = \"%s\", streams = \"" PREFIX "/*\", mode = \"each\",\n"
+	        "                batchSize = %d },\n"
+	        "  },\n"
+	        "}\n",
+	        store, SCHEMAS, SCRIPT, BATCH);
 	return fclose(f) ? -1 : 0;
 }
 
@@ -262,7 +261,7 @@ static int write_deploy(const char *file, const char *store)
  * of BATCH through sl_store_append (with the store's own validation). */
 static int populate(const char *file, long n, long (*stream_of)(long k, long arg), long arg)
 {
-	struct sl_store_opts o = { SL_DURABILITY_NORMAL, 0, NULL, NULL }; /* no core types */
+	struct sl_store_opts o = {SL_DURABILITY_NORMAL, 0, NULL, NULL}; /* no core types */
 	static struct sl_event_in ev[BATCH];
 	static struct sl_append_result res[BATCH];
 	static char names[BATCH][64];
@@ -293,7 +292,7 @@ static int populate(const char *file, long n, long (*stream_of)(long k, long arg
 			goto fail;
 		if ((k + m) % 200000 == 0 || k + m == n)
 			fprintf(stderr, "  %s: %ld / %ld events appended, %.1f s\n", file, k + m, n,
-				now() - t0);
+			        now() - t0);
 	}
 	rc = 0;
 	goto out;
@@ -372,7 +371,7 @@ static int bare_stream(lua_State *L)
 	do {
 		b->got = 0;
 		if ((rc = sl_store_read(b->s, b->stream, b->last + 1, BATCH, NULL, bare_event, b,
-					&b->d)))
+		                        &b->d)))
 			return luaL_error(L, "%s: %s", b->stream, sl_diag_msg(&b->d));
 	} while (b->got == BATCH);
 	lua_getfield(L, 1, "count");
@@ -401,7 +400,7 @@ static int bare_load(struct bare *b)
 
 static int child_bare(const char *store, long streams, struct child_result *out)
 {
-	struct sl_store_opts o = { SL_DURABILITY_NORMAL, 1, NULL, NULL };
+	struct sl_store_opts o = {SL_DURABILITY_NORMAL, 1, NULL, NULL};
 	struct bare b;
 	char name[64];
 	double t0 = now();
@@ -433,7 +432,7 @@ static int child_bare(const char *store, long streams, struct child_result *out)
 	out->insts = streams;
 	if (out->events != b.events) {
 		fprintf(stderr, "bench_runtime: bare loop counted %lld, reduced %lld events\n",
-			out->events, b.events);
+		        out->events, b.events);
 		goto out;
 	}
 	rc = 0;
@@ -446,28 +445,28 @@ out:
 
 /* ---- child: the engine ------------------------------------------------------------ */
 
-/* Sums the counters of `sluice state` lines and counts the instances whose offset
+/* Sums the counters of the instances' states and counts the instances whose offset
  * is their stream's head (1 + the stream's events: stream/created is at offset 1). */
-static int check_states(const char *text, struct child_result *out, long long *behind)
-{
-	const char *line = text, *p;
-	long long count, offset, per;
+struct state_check {
+	struct child_result *out;
+	long long behind;
+	struct sl_diag *d;
+};
 
-	out->events = out->insts = 0;
-	*behind = 0;
-	for (; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
-		if (!(p = strstr(line, "\"offset\":")))
-			return -1;
-		offset = atoll(p + 9);
-		if (!(p = strstr(line, "\"count\":")))
-			return -1;
-		count = atoll(p + 8);
-		per = offset - 1;
-		out->events += count;
-		out->insts++;
-		if (count != per || strstr(line, "\"status\":\"ok\"") == NULL)
-			++*behind;
-	}
+static int check_state(void *ud, const struct sl_state_row *r)
+{
+	struct state_check *c = ud;
+	const char *p = strstr(r->state_json, "\"count\":"); /* state_json ends in a NUL */
+	long long count, per = (long long)r->offset - 1;
+
+	if (!p)
+		return sl_diag_set(c->d, SL_EINVAL, "no count in the state of '%s'",
+		                   r->stream ? r->stream : "");
+	count = atoll(p + 8);
+	c->out->events += count;
+	c->out->insts++;
+	if (count != per || strcmp(r->status, "ok"))
+		c->behind++;
 	return 0;
 }
 
@@ -476,11 +475,9 @@ static int child_engine(const char *deploy, struct child_result *out)
 	struct sl_host *h = NULL;
 	struct sl_errs errs;
 	struct sl_diag d;
-	char *text = NULL;
-	size_t len = 0, i;
-	long long behind = 0;
+	struct state_check check = {out, 0, &d};
+	size_t i;
 	double t0;
-	FILE *mem;
 	int rc = -1;
 
 	sl_errs_init(&errs);
@@ -497,22 +494,18 @@ static int child_engine(const char *deploy, struct child_result *out)
 	}
 	out->secs = now() - t0;
 	out->hwm_kib = peak_rss_kib(); /* before the check below adds its own memory */
-	if (!(mem = open_memstream(&text, &len)))
-		goto out;
-	rc = sl_host_state(h, "counter", NULL, mem, &d);
-	if (fclose(mem) || rc) {
-		fprintf(stderr, "bench_runtime: state: %s\n", rc ? sl_diag_msg(&d) : "write failed");
-		rc = -1;
+	out->events = out->insts = 0;
+	if (sl_host_state(h, "counter", NULL, check_state, &check, &d)) {
+		fprintf(stderr, "bench_runtime: state: %s\n", sl_diag_msg(&d));
 		goto out;
 	}
-	if (check_states(text, out, &behind) || behind) {
-		fprintf(stderr, "bench_runtime: %lld instances are not caught up\n", behind);
+	if (check.behind) {
+		fprintf(stderr, "bench_runtime: %lld instances are not caught up\n", check.behind);
 		rc = -1;
 		goto out;
 	}
 	rc = 0;
 out:
-	free(text);
 	sl_host_free(h);
 	sl_errs_release(&errs);
 	return rc;
@@ -521,7 +514,7 @@ out:
 /* bench_runtime --child bare STORE STREAMS FD | --child engine|engine-off DEPLOYMENT FD */
 static int child_main(int argc, char **argv)
 {
-	struct child_result r = { 0, 0, 0, -1 };
+	struct child_result r = {0, 0, 0, -1};
 	char line[256];
 	int fd, rc, n;
 
@@ -541,7 +534,7 @@ static int child_main(int argc, char **argv)
 	if (rc)
 		return 1;
 	n = snprintf(line, sizeof(line), "%.6f %lld %lld %lld\n", r.secs, r.events, r.insts,
-		     r.hwm_kib);
+	             r.hwm_kib);
 	return write(fd, line, (size_t)n) == n ? 0 : 1;
 }
 
@@ -583,7 +576,7 @@ static int run_child(const char *what, const char *a1, const char *a2, struct ch
 	len = 0;
 	while (len < (ssize_t)sizeof(text) - 1 &&
 	       ((n = read(pfd[0], text + len, sizeof(text) - 1 - (size_t)len)) > 0 ||
-		(n < 0 && errno == EINTR)))
+	        (n < 0 && errno == EINTR)))
 		len += n > 0 ? n : 0;
 	text[len] = '\0';
 	close(pfd[0]);
@@ -623,10 +616,11 @@ static int catchup_bare(const struct config *c, struct totals *t)
 
 	path_of(store, sizeof(store), "catchup.db");
 	snprintf(streams, sizeof(streams), "%ld", c->streams);
-	if (run_child("bare", store, streams, &r) || expect("bare loop events", r.events, c->events))
+	if (run_child("bare", store, streams, &r) ||
+	    expect("bare loop events", r.events, c->events))
 		return -1;
 	fprintf(stderr, "  bare loop: %.2f s, %.0f ev/s, peak RSS %.1f MiB\n", r.secs,
-		(double)c->events / r.secs, (double)r.hwm_kib / 1024);
+	        (double)c->events / r.secs, (double)r.hwm_kib / 1024);
 	if ((double)c->events / r.secs > t->bare_rate)
 		t->bare_rate = (double)c->events / r.secs;
 	if (r.hwm_kib > t->bare_hwm)
@@ -650,8 +644,8 @@ static int catchup_engine_run(const struct config *c, struct totals *t, int off)
 	    expect("engine instances", r.insts, c->streams))
 		return -1;
 	fprintf(stderr, "  engine%s: %.2f s, %.0f ev/s, peak RSS %.1f MiB\n",
-		off ? " (budgets off)" : "", r.secs, (double)c->events / r.secs,
-		(double)r.hwm_kib / 1024);
+	        off ? " (budgets off)" : "", r.secs, (double)c->events / r.secs,
+	        (double)r.hwm_kib / 1024);
 	if (off) {
 		if ((double)c->events / r.secs > t->engine_off_rate)
 			t->engine_off_rate = (double)c->events / r.secs;
@@ -679,7 +673,7 @@ static int run_catchup(const struct config *c, struct totals *t)
 	int i;
 
 	fprintf(stderr, "a. catch-up: appending %ld events over %ld streams\n", c->events,
-		c->streams);
+	        c->streams);
 	if (write_deploy("catchup.deploy.lua", "run.db") ||
 	    populate("catchup.db", c->events, round_robin, c->streams))
 		return -1;
@@ -689,7 +683,7 @@ static int run_catchup(const struct config *c, struct totals *t)
 			return -1;
 		/* take turns going first; the run without budgets sits in between */
 		if (i & 1 ? catchup_engine(c, t) || catchup_engine_off(c, t) || catchup_bare(c, t)
-			  : catchup_bare(c, t) || catchup_engine_off(c, t) || catchup_engine(c, t))
+		          : catchup_bare(c, t) || catchup_engine_off(c, t) || catchup_engine(c, t))
 			return -1;
 	}
 	if (!c->keep)
@@ -707,7 +701,7 @@ static int instances_bare(const struct config *c, long long events, struct total
 	if (run_child("bare", store, n, &r) || expect("bare loop events", r.events, events))
 		return -1;
 	fprintf(stderr, "  bare loop: %.2f s, peak RSS %.1f MiB\n", r.secs,
-		(double)r.hwm_kib / 1024);
+	        (double)r.hwm_kib / 1024);
 	if (!t->inst_bare_secs || r.secs < t->inst_bare_secs)
 		t->inst_bare_secs = r.secs;
 	if (r.hwm_kib > t->inst_bare_hwm)
@@ -750,11 +744,12 @@ static int run_instances(const struct config *c, struct totals *t)
 		return -1;
 	t->inst_events = events;
 	for (i = 0; i < c->rounds; i++) {
-		fprintf(stderr, "c. %ld instances, round %d of %d\n", c->instances, i + 1, c->rounds);
+		fprintf(stderr, "c. %ld instances, round %d of %d\n", c->instances, i + 1,
+		        c->rounds);
 		if (stopped())
 			return -1;
 		if (i & 1 ? instances_engine(c, events, t) || instances_bare(c, events, t)
-			  : instances_bare(c, events, t) || instances_engine(c, events, t))
+		          : instances_bare(c, events, t) || instances_engine(c, events, t))
 			return -1;
 	}
 	if (!c->keep)
@@ -794,8 +789,7 @@ static void print_row(const struct row *r)
 	char a[48], result[48], limit[80], target[32];
 
 	amount(result, sizeof(result), r->result, r);
-	snprintf(limit, sizeof(limit), "%s (%s)", amount(a, sizeof(a), r->limit, r),
-		 r->limit_name);
+	snprintf(limit, sizeof(limit), "%s (%s)", amount(a, sizeof(a), r->limit, r), r->limit_name);
 	if (r->kind == T_RATIO_MIN)
 		snprintf(target, sizeof(target), "ratio >= %.2f", r->target);
 	else if (r->kind == T_RESULT_MAX)
@@ -804,7 +798,9 @@ static void print_row(const struct row *r)
 		snprintf(target, sizeof(target), "none (reported)");
 	printf("| %-52s | %-16s | %-40s | %5.3f | %-18s | %s |\n", r->bench, result, limit,
 	       r->limit > 0 ? r->result / r->limit : 0.0, target,
-	       r->kind == T_NONE ? "  info" : row_passes(r) ? "✓ pass" : "✗ FAIL");
+	       r->kind == T_NONE ? "  info"
+	       : row_passes(r)   ? "✓ pass"
+	                         : "✗ FAIL");
 }
 static int print_table(const struct config *c, const struct row *rows, const struct totals *t)
 {
@@ -816,8 +812,8 @@ static int print_table(const struct config *c, const struct row *rows, const str
 	       BATCH, LUA_RELEASE);
 	printf("| %-52s | %-16s | %-40s | %5s | %-18s | %s |\n", "benchmark", "result",
 	       "limit/baseline", "ratio", "target", "mark  ");
-	printf("|%s|%s|%s|%s|%s|%s|\n", dashes(54), dashes(18), dashes(42), dashes(7),
-	       dashes(20), dashes(8));
+	printf("|%s|%s|%s|%s|%s|%s|\n", dashes(54), dashes(18), dashes(42), dashes(7), dashes(20),
+	       dashes(8));
 	for (i = 0; i < ROW_COUNT; i++) {
 		if (!rows[i].bench)
 			continue;
@@ -831,7 +827,8 @@ static int print_table(const struct config *c, const struct row *rows, const str
 		       group(m, sizeof(m), (double)(c->events / c->streams)), c->rounds,
 		       (double)t->bare_hwm / 1024);
 	if (rows[ROW_INST_RATE].bench)
-		printf("%s%s streams with one or two events (%s events), best of %d rounds: the engine"
+		printf("%s%s streams with one or two events (%s events), best of %d rounds: the "
+		       "engine"
 		       " took %.2f s\n(%s ev/s), the bare loop %.2f s (peak RSS %.1f MiB).\n",
 		       rows[ROW_CATCHUP].bench ? "c, d: " : "\nc, d: ",
 		       group(n, sizeof(n), (double)c->instances),
@@ -847,15 +844,16 @@ static int print_table(const struct config *c, const struct row *rows, const str
 static int usage(void)
 {
 	fprintf(stderr,
-		"usage: bench_runtime [--events N] [--streams N] [--instances N] [--rounds N]\n"
-		"                     [--dir DIR] [--keep] [--strict]\n"
-		"  --events N     catch-up events (1000000; 0 skips a and b)\n"
-		"  --streams N    streams the catch-up events are spread over (10)\n"
-		"  --instances N  streams of one or two events for c and d, even (100000; 0 skips)\n"
-		"  --rounds N     rounds of each measurement, best kept (3)\n"
-		"  --dir DIR      where to make the temporary directory (/tmp)\n"
-		"  --keep         keep the directory and its stores (for profiling)\n"
-		"  --strict       exit 1 when a target is missed\n");
+	        "usage: bench_runtime [--events N] [--streams N] [--instances N] [--rounds N]\n"
+	        "                     [--dir DIR] [--keep] [--strict]\n"
+	        "  --events N     catch-up events (1000000; 0 skips a and b)\n"
+	        "  --streams N    streams the catch-up events are spread over (10)\n"
+	        "  --instances N  streams of one or two events for c and d, even (100000; 0 "
+	        "skips)\n"
+	        "  --rounds N     rounds of each measurement, best kept (3)\n"
+	        "  --dir DIR      where to make the temporary directory (/tmp)\n"
+	        "  --keep         keep the directory and its stores (for profiling)\n"
+	        "  --strict       exit 1 when a target is missed\n");
 	return 1;
 }
 
@@ -883,13 +881,13 @@ static int parse(int argc, char **argv, struct config *c)
 		else if (!strcmp(argv[i], "--events") && !parse_long(val, &c->events))
 			i++;
 		else if (!strcmp(argv[i], "--streams") && !parse_long(val, &c->streams) &&
-			 c->streams > 0)
+		         c->streams > 0)
 			i++;
 		else if (!strcmp(argv[i], "--instances") && !parse_long(val, &c->instances) &&
-			 c->instances % 2 == 0)
+		         c->instances % 2 == 0)
 			i++;
 		else if (!strcmp(argv[i], "--rounds") && !parse_long(val, &rounds) && rounds > 0 &&
-			 rounds < 100)
+		         rounds < 100)
 			c->rounds = (int)rounds, i++;
 		else if (!strcmp(argv[i], "--dir") && val)
 			c->base = argv[++i];
@@ -905,7 +903,7 @@ static int parse(int argc, char **argv, struct config *c)
 
 int main(int argc, char **argv)
 {
-	struct config c = { 1000000, 10, 100000, ROUNDS, "/tmp", 0, 0 };
+	struct config c = {1000000, 10, 100000, ROUNDS, "/tmp", 0, 0};
 	struct totals t;
 	struct row rows[ROW_COUNT];
 	char rss_label[64], rate_label[64], n[32];
@@ -926,7 +924,7 @@ int main(int argc, char **argv)
 	snprintf(dir, sizeof(dir), "%s/sluice-bench-XXXXXX", c.base);
 	if (!mkdtemp(dir)) {
 		fprintf(stderr, "bench_runtime: cannot create a directory in %s: %s\n", c.base,
-			strerror(errno));
+		        strerror(errno));
 		return 1;
 	}
 	fprintf(stderr, "bench_runtime: working in %s\n", dir);
@@ -942,29 +940,48 @@ int main(int argc, char **argv)
 		return 1;
 	fprintf(stderr, "bench_runtime: done in %.1f s\n", now() - t0);
 	if (c.events) {
-		rows[ROW_CATCHUP] = (struct row){ "a. catch-up through sl_host_run (best of rounds)",
-						  t.engine_rate, t.bare_rate, "ev/s",
-						  "bare decode + reduce", 0.6, T_RATIO_MIN, 0 };
-		rows[ROW_CATCHUP_RSS] = (struct row){ "b. catch-up: peak RSS of the engine process",
-						      (double)t.engine_hwm / 1024,
-						      (double)t.bare_hwm / 1024, "MiB",
-						      "bare loop process", 0, T_NONE, 1 };
-		rows[ROW_BUDGETS] = (struct row){ "e. catch-up with budgets on (best of rounds)",
-						  t.engine_rate, t.engine_off_rate, "ev/s",
-						  "same, SLUICE_BUDGETS=off", 0.9, T_RATIO_MIN, 0 };
+		rows[ROW_CATCHUP] = (struct row){"a. catch-up through sl_host_run (best of rounds)",
+		                                 t.engine_rate,
+		                                 t.bare_rate,
+		                                 "ev/s",
+		                                 "bare decode + reduce",
+		                                 0.6,
+		                                 T_RATIO_MIN,
+		                                 0};
+		rows[ROW_CATCHUP_RSS] = (struct row){"b. catch-up: peak RSS of the engine process",
+		                                     (double)t.engine_hwm / 1024,
+		                                     (double)t.bare_hwm / 1024,
+		                                     "MiB",
+		                                     "bare loop process",
+		                                     0,
+		                                     T_NONE,
+		                                     1};
+		rows[ROW_BUDGETS] = (struct row){"e. catch-up with budgets on (best of rounds)",
+		                                 t.engine_rate,
+		                                 t.engine_off_rate,
+		                                 "ev/s",
+		                                 "same, SLUICE_BUDGETS=off",
+		                                 0.9,
+		                                 T_RATIO_MIN,
+		                                 0};
 	}
 	if (c.instances) {
 		snprintf(rss_label, sizeof(rss_label), "c. %s instances in mode each: peak RSS",
-			 group(n, sizeof(n), (double)c.instances));
+		         group(n, sizeof(n), (double)c.instances));
 		snprintf(rate_label, sizeof(rate_label), "d. %s instances: caught up per second",
-			 group(n, sizeof(n), (double)c.instances));
-		rows[ROW_INST_RSS] = (struct row){ rss_label,
-						   (double)t.inst_hwm / 1024, RSS_LIMIT_MIB, "MiB",
-						   "target", RSS_LIMIT_MIB, T_RESULT_MAX, 1 };
-		rows[ROW_INST_RATE] = (struct row){ rate_label,
-						    (double)c.instances / t.inst_secs,
-						    (double)c.instances / t.inst_bare_secs, "inst/s",
-						    "bare loop, same streams", 0, T_NONE, 0 };
+		         group(n, sizeof(n), (double)c.instances));
+		rows[ROW_INST_RSS] = (struct row){rss_label,     (double)t.inst_hwm / 1024,
+		                                  RSS_LIMIT_MIB, "MiB",
+		                                  "target",      RSS_LIMIT_MIB,
+		                                  T_RESULT_MAX,  1};
+		rows[ROW_INST_RATE] = (struct row){rate_label,
+		                                   (double)c.instances / t.inst_secs,
+		                                   (double)c.instances / t.inst_bare_secs,
+		                                   "inst/s",
+		                                   "bare loop, same streams",
+		                                   0,
+		                                   T_NONE,
+		                                   0};
 	}
 	missed = print_table(&c, rows, &t);
 	return c.strict && missed ? 1 : 0;

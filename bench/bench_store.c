@@ -114,9 +114,8 @@ struct row {
 
 enum { ROW_BULK, ROW_REPLAY, ROW_SINGLE, ROW_COUNT };
 
-static const char *const dir_files[] = { "store.db",     "store.db-wal", "store.db-shm",
-					 "plain.db",     "plain.db-wal", "plain.db-shm",
-					 "fsync.tmp" };
+static const char *const dir_files[] = {"store.db",     "store.db-wal", "store.db-shm", "plain.db",
+                                        "plain.db-wal", "plain.db-shm", "fsync.tmp"};
 
 /* ---- small helpers ------------------------------------------------------------- */
 
@@ -152,7 +151,7 @@ static void format_now(char *out, size_t n)
 static size_t make_payload(char *out, long i)
 {
 	int n = snprintf(out, PAYLOAD_LEN + 1, "{\"i\":%ld,\"user\":\"user-%04ld\",\"note\":\"", i,
-			 i % 9973);
+	                 i % 9973);
 
 	memset(out + n, 'a' + (int)(i % 26), (size_t)(PAYLOAD_LEN - 2 - n));
 	memcpy(out + PAYLOAD_LEN - 2, "\"}", 3);
@@ -171,7 +170,7 @@ static int64_t bulk_offset(long i)
 static int sql_fail(sqlite3 *db, const char *what)
 {
 	fprintf(stderr, "bench_store: plain SQLite: %s: %s\n", what,
-		db ? sqlite3_errmsg(db) : "out of memory");
+	        db ? sqlite3_errmsg(db) : "out of memory");
 	return -1;
 }
 
@@ -271,7 +270,7 @@ static struct sl_core_validator *core;
 
 static int store_open(struct sl_store **s, int readonly)
 {
-	struct sl_store_opts o = { SL_DURABILITY_FULL, readonly, sl_core_validate, NULL };
+	struct sl_store_opts o = {SL_DURABILITY_FULL, readonly, sl_core_validate, NULL};
 	char path[sizeof(dir) + 32];
 	struct sl_diag d;
 
@@ -304,8 +303,8 @@ static int store_batch(struct sl_store *s, struct gen *g, long first, long m)
 	for (k = 0; k < m; k++)
 		if (g->res[k].offset != bulk_offset(first + k) || g->res[k].duplicate) {
 			fprintf(stderr, "bench_store: event %ld got offset %lld, expected %lld\n",
-				first + k, (long long)g->res[k].offset,
-				(long long)bulk_offset(first + k));
+			        first + k, (long long)g->res[k].offset,
+			        (long long)bulk_offset(first + k));
 			return -1;
 		}
 	return 0;
@@ -327,7 +326,7 @@ static int count_event(void *ud, const struct sl_event *ev)
 /* b: every stream read back from offset 1 through sl_store_read. */
 static int replay_store(const struct gen *g, long long *rows, double *secs)
 {
-	struct tally t = { 0, 0 };
+	struct tally t = {0, 0};
 	struct sl_store *s = NULL;
 	struct sl_diag d;
 	double t0;
@@ -355,8 +354,8 @@ static int singles_store(const struct config *c, double *rate)
 {
 	static const char payload[] = "{\"note\":\"one durable event at a time, acknowledged"
 				      " only after the WAL commit is on disk\"}";
-	struct sl_event_in ev = { "single", EVENT_TYPE, payload, sizeof(payload) - 1,
-				  NULL, 0, NULL, 0 };
+	struct sl_event_in ev = {"single", EVENT_TYPE, payload, sizeof(payload) - 1,
+	                         NULL,     0,          NULL,    0};
 	struct sl_append_result res;
 	struct sl_store *s = NULL;
 	struct sl_diag d;
@@ -380,12 +379,12 @@ static int singles_store(const struct config *c, double *rate)
 		}
 		if ((i + 1) % 500 == 0)
 			fprintf(stderr, "  single appends: %ld / %ld, %.1f s\n", i + 1, c->singles,
-				now() - t0);
+			        now() - t0);
 	}
 	t = now() - t0;
 	if (res.offset != c->singles + 2) {
 		fprintf(stderr, "bench_store: last single append got offset %lld, expected %ld\n",
-			(long long)res.offset, c->singles + 2);
+		        (long long)res.offset, c->singles + 2);
 		goto out;
 	}
 	*rate = (double)c->singles / t;
@@ -400,8 +399,7 @@ static int sync_block(int fd, const char *block, long i, int overwrite)
 {
 	if (!overwrite)
 		return write(fd, block, 4096) == 4096 && !fsync(fd) ? 0 : -1;
-	return pwrite(fd, block, 4096, (off_t)(i % 256) * 4096) == 4096 && !fdatasync(fd) ? 0
-											   : -1;
+	return pwrite(fd, block, 4096, (off_t)(i % 256) * 4096) == 4096 && !fdatasync(fd) ? 0 : -1;
 }
 
 /* c, the limit: n iterations of a 4 KiB write and an fsync on a file of the same
@@ -495,7 +493,7 @@ static int bulk_side(struct bulk *b, struct gen *g, int store, long first, long 
  * side's pages, other processes on the machine. */
 static int run_bulk(const struct config *c, struct gen *g, struct row *r)
 {
-	struct bulk b = { NULL, NULL, NULL, 0, 0 };
+	struct bulk b = {NULL, NULL, NULL, 0, 0};
 	long i, n, k = 0;
 	int rc = -1;
 
@@ -504,12 +502,14 @@ static int run_bulk(const struct config *c, struct gen *g, struct row *r)
 		goto out;
 	for (i = 0; i < c->events; i += n, k++) {
 		n = c->events - i < SLICE ? c->events - i : SLICE;
-		if (stopped() || bulk_side(&b, g, k & 1, i, n, k & 1 ? &b.store_secs : &b.plain_secs) ||
+		if (stopped() ||
+		    bulk_side(&b, g, k & 1, i, n, k & 1 ? &b.store_secs : &b.plain_secs) ||
 		    bulk_side(&b, g, !(k & 1), i, n, k & 1 ? &b.plain_secs : &b.store_secs))
 			goto out;
 		if ((i + n) % PROGRESS_EVERY == 0 || i + n == c->events)
-			fprintf(stderr, "  %ld / %ld events: plain SQLite %.1f s, sl_store_append %.1f s\n",
-				i + n, c->events, b.plain_secs, b.store_secs);
+			fprintf(stderr,
+			        "  %ld / %ld events: plain SQLite %.1f s, sl_store_append %.1f s\n",
+			        i + n, c->events, b.plain_secs, b.store_secs);
 	}
 	r->limit = (double)c->events / b.plain_secs;
 	r->result = (double)c->events / b.store_secs;
@@ -532,7 +532,7 @@ static int run_replay(const struct config *c, const struct gen *g, struct row *r
 			return -1;
 		if (rows != want) {
 			fprintf(stderr, "bench_store: replay read %lld events, expected %lld\n",
-				rows, want);
+			        rows, want);
 			return -1;
 		}
 		if (secs > 0 && (double)rows / secs > best)
@@ -540,8 +540,8 @@ static int run_replay(const struct config *c, const struct gen *g, struct row *r
 		if (replay_plain(g, &raw, &secs))
 			return -1;
 		if (raw != want) {
-			fprintf(stderr, "bench_store: bare loop read %lld rows, expected %lld\n", raw,
-				want);
+			fprintf(stderr, "bench_store: bare loop read %lld rows, expected %lld\n",
+			        raw, want);
 			return -1;
 		}
 		if (secs > 0 && (double)raw / secs > best_raw)
@@ -597,10 +597,10 @@ static void print_row(const struct row *r)
 
 	snprintf(result, sizeof(result), "%s %s", group(n, sizeof(n), r->result), r->unit);
 	snprintf(limit, sizeof(limit), "%s %s (%s)", group(n, sizeof(n), r->limit), r->unit,
-		 r->limit_name);
+	         r->limit_name);
 	if (r->target_on_result)
 		snprintf(target, sizeof(target), ">= %s %s", group(n, sizeof(n), r->target),
-			 r->unit);
+		         r->unit);
 	else
 		snprintf(target, sizeof(target), "ratio >= %.2f", r->target);
 	printf("| %-52s | %-16s | %-40s | %5.3f | %-18s | %s |\n", r->bench, result, limit,
@@ -618,8 +618,8 @@ static int print_table(const struct config *c, const struct row *rows)
 	       sqlite3_libversion());
 	printf("| %-52s | %-16s | %-40s | %5s | %-18s | %s |\n", "benchmark", "result",
 	       "limit/baseline", "ratio", "target", "mark  ");
-	printf("|%s|%s|%s|%s|%s|%s|\n", dashes(54), dashes(18), dashes(42), dashes(7),
-	       dashes(20), dashes(8));
+	printf("|%s|%s|%s|%s|%s|%s|\n", dashes(54), dashes(18), dashes(42), dashes(7), dashes(20),
+	       dashes(8));
 	for (i = 0; i < ROW_COUNT; i++) {
 		print_row(&rows[i]);
 		missed += !row_passes(&rows[i]);
@@ -627,8 +627,7 @@ static int print_table(const struct config *c, const struct row *rows)
 	printf("\nc: a WAL commit rewrites a reset WAL and syncs it with fdatasync; that raw"
 	       " pattern\n(4 KiB overwrite + fdatasync) runs at %s/s here, ratio %.3f.\n",
 	       group(n, sizeof(n), rows[ROW_SINGLE].aside),
-	       rows[ROW_SINGLE].aside > 0 ? rows[ROW_SINGLE].result / rows[ROW_SINGLE].aside
-					  : 0.0);
+	       rows[ROW_SINGLE].aside > 0 ? rows[ROW_SINGLE].result / rows[ROW_SINGLE].aside : 0.0);
 	printf("%s\n", missed ? "some targets were missed" : "all targets met");
 	return missed;
 }
@@ -638,10 +637,10 @@ static int print_table(const struct config *c, const struct row *rows)
 static int usage(void)
 {
 	fprintf(stderr, "usage: bench_store [--events N] [--singles N] [--dir DIR] [--strict]\n"
-			"  --events N    bulk events to append and replay (1000000)\n"
-			"  --singles N   single durable appends and raw fsyncs (2000)\n"
-			"  --dir DIR     where to make the temporary store directory (/tmp)\n"
-			"  --strict      exit 1 when a target is missed\n");
+	                "  --events N    bulk events to append and replay (1000000)\n"
+	                "  --singles N   single durable appends and raw fsyncs (2000)\n"
+	                "  --dir DIR     where to make the temporary store directory (/tmp)\n"
+	                "  --strict      exit 1 when a target is missed\n");
 	return 1;
 }
 
@@ -679,14 +678,14 @@ static int parse(int argc, char **argv, struct config *c)
 
 int main(int argc, char **argv)
 {
-	struct config c = { 1000000, 2000, "/tmp", 0 };
+	struct config c = {1000000, 2000, "/tmp", 0};
 	struct row rows[ROW_COUNT] = {
-		[ROW_BULK] = { "a. bulk append, 100 streams, batches of 1000", 0, 0,
-			       "ev/s", "plain SQLite inserts", 0.8, 0 },
-		[ROW_REPLAY] = { "b. replay by stream from offset 1 (best of 3)", 0, 0, "ev/s",
-				 "bare sqlite3_step loop", 1e6, 1 },
-		[ROW_SINGLE] = { "c. durable single-event appends", 0, 0, "/s",
-				 "raw 4 KiB write + fsync", 0.5, 0 },
+		[ROW_BULK] = {"a. bulk append, 100 streams, batches of 1000", 0, 0, "ev/s",
+	                      "plain SQLite inserts", 0.8, 0},
+		[ROW_REPLAY] = {"b. replay by stream from offset 1 (best of 3)", 0, 0, "ev/s",
+	                        "bare sqlite3_step loop", 1e6, 1},
+		[ROW_SINGLE] = {"c. durable single-event appends", 0, 0, "/s",
+	                        "raw 4 KiB write + fsync", 0.5, 0},
 	};
 	struct sigaction sa;
 	double t0 = now();
@@ -701,7 +700,7 @@ int main(int argc, char **argv)
 	snprintf(dir, sizeof(dir), "%s/sluice-bench-XXXXXX", c.base);
 	if (!mkdtemp(dir)) {
 		fprintf(stderr, "bench_store: cannot create a directory in %s: %s\n", c.base,
-			strerror(errno));
+		        strerror(errno));
 		return 1;
 	}
 	fprintf(stderr, "bench_store: working in %s\n", dir);

@@ -32,7 +32,10 @@ void sl_buf_reset(struct sl_buf *b);
 char *sl_buf_detach(struct sl_buf *b, size_t *len);
 /* Makes room for `extra` more bytes. Returns 0, or SL_ENOMEM (and sets oom). */
 int sl_buf_grow(struct sl_buf *b, size_t extra);
-static inline int sl_buf_ok(const struct sl_buf *b) { return !b->oom; }
+static inline int sl_buf_ok(const struct sl_buf *b)
+{
+	return !b->oom;
+}
 
 void sl_buf_add(struct sl_buf *b, const void *p, size_t n);
 void sl_buf_addc(struct sl_buf *b, char c);

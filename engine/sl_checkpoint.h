@@ -45,17 +45,16 @@ void sl_ckpt_release(struct sl_ckpt *c);
 
 /* The processor row: *exists is 0 when the processor never ran in this store. */
 int sl_ckpt_proc_get(struct sl_store *s, const char *proc, int *exists, int64_t *version,
-		     int64_t *anchor, struct sl_diag *d);
+                     int64_t *anchor, struct sl_diag *d);
 
 /* One instance's row; *found is 0 (and c zeroed) when it has none. */
 int sl_ckpt_get(struct sl_store *s, const char *proc, const char *stream, struct sl_ckpt *c,
-		int *found, struct sl_diag *d);
+                int *found, struct sl_diag *d);
 
 /* Calls fn for every instance row of proc, in stream order (c lives during the call);
  * fn returns 0 to go on, 1 to stop, a negative code to fail. */
 typedef int (*sl_ckpt_fn)(void *ud, const char *stream, const struct sl_ckpt *c);
-int sl_ckpt_each(struct sl_store *s, const char *proc, sl_ckpt_fn fn, void *ud,
-		 struct sl_diag *d);
+int sl_ckpt_each(struct sl_store *s, const char *proc, sl_ckpt_fn fn, void *ud, struct sl_diag *d);
 
 /* A dead letter. */
 struct sl_dead_letter {
@@ -71,33 +70,33 @@ int sl_ckpt_dead_letters(struct sl_store *s, sl_dead_fn fn, void *ud, struct sl_
 /* Writes the processor row (creating it with `anchor`; an existing row keeps its
  * anchor and gets `version`). */
 int sl_ckpt_proc_put(struct sl_commit *c, const char *proc, int64_t version, int64_t anchor,
-		     struct sl_diag *d);
+                     struct sl_diag *d);
 
 /* The hashes of the script and contract the processor last ran with: when either
  * changed, the processor's faults are cleared and the new hashes stored; *cleared
  * counts the instances whose fault was cleared. No processor row: nothing happens. */
 int sl_ckpt_proc_hashes(struct sl_commit *c, const char *proc, const char *script_hash,
-			const char *contract_hash, int *cleared, struct sl_diag *d);
+                        const char *contract_hash, int *cleared, struct sl_diag *d);
 
 /* Writes offset, state and effects mark of an instance (status ok). */
 int sl_ckpt_put(struct sl_commit *c, const char *proc, const char *stream, int64_t offset,
-		const char *state, size_t state_len, int64_t effects_mark, struct sl_diag *d);
+                const char *state, size_t state_len, int64_t effects_mark, struct sl_diag *d);
 
 /* Advances an instance's offset and effects mark, keeping its state (status ok). */
-int sl_ckpt_put_offset(struct sl_commit *c, const char *proc, const char *stream,
-		       int64_t offset, int64_t effects_mark, struct sl_diag *d);
+int sl_ckpt_put_offset(struct sl_commit *c, const char *proc, const char *stream, int64_t offset,
+                       int64_t effects_mark, struct sl_diag *d);
 
 /* Marks an instance faulted with its error (creating its row if needed). */
 int sl_ckpt_fault(struct sl_commit *c, const char *proc, const char *stream, const char *error,
-		  struct sl_diag *d);
+                  struct sl_diag *d);
 
 /* Clears the fault of one instance, or of all (stream NULL). */
 int sl_ckpt_clear_fault(struct sl_commit *c, const char *proc, const char *stream,
-			struct sl_diag *d);
+                        struct sl_diag *d);
 
 /* Counts one failed background work item of an instance. */
 int sl_ckpt_add_background_failure(struct sl_commit *c, const char *proc, const char *stream,
-				   struct sl_diag *d);
+                                   struct sl_diag *d);
 
 /* Records a dead letter. */
 int sl_ckpt_dead_letter(struct sl_commit *c, const struct sl_dead_letter *dl, struct sl_diag *d);
@@ -105,7 +104,7 @@ int sl_ckpt_dead_letter(struct sl_commit *c, const struct sl_dead_letter *dl, st
 /* Discards offset and state of one instance (stream) or of all (stream NULL), and
  * their faults; the side-effects mark stays unless with_effects. */
 int sl_ckpt_reset(struct sl_commit *c, const char *proc, const char *stream, int with_effects,
-		  struct sl_diag *d);
+                  struct sl_diag *d);
 
 /* Drops every projection table owned by proc (the tables its ctx.db created). */
 int sl_ckpt_drop_tables(struct sl_commit *c, const char *proc, struct sl_diag *d);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "sl_buf.h"
+#include "sl_checkpoint.h"
 #include "sl_contract.h"
 #include "sl_deploy.h"
 #include "sl_host.h"
@@ -94,7 +95,7 @@ static const char *opt(const struct args *a, const char *name)
 }
 
 /* Options every command takes: the process's log settings (DESIGN §8). */
-static const char *const log_opts[] = { "log-format", "log-level" };
+static const char *const log_opts[] = {"log-format", "log-level"};
 
 static int log_opt_index(const char *name, size_t len)
 {
@@ -119,7 +120,7 @@ static int set_log_opt(int k, const char *value)
 	} else {
 		if (sl_log_parse_level(value, &level))
 			return fail("--log-level: expected debug, info, warn or error, got '%s'",
-				    value);
+			            value);
 		sl_log_set_level(level);
 	}
 	return 0;
@@ -156,7 +157,7 @@ static int parse_args(const struct cmd *c, int argc, char **argv, int first, str
 		if (strncmp(arg, "--", 2) || !arg[2]) {
 			if (a->npos == c->max_pos)
 				return fail("%s: unexpected argument '%s' (see sluice %s --help)",
-					    c->name, arg, c->name);
+				            c->name, arg, c->name);
 			a->pos[a->npos++] = arg;
 			continue;
 		}
@@ -172,7 +173,7 @@ static int parse_args(const struct cmd *c, int argc, char **argv, int first, str
 		k = opt_index(c, arg + 2, len, &has_value);
 		if (k < 0)
 			return fail("%s: unknown option '%s' (see sluice %s --help)", c->name, arg,
-				    c->name);
+			            c->name);
 		if (!has_value && eq)
 			return fail("%s: option '--%s' takes no value", c->name, c->opts[k]);
 		if (has_value && !eq && i + 1 >= argc)
@@ -203,10 +204,10 @@ static int parse_count(const char *field, const char *text, int64_t *out)
 /* Opens the store named by --store, --deployment, $SLUICE_STORE or ./sluice.db; its
  * appends are checked by core (NULL: reading only). */
 static int open_store(const struct args *a, int readonly, struct sl_core_validator *core,
-		      struct sl_store **s)
+                      struct sl_store **s)
 {
 	const char *path = opt(a, "store"), *dfile = opt(a, "deployment");
-	struct sl_store_opts so = { SL_DURABILITY_FULL, readonly, sl_core_validate, core };
+	struct sl_store_opts so = {SL_DURABILITY_FULL, readonly, sl_core_validate, core};
 	struct sl_deploy *dp = NULL;
 	struct sl_diag d;
 	int rc;
@@ -265,14 +266,13 @@ struct line_parse {
 	int has_type;
 };
 
-static char *dup_member_string(const struct sl_json_member *m, const char *field,
-			       struct sl_diag *d)
+static char *dup_member_string(const struct sl_json_member *m, const char *field, struct sl_diag *d)
 {
 	char *s;
 
 	if (m->kind != SL_JSON_STRING) {
 		sl_diag_set(d, SL_EINVAL, "%s: must be a string, got %s", field,
-			    sl_json_kind_name(m->kind));
+		            sl_json_kind_name(m->kind));
 		return NULL;
 	}
 	if (memchr(m->text, '\0', m->len)) {
@@ -310,7 +310,7 @@ static int line_member(void *ud, const struct sl_json_member *m, struct sl_diag 
 	if (!strcmp(key, "payload") || !strcmp(key, "metadata")) {
 		if (m->kind != SL_JSON_OBJECT)
 			return sl_diag_set(d, SL_EINVAL, "%s: must be a JSON object, got %s", key,
-					   sl_json_kind_name(m->kind));
+			                   sl_json_kind_name(m->kind));
 		if (key[0] == 'p')
 			ln->ev.payload = m->text, ln->ev.payload_len = m->len;
 		else
@@ -324,7 +324,8 @@ static int line_member(void *ud, const struct sl_json_member *m, struct sl_diag 
 		return 0;
 	}
 	if (!strcmp(key, "createdAt") || !strcmp(key, "position"))
-		return sl_diag_set(d, SL_EINVAL, "%s: is set by the store and cannot be given", key);
+		return sl_diag_set(d, SL_EINVAL, "%s: is set by the store and cannot be given",
+		                   key);
 	return sl_diag_set(d, SL_EINVAL, "unknown field '%s'", key);
 }
 
@@ -337,9 +338,9 @@ static void line_release(struct line *ln)
 
 /* Parses and validates one input line into ln (core checks core payloads). */
 static int parse_line(const char *text, size_t len, const char *stream, struct line *ln,
-		      struct sl_core_validator *core, struct sl_diag *d)
+                      struct sl_core_validator *core, struct sl_diag *d)
 {
-	struct line_parse lp = { ln, 0 };
+	struct line_parse lp = {ln, 0};
 	int rc;
 
 	if ((rc = sl_json_members(text, len, line_member, &lp, d)))
@@ -378,7 +379,7 @@ static int blank_line(const char *p, size_t n)
 
 /* Splits the input into lines and validates every one; reports each bad line. */
 static int parse_input(struct sl_buf *in, const char *stream, struct sl_core_validator *core,
-		       struct line **out, size_t *count)
+                       struct line **out, size_t *count)
 {
 	struct line *lines = NULL, *grown;
 	size_t n = 0, cap = 0, bad = 0;
@@ -439,7 +440,7 @@ static int append_chunks(struct sl_store *s, struct line *lines, size_t n, int64
 		sl_diag_init(&d);
 		if (sl_store_append(s, ev, m, res, SL_APPEND_CHECKED, &failed, &d)) {
 			rc = fail("line %d: %s (this chunk of %zu events was not written)",
-				  lines[i + failed].lineno, sl_diag_msg(&d), m);
+			          lines[i + failed].lineno, sl_diag_msg(&d), m);
 			break;
 		}
 		for (k = 0; k < m; k++) {
@@ -505,7 +506,7 @@ out:
 
 static int cmd_append(struct args *a)
 {
-	struct sl_event_in ev = { 0 };
+	struct sl_event_in ev = {0};
 	struct sl_append_result res;
 	struct sl_core_validator *core = NULL;
 	struct sl_store *s = NULL;
@@ -530,7 +531,8 @@ static int cmd_append(struct args *a)
 	if (off && parse_count("offset", off, &ev.offset))
 		return 1;
 	sl_diag_init(&d);
-	if (sl_core_validator_new(&core, &d) || sl_store_check_event(&ev, sl_core_validate, core, &d)) {
+	if (sl_core_validator_new(&core, &d) ||
+	    sl_store_check_event(&ev, sl_core_validate, core, &d)) {
 		rc = fail_diag(&d);
 		goto out;
 	}
@@ -572,7 +574,8 @@ static int cmd_events(struct args *a)
 
 	if (!sl_stream_name_valid(a->pos[0]))
 		return fail("stream: invalid stream name '%s'", a->pos[0]);
-	if ((from && parse_count("--from", from, &f)) || (limit && parse_count("--limit", limit, &l)))
+	if ((from && parse_count("--from", from, &f)) ||
+	    (limit && parse_count("--limit", limit, &l)))
 		return 1;
 	if ((rc = open_store(a, 1, NULL, &s)))
 		return rc;
@@ -671,7 +674,8 @@ static int cmd_run(struct args *a)
 	double ms = timeout ? sl_parse_duration(timeout) : 0;
 
 	if (timeout && ms < 0)
-		return fail("--shutdown-timeout: bad duration '%s' (use e.g. 500ms, 10s, 2m)", timeout);
+		return fail("--shutdown-timeout: bad duration '%s' (use e.g. 500ms, 10s, 2m)",
+		            timeout);
 	if (open_host(a->pos[0], SL_HOST_RUN | (opt(a, "strict") ? SL_HOST_STRICT : 0), &h))
 		return 1;
 	if (timeout)
@@ -708,15 +712,111 @@ static const char *stream_arg(const struct args *a)
 	return a->npos > 2 ? a->pos[2] : NULL;
 }
 
+/* The sink of a host query's rows: one JSON line each on stdout. */
+struct rows_out {
+	struct sl_buf b;
+	struct sl_diag *d;
+};
+
+static int row_line(struct rows_out *o)
+{
+	if (!sl_buf_ok(&o->b))
+		return sl_diag_set(o->d, SL_ENOMEM, "out of memory");
+	sl_buf_addc(&o->b, '\n');
+	fwrite(o->b.ptr, 1, o->b.len, stdout);
+	return 0;
+}
+
+/* Appends {"processor":P,"stream":S (null when NULL) to the line. */
+static void row_start(struct sl_buf *b, const char *proc, const char *stream)
+{
+	sl_buf_reset(b);
+	sl_buf_adds(b, "{\"processor\":");
+	sl_buf_addjstr(b, proc, strlen(proc));
+	sl_buf_adds(b, ",\"stream\":");
+	if (stream)
+		sl_buf_addjstr(b, stream, strlen(stream));
+	else
+		sl_buf_adds(b, "null");
+}
+
+static int print_state(void *ud, const struct sl_state_row *r)
+{
+	struct rows_out *o = ud;
+
+	row_start(&o->b, r->processor, r->stream);
+	sl_buf_addf(&o->b, ",\"offset\":%lld,\"status\":\"%s\",\"state\":", (long long)r->offset,
+	            r->status);
+	sl_buf_add(&o->b, r->state_json, r->state_len);
+	sl_buf_addc(&o->b, '}');
+	return row_line(o);
+}
+
+static int print_status(void *ud, const struct sl_status_row *r)
+{
+	struct rows_out *o = ud;
+
+	row_start(&o->b, r->processor, r->stream);
+	sl_buf_addf(&o->b,
+	            ",\"offset\":%lld,\"head\":%lld,\"lag\":%lld,\"status\":\"%s\",\"lastError\":",
+	            (long long)r->offset, (long long)r->head, (long long)r->lag, r->status);
+	if (r->last_error)
+		sl_buf_addjstr(&o->b, r->last_error, strlen(r->last_error));
+	else
+		sl_buf_adds(&o->b, "null");
+	sl_buf_addf(&o->b, ",\"backgroundFailures\":%lld}", (long long)r->background_failures);
+	return row_line(o);
+}
+
+static int print_resumed(void *ud, const struct sl_resume_row *r)
+{
+	struct rows_out *o = ud;
+
+	row_start(&o->b, r->processor, r->stream);
+	sl_buf_addf(&o->b, ",\"offset\":%lld,\"deadLettered\":true}", (long long)r->offset);
+	return row_line(o);
+}
+
+static int print_dead(void *ud, const struct sl_dead_letter *dl)
+{
+	struct rows_out *o = ud;
+
+	row_start(&o->b, dl->processor, dl->stream);
+	sl_buf_addf(&o->b, ",\"offset\":%lld,\"type\":", (long long)dl->offset);
+	sl_buf_addjstr(&o->b, dl->type, strlen(dl->type));
+	sl_buf_adds(&o->b, ",\"error\":");
+	sl_buf_addjstr(&o->b, dl->error, strlen(dl->error));
+	sl_buf_addf(&o->b, ",\"attempts\":%lld,\"at\":\"%s\"}", (long long)dl->attempts, dl->at);
+	return row_line(o);
+}
+
+static void rows_init(struct rows_out *o, struct sl_diag *d)
+{
+	sl_buf_init(&o->b);
+	o->d = d;
+}
+
 static int do_state(struct sl_host *h, struct args *a, struct sl_diag *d)
 {
-	return sl_host_state(h, a->pos[1], stream_arg(a), stdout, d);
+	struct rows_out o;
+	int rc;
+
+	rows_init(&o, d);
+	rc = sl_host_state(h, a->pos[1], stream_arg(a), print_state, &o, d);
+	sl_buf_release(&o.b);
+	return rc;
 }
 
 static int do_status(struct sl_host *h, struct args *a, struct sl_diag *d)
 {
+	struct rows_out o;
+	int rc;
+
 	(void)a;
-	return sl_host_status(h, stdout, d);
+	rows_init(&o, d);
+	rc = sl_host_status(h, print_status, &o, d);
+	sl_buf_release(&o.b);
+	return rc;
 }
 
 static int do_reset(struct sl_host *h, struct args *a, struct sl_diag *d)
@@ -726,13 +826,26 @@ static int do_reset(struct sl_host *h, struct args *a, struct sl_diag *d)
 
 static int do_resume(struct sl_host *h, struct args *a, struct sl_diag *d)
 {
-	return sl_host_resume(h, a->pos[1], stream_arg(a), opt(a, "skip") != NULL, stdout, d);
+	struct rows_out o;
+	int rc;
+
+	rows_init(&o, d);
+	rc = sl_host_resume(h, a->pos[1], stream_arg(a), opt(a, "skip") != NULL, print_resumed, &o,
+	                    d);
+	sl_buf_release(&o.b);
+	return rc;
 }
 
 static int do_dead_letters(struct sl_host *h, struct args *a, struct sl_diag *d)
 {
+	struct rows_out o;
+	int rc;
+
 	(void)a;
-	return sl_host_dead_letters(h, stdout, d);
+	rows_init(&o, d);
+	rc = sl_host_dead_letters(h, print_dead, &o, d);
+	sl_buf_release(&o.b);
+	return rc;
 }
 
 static int cmd_state(struct args *a)
@@ -762,80 +875,120 @@ static int cmd_dead_letters(struct args *a)
 
 /* ---- the command table ------------------------------------------------------------- */
 
-#define STORE_HELP                                                                       \
-	"  --store PATH         the store (default: $SLUICE_STORE, else ./sluice.db)\n" \
+#define STORE_HELP                                                                                 \
+	"  --store PATH         the store (default: $SLUICE_STORE, else ./sluice.db)\n"            \
 	"  --deployment FILE    use the store named by a deployment file\n"
 
 static const struct cmd commands[] = {
-	{ "append", cmd_append,
-	  "append STREAM TYPE [PAYLOAD] [--key K] [--metadata JSON] [--offset N]\n"
-	  "       sluice append [STREAM] --jsonl [--batch-size N] < events.jsonl",
-	  "Appends one event, or with --jsonl one event per line of standard input.\n"
-	  "PAYLOAD and --metadata are JSON objects (PAYLOAD defaults to {}).\n"
-	  "Prints {\"stream\":..,\"offset\":..,\"position\":..} per event, once durable.\n\n"
-	  "  --key K              idempotency key: a second append with K returns the first event\n"
-	  "  --metadata JSON      the event's metadata object\n"
-	  "  --offset N           append only if N is the stream's next offset\n"
-	  "  --jsonl              read lines {\"type\":..,\"payload\":..,\"metadata\":..,\n"
-	  "                       \"idempotencyKey\":..,\"offset\":..,\"stream\":..} from stdin;\n"
-	  "                       every line is validated before anything is written\n"
-	  "  --batch-size N       with --jsonl, commit N events per atomic chunk (1000)\n" STORE_HELP,
-	  { STORE_OPTS, "key=", "metadata=", "offset=", "jsonl", "batch-size=" }, 0, 3 },
-	{ "events", cmd_events, "events STREAM [--from N] [--limit N] [--type T]",
-	  "Prints the events of STREAM with offset >= N (default 1), one JSON object per line.\n\n"
-	  "  --from N             first offset to print\n"
-	  "  --limit N            print at most N events\n"
-	  "  --type T             print only events of type T\n" STORE_HELP,
-	  { STORE_OPTS, "from=", "limit=", "type=" }, 1, 1 },
-	{ "streams", cmd_streams, "streams [PREFIX]",
-	  "Prints {\"stream\":..,\"head\":..,\"paused\":..,\"metadata\":..} for every stream, or\n"
-	  "for PREFIX and the streams below it (\"orders\" lists orders and orders/..., not\n"
-	  "orders2).\n\n" STORE_HELP,
-	  { STORE_OPTS }, 0, 1 },
-	{ "check", cmd_check, "check DEPLOYMENT",
-	  "Validates the deployment, every contract and every script, listing each error as\n"
-	  "\"sluice: <file>: <field>: <message>\"; exits 1 if there is any.\n",
-	  { NULL }, 1, 1 },
-	{ "run", cmd_run, "run DEPLOYMENT [--until-caught-up] [--strict] [--shutdown-timeout T]",
-	  "Runs the deployment's processors over its store until SIGINT or SIGTERM.\n\n"
-	  "  --until-caught-up    exit once every instance has processed every event present\n"
-	  "                       (exit 1 if an instance is faulted)\n"
-	  "  --strict             fail a batch whose hook changed a table it was given, or\n"
-	  "                       whose events reduce to another state when reduced again\n"
-	  "  --shutdown-timeout T how long SIGINT/SIGTERM waits for batches in flight and\n"
-	  "                       their blocking work (default: the deployment's\n"
-	  "                       shutdownTimeout, else 10s); a second signal exits at once\n"
-	  "  --log-format F       log lines on stderr as text or json (default: text on a\n"
-	  "                       terminal, else json); every command takes it\n"
-	  "  --log-level L        debug, info, warn or error (default: info): lower levels,\n"
-	  "                       ctx.log.* of the processors included, are not logged\n",
-	  { "until-caught-up", "strict", "shutdown-timeout=" }, 1, 1 },
-	{ "state", cmd_state, "state DEPLOYMENT PROCESSOR [STREAM]",
-	  "Prints {\"processor\",\"stream\",\"offset\",\"status\",\"state\"} for the instance of\n"
-	  "STREAM, or for every instance of PROCESSOR. An instance that has not run shows\n"
-	  "offset 0, status \"new\" and the initial state.\n",
-	  { NULL }, 2, 3 },
-	{ "status", cmd_status, "status DEPLOYMENT",
-	  "Prints one line per instance: processor, stream, offset, head, lag, status\n"
-	  "(ok, faulted or new), lastError, backgroundFailures.\n",
-	  { NULL }, 1, 1 },
-	{ "reset", cmd_reset, "reset DEPLOYMENT PROCESSOR [STREAM] [--with-effects]",
-	  "Discards the state and checkpoint of the instance of STREAM, or of every instance\n"
-	  "and the processor's tables; the instances replay from the start on the next run.\n"
-	  "Side effects already run are not run again, unless --with-effects.\n\n"
-	  "  --with-effects       also forget which side effects ran\n",
-	  { "with-effects" }, 2, 3 },
-	{ "resume", cmd_resume, "resume DEPLOYMENT PROCESSOR [STREAM] [--skip]",
-	  "Clears the fault of the instance of STREAM, or of every faulted instance of\n"
-	  "PROCESSOR; they receive events again on the next run. An instance that is not\n"
-	  "faulted is left alone (exit 0).\n\n"
-	  "  --skip               run the failing batch again one event at a time; the first\n"
-	  "                       event that fails alone becomes a dead letter and is skipped\n",
-	  { "skip" }, 2, 3 },
-	{ "dead-letters", cmd_dead_letters, "dead-letters DEPLOYMENT",
-	  "Prints one line per dead letter: processor, stream, offset, type, error,\n"
-	  "attempts, at.\n",
-	  { NULL }, 1, 1 },
+	{"append",
+         cmd_append,
+         "append STREAM TYPE [PAYLOAD] [--key K] [--metadata JSON] [--offset N]\n"
+         "       sluice append [STREAM] --jsonl [--batch-size N] < events.jsonl",
+         "Appends one event, or with --jsonl one event per line of standard input.\n"
+         "PAYLOAD and --metadata are JSON objects (PAYLOAD defaults to {}).\n"
+         "Prints {\"stream\":..,\"offset\":..,\"position\":..} per event, once durable.\n\n"
+         "  --key K              idempotency key: a second append with K returns the first event\n"
+         "  --metadata JSON      the event's metadata object\n"
+         "  --offset N           append only if N is the stream's next offset\n"
+         "  --jsonl              read lines {\"type\":..,\"payload\":..,\"metadata\":..,\n"
+         "                       \"idempotencyKey\":..,\"offset\":..,\"stream\":..} from stdin;\n"
+         "                       every line is validated before anything is written\n"
+         "  --batch-size N       with --jsonl, commit N events per atomic chunk "
+         "(1000)\n" STORE_HELP,
+         {STORE_OPTS, "key=", "metadata=", "offset=", "jsonl", "batch-size="},
+         0,
+         3},
+	{"events",
+         cmd_events,
+         "events STREAM [--from N] [--limit N] [--type T]",
+         "Prints the events of STREAM with offset >= N (default 1), one JSON object per line.\n\n"
+         "  --from N             first offset to print\n"
+         "  --limit N            print at most N events\n"
+         "  --type T             print only events of type T\n" STORE_HELP,
+         {STORE_OPTS, "from=", "limit=", "type="},
+         1,
+         1},
+	{"streams",
+         cmd_streams,
+         "streams [PREFIX]",
+         "Prints {\"stream\":..,\"head\":..,\"paused\":..,\"metadata\":..} for every stream, or\n"
+         "for PREFIX and the streams below it (\"orders\" lists orders and orders/..., not\n"
+         "orders2).\n\n" STORE_HELP,
+         {STORE_OPTS},
+         0,
+         1},
+	{"check",
+         cmd_check,
+         "check DEPLOYMENT",
+         "Validates the deployment, every contract and every script, listing each error as\n"
+         "\"sluice: <file>: <field>: <message>\"; exits 1 if there is any.\n",
+         {NULL},
+         1,
+         1},
+	{"run",
+         cmd_run,
+         "run DEPLOYMENT [--until-caught-up] [--strict] [--shutdown-timeout T]",
+         "Runs the deployment's processors over its store until SIGINT or SIGTERM.\n\n"
+         "  --until-caught-up    exit once every instance has processed every event present\n"
+         "                       (exit 1 if an instance is faulted)\n"
+         "  --strict             fail a batch whose hook changed a table it was given, or\n"
+         "                       whose events reduce to another state when reduced again\n"
+         "  --shutdown-timeout T how long SIGINT/SIGTERM waits for batches in flight and\n"
+         "                       their blocking work (default: the deployment's\n"
+         "                       shutdownTimeout, else 10s); a second signal exits at once\n"
+         "  --log-format F       log lines on stderr as text or json (default: text on a\n"
+         "                       terminal, else json); every command takes it\n"
+         "  --log-level L        debug, info, warn or error (default: info): lower levels,\n"
+         "                       ctx.log.* of the processors included, are not logged\n",
+         {"until-caught-up", "strict", "shutdown-timeout="},
+         1,
+         1},
+	{"state",
+         cmd_state,
+         "state DEPLOYMENT PROCESSOR [STREAM]",
+         "Prints {\"processor\",\"stream\",\"offset\",\"status\",\"state\"} for the instance of\n"
+         "STREAM, or for every instance of PROCESSOR. An instance that has not run shows\n"
+         "offset 0, status \"new\" and the initial state.\n",
+         {NULL},
+         2,
+         3},
+	{"status",
+         cmd_status,
+         "status DEPLOYMENT",
+         "Prints one line per instance: processor, stream, offset, head, lag, status\n"
+         "(ok, faulted or new), lastError, backgroundFailures.\n",
+         {NULL},
+         1,
+         1},
+	{"reset",
+         cmd_reset,
+         "reset DEPLOYMENT PROCESSOR [STREAM] [--with-effects]",
+         "Discards the state and checkpoint of the instance of STREAM, or of every instance\n"
+         "and the processor's tables; the instances replay from the start on the next run.\n"
+         "Side effects already run are not run again, unless --with-effects.\n\n"
+         "  --with-effects       also forget which side effects ran\n",
+         {"with-effects"},
+         2,
+         3},
+	{"resume",
+         cmd_resume,
+         "resume DEPLOYMENT PROCESSOR [STREAM] [--skip]",
+         "Clears the fault of the instance of STREAM, or of every faulted instance of\n"
+         "PROCESSOR; they receive events again on the next run. An instance that is not\n"
+         "faulted is left alone (exit 0).\n\n"
+         "  --skip               run the failing batch again one event at a time; the first\n"
+         "                       event that fails alone becomes a dead letter and is skipped\n",
+         {"skip"},
+         2,
+         3},
+	{"dead-letters",
+         cmd_dead_letters,
+         "dead-letters DEPLOYMENT",
+         "Prints one line per dead letter: processor, stream, offset, type, error,\n"
+         "attempts, at.\n",
+         {NULL},
+         1,
+         1},
 };
 
 static void usage(FILE *f)
@@ -843,13 +996,14 @@ static void usage(FILE *f)
 	size_t i;
 
 	fprintf(f, "usage: sluice COMMAND [ARGS] [--help]\n\n"
-		   "sluice is a stream processor engine: events are appended to ordered streams\n"
-		   "and Lua processors fold them into state.\n\ncommands:\n");
+	           "sluice is a stream processor engine: events are appended to ordered streams\n"
+	           "and Lua processors fold them into state.\n\ncommands:\n");
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  sluice %s\n", commands[i].usage);
-	fprintf(f, "\n  sluice --version\n  sluice help COMMAND\n\n"
-		   "Every command also takes --log-format text|json and\n"
-		   "--log-level debug|info|warn|error (the log on stderr; see sluice run --help).\n");
+	fprintf(f,
+	        "\n  sluice --version\n  sluice help COMMAND\n\n"
+	        "Every command also takes --log-format text|json and\n"
+	        "--log-level debug|info|warn|error (the log on stderr; see sluice run --help).\n");
 }
 
 static const struct cmd *find_command(const char *name)

@@ -132,7 +132,7 @@ static int compile_protected(lua_State *L)
 
 /* Compiles the value at idx. [-0, +0, -] */
 static int compile_at(lua_State *L, int idx, const char *where, struct sl_schema **out,
-		      struct sl_diag *d)
+                      struct sl_diag *d)
 {
 	int rc;
 
@@ -178,7 +178,7 @@ static int validate_at(lua_State *L, int idx, const struct sl_schema *s, struct 
 }
 
 int sl_contracts_new(struct sl_contracts **out, const char *const *dirs, size_t ndirs,
-		     struct sl_diag *d)
+                     struct sl_diag *d)
 {
 	struct sl_contracts *cs;
 	char path[4200];
@@ -298,7 +298,7 @@ static int cmp_type(const void *a, const void *b)
 
 const struct sl_evtype *sl_contract_type(const struct sl_contract *c, const char *type)
 {
-	struct sl_evtype key = { (char *)type, NULL, NULL };
+	struct sl_evtype key = {(char *)type, NULL, NULL};
 
 	return c->ntypes ? bsearch(&key, c->types, c->ntypes, sizeof(key), cmp_type) : NULL;
 }
@@ -330,7 +330,7 @@ int sl_contract_emits(const struct sl_contract *c, const char *type)
 
 /* Adds a type to c->types; reports a type owned twice. */
 static void add_type(struct sl_contract *c, const char *type, struct sl_schema *schema,
-		     const char *origin, struct sl_errs *errs)
+                     const char *origin, struct sl_errs *errs)
 {
 	size_t i;
 
@@ -338,8 +338,9 @@ static void add_type(struct sl_contract *c, const char *type, struct sl_schema *
 		if (strcmp(c->types[i].type, type))
 			continue;
 		if (c->types[i].origin != origin)
-			sl_errs_add(errs, "%s: events: type '%s' is defined twice, by '%s' and by '%s'",
-				    c->file, type, c->types[i].origin, origin);
+			sl_errs_add(errs,
+			            "%s: events: type '%s' is defined twice, by '%s' and by '%s'",
+			            c->file, type, c->types[i].origin, origin);
 		if (origin == c->name)
 			sl_schema_free(schema);
 		return;
@@ -389,7 +390,7 @@ static const char *closest(const struct sl_contract *c, const char *type)
 }
 
 static void check_names(struct sl_contract *c, char **list, size_t n, const char *field,
-			struct sl_errs *errs)
+                        struct sl_errs *errs)
 {
 	const char *hint;
 	size_t i;
@@ -397,7 +398,8 @@ static void check_names(struct sl_contract *c, char **list, size_t n, const char
 	for (i = 0; i < n; i++) {
 		if (!strcmp(list[i], "*")) {
 			if (!strcmp(field, "emits"))
-				sl_errs_add(errs, "%s: emits: '*' is allowed in consumes only", c->file);
+				sl_errs_add(errs, "%s: emits: '*' is allowed in consumes only",
+				            c->file);
 			else
 				c->consumes_all = 1;
 			continue;
@@ -406,10 +408,11 @@ static void check_names(struct sl_contract *c, char **list, size_t n, const char
 			continue;
 		if ((hint = closest(c, list[i])))
 			sl_errs_add(errs, "%s: %s: unknown event type '%s' (did you mean '%s'?)",
-				    c->file, field, list[i], hint);
+			            c->file, field, list[i], hint);
 		else
-			sl_errs_add(errs, "%s: %s: unknown event type '%s' (not in events or imports)",
-				    c->file, field, list[i]);
+			sl_errs_add(errs,
+			            "%s: %s: unknown event type '%s' (not in events or imports)",
+			            c->file, field, list[i]);
 	}
 }
 
@@ -440,8 +443,8 @@ static struct entry *new_entry(struct sl_contracts *cs, const char *name)
 }
 
 /* Loads the imports; imp[i] is NULL for one that failed. */
-static int load_imports(struct sl_contracts *cs, struct sl_contract *c, char **imports,
-			size_t n, const struct sl_contract **imp, struct sl_errs *errs)
+static int load_imports(struct sl_contracts *cs, struct sl_contract *c, char **imports, size_t n,
+                        const struct sl_contract **imp, struct sl_errs *errs)
 {
 	size_t i;
 	int bad = 0;
@@ -449,7 +452,7 @@ static int load_imports(struct sl_contracts *cs, struct sl_contract *c, char **i
 	for (i = 0; i < n; i++) {
 		if (sl_contracts_load(cs, imports[i], &imp[i], errs)) {
 			sl_errs_add(errs, "%s: imports: contract '%s' cannot be loaded", c->file,
-				    imports[i]);
+			            imports[i]);
 			imp[i] = NULL;
 			bad = 1;
 			continue;
@@ -476,7 +479,7 @@ static size_t count_events(lua_State *L)
 
 /* Builds c->types from the own events and the imports. [-0, +0, m] */
 static int build_types(lua_State *L, struct sl_contracts *cs, struct sl_contract *c,
-		       struct sl_errs *errs)
+                       struct sl_errs *errs)
 {
 	const struct sl_contract **imp = NULL;
 	char **imports;
@@ -501,7 +504,7 @@ static int build_types(lua_State *L, struct sl_contracts *cs, struct sl_contract
 	for (i = 0; i < n; i++)
 		for (k = 0; imp[i] && k < imp[i]->ntypes; k++)
 			add_type(c, imp[i]->types[k].type, imp[i]->types[k].schema,
-				 imp[i]->types[k].origin, errs);
+			         imp[i]->types[k].origin, errs);
 	qsort(c->types, c->ntypes, sizeof(*c->types), cmp_type);
 out:
 	for (i = 0; imports && i < n; i++)
@@ -514,8 +517,8 @@ out:
 /* Protected: encodes the value at 1 into the sl_buf at 2 (diag at 3). [-3, +1, m] */
 static int encode_protected(lua_State *L)
 {
-	lua_pushinteger(L, sl_lj_encode(L, 1, "initialState", lua_touserdata(L, 2),
-					lua_touserdata(L, 3)));
+	lua_pushinteger(
+		L, sl_lj_encode(L, 1, "initialState", lua_touserdata(L, 2), lua_touserdata(L, 3)));
 	return 1;
 }
 
@@ -559,7 +562,7 @@ static int state_and_initial(lua_State *L, struct sl_contract *c, struct sl_errs
 
 /* Checks the decoded contract at -1 and fills c. [-0, +0, m] */
 static int check_contract(lua_State *L, struct sl_contracts *cs, struct sl_contract *c,
-			  struct sl_errs *errs)
+                          struct sl_errs *errs)
 {
 	struct sl_diag d;
 	size_t i, k;
@@ -573,7 +576,7 @@ static int check_contract(lua_State *L, struct sl_contracts *cs, struct sl_contr
 	lua_getfield(L, -1, "name");
 	if (strcmp(lua_tostring(L, -1), c->name)) {
 		sl_errs_add(errs, "%s: name: '%s' does not match the file name (expected '%s')",
-			    c->file, lua_tostring(L, -1), c->name);
+		            c->file, lua_tostring(L, -1), c->name);
 		bad = 1;
 	}
 	lua_getfield(L, -2, "version");
@@ -597,7 +600,7 @@ static int check_contract(lua_State *L, struct sl_contracts *cs, struct sl_contr
 }
 
 int sl_contracts_load(struct sl_contracts *cs, const char *name, const struct sl_contract **out,
-		      struct sl_errs *errs)
+                      struct sl_errs *errs)
 {
 	struct entry *e = find_entry(cs, name);
 	size_t before = errs->n;
@@ -618,8 +621,10 @@ int sl_contracts_load(struct sl_contracts *cs, const char *name, const struct sl
 	}
 	sl_diag_init(&d);
 	if (find_file(cs, name, path, sizeof(path))) {
-		sl_errs_add(errs, "contract '%s' not found (looked for %s.contract.json in %zu"
-			    " directories, the last %s)", name, name, cs->ndirs, cs->dirs[cs->ndirs - 1]);
+		sl_errs_add(errs,
+		            "contract '%s' not found (looked for %s.contract.json in %zu"
+		            " directories, the last %s)",
+		            name, name, cs->ndirs, cs->dirs[cs->ndirs - 1]);
 	} else if (!(e->c.file = strdup(path)) || load_json(L, path, &e->c.hash, &d)) {
 		sl_errs_add(errs, "%s", sl_diag_msg(&d));
 	} else {
@@ -681,15 +686,14 @@ static int core_load(struct sl_core_validator *v, struct sl_diag *d)
 	rc = sl_contracts_load(v->cs, "core", &v->core, &errs);
 	if (rc)
 		rc = sl_diag_set(d, SL_EIO, "cannot load the core contract: %s",
-				 errs.n ? errs.msg[0] : "unknown error");
+		                 errs.n ? errs.msg[0] : "unknown error");
 	sl_errs_release(&errs);
 	return rc;
 }
 
 /* Validates in a protected call on the validator's own state, whose stack it leaves
  * empty. [-0, +0, -] */
-int sl_core_validate(void *ud, const char *type, const char *payload, size_t len,
-		     struct sl_diag *d)
+int sl_core_validate(void *ud, const char *type, const char *payload, size_t len, struct sl_diag *d)
 {
 	struct sl_core_validator *v = ud;
 	const struct sl_evtype *et;

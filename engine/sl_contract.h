@@ -38,7 +38,7 @@ struct sl_contract {
 	char *name;
 	char *file;
 	int64_t version;
-	uint64_t hash; /* of the file's bytes and its imports' hashes */
+	uint64_t hash;    /* of the file's bytes and its imports' hashes */
 	int consumes_all; /* "*" is in consumes */
 	char **consumes;  /* the named consumed types */
 	size_t nconsumes;
@@ -56,13 +56,13 @@ struct sl_contracts;
 /* Creates a registry searching `dirs` (borrowed strings, copied) and then the built-in
  * schemas directory. */
 int sl_contracts_new(struct sl_contracts **out, const char *const *dirs, size_t ndirs,
-		     struct sl_diag *d);
+                     struct sl_diag *d);
 void sl_contracts_free(struct sl_contracts *cs);
 
 /* Loads contract `name` (once; later calls return the same contract or fail the
  * same way). Adds every error to errs and returns SL_EINVAL, or 0 with *out set. */
 int sl_contracts_load(struct sl_contracts *cs, const char *name, const struct sl_contract **out,
-		      struct sl_errs *errs);
+                      struct sl_errs *errs);
 
 /* The schema of `type` if the contract sees it (own or imported), else NULL. */
 const struct sl_evtype *sl_contract_type(const struct sl_contract *c, const char *type);
@@ -87,7 +87,7 @@ void sl_core_validator_free(struct sl_core_validator *v);
  * pass. Returns 0 or SL_EINVAL with d: "/: required: missing property 'metadata'";
  * SL_EIO when the core contract cannot be loaded. */
 int sl_core_validate(void *ud, const char *type, const char *payload, size_t len,
-		     struct sl_diag *d);
+                     struct sl_diag *d);
 
 /* The built-in schemas directory (SLUICE_HOME/schemas, else the source tree's). */
 const char *sl_builtin_schemas(void);

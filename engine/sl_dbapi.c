@@ -31,7 +31,7 @@ struct cached {
 	char *sql;
 	sqlite3_stmt *st;
 	unsigned long used;
-	int ddl; /* the statement creates or drops a table */
+	int ddl;               /* the statement creates or drops a table */
 	char *creates, *drops; /* table it creates / drops, if any */
 };
 
@@ -48,8 +48,8 @@ struct sl_dbapi {
 	struct cached cache[STMT_CACHE];
 	unsigned long clock;
 	struct sl_buf *log;
-	lua_State *L;        /* the state of the running ctx.db call, for its budgets */
-	int saved_length;    /* SQLITE_LIMIT_LENGTH outside ctx.db calls */
+	lua_State *L;     /* the state of the running ctx.db call, for its budgets */
+	int saved_length; /* SQLITE_LIMIT_LENGTH outside ctx.db calls */
 	/* Set by the authorizer while a statement is prepared: */
 	int ddl;
 	char *creates, *drops;
@@ -93,7 +93,7 @@ static void free_names(char ***list, size_t *n)
 static int schema_table(const char *t)
 {
 	return t && (!strcasecmp(t, "sqlite_master") || !strcasecmp(t, "sqlite_schema") ||
-		     !strcasecmp(t, "sqlite_temp_master") || !strcasecmp(t, "sqlite_sequence"));
+	             !strcasecmp(t, "sqlite_temp_master") || !strcasecmp(t, "sqlite_sequence"));
 }
 
 static int deny(struct sl_dbapi *api, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -128,7 +128,7 @@ static int check_create(struct sl_dbapi *api, const char *t)
 }
 
 static int authorize(void *ud, int action, const char *a1, const char *a2, const char *dbn,
-		     const char *trig)
+                     const char *trig)
 {
 	struct sl_dbapi *api = ud;
 
@@ -141,7 +141,8 @@ static int authorize(void *ud, int action, const char *a1, const char *a2, const
 		return SQLITE_OK;
 	case SQLITE_FUNCTION:
 		return a2 && !strcasecmp(a2, "load_extension")
-			       ? deny(api, "function '%s' is not allowed", a2) : SQLITE_OK;
+		               ? deny(api, "function '%s' is not allowed", a2)
+		               : SQLITE_OK;
 	case SQLITE_CREATE_TABLE:
 		return check_create(api, a1);
 	case SQLITE_DROP_TABLE:
@@ -159,7 +160,7 @@ static int authorize(void *ud, int action, const char *a1, const char *a2, const
 		return SQLITE_OK;
 	case SQLITE_ALTER_TABLE:
 		return own(api, a2) ? (api->ddl = 1, SQLITE_OK)
-				    : deny(api, "table '%s' does not belong to this processor", a2);
+		                    : deny(api, "table '%s' does not belong to this processor", a2);
 	case SQLITE_READ:
 		if (!dbn) /* a common table expression: no schema, no stored table */
 			return SQLITE_OK;
@@ -199,7 +200,7 @@ static int load_owners(struct sl_dbapi *api, struct sl_diag *d)
 		const char *name = (const char *)sqlite3_column_text(st, 0);
 		const char *proc = (const char *)sqlite3_column_text(st, 1);
 		if (!strcmp(proc, api->proc) ? add_name(&api->owned, &api->nowned, name)
-					     : add_name(&api->foreign, &api->nforeign, name)) {
+		                             : add_name(&api->foreign, &api->nforeign, name)) {
 			sqlite3_finalize(st);
 			return sl_diag_set(d, SL_ENOMEM, "out of memory");
 		}
@@ -334,7 +335,8 @@ static struct cached *statement(lua_State *L, struct sl_dbapi *api, const char *
 	free(api->creates);
 	free(api->drops);
 	api->creates = api->drops = NULL;
-	if (sqlite3_prepare_v3(api->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, &tail) != SQLITE_OK)
+	if (sqlite3_prepare_v3(api->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, &tail) !=
+	    SQLITE_OK)
 		luaL_error(L, "ctx.db: %s", api->deny[0] ? api->deny : sqlite3_errmsg(api->db));
 	if (!st)
 		luaL_error(L, "ctx.db: empty statement");
@@ -413,9 +415,11 @@ static void bind_params(lua_State *L, sqlite3_stmt *st, int idx)
 			snprintf(name, sizeof(name), ":%s", lua_tostring(L, -2));
 			if (!(i = sqlite3_bind_parameter_index(st, name)))
 				name[0] = '@', i = sqlite3_bind_parameter_index(st, name);
-			if (!(i = i ? i : (name[0] = '$', sqlite3_bind_parameter_index(st, name)))) {
+			if (!(i = i ? i
+			            : (name[0] = '$', sqlite3_bind_parameter_index(st, name)))) {
 				sqlite3_reset(st);
-				luaL_error(L, "ctx.db: no parameter named '%s'", lua_tostring(L, -2));
+				luaL_error(L, "ctx.db: no parameter named '%s'",
+				           lua_tostring(L, -2));
 			}
 			bind_value(L, st, i, -1);
 		}
@@ -431,7 +435,7 @@ static struct sl_dbapi *check_api(lua_State *L)
 	sl_sandbox_no_reduce(L, "ctx.db");
 	if (!api->pj || sl_work_current(L))
 		luaL_error(L, "ctx.db is available only in hooks and prepare"
-			      " (not in ctx.block or ctx.background work)");
+		              " (not in ctx.block or ctx.background work)");
 	return api;
 }
 
@@ -443,14 +447,15 @@ static void track_ddl(lua_State *L, struct sl_dbapi *api, struct cached *c)
 	/* Recorded every time, not only the first: the row of a CREATE that ran in a
 	 * transaction that was rolled back is gone, while the name stayed in memory. */
 	if (c->creates) {
-		sql = sqlite3_mprintf("INSERT OR IGNORE INTO sl_tables(name, processor) VALUES (%Q, %Q)",
-				      c->creates, api->proc);
+		sql = sqlite3_mprintf(
+			"INSERT OR IGNORE INTO sl_tables(name, processor) VALUES (%Q, %Q)",
+			c->creates, api->proc);
 		guard(api, 0);
 		sqlite3_exec(api->db, sql, NULL, NULL, &err);
 		guard(api, 1);
 		sqlite3_free(sql);
 		if (err || (!listed(api->owned, api->nowned, c->creates) &&
-			    add_name(&api->owned, &api->nowned, c->creates))) {
+		            add_name(&api->owned, &api->nowned, c->creates))) {
 			sqlite3_free(err);
 			luaL_error(L, "ctx.db: cannot record table '%s'", c->creates);
 		}
@@ -558,7 +563,7 @@ static void push_column(lua_State *L, sqlite3_stmt *st, int i)
 		break;
 	default:
 		lua_pushlstring(L, (const char *)sqlite3_column_blob(st, i),
-				(size_t)sqlite3_column_bytes(st, i));
+		                (size_t)sqlite3_column_bytes(st, i));
 	}
 }
 
@@ -652,8 +657,8 @@ int sl_dbapi_replay(lua_State *L, struct sl_dbapi *api, const struct sl_buf *log
 	if (!log->len)
 		return 0;
 	if (!api->pj)
-		return sl_diag_set(d, SL_EINVAL, "processor '%s': ctx.db replay needs an open commit",
-				   api->proc);
+		return sl_diag_set(d, SL_EINVAL,
+		                   "processor '%s': ctx.db replay needs an open commit", api->proc);
 	lua_pushcfunction(L, replay_body);
 	lua_pushlightuserdata(L, api);
 	lua_pushlightuserdata(L, (void *)log);

@@ -39,7 +39,8 @@ void sl_dbapi_push(lua_State *L, struct sl_dbapi *api);
 struct sl_buf;
 void sl_dbapi_log(struct sl_dbapi *api, struct sl_buf *log);
 /* Runs the recorded statements again, in order, in the commit db is bound to. */
-int sl_dbapi_replay(lua_State *L, struct sl_dbapi *api, const struct sl_buf *log, struct sl_diag *d);
+int sl_dbapi_replay(lua_State *L, struct sl_dbapi *api, const struct sl_buf *log,
+                    struct sl_diag *d);
 
 /* Forgets the tables owned by the processor (after they were dropped); the next bind
  * reads the owners again. */

@@ -40,16 +40,16 @@ static double parse_unit(const char *s, const char *const *units, const double *
 
 double sl_parse_size(const char *s)
 {
-	static const char *const u[] = { "B", "KiB", "MiB", "GiB", NULL };
-	static const double m[] = { 1, 1024, 1048576, 1073741824 };
+	static const char *const u[] = {"B", "KiB", "MiB", "GiB", NULL};
+	static const double m[] = {1, 1024, 1048576, 1073741824};
 
 	return parse_unit(s, u, m);
 }
 
 double sl_parse_duration(const char *s)
 {
-	static const char *const u[] = { "ms", "s", "m", NULL };
-	static const double m[] = { 1, 1000, 60000 };
+	static const char *const u[] = {"ms", "s", "m", NULL};
+	static const double m[] = {1, 1000, 60000};
 
 	return parse_unit(s, u, m);
 }
@@ -84,7 +84,7 @@ static int run_file(lua_State *L, const char *file, struct sl_errs *errs)
 /* Validates the value at vidx against the schema table at sidx (compiled here) and
  * adds its first error, as "<file>: <path><pointer>: <message>". [-0, +0, e] */
 static void check_value(lua_State *L, int sidx, int vidx, const char *path,
-			const struct sl_deploy *dp, struct sl_errs *errs)
+                        const struct sl_deploy *dp, struct sl_errs *errs)
 {
 	struct sl_schema *sc = NULL;
 	struct sl_diag d;
@@ -97,7 +97,8 @@ static void check_value(lua_State *L, int sidx, int vidx, const char *path,
 	}
 	if (sl_schema_validate(sc, L, vidx, &d)) {
 		m = sl_diag_msg(&d);
-		sl_errs_add(errs, "%s: %s%s", dp->file, path, m[0] == '/' && m[1] == ':' ? m + 1 : m);
+		sl_errs_add(errs, "%s: %s%s", dp->file, path,
+		            m[0] == '/' && m[1] == ':' ? m + 1 : m);
 	}
 	sl_schema_free(sc);
 }
@@ -124,7 +125,7 @@ static const char *closest_key(lua_State *L, int idx, const char *key)
  * error; `defs` (a table index, or 0) holds the processor definition that
  * "processors" refers to. [-0, +0, e] */
 static void list_errors(lua_State *L, int sidx, int vidx, const char *path, int defs,
-			const struct sl_deploy *dp, struct sl_errs *errs)
+                        const struct sl_deploy *dp, struct sl_errs *errs)
 {
 	char sub[600];
 	lua_Integer i, n;
@@ -139,7 +140,7 @@ static void list_errors(lua_State *L, int sidx, int vidx, const char *path, int 
 		lua_rawgeti(L, -1, i);
 		if (lua_getfield(L, vidx, lua_tostring(L, -1)) == LUA_TNIL)
 			sl_errs_add(errs, "%s: %s/%s: required: missing property", dp->file, path,
-				    lua_tostring(L, -2));
+			            lua_tostring(L, -2));
 		lua_pop(L, 2);
 	}
 	lua_pop(L, 1);
@@ -151,13 +152,15 @@ static void list_errors(lua_State *L, int sidx, int vidx, const char *path, int 
 		snprintf(sub, sizeof(sub), "%s/%s", path, key);
 		if (lua_type(L, -2) != LUA_TSTRING || lua_getfield(L, val - 2, key) == LUA_TNIL) {
 			const char *hint = closest_key(L, val - 2, key);
-			sl_errs_add(errs, "%s: %s: unknown field '%s'%s%s%s", dp->file, *path ? path : "/",
-				    key, hint ? " (did you mean '" : "", hint ? hint : "", hint ? "'?)" : "");
+			sl_errs_add(errs, "%s: %s: unknown field '%s'%s%s%s", dp->file,
+			            *path ? path : "/", key, hint ? " (did you mean '" : "",
+			            hint ? hint : "", hint ? "'?)" : "");
 		} else if (defs && !strcmp(key, "processors") && lua_istable(L, val)) {
 			lua_pushnil(L);
 			while (lua_next(L, val)) {
 				snprintf(sub, sizeof(sub), "%s/processors/%s", path,
-					 lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?");
+				         lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
+				                                        : "?");
 				list_errors(L, defs, lua_gettop(L), sub, 0, dp, errs);
 				lua_pop(L, 1);
 			}
@@ -252,7 +255,7 @@ static void read_limits(lua_State *L, struct sl_deploy_proc *p)
 static int cmp_proc(const void *a, const void *b)
 {
 	return strcmp(((const struct sl_deploy_proc *)a)->name,
-		      ((const struct sl_deploy_proc *)b)->name);
+	              ((const struct sl_deploy_proc *)b)->name);
 }
 
 /* Reads processors (table at -1 is the deployment). [-0, +0, m] */
@@ -283,7 +286,8 @@ static int read_procs(lua_State *L, struct sl_deploy *dp)
 		p->mode_all = opt_equals(L, "mode", "all");
 		p->effects_all = opt_equals(L, "sideEffects", "all");
 		p->batch_size = lua_getfield(L, -1, "batchSize") == LUA_TNUMBER
-					? (int)lua_tointeger(L, -1) : 1000;
+		                        ? (int)lua_tointeger(L, -1)
+		                        : 1000;
 		lua_pop(L, 1);
 		read_limits(L, p);
 		lua_pop(L, 1);
@@ -304,8 +308,8 @@ static int read_fields(lua_State *L, struct sl_deploy *dp)
 	s = opt_string(L, "store");
 	dp->store = sl_deploy_path(dp, s ? s : "sluice.db");
 	free(s);
-	dp->durability = opt_equals(L, "durability", "normal") ? SL_DURABILITY_NORMAL
-							       : SL_DURABILITY_FULL;
+	dp->durability =
+		opt_equals(L, "durability", "normal") ? SL_DURABILITY_NORMAL : SL_DURABILITY_FULL;
 	if ((s = opt_string(L, "console")))
 		dp->console = sl_deploy_path(dp, s), free(s);
 	dp->shutdown_ms = 10000;

@@ -38,7 +38,7 @@ struct sl_deploy {
 	size_t nschemas;
 	struct sl_deploy_proc *procs; /* sorted by name */
 	size_t nprocs;
-	char *console; /* resolved, or NULL */
+	char *console;      /* resolved, or NULL */
 	double shutdown_ms; /* shutdownTimeout (default 10 s) */
 };
 

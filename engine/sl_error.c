@@ -11,8 +11,8 @@ const char *sl_strerror(int code)
 	switch (code) {
 	case 0:
 		return "success";
-#define SL_ERRNO_TEXT(name, val, text) \
-	case (val):                    \
+#define SL_ERRNO_TEXT(name, val, text)                                                             \
+	case (val):                                                                                \
 		return (text);
 		SL_ERRNO_MAP(SL_ERRNO_TEXT)
 #undef SL_ERRNO_TEXT
@@ -52,7 +52,8 @@ int sl_diag_prefix(struct sl_diag *d, const char *fmt, ...)
 	vsnprintf(head, sizeof(head), fmt, ap);
 	va_end(ap);
 	memcpy(old, d->msg, sizeof(old));
-	snprintf(d->msg, sizeof(d->msg), "%.255s: %.760s", head, old[0] ? old : sl_strerror(d->code));
+	snprintf(d->msg, sizeof(d->msg), "%.255s: %.760s", head,
+	         old[0] ? old : sl_strerror(d->code));
 	return d->code;
 }
 

@@ -14,19 +14,19 @@
 
 #include <stddef.h>
 
-#define SL_ERRNO_MAP(X)                                              \
-	X(INVAL, -1, "invalid input")                                \
-	X(NOMEM, -2, "out of memory")                                \
-	X(IO, -3, "store I/O error")                                 \
-	X(CONFLICT, -4, "offset conflict")                           \
-	X(PAUSED, -5, "stream paused")                               \
-	X(NOTFOUND, -6, "not found")                                 \
-	X(TOOBIG, -7, "too large")                                   \
-	X(BUSY, -8, "store busy")                                    \
-	X(VERSION, -9, "unsupported store version")                  \
-	X(LUA, -10, "Lua error")                                     \
-	X(USAGE, -11, "usage error")                                 \
-	X(FENCED, -12, "lease lost")                                 \
+#define SL_ERRNO_MAP(X)                                                                            \
+	X(INVAL, -1, "invalid input")                                                              \
+	X(NOMEM, -2, "out of memory")                                                              \
+	X(IO, -3, "store I/O error")                                                               \
+	X(CONFLICT, -4, "offset conflict")                                                         \
+	X(PAUSED, -5, "stream paused")                                                             \
+	X(NOTFOUND, -6, "not found")                                                               \
+	X(TOOBIG, -7, "too large")                                                                 \
+	X(BUSY, -8, "store busy")                                                                  \
+	X(VERSION, -9, "unsupported store version")                                                \
+	X(LUA, -10, "Lua error")                                                                   \
+	X(USAGE, -11, "usage error")                                                               \
+	X(FENCED, -12, "lease lost")                                                               \
 	X(NOTSUP, -13, "not supported")
 
 enum sl_errno {
@@ -42,7 +42,7 @@ const char *sl_strerror(int code);
 
 /* A diagnostic: the first error's code and its message, plus context. */
 struct sl_diag {
-	int code;            /* 0 while no error has been recorded */
+	int code; /* 0 while no error has been recorded */
 	char msg[SL_DIAG_MAX];
 };
 
@@ -56,8 +56,7 @@ int sl_diag_set(struct sl_diag *d, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /* Puts "<context>: " in front of the recorded message. Returns d->code (or 0). */
-int sl_diag_prefix(struct sl_diag *d, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+int sl_diag_prefix(struct sl_diag *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* The message, or sl_strerror(code) when no message was recorded. */
 const char *sl_diag_msg(const struct sl_diag *d);

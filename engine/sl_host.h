@@ -1,18 +1,17 @@
 /* sl_host.h - a running deployment: its processors, their instances, and the pump
- * that reads the store and feeds them (DESIGN §5, §6).
+ * that reads the store and feeds them (sl_pump.h; DESIGN §5, §6).
  *
- * The pump runs on a libuv loop. Each round lists the streams, finds every instance
- * whose checkpoint is behind its stream's head (behind the store's head position in
- * mode "all"), reads its next batch and ingests it. A failed batch is retried with
- * exponential backoff; after the processor's retry attempts the instance is faulted:
- * its checkpoint row says so (across restarts), `stream/error-occurred` is appended
- * (key processor-ingest-failed:<processor>:<checkpoint>) and it receives nothing
- * until it is reset, resumed, or its script or contract changes.
+ * A failed batch is retried with exponential backoff; after the processor's retry
+ * attempts the instance is faulted: its checkpoint row says so (across restarts),
+ * `stream/error-occurred` is appended (key processor-ingest-failed:<processor>:
+ * <checkpoint>) and it receives nothing until it is reset, resumed, or its script
+ * or contract changes.
  */
 #ifndef SL_HOST_H
 #define SL_HOST_H
 
-#include <stdio.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "sl_error.h"
 
@@ -38,28 +37,72 @@ int sl_host_run(struct sl_host *h, int until_caught_up, struct sl_diag *d);
  * deployment's shutdownTimeout, else 10 s). */
 void sl_host_set_shutdown_timeout(struct sl_host *h, double ms);
 
-/* Prints {"processor","stream","offset","status","state"} for one instance, or for
- * every instance of the processor (mode each without STREAM). */
-int sl_host_state(struct sl_host *h, const char *proc, const char *stream, FILE *out,
-		  struct sl_diag *d);
+/* ---- queries: rows to a callback ----------------------------------------------------------
+ *
+ * The queries below hand their results to a callback, one row at a time; rendering
+ * (JSON lines in the CLI, Lua tables in sluice.core) is the caller's. A row and the
+ * strings it points to are borrowed for the duration of the call. A callback returns
+ * 0 to go on; any other value stops the query, which returns it (the callback fills
+ * d if it wants a message).
+ */
 
-/* Prints one status line per instance of every processor. */
-int sl_host_status(struct sl_host *h, FILE *out, struct sl_diag *d);
+/* One instance's state. stream is NULL for a processor in mode "all"; status is
+ * "new", "ok" or "faulted"; state_json[0..state_len) is the state as JSON text,
+ * followed by a NUL. */
+struct sl_state_row {
+	const char *processor;
+	const char *stream;
+	int64_t offset;
+	const char *status;
+	const char *state_json;
+	size_t state_len;
+};
+typedef int (*sl_state_fn)(void *ud, const struct sl_state_row *row);
+
+/* Calls fn for one instance, or for every instance of the processor (mode each
+ * without STREAM). */
+int sl_host_state(struct sl_host *h, const char *proc, const char *stream, sl_state_fn fn, void *ud,
+                  struct sl_diag *d);
+
+/* One instance's progress. stream as for sl_state_row; lag = head - offset (0 if
+ * ahead); last_error is NULL when the instance has none. */
+struct sl_status_row {
+	const char *processor;
+	const char *stream;
+	int64_t offset, head, lag;
+	const char *status;
+	const char *last_error;
+	int64_t background_failures;
+};
+typedef int (*sl_status_fn)(void *ud, const struct sl_status_row *row);
+
+/* Calls fn for every instance of every processor. */
+int sl_host_status(struct sl_host *h, sl_status_fn fn, void *ud, struct sl_diag *d);
 
 /* Discards the state and checkpoint of one instance or (stream NULL) of all, and then
  * the processor's tables; with_effects also forgets the side-effects marks. */
 int sl_host_reset(struct sl_host *h, const char *proc, const char *stream, int with_effects,
-		  struct sl_diag *d);
+                  struct sl_diag *d);
+
+/* An event that resume --skip dead-lettered: its processor, stream and offset. */
+struct sl_resume_row {
+	const char *processor;
+	const char *stream;
+	int64_t offset;
+};
+typedef int (*sl_resume_fn)(void *ud, const struct sl_resume_row *row);
 
 /* Clears the fault of one instance or (stream NULL) of every instance of proc; an
  * instance that is not faulted is left alone. With skip, the faulted batch is run
  * again one event at a time: the first event that fails alone is recorded as a dead
- * letter (printed as {"processor","stream","offset","deadLettered":true}) and the
- * checkpoint moves past it; the rest of the batch is processed. */
-int sl_host_resume(struct sl_host *h, const char *proc, const char *stream, int skip, FILE *out,
-		   struct sl_diag *d);
+ * letter (and handed to fn, which may be NULL) and the checkpoint moves past it; the
+ * rest of the batch is processed. */
+int sl_host_resume(struct sl_host *h, const char *proc, const char *stream, int skip,
+                   sl_resume_fn fn, void *ud, struct sl_diag *d);
 
-/* Prints one line per dead letter: processor, stream, offset, type, error, attempts, at. */
-int sl_host_dead_letters(struct sl_host *h, FILE *out, struct sl_diag *d);
+/* Calls fn for every dead letter, oldest first (the row type is sl_checkpoint.h's). */
+struct sl_dead_letter;
+typedef int (*sl_dead_letter_fn)(void *ud, const struct sl_dead_letter *dl);
+int sl_host_dead_letters(struct sl_host *h, sl_dead_letter_fn fn, void *ud, struct sl_diag *d);
 
 #endif

@@ -75,7 +75,7 @@ typedef int (*sl_json_member_fn)(void *ud, const struct sl_json_member *m, struc
  * malformed: callers must treat their results as void unless 0 is returned.
  * A document that is not an object gives SL_EINVAL "must be a JSON object, got <kind>". */
 int sl_json_members(const char *text, size_t len, sl_json_member_fn fn, void *ud,
-		    struct sl_diag *d);
+                    struct sl_diag *d);
 
 /* --- Internal: shared by sl_json.c and sl_luajson.c, the two users of yajl. ---
  *

@@ -85,7 +85,7 @@ static int push_fail(lua_State *L, const struct sl_diag *d)
 static int core_open(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
-	struct sl_store_opts so = { SL_DURABILITY_FULL, 0, sl_core_validate, NULL };
+	struct sl_store_opts so = {SL_DURABILITY_FULL, 0, sl_core_validate, NULL};
 	struct lstore *ls;
 	struct sl_diag d;
 
@@ -111,7 +111,7 @@ static int core_open(lua_State *L)
  * into ls->buf at *used). Offsets, not pointers, because buf may move.
  * [-0, +0, m] */
 static int json_arg(lua_State *L, struct lstore *ls, int idx, const char *field, size_t *off,
-		    size_t *len, struct sl_diag *d)
+                    size_t *len, struct sl_diag *d)
 {
 	size_t start = ls->buf.len;
 	int rc;
@@ -142,7 +142,7 @@ struct pending {
 };
 
 static int read_event_table(lua_State *L, struct lstore *ls, int idx, struct sl_event_in *ev,
-			    struct pending *pd, struct sl_diag *d)
+                            struct pending *pd, struct sl_diag *d)
 {
 	int rc;
 
@@ -194,9 +194,9 @@ static void resolve(struct lstore *ls, struct sl_event_in *ev, const struct pend
 static int store_append(lua_State *L)
 {
 	struct lstore *ls = check_store(L, 1);
-	struct sl_event_in ev = { 0 };
+	struct sl_event_in ev = {0};
 	struct sl_append_result res;
-	struct pending pd = { 0, 0, 0, 0, 0, 0 };
+	struct pending pd = {0, 0, 0, 0, 0, 0};
 	struct sl_diag d;
 	int rc;
 
@@ -527,82 +527,169 @@ static int core_run(lua_State *L)
 	return 1;
 }
 
-/* Runs a host function printing JSON lines into memory, then decodes the lines
- * into an array. [-0, +1|2, m] */
-static int lines_of(lua_State *L, struct sl_host *h, int (*fn)(struct sl_host *, void *, FILE *,
-								   struct sl_diag *), void *arg)
-{
-	char *text = NULL, *line, *nl;
-	size_t len = 0;
-	struct sl_diag d;
-	FILE *mem = open_memstream(&text, &len);
-	int rc;
-	lua_Integer n = 0;
+/* ---- host queries: rows become tables ------------------------------------------------ */
 
-	sl_diag_init(&d);
-	if (!mem) {
-		sl_host_free(h);
-		return luaL_error(L, "out of memory");
-	}
-	rc = fn(h, arg, mem, &d);
-	fclose(mem);
-	sl_host_free(h);
-	if (rc) {
-		free(text);
-		return push_fail(L, &d);
-	}
-	lua_newtable(L);
-	for (line = text; line && *line; line = nl + 1) {
-		nl = strchr(line, '\n');
-		if (sl_lj_decode(L, line, (size_t)(nl - line), 0, &d) == 0)
-			lua_rawseti(L, -2, ++n);
-	}
-	free(text);
-	return 1;
-}
-
-struct state_args {
-	const char *proc, *stream;
+/* Where the rows of a host query go: the array at index t of L. The host is open
+ * while rows arrive, so each row is converted in a protected call and a Lua error
+ * (out of memory) ends the query with rc instead of unwinding through the host. */
+struct rows_in {
+	lua_State *L;
+	int t;
+	lua_Integer n;
+	const void *row;
+	int (*push)(lua_State *L, const void *row, struct sl_diag *d);
+	struct sl_diag *d;
+	const char *proc, *stream; /* the query's arguments */
 };
 
-static int state_fn(struct sl_host *h, void *arg, FILE *out, struct sl_diag *d)
+/* Sets t[k] = the string v, or the null sentinel if v is NULL, on the table at -1.
+ * [-0, +0, m] */
+static void set_str_or_null(lua_State *L, const char *k, const char *v)
 {
-	struct state_args *a = arg;
-
-	return sl_host_state(h, a->proc, a->stream, out, d);
+	if (v)
+		lua_pushstring(L, v);
+	else
+		sl_lj_pushnull(L);
+	lua_setfield(L, -2, k);
 }
 
-static int status_fn(struct sl_host *h, void *arg, FILE *out, struct sl_diag *d)
+static void set_int(lua_State *L, const char *k, int64_t v)
 {
-	(void)arg;
-	return sl_host_status(h, out, d);
+	lua_pushinteger(L, (lua_Integer)v);
+	lua_setfield(L, -2, k);
+}
+
+/* [-0, +1, m] */
+static int push_state_row(lua_State *L, const void *row, struct sl_diag *d)
+{
+	const struct sl_state_row *r = row;
+	int rc;
+
+	lua_createtable(L, 0, 5);
+	set_str(L, "processor", r->processor);
+	set_str_or_null(L, "stream", r->stream);
+	set_int(L, "offset", r->offset);
+	set_str(L, "status", r->status);
+	if ((rc = sl_lj_decode(L, r->state_json, r->state_len, 0, d)))
+		return rc;
+	lua_setfield(L, -2, "state");
+	return 0;
+}
+
+/* [-0, +1, m] */
+static int push_status_row(lua_State *L, const void *row, struct sl_diag *d)
+{
+	const struct sl_status_row *r = row;
+
+	(void)d;
+	lua_createtable(L, 0, 8);
+	set_str(L, "processor", r->processor);
+	set_str_or_null(L, "stream", r->stream);
+	set_int(L, "offset", r->offset);
+	set_int(L, "head", r->head);
+	set_int(L, "lag", r->lag);
+	set_str(L, "status", r->status);
+	set_str_or_null(L, "lastError", r->last_error);
+	set_int(L, "backgroundFailures", r->background_failures);
+	return 0;
+}
+
+/* The protected part of add_row: the rows_in at 1, the array at 2. [-0, +0, m] */
+static int add_row_protected(lua_State *L)
+{
+	struct rows_in *in = lua_touserdata(L, 1);
+	int rc;
+
+	if ((rc = in->push(L, in->row, in->d))) {
+		lua_pushinteger(L, rc);
+		return 1;
+	}
+	lua_rawseti(L, 2, ++in->n);
+	return 0;
+}
+
+/* Appends one row to the array; returns 0 or an error code with in->d filled.
+ * [-0, +0, -] */
+static int add_row(struct rows_in *in, const void *row)
+{
+	lua_State *L = in->L;
+	int top = lua_gettop(L), st, rc = 0;
+
+	in->row = row;
+	lua_pushcfunction(L, add_row_protected);
+	lua_pushlightuserdata(L, in);
+	lua_pushvalue(L, in->t);
+	st = lua_pcall(L, 2, LUA_MULTRET, 0);
+	if (st != LUA_OK)
+		rc = sl_diag_set(in->d, st == LUA_ERRMEM ? SL_ENOMEM : SL_ELUA, "%s",
+		                 lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+		                                                : "Lua error");
+	else if (lua_gettop(L) > top)
+		rc = (int)lua_tointeger(L, -1);
+	lua_settop(L, top);
+	return rc;
+}
+
+static int add_state_row(void *ud, const struct sl_state_row *row)
+{
+	return add_row(ud, row);
+}
+
+static int add_status_row(void *ud, const struct sl_status_row *row)
+{
+	return add_row(ud, row);
+}
+
+static int run_state(struct sl_host *h, struct rows_in *in)
+{
+	in->push = push_state_row;
+	return sl_host_state(h, in->proc, in->stream, add_state_row, in, in->d);
+}
+
+static int run_status(struct sl_host *h, struct rows_in *in)
+{
+	in->push = push_status_row;
+	return sl_host_status(h, add_status_row, in, in->d);
+}
+
+/* Opens the deployment, runs one query into a new array, closes the host and
+ * returns the array, or nil and a message. [-0, +1|2, m] */
+static int query_rows(lua_State *L, const char *file, const char *proc, const char *stream,
+                      int (*run)(struct sl_host *, struct rows_in *))
+{
+	struct sl_diag d;
+	struct rows_in in = {L, 0, 0, NULL, NULL, &d, proc, stream};
+	struct sl_host *h;
+	int rc;
+
+	lua_newtable(L);
+	in.t = lua_gettop(L);
+	luaL_checkstack(L, 5, NULL); /* add_row's pcall needs room; raise before opening */
+	if (!(h = open_host(L, file, 0))) {
+		lua_rawgeti(L, -1, 1); /* nil, errors, first error */
+		lua_remove(L, -2);
+		return 2;
+	}
+	sl_diag_init(&d);
+	rc = run(h, &in);
+	sl_host_free(h);
+	if (rc)
+		return push_fail(L, &d);
+	return 1;
 }
 
 /* core.state(deployment, processor [, stream]) [-0, +1|2, m] */
 static int core_state(lua_State *L)
 {
-	struct state_args a = { luaL_checkstring(L, 2), luaL_optstring(L, 3, NULL) };
-	struct sl_host *h = open_host(L, luaL_checkstring(L, 1), 0);
+	const char *file = luaL_checkstring(L, 1), *proc = luaL_checkstring(L, 2);
 
-	if (!h) {
-		lua_rawgeti(L, -1, 1); /* nil, errors, first error */
-		lua_remove(L, -2);
-		return 2;
-	}
-	return lines_of(L, h, state_fn, &a);
+	return query_rows(L, file, proc, luaL_optstring(L, 3, NULL), run_state);
 }
 
 /* core.status(deployment) [-0, +1|2, m] */
 static int core_status(lua_State *L)
 {
-	struct sl_host *h = open_host(L, luaL_checkstring(L, 1), 0);
-
-	if (!h) {
-		lua_rawgeti(L, -1, 1); /* nil, errors, first error */
-		lua_remove(L, -2);
-		return 2;
-	}
-	return lines_of(L, h, status_fn, NULL);
+	return query_rows(L, luaL_checkstring(L, 1), NULL, NULL, run_status);
 }
 
 /* core.reset(deployment, processor [, stream [, opts]]) [-0, +1|2, m] */
@@ -633,15 +720,22 @@ int luaopen_sluice_core(lua_State *L);
 int luaopen_sluice_core(lua_State *L)
 {
 	static const luaL_Reg store_methods[] = {
-		{ "append", store_append },   { "append_batch", store_append_batch },
-		{ "events", store_events },   { "streams", store_streams },
-		{ "close", store_close },     { NULL, NULL },
+		{"append", store_append}, {"append_batch", store_append_batch},
+		{"events", store_events}, {"streams", store_streams},
+		{"close", store_close},   {NULL, NULL},
 	};
 	static const luaL_Reg funcs[] = {
-		{ "open", core_open },     { "decode", core_decode }, { "encode", core_encode },
-		{ "array", core_array },   { "isarray", core_isarray }, { "check", core_check },
-		{ "run", core_run },       { "state", core_state },   { "status", core_status },
-		{ "reset", core_reset },   { NULL, NULL },
+		{"open", core_open},
+		{"decode", core_decode},
+		{"encode", core_encode},
+		{"array", core_array},
+		{"isarray", core_isarray},
+		{"check", core_check},
+		{"run", core_run},
+		{"state", core_state},
+		{"status", core_status},
+		{"reset", core_reset},
+		{NULL, NULL},
 	};
 
 	if (luaL_newmetatable(L, STORE_MT)) {

@@ -5,6 +5,8 @@
  * reduces every event and runs processEventBatch (or the default fan-out). The
  * commit happens in C after that call returned, in the store's commit (sl_commit_begin)
  * that was opened before it, so ctx.db writes made by hooks commit with the batch.
+ * What Lua sees (ctx and its primitives) is in sl_luaapi.c, the instances and their
+ * cached states in sl_instcache.c; sl_processor_int.h holds what they share.
  */
 #include "sl_processor.h"
 
@@ -24,83 +26,16 @@
 #include "sl_dbapi.h"
 #include "sl_json.h"
 #include "sl_log.h"
+#include "sl_lstack.h"
+#include "sl_luaapi.h"
 #include "sl_luajson.h"
 #include "sl_sandbox.h"
 #include "sl_schema.h"
+#include "sl_processor_int.h"
 #include "sl_work.h"
 
-#define STATE_CACHE_MAX 4096 /* cached state tables per processor */
-
-/* One ctx.append of the running batch; strings live in the batch arena. */
-struct pending_append {
-	size_t stream, type, payload, metadata, key; /* offsets into arena */
-	size_t payload_len, metadata_len;
-};
-
-/* Appends waiting for their commit: a batch's, or work's deferred ones. */
-struct appends {
-	struct sl_buf arena;
-	struct pending_append *app;
-	size_t napp, capp;
-};
-
-/* The batch being run. It lives on the heap: with blocking work pending it outlives
- * sl_proc_ingest. */
-struct run {
-	struct sl_proc *p;
-	sl_ingest_cb done;
-	void *ud;
-	struct sl_inst *in;
-	const struct sl_event *ev;
-	size_t n;
-	int64_t last;        /* running checkpoint */
-	int64_t effects_mark;
-	size_t nconsumed;
-	const struct sl_event *source; /* event being processed (sync phase only) */
-	struct sl_work_src *src;       /* the source of appends, shared with work */
-	struct appends ap;
-	struct sl_buf dblog;           /* ctx.db writes, replayed if the batch waits */
-	int pending;                   /* block work items not settled */
-	int hooks_done, failed, state_ref;
-	char *traceback;               /* of the first failure */
-	int64_t fail_offset;           /* offset of the event the hooks failed at, or 0 */
-	struct sl_diag fail;
-	struct sl_buf state_json;
-	int reduced_ref;  /* registry ref of batch.reduced during the hooks */
-	int batch_ref;    /* registry ref of the batch table (processEventBatch only) */
-	size_t last_consumed; /* index of the batch's last consumed event */
-	size_t current;   /* index of the event being reduced */
-	size_t *ridx;     /* event index of each reduced entry */
-	struct sl_diag *d;
-};
-
-struct sl_proc {
-	struct sl_proc_cfg cfg;
-	const struct sl_contract *contract;
-	lua_State *L;
-	int ref_reduce, ref_process, ref_batch, ref_prepare, ref_ctx, ref_initial;
-	int prepared;
-	struct sl_store *store;
-	struct sl_commit *commit; /* open for prepare or a batch (synchronous parts only), or NULL */
-	struct sl_dbapi *db;
-	int64_t anchor;
-	struct sl_inst **slot; /* instances by stream, open addressing */
-	size_t nslots, ninst;
-	struct sl_inst lru;    /* sentinel of the cached-state list */
-	size_t ncached;
-	struct run *cur;       /* the batch running hooks, or NULL */
-	struct sl_workq *wq;   /* NULL until sl_proc_set_loop */
-	struct appends wap;    /* appends of work, deferred while p->commit is open */
-	struct bgfail *bgf;    /* background failures not yet counted in the store */
-	char *last_traceback;
-	int64_t last_fail_offset;
-	int preparing;         /* prepare is running */
-	char script_hash[17];  /* of the script file's bytes */
-	struct sl_work_src *prep_src; /* the source of work started by prepare */
-};
-
-static const char *const script_fields[] = { "contract", "reduce", "processEvent",
-					     "processEventBatch", "prepare", NULL };
+static const char *const script_fields[] = {"contract",          "reduce",  "processEvent",
+                                            "processEventBatch", "prepare", NULL};
 
 const char *sl_proc_name(const struct sl_proc *p)
 {
@@ -273,26 +208,29 @@ static const char *closest_consumed(const struct sl_contract *c, const char *key
 /* Checks a hook table (reduce, processEvent) at -1: consumed keys, function values.
  * [-0, +0, m] */
 static void check_hooks(lua_State *L, const struct sl_proc *p, const char *field,
-			struct sl_errs *errs)
+                        struct sl_errs *errs)
 {
 	const char *file = p->cfg.script, *hint, *key;
 
 	lua_pushnil(L);
 	while (lua_next(L, -2)) {
 		if (lua_type(L, -2) != LUA_TSTRING) {
-			sl_errs_add(errs, "%s: %s: keys must be event types (strings)", file, field);
+			sl_errs_add(errs, "%s: %s: keys must be event types (strings)", file,
+			            field);
 		} else {
 			key = lua_tostring(L, -2);
 			if (!strcmp(key, "*") ? !p->contract->consumes_all
-					      : !sl_contract_consumes_named(p->contract, key)) {
+			                      : !sl_contract_consumes_named(p->contract, key)) {
 				hint = closest_consumed(p->contract, key);
-				sl_errs_add(errs, "%s: %s: key '%s' is not consumed by contract '%s'%s%s%s",
-					    file, field, key, p->contract->name,
-					    hint ? " (did you mean '" : "", hint ? hint : "",
-					    hint ? "'?)" : "");
+				sl_errs_add(
+					errs,
+					"%s: %s: key '%s' is not consumed by contract '%s'%s%s%s",
+					file, field, key, p->contract->name,
+					hint ? " (did you mean '" : "", hint ? hint : "",
+					hint ? "'?)" : "");
 			} else if (!lua_isfunction(L, -1)) {
-				sl_errs_add(errs, "%s: %s: '%s' must be a function, got %s", file, field,
-					    key, luaL_typename(L, -1));
+				sl_errs_add(errs, "%s: %s: '%s' must be a function, got %s", file,
+				            field, key, luaL_typename(L, -1));
 			}
 		}
 		lua_pop(L, 1);
@@ -301,8 +239,8 @@ static void check_hooks(lua_State *L, const struct sl_proc *p, const char *field
 
 /* Takes field `name` of the script table at -1 into a registry ref if its type
  * matches. [-0, +0, m] */
-static int take_field(lua_State *L, const struct sl_proc *p, const char *name, int type,
-		      int *ref, struct sl_errs *errs)
+static int take_field(lua_State *L, const struct sl_proc *p, const char *name, int type, int *ref,
+                      struct sl_errs *errs)
 {
 	int t = raw_field(L, -1, name); /* raw: the script's table may have metamethods */
 
@@ -313,7 +251,7 @@ static int take_field(lua_State *L, const struct sl_proc *p, const char *name, i
 	}
 	if (t != type) {
 		sl_errs_add(errs, "%s: %s: must be a %s, got %s", p->cfg.script, name,
-			    lua_typename(L, type), lua_typename(L, t));
+		            lua_typename(L, type), lua_typename(L, t));
 		lua_pop(L, 1);
 		return 1;
 	}
@@ -325,7 +263,7 @@ static int take_field(lua_State *L, const struct sl_proc *p, const char *name, i
 
 /* Checks the script table at -1 and takes its hooks. [-0, +0, m] */
 static void check_script(lua_State *L, struct sl_proc *p, struct sl_contracts *cs,
-			 struct sl_errs *errs)
+                         struct sl_errs *errs)
 {
 	const char *file = p->cfg.script, *hint;
 
@@ -337,13 +275,15 @@ static void check_script(lua_State *L, struct sl_proc *p, struct sl_contracts *c
 			known |= !strcmp(k, script_fields[i]);
 		if (!known) {
 			hint = k ? closest_of(script_fields, k) : NULL;
-			sl_errs_add(errs, "%s: %s: unknown field%s%s%s", file, k ? k : "(not a string)",
-				    hint ? " (did you mean '" : "", hint ? hint : "", hint ? "'?)" : "");
+			sl_errs_add(errs, "%s: %s: unknown field%s%s%s", file,
+			            k ? k : "(not a string)", hint ? " (did you mean '" : "",
+			            hint ? hint : "", hint ? "'?)" : "");
 		}
 		lua_pop(L, 1);
 	}
 	if (raw_field(L, -1, "contract") != LUA_TSTRING) {
-		sl_errs_add(errs, "%s: contract: required, the name of the processor's contract", file);
+		sl_errs_add(errs, "%s: contract: required, the name of the processor's contract",
+		            file);
 	} else if (sl_contracts_load(cs, lua_tostring(L, -1), &p->contract, errs)) {
 		sl_errs_add(errs, "%s: contract: '%s' cannot be loaded", file, lua_tostring(L, -1));
 	}
@@ -354,227 +294,6 @@ static void check_script(lua_State *L, struct sl_proc *p, struct sl_contracts *c
 	take_field(L, p, "processEvent", LUA_TTABLE, &p->ref_process, errs);
 	take_field(L, p, "processEventBatch", LUA_TFUNCTION, &p->ref_batch, errs);
 	take_field(L, p, "prepare", LUA_TFUNCTION, &p->ref_prepare, errs);
-}
-
-/* ---- ctx --------------------------------------------------------------------------- */
-
-/* The batch whose hooks run, or raises. [-0, +0, v] */
-static struct run *running(lua_State *L, struct sl_proc *p, const char *what)
-{
-	sl_sandbox_no_reduce(L, what);
-	if (!p->cur)
-		luaL_error(L, "%s is available only while a hook runs", what);
-	return p->cur;
-}
-
-/* Adds s to the arena; returns its offset. */
-static size_t arena_str(struct appends *ap, const char *s, size_t n)
-{
-	size_t off = ap->arena.len;
-
-	sl_buf_add(&ap->arena, s, n);
-	sl_buf_addc(&ap->arena, '\0');
-	return off;
-}
-
-static void appends_release(struct appends *ap)
-{
-	sl_buf_release(&ap->arena);
-	free(ap->app);
-	ap->app = NULL;
-	ap->napp = ap->capp = 0;
-}
-
-/* Pushes the metadata of an emitted event: opts.metadata (at idx, or nil) with
- * source = {processor, version, stream, offset}. [-0, +1, m] */
-static void push_emit_metadata(lua_State *L, struct sl_proc *p, int idx, const struct sl_work_src *src)
-{
-	lua_newtable(L);
-	if (lua_istable(L, idx)) {
-		lua_pushnil(L);
-		while (lua_next(L, idx)) {
-			lua_pushvalue(L, -2);
-			lua_insert(L, -2);
-			lua_rawset(L, -4);
-		}
-	}
-	lua_createtable(L, 0, 4);
-	lua_pushstring(L, p->cfg.name);
-	lua_setfield(L, -2, "processor");
-	lua_pushinteger(L, p->contract->version);
-	lua_setfield(L, -2, "version");
-	lua_pushstring(L, src->stream);
-	lua_setfield(L, -2, "stream");
-	lua_pushinteger(L, src->offset);
-	lua_setfield(L, -2, "offset");
-	lua_setfield(L, -2, "source");
-}
-
-/* Encodes the value at idx into the arena. [-0, +0, e] */
-static size_t arena_json(lua_State *L, struct appends *ap, int idx, const char *what, size_t *len)
-{
-	struct sl_diag d;
-	size_t off = ap->arena.len;
-
-	sl_diag_init(&d);
-	if (sl_lj_encode(L, idx, what, &ap->arena, &d))
-		luaL_error(L, "ctx.append: %s", sl_diag_msg(&d));
-	*len = ap->arena.len - off;
-	sl_buf_addc(&ap->arena, '\0');
-	return off;
-}
-
-/* A new pending append slot. [-0, +0, m] */
-static struct pending_append *new_append(lua_State *L, struct appends *ap)
-{
-	struct pending_append *grown;
-
-	if (ap->napp == ap->capp) {
-		size_t cap = ap->capp ? ap->capp * 2 : 8;
-		if (!(grown = realloc(ap->app, cap * sizeof(*grown))))
-			luaL_error(L, "out of memory");
-		ap->app = grown;
-		ap->capp = cap;
-	}
-	return &ap->app[ap->napp++];
-}
-
-/* Appends ap's events in one store batch (in the open commit, or on their own). */
-static int write_appends(struct sl_proc *p, struct appends *ap, struct sl_diag *d)
-{
-	struct sl_event_in *ev;
-	struct sl_append_result *res;
-	size_t i, failed = 0;
-	int rc;
-
-	if (!ap->napp)
-		return 0;
-	ev = calloc(ap->napp, sizeof(*ev));
-	res = calloc(ap->napp, sizeof(*res));
-	if (!ev || !res) {
-		rc = sl_diag_set(d, SL_ENOMEM, "out of memory");
-		goto out;
-	}
-	for (i = 0; i < ap->napp; i++) {
-		const char *a = ap->arena.ptr;
-		ev[i].stream = a + ap->app[i].stream;
-		ev[i].type = a + ap->app[i].type;
-		ev[i].key = a + ap->app[i].key;
-		ev[i].payload = a + ap->app[i].payload;
-		ev[i].payload_len = ap->app[i].payload_len;
-		ev[i].metadata = a + ap->app[i].metadata;
-		ev[i].metadata_len = ap->app[i].metadata_len;
-	}
-	rc = p->commit ? sl_commit_append(p->commit, ev, ap->napp, res, 0, &failed, d)
-		       : sl_store_append(p->store, ev, ap->napp, res, 0, &failed, d);
-	if (rc)
-		sl_diag_prefix(d, "processor '%s': ctx.append of '%s' to '%s'", p->cfg.name,
-			       ev[failed].type, ev[failed].stream);
-out:
-	free(ev);
-	free(res);
-	return rc;
-}
-
-/* ctx.append(type, payload [, opts]) [-(2|3), +0, e] */
-static int ctx_append(lua_State *L)
-{
-	struct sl_proc *p = lua_touserdata(L, lua_upvalueindex(1));
-	struct sl_work *w = sl_work_current(L);
-	struct sl_work_src *src = w ? sl_work_src(w) : p->cur ? p->cur->src : NULL;
-	struct appends *ap = w ? &p->wap : p->cur ? &p->cur->ap : NULL;
-	const char *type = luaL_checkstring(L, 1), *stream, *key;
-	const struct sl_evtype *et;
-	struct pending_append *a;
-	struct sl_diag d;
-	char keybuf[SL_STREAM_MAX * 2 + 64];
-
-	sl_sandbox_no_reduce(L, "ctx.append");
-	if (!src)
-		return luaL_error(L, "ctx.append is available only while a hook or its work runs");
-	lua_settop(L, 3);
-	if (!sl_contract_emits(p->contract, type))
-		return luaL_error(L, "ctx.append: '%s' is not in the emits of contract '%s'", type,
-				  p->contract->name);
-	if (lua_isnil(L, 2)) {
-		lua_newtable(L);
-		lua_replace(L, 2);
-	}
-	luaL_checktype(L, 2, LUA_TTABLE);
-	/* Before the validator and the encoder walk it: a graph of shared tables. */
-	sl_sandbox_check_size(L, 2, SL_EVENT_MAX, SL_JSON_MAX_DEPTH + 1, "ctx.append: payload");
-	sl_diag_init(&d);
-	if ((et = sl_contract_type(p->contract, type)) && sl_schema_validate(et->schema, L, 2, &d))
-		return luaL_error(L, "ctx.append('%s'): payload %s", type, sl_diag_msg(&d));
-	if (!lua_isnil(L, 3))
-		luaL_checktype(L, 3, LUA_TTABLE);
-	stream = lua_istable(L, 3) && lua_getfield(L, 3, "stream") == LUA_TSTRING
-			 ? lua_tostring(L, -1) : src->stream;
-	if (!*src->stream && !(lua_istable(L, 3) && lua_getfield(L, 3, "idempotencyKey") == LUA_TSTRING))
-		return luaL_error(L, "ctx.append from work started in prepare needs opts.stream and"
-				     " opts.idempotencyKey");
-	if (!sl_stream_name_valid(stream))
-		return luaL_error(L, "ctx.append: opts.stream: invalid stream name '%s'", stream);
-	key = lua_istable(L, 3) && lua_getfield(L, 3, "idempotencyKey") == LUA_TSTRING
-		      ? lua_tostring(L, -1) : NULL;
-	if (!key) {
-		snprintf(keybuf, sizeof(keybuf), "%s@%s:%lld#%d", p->cfg.name, src->stream,
-			 (long long)src->offset, ++src->appends);
-		key = keybuf;
-	}
-	if (lua_istable(L, 3))
-		lua_getfield(L, 3, "metadata");
-	else
-		lua_pushnil(L);
-	sl_sandbox_check_size(L, -1, SL_EVENT_MAX, SL_JSON_MAX_DEPTH + 1, "ctx.append: opts.metadata");
-	push_emit_metadata(L, p, lua_gettop(L), src);
-	a = new_append(L, ap);
-	a->stream = arena_str(ap, stream, strlen(stream));
-	a->type = arena_str(ap, type, strlen(type));
-	a->key = arena_str(ap, key, strlen(key));
-	a->payload = arena_json(L, ap, 2, "payload", &a->payload_len);
-	a->metadata = arena_json(L, ap, lua_gettop(L), "metadata", &a->metadata_len);
-	if (!sl_buf_ok(&ap->arena))
-		return luaL_error(L, "out of memory");
-	if (w && !p->commit) { /* work's appends commit on their own, now */
-		int rc = write_appends(p, ap, &d);
-		appends_release(ap);
-		if (rc)
-			return luaL_error(L, "%s", sl_diag_msg(&d));
-	}
-	return 0;
-}
-
-/* ctx.log.<level>(...) logs its arguments, joined by spaces, as one record of the
- * engine's log (sl_log) with the processor, and the stream and offset of the event
- * being processed. Nothing is converted when the level is filtered out. [-n, +0, e] */
-static int ctx_log(lua_State *L)
-{
-	struct sl_proc *p = lua_touserdata(L, lua_upvalueindex(1));
-	enum sl_log_level level = (enum sl_log_level)lua_tointeger(L, lua_upvalueindex(2));
-	const struct sl_event *src = p->cur ? p->cur->source : NULL;
-	int n = lua_gettop(L), i;
-	const char *msg;
-	size_t len;
-	luaL_Buffer b;
-
-	sl_sandbox_no_reduce(L, "ctx.log");
-	if (!sl_log_enabled(level))
-		return 0;
-	luaL_buffinit(L, &b);
-	for (i = 1; i <= n; i++) {
-		if (i > 1)
-			luaL_addchar(&b, ' ');
-		luaL_tolstring(L, i, NULL);
-		luaL_addvalue(&b);
-	}
-	luaL_pushresult(&b);
-	msg = lua_tolstring(L, -1, &len);
-	if (len > SL_LOG_MSG_MAX) /* one byte past the cap is enough for sl_log to mark the cut */
-		len = SL_LOG_MSG_MAX + 1;
-	sl_log(level, p->cfg.name, src ? src->stream : NULL, src ? src->offset : 0, "%.*s",
-	       (int)len, msg);
-	return 0;
 }
 
 /* Pushes the event as a Lua table. [-0, +1, m] */
@@ -590,12 +309,13 @@ static void push_event(lua_State *L, const struct sl_event *ev, struct sl_diag *
 	lua_pushstring(L, ev->type);
 	lua_setfield(L, -2, "type");
 	if (sl_lj_decode(L, ev->payload, ev->payload_len, 0, d))
-		luaL_error(L, "%s@%lld: payload: %s", ev->stream, (long long)ev->offset, sl_diag_msg(d));
+		luaL_error(L, "%s@%lld: payload: %s", ev->stream, (long long)ev->offset,
+		           sl_diag_msg(d));
 	lua_setfield(L, -2, "payload");
 	if (ev->metadata) {
 		if (sl_lj_decode(L, ev->metadata, ev->metadata_len, 0, d))
 			luaL_error(L, "%s@%lld: metadata: %s", ev->stream, (long long)ev->offset,
-				   sl_diag_msg(d));
+			           sl_diag_msg(d));
 		lua_setfield(L, -2, "metadata");
 	}
 	if (ev->key) {
@@ -623,7 +343,7 @@ static void push_handler(lua_State *L, struct sl_proc *p, int ref, const char *t
 }
 
 /* Makes ev the source of appends and of work registered from now on. [-0, +0, e] */
-static void set_source(lua_State *L, struct run *r, const struct sl_event *ev)
+void sl_proc_set_source(lua_State *L, struct run *r, const struct sl_event *ev)
 {
 	struct sl_work_src *src;
 
@@ -687,7 +407,7 @@ static void call_process_event(lua_State *L, struct sl_proc *p, int fn, int ev, 
  * true, with ctx.state / ctx.previousState (and in mode all ctx.stream) set per event.
  * The entries' fields are read raw: the script may have reached them (batch.reduced).
  * [-0, +0, e] */
-static void fan_out(lua_State *L, struct sl_proc *p, struct run *r)
+void sl_proc_fan_out(lua_State *L, struct sl_proc *p, struct run *r)
 {
 	int base = lua_gettop(L), list = base + 1, ctx = base + 2, entry = base + 3;
 	lua_Integer i, n;
@@ -717,30 +437,12 @@ static void fan_out(lua_State *L, struct sl_proc *p, struct run *r)
 			raw_field(L, entry + 2, "stream");
 			lua_setfield(L, ctx, "stream");
 		}
-		set_source(L, r, &r->ev[r->ridx[i - 1]]);
+		sl_proc_set_source(L, r, &r->ev[r->ridx[i - 1]]);
 		r->current = r->ridx[i - 1];
 		call_process_event(L, p, entry + 4, entry + 2, ctx);
 		r->current = SIZE_MAX;
 	}
 	lua_settop(L, base);
-}
-
-/* ctx.fanOut(): the default processEventBatch, for overrides. [-0, +0, e] */
-static int ctx_fanout(lua_State *L)
-{
-	struct sl_proc *p = lua_touserdata(L, lua_upvalueindex(1));
-	struct run *r = running(L, p, "ctx.fanOut");
-
-	fan_out(L, p, r);
-	lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_ctx);
-	lua_rawgeti(L, LUA_REGISTRYINDEX, r->batch_ref);
-	lua_getfield(L, -1, "state");
-	lua_setfield(L, -3, "state");
-	lua_getfield(L, -1, "previousState");
-	lua_setfield(L, -3, "previousState");
-	lua_pop(L, 2);
-	set_source(L, r, &r->ev[r->last_consumed]);
-	return 0;
 }
 
 /* Pushes the instance's state: cached, decoded from its checkpoint, or the initial
@@ -795,7 +497,7 @@ static void call_reduce(lua_State *L, struct sl_proc *p, int evi)
 
 /* Reduces one event: the state at 1 becomes the new state. [-0, +0, e] */
 static void reduce_one(lua_State *L, struct sl_proc *p, struct run *r, size_t i, int fx,
-		       int need_all)
+                       int need_all)
 {
 	const struct sl_event *ev = &r->ev[i];
 	const struct sl_evtype *et = sl_contract_type(p->contract, ev->type);
@@ -850,39 +552,6 @@ static void reduce_one(lua_State *L, struct sl_proc *p, struct run *r, size_t i,
 static int64_t seq_of(const struct sl_proc *p, const struct sl_event *ev)
 {
 	return p->cfg.mode_all ? ev->position : ev->offset;
-}
-
-/* Sets the per-batch fields of ctx. [-0, +0, m] */
-static void setup_ctx(lua_State *L, struct sl_proc *p, struct run *r)
-{
-	lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_ctx);
-	lua_pushvalue(L, 1);
-	lua_setfield(L, -2, "state");
-	lua_pushvalue(L, 2);
-	lua_setfield(L, -2, "previousState");
-	lua_pushinteger(L, r->last);
-	lua_setfield(L, -2, "checkpointOffset");
-	lua_pushinteger(L, r->in->head > r->last ? r->in->head : r->last);
-	lua_setfield(L, -2, "streamMaxOffset");
-	lua_pushstring(L, p->cfg.mode_all ? r->ev[r->last_consumed].stream : r->in->stream);
-	lua_setfield(L, -2, "stream");
-	lua_pop(L, 1);
-}
-
-/* Clears the per-batch fields of ctx while reduce runs: a reduce that kept ctx in
- * an upvalue reads nothing that depends on how events were batched. [-0, +0, -] */
-static void clear_ctx(lua_State *L, struct sl_proc *p)
-{
-	static const char *const fields[] = { "state", "previousState", "checkpointOffset",
-					      "streamMaxOffset", "stream", NULL };
-	int i;
-
-	lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_ctx);
-	for (i = 0; fields[i]; i++) {
-		lua_pushnil(L);
-		lua_setfield(L, -2, fields[i]);
-	}
-	lua_pop(L, 1);
 }
 
 /* Calls processEventBatch(batch, ctx) with the batch table built from the stack
@@ -956,8 +625,10 @@ static void check_deterministic(lua_State *L, struct sl_proc *p, struct run *r)
 	}
 	r->current = SIZE_MAX;
 	if (sl_sandbox_compare(L, 1, cur, "state", where, sizeof(where)))
-		luaL_error(L, "strict: reduce is not deterministic: reducing the batch again from"
-			      " the same state gave another state (%s)", where);
+		luaL_error(L,
+		           "strict: reduce is not deterministic: reducing the batch again from"
+		           " the same state gave another state (%s)",
+		           where);
 	lua_settop(L, top);
 }
 
@@ -981,7 +652,7 @@ static int run_batch(lua_State *L)
 	lua_pushvalue(L, 1);
 	lua_newtable(L);
 	lua_newtable(L);
-	clear_ctx(L, p);
+	sl_luaapi_clear_batch(L, p);
 	for (i = 0; i < r->n; i++) {
 		const struct sl_event *ev = &r->ev[i];
 		int64_t seq = seq_of(p, ev);
@@ -1003,12 +674,12 @@ static int run_batch(lua_State *L)
 		check_deterministic(L, p, r);
 	lua_pushvalue(L, 3);
 	r->reduced_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-	setup_ctx(L, p, r);
-	set_source(L, r, &r->ev[r->last_consumed]);
+	sl_luaapi_begin_hooks(L, p, r);
+	sl_proc_set_source(L, r, &r->ev[r->last_consumed]);
 	if (need_all)
 		call_batch_hook(L, p, r);
 	else
-		fan_out(L, p, r);
+		sl_proc_fan_out(L, p, r);
 	/* The encoder walks shared subtables once per path: cap that walk first. */
 	sl_sandbox_check_size(L, 1, state_cap(p), SL_JSON_MAX_DEPTH + 1, "the state");
 	if (sl_lj_encode(L, 1, "state", &r->state_json, r->d))
@@ -1020,83 +691,9 @@ static int run_batch(lua_State *L)
 
 /* ---- instances and their cached states ------------------------------------------------- */
 
-static struct sl_inst **inst_slot(struct sl_proc *p, const char *stream)
-{
-	size_t i = (size_t)sl_hash_str(stream) & (p->nslots - 1);
-
-	while (p->slot[i] && strcmp(p->slot[i]->stream, stream))
-		i = (i + 1) & (p->nslots - 1);
-	return &p->slot[i];
-}
-
-static int inst_grow(struct sl_proc *p)
-{
-	struct sl_inst **old = p->slot;
-	size_t n = p->nslots, i;
-
-	p->nslots = n ? n * 2 : 64;
-	if (!(p->slot = calloc(p->nslots, sizeof(*p->slot)))) {
-		p->slot = old;
-		p->nslots = n;
-		return SL_ENOMEM;
-	}
-	for (i = 0; i < n; i++)
-		if (old[i])
-			*inst_slot(p, old[i]->stream) = old[i];
-	free(old);
-	return 0;
-}
-
 struct sl_inst *sl_proc_instance(struct sl_proc *p, const char *stream)
 {
-	struct sl_inst **slot, *in;
-
-	if ((p->ninst + 1) * 2 > p->nslots && inst_grow(p))
-		return NULL;
-	slot = inst_slot(p, stream);
-	if (*slot)
-		return *slot;
-	if (!(in = calloc(1, sizeof(*in))) || !(in->stream = strdup(stream))) {
-		free(in);
-		return NULL;
-	}
-	in->state_ref = LUA_NOREF;
-	p->ninst++;
-	return *slot = in;
-}
-
-static void lru_unlink(struct sl_inst *in)
-{
-	if (in->lru_prev) {
-		in->lru_prev->lru_next = in->lru_next;
-		in->lru_next->lru_prev = in->lru_prev;
-		in->lru_prev = in->lru_next = NULL;
-	}
-}
-
-/* Makes the table on top the instance's cached state and pops it, evicting the
- * least recently used state when the cache is full. [-1, +0, m] */
-static void cache_state(struct sl_proc *p, struct sl_inst *in)
-{
-	struct sl_inst *old;
-
-	if (in->state_ref != LUA_NOREF) {
-		luaL_unref(p->L, LUA_REGISTRYINDEX, in->state_ref);
-		lru_unlink(in);
-		p->ncached--;
-	}
-	in->state_ref = luaL_ref(p->L, LUA_REGISTRYINDEX);
-	in->lru_next = p->lru.lru_next;
-	in->lru_prev = &p->lru;
-	p->lru.lru_next->lru_prev = in;
-	p->lru.lru_next = in;
-	if (++p->ncached > STATE_CACHE_MAX) {
-		old = p->lru.lru_prev;
-		lru_unlink(old);
-		luaL_unref(p->L, LUA_REGISTRYINDEX, old->state_ref);
-		old->state_ref = LUA_NOREF;
-		p->ncached--;
-	}
+	return sl_instcache_get(&p->cache, stream);
 }
 
 int sl_proc_inst_load(struct sl_proc *p, struct sl_inst *in, struct sl_diag *d)
@@ -1129,25 +726,10 @@ static void lua_failure(struct sl_proc *p, struct run *r, const char *msg, struc
 	first_line(msg, line, sizeof(line));
 	if (r && r->current < r->n)
 		sl_diag_set(d, SL_ELUA, "processor '%s' failed at %s@%lld (%s): %s", p->cfg.name,
-			    r->ev[r->current].stream, (long long)r->ev[r->current].offset,
-			    r->ev[r->current].type, line);
+		            r->ev[r->current].stream, (long long)r->ev[r->current].offset,
+		            r->ev[r->current].type, line);
 	else
 		sl_diag_set(d, SL_ELUA, "processor '%s' failed: %s", p->cfg.name, line);
-}
-
-/* Drops every cached state and collects: after the memory budget was exceeded the
- * next attempt starts from what the script really holds. */
-static void drop_cached_states(struct sl_proc *p)
-{
-	struct sl_inst *in;
-
-	while ((in = p->lru.lru_next) != &p->lru) {
-		lru_unlink(in);
-		luaL_unref(p->L, LUA_REGISTRYINDEX, in->state_ref);
-		in->state_ref = LUA_NOREF;
-	}
-	p->ncached = 0;
-	lua_gc(p->L, LUA_GCCOLLECT, 0);
 }
 
 /* A batch failed because a budget was exceeded: the message is exactly the
@@ -1161,13 +743,13 @@ static void budget_failure(struct sl_proc *p, struct run *r, enum sl_budget b)
 	sl_diag_set(&r->fail, SL_ELUA, "%s", msg);
 	if (r->current < r->n)
 		snprintf(tb, sizeof(tb), "%s\n\tat %s@%lld (%s)", msg, r->ev[r->current].stream,
-			 (long long)r->ev[r->current].offset, r->ev[r->current].type);
+		         (long long)r->ev[r->current].offset, r->ev[r->current].type);
 	else
 		snprintf(tb, sizeof(tb), "%s", msg);
 	free(r->traceback);
 	r->traceback = strdup(tb);
 	if (b == SL_BUDGET_MEMORY)
-		drop_cached_states(p);
+		sl_instcache_drop_states(&p->cache);
 }
 
 /* Opens p->commit, for prepare or a batch, and binds ctx.db to it. */
@@ -1228,10 +810,11 @@ static int run_prepare(struct sl_proc *p, struct sl_diag *d)
 		lua_pop(L, 1);
 		end_commit(p, 0, NULL);
 		if (b == SL_BUDGET_MEMORY)
-			drop_cached_states(p);
+			sl_instcache_drop_states(&p->cache);
 		if (b)
 			return sl_diag_set(d, SL_ELUA, "%s", sl_sandbox_message(L, b));
-		return sl_diag_set(d, SL_ELUA, "processor '%s': prepare failed: %s", p->cfg.name, line);
+		return sl_diag_set(d, SL_ELUA, "processor '%s': prepare failed: %s", p->cfg.name,
+		                   line);
 	}
 	if ((rc = end_commit(p, 1, d)))
 		return rc;
@@ -1249,7 +832,7 @@ static void run_release(lua_State *L, struct run *r)
 	if (r->state_ref != LUA_NOREF)
 		luaL_unref(L, LUA_REGISTRYINDEX, r->state_ref);
 	sl_work_src_unref(r->src);
-	appends_release(&r->ap);
+	sl_luaapi_appends_release(&r->ap);
 	sl_buf_release(&r->dblog);
 	sl_buf_release(&r->state_json);
 	free(r->traceback);
@@ -1291,11 +874,11 @@ static int commit_batch(struct sl_proc *p, struct run *r, struct sl_diag *d)
 	int rc;
 
 	crash_point("after-reduce");
-	if ((rc = write_appends(p, &r->ap, d)))
+	if ((rc = sl_luaapi_appends_write(p, &r->ap, d)))
 		goto fail;
 	if (r->nconsumed)
 		rc = sl_ckpt_put(p->commit, p->cfg.name, in->stream, r->last, r->state_json.ptr,
-				 r->state_json.len, mark, d);
+		                 r->state_json.len, mark, d);
 	else
 		rc = sl_ckpt_put_offset(p->commit, p->cfg.name, in->stream, r->last, mark, d);
 	if (rc)
@@ -1314,11 +897,6 @@ fail:
 }
 
 /* ---- work ------------------------------------------------------------------------------ */
-
-struct bgfail {
-	char *stream; /* the instance */
-	struct bgfail *next;
-};
 
 /* Counts one failed background work item of an instance, in a commit of its own. */
 static int count_background_failure(struct sl_proc *p, const char *stream, struct sl_diag *d)
@@ -1343,9 +921,9 @@ void sl_proc_flush(struct sl_proc *p)
 	if (p->commit)
 		return;
 	sl_diag_init(&d);
-	if (p->wap.napp && write_appends(p, &p->wap, &d))
+	if (p->wap.napp && sl_luaapi_appends_write(p, &p->wap, &d))
 		sl_log(SL_LOG_ERROR, p->cfg.name, NULL, 0, "%s", sl_diag_msg(&d));
-	appends_release(&p->wap);
+	sl_luaapi_appends_release(&p->wap);
 	while ((f = p->bgf)) {
 		p->bgf = f->next;
 		sl_diag_init(&d);
@@ -1356,39 +934,14 @@ void sl_proc_flush(struct sl_proc *p)
 	}
 }
 
-struct bgctx {
-	struct sl_proc *p;
-	char *stream; /* the instance */
-};
-
-static void on_background_done(void *ud, struct sl_work *w, const char *err, const char *tb)
-{
-	struct bgctx *c = ud;
-	struct sl_work_src *src = sl_work_src(w);
-	struct bgfail *f;
-
-	if (err) {
-		sl_log(SL_LOG_ERROR, c->p->cfg.name, src ? src->stream : c->stream,
-		       src ? src->offset : 0,
-		       "background work of processor '%s' (source %s@%lld) failed: %s", c->p->cfg.name,
-		       src ? src->stream : "", src ? (long long)src->offset : 0LL, tb ? tb : err);
-		if ((f = calloc(1, sizeof(*f))) && (f->stream = strdup(c->stream))) {
-			f->next = c->p->bgf;
-			c->p->bgf = f;
-		} else {
-			free(f);
-		}
-		sl_proc_flush(c->p);
-	}
-	free(c->stream);
-	free(c);
-}
-
 static void settle(struct run *r);
 
-static void on_block_done(void *ud, struct sl_work *w, const char *err, const char *tb)
+/* [-0, +0, -] on the processor's state: the batch may settle and be freed here. */
+void sl_proc_block_done(void *ud, struct sl_work *w, const char *err, const char *tb)
 {
 	struct run *r = ud;
+	lua_State *L = r->p->L;
+	SL_STACK_ENTER(L);
 	struct sl_work_src *src = sl_work_src(w);
 	char line[SL_DIAG_MAX];
 
@@ -1400,71 +953,16 @@ static void on_block_done(void *ud, struct sl_work *w, const char *err, const ch
 			sl_diag_set(&r->fail, SL_ELUA, "%s", line);
 		else
 			sl_diag_set(&r->fail, SL_ELUA,
-				    "processor '%s': blocking work of %s@%lld failed: %s",
-				    r->p->cfg.name, src->stream, (long long)src->offset, line);
+			            "processor '%s': blocking work of %s@%lld failed: %s",
+			            r->p->cfg.name, src->stream, (long long)src->offset, line);
 		r->fail_offset = src->offset;
 		free(r->traceback);
 		r->traceback = tb ? strdup(tb) : NULL;
 	}
 	if (r->hooks_done && r->pending == 0)
 		settle(r);
-}
-
-/* ctx.block(fn, ...) and ctx.background(fn, ...) [-n, +0, e] */
-static int start_work(lua_State *L, enum sl_work_kind kind)
-{
-	struct sl_proc *p = lua_touserdata(L, lua_upvalueindex(1));
-	struct run *r = p->cur;
-	struct bgctx *c;
-
-	sl_sandbox_no_reduce(L, kind == SL_WORK_BLOCK ? "ctx.block" : "ctx.background");
-	luaL_checktype(L, 1, LUA_TFUNCTION);
-	if (!p->wq)
-		return luaL_error(L, "ctx.%s needs the engine's event loop (sluice run)",
-				  kind == SL_WORK_BLOCK ? "block" : "background");
-	if (sl_work_current(L))
-		return luaL_error(L, "work cannot start more work");
-	if (!r && p->preparing && kind == SL_WORK_BACKGROUND) {
-		/* Recovery work started by prepare: no source event, so its appends must
-		 * name their stream and key. */
-		if (!p->prep_src && !(p->prep_src = sl_work_src_new("", 0)))
-			return luaL_error(L, "out of memory");
-		if (!(c = calloc(1, sizeof(*c))) || !(c->stream = strdup(""))) {
-			free(c);
-			return luaL_error(L, "out of memory");
-		}
-		c->p = p;
-		sl_work_start(L, p->wq, kind, lua_gettop(L) - 1, p->prep_src, on_background_done, c);
-		return 0;
-	}
-	if (!r)
-		return luaL_error(L, "ctx.%s is available only while a hook runs%s",
-				  kind == SL_WORK_BLOCK ? "block" : "background",
-				  kind == SL_WORK_BLOCK ? "" : " or in prepare");
-	if (kind == SL_WORK_BLOCK) {
-		r->pending++;
-		sl_work_start(L, p->wq, kind, lua_gettop(L) - 1, r->src, on_block_done, r);
-		return 0;
-	}
-	if (!(c = calloc(1, sizeof(*c))) || !(c->stream = strdup(r->in->stream))) {
-		free(c);
-		return luaL_error(L, "out of memory");
-	}
-	c->p = p;
-	sl_work_start(L, p->wq, kind, lua_gettop(L) - 1, r->src, on_background_done, c);
-	return 0;
-}
-
-/* ctx.block(fn, ...) [-n, +0, e] */
-static int ctx_block(lua_State *L)
-{
-	return start_work(L, SL_WORK_BLOCK);
-}
-
-/* ctx.background(fn, ...) [-n, +0, e] */
-static int ctx_background(lua_State *L)
-{
-	return start_work(L, SL_WORK_BACKGROUND);
+	SL_STACK_CHECK(L, 0);
+	(void)L;
 }
 
 /* ---- running batches, continued ---------------------------------------------------------- */
@@ -1476,7 +974,7 @@ static int cache_body(lua_State *L)
 	struct run *r = lua_touserdata(L, 1);
 
 	lua_rawgeti(L, LUA_REGISTRYINDEX, r->state_ref);
-	cache_state(r->p, r->in);
+	sl_instcache_put_state(&r->p->cache, r->in);
 	return 0;
 }
 
@@ -1541,8 +1039,8 @@ static void settle(struct run *r)
 	finish(r, rc, &d);
 }
 
-static struct run *new_run(struct sl_proc *p, struct sl_inst *in, const struct sl_event *ev, size_t n,
-			   sl_ingest_cb done, void *ud)
+static struct run *new_run(struct sl_proc *p, struct sl_inst *in, const struct sl_event *ev,
+                           size_t n, sl_ingest_cb done, void *ud)
 {
 	struct run *r = calloc(1, sizeof(*r));
 
@@ -1613,8 +1111,9 @@ static void run_hooks(struct sl_proc *p, struct run *r)
 		end_commit(p, 0, NULL);
 }
 
-void sl_proc_ingest(struct sl_proc *p, struct sl_inst *in, const struct sl_event *ev, size_t n,
-		    sl_ingest_cb done, void *ud)
+/* sl_proc_ingest without the stack check. */
+static void ingest(struct sl_proc *p, struct sl_inst *in, const struct sl_event *ev, size_t n,
+                   sl_ingest_cb done, void *ud)
 {
 	struct sl_diag d;
 	struct run *r;
@@ -1638,14 +1137,34 @@ void sl_proc_ingest(struct sl_proc *p, struct sl_inst *in, const struct sl_event
 		return;
 	}
 	run_hooks(p, r);
+	/* The events belong to the caller again (sl_proc_ingest's contract): what the
+	 * rest of the batch needs was copied (sources, appends, the state's JSON). */
+	r->ev = NULL;
+	r->n = 0;
 	r->hooks_done = 1;
 	if (r->pending == 0)
 		settle(r);
 }
 
+/* [-0, +0, -] on p->L */
+void sl_proc_ingest(struct sl_proc *p, struct sl_inst *in, const struct sl_event *ev, size_t n,
+                    sl_ingest_cb done, void *ud)
+{
+	SL_STACK_ENTER(p->L);
+
+	ingest(p, in, ev, n, done, ud);
+	SL_STACK_CHECK(p->L, 0);
+}
+
+/* [-0, +0, -] on p->L */
 int sl_proc_prepare(struct sl_proc *p, struct sl_diag *d)
 {
-	return run_prepare(p, d);
+	int rc;
+	SL_STACK_ENTER(p->L);
+
+	rc = run_prepare(p, d);
+	SL_STACK_CHECK(p->L, 0);
+	return rc;
 }
 
 const char *sl_proc_last_traceback(const struct sl_proc *p)
@@ -1658,44 +1177,6 @@ int64_t sl_proc_last_fail_offset(const struct sl_proc *p)
 	return p->last_fail_offset;
 }
 
-/* Runs fn with light userdata ud at 1 in a protected call; a failure (out of
- * memory, or the memory budget) goes to d. */
-static int protect(struct sl_proc *p, lua_CFunction fn, void *ud, struct sl_diag *d)
-{
-	enum sl_budget b;
-
-	lua_pushcfunction(p->L, fn);
-	lua_pushlightuserdata(p->L, ud);
-	if (lua_pcall(p->L, 1, 0, 0) == LUA_OK)
-		return 0;
-	b = sl_sandbox_exceeded(p->L, LUA_ERRMEM);
-	sl_diag_set(d, SL_ENOMEM, "processor '%s': %s", p->cfg.name,
-		    b ? sl_sandbox_message(p->L, b) : lua_tostring(p->L, -1));
-	lua_pop(p->L, 1);
-	return d ? d->code : SL_ENOMEM;
-}
-
-/* Protected: ctx.sleep, ctx.exec, ctx.http. [-1, +0, m] */
-static int add_work(lua_State *L)
-{
-	struct sl_proc *p = lua_touserdata(L, 1);
-
-	lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_ctx);
-	sl_work_register(L, p->wq);
-	return 0;
-}
-
-/* Protected: ctx.db. [-1, +0, m] */
-static int add_db(lua_State *L)
-{
-	struct sl_proc *p = lua_touserdata(L, 1);
-
-	lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_ctx);
-	sl_dbapi_push(L, p->db);
-	lua_setfield(L, -2, "db");
-	return 0;
-}
-
 int sl_proc_set_loop(struct sl_proc *p, uv_loop_t *loop, struct sl_diag *d)
 {
 	int rc;
@@ -1704,7 +1185,7 @@ int sl_proc_set_loop(struct sl_proc *p, uv_loop_t *loop, struct sl_diag *d)
 		return 0;
 	if ((rc = sl_workq_new(&p->wq, loop, p->L, d)))
 		return rc;
-	return protect(p, add_work, p, d);
+	return sl_luaapi_add_work(p, d);
 }
 
 size_t sl_proc_work_running(const struct sl_proc *p)
@@ -1719,39 +1200,6 @@ void sl_proc_kill_work(struct sl_proc *p)
 }
 
 /* ---- loading, attaching, freeing -------------------------------------------------------- */
-
-/* Builds ctx once per processor. [-0, +0, m] */
-static void make_ctx(lua_State *L, struct sl_proc *p)
-{
-	static const char *const levels[] = { "debug", "info", "warn", "error", NULL };
-	int i;
-
-	lua_createtable(L, 0, 12);
-	lua_pushlightuserdata(L, p);
-	lua_pushcclosure(L, ctx_append, 1);
-	lua_setfield(L, -2, "append");
-	lua_pushlightuserdata(L, p);
-	lua_pushcclosure(L, ctx_fanout, 1);
-	lua_setfield(L, -2, "fanOut");
-	lua_pushlightuserdata(L, p);
-	lua_pushcclosure(L, ctx_block, 1);
-	lua_setfield(L, -2, "block");
-	lua_pushlightuserdata(L, p);
-	lua_pushcclosure(L, ctx_background, 1);
-	lua_setfield(L, -2, "background");
-	lua_createtable(L, 0, 4);
-	for (i = 0; levels[i]; i++) {
-		lua_pushlightuserdata(L, p);
-		lua_pushinteger(L, SL_LOG_DEBUG + i); /* levels[] is in the order of the enum */
-		lua_pushcclosure(L, ctx_log, 2);
-		lua_setfield(L, -2, levels[i]);
-	}
-	lua_setfield(L, -2, "log");
-	lua_pushstring(L, p->cfg.name);
-	lua_setfield(L, -2, "processor");
-	sl_sandbox_lock(L, -1); /* the engine writes ctx: no metamethods on it */
-	p->ref_ctx = luaL_ref(L, LUA_REGISTRYINDEX);
-}
 
 /* FNV-1a of a file's bytes, as 16 hex digits ("" when it cannot be read). */
 static void hash_file(const char *path, char out[17])
@@ -1796,18 +1244,18 @@ static int check_body(lua_State *L)
 
 	check_script(L, a->p, a->cs, a->errs);
 	if (a->errs->n == before)
-		make_ctx(L, a->p);
+		sl_luaapi_make_ctx(L, a->p);
 	return 0;
 }
 
 int sl_proc_load(struct sl_proc **out, const struct sl_proc_cfg *cfg, struct sl_contracts *cs,
-		 struct sl_errs *errs)
+                 struct sl_errs *errs)
 {
 	struct sl_proc *p = calloc(1, sizeof(*p));
 	size_t before = errs->n;
 
-	struct sl_limits lim = { cfg->instructions, cfg->memory, cfg->wallclock_ms };
-	struct load_args a = { p, cs, errs };
+	struct sl_limits lim = {cfg->instructions, cfg->memory, cfg->wallclock_ms};
+	struct load_args a = {p, cs, errs};
 	struct sl_diag d;
 
 	*out = NULL;
@@ -1819,12 +1267,13 @@ int sl_proc_load(struct sl_proc **out, const struct sl_proc_cfg *cfg, struct sl_
 	}
 	p->ref_reduce = p->ref_process = p->ref_batch = p->ref_prepare = LUA_NOREF;
 	p->ref_ctx = p->ref_initial = LUA_NOREF;
-	p->lru.lru_next = p->lru.lru_prev = &p->lru;
 	if (sl_sandbox_new(&p->L, p->cfg.name, &lim, &d)) {
 		sl_errs_add(errs, "%s: %s", cfg->script, sl_diag_msg(&d));
 		sl_proc_free(p);
 		return d.code;
 	}
+	sl_instcache_init(&p->cache, p->L);
+	SL_STACK_ENTER(p->L);
 	/* No work runs on the main thread; new threads copy this extra space. */
 	*(void **)lua_getextraspace(p->L) = NULL;
 	hash_file(p->cfg.script, p->script_hash);
@@ -1835,10 +1284,11 @@ int sl_proc_load(struct sl_proc **out, const struct sl_proc_cfg *cfg, struct sl_
 		if (lua_pcall(p->L, 2, 0, 0) != LUA_OK) {
 			enum sl_budget b = sl_sandbox_exceeded(p->L, LUA_ERRMEM);
 			sl_errs_add(errs, "%s: %s", cfg->script,
-				    b ? sl_sandbox_message(p->L, b) : lua_tostring(p->L, -1));
+			            b ? sl_sandbox_message(p->L, b) : lua_tostring(p->L, -1));
 			lua_pop(p->L, 1);
 		}
 	}
+	SL_STACK_CHECK(p->L, 0);
 	if (errs->n > before) {
 		sl_proc_free(p);
 		return SL_EINVAL;
@@ -1849,20 +1299,12 @@ int sl_proc_load(struct sl_proc **out, const struct sl_proc_cfg *cfg, struct sl_
 
 void sl_proc_free(struct sl_proc *p)
 {
-	size_t i;
-
 	if (!p)
 		return;
-	for (i = 0; i < p->nslots; i++) {
-		if (p->slot[i]) {
-			free(p->slot[i]->stream);
-			free(p->slot[i]);
-		}
-	}
-	free(p->slot);
+	sl_instcache_release(&p->cache);
 	sl_dbapi_free(p->db);
 	sl_workq_free(p->wq);
-	appends_release(&p->wap);
+	sl_luaapi_appends_release(&p->wap);
 	sl_work_src_unref(p->prep_src);
 	free(p->last_traceback);
 	while (p->bgf) {
@@ -1937,7 +1379,7 @@ int sl_proc_attach(struct sl_proc *p, struct sl_store *s, int set_anchor, struct
 	int exists, rc;
 
 	p->store = s;
-	if ((rc = sl_dbapi_new(&p->db, p->cfg.name, d)) || (rc = protect(p, add_db, p, d)))
+	if ((rc = sl_dbapi_new(&p->db, p->cfg.name, d)) || (rc = sl_luaapi_add_db(p, d)))
 		return rc;
 	if ((rc = sl_ckpt_proc_get(s, p->cfg.name, &exists, &version, &anchor, d)))
 		return rc;
@@ -1949,8 +1391,7 @@ int sl_proc_attach(struct sl_proc *p, struct sl_store *s, int set_anchor, struct
 		return rebuild(p, p->contract->version, anchor, d);
 	if (exists || !set_anchor)
 		return 0;
-	if ((rc = sl_store_head_position(s, &head, d)) ||
-	    (rc = put_processor(p, head, d)) ||
+	if ((rc = sl_store_head_position(s, &head, d)) || (rc = put_processor(p, head, d)) ||
 	    (rc = clear_changed(p, d)))
 		return rc;
 	p->anchor = head;
@@ -1972,10 +1413,17 @@ static int state_json_protected(lua_State *L)
 	return 0;
 }
 
+/* [-0, +0, -] on p->L */
 int sl_proc_state_json(struct sl_proc *p, struct sl_inst *in, struct sl_buf *b, struct sl_diag *d)
 {
+	struct sl_diag local;
 	int rc;
+	SL_STACK_ENTER(p->L);
 
+	if (!d) { /* the protected call reports through a diag: keep its message */
+		sl_diag_init(&local);
+		d = &local;
+	}
 	if ((rc = sl_proc_inst_load(p, in, d)))
 		return rc;
 	lua_pushcfunction(p->L, state_json_protected);
@@ -1985,8 +1433,9 @@ int sl_proc_state_json(struct sl_proc *p, struct sl_inst *in, struct sl_buf *b, 
 	lua_pushlightuserdata(p->L, d);
 	if (lua_pcall(p->L, 4, 0, 0) != LUA_OK) {
 		sl_diag_set(d, SL_ELUA, "%s", lua_tostring(p->L, -1));
+		rc = d->code; /* the first error: a store error raised from inside, maybe */
 		lua_pop(p->L, 1);
-		return d->code;
 	}
-	return 0;
+	SL_STACK_CHECK(p->L, 0);
+	return rc;
 }

@@ -31,9 +31,12 @@
  * field, and every batch is reduced a second time from the same state: a different
  * result fails it too.
  *
- * Ingest is asynchronous in its interface: `done` is called when the batch has
- * settled. Today every batch settles before sl_proc_ingest returns; blocking work
- * (ctx.block) will make some settle later on the loop.
+ * Ingest is asynchronous: `done` is called exactly once, when the batch has settled.
+ * A batch without ctx.block work settles before sl_proc_ingest returns; one with
+ * blocking work settles later on the loop, after its last item ended.
+ *
+ * What Lua sees (the ctx table, where each primitive may be called) is described in
+ * sl_luaapi.h; the instances and their cached states live in sl_instcache.h.
  *
  * Threads: everything here runs on the loop thread.
  */
@@ -60,11 +63,11 @@ struct sl_proc_cfg {
 	int effects_all; /* sideEffects = "all" */
 	int batch_size;
 	int strict; /* fail a batch whose hook mutated a table it was given, or whose
-		     * reduce gives another state when the batch is reduced again */
+	             * reduce gives another state when the batch is reduced again */
 	/* Budgets (DESIGN §6 `limits`, sl_sandbox.h); 0 disables one. Per hook call:
 	 * instructions and wallclock; memory is the processor's whole lua_State. */
 	double instructions;
-	double memory;       /* bytes */
+	double memory; /* bytes */
 	double wallclock_ms;
 };
 
@@ -78,19 +81,19 @@ struct sl_inst {
 	int loaded;           /* checkpoint row read */
 	int has_row;          /* a checkpoint row exists: status is not "new" */
 	int faulted;
-	int64_t head;         /* the stream's head (store head position in mode all), for ctx */
-	int state_ref;        /* registry ref of the cached state, or LUA_NOREF */
+	int64_t head;  /* the stream's head (store head position in mode all), for ctx */
+	int state_ref; /* registry ref of the cached state, or LUA_NOREF */
 	/* Kept by the host: */
-	int fails;            /* consecutive failures of the current batch */
-	int busy;             /* a batch is in flight */
-	uint64_t retry_at;    /* loop time (ms) of the next attempt */
+	int fails;         /* consecutive failures of the current batch */
+	int busy;          /* a batch is in flight */
+	uint64_t retry_at; /* loop time (ms) of the next attempt */
 	struct sl_inst *lru_prev, *lru_next;
 };
 
 /* Loads and checks the script against its contract. Every error goes to errs as
  * "<file>: <field>: <message>"; returns SL_EINVAL if there was any. */
 int sl_proc_load(struct sl_proc **out, const struct sl_proc_cfg *cfg, struct sl_contracts *cs,
-		 struct sl_errs *errs);
+                 struct sl_errs *errs);
 void sl_proc_free(struct sl_proc *p);
 
 const char *sl_proc_name(const struct sl_proc *p);
@@ -115,11 +118,15 @@ int sl_proc_inst_load(struct sl_proc *p, struct sl_inst *in, struct sl_diag *d);
 typedef void (*sl_ingest_cb)(void *ud, struct sl_inst *in, int rc, const struct sl_diag *d);
 
 /* Runs one batch of events (in offset order for mode each, position order for mode
- * all) for instance `in`. Events are borrowed until `done` runs. */
+ * all) for instance `in`. The events are borrowed for the call only: the processor
+ * copies what it keeps (the source of appends and work, the appends themselves), so
+ * the caller may free or reuse them once sl_proc_ingest returns, even when `done`
+ * runs later. `done` gets a diag that lives during the call. */
 void sl_proc_ingest(struct sl_proc *p, struct sl_inst *in, const struct sl_event *ev, size_t n,
-		    sl_ingest_cb done, void *ud);
+                    sl_ingest_cb done, void *ud);
 
-/* Writes the instance's state as JSON into b (the initial state when it has none). */
+/* Writes the instance's state as JSON into b (the initial state when it has none).
+ * d may be NULL, as everywhere in this header. */
 int sl_proc_state_json(struct sl_proc *p, struct sl_inst *in, struct sl_buf *b, struct sl_diag *d);
 
 /* Gives the processor the loop its blocking and background work runs on (ctx.block,

@@ -46,11 +46,10 @@
 #include "sl_luajson.h"
 #include "sl_strmatch.h"
 
-#define HOOK_PERIOD 10000  /* instructions between two runs of the count hook */
-#define ALLOC_PERIOD 255u  /* allocations between two reads of the clock (mask) */
-#define CHUNK_PIECE 4096   /* bytes the load reader hands the parser at once */
-#define STRICT_DEPTH 300   /* nesting the strict-mode walks follow */
-#define CJSON_DEPTH 1000   /* lua-cjson's default encode_max_depth */
+#define HOOK_PERIOD 10000 /* instructions between two runs of the count hook */
+#define ALLOC_PERIOD 255u /* allocations between two reads of the clock (mask) */
+#define CHUNK_PIECE 4096  /* bytes the load reader hands the parser at once */
+#define CJSON_DEPTH 1000  /* lua-cjson's default encode_max_depth */
 #ifndef SL_LUA_DIR
 #define SL_LUA_DIR SL_SOURCE_DIR "/lua" /* the engine's own Lua modules */
 #endif
@@ -58,7 +57,7 @@
 enum { REFUSED_NONE, REFUSED_LIMIT, REFUSED_SYSTEM, REFUSED_TRIPPED };
 
 struct sl_sandbox {
-	lua_State *L;     /* the main thread */
+	lua_State *L; /* the main thread */
 	char *name;
 	struct sl_limits lim;
 	size_t used, limit; /* bytes held; limit 0: none */
@@ -68,18 +67,17 @@ struct sl_sandbox {
 	int depth, reducing;
 	lua_State *cur; /* the thread running it */
 	enum sl_budget tripped;
-	double count;   /* instructions (and C steps) so far */
-	int period;     /* of the count hook; 0: no hook */
+	double count;      /* instructions (and C steps) so far */
+	int period;        /* of the count hook; 0: no hook */
 	uint64_t deadline; /* monotonic ns, or 0 */
 	char msg[4][160];  /* the budget errors, as C strings */
 };
 
 /* Private registry keys. */
 static const char envmt_key = 0, lock_key = 0, loaded_key = 0, cjson_key = 0;
-static const char msg_keys[4] = { 0 };
-static const char orig_key = 0, mt_key = 0;
+static const char msg_keys[4] = {0};
 
-static const char *const budget_names[] = { "", "instruction", "memory", "wallclock" };
+static const char *const budget_names[] = {"", "instruction", "memory", "wallclock"};
 
 /* The budget clock. The coarse clock is read without a timer read (a few ns, a
  * resolution of a few ms): good enough for budgets of 100 ms and more, and read at
@@ -173,7 +171,7 @@ static void count_hook(lua_State *L, lua_Debug *ar)
 struct sl_sbmark sl_sandbox_mark(lua_State *L)
 {
 	struct sl_sandbox *sb = sandbox_of(L);
-	struct sl_sbmark m = { 0, 0, NULL };
+	struct sl_sbmark m = {0, 0, NULL};
 
 	if (sb) {
 		m.depth = sb->depth;
@@ -209,7 +207,8 @@ struct sl_sbmark sl_sandbox_enter(lua_State *L)
 		sb->tripped = SL_BUDGET_NONE;
 		sb->refusal = REFUSED_NONE;
 		sb->deadline = sb->lim.wallclock_ms > 0
-				       ? now_ns() + (uint64_t)(sb->lim.wallclock_ms * 1e6) : 0;
+		                       ? now_ns() + (uint64_t)(sb->lim.wallclock_ms * 1e6)
+		                       : 0;
 	}
 	hook_thread(sb, L); /* a nested call on another thread shares the budget */
 	sb->cur = L;
@@ -356,8 +355,8 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 		return NULL;
 	}
 	sb->used = sb->used - old + nsize;
-	if (sb->depth && sb->deadline && (++sb->allocs & ALLOC_PERIOD) == 0 &&
-	    !sb->tripped && now_ns() >= sb->deadline)
+	if (sb->depth && sb->deadline && (++sb->allocs & ALLOC_PERIOD) == 0 && !sb->tripped &&
+	    now_ns() >= sb->deadline)
 		trip(sb, SL_BUDGET_WALLCLOCK, NULL);
 	return q;
 }
@@ -365,7 +364,7 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 struct sl_limits sl_sandbox_limits(lua_State *L)
 {
 	struct sl_sandbox *sb = sandbox_of(L);
-	struct sl_limits none = { 0, 0, 0 };
+	struct sl_limits none = {0, 0, 0};
 
 	return sb ? sb->lim : none;
 }
@@ -383,7 +382,7 @@ size_t sl_sandbox_memory(lua_State *L)
 static int readonly_write(lua_State *L)
 {
 	return luaL_error(L, "attempt to modify read-only table '%s'",
-			  lua_tostring(L, lua_upvalueindex(1)));
+	                  lua_tostring(L, lua_upvalueindex(1)));
 }
 
 /* The iterator of a proxy's pairs: next() over the table behind it (upvalue 1),
@@ -464,9 +463,9 @@ static int global_write(lua_State *L)
 	return luaL_error(L, "assignment to undeclared global '%s'", luaL_tolstring(L, 2, NULL));
 }
 
-static const char *const absent_globals[] = { "io", "os", "debug", "package", "dofile",
-					      "loadfile", "print", "coroutine", "loadstring",
-					      "module", "setfenv", "getfenv", "_G", NULL };
+static const char *const absent_globals[] = {
+	"io",        "os",         "debug",  "package", "dofile",  "loadfile", "print",
+	"coroutine", "loadstring", "module", "setfenv", "getfenv", "_G",       NULL};
 
 /* __index of the globals table: the names scripts might reach for and may not use
  * raise a clear error; any other missing name reads as nil. [-2, +(0|1), v] */
@@ -477,8 +476,9 @@ static int missing_global(lua_State *L)
 
 	for (i = 0; k && absent_globals[i]; i++)
 		if (!strcmp(k, absent_globals[i]))
-			return luaL_error(L, "'%s' is not available to processors (sluice sandbox)%s", k,
-					  !strcmp(k, "print") ? "; use ctx.log" : "");
+			return luaL_error(L,
+			                  "'%s' is not available to processors (sluice sandbox)%s",
+			                  k, !strcmp(k, "print") ? "; use ctx.log" : "");
 	return 0;
 }
 
@@ -569,8 +569,9 @@ static int sb_setmetatable(lua_State *L)
 	if (t == LUA_TTABLE) {
 		lua_pushliteral(L, "__gc");
 		if (lua_rawget(L, 2) != LUA_TNIL)
-			return luaL_error(L, "setmetatable: __gc metamethods are not allowed in"
-					     " processors (a finalizer would run outside the budgets)");
+			return luaL_error(
+				L, "setmetatable: __gc metamethods are not allowed in"
+				   " processors (a finalizer would run outside the budgets)");
 		lua_pop(L, 1);
 	}
 	if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
@@ -600,11 +601,13 @@ static int sb_collectgarbage(lua_State *L)
 	const char *opt = luaL_optstring(L, 1, "collect");
 
 	if (strcmp(opt, "count"))
-		return luaL_error(L, "collectgarbage('%s') is not available to processors"
-				     " (only 'count')", opt);
+		return luaL_error(L,
+		                  "collectgarbage('%s') is not available to processors"
+		                  " (only 'count')",
+		                  opt);
 	sl_sandbox_no_reduce(L, "collectgarbage('count')");
 	lua_pushnumber(L, (lua_Number)lua_gc(L, LUA_GCCOUNT, 0) +
-				  (lua_Number)lua_gc(L, LUA_GCCOUNTB, 0) / 1024);
+	                          (lua_Number)lua_gc(L, LUA_GCCOUNTB, 0) / 1024);
 	return 1;
 }
 
@@ -712,7 +715,7 @@ static int module_name_ok(const char *mod)
 				return 0;
 			seg = 0;
 		} else if ((*mod >= 'a' && *mod <= 'z') || (*mod >= 'A' && *mod <= 'Z') ||
-			   (*mod >= '0' && *mod <= '9') || *mod == '_') {
+		           (*mod >= '0' && *mod <= '9') || *mod == '_') {
 			seg++;
 		} else {
 			return 0;
@@ -731,8 +734,10 @@ static int require_sluice(lua_State *L, const char *name)
 	if (!module_name_ok(name + 7))
 		return luaL_error(L, "module '%s': not a valid module name", name);
 	if (!strcmp(name, "sluice.core") || !strcmp(name, "sluice.testing"))
-		return luaL_error(L, "module '%s' is not available to processors (it reaches"
-				     " outside the sandbox)", name);
+		return luaL_error(L,
+		                  "module '%s' is not available to processors (it reaches"
+		                  " outside the sandbox)",
+		                  name);
 	lua_rawgetp(L, LUA_REGISTRYINDEX, &loaded_key);
 	if (lua_getfield(L, -1, name) != LUA_TNIL)
 		return 1;
@@ -745,7 +750,7 @@ static int require_sluice(lua_State *L, const char *name)
 			path[i] = '/';
 	if (sl_sandbox_loadfile(L, path) != LUA_OK)
 		return luaL_error(L, "module '%s' not found or not loadable: %s", name,
-				  lua_tostring(L, -1));
+		                  lua_tostring(L, -1));
 	lua_pushstring(L, name);
 	lua_call(L, 1, 1);
 	if (lua_isnil(L, -1)) {
@@ -768,8 +773,10 @@ static int sb_require(lua_State *L)
 	}
 	if (!strncmp(name, "sluice.", 7))
 		return require_sluice(L, name);
-	return luaL_error(L, "module '%s' is not available to processors (only cjson and"
-			     " sluice.*)", name);
+	return luaL_error(L,
+	                  "module '%s' is not available to processors (only cjson and"
+	                  " sluice.*)",
+	                  name);
 }
 
 /* ---- the sluice helpers ------------------------------------------------------------------- */
@@ -888,7 +895,7 @@ static int sb_tinsert(lua_State *L)
 	case 3:
 		pos = luaL_checkinteger(L, 2);
 		luaL_argcheck(L, (lua_Unsigned)pos - 1u < (lua_Unsigned)e, 2,
-			      "position out of bounds");
+		              "position out of bounds");
 		for (i = e; i > pos; i--) { /* move up elements */
 			if ((i & (TAB_STEP - 1)) == 0)
 				sl_sandbox_tick(L, TAB_STEP);
@@ -911,7 +918,7 @@ static int sb_tremove(lua_State *L)
 
 	if (pos != size)
 		luaL_argcheck(L, (lua_Unsigned)pos - 1u <= (lua_Unsigned)size, 2,
-			      "position out of bounds");
+		              "position out of bounds");
 	lua_geti(L, 1, pos);
 	for (; pos < size; pos++) {
 		if ((pos & (TAB_STEP - 1)) == 0)
@@ -1001,7 +1008,7 @@ struct size_walk {
 static void too_large(struct size_walk *w)
 {
 	luaL_error(w->L, "%s is too large (more than %I bytes as JSON)", w->what,
-		   (LUAI_UACINT)w->cap);
+	           (LUAI_UACINT)w->cap);
 }
 
 /* Adds the JSON size of the value at idx (absolute). Past maxdepth it stops
@@ -1042,291 +1049,25 @@ static void size_value(struct size_walk *w, int idx, int depth)
 
 void sl_sandbox_check_size(lua_State *L, int idx, size_t cap, int depth, const char *what)
 {
-	struct size_walk w = { L, 0, cap, 0, depth, what };
+	struct size_walk w = {L, 0, cap, 0, depth, what};
 
 	size_value(&w, lua_absindex(L, idx), 0);
 }
 
-/* ---- strict mode: snapshots and comparisons ---------------------------------------------- */
-
-/* Pushes a copy of the value at v (absolute); memo (absolute) maps originals to
- * their copies, so shared tables and cycles are copied once. [-0, +1, m] */
-static void snap_value(lua_State *L, int v, int memo, int depth)
-{
-	int copy;
-
-	if (!lua_istable(L, v)) {
-		lua_pushvalue(L, v);
-		return;
-	}
-	lua_pushvalue(L, v);
-	if (lua_rawget(L, memo) != LUA_TNIL)
-		return;
-	lua_pop(L, 1);
-	if (depth > STRICT_DEPTH)
-		luaL_error(L, "strict: a table given to a hook is nested deeper than %d levels",
-			   STRICT_DEPTH);
-	luaL_checkstack(L, 6, "strict: nesting too deep");
-	lua_newtable(L);
-	copy = lua_gettop(L);
-	lua_pushvalue(L, v);
-	lua_pushvalue(L, copy);
-	lua_rawset(L, memo);
-	lua_pushvalue(L, v);
-	lua_rawsetp(L, copy, &orig_key);
-	if (lua_getmetatable(L, v))
-		lua_rawsetp(L, copy, &mt_key);
-	lua_pushnil(L);
-	while (lua_next(L, v)) {
-		snap_value(L, lua_gettop(L), memo, depth + 1); /* key, value, copy */
-		lua_pushvalue(L, -3);
-		lua_insert(L, -2);      /* key, value, key, copy */
-		lua_rawset(L, copy);    /* key, value */
-		lua_pop(L, 1);
-	}
-}
-
-void sl_sandbox_snapshot(lua_State *L, int idx)
-{
-	idx = lua_absindex(L, idx);
-	lua_newtable(L);
-	snap_value(L, idx, lua_gettop(L), 0);
-	lua_remove(L, -2);
-}
-
-/* A walk of two values with the path of where it is. */
-struct cmp {
-	lua_State *L;
-	int seen; /* absolute index of a table of visited tables */
-	char path[512];
-	size_t len;
-	char *out;
-	size_t n;
-	unsigned nodes;
-};
-
-/* Appends ".key", "[n]" or "[?]" for the key at idx to the path; returns the old
- * length, to restore. */
-static size_t path_push(struct cmp *c, int idx)
-{
-	size_t old = c->len, room = sizeof(c->path) - c->len;
-	const char *k, *p;
-	int ident;
-
-	if (lua_type(c->L, idx) == LUA_TSTRING) {
-		k = lua_tostring(c->L, idx);
-		ident = (*k < '0' || *k > '9') && *k;
-		for (p = k; *p && ident; p++)
-			ident = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-				(*p >= '0' && *p <= '9') || *p == '_';
-		snprintf(c->path + c->len, room, ident ? ".%s" : "[\"%s\"]", k);
-	} else if (lua_isinteger(c->L, idx)) {
-		snprintf(c->path + c->len, room, "[%lld]", (long long)lua_tointeger(c->L, idx));
-	} else {
-		snprintf(c->path + c->len, room, "[%s]", luaL_typename(c->L, idx));
-	}
-	c->len = strlen(c->path);
-	return old;
-}
-
-static int report(struct cmp *c, const char *what)
-{
-	snprintf(c->out, c->n, "%s %s", c->path, what);
-	return 1;
-}
-
-/* Whether two non-table values are the same (1 and 1.0 are not; NaN is NaN). */
-static int same_scalar(lua_State *L, int a, int b)
-{
-	if (lua_type(L, a) == LUA_TNUMBER && lua_type(L, b) == LUA_TNUMBER) {
-		lua_Number x = lua_tonumber(L, a), y = lua_tonumber(L, b);
-		if (lua_isinteger(L, a) != lua_isinteger(L, b))
-			return 0;
-		return lua_rawequal(L, a, b) || (isnan(x) && isnan(y));
-	}
-	return lua_rawequal(L, a, b);
-}
-
-/* Marks the table at idx visited; returns whether it had been. */
-static int visited(struct cmp *c, int idx)
-{
-	int was;
-
-	lua_pushvalue(c->L, idx);
-	was = lua_rawget(c->L, c->seen) != LUA_TNIL;
-	lua_pop(c->L, 1);
-	if (!was) {
-		lua_pushvalue(c->L, idx);
-		lua_pushboolean(c->L, 1);
-		lua_rawset(c->L, c->seen);
-	}
-	return was;
-}
-
-static int diff_table(struct cmp *c, int a, int s, int depth);
-
-/* Compares the current value at a with its snapshot at s. */
-static int diff_value(struct cmp *c, int a, int s, int depth)
-{
-	lua_State *L = c->L;
-	int rc;
-
-	if (!lua_istable(L, s))
-		return same_scalar(L, a, s) ? 0 : report(c, lua_isnil(L, a) ? "was removed"
-								     : "was changed");
-	lua_rawgetp(L, s, &orig_key); /* the table that was there */
-	rc = !lua_rawequal(L, a, -1);
-	lua_pop(L, 1);
-	if (rc)
-		return report(c, lua_isnil(L, a) ? "was removed" : "was replaced");
-	if (visited(c, a))
-		return 0;
-	return diff_table(c, a, s, depth + 1);
-}
-
-static int diff_table(struct cmp *c, int a, int s, int depth)
-{
-	lua_State *L = c->L;
-	size_t old;
-	int top = lua_gettop(L), rc = 0;
-
-	if (++c->nodes % 1024 == 0)
-		sl_sandbox_tick(L, 1024);
-	if (depth > STRICT_DEPTH)
-		return 0;
-	luaL_checkstack(L, 8, "strict: nesting too deep");
-	if (!lua_getmetatable(L, a))
-		lua_pushnil(L);
-	lua_rawgetp(L, s, &mt_key);
-	if (!lua_rawequal(L, -1, -2))
-		return lua_settop(L, top), report(c, "had its metatable changed");
-	lua_settop(L, top);
-	lua_pushnil(L);
-	while (!rc && lua_next(L, s)) { /* every key of the snapshot: changed or removed */
-		if (lua_type(L, -2) == LUA_TLIGHTUSERDATA) { /* orig_key, mt_key */
-			lua_pop(L, 1);
-			continue;
-		}
-		lua_pushvalue(L, -2);
-		lua_rawget(L, a);
-		old = path_push(c, top + 1);
-		rc = diff_value(c, top + 3, top + 2, depth);
-		c->path[c->len = old] = '\0';
-		lua_settop(L, top + 1);
-	}
-	lua_settop(L, top);
-	lua_pushnil(L);
-	while (!rc && lua_next(L, a)) { /* every key now: added */
-		lua_pushvalue(L, -2);
-		if (lua_rawget(L, s) == LUA_TNIL) {
-			path_push(c, top + 1);
-			rc = report(c, "was added");
-		}
-		lua_settop(L, top + 1);
-	}
-	lua_settop(L, top);
-	return rc;
-}
-
-/* Starts a comparison at path `root`; pushes the table of visited pairs.
- * [-0, +1, m] */
-static void cmp_init(struct cmp *c, lua_State *L, const char *root, char *out, size_t n)
-{
-	memset(c, 0, sizeof(*c));
-	c->L = L;
-	c->out = out;
-	c->n = n;
-	snprintf(c->path, sizeof(c->path), "%s", root);
-	c->len = strlen(c->path);
-	lua_newtable(L);
-	c->seen = lua_gettop(L);
-}
-
-int sl_sandbox_diff(lua_State *L, int idx, int snap, const char *root, char *out, size_t n)
-{
-	struct cmp c;
-	int rc;
-
-	idx = lua_absindex(L, idx);
-	snap = lua_absindex(L, snap);
-	cmp_init(&c, L, root, out, n);
-	rc = diff_value(&c, idx, snap, 0);
-	lua_pop(L, 1);
-	return rc;
-}
-
-/* Compares two independent values by content. */
-static int cmp_value(struct cmp *c, int a, int b, int depth)
-{
-	lua_State *L = c->L;
-	int top = lua_gettop(L), rc = 0;
-	size_t old;
-
-	if (!lua_istable(L, a) || !lua_istable(L, b))
-		return same_scalar(L, a, b) ? 0 : report(c, "differs");
-	if (++c->nodes % 1024 == 0)
-		sl_sandbox_tick(L, 1024);
-	if (depth > STRICT_DEPTH || lua_rawequal(L, a, b) || visited(c, a))
-		return 0; /* a table reached twice (shared, or a cycle) is compared once */
-	if (sl_lj_isarray(L, a) != sl_lj_isarray(L, b))
-		return report(c, "differs (array or object)");
-	luaL_checkstack(L, 6, "strict: nesting too deep");
-	lua_pushnil(L);
-	while (!rc && lua_next(L, a)) {
-		lua_pushvalue(L, -2);
-		lua_rawget(L, b);
-		old = path_push(c, top + 1);
-		rc = cmp_value(c, top + 2, top + 3, depth + 1);
-		c->path[c->len = old] = '\0';
-		lua_settop(L, top + 1);
-	}
-	lua_settop(L, top);
-	lua_pushnil(L);
-	while (!rc && lua_next(L, b)) {
-		lua_pushvalue(L, -2);
-		if (lua_rawget(L, a) == LUA_TNIL) {
-			path_push(c, top + 1);
-			rc = report(c, "differs");
-		}
-		lua_settop(L, top + 1);
-	}
-	lua_settop(L, top);
-	return rc;
-}
-
-int sl_sandbox_compare(lua_State *L, int a, int b, const char *root, char *out, size_t n)
-{
-	struct cmp c;
-	int rc;
-
-	a = lua_absindex(L, a);
-	b = lua_absindex(L, b);
-	cmp_init(&c, L, root, out, n);
-	rc = cmp_value(&c, a, b, 0);
-	lua_pop(L, 1);
-	return rc;
-}
-
 /* ---- creating the state ------------------------------------------------------------------ */
 
-static const char *const plain_globals[] = { "assert", "error", "ipairs", "next", "pairs",
-					     "rawequal", "rawget", "rawlen", "select",
-					     "getmetatable", "tonumber", "tostring", "type",
-					     "_VERSION", NULL };
+static const char *const plain_globals[] = {
+	"assert", "error",        "ipairs",   "next",     "pairs", "rawequal", "rawget", "rawlen",
+	"select", "getmetatable", "tonumber", "tostring", "type",  "_VERSION", NULL};
 
 static const luaL_Reg wrapped_globals[] = {
-	{ "pcall", sb_pcall },
-	{ "xpcall", sb_xpcall },
-	{ "setmetatable", sb_setmetatable },
-	{ "rawset", sb_rawset },
-	{ "load", sb_load },
-	{ "collectgarbage", sb_collectgarbage },
-	{ "require", sb_require },
-	{ NULL, NULL },
+	{"pcall", sb_pcall},     {"xpcall", sb_xpcall}, {"setmetatable", sb_setmetatable},
+	{"rawset", sb_rawset},   {"load", sb_load},     {"collectgarbage", sb_collectgarbage},
+	{"require", sb_require}, {NULL, NULL},
 };
 
-static const char *const script_libs[] = { LUA_STRLIBNAME, LUA_TABLIBNAME, LUA_MATHLIBNAME,
-					   LUA_UTF8LIBNAME, NULL };
+static const char *const script_libs[] = {LUA_STRLIBNAME, LUA_TABLIBNAME, LUA_MATHLIBNAME,
+                                          LUA_UTF8LIBNAME, NULL};
 
 /* Replaces field `name` of the table at -1 by a closure of fn over the old value. */
 static void wrap_field(lua_State *L, const char *name, lua_CFunction fn)
@@ -1340,14 +1081,16 @@ static void wrap_field(lua_State *L, const char *name, lua_CFunction fn)
  * processor's alone and the engine's C code does not call them). [-0, +0, e] */
 static void adapt_libs(lua_State *L)
 {
-	static const luaL_Reg strfns[] = { { "find", sl_strmatch_find },
-					   { "match", sl_strmatch_match },
-					   { "gmatch", sl_strmatch_gmatch },
-					   { "gsub", sl_strmatch_gsub },
-					   { NULL, NULL } };
-	static const luaL_Reg tabfns[] = { { "insert", sb_tinsert }, { "remove", sb_tremove },
-					   { "move", sb_tmove },     { "concat", sb_tconcat },
-					   { NULL, NULL } };
+	static const luaL_Reg strfns[] = {{"find", sl_strmatch_find},
+	                                  {"match", sl_strmatch_match},
+	                                  {"gmatch", sl_strmatch_gmatch},
+	                                  {"gsub", sl_strmatch_gsub},
+	                                  {NULL, NULL}};
+	static const luaL_Reg tabfns[] = {{"insert", sb_tinsert},
+	                                  {"remove", sb_tremove},
+	                                  {"move", sb_tmove},
+	                                  {"concat", sb_tconcat},
+	                                  {NULL, NULL}};
 
 	lua_getglobal(L, LUA_STRLIBNAME);
 	luaL_setfuncs(L, strfns, 0);
@@ -1405,13 +1148,13 @@ static void push_base(lua_State *L)
 /* Protected: opens the libraries and builds the environment (sandbox at 1). */
 static int setup(lua_State *L)
 {
-	static const luaL_Reg libs[] = { { LUA_GNAME, luaopen_base },
-					 { LUA_LOADLIBNAME, luaopen_package },
-					 { LUA_STRLIBNAME, luaopen_string },
-					 { LUA_TABLIBNAME, luaopen_table },
-					 { LUA_MATHLIBNAME, luaopen_math },
-					 { LUA_UTF8LIBNAME, luaopen_utf8 },
-					 { NULL, NULL } };
+	static const luaL_Reg libs[] = {{LUA_GNAME, luaopen_base},
+	                                {LUA_LOADLIBNAME, luaopen_package},
+	                                {LUA_STRLIBNAME, luaopen_string},
+	                                {LUA_TABLIBNAME, luaopen_table},
+	                                {LUA_MATHLIBNAME, luaopen_math},
+	                                {LUA_UTF8LIBNAME, luaopen_utf8},
+	                                {NULL, NULL}};
 	struct sl_sandbox *sb = lua_touserdata(L, 1);
 	const luaL_Reg *lib;
 	int b;
@@ -1457,7 +1200,7 @@ static int hook_period(const struct sl_limits *lim)
 }
 
 int sl_sandbox_new(lua_State **out, const char *name, const struct sl_limits *lim,
-		   struct sl_diag *d)
+                   struct sl_diag *d)
 {
 	struct sl_sandbox *sb = calloc(1, sizeof(*sb));
 	lua_State *L;
@@ -1472,15 +1215,17 @@ int sl_sandbox_new(lua_State **out, const char *name, const struct sl_limits *li
 	sb->limit = lim->memory > 0 ? (size_t)lim->memory : 0;
 	sb->period = hook_period(lim);
 	for (b = SL_BUDGET_INSTRUCTIONS; b <= SL_BUDGET_WALLCLOCK; b++)
-		snprintf(sb->msg[b], sizeof(sb->msg[b]), "processor '%.100s' exceeded its %s budget",
-			 name, budget_names[b]);
+		snprintf(sb->msg[b], sizeof(sb->msg[b]),
+		         "processor '%.100s' exceeded its %s budget", name, budget_names[b]);
 	if (!(L = lua_newstate(sb_alloc, sb))) {
 		b = sb->refusal == REFUSED_LIMIT;
 		free(sb->name);
 		free(sb);
-		return b ? sl_diag_set(d, SL_ENOMEM, "processor '%s' exceeded its memory budget (too"
-						     " small to start a Lua state)", name)
-			 : sl_diag_set(d, SL_ENOMEM, "out of memory");
+		return b ? sl_diag_set(d, SL_ENOMEM,
+		                       "processor '%s' exceeded its memory budget (too"
+		                       " small to start a Lua state)",
+		                       name)
+		         : sl_diag_set(d, SL_ENOMEM, "out of memory");
 	}
 	sb->L = L;
 	lua_atpanic(L, panic);
@@ -1490,11 +1235,13 @@ int sl_sandbox_new(lua_State **out, const char *name, const struct sl_limits *li
 	lua_pushlightuserdata(L, sb);
 	if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
 		if (sb->refusal == REFUSED_LIMIT)
-			sl_diag_set(d, SL_ENOMEM, "processor '%s' exceeded its memory budget (too small"
-						  " for the Lua libraries)", name);
+			sl_diag_set(d, SL_ENOMEM,
+			            "processor '%s' exceeded its memory budget (too small"
+			            " for the Lua libraries)",
+			            name);
 		else
 			sl_diag_set(d, SL_ENOMEM, "processor '%s': cannot set up its Lua state: %s",
-				    name, lua_tostring(L, -1));
+			            name, lua_tostring(L, -1));
 		sl_sandbox_close(L);
 		return d ? d->code : SL_ENOMEM;
 	}

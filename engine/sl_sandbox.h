@@ -78,7 +78,7 @@ enum sl_budget {
  * Returns 0 with *out set, or SL_ENOMEM with d filled (the memory budget is too
  * small for the libraries, or the system is out of memory). */
 int sl_sandbox_new(lua_State **out, const char *name, const struct sl_limits *lim,
-		   struct sl_diag *d);
+                   struct sl_diag *d);
 /* Closes a state made by sl_sandbox_new and frees its sandbox. NULL is a no-op. */
 void sl_sandbox_close(lua_State *L);
 

@@ -74,7 +74,7 @@ struct sl_schema;
  * protected call), so this never raises.
  * [-0, +0, -] */
 int sl_schema_compile(lua_State *L, int idx, const char *where, struct sl_schema **out,
-		      struct sl_diag *d);
+                      struct sl_diag *d);
 
 /* Frees a compiled schema; NULL is a no-op. */
 void sl_schema_free(struct sl_schema *s);

@@ -133,7 +133,7 @@ static int check_object(const char *field, const char *p, size_t n, struct sl_di
 	}
 	if (kind != SL_JSON_OBJECT)
 		return sl_diag_set(d, SL_EINVAL, "%s: must be a JSON object, got %s", field,
-				   sl_json_kind_name(kind));
+		                   sl_json_kind_name(kind));
 	return 0;
 }
 
@@ -141,7 +141,8 @@ static int check_object(const char *field, const char *p, size_t n, struct sl_di
 static size_t envelope_len(const struct sl_event_in *ev)
 {
 	size_t n = sizeof("{\"stream\":,\"offset\":,\"position\":,\"type\":,\"payload\":"
-			  ",\"createdAt\":\"2026-11-25T12:00:00.123Z\"}") - 1;
+	                  ",\"createdAt\":\"2026-11-25T12:00:00.123Z\"}") -
+	           1;
 
 	n += sl_jstr_len(ev->stream, strlen(ev->stream)) + 2 * 20;
 	n += sl_jstr_len(ev->type, strlen(ev->type));
@@ -155,59 +156,60 @@ static size_t envelope_len(const struct sl_event_in *ev)
 
 /* The caller's check of the payload ("{}" when the event has none). */
 static int check_payload(const struct sl_event_in *ev, sl_payload_check_fn check, void *ud,
-			 struct sl_diag *d)
+                         struct sl_diag *d)
 {
 	int rc;
 
 	if (!check)
 		return 0;
 	if ((rc = ev->payload ? check(ud, ev->type, ev->payload, ev->payload_len, d)
-			      : check(ud, ev->type, "{}", 2, d)))
+	                      : check(ud, ev->type, "{}", 2, d)))
 		sl_diag_prefix(d, "payload");
 	return rc;
 }
 
 int sl_store_check_event(const struct sl_event_in *ev, sl_payload_check_fn check, void *ud,
-			 struct sl_diag *d)
+                         struct sl_diag *d)
 {
 	size_t tlen, size;
 	int rc;
 
 	if (!ev->stream || !sl_stream_name_valid(ev->stream))
 		return sl_diag_set(d, SL_EINVAL,
-				   "stream: invalid stream name '%s' (segments of"
-				   " [A-Za-z0-9_-][A-Za-z0-9._-]* joined by '/', at most %d bytes)",
-				   ev->stream ? ev->stream : "", SL_STREAM_MAX);
+		                   "stream: invalid stream name '%s' (segments of"
+		                   " [A-Za-z0-9_-][A-Za-z0-9._-]* joined by '/', at most %d bytes)",
+		                   ev->stream ? ev->stream : "", SL_STREAM_MAX);
 	if (!ev->type || !(tlen = strlen(ev->type)))
 		return sl_diag_set(d, SL_EINVAL, "type: must be a non-empty string");
 	if (tlen > SL_TYPE_MAX)
 		return sl_diag_set(d, SL_EINVAL, "type: longer than %d bytes (%zu)", SL_TYPE_MAX,
-				   tlen);
+		                   tlen);
 	if (!sl_utf8_valid(ev->type, tlen) || has_control(ev->type, tlen))
 		return sl_diag_set(d, SL_EINVAL,
-				   "type: must be UTF-8 text without control characters");
+		                   "type: must be UTF-8 text without control characters");
 	if (engine_only_type(ev->type))
 		return sl_diag_set(d, SL_EINVAL, "type: '%s' is written by the store only",
-				   ev->type);
+		                   ev->type);
 	if (ev->payload && (rc = check_object("payload", ev->payload, ev->payload_len, d)))
 		return rc;
 	if (ev->metadata && (rc = check_object("metadata", ev->metadata, ev->metadata_len, d)))
 		return rc;
 	if (ev->key && (is_blank(ev->key) || !sl_utf8_valid(ev->key, strlen(ev->key))))
-		return sl_diag_set(d, SL_EINVAL, "idempotencyKey: must be a non-blank UTF-8 string");
+		return sl_diag_set(d, SL_EINVAL,
+		                   "idempotencyKey: must be a non-blank UTF-8 string");
 	if (ev->offset < 0)
 		return sl_diag_set(d, SL_EINVAL, "offset: must be a positive integer, got %lld",
-				   (long long)ev->offset);
+		                   (long long)ev->offset);
 	if ((size = envelope_len(ev)) > SL_EVENT_MAX)
 		return sl_diag_set(d, SL_ETOOBIG, "event: %zu bytes, over the %d-byte limit", size,
-				   SL_EVENT_MAX);
+		                   SL_EVENT_MAX);
 	return check_payload(ev, check, ud, d);
 }
 
 /* Validates every event of a batch (unless the caller did), before anything is
  * written: *failed is the first bad one. */
 static int check_batch(struct sl_store *s, const struct sl_event_in *ev, size_t n, int flags,
-		       size_t *failed, struct sl_diag *d)
+                       size_t *failed, struct sl_diag *d)
 {
 	size_t i;
 	int rc;
@@ -273,9 +275,9 @@ void sl_event_to_json(const struct sl_event *ev, struct sl_buf *b)
 /* ---- opening and the event log ------------------------------------------------------- */
 
 int sl_store_open(struct sl_store **out, const char *path, const struct sl_store_opts *opts,
-		  struct sl_diag *d)
+                  struct sl_diag *d)
 {
-	static const struct sl_store_opts defaults = { SL_DURABILITY_FULL, 0, NULL, NULL };
+	static const struct sl_store_opts defaults = {SL_DURABILITY_FULL, 0, NULL, NULL};
 	const struct sl_store_ops *ops = &sl_store_sqlite_ops;
 	int rc;
 
@@ -284,9 +286,9 @@ int sl_store_open(struct sl_store **out, const char *path, const struct sl_store
 		opts = &defaults;
 	if (!strncmp(path, "nats://", 7))
 		return sl_diag_set(d, SL_ENOTSUP,
-				   "cannot open store '%s': the NATS JetStream backend is not"
-				   " supported yet (use a SQLite file)",
-				   path);
+		                   "cannot open store '%s': the NATS JetStream backend is not"
+		                   " supported yet (use a SQLite file)",
+		                   path);
 	if ((rc = ops->open(out, path, opts, d)))
 		return rc;
 	(*out)->ops = ops;
@@ -310,11 +312,11 @@ static int refuse_open(struct sl_store *s, const char *what, struct sl_diag *d)
 	if (!s->open)
 		return 0;
 	return sl_diag_set(d, SL_EBUSY, "store '%s': cannot %s while a commit is open", s->path,
-			   what);
+	                   what);
 }
 
 int sl_store_append(struct sl_store *s, const struct sl_event_in *ev, size_t n,
-		    struct sl_append_result *res, int flags, size_t *failed, struct sl_diag *d)
+                    struct sl_append_result *res, int flags, size_t *failed, struct sl_diag *d)
 {
 	size_t bad = 0;
 	int rc;
@@ -328,19 +330,19 @@ int sl_store_append(struct sl_store *s, const struct sl_event_in *ev, size_t n,
 }
 
 int sl_store_read(struct sl_store *s, const char *stream, int64_t from, int64_t limit,
-		  const char *type, sl_event_fn fn, void *ud, struct sl_diag *d)
+                  const char *type, sl_event_fn fn, void *ud, struct sl_diag *d)
 {
 	return s->ops->read(s, stream, from, limit, type, fn, ud, d);
 }
 
-int sl_store_read_all(struct sl_store *s, int64_t from, int64_t limit, sl_event_fn fn,
-		      void *ud, struct sl_diag *d)
+int sl_store_read_all(struct sl_store *s, int64_t from, int64_t limit, sl_event_fn fn, void *ud,
+                      struct sl_diag *d)
 {
 	return s->ops->read_all(s, from, limit, fn, ud, d);
 }
 
 int sl_store_streams(struct sl_store *s, const char *prefix, sl_stream_fn fn, void *ud,
-		     struct sl_diag *d)
+                     struct sl_diag *d)
 {
 	return s->ops->streams(s, prefix, fn, ud, d);
 }
@@ -353,7 +355,7 @@ int sl_store_head_position(struct sl_store *s, int64_t *pos, struct sl_diag *d)
 /* ---- the commit ------------------------------------------------------------------------ */
 
 int sl_commit_begin(struct sl_store *s, const struct sl_fence *fence, struct sl_commit **out,
-		    struct sl_diag *d)
+                    struct sl_diag *d)
 {
 	int rc;
 
@@ -380,7 +382,7 @@ int sl_commit_end(struct sl_commit *c, int commit, struct sl_diag *d)
 }
 
 int sl_commit_append(struct sl_commit *c, const struct sl_event_in *ev, size_t n,
-		     struct sl_append_result *res, int flags, size_t *failed, struct sl_diag *d)
+                     struct sl_append_result *res, int flags, size_t *failed, struct sl_diag *d)
 {
 	size_t bad = 0;
 	int rc;
@@ -407,12 +409,12 @@ static int check_lease_args(const char *proc, const char *owner, struct sl_diag 
 		return sl_diag_set(d, SL_EINVAL, "lease: needs a processor name");
 	if (owner && (n == 0 || n > SL_OWNER_MAX))
 		return sl_diag_set(d, SL_EINVAL, "lease: owner must be 1 to %d bytes, got %zu",
-				   SL_OWNER_MAX, n);
+		                   SL_OWNER_MAX, n);
 	return 0;
 }
 
-int sl_store_lease_acquire(struct sl_store *s, const char *proc, const char *owner,
-			   int64_t ttl_ms, struct sl_lease *out, struct sl_diag *d)
+int sl_store_lease_acquire(struct sl_store *s, const char *proc, const char *owner, int64_t ttl_ms,
+                           struct sl_lease *out, struct sl_diag *d)
 {
 	int rc;
 
@@ -427,7 +429,7 @@ int sl_store_lease_acquire(struct sl_store *s, const char *proc, const char *own
 }
 
 int sl_store_lease_release(struct sl_store *s, const char *proc, const char *owner,
-			   struct sl_diag *d)
+                           struct sl_diag *d)
 {
 	int rc;
 
@@ -439,7 +441,7 @@ int sl_store_lease_release(struct sl_store *s, const char *proc, const char *own
 }
 
 int sl_store_lease_get(struct sl_store *s, const char *proc, struct sl_lease *out, int *found,
-		       struct sl_diag *d)
+                       struct sl_diag *d)
 {
 	int rc;
 
@@ -460,19 +462,18 @@ void sl_ckpt_release(struct sl_ckpt *c)
 }
 
 int sl_ckpt_proc_get(struct sl_store *s, const char *proc, int *exists, int64_t *version,
-		     int64_t *anchor, struct sl_diag *d)
+                     int64_t *anchor, struct sl_diag *d)
 {
 	return s->ops->proc_get(s, proc, exists, version, anchor, d);
 }
 
 int sl_ckpt_get(struct sl_store *s, const char *proc, const char *stream, struct sl_ckpt *c,
-		int *found, struct sl_diag *d)
+                int *found, struct sl_diag *d)
 {
 	return s->ops->ckpt_get(s, proc, stream, c, found, d);
 }
 
-int sl_ckpt_each(struct sl_store *s, const char *proc, sl_ckpt_fn fn, void *ud,
-		 struct sl_diag *d)
+int sl_ckpt_each(struct sl_store *s, const char *proc, sl_ckpt_fn fn, void *ud, struct sl_diag *d)
 {
 	return s->ops->ckpt_each(s, proc, fn, ud, d);
 }
@@ -483,44 +484,44 @@ int sl_ckpt_dead_letters(struct sl_store *s, sl_dead_fn fn, void *ud, struct sl_
 }
 
 int sl_ckpt_proc_put(struct sl_commit *c, const char *proc, int64_t version, int64_t anchor,
-		     struct sl_diag *d)
+                     struct sl_diag *d)
 {
 	return c->store->ops->proc_put(c, proc, version, anchor, d);
 }
 
 int sl_ckpt_proc_hashes(struct sl_commit *c, const char *proc, const char *script_hash,
-			const char *contract_hash, int *cleared, struct sl_diag *d)
+                        const char *contract_hash, int *cleared, struct sl_diag *d)
 {
 	*cleared = 0;
 	return c->store->ops->proc_hashes(c, proc, script_hash, contract_hash, cleared, d);
 }
 
 int sl_ckpt_put(struct sl_commit *c, const char *proc, const char *stream, int64_t offset,
-		const char *state, size_t state_len, int64_t effects_mark, struct sl_diag *d)
+                const char *state, size_t state_len, int64_t effects_mark, struct sl_diag *d)
 {
 	return c->store->ops->ckpt_put(c, proc, stream, offset, state, state_len, effects_mark, d);
 }
 
-int sl_ckpt_put_offset(struct sl_commit *c, const char *proc, const char *stream,
-		       int64_t offset, int64_t effects_mark, struct sl_diag *d)
+int sl_ckpt_put_offset(struct sl_commit *c, const char *proc, const char *stream, int64_t offset,
+                       int64_t effects_mark, struct sl_diag *d)
 {
 	return c->store->ops->ckpt_put_offset(c, proc, stream, offset, effects_mark, d);
 }
 
 int sl_ckpt_fault(struct sl_commit *c, const char *proc, const char *stream, const char *error,
-		  struct sl_diag *d)
+                  struct sl_diag *d)
 {
 	return c->store->ops->fault(c, proc, stream, error, d);
 }
 
 int sl_ckpt_clear_fault(struct sl_commit *c, const char *proc, const char *stream,
-			struct sl_diag *d)
+                        struct sl_diag *d)
 {
 	return c->store->ops->clear_fault(c, proc, stream, d);
 }
 
 int sl_ckpt_add_background_failure(struct sl_commit *c, const char *proc, const char *stream,
-				   struct sl_diag *d)
+                                   struct sl_diag *d)
 {
 	return c->store->ops->background_failure(c, proc, stream, d);
 }
@@ -531,7 +532,7 @@ int sl_ckpt_dead_letter(struct sl_commit *c, const struct sl_dead_letter *dl, st
 }
 
 int sl_ckpt_reset(struct sl_commit *c, const char *proc, const char *stream, int with_effects,
-		  struct sl_diag *d)
+                  struct sl_diag *d)
 {
 	return c->store->ops->reset(c, proc, stream, with_effects, d);
 }

@@ -76,7 +76,7 @@ enum sl_durability { SL_DURABILITY_FULL, SL_DURABILITY_NORMAL };
  * of `type`. Returns 0, or a negative code with d naming what is wrong; the store
  * puts "payload: " in front. Called on the thread using the store. */
 typedef int (*sl_payload_check_fn)(void *ud, const char *type, const char *json, size_t len,
-				   struct sl_diag *d);
+                                   struct sl_diag *d);
 
 struct sl_store_opts {
 	enum sl_durability durability;
@@ -93,7 +93,7 @@ struct sl_store_opts {
  * durability, read-write, no payload check). On failure *out is NULL and d says why,
  * e.g. "cannot open store 'x.db': unable to open database file". */
 int sl_store_open(struct sl_store **out, const char *path, const struct sl_store_opts *opts,
-		  struct sl_diag *d);
+                  struct sl_diag *d);
 /* Closes the store; NULL is a no-op. A commit still open is rolled back and freed. */
 void sl_store_close(struct sl_store *s);
 
@@ -125,7 +125,7 @@ struct sl_append_result {
  * of the envelope, and then the payload with check (if not NULL). Touches no store.
  * Messages name the field: "payload: must be a JSON object, got array". */
 int sl_store_check_event(const struct sl_event_in *ev, sl_payload_check_fn check, void *ud,
-			 struct sl_diag *d);
+                         struct sl_diag *d);
 
 /* Returns 1 if `name` is a valid stream name. */
 int sl_stream_name_valid(const char *name);
@@ -137,7 +137,7 @@ int sl_stream_name_valid(const char *name);
  * failing event and d says why (SL_EINVAL bad input, SL_EPAUSED, SL_ECONFLICT,
  * SL_EBUSY, SL_EIO). Inside a batch, use sl_commit_append. */
 int sl_store_append(struct sl_store *s, const struct sl_event_in *ev, size_t n,
-		    struct sl_append_result *res, int flags, size_t *failed, struct sl_diag *d);
+                    struct sl_append_result *res, int flags, size_t *failed, struct sl_diag *d);
 
 /* ---- reading ------------------------------------------------------------------------ */
 
@@ -161,11 +161,11 @@ typedef int (*sl_event_fn)(void *ud, const struct sl_event *ev);
 /* Calls fn for the events of `stream` with offset >= from, in offset order, at
  * most `limit` of them (limit <= 0: all), only those of type `type` if not NULL. */
 int sl_store_read(struct sl_store *s, const char *stream, int64_t from, int64_t limit,
-		  const char *type, sl_event_fn fn, void *ud, struct sl_diag *d);
+                  const char *type, sl_event_fn fn, void *ud, struct sl_diag *d);
 
 /* Calls fn for every event with position >= from, in position order. */
-int sl_store_read_all(struct sl_store *s, int64_t from, int64_t limit, sl_event_fn fn,
-		      void *ud, struct sl_diag *d);
+int sl_store_read_all(struct sl_store *s, int64_t from, int64_t limit, sl_event_fn fn, void *ud,
+                      struct sl_diag *d);
 
 struct sl_stream_info {
 	const char *stream;
@@ -181,7 +181,7 @@ typedef int (*sl_stream_fn)(void *ud, const struct sl_stream_info *info);
  * and "orders/42", not "orders2"), or for every stream when prefix is NULL or "",
  * in name order. */
 int sl_store_streams(struct sl_store *s, const char *prefix, sl_stream_fn fn, void *ud,
-		     struct sl_diag *d);
+                     struct sl_diag *d);
 
 /* The store-wide head: the highest position, 0 for an empty store. */
 int sl_store_head_position(struct sl_store *s, int64_t *pos, struct sl_diag *d);
@@ -203,13 +203,13 @@ struct sl_fence {
  * <fence owner> (epoch 2); nothing was committed". On failure *out is NULL and
  * nothing is open. */
 int sl_commit_begin(struct sl_store *s, const struct sl_fence *fence, struct sl_commit **out,
-		    struct sl_diag *d);
+                    struct sl_diag *d);
 
 /* sl_store_append inside the commit: the batch is all-or-nothing within it (a
  * failing call leaves the commit's other writes in place) and becomes durable when
  * the commit ends with commit = 1. */
 int sl_commit_append(struct sl_commit *c, const struct sl_event_in *ev, size_t n,
-		     struct sl_append_result *res, int flags, size_t *failed, struct sl_diag *d);
+                     struct sl_append_result *res, int flags, size_t *failed, struct sl_diag *d);
 
 /* The projection handle of the commit: what ctx.db (sl_dbapi.h) binds to so that the
  * hooks' SQL runs in this unit of work. Valid until sl_commit_end; NULL when the
@@ -235,15 +235,15 @@ struct sl_lease {
  * + 1 when it changes hands, the same epoch when owner renews); when another owner
  * holds a live lease nothing changes. Either way *out is the row afterwards, so
  * out->owner says who holds it (compare with owner) and out->epoch is the fence. */
-int sl_store_lease_acquire(struct sl_store *s, const char *proc, const char *owner,
-			   int64_t ttl_ms, struct sl_lease *out, struct sl_diag *d);
+int sl_store_lease_acquire(struct sl_store *s, const char *proc, const char *owner, int64_t ttl_ms,
+                           struct sl_lease *out, struct sl_diag *d);
 /* Gives the lease of proc up at once if owner holds it (kept epoch, no owner);
  * otherwise does nothing. */
 int sl_store_lease_release(struct sl_store *s, const char *proc, const char *owner,
-			   struct sl_diag *d);
+                           struct sl_diag *d);
 /* Reads the lease row of proc: *found is 0 (and out zeroed) when it was never taken. */
 int sl_store_lease_get(struct sl_store *s, const char *proc, struct sl_lease *out, int *found,
-		       struct sl_diag *d);
+                       struct sl_diag *d);
 
 /* ---- small things -------------------------------------------------------------------- */
 

@@ -41,62 +41,62 @@ struct sl_commit {
 struct sl_store_ops {
 	const char *name; /* "sqlite" */
 	int (*open)(struct sl_store **out, const char *path, const struct sl_store_opts *o,
-		    struct sl_diag *d);
+	            struct sl_diag *d);
 	void (*close)(struct sl_store *s);
 
 	/* The event log. */
 	int (*append)(struct sl_store *s, const struct sl_event_in *ev, size_t n,
-		      struct sl_append_result *res, size_t *failed, struct sl_diag *d);
+	              struct sl_append_result *res, size_t *failed, struct sl_diag *d);
 	int (*read)(struct sl_store *s, const char *stream, int64_t from, int64_t limit,
-		    const char *type, sl_event_fn fn, void *ud, struct sl_diag *d);
+	            const char *type, sl_event_fn fn, void *ud, struct sl_diag *d);
 	int (*read_all)(struct sl_store *s, int64_t from, int64_t limit, sl_event_fn fn, void *ud,
-			struct sl_diag *d);
+	                struct sl_diag *d);
 	int (*streams)(struct sl_store *s, const char *prefix, sl_stream_fn fn, void *ud,
-		       struct sl_diag *d);
+	               struct sl_diag *d);
 	int (*head_position)(struct sl_store *s, int64_t *pos, struct sl_diag *d);
 
 	/* Reading rows. */
 	int (*proc_get)(struct sl_store *s, const char *proc, int *exists, int64_t *version,
-			int64_t *anchor, struct sl_diag *d);
-	int (*ckpt_get)(struct sl_store *s, const char *proc, const char *stream,
-			struct sl_ckpt *c, int *found, struct sl_diag *d);
+	                int64_t *anchor, struct sl_diag *d);
+	int (*ckpt_get)(struct sl_store *s, const char *proc, const char *stream, struct sl_ckpt *c,
+	                int *found, struct sl_diag *d);
 	int (*ckpt_each)(struct sl_store *s, const char *proc, sl_ckpt_fn fn, void *ud,
-			 struct sl_diag *d);
+	                 struct sl_diag *d);
 	int (*dead_letters)(struct sl_store *s, sl_dead_fn fn, void *ud, struct sl_diag *d);
 
 	/* Leases: each call is a unit of work of its own. */
 	int (*lease_acquire)(struct sl_store *s, const char *proc, const char *owner,
-			     int64_t ttl_ms, struct sl_lease *out, struct sl_diag *d);
+	                     int64_t ttl_ms, struct sl_lease *out, struct sl_diag *d);
 	int (*lease_release)(struct sl_store *s, const char *proc, const char *owner,
-			     struct sl_diag *d);
+	                     struct sl_diag *d);
 	int (*lease_get)(struct sl_store *s, const char *proc, struct sl_lease *out, int *found,
-			 struct sl_diag *d);
+	                 struct sl_diag *d);
 
 	/* The commit and the writes made in it. */
 	int (*commit_begin)(struct sl_store *s, const struct sl_fence *fence,
-			    struct sl_commit **out, struct sl_diag *d);
+	                    struct sl_commit **out, struct sl_diag *d);
 	int (*commit_end)(struct sl_commit *c, int commit, struct sl_diag *d);
 	int (*commit_append)(struct sl_commit *c, const struct sl_event_in *ev, size_t n,
-			     struct sl_append_result *res, size_t *failed, struct sl_diag *d);
+	                     struct sl_append_result *res, size_t *failed, struct sl_diag *d);
 	struct sl_proj *(*commit_projection)(struct sl_commit *c);
 	int (*proc_put)(struct sl_commit *c, const char *proc, int64_t version, int64_t anchor,
-			struct sl_diag *d);
+	                struct sl_diag *d);
 	int (*proc_hashes)(struct sl_commit *c, const char *proc, const char *script_hash,
-			   const char *contract_hash, int *cleared, struct sl_diag *d);
+	                   const char *contract_hash, int *cleared, struct sl_diag *d);
 	int (*ckpt_put)(struct sl_commit *c, const char *proc, const char *stream, int64_t offset,
-			const char *state, size_t state_len, int64_t effects_mark,
-			struct sl_diag *d);
+	                const char *state, size_t state_len, int64_t effects_mark,
+	                struct sl_diag *d);
 	int (*ckpt_put_offset)(struct sl_commit *c, const char *proc, const char *stream,
-			       int64_t offset, int64_t effects_mark, struct sl_diag *d);
+	                       int64_t offset, int64_t effects_mark, struct sl_diag *d);
 	int (*fault)(struct sl_commit *c, const char *proc, const char *stream, const char *error,
-		     struct sl_diag *d);
+	             struct sl_diag *d);
 	int (*clear_fault)(struct sl_commit *c, const char *proc, const char *stream,
-			   struct sl_diag *d);
+	                   struct sl_diag *d);
 	int (*background_failure)(struct sl_commit *c, const char *proc, const char *stream,
-				  struct sl_diag *d);
+	                          struct sl_diag *d);
 	int (*dead_letter)(struct sl_commit *c, const struct sl_dead_letter *dl, struct sl_diag *d);
 	int (*reset)(struct sl_commit *c, const char *proc, const char *stream, int with_effects,
-		     struct sl_diag *d);
+	             struct sl_diag *d);
 	int (*drop_tables)(struct sl_commit *c, const char *proc, struct sl_diag *d);
 };
 

@@ -58,65 +58,93 @@ static const char *const schema_v1 =
 	" WHERE idem_key IS NOT NULL;";
 
 /* Version 2: the processor runtime's tables (sl_tables lists ctx.db's tables). */
-static const char *const schema_v2 =
-	"CREATE TABLE sl_processors("
-	" name TEXT PRIMARY KEY NOT NULL,"
-	" version INTEGER NOT NULL,"
-	" anchor INTEGER"
-	") WITHOUT ROWID;"
-	"CREATE TABLE sl_checkpoints("
-	" processor TEXT NOT NULL,"
-	" stream TEXT NOT NULL,"
-	" \"offset\" INTEGER NOT NULL,"
-	" state TEXT,"
-	" effects_mark INTEGER NOT NULL DEFAULT 0,"
-	" status TEXT NOT NULL DEFAULT 'ok',"
-	" last_error TEXT,"
-	" background_failures INTEGER NOT NULL DEFAULT 0,"
-	" PRIMARY KEY (processor, stream)"
-	") WITHOUT ROWID;"
-	"CREATE TABLE sl_tables("
-	" name TEXT PRIMARY KEY NOT NULL,"
-	" processor TEXT NOT NULL"
-	") WITHOUT ROWID;";
+static const char *const schema_v2 = "CREATE TABLE sl_processors("
+				     " name TEXT PRIMARY KEY NOT NULL,"
+				     " version INTEGER NOT NULL,"
+				     " anchor INTEGER"
+				     ") WITHOUT ROWID;"
+				     "CREATE TABLE sl_checkpoints("
+				     " processor TEXT NOT NULL,"
+				     " stream TEXT NOT NULL,"
+				     " \"offset\" INTEGER NOT NULL,"
+				     " state TEXT,"
+				     " effects_mark INTEGER NOT NULL DEFAULT 0,"
+				     " status TEXT NOT NULL DEFAULT 'ok',"
+				     " last_error TEXT,"
+				     " background_failures INTEGER NOT NULL DEFAULT 0,"
+				     " PRIMARY KEY (processor, stream)"
+				     ") WITHOUT ROWID;"
+				     "CREATE TABLE sl_tables("
+				     " name TEXT PRIMARY KEY NOT NULL,"
+				     " processor TEXT NOT NULL"
+				     ") WITHOUT ROWID;";
 
 /* Version 3: what changed scripts and contracts are detected by, and dead letters. */
-static const char *const schema_v3 =
-	"ALTER TABLE sl_processors ADD COLUMN script_hash TEXT;"
-	"ALTER TABLE sl_processors ADD COLUMN contract_hash TEXT;"
-	"CREATE TABLE sl_dead_letters("
-	" id INTEGER PRIMARY KEY,"
-	" processor TEXT NOT NULL,"
-	" stream TEXT NOT NULL,"
-	" \"offset\" INTEGER NOT NULL,"
-	" position INTEGER NOT NULL,"
-	" type TEXT NOT NULL,"
-	" error TEXT NOT NULL,"
-	" traceback TEXT,"
-	" attempts INTEGER NOT NULL,"
-	" at TEXT NOT NULL"
-	");";
+static const char *const schema_v3 = "ALTER TABLE sl_processors ADD COLUMN script_hash TEXT;"
+				     "ALTER TABLE sl_processors ADD COLUMN contract_hash TEXT;"
+				     "CREATE TABLE sl_dead_letters("
+				     " id INTEGER PRIMARY KEY,"
+				     " processor TEXT NOT NULL,"
+				     " stream TEXT NOT NULL,"
+				     " \"offset\" INTEGER NOT NULL,"
+				     " position INTEGER NOT NULL,"
+				     " type TEXT NOT NULL,"
+				     " error TEXT NOT NULL,"
+				     " traceback TEXT,"
+				     " attempts INTEGER NOT NULL,"
+				     " at TEXT NOT NULL"
+				     ");";
 
 /* Version 4: one lease per processor (DESIGN §8); owner '' when nobody holds it. */
-static const char *const schema_v4 =
-	"CREATE TABLE sl_leases("
-	" processor TEXT PRIMARY KEY NOT NULL,"
-	" owner TEXT NOT NULL,"
-	" epoch INTEGER NOT NULL,"
-	" expires_at INTEGER NOT NULL"
-	") WITHOUT ROWID;";
+static const char *const schema_v4 = "CREATE TABLE sl_leases("
+				     " processor TEXT PRIMARY KEY NOT NULL,"
+				     " owner TEXT NOT NULL,"
+				     " epoch INTEGER NOT NULL,"
+				     " expires_at INTEGER NOT NULL"
+				     ") WITHOUT ROWID;";
 
 static const char *const *const migrations[SCHEMA_VERSION] = {
-	&schema_v1, &schema_v2, &schema_v3, &schema_v4,
+	&schema_v1,
+	&schema_v2,
+	&schema_v3,
+	&schema_v4,
 };
 
 enum {
-	ST_MAXPOS, ST_STREAM_GET, ST_STREAM_INS, ST_STREAM_UPD, ST_KEY_GET, ST_EVENT_INS,
-	ST_READ, ST_READ_TYPE, ST_READ_ALL, ST_STREAMS_ALL, ST_STREAMS_PREFIX,
-	Q_PROC_GET, Q_PROC_PUT, Q_GET, Q_PUT, Q_PUT_OFFSET, Q_FAULT, Q_BGFAIL, Q_CLEAR_ONE,
-	Q_CLEAR_ALL, Q_HASH_GET, Q_HASH_PUT, Q_DEAD_PUT, Q_DEAD_EACH, Q_EACH, Q_RESET_ONE,
-	Q_RESET_ALL, Q_RESET_FX_ONE, Q_RESET_FX_ALL, Q_TABLES, Q_TABLES_DEL,
-	L_GET, L_PUT, L_RELEASE,
+	ST_MAXPOS,
+	ST_STREAM_GET,
+	ST_STREAM_INS,
+	ST_STREAM_UPD,
+	ST_KEY_GET,
+	ST_EVENT_INS,
+	ST_READ,
+	ST_READ_TYPE,
+	ST_READ_ALL,
+	ST_STREAMS_ALL,
+	ST_STREAMS_PREFIX,
+	Q_PROC_GET,
+	Q_PROC_PUT,
+	Q_GET,
+	Q_PUT,
+	Q_PUT_OFFSET,
+	Q_FAULT,
+	Q_BGFAIL,
+	Q_CLEAR_ONE,
+	Q_CLEAR_ALL,
+	Q_HASH_GET,
+	Q_HASH_PUT,
+	Q_DEAD_PUT,
+	Q_DEAD_EACH,
+	Q_EACH,
+	Q_RESET_ONE,
+	Q_RESET_ALL,
+	Q_RESET_FX_ONE,
+	Q_RESET_FX_ALL,
+	Q_TABLES,
+	Q_TABLES_DEL,
+	L_GET,
+	L_PUT,
+	L_RELEASE,
 	ST_COUNT
 };
 
@@ -149,28 +177,34 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[Q_PROC_PUT] = "INSERT INTO sl_processors(name, version, anchor) VALUES (?1, ?2, ?3)"
 		       " ON CONFLICT(name) DO UPDATE SET version = ?2",
 	[Q_GET] = "SELECT " CKPT_COLS " FROM sl_checkpoints WHERE processor = ?1 AND stream = ?2",
-	[Q_PUT] = "INSERT INTO sl_checkpoints(processor, stream, \"offset\", state, effects_mark)"
-		  " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(processor, stream) DO UPDATE SET"
-		  " \"offset\" = ?3, state = ?4, effects_mark = ?5, status = 'ok', last_error = NULL",
-	[Q_PUT_OFFSET] = "INSERT INTO sl_checkpoints(processor, stream, \"offset\", state,"
-			 " effects_mark) VALUES (?1, ?2, ?3, NULL, ?4) ON CONFLICT(processor, stream)"
-			 " DO UPDATE SET \"offset\" = ?3, effects_mark = ?4, status = 'ok',"
-			 " last_error = NULL",
-	[Q_FAULT] = "INSERT INTO sl_checkpoints(processor, stream, \"offset\", state, status,"
-		    " last_error) VALUES (?1, ?2, 0, NULL, 'faulted', ?3)"
-		    " ON CONFLICT(processor, stream) DO UPDATE SET status = 'faulted', last_error = ?3",
-	[Q_BGFAIL] = "INSERT INTO sl_checkpoints(processor, stream, \"offset\", state,"
-		     " background_failures) VALUES (?1, ?2, 0, NULL, 1) ON CONFLICT(processor, stream)"
-		     " DO UPDATE SET background_failures = background_failures + 1",
+	[Q_PUT] =
+		"INSERT INTO sl_checkpoints(processor, stream, \"offset\", state, effects_mark)"
+		" VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(processor, stream) DO UPDATE SET"
+		" \"offset\" = ?3, state = ?4, effects_mark = ?5, status = 'ok', last_error = NULL",
+	[Q_PUT_OFFSET] =
+		"INSERT INTO sl_checkpoints(processor, stream, \"offset\", state,"
+		" effects_mark) VALUES (?1, ?2, ?3, NULL, ?4) ON CONFLICT(processor, stream)"
+		" DO UPDATE SET \"offset\" = ?3, effects_mark = ?4, status = 'ok',"
+		" last_error = NULL",
+	[Q_FAULT] =
+		"INSERT INTO sl_checkpoints(processor, stream, \"offset\", state, status,"
+		" last_error) VALUES (?1, ?2, 0, NULL, 'faulted', ?3)"
+		" ON CONFLICT(processor, stream) DO UPDATE SET status = 'faulted', last_error = ?3",
+	[Q_BGFAIL] =
+		"INSERT INTO sl_checkpoints(processor, stream, \"offset\", state,"
+		" background_failures) VALUES (?1, ?2, 0, NULL, 1) ON CONFLICT(processor, stream)"
+		" DO UPDATE SET background_failures = background_failures + 1",
 	[Q_CLEAR_ONE] = "UPDATE sl_checkpoints SET status = 'ok', last_error = NULL"
 			" WHERE processor = ?1 AND stream = ?2 AND status = 'faulted'",
 	[Q_CLEAR_ALL] = "UPDATE sl_checkpoints SET status = 'ok', last_error = NULL"
 			" WHERE processor = ?1 AND status = 'faulted'",
 	[Q_HASH_GET] = "SELECT coalesce(script_hash, ''), coalesce(contract_hash, '')"
 		       " FROM sl_processors WHERE name = ?1",
-	[Q_HASH_PUT] = "UPDATE sl_processors SET script_hash = ?2, contract_hash = ?3 WHERE name = ?1",
-	[Q_DEAD_PUT] = "INSERT INTO sl_dead_letters(processor, stream, \"offset\", position, type,"
-		       " error, traceback, attempts, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	[Q_HASH_PUT] =
+		"UPDATE sl_processors SET script_hash = ?2, contract_hash = ?3 WHERE name = ?1",
+	[Q_DEAD_PUT] =
+		"INSERT INTO sl_dead_letters(processor, stream, \"offset\", position, type,"
+		" error, traceback, attempts, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
 	[Q_DEAD_EACH] = "SELECT processor, stream, \"offset\", position, type, error, traceback,"
 			" attempts, at FROM sl_dead_letters ORDER BY id",
 	[Q_EACH] = "SELECT stream, " CKPT_COLS " FROM sl_checkpoints WHERE processor = ?1"
@@ -184,8 +218,9 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[Q_TABLES] = "SELECT name FROM sl_tables WHERE processor = ?1",
 	[Q_TABLES_DEL] = "DELETE FROM sl_tables WHERE processor = ?1",
 	[L_GET] = "SELECT owner, epoch, expires_at FROM sl_leases WHERE processor = ?1",
-	[L_PUT] = "INSERT INTO sl_leases(processor, owner, epoch, expires_at) VALUES (?1, ?2, ?3, ?4)"
-		  " ON CONFLICT(processor) DO UPDATE SET owner = ?2, epoch = ?3, expires_at = ?4",
+	[L_PUT] =
+		"INSERT INTO sl_leases(processor, owner, epoch, expires_at) VALUES (?1, ?2, ?3, ?4)"
+		" ON CONFLICT(processor) DO UPDATE SET owner = ?2, epoch = ?3, expires_at = ?4",
 	[L_RELEASE] = "UPDATE sl_leases SET owner = '', expires_at = 0"
 		      " WHERE processor = ?1 AND owner = ?2",
 };
@@ -251,8 +286,8 @@ static int db_error(struct sqlite_store *s, struct sl_diag *d, const char *what)
 {
 	int rc = sqlite3_errcode(s->db);
 	int code = (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) ? SL_EBUSY
-		   : rc == SQLITE_NOMEM                      ? SL_ENOMEM
-							     : SL_EIO;
+	           : rc == SQLITE_NOMEM                       ? SL_ENOMEM
+	                                                      : SL_EIO;
 
 	return sl_diag_set(d, code, "store '%s': %s: %s", s->path, what, sqlite3_errmsg(s->db));
 }
@@ -263,7 +298,7 @@ static int prep(struct sqlite_store *s, int id, sqlite3_stmt **st, struct sl_dia
 	int rc = 0;
 
 	if (!s->st[id] && sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
-					     &s->st[id], NULL) != SQLITE_OK)
+	                                     &s->st[id], NULL) != SQLITE_OK)
 		rc = db_error(s, d, "cannot prepare statement");
 	*st = s->st[id]; /* NULL when it failed */
 	return rc;
@@ -324,8 +359,8 @@ static int migrate(struct sqlite_store *s, int readonly, struct sl_diag *d)
 		return rc;
 	if (v > SCHEMA_VERSION)
 		return sl_diag_set(d, SL_EVERSION,
-				   "store '%s' has schema version %d; this sluice knows up to %d",
-				   s->path, v, SCHEMA_VERSION);
+		                   "store '%s' has schema version %d; this sluice knows up to %d",
+		                   s->path, v, SCHEMA_VERSION);
 	if (v == SCHEMA_VERSION || (readonly && v > 0))
 		return 0;
 	if (readonly)
@@ -354,16 +389,17 @@ static int configure(struct sqlite_store *s, const struct sl_store_opts *o, stru
 	sqlite3_extended_result_codes(s->db, 0);
 	if (!o->readonly && (rc = exec_sql(s, "PRAGMA journal_mode=WAL", d)))
 		return rc;
-	if ((rc = exec_sql(s, o->durability == SL_DURABILITY_NORMAL ? "PRAGMA synchronous=NORMAL"
-								     : "PRAGMA synchronous=FULL",
-			   d)))
+	if ((rc = exec_sql(s,
+	                   o->durability == SL_DURABILITY_NORMAL ? "PRAGMA synchronous=NORMAL"
+	                                                         : "PRAGMA synchronous=FULL",
+	                   d)))
 		return rc;
 	return exec_sql(s, "PRAGMA foreign_keys=OFF; PRAGMA cache_size=-16384", d);
 }
 
 /* The connection's authorizer, installed once: ctx.db's check while one is set. */
 static int authorize(void *ud, int action, const char *a1, const char *a2, const char *dbn,
-		     const char *trig)
+                     const char *trig)
 {
 	struct sl_proj *pj = ud;
 
@@ -387,7 +423,7 @@ static void sqlite_close(struct sl_store *base)
 }
 
 static int sqlite_open(struct sl_store **out, const char *path, const struct sl_store_opts *o,
-		       struct sl_diag *d)
+                       struct sl_diag *d)
 {
 	struct sqlite_store *s;
 	int rc, flags;
@@ -406,7 +442,7 @@ static int sqlite_open(struct sl_store **out, const char *path, const struct sl_
 	flags = o->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
 	if (sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
 		rc = sl_diag_set(d, SL_EIO, "cannot open store '%s': %s", path,
-				 s->db ? sqlite3_errmsg(s->db) : "out of memory");
+		                 s->db ? sqlite3_errmsg(s->db) : "out of memory");
 		goto fail;
 	}
 	if ((rc = configure(s, o, d)) || (rc = migrate(s, o->readonly, d)))
@@ -478,8 +514,7 @@ static char *dup_col(sqlite3_stmt *st, int col)
 
 /* Finds `name` among the batch's streams, loading it from the store on first use.
  * Sets *out to NULL when the stream does not exist yet. */
-static int batch_stream(struct batch *bt, const char *name, struct sstate **out,
-			struct sl_diag *d)
+static int batch_stream(struct batch *bt, const char *name, struct sstate **out, struct sl_diag *d)
 {
 	struct sstate **slot, *ss;
 	sqlite3_stmt *st;
@@ -536,7 +571,7 @@ static int type_is(const char *type, const char *what)
 }
 
 static int lookup_key(struct batch *bt, struct sstate *ss, const char *key,
-		      struct sl_append_result *res, struct sl_diag *d)
+                      struct sl_append_result *res, struct sl_diag *d)
 {
 	sqlite3_stmt *st;
 	int rc;
@@ -568,7 +603,8 @@ static int pick_member(void *ud, const struct sl_json_member *m, struct sl_diag 
 {
 	struct member_pick *mp = ud;
 
-	if (m->kind != mp->kind || strlen(mp->key) != m->keylen || memcmp(m->key, mp->key, m->keylen))
+	if (m->kind != mp->kind || strlen(mp->key) != m->keylen ||
+	    memcmp(m->key, mp->key, m->keylen))
 		return 0;
 	free(mp->text);
 	if (!(mp->text = malloc(m->len + 1)))
@@ -597,7 +633,7 @@ static int set_metadata(struct sstate *ss, char *text, struct sl_diag *d)
 /* Applies a core event's effect on its stream: pause, resume, metadata. */
 static int apply_core(struct sstate *ss, const struct put *p, struct sl_diag *d)
 {
-	struct member_pick mp = { NULL, SL_JSON_STRING, NULL };
+	struct member_pick mp = {NULL, SL_JSON_STRING, NULL};
 	int rc;
 
 	if (type_is(p->type, "stream/paused")) {
@@ -622,8 +658,7 @@ static int apply_core(struct sstate *ss, const struct put *p, struct sl_diag *d)
 	return 0;
 }
 
-static int insert_event(struct batch *bt, struct sstate *ss, const struct put *p,
-			struct sl_diag *d)
+static int insert_event(struct batch *bt, struct sstate *ss, const struct put *p, struct sl_diag *d)
 {
 	struct sqlite_store *s = bt->s;
 	const char *payload = p->payload, *meta = NULL;
@@ -659,7 +694,7 @@ static int insert_event(struct batch *bt, struct sstate *ss, const struct put *p
 
 /* Writes one event to the stream `ss`, after its key, pause and offset checks. */
 static int put_event(struct batch *bt, struct sstate *ss, const struct put *p,
-		     struct sl_append_result *res, struct sl_diag *d)
+                     struct sl_append_result *res, struct sl_diag *d)
 {
 	int rc;
 
@@ -669,20 +704,20 @@ static int put_event(struct batch *bt, struct sstate *ss, const struct put *p,
 	if (res->duplicate) {
 		if (p->offset && p->offset != res->offset)
 			return sl_diag_set(d, SL_ECONFLICT,
-					   "offset: idempotency key '%s' was used at offset %lld,"
-					   " not %lld",
-					   p->key, (long long)res->offset, (long long)p->offset);
+			                   "offset: idempotency key '%s' was used at offset %lld,"
+			                   " not %lld",
+			                   p->key, (long long)res->offset, (long long)p->offset);
 		return 0;
 	}
 	if (ss->paused && !p->engine && !type_is(p->type, "stream/resumed") &&
 	    !type_is(p->type, "stream/error-occurred"))
 		return sl_diag_set(d, SL_EPAUSED, "stream paused: %s",
-				   ss->reason && *ss->reason ? ss->reason : "no reason given");
+		                   ss->reason && *ss->reason ? ss->reason : "no reason given");
 	if (p->offset && p->offset != ss->head + 1)
 		return sl_diag_set(d, SL_ECONFLICT,
-				   "offset: expected %lld (the head of '%s' is %lld), got %lld",
-				   (long long)ss->head + 1, ss->name, (long long)ss->head,
-				   (long long)p->offset);
+		                   "offset: expected %lld (the head of '%s' is %lld), got %lld",
+		                   (long long)ss->head + 1, ss->name, (long long)ss->head,
+		                   (long long)p->offset);
 	if ((rc = apply_core(ss, p, d)) || (rc = insert_event(bt, ss, p, d)))
 		return rc;
 	res->offset = ss->head;
@@ -692,11 +727,11 @@ static int put_event(struct batch *bt, struct sstate *ss, const struct put *p,
 
 /* An engine-written event whose payload is {"<field>": "<value>"}. */
 static int put_engine_event(struct batch *bt, struct sstate *ss, const char *type,
-			    const char *field, const char *value, const char *key,
-			    struct sl_diag *d)
+                            const char *field, const char *value, const char *key,
+                            struct sl_diag *d)
 {
 	struct sl_append_result res;
-	struct put p = { type, NULL, 0, NULL, 0, key, 0, 1 };
+	struct put p = {type, NULL, 0, NULL, 0, key, 0, 1};
 	struct sl_buf b;
 	int rc;
 
@@ -707,15 +742,14 @@ static int put_engine_event(struct batch *bt, struct sstate *ss, const char *typ
 	p.payload = b.ptr;
 	p.payload_len = b.len;
 	rc = sl_buf_ok(&b) ? put_event(bt, ss, &p, &res, d)
-			   : sl_diag_set(d, SL_ENOMEM, "out of memory");
+	                   : sl_diag_set(d, SL_ENOMEM, "out of memory");
 	sl_buf_release(&b);
 	return rc;
 }
 
 /* Creates stream `name` (and its missing ancestors, top down): its row, its
  * stream/created event, and one stream/child-stream-created on each ancestor. */
-static int create_stream(struct batch *bt, const char *name, struct sstate **out,
-			 struct sl_diag *d)
+static int create_stream(struct batch *bt, const char *name, struct sstate **out, struct sl_diag *d)
 {
 	char *anc = NULL, *key = NULL, *slash;
 	struct sstate *parent;
@@ -745,7 +779,7 @@ static int create_stream(struct batch *bt, const char *name, struct sstate **out
 		*slash = '\0';
 		if ((rc = batch_stream(bt, anc, &parent, d)) ||
 		    (rc = put_engine_event(bt, parent, "stream/child-stream-created", "childPath",
-					   name, key, d)))
+		                           name, key, d)))
 			goto out;
 	}
 out:
@@ -793,9 +827,9 @@ static int max_position(struct sqlite_store *s, int64_t *pos, struct sl_diag *d)
 
 /* Runs the events of one (checked) batch inside an open transaction or savepoint. */
 static int append_events(struct sqlite_store *s, const struct sl_event_in *ev, size_t n,
-			 struct sl_append_result *res, size_t *failed, struct sl_diag *d)
+                         struct sl_append_result *res, size_t *failed, struct sl_diag *d)
 {
-	struct batch bt = { s, 0, "", NULL, 0, 0 };
+	struct batch bt = {s, 0, "", NULL, 0, 0};
 	struct sstate *ss;
 	size_t i;
 	int rc;
@@ -804,9 +838,14 @@ static int append_events(struct sqlite_store *s, const struct sl_event_in *ev, s
 		goto out;
 	sl_store_now(bt.created_at, sizeof(bt.created_at));
 	for (i = 0; i < n; i++) {
-		struct put p = { ev[i].type, ev[i].payload ? ev[i].payload : "{}",
-				 ev[i].payload ? ev[i].payload_len : 2, ev[i].metadata,
-				 ev[i].metadata_len, ev[i].key, ev[i].offset, 0 };
+		struct put p = {ev[i].type,
+		                ev[i].payload ? ev[i].payload : "{}",
+		                ev[i].payload ? ev[i].payload_len : 2,
+		                ev[i].metadata,
+		                ev[i].metadata_len,
+		                ev[i].key,
+		                ev[i].offset,
+		                0};
 		*failed = i;
 		if ((rc = batch_stream(&bt, ev[i].stream, &ss, d)) ||
 		    (!ss && (rc = create_stream(&bt, ev[i].stream, &ss, d))) ||
@@ -820,7 +859,7 @@ out:
 }
 
 static int sqlite_append(struct sl_store *base, const struct sl_event_in *ev, size_t n,
-			 struct sl_append_result *res, size_t *failed, struct sl_diag *d)
+                         struct sl_append_result *res, size_t *failed, struct sl_diag *d)
 {
 	struct sqlite_store *s = sq(base);
 	int rc;
@@ -837,7 +876,7 @@ static int sqlite_append(struct sl_store *base, const struct sl_event_in *ev, si
 
 /* An append inside a commit: a savepoint, so a failing batch leaves the rest. */
 static int sqlite_commit_append(struct sl_commit *c, const struct sl_event_in *ev, size_t n,
-				struct sl_append_result *res, size_t *failed, struct sl_diag *d)
+                                struct sl_append_result *res, size_t *failed, struct sl_diag *d)
 {
 	struct sqlite_store *s = sqc(c)->s;
 	int rc;
@@ -864,7 +903,7 @@ static const char *col_text(sqlite3_stmt *st, int col, size_t *len)
 }
 
 static int run_events(struct sqlite_store *s, sqlite3_stmt *st, sl_event_fn fn, void *ud,
-		      struct sl_diag *d)
+                      struct sl_diag *d)
 {
 	struct sl_event ev;
 	int rc;
@@ -888,7 +927,7 @@ static int run_events(struct sqlite_store *s, sqlite3_stmt *st, sl_event_fn fn, 
 }
 
 static int sqlite_read(struct sl_store *base, const char *stream, int64_t from, int64_t limit,
-		       const char *type, sl_event_fn fn, void *ud, struct sl_diag *d)
+                       const char *type, sl_event_fn fn, void *ud, struct sl_diag *d)
 {
 	struct sqlite_store *s = sq(base);
 	sqlite3_stmt *st;
@@ -905,7 +944,7 @@ static int sqlite_read(struct sl_store *base, const char *stream, int64_t from, 
 }
 
 static int sqlite_read_all(struct sl_store *base, int64_t from, int64_t limit, sl_event_fn fn,
-			   void *ud, struct sl_diag *d)
+                           void *ud, struct sl_diag *d)
 {
 	struct sqlite_store *s = sq(base);
 	sqlite3_stmt *st;
@@ -919,7 +958,7 @@ static int sqlite_read_all(struct sl_store *base, int64_t from, int64_t limit, s
 }
 
 static int sqlite_streams(struct sl_store *base, const char *prefix, sl_stream_fn fn, void *ud,
-			  struct sl_diag *d)
+                          struct sl_diag *d)
 {
 	struct sqlite_store *s = sq(base);
 	struct sl_stream_info info;
@@ -954,7 +993,7 @@ static int sqlite_head_position(struct sl_store *base, int64_t *pos, struct sl_d
 
 /* The statement `id` with the processor (and the stream, if not NULL) bound. */
 static int prep_ps(struct sqlite_store *s, int id, const char *proc, const char *stream,
-		   sqlite3_stmt **st, struct sl_diag *d)
+                   sqlite3_stmt **st, struct sl_diag *d)
 {
 	int rc;
 
@@ -966,8 +1005,8 @@ static int prep_ps(struct sqlite_store *s, int id, const char *proc, const char 
 	return 0;
 }
 
-static int sqlite_proc_get(struct sl_store *base, const char *proc, int *exists,
-			   int64_t *version, int64_t *anchor, struct sl_diag *d)
+static int sqlite_proc_get(struct sl_store *base, const char *proc, int *exists, int64_t *version,
+                           int64_t *anchor, struct sl_diag *d)
 {
 	struct sqlite_store *s = sq(base);
 	sqlite3_stmt *st;
@@ -986,8 +1025,8 @@ static int sqlite_proc_get(struct sl_store *base, const char *proc, int *exists,
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(s, d, "cannot read processor");
 }
 
-static int sqlite_proc_put(struct sl_commit *c, const char *proc, int64_t version,
-			   int64_t anchor, struct sl_diag *d)
+static int sqlite_proc_put(struct sl_commit *c, const char *proc, int64_t version, int64_t anchor,
+                           struct sl_diag *d)
 {
 	struct sqlite_store *s = sqc(c)->s;
 	sqlite3_stmt *st;
@@ -1029,7 +1068,7 @@ static void row_to_ckpt(sqlite3_stmt *st, int col, struct sl_ckpt *c)
 }
 
 static int sqlite_ckpt_get(struct sl_store *base, const char *proc, const char *stream,
-			   struct sl_ckpt *c, int *found, struct sl_diag *d)
+                           struct sl_ckpt *c, int *found, struct sl_diag *d)
 {
 	struct sqlite_store *s = sq(base);
 	sqlite3_stmt *st;
@@ -1047,7 +1086,7 @@ static int sqlite_ckpt_get(struct sl_store *base, const char *proc, const char *
 }
 
 static int sqlite_ckpt_each(struct sl_store *base, const char *proc, sl_ckpt_fn fn, void *ud,
-			    struct sl_diag *d)
+                            struct sl_diag *d)
 {
 	struct sqlite_store *s = sq(base);
 	struct sl_ckpt c;
@@ -1070,8 +1109,8 @@ static int sqlite_ckpt_each(struct sl_store *base, const char *proc, sl_ckpt_fn 
 }
 
 static int sqlite_ckpt_put(struct sl_commit *c, const char *proc, const char *stream,
-			   int64_t offset, const char *state, size_t state_len,
-			   int64_t effects_mark, struct sl_diag *d)
+                           int64_t offset, const char *state, size_t state_len,
+                           int64_t effects_mark, struct sl_diag *d)
 {
 	struct sqlite_store *s = sqc(c)->s;
 	sqlite3_stmt *st;
@@ -1089,7 +1128,7 @@ static int sqlite_ckpt_put(struct sl_commit *c, const char *proc, const char *st
 }
 
 static int sqlite_ckpt_put_offset(struct sl_commit *c, const char *proc, const char *stream,
-				  int64_t offset, int64_t effects_mark, struct sl_diag *d)
+                                  int64_t offset, int64_t effects_mark, struct sl_diag *d)
 {
 	struct sqlite_store *s = sqc(c)->s;
 	sqlite3_stmt *st;
@@ -1103,7 +1142,7 @@ static int sqlite_ckpt_put_offset(struct sl_commit *c, const char *proc, const c
 }
 
 static int sqlite_fault(struct sl_commit *c, const char *proc, const char *stream,
-			const char *error, struct sl_diag *d)
+                        const char *error, struct sl_diag *d)
 {
 	struct sqlite_store *s = sqc(c)->s;
 	sqlite3_stmt *st;
@@ -1116,7 +1155,7 @@ static int sqlite_fault(struct sl_commit *c, const char *proc, const char *strea
 }
 
 static int sqlite_clear_fault(struct sl_commit *c, const char *proc, const char *stream,
-			      struct sl_diag *d)
+                              struct sl_diag *d)
 {
 	struct sqlite_store *s = sqc(c)->s;
 	sqlite3_stmt *st;
@@ -1128,7 +1167,7 @@ static int sqlite_clear_fault(struct sl_commit *c, const char *proc, const char 
 }
 
 static int sqlite_background_failure(struct sl_commit *c, const char *proc, const char *stream,
-				     struct sl_diag *d)
+                                     struct sl_diag *d)
 {
 	struct sqlite_store *s = sqc(c)->s;
 	sqlite3_stmt *st;
@@ -1139,12 +1178,12 @@ static int sqlite_background_failure(struct sl_commit *c, const char *proc, cons
 	return run(s, st, d, "cannot count a background failure");
 }
 
-static int sqlite_reset(struct sl_commit *c, const char *proc, const char *stream,
-			int with_effects, struct sl_diag *d)
+static int sqlite_reset(struct sl_commit *c, const char *proc, const char *stream, int with_effects,
+                        struct sl_diag *d)
 {
 	struct sqlite_store *s = sqc(c)->s;
 	int id = with_effects ? (stream ? Q_RESET_FX_ONE : Q_RESET_FX_ALL)
-			      : (stream ? Q_RESET_ONE : Q_RESET_ALL);
+	                      : (stream ? Q_RESET_ONE : Q_RESET_ALL);
 	sqlite3_stmt *st;
 	int rc;
 
@@ -1154,8 +1193,7 @@ static int sqlite_reset(struct sl_commit *c, const char *proc, const char *strea
 }
 
 /* The DROP TABLE statements of every table proc owns, in sql. */
-static int drop_sql(struct sqlite_store *s, const char *proc, struct sl_buf *sql,
-		    struct sl_diag *d)
+static int drop_sql(struct sqlite_store *s, const char *proc, struct sl_buf *sql, struct sl_diag *d)
 {
 	sqlite3_stmt *st;
 	int rc;
@@ -1197,7 +1235,7 @@ out:
 }
 
 static int sqlite_proc_hashes(struct sl_commit *c, const char *proc, const char *script_hash,
-			      const char *contract_hash, int *cleared, struct sl_diag *d)
+                              const char *contract_hash, int *cleared, struct sl_diag *d)
 {
 	struct sqlite_store *s = sqc(c)->s;
 	sqlite3_stmt *st;
@@ -1225,7 +1263,7 @@ static int sqlite_proc_hashes(struct sl_commit *c, const char *proc, const char 
 }
 
 static int sqlite_dead_letter(struct sl_commit *c, const struct sl_dead_letter *dl,
-			      struct sl_diag *d)
+                              struct sl_diag *d)
 {
 	struct sqlite_store *s = sqc(c)->s;
 	sqlite3_stmt *st;
@@ -1243,8 +1281,7 @@ static int sqlite_dead_letter(struct sl_commit *c, const struct sl_dead_letter *
 	return run(s, st, d, "cannot record a dead letter");
 }
 
-static int sqlite_dead_letters(struct sl_store *base, sl_dead_fn fn, void *ud,
-			       struct sl_diag *d)
+static int sqlite_dead_letters(struct sl_store *base, sl_dead_fn fn, void *ud, struct sl_diag *d)
 {
 	struct sqlite_store *s = sq(base);
 	struct sl_dead_letter dl;
@@ -1275,7 +1312,7 @@ static int sqlite_dead_letters(struct sl_store *base, sl_dead_fn fn, void *ud,
 /* ---- leases ----------------------------------------------------------------------------- */
 
 static int lease_row(struct sqlite_store *s, const char *proc, struct sl_lease *out, int *found,
-		     struct sl_diag *d)
+                     struct sl_diag *d)
 {
 	sqlite3_stmt *st;
 	int rc;
@@ -1295,15 +1332,15 @@ static int lease_row(struct sqlite_store *s, const char *proc, struct sl_lease *
 }
 
 static int sqlite_lease_get(struct sl_store *base, const char *proc, struct sl_lease *out,
-			    int *found, struct sl_diag *d)
+                            int *found, struct sl_diag *d)
 {
 	return lease_row(sq(base), proc, out, found, d);
 }
 
 /* Takes or renews the lease for owner unless another owner's is live (in the open
  * transaction); *l is the row afterwards. */
-static int take_lease(struct sqlite_store *s, const char *proc, const char *owner,
-		      int64_t ttl_ms, struct sl_lease *l, struct sl_diag *d)
+static int take_lease(struct sqlite_store *s, const char *proc, const char *owner, int64_t ttl_ms,
+                      struct sl_lease *l, struct sl_diag *d)
 {
 	int64_t now = sl_store_now_ms();
 	sqlite3_stmt *st;
@@ -1327,7 +1364,7 @@ static int take_lease(struct sqlite_store *s, const char *proc, const char *owne
 }
 
 static int sqlite_lease_acquire(struct sl_store *base, const char *proc, const char *owner,
-				int64_t ttl_ms, struct sl_lease *out, struct sl_diag *d)
+                                int64_t ttl_ms, struct sl_lease *out, struct sl_diag *d)
 {
 	struct sqlite_store *s = sq(base);
 	int rc;
@@ -1346,7 +1383,7 @@ static int sqlite_lease_acquire(struct sl_store *base, const char *proc, const c
 }
 
 static int sqlite_lease_release(struct sl_store *base, const char *proc, const char *owner,
-				struct sl_diag *d)
+                                struct sl_diag *d)
 {
 	struct sqlite_store *s = sq(base);
 	sqlite3_stmt *st;
@@ -1372,14 +1409,14 @@ static int check_fence(struct sqlite_commit *c, struct sl_diag *d)
 	if (found && !strcmp(l.owner, c->owner) && l.epoch == c->epoch)
 		return 0;
 	return sl_diag_set(d, SL_EFENCED,
-			   "processor '%s' is run by %s (epoch %lld), not by %s (epoch %lld);"
-			   " nothing was committed",
-			   c->proc, *l.owner ? l.owner : "nobody", (long long)l.epoch, c->owner,
-			   (long long)c->epoch);
+	                   "processor '%s' is run by %s (epoch %lld), not by %s (epoch %lld);"
+	                   " nothing was committed",
+	                   c->proc, *l.owner ? l.owner : "nobody", (long long)l.epoch, c->owner,
+	                   (long long)c->epoch);
 }
 
 static int sqlite_commit_begin(struct sl_store *base, const struct sl_fence *f,
-			       struct sl_commit **out, struct sl_diag *d)
+                               struct sl_commit **out, struct sl_diag *d)
 {
 	struct sqlite_store *s = sq(base);
 	size_t pl = f ? strlen(f->processor) + 1 : 0, ol = f ? strlen(f->owner) + 1 : 0;

@@ -26,7 +26,7 @@ const char *sl_proj_path(const struct sl_proj *pj);
 
 /* An authorizer check, with the arguments of sqlite3_set_authorizer's callback. */
 typedef int (*sl_proj_auth_fn)(void *ud, int action, const char *a1, const char *a2,
-			       const char *dbname, const char *trigger);
+                               const char *dbname, const char *trigger);
 
 /* Sets the check every statement prepared on pj's connection goes through from now
  * on, or (fn NULL) lets everything through again. */

@@ -55,9 +55,9 @@ struct mstate {
 	const char *src_end;  /* its end */
 	const char *p_end;    /* end of the pattern */
 	lua_State *L;
-	int matchdepth;       /* remaining recursion */
-	unsigned steps;       /* steps since the last budget check */
-	unsigned char level;  /* captures, finished or not */
+	int matchdepth;      /* remaining recursion */
+	unsigned steps;      /* steps since the last budget check */
+	unsigned char level; /* captures, finished or not */
 	struct {
 		const char *init;
 		ptrdiff_t len;
@@ -121,17 +121,38 @@ static int match_class(int c, int cl)
 	int res;
 
 	switch (tolower(cl)) {
-	case 'a': res = isalpha(c); break;
-	case 'c': res = iscntrl(c); break;
-	case 'd': res = isdigit(c); break;
-	case 'g': res = isgraph(c); break;
-	case 'l': res = islower(c); break;
-	case 'p': res = ispunct(c); break;
-	case 's': res = isspace(c); break;
-	case 'u': res = isupper(c); break;
-	case 'w': res = isalnum(c); break;
-	case 'x': res = isxdigit(c); break;
-	default: return cl == c;
+	case 'a':
+		res = isalpha(c);
+		break;
+	case 'c':
+		res = iscntrl(c);
+		break;
+	case 'd':
+		res = isdigit(c);
+		break;
+	case 'g':
+		res = isgraph(c);
+		break;
+	case 'l':
+		res = islower(c);
+		break;
+	case 'p':
+		res = ispunct(c);
+		break;
+	case 's':
+		res = isspace(c);
+		break;
+	case 'u':
+		res = isupper(c);
+		break;
+	case 'w':
+		res = isalnum(c);
+		break;
+	case 'x':
+		res = isxdigit(c);
+		break;
+	default:
+		return cl == c;
 	}
 	if (isupper(cl))
 		res = !res;
@@ -170,10 +191,14 @@ static int single_match(struct mstate *ms, const char *s, const char *p, const c
 		return 0;
 	c = uchar(*s);
 	switch (*p) {
-	case '.': return 1; /* matches any char */
-	case L_ESC: return match_class(c, uchar(*(p + 1)));
-	case '[': return match_bracket_class(c, p, ep - 1);
-	default: return uchar(*p) == c;
+	case '.':
+		return 1; /* matches any char */
+	case L_ESC:
+		return match_class(c, uchar(*(p + 1)));
+	case '[':
+		return match_bracket_class(c, p, ep - 1);
+	default:
+		return uchar(*p) == c;
 	}
 }
 
@@ -313,7 +338,7 @@ static int match_class_item(struct mstate *ms, const char **s, const char **p)
 	const char *ep = class_end(ms, *p); /* points to optional suffix */
 	const char *res;
 
-	if (!single_match(ms, *s, *p, ep)) { /* does not match at least once? */
+	if (!single_match(ms, *s, *p, ep)) {                  /* does not match at least once? */
 		if (*ep == '*' || *ep == '?' || *ep == '-') { /* accept empty? */
 			*p = ep + 1;
 			return 1;
@@ -354,7 +379,7 @@ static const char *match(struct mstate *ms, const char *s, const char *p)
 	while (more && p != ms->p_end) { /* a loop instead of tail calls */
 		step(ms, 1);
 		switch (*p) {
-		case '(': /* start capture */
+		case '(':                    /* start capture */
 			if (*(p + 1) == ')') /* position capture? */
 				s = start_capture(ms, s, p + 2, CAP_POSITION);
 			else
@@ -375,9 +400,18 @@ static const char *match(struct mstate *ms, const char *s, const char *p)
 			break;
 		case L_ESC:
 			switch (*(p + 1)) {
-			case 'b': case 'f':
-			case '0': case '1': case '2': case '3': case '4':
-			case '5': case '6': case '7': case '8': case '9':
+			case 'b':
+			case 'f':
+			case '0':
+			case '1':
+			case '2':
+			case '3':
+			case '4':
+			case '5':
+			case '6':
+			case '7':
+			case '8':
+			case '9':
 				more = match_escape(ms, &s, &p);
 				break;
 			default:
@@ -393,8 +427,7 @@ static const char *match(struct mstate *ms, const char *s, const char *p)
 }
 
 /* A plain search of s2 in s1, counting its probes. */
-static const char *mem_find(struct mstate *ms, const char *s1, size_t l1, const char *s2,
-			    size_t l2)
+static const char *mem_find(struct mstate *ms, const char *s1, size_t l1, const char *s2, size_t l2)
 {
 	const char *init;
 
@@ -402,8 +435,8 @@ static const char *mem_find(struct mstate *ms, const char *s1, size_t l1, const 
 		return s1; /* empty strings are everywhere */
 	if (l2 > l1)
 		return NULL; /* avoids a negative 'l1' */
-	l2--;         /* 1st char will be checked by 'memchr' */
-	l1 = l1 - l2; /* 's2' cannot be found after that */
+	l2--;                /* 1st char will be checked by 'memchr' */
+	l1 = l1 - l2;        /* 's2' cannot be found after that */
 	while (l1 > 0 && (init = memchr(s1, *s2, l1)) != NULL) {
 		step(ms, 1 + (unsigned)((size_t)(init - s1) / 64 + l2 / 64));
 		init++; /* 1st char is already checked */
@@ -416,7 +449,7 @@ static const char *mem_find(struct mstate *ms, const char *s1, size_t l1, const 
 }
 
 static size_t get_onecapture(struct mstate *ms, int i, const char *s, const char *e,
-			     const char **cap)
+                             const char **cap)
 {
 	ptrdiff_t capl;
 
@@ -462,14 +495,14 @@ static int no_specials(const char *p, size_t l)
 
 	do {
 		if (strpbrk(p + upto, SPECIALS))
-			return 0; /* pattern has a special character */
+			return 0;             /* pattern has a special character */
 		upto += strlen(p + upto) + 1; /* may have more after \0 */
 	} while (upto <= l);
 	return 1;
 }
 
 static void prep_state(struct mstate *ms, lua_State *L, const char *s, size_t ls, const char *p,
-		       size_t lp)
+                       size_t lp)
 {
 	ms->L = L;
 	ms->matchdepth = MAXMATCHDEPTH;
@@ -505,7 +538,7 @@ static int find_aux(lua_State *L, int find)
 	size_t init = posrelat_init(luaL_optinteger(L, 3, 1), ls) - 1;
 	struct mstate ms;
 
-	if (init > ls) { /* start after string's end? */
+	if (init > ls) {        /* start after string's end? */
 		lua_pushnil(L); /* cannot find anything */
 		return 1;
 	}
@@ -585,7 +618,7 @@ int sl_strmatch_gmatch(lua_State *L)
 
 	lua_settop(L, 2); /* keep the strings on the closure so they stay alive */
 	gm = lua_newuserdatauv(L, sizeof(*gm), 0);
-	if (init > ls)        /* start after string's end? */
+	if (init > ls)         /* start after string's end? */
 		init = ls + 1; /* avoid overflows in 's + init' */
 	prep_state(&gm->ms, L, s, ls, p, lp);
 	gm->src = s + init;
@@ -603,7 +636,7 @@ static void add_s(struct mstate *ms, luaL_Buffer *b, const char *s, const char *
 
 	while ((p = memchr(news, L_ESC, l)) != NULL) {
 		luaL_addlstring(b, news, (size_t)(p - news));
-		p++; /* skip ESC */
+		p++;               /* skip ESC */
 		if (*p == L_ESC) { /* '%%' */
 			luaL_addchar(b, *p);
 		} else if (*p == '0') { /* '%0' */
@@ -637,7 +670,7 @@ static int add_value(struct mstate *ms, luaL_Buffer *b, const char *s, const cha
 		lua_call(L, n, 1);
 		break;
 	}
-	case LUA_TTABLE: /* index the table */
+	case LUA_TTABLE:                      /* index the table */
 		push_onecapture(ms, 0, s, e); /* first capture is the index */
 		lua_gettable(L, 3);
 		break;
@@ -669,9 +702,10 @@ int sl_strmatch_gsub(lua_State *L)
 	struct mstate ms;
 	luaL_Buffer b;
 
-	luaL_argexpected(L, tr == LUA_TNUMBER || tr == LUA_TSTRING || tr == LUA_TFUNCTION ||
-				    tr == LUA_TTABLE,
-			 3, "string/function/table");
+	luaL_argexpected(L,
+	                 tr == LUA_TNUMBER || tr == LUA_TSTRING || tr == LUA_TFUNCTION ||
+	                         tr == LUA_TTABLE,
+	                 3, "string/function/table");
 	luaL_buffinit(L, &b);
 	if (anchor)
 		p++, lp--; /* skip anchor character */
@@ -690,7 +724,7 @@ int sl_strmatch_gsub(lua_State *L)
 		if (anchor)
 			break;
 	}
-	if (!changed) { /* no changes? */
+	if (!changed) {              /* no changes? */
 		lua_pushvalue(L, 1); /* return original string */
 	} else {
 		luaL_addlstring(&b, src, (size_t)(ms.src_end - src));

@@ -165,7 +165,7 @@ static void resume(struct sl_work *w, int nargs)
 
 /* [-(nargs+1), +0, e] */
 struct sl_work *sl_work_start(lua_State *L, struct sl_workq *q, enum sl_work_kind kind, int nargs,
-			      struct sl_work_src *src, sl_work_fn done, void *ud)
+                              struct sl_work_src *src, sl_work_fn done, void *ud)
 {
 	struct sl_work *w = calloc(1, sizeof(*w));
 	lua_State *co;
@@ -220,14 +220,14 @@ static int hand_results(struct sl_work *w, lua_CFunction fn, void *ud)
 
 /* ---- ctx.sleep --------------------------------------------------------------------- */
 
-/* The work item running in L, or raises. [-0, +0, v] */
+/* The work item running in L. sl_luaapi checked where the primitive runs (inside
+ * yieldable work); this only guards a C caller that did not. [-0, +0, v] */
 static struct sl_work *need_work(lua_State *L, const char *what)
 {
 	struct sl_work *w = sl_work_current(L);
 
-	sl_sandbox_no_reduce(L, what);
 	if (!w || !lua_isyieldable(L))
-		luaL_error(L, "%s is available only inside ctx.block or ctx.background work", what);
+		luaL_error(L, "%s called outside work", what);
 	return w;
 }
 
@@ -244,7 +244,7 @@ static double timeout_ms(lua_State *L, int idx, const char *what)
 	if (lua_type(L, idx) == LUA_TSTRING) {
 		if ((ms = sl_parse_duration(lua_tostring(L, idx))) < 0)
 			luaL_error(L, "%s: bad duration '%s' (use e.g. 250ms, 10s, 2m)", what,
-				   lua_tostring(L, idx));
+			           lua_tostring(L, idx));
 		return ms;
 	}
 	ms = luaL_checknumber(L, idx);
@@ -254,7 +254,7 @@ static double timeout_ms(lua_State *L, int idx, const char *what)
 }
 
 /* ctx.sleep(ms) [-1, +0, y] */
-static int ctx_sleep(lua_State *L)
+int sl_work_sleep(lua_State *L)
 {
 	struct sl_work *w = need_work(L, "ctx.sleep");
 	double ms = timeout_ms(L, 1, "ctx.sleep");
@@ -414,14 +414,16 @@ static void exec_discard(uv_handle_t *h)
 /* Collects argv (the array part) and env of the table at 1 into C arrays that point
  * into Lua strings held by the table. [-0, +0, v] */
 static void exec_args(lua_State *L, const char **argv, int max, const char **env, char *envbuf,
-		      size_t envcap)
+                      size_t envcap)
 {
 	int n = (int)lua_rawlen(L, 1), i, k = 0;
 	size_t used = 0;
 
 	if (n < 1 || n >= max)
-		luaL_error(L, "ctx.exec: give the program and its arguments as an array of 1 to %d strings",
-			   max - 1);
+		luaL_error(L,
+		           "ctx.exec: give the program and its arguments as an array of 1 to %d "
+		           "strings",
+		           max - 1);
 	for (i = 1; i <= n; i++) {
 		if (lua_rawgeti(L, 1, i) != LUA_TSTRING)
 			luaL_error(L, "ctx.exec: argument %d is not a string", i);
@@ -449,8 +451,76 @@ static void exec_args(lua_State *L, const char **argv, int max, const char **env
 	lua_pop(L, 1);
 }
 
+/* Fills the spawn options of op: argv and env, stdin from op->input (if any),
+ * stdout and stderr to op's pipes, its own process group. */
+static void exec_options(uv_process_options_t *o, uv_stdio_container_t *stdio, struct exec_op *op,
+                         const char **argv, const char **env)
+{
+	memset(o, 0, sizeof(*o));
+	o->file = argv[0];
+	o->args = (char **)argv;
+	o->env = env[0] ? (char **)env : NULL;
+	o->exit_cb = exec_exit;
+	o->flags = UV_PROCESS_DETACHED; /* its own process group, killed whole at the timeout */
+	o->stdio_count = 3;
+	o->stdio = stdio;
+	stdio[0].flags = op->input ? UV_CREATE_PIPE | UV_READABLE_PIPE : UV_IGNORE;
+	stdio[0].data.stream = (uv_stream_t *)&op->in;
+	stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+	stdio[1].data.stream = (uv_stream_t *)&op->out;
+	stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+	stdio[2].data.stream = (uv_stream_t *)&op->err;
+}
+
+/* A new exec op of work w with its handles initialized; a copy of stdin (len bytes at
+ * input, or NULL). NULL when out of memory. */
+static struct exec_op *exec_op_new(struct sl_work *w, const char *input, size_t len)
+{
+	struct exec_op *op = calloc(1, sizeof(*op));
+
+	if (!op)
+		return NULL;
+	op->w = w;
+	sl_buf_init(&op->obuf);
+	sl_buf_init(&op->ebuf);
+	if (input && !(op->input = malloc(len ? len : 1))) {
+		free(op);
+		return NULL;
+	}
+	if (input)
+		memcpy(op->input, input, len), op->input_len = len;
+	uv_pipe_init(w->q->loop, &op->out, 0);
+	uv_pipe_init(w->q->loop, &op->err, 0);
+	uv_timer_init(w->q->loop, &op->timer);
+	op->out.data = op->err.data = op->timer.data = op->proc.data = op;
+	op->handles = 4;
+	if (input) {
+		uv_pipe_init(w->q->loop, &op->in, 0);
+		op->in.data = op;
+		op->handles++;
+	}
+	return op;
+}
+
+/* The child could not be spawned: closes op's handles (op is freed with the last)
+ * and pushes nil and the message. [-0, +2, m] */
+static int exec_failed(lua_State *L, struct exec_op *op, const char *file, int rc)
+{
+	int input = op->input != NULL;
+
+	uv_close((uv_handle_t *)&op->proc, exec_discard);
+	uv_close((uv_handle_t *)&op->out, exec_discard);
+	uv_close((uv_handle_t *)&op->err, exec_discard);
+	uv_close((uv_handle_t *)&op->timer, exec_discard);
+	if (input)
+		uv_close((uv_handle_t *)&op->in, exec_discard);
+	lua_pushnil(L);
+	lua_pushfstring(L, "cannot run '%s': %s", file, uv_strerror(rc));
+	return 2;
+}
+
 /* ctx.exec{argv..., stdin=, timeout=, env=} [-1, +(1|2), y] */
-static int ctx_exec(lua_State *L)
+int sl_work_exec(lua_State *L)
 {
 	struct sl_work *w = need_work(L, "ctx.exec");
 	const char *argv[65], *env[64];
@@ -468,58 +538,17 @@ static int ctx_exec(lua_State *L)
 	if (lua_getfield(L, 1, "timeout") != LUA_TNIL)
 		ms = timeout_ms(L, -1, "ctx.exec");
 	input = lua_getfield(L, 1, "stdin") == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
-	if (!(op = calloc(1, sizeof(*op))))
+	if (!(op = exec_op_new(w, input, len)))
 		return luaL_error(L, "out of memory");
-	op->w = w;
-	sl_buf_init(&op->obuf);
-	sl_buf_init(&op->ebuf);
-	if (input && !(op->input = malloc(len ? len : 1))) {
-		free(op);
-		return luaL_error(L, "out of memory");
-	}
-	if (input)
-		memcpy(op->input, input, len), op->input_len = len;
-	uv_pipe_init(w->q->loop, &op->out, 0);
-	uv_pipe_init(w->q->loop, &op->err, 0);
-	uv_timer_init(w->q->loop, &op->timer);
-	op->out.data = op->err.data = op->timer.data = op->proc.data = op;
-	op->handles = 4;
-	if (input) {
-		uv_pipe_init(w->q->loop, &op->in, 0);
-		op->in.data = op;
-		op->handles++;
-	}
-	memset(&o, 0, sizeof(o));
-	o.file = argv[0];
-	o.args = (char **)argv;
-	o.env = env[0] ? (char **)env : NULL;
-	o.exit_cb = exec_exit;
-	o.flags = UV_PROCESS_DETACHED; /* its own process group, killed whole at the timeout */
-	o.stdio_count = 3;
-	o.stdio = stdio;
-	stdio[0].flags = input ? UV_CREATE_PIPE | UV_READABLE_PIPE : UV_IGNORE;
-	stdio[0].data.stream = (uv_stream_t *)&op->in;
-	stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-	stdio[1].data.stream = (uv_stream_t *)&op->out;
-	stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-	stdio[2].data.stream = (uv_stream_t *)&op->err;
-	if ((rc = uv_spawn(w->q->loop, &op->proc, &o))) {
-		uv_close((uv_handle_t *)&op->proc, exec_discard);
-		uv_close((uv_handle_t *)&op->out, exec_discard);
-		uv_close((uv_handle_t *)&op->err, exec_discard);
-		uv_close((uv_handle_t *)&op->timer, exec_discard);
-		if (input)
-			uv_close((uv_handle_t *)&op->in, exec_discard);
-		lua_pushnil(L);
-		lua_pushfstring(L, "cannot run '%s': %s", argv[0], uv_strerror(rc));
-		return 2;
-	}
+	exec_options(&o, stdio, op, argv, env);
+	if ((rc = uv_spawn(w->q->loop, &op->proc, &o)))
+		return exec_failed(L, op, argv[0], rc);
 	w->exec = op;
 	uv_read_start((uv_stream_t *)&op->out, exec_alloc, exec_read);
 	uv_read_start((uv_stream_t *)&op->err, exec_alloc, exec_read);
 	if (ms > 0)
 		uv_timer_start(&op->timer, exec_timeout, (uint64_t)ms, 0);
-	if (input) {
+	if (op->input) {
 		uv_buf_t b = uv_buf_init(op->input, (unsigned)op->input_len);
 		op->wreq.data = op;
 		uv_write(&op->wreq, (uv_stream_t *)&op->in, &b, 1, exec_written);
@@ -716,7 +745,7 @@ static int http_result(lua_State *L)
 
 static void http_finish(struct http_op *op, CURLcode res)
 {
-	struct http_done hd = { op, res };
+	struct http_done hd = {op, res};
 	struct sl_work *w = op->w;
 	int nres = hand_results(w, http_result, &hd);
 
@@ -844,7 +873,7 @@ static int op_gc(lua_State *L)
 }
 
 /* ctx.http{method=, url=, headers=, body=, timeout=} [-1, +(1|2), y] */
-static int ctx_http(lua_State *L)
+int sl_work_http(lua_State *L)
 {
 	struct sl_work *w = need_work(L, "ctx.http");
 	struct http_glue *g = glue(L, w->q);
@@ -873,18 +902,6 @@ static int ctx_http(lua_State *L)
 }
 
 /* ---- the queue --------------------------------------------------------------------- */
-
-/* [-0, +0, m] */
-void sl_work_register(lua_State *L, struct sl_workq *q)
-{
-	(void)q;
-	lua_pushcfunction(L, ctx_sleep);
-	lua_setfield(L, -2, "sleep");
-	lua_pushcfunction(L, ctx_exec);
-	lua_setfield(L, -2, "exec");
-	lua_pushcfunction(L, ctx_http);
-	lua_setfield(L, -2, "http");
-}
 
 int sl_workq_new(struct sl_workq **out, uv_loop_t *loop, lua_State *L, struct sl_diag *d)
 {

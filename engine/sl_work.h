@@ -65,10 +65,14 @@ void sl_work_src_unref(struct sl_work_src *src); /* NULL is a no-op */
 /* Starts the function below the nargs values on top of L as a coroutine, now. The
  * item takes a reference to src. [-(nargs+1), +0, e] */
 struct sl_work *sl_work_start(lua_State *L, struct sl_workq *q, enum sl_work_kind kind, int nargs,
-			      struct sl_work_src *src, sl_work_fn done, void *ud);
+                              struct sl_work_src *src, sl_work_fn done, void *ud);
 
-/* Sets sleep, exec and http on the table at -1 (ctx). [-0, +0, m] */
-void sl_work_register(lua_State *L, struct sl_workq *q);
+/* ctx.sleep, ctx.exec and ctx.http (described above). They are rows of the ctx
+ * table in sl_luaapi.c, which calls them only inside work whose coroutine can yield
+ * (called anywhere else they raise). [-1, +(0|1|2), y] */
+int sl_work_sleep(lua_State *L);
+int sl_work_exec(lua_State *L);
+int sl_work_http(lua_State *L);
 
 /* The work item whose coroutine is L, or NULL. [-0, +0, -] */
 struct sl_work *sl_work_current(lua_State *L);

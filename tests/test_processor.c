@@ -41,7 +41,8 @@ static const char contract_t[] =
 	"   \"t/other\": {\"type\": \"object\"}\n"
 	" },\n"
 	" \"state\": {\"type\": \"object\", \"required\": [\"seen\"],\n"
-	"           \"properties\": {\"seen\": {\"type\": \"array\", \"items\": {\"type\": \"integer\"}}}},\n"
+	"           \"properties\": {\"seen\": {\"type\": \"array\", \"items\": {\"type\": "
+        "\"integer\"}}}},\n"
 	" \"initialState\": {\"seen\": []}\n"
 	"}\n";
 
@@ -67,9 +68,12 @@ static const char script_t[] =
 	"      local off = event.offset\n"
 	"      runs[off] = (runs[off] or 0) + 1\n"
 	"      ctx.append('t/out', { k = off, run = runs[off] },\n"
-	"                 { stream = 'out/1', idempotencyKey = 'hit:' .. off .. ':' .. runs[off] })\n"
-	"      if event.payload.emit then ctx.append('t/out', { k = off }, { stream = 'out/1' }) end\n"
-	"      if event.payload.emitOther then ctx.append('t/other', {}, { stream = 'out/1' }) end\n"
+	"                 { stream = 'out/1', idempotencyKey = 'hit:' .. off .. ':' .. runs[off] "
+        "})\n"
+	"      if event.payload.emit then ctx.append('t/out', { k = off }, { stream = 'out/1' }) "
+        "end\n"
+	"      if event.payload.emitOther then ctx.append('t/other', {}, { stream = 'out/1' }) "
+        "end\n"
 	"      if event.payload.fail then error('boom at ' .. off) end\n"
 	"    end,\n"
 	"  },\n"
@@ -79,7 +83,8 @@ static const char contract_q[] =
 	"{\"name\": \"q\", \"version\": 1, \"consumes\": [\"q/a\"], \"emits\": [],\n"
 	" \"events\": {\"q/a\": {\"type\": \"object\"}},\n"
 	" \"state\": {\"type\": \"object\", \"required\": [\"n\"],\n"
-	"           \"properties\": {\"n\": {\"type\": \"integer\"}, \"tries\": {\"type\": \"integer\"}}},\n"
+	"           \"properties\": {\"n\": {\"type\": \"integer\"}, \"tries\": {\"type\": "
+        "\"integer\"}}},\n"
 	" \"initialState\": {\"n\": 0}}\n";
 
 /* prepare fails the first time; reduce records how many times prepare ran. */
@@ -170,7 +175,8 @@ static struct sl_event ev(const char *stream, int64_t offset, const char *type, 
 	return e;
 }
 
-static struct result ingest(struct sl_proc *p, struct sl_inst *in, const struct sl_event *e, size_t n)
+static struct result ingest(struct sl_proc *p, struct sl_inst *in, const struct sl_event *e,
+                            size_t n)
 {
 	struct result r;
 
@@ -211,7 +217,8 @@ static long long query_int(const char *sql)
 	sqlite3_stmt *st;
 	long long v = -1;
 
-	if (sqlite3_prepare_v2(reader, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+	if (sqlite3_prepare_v2(reader, sql, -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
 		v = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	return v;
@@ -235,14 +242,15 @@ static int collect_out(void *ud, const struct sl_event *e)
 
 	if (e->key && sscanf(e->key, "hit:%lld:%lld", &off, &run) == 2) {
 		if (em->hlen < sizeof(em->hits))
-			em->hlen += (size_t)snprintf(em->hits + em->hlen, sizeof(em->hits) - em->hlen,
-						     "%s%lld:%lld", em->hlen ? "," : "", off, run);
+			em->hlen +=
+				(size_t)snprintf(em->hits + em->hlen, sizeof(em->hits) - em->hlen,
+			                         "%s%lld:%lld", em->hlen ? "," : "", off, run);
 		return 0;
 	}
 	em->n++;
 	snprintf(em->key, sizeof(em->key), "%s", e->key ? e->key : "(none)");
 	snprintf(em->metadata, sizeof(em->metadata), "%.*s", (int)e->metadata_len,
-		 e->metadata ? e->metadata : "");
+	         e->metadata ? e->metadata : "");
 	snprintf(em->payload, sizeof(em->payload), "%.*s", (int)e->payload_len, e->payload);
 	return 0;
 }
@@ -264,9 +272,9 @@ static const char *hits_of(struct sl_store *s, struct emitted *em)
 /* ---- the tests ------------------------------------------------------------------- */
 
 static struct sl_proc *load(struct sl_contracts *cs, struct sl_store *s, const char *name,
-			    const char *file, char *script, size_t n)
+                            const char *file, char *script, size_t n)
 {
-	struct sl_proc_cfg cfg = { .name = name, .script = script, .streams = "*" };
+	struct sl_proc_cfg cfg = {.name = name, .script = script, .streams = "*"};
 	struct sl_errs errs;
 	struct sl_proc *p = NULL;
 	struct sl_diag d;
@@ -301,14 +309,16 @@ static void test_batches(struct sl_store *s, struct sl_contracts *cs)
 
 	/* [A@1, B@2, A@3]: B is not consumed. */
 	{
-		struct sl_event b[3] = { ev("s/1", 1, "t/a", "{}"), ev("s/1", 2, "t/b", "{}"),
-					 ev("s/1", 3, "t/a", "{}") };
+		struct sl_event b[3] = {ev("s/1", 1, "t/a", "{}"), ev("s/1", 2, "t/b", "{}"),
+		                        ev("s/1", 3, "t/a", "{}")};
 		r = ingest(p, in, b, 3);
 		is(r.called, 1, "done is called once");
 		ok(r.rc == 0, "[A@1, B@2, A@3] succeeds (%s)", r.msg);
 		ckpt_text(s, "p", "s/1", after, sizeof(after));
-		is_str(after, "3|{\"seen\":[1,3]}", "only A@1 and A@3 are reduced; checkpoint 3 (%s)", after);
-		is_str(hits_of(s, &em), "1:1,3:1", "processEvent ran for 1 and 3 only (%s)", em.hits);
+		is_str(after, "3|{\"seen\":[1,3]}",
+		       "only A@1 and A@3 are reduced; checkpoint 3 (%s)", after);
+		is_str(hits_of(s, &em), "1:1,3:1", "processEvent ran for 1 and 3 only (%s)",
+		       em.hits);
 		ok(in->offset == 3, "the instance's offset is 3");
 
 		/* The same batch again writes nothing. */
@@ -323,13 +333,14 @@ static void test_batches(struct sl_store *s, struct sl_contracts *cs)
 
 	/* Duplicates and lower offsets inside a batch are skipped. */
 	{
-		struct sl_event b[5] = { ev("s/1", 2, "t/a", "{}"), ev("s/1", 4, "t/a", "{}"),
-					 ev("s/1", 4, "t/a", "{}"), ev("s/1", 3, "t/a", "{}"),
-					 ev("s/1", 5, "t/a", "{}") };
+		struct sl_event b[5] = {ev("s/1", 2, "t/a", "{}"), ev("s/1", 4, "t/a", "{}"),
+		                        ev("s/1", 4, "t/a", "{}"), ev("s/1", 3, "t/a", "{}"),
+		                        ev("s/1", 5, "t/a", "{}")};
 		r = ingest(p, in, b, 5);
 		ok(r.rc == 0, "[A@2, A@4, A@4, A@3, A@5] succeeds (%s)", r.msg);
 		ckpt_text(s, "p", "s/1", after, sizeof(after));
-		is_str(after, "5|{\"seen\":[1,3,4,5]}", "only 4 and 5 are reduced, once each (%s)", after);
+		is_str(after, "5|{\"seen\":[1,3,4,5]}", "only 4 and 5 are reduced, once each (%s)",
+		       after);
 		is_str(hits_of(s, &em), "1:1,3:1,4:1,5:1", "processEvent ran once for 4 and 5 (%s)",
 		       em.hits);
 	}
@@ -345,7 +356,8 @@ static void test_batches(struct sl_store *s, struct sl_contracts *cs)
 		v = data_version();
 		r = ingest(p, in, &bad, 1);
 		ok(r.called == 1 && r.rc != 0, "a throwing processEvent fails the batch");
-		ok(strstr(r.msg, "boom at 6") != NULL, "the error carries the hook's message (%s)", r.msg);
+		ok(strstr(r.msg, "boom at 6") != NULL, "the error carries the hook's message (%s)",
+		   r.msg);
 		is(data_version(), v, "the failed batch commits nothing");
 		ckpt_text(s, "p", "s/1", after, sizeof(after));
 		is_str(after, before, "the checkpoint row is unchanged (%s)", after);
@@ -361,12 +373,16 @@ static void test_batches(struct sl_store *s, struct sl_contracts *cs)
 		is_str(em.hits, "1:1,3:1,4:1,5:1,6:2",
 		       "processEvent ran again for 6: its second run committed (%s)", em.hits);
 		is_str(em.key, "p@s/1:6#1",
-		       "its default key is <processor>@<stream>:<offset>#1; keyed appends do not count (%s)",
+		       "its default key is <processor>@<stream>:<offset>#1; keyed appends do not "
+		       "count (%s)",
 		       em.key);
-		ok(strstr(em.metadata, "\"processor\":\"p\"") && strstr(em.metadata, "\"version\":1") &&
-			   strstr(em.metadata, "\"stream\":\"s/1\"") && strstr(em.metadata, "\"offset\":6") &&
-			   strstr(em.metadata, "\"source\":{"),
-		   "its metadata.source names processor, version, stream and offset (%s)", em.metadata);
+		ok(strstr(em.metadata, "\"processor\":\"p\"") &&
+		           strstr(em.metadata, "\"version\":1") &&
+		           strstr(em.metadata, "\"stream\":\"s/1\"") &&
+		           strstr(em.metadata, "\"offset\":6") &&
+		           strstr(em.metadata, "\"source\":{"),
+		   "its metadata.source names processor, version, stream and offset (%s)",
+		   em.metadata);
 		is_str(em.payload, "{\"k\":6}", "its payload is the hook's (%s)", em.payload);
 
 		r = ingest(p, in, &next, 1);
@@ -384,13 +400,15 @@ static void test_batches(struct sl_store *s, struct sl_contracts *cs)
 		r = ingest(p, in, &bad_state, 1);
 		ok(r.rc != 0, "a reduce returning an invalid state fails the batch");
 		ok(strstr(r.msg, "seen") != NULL, "the message names the field 'seen' (%s)", r.msg);
-		ok(strstr(r.msg, "processor 'p'") && strstr(r.msg, "s/1@8") && strstr(r.msg, "state"),
+		ok(strstr(r.msg, "processor 'p'") && strstr(r.msg, "s/1@8") &&
+		           strstr(r.msg, "state"),
 		   "it names the processor, the event and says the state is invalid (%s)", r.msg);
 
 		r = ingest(p, in, &bad_payload, 1);
 		ok(r.rc != 0, "a payload invalid against its schema fails the batch");
 		ok(strstr(r.msg, "/n") != NULL, "the message names the field /n (%s)", r.msg);
-		ok(strstr(r.msg, "processor 'p'") && strstr(r.msg, "s/1@8") && strstr(r.msg, "payload"),
+		ok(strstr(r.msg, "processor 'p'") && strstr(r.msg, "s/1@8") &&
+		           strstr(r.msg, "payload"),
 		   "it names the processor, the event and says the payload is invalid (%s)", r.msg);
 
 		r = ingest(p, in, &bad_emit, 1);
@@ -408,12 +426,13 @@ static void test_batches(struct sl_store *s, struct sl_contracts *cs)
 
 	/* A batch of only non-consumed events advances the checkpoint and keeps the state. */
 	{
-		struct sl_event b[2] = { ev("s/1", 8, "t/b", "{}"), ev("s/1", 9, "t/b", "{}") };
+		struct sl_event b[2] = {ev("s/1", 8, "t/b", "{}"), ev("s/1", 9, "t/b", "{}")};
 
 		r = ingest(p, in, b, 2);
 		ok(r.rc == 0, "a batch of non-consumed events succeeds (%s)", r.msg);
 		ckpt_text(s, "p", "s/1", after, sizeof(after));
-		is_str(after, "9|{\"seen\":[1,3,4,5,6,7]}", "it only advances the checkpoint (%s)", after);
+		is_str(after, "9|{\"seen\":[1,3,4,5,6,7]}", "it only advances the checkpoint (%s)",
+		       after);
 		is_str(hits_of(s, &em), "1:1,3:1,4:1,5:1,6:2,7:1", "no hook ran (%s)", em.hits);
 	}
 
@@ -458,7 +477,8 @@ static void test_prepare_retry(struct sl_store *s, struct sl_contracts *cs)
 	r = ingest(p, in, &e1, 1);
 	ok(r.rc == 0, "the next call retries prepare and succeeds (%s)", r.msg);
 	ckpt_text(s, "q", "q/1", after, sizeof(after));
-	is_str(after, "2|{\"n\":1,\"tries\":2}", "the batch ran after the second prepare (%s)", after);
+	is_str(after, "2|{\"n\":1,\"tries\":2}", "the batch ran after the second prepare (%s)",
+	       after);
 
 	r = ingest(p, in, &e1, 1);
 	ok(r.rc == 0, "a later call does not run prepare again (%s)", r.msg);
@@ -487,7 +507,7 @@ static void test_db(struct sl_store *s, struct sl_contracts *cs)
 {
 	char script[600], after[256];
 	struct sl_proc *p = load(cs, s, "r", "r.lua", script, sizeof(script));
-	struct sl_event b[2] = { ev("r/1", 2, "r/a", "{}"), ev("r/1", 3, "r/a", "{}") };
+	struct sl_event b[2] = {ev("r/1", 2, "r/a", "{}"), ev("r/1", 3, "r/a", "{}")};
 	struct sl_event bad = ev("r/1", 4, "r/a", "{\"fail\":true}");
 	struct sl_inst *in;
 	struct sl_diag d;
@@ -509,7 +529,8 @@ static void test_db(struct sl_store *s, struct sl_contracts *cs)
 	is(query_int("SELECT count(*) FROM proj"), 2, "its projection row was rolled back");
 	ckpt_text(s, "r", "r/1", after, sizeof(after));
 	is_str(after, "3|{\"n\":2}", "the checkpoint is at the projection's last row (%s)", after);
-	is(query_int("SELECT count(*) FROM sl_tables WHERE processor = 'r' AND name IN ('prep', 'proj')"),
+	is(query_int("SELECT count(*) FROM sl_tables WHERE processor = 'r' AND name IN ('prep', "
+	             "'proj')"),
 	   2, "both tables are recorded as the processor's");
 	sl_diag_init(&d);
 	ok(drop_tables(s, "r", &d) == 0, "dropping r's tables succeeds (%s)", sl_diag_msg(&d));
@@ -522,21 +543,22 @@ static void test_db(struct sl_store *s, struct sl_contracts *cs)
 static void test_load_errors(struct sl_contracts *cs)
 {
 	char script[600];
-	struct sl_proc_cfg cfg = { .name = "bad", .script = script, .streams = "x/*" };
+	struct sl_proc_cfg cfg = {.name = "bad", .script = script, .streams = "x/*"};
 	struct sl_errs errs;
 	struct sl_proc *p = (struct sl_proc *)1;
 	int rc, typo = 0, field = 0;
 	size_t i;
 
 	write_file("bad.lua", "return { contract = 't', reduce = { ['t/aa'] = function() end },\n"
-			      "  procesEvent = {} }\n");
+	                      "  procesEvent = {} }\n");
 	snprintf(script, sizeof(script), "%s/bad.lua", dir);
 	sl_errs_init(&errs);
 	rc = sl_proc_load(&p, &cfg, cs, &errs);
 	ok(rc != 0 && p == NULL, "a broken script does not load");
 	for (i = 0; i < errs.n; i++) {
 		typo |= strstr(errs.msg[i], "t/aa") && strstr(errs.msg[i], "did you mean 't/a'");
-		field |= strstr(errs.msg[i], "procesEvent") && strstr(errs.msg[i], "'processEvent'");
+		field |=
+			strstr(errs.msg[i], "procesEvent") && strstr(errs.msg[i], "'processEvent'");
 	}
 	ok(typo, "the reduce key typo is reported with 'did you mean'");
 	ok(field, "the unknown top-level field is reported with its closest name");

@@ -38,7 +38,7 @@ static double now_ms(void)
 
 static lua_State *sandbox(double instructions, double memory, double wallclock_ms)
 {
-	struct sl_limits lim = { instructions, memory, wallclock_ms };
+	struct sl_limits lim = {instructions, memory, wallclock_ms};
 	struct sl_diag d;
 	lua_State *L = NULL;
 
@@ -71,7 +71,7 @@ static struct outcome run_as(lua_State *L, const char *code, int reducing)
 	}
 	o.ms = now_ms() - t0;
 	snprintf(o.msg, sizeof(o.msg), "%s",
-		 lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1));
+	         lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1));
 	lua_settop(L, top);
 	return o;
 }
@@ -102,7 +102,7 @@ static void fails(lua_State *L, const char *code, const char *want, const char *
 
 /* The snippet exceeds budget b, within max_ms, and the message is the budget's. */
 static void exceeds(lua_State *L, const char *code, enum sl_budget b, double max_ms,
-		    const char *what)
+                    const char *what)
 {
 	struct outcome o = run(L, code);
 	const char *want = sl_sandbox_message(L, b);
@@ -137,46 +137,51 @@ static void test_environment(void)
 	returns(L, "return type(collectgarbage('count'))", "number", "collectgarbage('count')");
 	fails(L, "x = 1", "snippet.lua:1: assignment to undeclared global 'x'",
 	      "a global write names the script and line");
-	fails(L, "local a = 1\npairs = nil", "snippet.lua:2: assignment to undeclared global 'pairs'",
+	fails(L, "local a = 1\npairs = nil",
+	      "snippet.lua:2: assignment to undeclared global 'pairs'",
 	      "overwriting a standard global is a global write too");
 	returns(L, "return tostring(undefined_name)", "nil", "reading an unknown global gives nil");
 	fails(L, "string.upper = nil", "read-only table 'string'", "string is read-only");
 	fails(L, "table.x = 1", "read-only table 'table'", "table is read-only");
 	fails(L, "math.pi = 3", "read-only table 'math'", "math is read-only");
 	fails(L, "sluice.null = 1", "read-only table 'sluice'", "sluice is read-only");
-	fails(L, "rawset(string, 'upper', string.lower)", "read-only", "rawset on a library is refused");
+	fails(L, "rawset(string, 'upper', string.lower)", "read-only",
+	      "rawset on a library is refused");
 	fails(L, "rawset(_ENV, 'x', 1)", "read-only", "rawset on _ENV is refused");
 	fails(L, "setmetatable(string, {})", "protected metatable", "a proxy's metatable stays");
 	fails(L, "setmetatable(_ENV, {__index = function() end})", "protected metatable",
 	      "setmetatable(_ENV, ...) fails");
 	returns(L, "return tostring(getmetatable(''))", "false",
-		"getmetatable('') does not reach the string table");
+	        "getmetatable('') does not reach the string table");
 	returns(L, "return tostring(getmetatable(_ENV))", "false", "nor does getmetatable(_ENV)");
 	returns(L, "return ('abc'):upper() .. string.format('%d', 3)", "ABC3",
-		"string methods still work");
+	        "string methods still work");
 	returns(L, "local n = 0 for k in pairs(string) do n = n + 1 end return tostring(n > 10)",
-		"true", "pairs() over a library proxy lists the library");
+	        "true", "pairs() over a library proxy lists the library");
 	returns(L, "local f, s, k = pairs(string) return tostring(s == string)", "true",
-		"pairs() over a proxy does not hand out the table behind it");
+	        "pairs() over a proxy does not hand out the table behind it");
 	fails(L, "local f, s = pairs(string) local k, v = f(s) s[k] = 1", "read-only",
 	      "so the library stays read-only");
 	fails(L, "setmetatable({}, {__gc = function() end})", "__gc metamethods are not allowed",
 	      "setmetatable with __gc is refused");
-	returns(L, "local t = setmetatable({}, {__index = function() return 7 end}) return tostring(t.x)",
-		"7", "other metatables are fine");
+	returns(L,
+	        "local t = setmetatable({}, {__index = function() return 7 end}) return "
+	        "tostring(t.x)",
+	        "7", "other metatables are fine");
 	returns(L, "return tostring(getmetatable(sluice.array({})))", "false",
-		"the engine's array metatable is locked");
-	returns(L, "return tostring(sluice.isarray(sluice.array({})))", "true", "sluice.array works");
+	        "the engine's array metatable is locked");
+	returns(L, "return tostring(sluice.isarray(sluice.array({})))", "true",
+	        "sluice.array works");
 	fails(L, "return assert(load(string.char(27) .. 'LuaT'))", "binary chunk",
 	      "load of a binary chunk fails");
 	returns(L, "local f, e = load(string.char(27) .. 'LuaT') return tostring(e)",
-		"attempt to load a binary chunk (mode is 't')", "load returns nil, message for it");
+	        "attempt to load a binary chunk (mode is 't')", "load returns nil, message for it");
 	fails(L, "load(function() return nil end)", "only text chunks", "load of a reader fails");
 	returns(L, "return load('return 1 + 1')() .. ''", "2", "load of text works");
 	fails(L, "load('y = 1')()", "assignment to undeclared global 'y'",
 	      "a loaded chunk cannot write globals either");
 	returns(L, "local e = {} load('z = 5', 'c', 't', e)() return tostring(e.z)", "5",
-		"load with an explicit environment");
+	        "load with an explicit environment");
 	fails(L, "require 'os'", "module 'os' is not available", "require 'os' is refused");
 	fails(L, "require 'io'", "not available", "require 'io' is refused");
 	fails(L, "require 'sluice.core'", "not available to processors", "sluice.core is refused");
@@ -184,22 +189,23 @@ static void test_environment(void)
 	fails(L, "require 'sluice.../../etc/x'", "not a valid module name", "odd module names");
 	fails(L, "require 'sluice.nosuchmodule'", "not found", "a missing sluice module");
 	returns(L, "local c = require 'cjson' return c.encode({a = {1, 2}})", "{\"a\":[1,2]}",
-		"cjson.encode");
+	        "cjson.encode");
 	returns(L, "local c = require 'cjson' return tostring(c.decode('[1,2]')[2])", "2.0",
-		"cjson.decode (Debian's cjson reads floats)");
+	        "cjson.decode (Debian's cjson reads floats)");
 	returns(L, "local c = require 'cjson' return tostring(c.decode('null') == c.null)", "true",
-		"cjson.null");
+	        "cjson.null");
 	returns(L,
-		"local c = require 'cjson' return tostring(c.encode_max_depth) .. tostring(c.new)"
-		" .. tostring(c.decode_max_depth) .. tostring(c.encode_keep_buffer)",
-		"nilnilnilnil", "cjson settings are not reachable");
+	        "local c = require 'cjson' return tostring(c.encode_max_depth) .. tostring(c.new)"
+	        " .. tostring(c.decode_max_depth) .. tostring(c.encode_keep_buffer)",
+	        "nilnilnilnil", "cjson settings are not reachable");
 	fails(L, "local c = require 'cjson' c.encode_max_depth = function() end",
 	      "read-only table 'cjson'", "cjson is read-only");
 	fails(L,
-	      "local c = require 'cjson' local t = {} for i = 1, 40 do t = {t, t} end return c.encode(t)",
+	      "local c = require 'cjson' local t = {} for i = 1, 40 do t = {t, t} end return "
+	      "c.encode(t)",
 	      "too large", "cjson.encode of a small graph with a huge JSON form is refused");
 	returns(L, "return tostring(require('cjson') == require('cjson'))", "true",
-		"require caches cjson");
+	        "require caches cjson");
 	is(lua_gettop(L), top, "the stack is back at its baseline");
 	sl_sandbox_close(L);
 }
@@ -212,78 +218,83 @@ static void test_budgets(void)
 
 	exceeds(L, "while true do end", SL_BUDGET_INSTRUCTIONS, 2500, "while true do end");
 	exceeds(L, "while true do pcall(function() while true do end end) end",
-		SL_BUDGET_INSTRUCTIONS, 2500, "an infinite loop inside pcall");
+	        SL_BUDGET_INSTRUCTIONS, 2500, "an infinite loop inside pcall");
 	exceeds(L, "local ok = pcall(function() while true do end end) while not ok do end",
-		SL_BUDGET_INSTRUCTIONS, 2500, "pcall returns no false for a budget error");
+	        SL_BUDGET_INSTRUCTIONS, 2500, "pcall returns no false for a budget error");
 	exceeds(L, "xpcall(function() while true do end end, function() while true do end end)",
-		SL_BUDGET_INSTRUCTIONS, 2500, "an xpcall handler never runs for a budget error");
+	        SL_BUDGET_INSTRUCTIONS, 2500, "an xpcall handler never runs for a budget error");
 	exceeds(L, "xpcall(function() error('x') end, function(m) while true do end end)",
-		SL_BUDGET_INSTRUCTIONS, 2500, "an xpcall handler that loops is stopped");
+	        SL_BUDGET_INSTRUCTIONS, 2500, "an xpcall handler that loops is stopped");
 	exceeds(L,
-		"do local x <close> = setmetatable({}, {__close = function() while true do end end}) end",
-		SL_BUDGET_INSTRUCTIONS, 2500, "a __close metamethod that loops");
+	        "do local x <close> = setmetatable({}, {__close = function() while true do end "
+	        "end}) end",
+	        SL_BUDGET_INSTRUCTIONS, 2500, "a __close metamethod that loops");
 	exceeds(L,
-		"local x <close> = setmetatable({}, {__close = function() while true do end end})\n"
-		"while true do end",
-		SL_BUDGET_INSTRUCTIONS, 2500, "a __close metamethod that loops after a budget error");
-	exceeds(L, "local function f(n) return f(n + 1) + 1 end return f(1)",
-		SL_BUDGET_MEMORY, 2500, "deep recursion ends at the memory budget");
+	        "local x <close> = setmetatable({}, {__close = function() while true do end end})\n"
+	        "while true do end",
+	        SL_BUDGET_INSTRUCTIONS, 2500,
+	        "a __close metamethod that loops after a budget error");
+	exceeds(L, "local function f(n) return f(n + 1) + 1 end return f(1)", SL_BUDGET_MEMORY,
+	        2500, "deep recursion ends at the memory budget");
 	exceeds(L, "local s = string.rep('x', 64 << 20)", SL_BUDGET_MEMORY, 2500, "a string bomb");
 	exceeds(L, "local s = 'x' while true do s = s .. s end", SL_BUDGET_MEMORY, 2500,
-		"a doubling string");
+	        "a doubling string");
 	exceeds(L, "return string.find(string.rep('a', 40), '(.-)(.-)(.-)(.-)(.-)(.-)x')",
-		SL_BUDGET_INSTRUCTIONS, 2500, "catastrophic pattern matching");
+	        SL_BUDGET_INSTRUCTIONS, 2500, "catastrophic pattern matching");
 	exceeds(L, "return pcall(string.find, string.rep('a', 40), '(.-)(.-)(.-)(.-)(.-)(.-)x')",
-		SL_BUDGET_INSTRUCTIONS, 2500, "catastrophic pattern matching inside pcall");
+	        SL_BUDGET_INSTRUCTIONS, 2500, "catastrophic pattern matching inside pcall");
 	exceeds(L, "return ('a'):rep(40):match('(.-)(.-)(.-)(.-)(.-)(.-)x')",
-		SL_BUDGET_INSTRUCTIONS, 2500, "through the string metatable too");
+	        SL_BUDGET_INSTRUCTIONS, 2500, "through the string metatable too");
 	exceeds(L, "for a in ('('):rep(1e6):gmatch('%b()') do end", SL_BUDGET_INSTRUCTIONS, 2500,
-		"a quadratic %b scan");
+	        "a quadratic %b scan");
 	exceeds(L, "return ('a'):rep(2e6):find(('a'):rep(1e6) .. 'b', 1, true)",
-		SL_BUDGET_INSTRUCTIONS, 2500, "a quadratic plain find");
+	        SL_BUDGET_INSTRUCTIONS, 2500, "a quadratic plain find");
 	returns(L, "return '[' .. string.rep('', 1 << 60) .. string.rep('', 1e15, '') .. ']'", "[]",
-		"string.rep of empty strings returns at once");
+	        "string.rep of empty strings returns at once");
 	exceeds(L, "table.move({}, 1, math.maxinteger - 1, 1, {})", SL_BUDGET_INSTRUCTIONS, 2500,
-		"table.move over a huge range");
+	        "table.move over a huge range");
 	exceeds(L,
-		"local t = setmetatable({}, {__len = function() return 1 << 50 end}) table.insert(t, 1, 0)",
-		SL_BUDGET_INSTRUCTIONS, 2500, "table.insert with a huge length");
+	        "local t = setmetatable({}, {__len = function() return 1 << 50 end}) "
+	        "table.insert(t, 1, 0)",
+	        SL_BUDGET_INSTRUCTIONS, 2500, "table.insert with a huge length");
 	exceeds(L,
-		"local t = setmetatable({}, {__len = function() return 1 << 50 end}) table.remove(t, 1)",
-		SL_BUDGET_INSTRUCTIONS, 2500, "table.remove with a huge length");
+	        "local t = setmetatable({}, {__len = function() return 1 << 50 end}) "
+	        "table.remove(t, 1)",
+	        SL_BUDGET_INSTRUCTIONS, 2500, "table.remove with a huge length");
 	exceeds(L,
-		"local t = setmetatable({}, {__index = function() return '' end}) table.concat(t, '', 1, 1 << 50)",
-		SL_BUDGET_INSTRUCTIONS, 2500, "table.concat over a huge range");
+	        "local t = setmetatable({}, {__index = function() return '' end}) table.concat(t, "
+	        "'', 1, 1 << 50)",
+	        SL_BUDGET_INSTRUCTIONS, 2500, "table.concat over a huge range");
 	exceeds(L, "table.sort({3, 2, 1, 5, 4}, function(a, b) while true do end end)",
-		SL_BUDGET_INSTRUCTIONS, 2500, "a table.sort comparator that loops");
+	        SL_BUDGET_INSTRUCTIONS, 2500, "a table.sort comparator that loops");
 	returns(L, "local s = 0 for i = 1, 1000 do s = s + i end return tostring(s)", "500500",
-		"after budget errors the state works normally");
+	        "after budget errors the state works normally");
 	sl_sandbox_close(L);
 
 	/* Memory bombs that would take many instructions. */
 	L = sandbox(1e9, 16 << 20, 5000);
 	exceeds(L, "local t = {} for i = 1, 1e9 do t[i] = i end", SL_BUDGET_MEMORY, 4000,
-		"a table bomb");
+	        "a table bomb");
 	exceeds(L, "local t = {} while true do pcall(function() t[#t + 1] = {} end) end",
-		SL_BUDGET_MEMORY, 4000, "a table bomb inside pcall");
+	        SL_BUDGET_MEMORY, 4000, "a table bomb inside pcall");
 	exceeds(L, "local t = {} while true do t[#t + 1] = ('x'):rep(1000) .. #t end",
-		SL_BUDGET_MEMORY, 4000, "many strings");
+	        SL_BUDGET_MEMORY, 4000, "many strings");
 	returns(L, "local t = {} for i = 1, 1e5 do t[i] = i end return tostring(#t)", "100000",
-		"the memory is back after a memory budget error");
+	        "the memory is back after a memory budget error");
 	sl_sandbox_close(L);
 
 	/* Wall clock only: the count hook still runs, to read the clock. */
 	L = sandbox(0, 16 << 20, 300);
 	exceeds(L, "while true do end", SL_BUDGET_WALLCLOCK, 2000, "the wall-clock budget");
 	exceeds(L, "return string.find(string.rep('a', 60), '(.-)(.-)(.-)(.-)(.-)(.-)(.-)x')",
-		SL_BUDGET_WALLCLOCK, 2000, "a pattern stops at the wall clock");
+	        SL_BUDGET_WALLCLOCK, 2000, "a pattern stops at the wall clock");
 	exceeds(L, "local s = ('return 1 ' .. ('+ 1 '):rep(1e6)) while true do load(s) end",
-		SL_BUDGET_WALLCLOCK, 2000, "compiling chunks stops at the wall clock");
+	        SL_BUDGET_WALLCLOCK, 2000, "compiling chunks stops at the wall clock");
 	sl_sandbox_close(L);
 
 	/* A memory budget too small to start. */
 	{
-		struct sl_limits lim = { 0, 1000, 0 };
+		struct sl_limits lim = {0, 1000, 0};
 		struct sl_diag d;
 		lua_State *S = NULL;
 		sl_diag_init(&d);
@@ -293,7 +304,7 @@ static void test_budgets(void)
 	/* No budgets at all: no hook. */
 	L = sandbox(0, 0, 0);
 	returns(L, "local s = 0 for i = 1, 1e6 do s = s + 1 end return tostring(s)", "1000000",
-		"without budgets code just runs");
+	        "without budgets code just runs");
 	sl_sandbox_close(L);
 }
 
@@ -324,8 +335,8 @@ static int diff_after(lua_State *L, const char *make, const char *change, char *
 {
 	int top = lua_gettop(L), rc;
 
-	luaL_dostring(L, make);            /* top + 1: t */
-	sl_sandbox_snapshot(L, top + 1);   /* top + 2 */
+	luaL_dostring(L, make);          /* top + 1: t */
+	sl_sandbox_snapshot(L, top + 1); /* top + 2 */
 	luaL_loadstring(L, change);
 	lua_pushvalue(L, top + 1);
 	if (lua_pcall(L, 1, 0, 0) != LUA_OK)
@@ -349,33 +360,35 @@ static void test_strict(void)
 	luaL_openlibs(L);
 	top = lua_gettop(L);
 	ok(!diff_after(L, make, "local t = ...", out, sizeof(out)), "no change, no diff");
-	ok(!diff_after(L, make, "local t = ... local x = t.items[1].name .. t.count", out, sizeof(out)),
+	ok(!diff_after(L, make, "local t = ... local x = t.items[1].name .. t.count", out,
+	               sizeof(out)),
 	   "reading is no change");
 	ok(diff_after(L, make, "local t = ... t.count = 2", out, sizeof(out)) &&
-		   !strcmp(out, "state.count was changed"),
+	           !strcmp(out, "state.count was changed"),
 	   "a changed field is named: %s", out);
 	ok(diff_after(L, make, "local t = ... t.items[2].name = 'z'", out, sizeof(out)) &&
-		   !strcmp(out, "state.items[2].name was changed"),
+	           !strcmp(out, "state.items[2].name was changed"),
 	   "a nested field is named: %s", out);
 	ok(diff_after(L, make, "local t = ... t.items[2].extra = 1", out, sizeof(out)) &&
-		   !strcmp(out, "state.items[2].extra was added"),
+	           !strcmp(out, "state.items[2].extra was added"),
 	   "an added field: %s", out);
 	ok(diff_after(L, make, "local t = ... t.items[1].name = nil", out, sizeof(out)) &&
-		   !strcmp(out, "state.items[1].name was removed"),
+	           !strcmp(out, "state.items[1].name was removed"),
 	   "a removed field: %s", out);
 	ok(diff_after(L, make, "local t = ... t.items = {{name = 'a'}, {name = 'b'}}", out,
-		      sizeof(out)) && !strcmp(out, "state.items was replaced"),
+	              sizeof(out)) &&
+	           !strcmp(out, "state.items was replaced"),
 	   "a table replaced by an equal one: %s", out);
 	ok(diff_after(L, make, "local t = ... t.b[1] = 9", out, sizeof(out)) &&
-		   strstr(out, "[1] was changed"),
+	           strstr(out, "[1] was changed"),
 	   "a change through a shared table: %s", out);
 	ok(diff_after(L, make, "local t = ... t.count = 1.0", out, sizeof(out)),
 	   "an integer that became a float is a change");
 	ok(diff_after(L, make, "local t = ... setmetatable(t.items, {})", out, sizeof(out)) &&
-		   strstr(out, "metatable"),
+	           strstr(out, "metatable"),
 	   "a new metatable is a change: %s", out);
 	ok(diff_after(L, make, "local t = ... t['odd key'] = 1", out, sizeof(out)) &&
-		   !strcmp(out, "state[\"odd key\"] was added"),
+	           !strcmp(out, "state[\"odd key\"] was added"),
 	   "keys that are not names are quoted: %s", out);
 	luaL_dostring(L, "return {a = {1, 2, {x = 0/0}}}");
 	luaL_dostring(L, "return {a = {1, 2, {x = 0/0}}}");
@@ -384,7 +397,7 @@ static void test_strict(void)
 	luaL_dostring(L, "return {a = {1, 2, {x = 1}}}");
 	luaL_dostring(L, "return {a = {1, 2, {x = 2}}}");
 	ok(sl_sandbox_compare(L, -2, -1, "state", out, sizeof(out)) &&
-		   !strcmp(out, "state.a[3].x differs"),
+	           !strcmp(out, "state.a[3].x differs"),
 	   "a difference is named: %s", out);
 	lua_settop(L, top);
 	is(lua_gettop(L), top, "the stack is back at its baseline");
@@ -435,7 +448,8 @@ static const char *const pattern_cases[] = {
 	"return string.gsub('abc', '%w', '%2')",
 	"return string.gsub('abc', '%w', '%x')",
 	"return string.gsub('$name is $age', '%$(%w+)', {name = 'bob', age = 3})",
-	"return string.gsub('a b c', '%a', function(c) if c == 'b' then return nil end return c:upper() end)",
+	"return string.gsub('a b c', '%a', function(c) if c == 'b' then return nil end return "
+        "c:upper() end)",
 	"return string.gsub('abc', '()', '%1')",
 	"return string.gsub('^^x', '^%^', '')",
 	"return string.gsub('abc', '.', {a = true})",
@@ -443,7 +457,8 @@ static const char *const pattern_cases[] = {
 	" return table.concat(r, ',')",
 	"local r = {} for w in string.gmatch('one two  three', '%a+') do r[#r+1] = w end"
 	" return table.concat(r, ',')",
-	"local r = {} for p in string.gmatch('abc', '()') do r[#r+1] = p end return table.concat(r, ',')",
+	"local r = {} for p in string.gmatch('abc', '()') do r[#r+1] = p end return "
+        "table.concat(r, ',')",
 	"local r = {} for w in string.gmatch('abcabc', 'b', 3) do r[#r+1] = w end return #r",
 	"local r = {} for w in string.gmatch('xyz', '^x') do r[#r+1] = w end return #r",
 	"return string.find(string.rep('a', 20) .. 'b', '(a*)(a*)b')",
@@ -466,7 +481,7 @@ static void results_of(lua_State *L, const char *code, char *out, size_t n)
 	}
 	for (i = top + 1; i <= lua_gettop(L) && len < n; i++) {
 		snprintf(out + len, n - len, "%s%s:%s", i > top + 1 ? "|" : "", luaL_typename(L, i),
-			 luaL_tolstring(L, i, NULL));
+		         luaL_tolstring(L, i, NULL));
 		lua_pop(L, 1);
 		len = strlen(out);
 	}

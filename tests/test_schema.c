@@ -101,7 +101,7 @@ static void check(const char *schema, const char *data, const char *lua, const c
 		push_lua(lua);
 	got = validate_top(s, &d, &b2);
 	if (!ok(same(got, want) && b1 && b2, "%s | %s -> %s", schema, data ? data : lua,
-		want ? want : "valid"))
+	        want ? want : "valid"))
 		diag("got: %s%s", got ? got : "valid", b1 && b2 ? "" : " (stack unbalanced)");
 	sl_schema_free(s);
 }
@@ -129,9 +129,8 @@ static void bad_schema(const char *schema, const char *want)
 	sl_schema_free(s);
 }
 
-static const char *const state_schema =
-	"{\"type\":\"object\",\"required\":[\"count\"],"
-	"\"properties\":{\"count\":{\"type\":\"integer\"}}}";
+static const char *const state_schema = "{\"type\":\"object\",\"required\":[\"count\"],"
+					"\"properties\":{\"count\":{\"type\":\"integer\"}}}";
 
 static void test_types(void)
 {
@@ -144,26 +143,29 @@ static void test_types(void)
 	valid("{\"type\":\"number\"}", "1.5");
 	invalid("{\"type\":\"string\"}", "1", "/: type: expected string, got integer");
 	invalid("{\"type\":[\"string\",\"null\"]}", "true",
-		"/: type: expected null or string, got boolean");
+	        "/: type: expected null or string, got boolean");
 	invalid("{\"type\":[\"string\",\"null\",\"integer\"]}", "{}",
-		"/: type: expected null, integer or string, got object");
+	        "/: type: expected null, integer or string, got object");
 	valid("{\"type\":\"null\"}", "null");
 	valid("{\"type\":\"array\"}", "[]");
 	invalid("{\"type\":\"object\"}", "[]", "/: type: expected object, got array");
 	invalid("{\"type\":\"array\"}", "{}", "/: type: expected array, got object");
 	invalid("{\"properties\":{\"items\":{\"items\":{\"type\":\"integer\"}}}}",
-		"{\"items\":[1,2,\"x\"]}", "/items/2: type: expected integer, got string");
+	        "{\"items\":[1,2,\"x\"]}", "/items/2: type: expected integer, got string");
 }
 
 /* Lua values that did not come from JSON, read as the encoder would write them. */
 static void test_lua_values(void)
 {
 	check(state_schema, NULL, "return {count = 1.0}", NULL);
-	check(state_schema, NULL, "return {count = 1.5}", "/count: type: expected integer, got number");
+	check(state_schema, NULL, "return {count = 1.5}",
+	      "/count: type: expected integer, got number");
 	check(state_schema, NULL, "return {count = 2^63}", NULL);
-	check(state_schema, NULL, "return {count = 1/0}", "/count: type: expected integer, got number");
+	check(state_schema, NULL, "return {count = 1/0}",
+	      "/count: type: expected integer, got number");
 	check(state_schema, NULL, "return {}", "/: required: missing property 'count'");
-	check("{\"type\":\"array\",\"items\":{\"type\":\"integer\"}}", NULL, "return {1, 2, 3}", NULL);
+	check("{\"type\":\"array\",\"items\":{\"type\":\"integer\"}}", NULL, "return {1, 2, 3}",
+	      NULL);
 	check("{\"type\":\"array\"}", NULL, "return {}", "/: type: expected array, got object");
 	check("{\"type\":\"object\"}", NULL, "return {}", NULL);
 	check("{\"type\":\"array\"}", NULL, "return setmetatable({}, ...)", NULL);
@@ -195,7 +197,7 @@ static void test_lua_values(void)
 static void test_numbers(void)
 {
 	invalid("{\"properties\":{\"by\":{\"type\":\"integer\",\"minimum\":1}}}", "{\"by\":0}",
-		"/by: minimum: 0 is less than 1");
+	        "/by: minimum: 0 is less than 1");
 	valid("{\"minimum\":1}", "1");
 	valid("{\"minimum\":1.5}", "2");
 	invalid("{\"minimum\":1.5}", "1", "/: minimum: 1 is less than 1.5");
@@ -205,39 +207,42 @@ static void test_numbers(void)
 	valid("{\"exclusiveMaximum\":1}", "0.9999");
 	/* Exact comparison of integers beyond 2^53 with floats. */
 	invalid("{\"maximum\":9007199254740992}", "9007199254740993",
-		"/: maximum: 9007199254740993 is greater than 9007199254740992");
+	        "/: maximum: 9007199254740993 is greater than 9007199254740992");
 	invalid("{\"maximum\":9007199254740992.0}", "9007199254740993",
-		"/: maximum: 9007199254740993 is greater than 9007199254740992");
+	        "/: maximum: 9007199254740993 is greater than 9007199254740992");
 	valid("{\"minimum\":-9223372036854775808}", "-9223372036854775808");
 	valid("{\"multipleOf\":0.0001}", "0.0075");
 	valid("{\"multipleOf\":0.01}", "0.07");
 	valid("{\"multipleOf\":0.1}", "0.3");
 	invalid("{\"multipleOf\":0.0001}", "0.00751",
-		"/: multipleOf: 0.00751 is not a multiple of 0.0001");
+	        "/: multipleOf: 0.00751 is not a multiple of 0.0001");
 	valid("{\"multipleOf\":1.5}", "4.5");
 	invalid("{\"multipleOf\":3}", "10", "/: multipleOf: 10 is not a multiple of 3");
 	valid("{\"multipleOf\":3}", "9223372036854775806");
 	invalid("{\"multipleOf\":2}", "9223372036854775807",
-		"/: multipleOf: 9223372036854775807 is not a multiple of 2");
+	        "/: multipleOf: 9223372036854775807 is not a multiple of 2");
 	valid("{\"multipleOf\":2.0}", "10");
 	invalid("{\"multipleOf\":0.123456789}", "1e308",
-		"/: multipleOf: 1e+308 is not a multiple of 0.123456789");
+	        "/: multipleOf: 1e+308 is not a multiple of 0.123456789");
 }
 
 static void test_strings(void)
 {
 	valid("{\"maxLength\":2}", "\"\xc3\xa9\xe2\x82\xac\"");
 	invalid("{\"minLength\":3}", "\"\xc3\xa9\xe2\x82\xac\"",
-		"/: minLength: string has 2 characters, at least 3 required");
-	invalid("{\"maxLength\":1}", "\"ab\"", "/: maxLength: string has 2 characters, at most 1 allowed");
+	        "/: minLength: string has 2 characters, at least 3 required");
+	invalid("{\"maxLength\":1}", "\"ab\"",
+	        "/: maxLength: string has 2 characters, at most 1 allowed");
 	valid("{\"minLength\":2.0}", "\"ab\"");
 	valid("{\"pattern\":\"b\"}", "\"abc\"");
-	invalid("{\"pattern\":\"^[a-z]+$\"}", "\"abc1\"", "/: pattern: \"abc1\" does not match '^[a-z]+$'");
+	invalid("{\"pattern\":\"^[a-z]+$\"}", "\"abc1\"",
+	        "/: pattern: \"abc1\" does not match '^[a-z]+$'");
 	invalid("{\"pattern\":\"^a$\"}", "\"a\\n\"", "/: pattern: \"a\\n\" does not match '^a$'");
 	valid("{\"pattern\":\"^.$\"}", "\"\xe2\x82\xac\"");
 	valid("{\"pattern\":\"^\\\\p{L}+$\"}", "\"\xc3\xa9t\xc3\xa9\"");
 	valid("{\"pattern\":\"x\"}", "12");
-	check("{\"pattern\":\"^.$\"}", NULL, "return '\\xff'", "/: pattern: string is not valid UTF-8");
+	check("{\"pattern\":\"^.$\"}", NULL, "return '\\xff'",
+	      "/: pattern: string is not valid UTF-8");
 }
 
 static void test_arrays(void)
@@ -256,7 +261,7 @@ static void test_arrays(void)
 	valid("{\"prefixItems\":[{\"type\":\"integer\"}],\"items\":{\"type\":\"string\"}}",
 	      "[1,\"a\",\"b\"]");
 	invalid("{\"prefixItems\":[{\"type\":\"integer\"}],\"items\":{\"type\":\"string\"}}",
-		"[1,\"a\",2]", "/2: type: expected string, got integer");
+	        "[1,\"a\",2]", "/2: type: expected string, got integer");
 	invalid("{\"items\":false}", "[1]", "/: items: array has 1 items, at most 0 allowed");
 	valid("{\"items\":false}", "[]");
 	invalid("{\"minItems\":2}", "[1]", "/: minItems: array has 1 item, at least 2 required");
@@ -264,7 +269,7 @@ static void test_arrays(void)
 	valid("{\"uniqueItems\":true}", "[1,\"1\",[1],{\"a\":1},true,null]");
 	invalid("{\"uniqueItems\":true}", "[1,2,1.0]", "/: uniqueItems: items 0 and 2 are equal");
 	invalid("{\"uniqueItems\":true}", "[{\"a\":[1,{\"b\":null}]},{\"a\":[1.0,{\"b\":null}]}]",
-		"/: uniqueItems: items 0 and 1 are equal");
+	        "/: uniqueItems: items 0 and 1 are equal");
 	valid("{\"uniqueItems\":true}", "[{\"a\":1},{\"a\":1,\"b\":2}]");
 	valid("{\"uniqueItems\":true}", "[[],{}]");
 	valid("{\"uniqueItems\":false}", "[1,1]");
@@ -277,66 +282,72 @@ static void test_objects(void)
 	valid("{\"required\":[\"a\"]}", "{\"a\":null}");
 	valid("{\"required\":[\"a\"]}", "[]");
 	invalid("{\"properties\":{\"a\":{\"required\":[\"b\"]}}}", "{\"a\":{}}",
-		"/a: required: missing property 'b'");
+	        "/a: required: missing property 'b'");
 	invalid("{\"properties\":{\"a\":{}},\"additionalProperties\":false}", "{\"a\":1,\"b\":2}",
-		"/: additionalProperties: property 'b' is not allowed");
+	        "/: additionalProperties: property 'b' is not allowed");
 	invalid("{\"additionalProperties\":{\"type\":\"integer\"}}", "{\"a/b~c\":\"x\"}",
-		"/a~1b~0c: type: expected integer, got string");
+	        "/a~1b~0c: type: expected integer, got string");
 	valid("{\"properties\":{\"a\":{\"type\":\"string\"}},\"additionalProperties\":{\"type\":"
 	      "\"integer\"}}",
 	      "{\"a\":\"x\",\"b\":2}");
 	invalid("{\"minProperties\":2}", "{\"a\":1}",
-		"/: minProperties: object has 1 property, at least 2 required");
+	        "/: minProperties: object has 1 property, at least 2 required");
 	invalid("{\"maxProperties\":1}", "{\"a\":1,\"b\":2}",
-		"/: maxProperties: object has 2 properties, at most 1 allowed");
+	        "/: maxProperties: object has 2 properties, at most 1 allowed");
 	invalid("{\"properties\":{\"a\":false}}", "{\"a\":1}",
-		"/a: false: no value is allowed here (the schema is false)");
+	        "/a: false: no value is allowed here (the schema is false)");
 	invalid("{\"additionalProperties\":{\"properties\":{\"\":{\"type\":\"string\"}}}}",
-		"{\"x\":{\"\":1}}", "/x/: type: expected string, got integer");
+	        "{\"x\":{\"\":1}}", "/x/: type: expected string, got integer");
 }
 
 static void test_values(void)
 {
 	valid("{\"enum\":[1,\"a\",null]}", "null");
 	valid("{\"enum\":[1,\"a\",null]}", "1.0");
-	invalid("{\"enum\":[1,\"a\",null]}", "\"b\"", "/: enum: value is not one of [1,\"a\",null]");
+	invalid("{\"enum\":[1,\"a\",null]}", "\"b\"",
+	        "/: enum: value is not one of [1,\"a\",null]");
 	invalid("{\"enum\":[[1]]}", "[1,2]", "/: enum: value is not one of [[1]]");
 	valid("{\"const\":{\"a\":[1,2.0]}}", "{\"a\":[1.0,2]}");
-	invalid("{\"const\":{\"a\":[1,2]}}", "{\"a\":[1,2],\"b\":1}", "/: const: value must be {\"a\":[1,2]}");
+	invalid("{\"const\":{\"a\":[1,2]}}", "{\"a\":[1,2],\"b\":1}",
+	        "/: const: value must be {\"a\":[1,2]}");
 	invalid("{\"const\":{\"a\":1}}", "{\"b\":1}", "/: const: value must be {\"a\":1}");
 	invalid("{\"const\":5}", "\"5\"", "/: const: value must be 5");
 	valid("{\"const\":null}", "null");
 	invalid("{\"const\":false}", "0", "/: const: value must be false");
 	valid("{\"const\":9007199254740993}", "9007199254740993");
 	invalid("{\"const\":9007199254740993}", "9007199254740992",
-		"/: const: value must be 9007199254740993");
+	        "/: const: value must be 9007199254740993");
 }
 
 static void test_combinators(void)
 {
 	invalid("{\"allOf\":[{\"type\":\"integer\"},{\"minimum\":5}]}", "3",
-		"/: minimum: 3 is less than 5");
+	        "/: minimum: 3 is less than 5");
 	valid("{\"anyOf\":[{\"type\":\"string\"},{\"minimum\":5}]}", "\"x\"");
 	invalid("{\"anyOf\":[{\"type\":\"string\"},{\"minimum\":5}]}", "3",
-		"/: anyOf: value matches none of the 2 subschemas (subschema 1: /: minimum: 3 is less "
-		"than 5)");
+	        "/: anyOf: value matches none of the 2 subschemas (subschema 1: /: minimum: 3 is "
+	        "less "
+	        "than 5)");
 	invalid("{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"object\",\"required\":[\"a\"]}]}",
-		"{\"b\":{}}",
-		"/: anyOf: value matches none of the 2 subschemas (subschema 1: /: required: missing "
-		"property 'a')");
+	        "{\"b\":{}}",
+	        "/: anyOf: value matches none of the 2 subschemas (subschema 1: /: required: "
+	        "missing "
+	        "property 'a')");
 	invalid("{\"oneOf\":[{\"type\":\"integer\"},{\"minimum\":0}]}", "1",
-		"/: oneOf: value matches subschemas 0 and 1, but must match exactly one");
+	        "/: oneOf: value matches subschemas 0 and 1, but must match exactly one");
 	valid("{\"oneOf\":[{\"type\":\"integer\"},{\"minimum\":0}]}", "-1");
 	invalid("{\"oneOf\":[{\"type\":\"string\"},{\"type\":\"null\"}]}", "1",
-		"/: oneOf: value matches none of the 2 subschemas (subschema 0: /: type: expected "
-		"string, got integer)");
+	        "/: oneOf: value matches none of the 2 subschemas (subschema 0: /: type: expected "
+	        "string, got integer)");
 	invalid("{\"not\":{\"type\":\"string\"}}", "\"x\"",
-		"/: not: value matches the schema it must not match");
+	        "/: not: value matches the schema it must not match");
 	valid("{\"not\":{\"type\":\"string\"}}", "1");
-	invalid("{\"if\":{\"type\":\"integer\"},\"then\":{\"minimum\":0},\"else\":{\"type\":\"string\"}}",
-		"-1", "/: minimum: -1 is less than 0");
-	invalid("{\"if\":{\"type\":\"integer\"},\"then\":{\"minimum\":0},\"else\":{\"type\":\"string\"}}",
-		"true", "/: type: expected string, got boolean");
+	invalid("{\"if\":{\"type\":\"integer\"},\"then\":{\"minimum\":0},\"else\":{\"type\":"
+	        "\"string\"}}",
+	        "-1", "/: minimum: -1 is less than 0");
+	invalid("{\"if\":{\"type\":\"integer\"},\"then\":{\"minimum\":0},\"else\":{\"type\":"
+	        "\"string\"}}",
+	        "true", "/: type: expected string, got boolean");
 	valid("{\"if\":{\"type\":\"integer\"},\"then\":{\"minimum\":0}}", "true");
 	valid("{\"then\":false}", "1");
 	valid("true", "{\"a\":1}");
@@ -358,44 +369,50 @@ static void test_refs(void)
 {
 	valid(tree_schema, "{\"value\":1}");
 	valid(tree_schema, "{\"value\":1,\"children\":[{\"value\":2,\"children\":[{\"value\":3}]},"
-			   "{\"value\":4}]}");
-	invalid(tree_schema, "{\"value\":1,\"children\":[{\"value\":2,\"children\":[{\"value\":\"x\"}]}]}",
-		"/children/0/children/0/value: type: expected integer, got string");
+	                   "{\"value\":4}]}");
+	invalid(tree_schema,
+	        "{\"value\":1,\"children\":[{\"value\":2,\"children\":[{\"value\":\"x\"}]}]}",
+	        "/children/0/children/0/value: type: expected integer, got string");
 	invalid(tree_schema, "{\"value\":1,\"children\":[{\"value\":2,\"extra\":1}]}",
-		"/children/0: additionalProperties: property 'extra' is not allowed");
+	        "/children/0: additionalProperties: property 'extra' is not allowed");
 	valid("{\"properties\":{\"foo\":{\"$ref\":\"#\"}},\"additionalProperties\":false}",
 	      "{\"foo\":{\"foo\":{}}}");
 	invalid("{\"properties\":{\"foo\":{\"$ref\":\"#\"}},\"additionalProperties\":false}",
-		"{\"foo\":{\"bar\":1}}", "/foo: additionalProperties: property 'bar' is not allowed");
-	invalid("{\"properties\":{\"foo\":{\"type\":\"integer\"},\"bar\":{\"$ref\":\"#/properties/foo\"}}}",
-		"{\"bar\":\"x\"}", "/bar: type: expected integer, got string");
-	invalid("{\"definitions\":{\"a\":{\"type\":\"integer\"},\"b\":{\"$ref\":\"#/definitions/a\"}},"
-		"\"$ref\":\"#/definitions/b\"}",
-		"\"x\"", "/: type: expected integer, got string");
+	        "{\"foo\":{\"bar\":1}}",
+	        "/foo: additionalProperties: property 'bar' is not allowed");
+	invalid("{\"properties\":{\"foo\":{\"type\":\"integer\"},\"bar\":{\"$ref\":\"#/properties/"
+	        "foo\"}}}",
+	        "{\"bar\":\"x\"}", "/bar: type: expected integer, got string");
+	invalid("{\"definitions\":{\"a\":{\"type\":\"integer\"},\"b\":{\"$ref\":\"#/definitions/"
+	        "a\"}},"
+	        "\"$ref\":\"#/definitions/b\"}",
+	        "\"x\"", "/: type: expected integer, got string");
 	/* Escapes: ~1 is '/', ~0 is '~', %25 is '%'. */
 	invalid("{\"$defs\":{\"a/b\":{\"type\":\"integer\"},\"c~d\":{\"type\":\"string\"},"
-		"\"e%f\":{\"type\":\"boolean\"}},\"properties\":{\"x\":{\"$ref\":\"#/$defs/a~1b\"},"
-		"\"y\":{\"$ref\":\"#/$defs/c~0d\"},\"z\":{\"$ref\":\"#/$defs/e%25f\"}}}",
-		"{\"x\":1,\"y\":\"s\",\"z\":1}", "/z: type: expected boolean, got integer");
+	        "\"e%f\":{\"type\":\"boolean\"}},\"properties\":{\"x\":{\"$ref\":\"#/$defs/a~1b\"},"
+	        "\"y\":{\"$ref\":\"#/$defs/c~0d\"},\"z\":{\"$ref\":\"#/$defs/e%25f\"}}}",
+	        "{\"x\":1,\"y\":\"s\",\"z\":1}", "/z: type: expected boolean, got integer");
 	/* A pointer into a place that is not a schema of the tree is compiled on demand. */
-	invalid("{\"enum\":[{\"type\":\"string\"},1],\"properties\":{\"x\":{\"$ref\":\"#/enum/0\"}}}",
-		"{\"x\":1}", "/x: type: expected string, got integer");
+	invalid("{\"enum\":[{\"type\":\"string\"},1],\"properties\":{\"x\":{\"$ref\":\"#/enum/"
+	        "0\"}}}",
+	        "{\"x\":1}", "/x: type: expected string, got integer");
 	/* A $ref applies with its siblings (2020-12). */
 	invalid("{\"$defs\":{\"a\":{\"type\":\"array\"}},\"properties\":{\"foo\":{\"$ref\":"
-		"\"#/$defs/a\",\"maxItems\":2}}}",
-		"{\"foo\":[1,2,3]}", "/foo: maxItems: array has 3 items, at most 2 allowed");
+	        "\"#/$defs/a\",\"maxItems\":2}}}",
+	        "{\"foo\":[1,2,3]}", "/foo: maxItems: array has 3 items, at most 2 allowed");
 	valid("{\"$ref\":\"#/$defs/t\",\"$defs\":{\"t\":true}}", "1");
 	invalid("{\"$ref\":\"#/$defs/f\",\"$defs\":{\"f\":false}}", "1",
-		"/: false: no value is allowed here (the schema is false)");
+	        "/: false: no value is allowed here (the schema is false)");
 	valid("{\"prefixItems\":[{\"type\":\"integer\"},{\"$ref\":\"#/prefixItems/0\"}]}", "[1,2]");
-	invalid("{\"prefixItems\":[{\"type\":\"integer\"},{\"$ref\":\"#/prefixItems/0\"}]}", "[1,\"2\"]",
-		"/1: type: expected integer, got string");
+	invalid("{\"prefixItems\":[{\"type\":\"integer\"},{\"$ref\":\"#/prefixItems/0\"}]}",
+	        "[1,\"2\"]", "/1: type: expected integer, got string");
 }
 
 static void test_limits(void)
 {
-	const char *nested = "{\"$defs\":{\"n\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/n\"}}},"
-			     "\"$ref\":\"#/$defs/n\"}";
+	const char *nested =
+		"{\"$defs\":{\"n\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/n\"}}},"
+		"\"$ref\":\"#/$defs/n\"}";
 	struct sl_diag d;
 	struct sl_schema *s;
 	const char *got;
@@ -410,8 +427,8 @@ static void test_limits(void)
 		memcpy(deep + 115 + 2 * i, "/0", 2);
 	strcpy(deep + 227, ": items: value nested deeper than 256 levels");
 	check(nested, NULL, "local t = {} t[1] = t return t", deep);
-	check(nested, NULL, "local t = setmetatable({}, ...) for i = 1, 256 do t = {t} end return t",
-	      NULL);
+	check(nested, NULL,
+	      "local t = setmetatable({}, ...) for i = 1, 256 do t = {t} end return t", NULL);
 	check(nested, NULL, "local t = {1} for i = 1, 256 do t = {t} end return t", deep);
 	/* A $ref cycle that never descends into the value ends with an error, not a crash. */
 	check("{\"$defs\":{\"a\":{\"$ref\":\"#/$defs/b\"},\"b\":{\"$ref\":\"#/$defs/a\"}},"
@@ -447,50 +464,59 @@ static void test_limits(void)
 static void test_compile_errors(void)
 {
 	bad_schema("{\"properties\":{\"x\":{\"format\":\"date\"}}}",
-		   "t: unsupported keyword 'format' at /properties/x");
-	bad_schema("{\"patternProperties\":{\"^a\":{}}}", "t: unsupported keyword 'patternProperties' at /");
+	           "t: unsupported keyword 'format' at /properties/x");
+	bad_schema("{\"patternProperties\":{\"^a\":{}}}",
+	           "t: unsupported keyword 'patternProperties' at /");
 	bad_schema("{\"properties\":{\"a\":{\"$ref\":\"http://example.com/s.json\"}}}",
-		   "t: unsupported remote $ref 'http://example.com/s.json' at /properties/a (only local "
-		   "refs such as '#/$defs/name' are supported)");
-	bad_schema("{\"$ref\":\"node\"}", "t: unsupported remote $ref 'node' at / (only local refs such "
-					  "as '#/$defs/name' are supported)");
-	bad_schema("{\"$ref\":\"#foo\"}", "t: unsupported $ref '#foo' at / (anchors are not supported; "
-					  "use a JSON pointer such as '#/$defs/name')");
+	           "t: unsupported remote $ref 'http://example.com/s.json' at /properties/a (only "
+	           "local "
+	           "refs such as '#/$defs/name' are supported)");
+	bad_schema("{\"$ref\":\"node\"}",
+	           "t: unsupported remote $ref 'node' at / (only local refs such "
+	           "as '#/$defs/name' are supported)");
+	bad_schema("{\"$ref\":\"#foo\"}",
+	           "t: unsupported $ref '#foo' at / (anchors are not supported; "
+	           "use a JSON pointer such as '#/$defs/name')");
 	bad_schema("{\"$defs\":{},\"items\":{\"$ref\":\"#/$defs/missing\"}}",
-		   "t: $ref '#/$defs/missing' does not resolve at /items");
+	           "t: $ref '#/$defs/missing' does not resolve at /items");
 	bad_schema("{\"$ref\":\"#/a~2\"}", "t: $ref '#/a~2' is not a valid JSON pointer at /");
 	bad_schema("{\"$ref\":\"#/a%2\"}", "t: $ref '#/a%2' has a malformed percent-escape at /");
 	bad_schema("{\"properties\":{\"by\":{\"minimum\":\"1\"}}}",
-		   "t: minimum must be a number at /properties/by");
+	           "t: minimum must be a number at /properties/by");
 	bad_schema("{\"minLength\":-1}", "t: minLength must be a non-negative integer at /");
 	bad_schema("{\"maxItems\":1.5}", "t: maxItems must be a non-negative integer at /");
 	bad_schema("{\"multipleOf\":0}", "t: multipleOf must be greater than 0 at /");
-	bad_schema("{\"type\":\"int\"}", "t: unknown type 'int' at / (expected null, boolean, object, "
-					 "array, number, integer or string)");
+	bad_schema("{\"type\":\"int\"}",
+	           "t: unknown type 'int' at / (expected null, boolean, object, "
+	           "array, number, integer or string)");
 	bad_schema("{\"type\":[]}", "t: type must not be an empty array at /");
 	bad_schema("{\"required\":\"a\"}", "t: required must be an array of strings at /");
 	bad_schema("{\"required\":[1]}", "t: required must be an array of strings at /");
 	bad_schema("{\"properties\":[]}", "t: properties must be an object at /");
 	bad_schema("{\"items\":[{}]}", "t: unsupported array form of items at / (draft 7; in "
-				       "2020-12 use prefixItems, and items for the rest)");
-	bad_schema("{\"prefixItems\":[]}", "t: prefixItems must be a non-empty array of schemas at /");
+	                               "2020-12 use prefixItems, and items for the rest)");
+	bad_schema("{\"prefixItems\":[]}",
+	           "t: prefixItems must be a non-empty array of schemas at /");
 	bad_schema("{\"anyOf\":[{\"type\":1}]}",
-		   "t: type must be a type name or an array of type names at /anyOf/0");
-	bad_schema("{\"not\":1}", "t: a schema must be an object or a boolean, got integer at /not");
+	           "t: type must be a type name or an array of type names at /anyOf/0");
+	bad_schema("{\"not\":1}",
+	           "t: a schema must be an object or a boolean, got integer at /not");
 	bad_schema("[]", "t: a schema must be an object or a boolean, got array at /");
-	bad_schema("{\"pattern\":\"(\"}",
-		   "t: pattern '(' is not a valid regex (offset 1) at / (missing closing parenthesis)");
+	bad_schema("{\"pattern\":\"(\"}", "t: pattern '(' is not a valid regex (offset 1) at / "
+	                                  "(missing closing parenthesis)");
 	bad_schema("{\"uniqueItems\":1}", "t: uniqueItems must be a boolean at /");
 	bad_schema("{\"properties\":{\"a\":{\"$id\":\"x\"}}}",
-		   "t: unsupported keyword '$id' at /properties/a (allowed at the root only)");
+	           "t: unsupported keyword '$id' at /properties/a (allowed at the root only)");
 	bad_schema("{\"$anchor\":\"a\"}", "t: unsupported keyword '$anchor' at /");
 	bad_schema("{\"title\":1}", "t: title must be a string at /");
 	bad_schema("{\"$defs\":{\"a\":{\"dependentRequired\":{}}}}",
-		   "t: unsupported keyword 'dependentRequired' at /$defs/a");
+	           "t: unsupported keyword 'dependentRequired' at /$defs/a");
 	bad_schema("{\"$defs\":{\"a/b\":{\"contains\":{}}}}",
-		   "t: unsupported keyword 'contains' at /$defs/a~1b");
-	valid("{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"$id\":\"https://x/y\","
-	      "\"title\":\"t\",\"description\":\"d\",\"default\":1,\"examples\":[1],\"$comment\":\"c\"}",
+	           "t: unsupported keyword 'contains' at /$defs/a~1b");
+	valid("{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"$id\":\"https://x/"
+	      "y\","
+	      "\"title\":\"t\",\"description\":\"d\",\"default\":1,\"examples\":[1],\"$comment\":"
+	      "\"c\"}",
 	      "1");
 }
 

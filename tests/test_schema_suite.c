@@ -24,12 +24,33 @@
 #define SUITE_DEFAULT "/usr/share/json-schema-test-suite/tests/draft7"
 
 static const char *const files[] = {
-	"type",	     "properties", "required",	"additionalProperties", "items",
-	"enum",	     "const",	   "minimum",	"maximum",		"exclusiveMinimum",
-	"exclusiveMaximum",	   "multipleOf", "minLength",		"maxLength",
-	"pattern",   "minItems",   "maxItems",	"uniqueItems",		"minProperties",
-	"maxProperties",	   "allOf",	 "anyOf",		"oneOf",
-	"not",	     "if-then-else",		"ref",			"boolean_schema",
+	"type",
+	"properties",
+	"required",
+	"additionalProperties",
+	"items",
+	"enum",
+	"const",
+	"minimum",
+	"maximum",
+	"exclusiveMinimum",
+	"exclusiveMaximum",
+	"multipleOf",
+	"minLength",
+	"maxLength",
+	"pattern",
+	"minItems",
+	"maxItems",
+	"uniqueItems",
+	"minProperties",
+	"maxProperties",
+	"allOf",
+	"anyOf",
+	"oneOf",
+	"not",
+	"if-then-else",
+	"ref",
+	"boolean_schema",
 };
 
 #define NFILES (sizeof(files) / sizeof(files[0]))
@@ -69,9 +90,9 @@ static int getkey(int t, const char *key)
 /* Keys that may stand next to $ref with the same meaning in draft 7 and 2020-12. */
 static int ref_neutral(const char *k)
 {
-	static const char *const ok_keys[] = {"$ref",	   "$defs",    "definitions", "title",
-					      "description", "$comment", "$id",	      "$schema",
-					      "default",     "examples"};
+	static const char *const ok_keys[] = {"$ref",        "$defs",    "definitions", "title",
+	                                      "description", "$comment", "$id",         "$schema",
+	                                      "default",     "examples"};
 	size_t i;
 
 	for (i = 0; i < sizeof(ok_keys) / sizeof(ok_keys[0]); i++)
@@ -109,7 +130,7 @@ static void skip_case(const char *file, const char *desc, const char *why)
 	skipped++;
 	diag("skip %s.json: %s: %s", file, desc, why);
 	snprintf(skipped_list + n, sizeof(skipped_list) - n, "%s%s.json '%s'", n ? ", " : "", file,
-		 desc);
+	         desc);
 }
 
 /* Runs the tests of one case whose schema compiled. Returns the failures. [-0, +0, m] */

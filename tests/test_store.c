@@ -41,7 +41,7 @@ static int collect_fn(void *ud, const struct sl_event *ev)
 
 static int count_events(struct sl_store *s, const char *stream)
 {
-	struct collect c = { 0 };
+	struct collect c = {0};
 
 	sl_store_read(s, stream, 1, 0, NULL, collect_fn, &c, NULL);
 	return c.n;
@@ -49,22 +49,22 @@ static int count_events(struct sl_store *s, const char *stream)
 
 static void sleep_ms(long ms)
 {
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 
 	nanosleep(&ts, NULL);
 }
 
 static struct sl_event_in ev_of(const char *stream, const char *type, const char *payload)
 {
-	struct sl_event_in ev = { stream, type, payload, payload ? strlen(payload) : 0,
-				  NULL, 0, NULL, 0 };
+	struct sl_event_in ev = {stream, type, payload, payload ? strlen(payload) : 0,
+	                         NULL,   0,    NULL,    0};
 	return ev;
 }
 
 static void test_batch_all_or_nothing(struct sl_store *s)
 {
-	struct sl_event_in ev[3] = { ev_of("b/1", "t", "{}"), ev_of("b/2", "t", "{}"),
-				     ev_of("b/1", "t", "[1]") };
+	struct sl_event_in ev[3] = {ev_of("b/1", "t", "{}"), ev_of("b/2", "t", "{}"),
+	                            ev_of("b/1", "t", "[1]")};
 	struct sl_append_result res[3];
 	struct sl_diag d;
 	size_t failed = 99;
@@ -136,8 +136,8 @@ static int ckpt_offset(struct sl_store *s, const char *proc, const char *stream)
 /* Rows written through a commit: checkpoint, fault, dead letter, reset. */
 static void test_rows(struct sl_store *s)
 {
-	struct sl_dead_letter dl = { "p", "r/1", "t", "boom", NULL, "2026-01-01T00:00:00.000Z",
-				     3, 5, 4 };
+	struct sl_dead_letter dl = {"p", "r/1", "t", "boom", NULL, "2026-01-01T00:00:00.000Z",
+	                            3,   5,     4};
 	struct sl_commit *c;
 	struct sl_ckpt k;
 	int found;
@@ -179,7 +179,7 @@ static int proj_rows(struct sl_proj *pj, const char *table)
 
 /* A batch in a fenced commit: an append, a checkpoint and a projection row. */
 static int fenced_batch(struct sl_store *s, const struct sl_fence *f, const char *steal,
-			struct sl_diag *d)
+                        struct sl_diag *d)
 {
 	struct sl_event_in e = ev_of("f/1", "t", NULL);
 	struct sl_append_result r;
@@ -192,8 +192,9 @@ static int fenced_batch(struct sl_store *s, const struct sl_fence *f, const char
 	pj = sl_commit_projection(c);
 	sl_commit_append(c, &e, 1, &r, 0, NULL, NULL);
 	sl_ckpt_put(c, "counter", "f/1", r.offset, "{}", 2, r.offset, NULL);
-	sqlite3_exec(sl_proj_db(pj), "CREATE TABLE IF NOT EXISTS proj_f(x); INSERT INTO proj_f VALUES (1)",
-		     NULL, NULL, NULL);
+	sqlite3_exec(sl_proj_db(pj),
+	             "CREATE TABLE IF NOT EXISTS proj_f(x); INSERT INTO proj_f VALUES (1)", NULL,
+	             NULL, NULL);
 	ok(count_events(s, "f/1") > 0 && proj_rows(pj, "proj_f") == 1,
 	   "inside the commit the batch's writes are visible");
 	if (steal) /* another runner takes over while the batch runs */
@@ -216,8 +217,8 @@ static int nothing_of_batch(struct sl_store *s)
 
 static void test_fence(struct sl_store *s)
 {
-	struct sl_fence a1 = { "counter", "a@host", 1 }, b1 = { "counter", "b@host", 1 };
-	struct sl_fence b2 = { "counter", "b@host", 2 };
+	struct sl_fence a1 = {"counter", "a@host", 1}, b1 = {"counter", "b@host", 1};
+	struct sl_fence b2 = {"counter", "b@host", 2};
 	struct sl_commit *c = (struct sl_commit *)1;
 	struct sl_lease l;
 	struct sl_diag d;
@@ -226,8 +227,8 @@ static void test_fence(struct sl_store *s)
 	sl_store_lease_acquire(s, "counter", "a@host", 60000, &l, NULL);
 	ok(!strcmp(l.owner, "a@host") && l.epoch == 1, "a holds the lease of counter at epoch 1");
 	sl_diag_init(&d);
-	is(fenced_batch(s, &a1, "UPDATE sl_leases SET owner = 'b@host', epoch = 2", &d),
-	   SL_EFENCED, "a commit whose lease was taken over while it ran fails");
+	is(fenced_batch(s, &a1, "UPDATE sl_leases SET owner = 'b@host', epoch = 2", &d), SL_EFENCED,
+	   "a commit whose lease was taken over while it ran fails");
 	ok(strstr(d.msg, "processor 'counter'") && strstr(d.msg, "b@host"),
 	   "naming the processor and the owner now: %s", d.msg);
 	ok(nothing_of_batch(s), "its append, checkpoint and projection rows were all rolled back");
@@ -267,7 +268,7 @@ static void test_leases(struct sl_store *s)
 	   "a free lease is taken at epoch 1, until now + ttl");
 	sl_store_lease_acquire(s, "p", "two", 60000, &l, NULL);
 	ok(!strcmp(l.owner, "one") && l.epoch == 1, "a live lease of another is not taken;"
-	   " its holder is reported");
+	                                            " its holder is reported");
 	sl_store_lease_acquire(s, "p", "one", 30, &l, NULL);
 	ok(!strcmp(l.owner, "one") && l.epoch == 1, "renewing keeps the epoch");
 	sleep_ms(60);
@@ -286,7 +287,8 @@ static void test_leases(struct sl_store *s)
 	sl_store_lease_acquire(s, "p", "two", 60000, &l, NULL);
 	ok(!strcmp(l.owner, "two") && l.epoch == 3, "taking a released lease raises the epoch");
 	sl_diag_init(&d);
-	is(sl_store_lease_acquire(s, "p", "", 1000, &l, &d), SL_EINVAL, "an empty owner: %s", d.msg);
+	is(sl_store_lease_acquire(s, "p", "", 1000, &l, &d), SL_EINVAL, "an empty owner: %s",
+	   d.msg);
 }
 
 static int all_fn(void *ud, const struct sl_event *ev)
@@ -346,7 +348,7 @@ static void test_names(void)
  * payload is rejected on every append path, exactly as the CLI reports it. */
 static void test_validator(void)
 {
-	struct sl_store_opts o = { SL_DURABILITY_FULL, 0, sl_core_validate, NULL };
+	struct sl_store_opts o = {SL_DURABILITY_FULL, 0, sl_core_validate, NULL};
 	struct sl_event_in bad = ev_of("v/1", "stream/paused", "{\"reason\":5}");
 	struct sl_event_in good = ev_of("v/1", "stream/paused", "{\"reason\":\"maintenance\"}");
 	struct sl_event_in next = ev_of("v/1", "t", NULL);
@@ -364,11 +366,13 @@ static void test_validator(void)
 	is(sl_store_open(&s, p, &o, &d), 0, "opens a store that checks with it");
 	is(sl_store_append(s, &bad, 1, &r, 0, NULL, &d), SL_EINVAL,
 	   "a stream/paused with a numeric reason is rejected");
-	ok(!strncmp(d.msg, "payload: ", 9) && strstr(d.msg, "reason"), "naming the field: %s", d.msg);
+	ok(!strncmp(d.msg, "payload: ", 9) && strstr(d.msg, "reason"), "naming the field: %s",
+	   d.msg);
 	is(count_events(s, "v/1"), 0, "and nothing is written");
 	is(sl_store_check_event(&bad, sl_core_validate, v, NULL), SL_EINVAL,
 	   "sl_store_check_event with the validator rejects it too");
-	is(sl_store_check_event(&bad, NULL, NULL, NULL), 0, "without a check only the envelope counts");
+	is(sl_store_check_event(&bad, NULL, NULL, NULL), 0,
+	   "without a check only the envelope counts");
 	sl_commit_begin(s, NULL, &c, NULL);
 	is(sl_commit_append(c, &bad, 1, &r, 0, NULL, NULL), SL_EINVAL,
 	   "appends inside a commit are checked as well");
@@ -421,7 +425,7 @@ static void test_backends(void)
 	is(sl_store_open(&s, "nats://127.0.0.1:4222", NULL, &d), SL_ENOTSUP,
 	   "a nats:// store is picked by its URL and not supported yet");
 	ok(s == NULL && strstr(d.msg, "cannot open store 'nats://127.0.0.1:4222'") &&
-		   strstr(d.msg, "not supported yet"),
+	           strstr(d.msg, "not supported yet"),
 	   "and says so: %s", d.msg);
 }
 
@@ -444,7 +448,7 @@ static int user_version_of(const char *p)
 /* A store of schema version 3 (before leases) keeps opening. */
 static void test_migration(void)
 {
-	struct sl_store_opts ro = { SL_DURABILITY_FULL, 1, NULL, NULL };
+	struct sl_store_opts ro = {SL_DURABILITY_FULL, 1, NULL, NULL};
 	struct sl_event_in e = ev_of("m/1", "t", NULL);
 	struct sl_append_result r;
 	struct sl_store *s;

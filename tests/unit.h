@@ -20,8 +20,8 @@ static inline void plan(int n)
 	fflush(stdout);
 }
 
-__attribute__((format(printf, 4, 5))) static inline int
-unit_ok(int cond, const char *file, int line, const char *fmt, ...)
+__attribute__((format(printf, 4, 5))) static inline int unit_ok(int cond, const char *file,
+                                                                int line, const char *fmt, ...)
 {
 	va_list ap;
 
