@@ -42,7 +42,7 @@ static const char contract_t[] =
 	" },\n"
 	" \"state\": {\"type\": \"object\", \"required\": [\"seen\"],\n"
 	"           \"properties\": {\"seen\": {\"type\": \"array\", \"items\": {\"type\": "
-        "\"integer\"}}}},\n"
+	"\"integer\"}}}},\n"
 	" \"initialState\": {\"seen\": []}\n"
 	"}\n";
 
@@ -69,11 +69,11 @@ static const char script_t[] =
 	"      runs[off] = (runs[off] or 0) + 1\n"
 	"      ctx.append('t/out', { k = off, run = runs[off] },\n"
 	"                 { stream = 'out/1', idempotencyKey = 'hit:' .. off .. ':' .. runs[off] "
-        "})\n"
+	"})\n"
 	"      if event.payload.emit then ctx.append('t/out', { k = off }, { stream = 'out/1' }) "
-        "end\n"
+	"end\n"
 	"      if event.payload.emitOther then ctx.append('t/other', {}, { stream = 'out/1' }) "
-        "end\n"
+	"end\n"
 	"      if event.payload.fail then error('boom at ' .. off) end\n"
 	"    end,\n"
 	"  },\n"
@@ -84,7 +84,7 @@ static const char contract_q[] =
 	" \"events\": {\"q/a\": {\"type\": \"object\"}},\n"
 	" \"state\": {\"type\": \"object\", \"required\": [\"n\"],\n"
 	"           \"properties\": {\"n\": {\"type\": \"integer\"}, \"tries\": {\"type\": "
-        "\"integer\"}}},\n"
+	"\"integer\"}}},\n"
 	" \"initialState\": {\"n\": 0}}\n";
 
 /* prepare fails the first time; reduce records how many times prepare ran. */

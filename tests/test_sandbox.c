@@ -449,7 +449,7 @@ static const char *const pattern_cases[] = {
 	"return string.gsub('abc', '%w', '%x')",
 	"return string.gsub('$name is $age', '%$(%w+)', {name = 'bob', age = 3})",
 	"return string.gsub('a b c', '%a', function(c) if c == 'b' then return nil end return "
-        "c:upper() end)",
+	"c:upper() end)",
 	"return string.gsub('abc', '()', '%1')",
 	"return string.gsub('^^x', '^%^', '')",
 	"return string.gsub('abc', '.', {a = true})",
@@ -458,7 +458,7 @@ static const char *const pattern_cases[] = {
 	"local r = {} for w in string.gmatch('one two  three', '%a+') do r[#r+1] = w end"
 	" return table.concat(r, ',')",
 	"local r = {} for p in string.gmatch('abc', '()') do r[#r+1] = p end return "
-        "table.concat(r, ',')",
+	"table.concat(r, ',')",
 	"local r = {} for w in string.gmatch('abcabc', 'b', 3) do r[#r+1] = w end return #r",
 	"local r = {} for w in string.gmatch('xyz', '^x') do r[#r+1] = w end return #r",
 	"return string.find(string.rep('a', 20) .. 'b', '(a*)(a*)b')",

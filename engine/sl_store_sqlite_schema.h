@@ -1,0 +1,86 @@
+/* sl_store_sqlite_schema.h - the SQLite store's tables, one migration per
+ * PRAGMA user_version step. Included only by sl_store_sqlite.c; a new version
+ * appends a migration and raises SCHEMA_VERSION (existing stores are upgraded on
+ * their next read-write open). */
+#ifndef SL_STORE_SQLITE_SCHEMA_H
+#define SL_STORE_SQLITE_SCHEMA_H
+
+#define SCHEMA_VERSION 4
+
+static const char *const schema_v1 =
+	"CREATE TABLE sl_streams("
+	" stream TEXT PRIMARY KEY NOT NULL,"
+	" head INTEGER NOT NULL,"
+	" paused INTEGER NOT NULL DEFAULT 0,"
+	" pause_reason TEXT,"
+	" metadata TEXT NOT NULL DEFAULT '{}'"
+	") WITHOUT ROWID;"
+	"CREATE TABLE sl_events("
+	" stream TEXT NOT NULL,"
+	" \"offset\" INTEGER NOT NULL,"
+	" position INTEGER NOT NULL,"
+	" type TEXT NOT NULL,"
+	" payload TEXT NOT NULL,"
+	" metadata TEXT,"
+	" idem_key TEXT,"
+	" created_at TEXT NOT NULL,"
+	" PRIMARY KEY (stream, \"offset\")"
+	") WITHOUT ROWID;"
+	"CREATE UNIQUE INDEX sl_events_position ON sl_events(position);"
+	"CREATE UNIQUE INDEX sl_events_key ON sl_events(stream, idem_key)"
+	" WHERE idem_key IS NOT NULL;";
+
+/* Version 2: the processor runtime's tables (sl_tables lists ctx.db's tables). */
+static const char *const schema_v2 = "CREATE TABLE sl_processors("
+				     " name TEXT PRIMARY KEY NOT NULL,"
+				     " version INTEGER NOT NULL,"
+				     " anchor INTEGER"
+				     ") WITHOUT ROWID;"
+				     "CREATE TABLE sl_checkpoints("
+				     " processor TEXT NOT NULL,"
+				     " stream TEXT NOT NULL,"
+				     " \"offset\" INTEGER NOT NULL,"
+				     " state TEXT,"
+				     " effects_mark INTEGER NOT NULL DEFAULT 0,"
+				     " status TEXT NOT NULL DEFAULT 'ok',"
+				     " last_error TEXT,"
+				     " background_failures INTEGER NOT NULL DEFAULT 0,"
+				     " PRIMARY KEY (processor, stream)"
+				     ") WITHOUT ROWID;"
+				     "CREATE TABLE sl_tables("
+				     " name TEXT PRIMARY KEY NOT NULL,"
+				     " processor TEXT NOT NULL"
+				     ") WITHOUT ROWID;";
+
+/* Version 3: what changed scripts and contracts are detected by, and dead letters. */
+static const char *const schema_v3 = "ALTER TABLE sl_processors ADD COLUMN script_hash TEXT;"
+				     "ALTER TABLE sl_processors ADD COLUMN contract_hash TEXT;"
+				     "CREATE TABLE sl_dead_letters("
+				     " id INTEGER PRIMARY KEY,"
+				     " processor TEXT NOT NULL,"
+				     " stream TEXT NOT NULL,"
+				     " \"offset\" INTEGER NOT NULL,"
+				     " position INTEGER NOT NULL,"
+				     " type TEXT NOT NULL,"
+				     " error TEXT NOT NULL,"
+				     " traceback TEXT,"
+				     " attempts INTEGER NOT NULL,"
+				     " at TEXT NOT NULL"
+				     ");";
+
+/* Version 4: one lease per processor (DESIGN §8); owner '' when nobody holds it. */
+static const char *const schema_v4 = "CREATE TABLE sl_leases("
+				     " processor TEXT PRIMARY KEY NOT NULL,"
+				     " owner TEXT NOT NULL,"
+				     " epoch INTEGER NOT NULL,"
+				     " expires_at INTEGER NOT NULL"
+				     ") WITHOUT ROWID;";
+
+static const char *const *const migrations[SCHEMA_VERSION] = {
+	&schema_v1,
+	&schema_v2,
+	&schema_v3,
+	&schema_v4,
+};
+
+#endif
