@@ -134,18 +134,6 @@ static void remove_dir(void)
 		fprintf(stderr, "bench_store: cannot remove %s: %s\n", dir, strerror(errno));
 	dir[0] = '\0';
 }
-/* The createdAt text the store writes, once per batch (sl_store.c, format_now()). */
-static void format_now(char *out, size_t n)
-{
-	struct timespec ts;
-	struct tm tm;
-	char base[24];
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out, n, "%s.%03dZ", base, (int)(ts.tv_nsec / 1000000));
-}
 
 /* Writes the PAYLOAD_LEN-byte JSON payload of bulk event i to out. */
 static size_t make_payload(char *out, long i)
@@ -197,7 +185,7 @@ static int plain_batch(sqlite3 *db, sqlite3_stmt *st, struct gen *g, long first,
 
 	if (sql_exec(db, "BEGIN IMMEDIATE"))
 		return -1;
-	format_now(created_at, sizeof(created_at));
+	sl_store_now(created_at, sizeof(created_at)); /* once per batch, as the store */
 	for (k = 0; k < m; k++) {
 		size_t len = make_payload(g->payload[k], first + k);
 		sqlite3_bind_text(st, 1, g->names[(first + k) % STREAMS], -1, SQLITE_STATIC);
