@@ -764,7 +764,13 @@ static int print_status(void *ud, const struct sl_status_row *r)
 		sl_buf_addjstr(&o->b, r->last_error, strlen(r->last_error));
 	else
 		sl_buf_adds(&o->b, "null");
-	sl_buf_addf(&o->b, ",\"backgroundFailures\":%lld}", (long long)r->background_failures);
+	sl_buf_addf(&o->b,
+	            ",\"backgroundFailures\":%lld,\"runner\":", (long long)r->background_failures);
+	if (r->runner)
+		sl_buf_addjstr(&o->b, r->runner, strlen(r->runner));
+	else
+		sl_buf_adds(&o->b, "null");
+	sl_buf_addc(&o->b, '}');
 	return row_line(o);
 }
 
@@ -865,7 +871,7 @@ static int cmd_reset(struct args *a)
 
 static int cmd_resume(struct args *a)
 {
-	return with_host(a, SL_HOST_RUN, do_resume);
+	return with_host(a, SL_HOST_WRITE, do_resume);
 }
 
 static int cmd_dead_letters(struct args *a)
@@ -956,7 +962,8 @@ static const struct cmd commands[] = {
          cmd_status,
          "status DEPLOYMENT",
          "Prints one line per instance: processor, stream, offset, head, lag, status\n"
-         "(ok, faulted or new), lastError, backgroundFailures.\n",
+         "(ok, faulted or new), lastError, backgroundFailures, runner (the process\n"
+         "running the processor now, pid@host-suffix, or null).\n",
          {NULL},
          1,
          1},

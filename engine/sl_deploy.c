@@ -315,6 +315,9 @@ static int read_fields(lua_State *L, struct sl_deploy *dp)
 	dp->shutdown_ms = 10000;
 	if ((s = opt_string(L, "shutdownTimeout")))
 		dp->shutdown_ms = sl_parse_duration(s), free(s);
+	dp->lease_ms = 2000;
+	if ((s = opt_string(L, "lease")))
+		dp->lease_ms = sl_parse_duration(s), free(s);
 	lua_getfield(L, -1, "schemas");
 	n = lua_istable(L, -1) ? (size_t)lua_rawlen(L, -1) : 0;
 	if (!(dp->schemas = calloc(n + 1, sizeof(char *)))) {
@@ -362,6 +365,9 @@ int sl_deploy_load(struct sl_deploy **out, const char *file, struct sl_errs *err
 	}
 	if (errs->n == before)
 		rc = read_fields(L, dp);
+	if (errs->n == before && !rc && dp->lease_ms < 100)
+		sl_errs_add(errs, "%s: lease: must be at least 100ms, got %gms", file,
+		            dp->lease_ms);
 	lua_pop(L, 1);
 out:
 	if (rc == SL_ENOMEM)

@@ -40,6 +40,7 @@ struct sl_deploy {
 	size_t nprocs;
 	char *console;      /* resolved, or NULL */
 	double shutdown_ms; /* shutdownTimeout (default 10 s) */
+	double lease_ms;    /* lease of each processor's runner (default 2 s, >= 100 ms) */
 };
 
 /* Loads and validates `file`. Every error goes to errs; returns SL_EINVAL (or

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <uv.h>
 
@@ -28,6 +29,8 @@ struct sl_host {
 	uv_loop_t loop;
 	int loop_ready;
 	double shutdown_ms;
+	int progress;
+	int flags;
 };
 
 /* ---- opening ------------------------------------------------------------------------ */
@@ -79,7 +82,7 @@ static int open_procs(struct sl_host *h, int flags, struct sl_errs *errs)
 	return bad ? SL_EINVAL : 0;
 }
 
-static int open_store(struct sl_host *h, int flags, struct sl_errs *errs)
+static int open_store(struct sl_host *h, struct sl_errs *errs)
 {
 	struct sl_store_opts so = {h->dp->durability, 0, sl_core_validate, NULL};
 	struct sl_diag d;
@@ -92,7 +95,7 @@ static int open_store(struct sl_host *h, int flags, struct sl_errs *errs)
 	if (sl_store_open(&h->store, h->dp->store, &so, &d))
 		goto fail;
 	for (i = 0; i < h->nprocs; i++)
-		if (sl_proc_attach(h->procs[i].p, h->store, flags & SL_HOST_RUN, &d) ||
+		if (sl_proc_attach(h->procs[i].p, h->store, 0, &d) ||
 		    sl_proc_set_loop(h->procs[i].p, &h->loop, &d))
 			goto fail;
 	return 0;
@@ -114,6 +117,8 @@ int sl_host_open(struct sl_host **out, const char *deployment, int flags, struct
 		return SL_ENOMEM;
 	}
 	h->shutdown_ms = 10000;
+	h->progress = isatty(2);
+	h->flags = flags;
 	if ((rc = uv_loop_init(&h->loop))) {
 		sl_errs_add(errs, "cannot start the event loop: %s", uv_strerror(rc));
 		rc = SL_EIO;
@@ -130,7 +135,7 @@ int sl_host_open(struct sl_host **out, const char *deployment, int flags, struct
 	}
 	if ((rc = open_procs(h, flags, errs)))
 		goto fail;
-	if (!(flags & SL_HOST_NO_STORE) && (rc = open_store(h, flags, errs)))
+	if (!(flags & SL_HOST_NO_STORE) && (rc = open_store(h, errs)))
 		goto fail;
 	if ((rc = sl_pump_new(&h->pump, &h->loop, h->store, h->procs, h->nprocs))) {
 		sl_errs_add(errs, "out of memory");
@@ -209,9 +214,19 @@ void sl_host_set_shutdown_timeout(struct sl_host *h, double ms)
 	h->shutdown_ms = ms;
 }
 
+void sl_host_set_progress(struct sl_host *h, int on)
+{
+	h->progress = on;
+}
+
 int sl_host_run(struct sl_host *h, int until_caught_up, struct sl_diag *d)
 {
-	sl_pump_run(h->pump, until_caught_up, h->shutdown_ms);
+	struct sl_pump_opts o = {until_caught_up, h->shutdown_ms, h->dp->lease_ms, h->dp->store,
+	                         h->progress};
+	int rc;
+
+	if ((rc = sl_pump_run(h->pump, &o, d)))
+		return rc;
 	return count_faulted(h, d) ? 1 : 0;
 }
 
@@ -261,7 +276,31 @@ struct each_ctx {
 	int (*fn)(struct each_ctx *c, struct sl_inst *in);
 	int64_t head;
 	void *arg;
+	const char *runner; /* status: the live lease's owner, or NULL */
 };
+
+/* The owner of proc's lease while it is live (owner set, not expired), else 0. */
+static int live_runner(struct sl_host *h, const char *proc, struct sl_lease *l, struct sl_diag *d)
+{
+	int found, rc;
+
+	if ((rc = sl_store_lease_get(h->store, proc, l, &found, d)))
+		return rc;
+	return found && *l->owner && l->expires_at > sl_store_now_ms();
+}
+
+/* Refuses a change of proc's rows while a runner holds it (DESIGN §8). */
+static int refuse_if_running(struct sl_host *h, const char *proc, struct sl_diag *d)
+{
+	struct sl_lease l;
+	int rc = live_runner(h, proc, &l, d);
+
+	if (rc > 0)
+		return sl_diag_set(d, SL_EBUSY,
+		                   "processor '%s' is running (%s); use the console or stop it",
+		                   proc, l.owner);
+	return rc;
+}
 
 static int each_stream(void *ud, const struct sl_stream_info *info)
 {
@@ -308,7 +347,7 @@ int sl_host_state(struct sl_host *h, const char *proc, const char *stream, sl_st
 {
 	struct sl_pump_proc *hp = find_proc(h, proc, d);
 	struct state_ctx sc = {fn, ud};
-	struct each_ctx c = {h, hp, d, state_fn, 0, &sc};
+	struct each_ctx c = {h, hp, d, state_fn, 0, &sc, NULL};
 	struct sl_inst *in;
 
 	if (!hp) /* find_proc set d: unknown processor */
@@ -348,6 +387,7 @@ static int status_fn(struct each_ctx *c, struct sl_inst *in)
 	row.status = status_of(in);
 	row.last_error = ck.last_error;
 	row.background_failures = ck.background_failures;
+	row.runner = c->runner;
 	rc = sc->fn(sc->ud, &row);
 	sl_ckpt_release(&ck);
 	return rc;
@@ -360,7 +400,11 @@ int sl_host_status(struct sl_host *h, sl_status_fn fn, void *ud, struct sl_diag 
 	int rc;
 
 	for (i = 0; i < h->nprocs; i++) {
-		struct each_ctx c = {h, &h->procs[i], d, status_fn, 0, &sc};
+		struct each_ctx c = {h, &h->procs[i], d, status_fn, 0, &sc, NULL};
+		struct sl_lease l;
+		if ((rc = live_runner(h, h->procs[i].cfg->name, &l, d)) < 0)
+			return rc;
+		c.runner = rc ? l.owner : NULL;
 		if ((rc = each_instance(&c)))
 			return rc;
 	}
@@ -382,6 +426,8 @@ int sl_host_reset(struct sl_host *h, const char *proc, const char *stream, int w
 		return sl_diag_set(d, SL_EINVAL,
 		                   "stream '%s' does not match '%s' of processor '%s'", stream,
 		                   hp->cfg->streams, proc);
+	if ((rc = refuse_if_running(h, proc, d)))
+		return rc;
 	if ((rc = sl_commit_begin(h->store, NULL, &c, d)))
 		return rc;
 	if (!(rc = sl_ckpt_reset(c, proc, stream, with_effects, d)) && !stream)
@@ -525,8 +571,9 @@ int sl_host_resume(struct sl_host *h, const char *proc, const char *stream, int 
 {
 	struct sl_pump_proc *hp = find_proc(h, proc, d);
 	struct resume_ctx rc = {h, hp, skip, fn, ud, d};
-	struct each_ctx c = {h, hp, d, resume_fn, 0, &rc};
+	struct each_ctx c = {h, hp, d, resume_fn, 0, &rc, NULL};
 	struct sl_inst *in;
+	int rr;
 
 	if (!hp) /* find_proc set d: unknown processor */
 		return d ? d->code : SL_EINVAL;
@@ -534,6 +581,11 @@ int sl_host_resume(struct sl_host *h, const char *proc, const char *stream, int 
 		return sl_diag_set(d, SL_EINVAL,
 		                   "stream '%s' does not match '%s' of processor '%s'", stream,
 		                   hp->cfg->streams, proc);
+	if ((rr = refuse_if_running(h, proc, d)))
+		return rr;
+	/* No runner: resume does the processor's own writes (anchor, rebuild) itself. */
+	if ((h->flags & SL_HOST_WRITE) && (rr = sl_proc_activate(hp->p, NULL, d)))
+		return rr;
 	if (!hp->cfg->mode_all && !stream)
 		return each_instance(&c);
 	if (!(in = sl_proc_instance(hp->p, hp->cfg->mode_all ? "" : stream)))

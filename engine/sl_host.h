@@ -19,8 +19,10 @@ struct sl_host;
 
 enum {
 	SL_HOST_NO_STORE = 1, /* load and check only (sluice check) */
-	SL_HOST_RUN = 2,      /* sluice run: store side-effect anchors */
+	SL_HOST_RUN = 2,      /* sluice run: processors start when their leases are taken */
 	SL_HOST_STRICT = 4,   /* sluice run --strict: processors run in strict mode */
+	SL_HOST_WRITE = 8,    /* resume: the processors' own writes (anchors, a version
+	                       * rebuild) happen at open, without a lease */
 };
 
 /* Loads the deployment, its contracts and scripts, opens its store and binds every
@@ -32,6 +34,9 @@ void sl_host_free(struct sl_host *h);
  * events and nothing is in flight; otherwise it runs until SIGINT or SIGTERM.
  * Returns 0, or 1 when an instance is faulted at the end (d says which). */
 int sl_host_run(struct sl_host *h, int until_caught_up, struct sl_diag *d);
+
+/* Shows the catch-up progress line on stderr (default: when stderr is a terminal). */
+void sl_host_set_progress(struct sl_host *h, int on);
 
 /* How long a SIGINT/SIGTERM waits for the batches in flight (default: the
  * deployment's shutdownTimeout, else 10 s). */
@@ -73,6 +78,7 @@ struct sl_status_row {
 	const char *status;
 	const char *last_error;
 	int64_t background_failures;
+	const char *runner; /* the owner of the processor's live lease, or NULL */
 };
 typedef int (*sl_status_fn)(void *ud, const struct sl_status_row *row);
 
@@ -80,7 +86,10 @@ typedef int (*sl_status_fn)(void *ud, const struct sl_status_row *row);
 int sl_host_status(struct sl_host *h, sl_status_fn fn, void *ud, struct sl_diag *d);
 
 /* Discards the state and checkpoint of one instance or (stream NULL) of all, and then
- * the processor's tables; with_effects also forgets the side-effects marks. */
+ * the processor's tables; with_effects also forgets the side-effects marks. Refused
+ * (SL_EBUSY, nothing written) while a live runner holds the processor's lease:
+ * "processor 'counter' is running (<owner>); use the console or stop it"; so is
+ * sl_host_resume. */
 int sl_host_reset(struct sl_host *h, const char *proc, const char *stream, int with_effects,
                   struct sl_diag *d);
 

@@ -128,3 +128,19 @@ void sl_instcache_drop_states(struct sl_instcache *c)
 	c->ncached = 0;
 	lua_gc(c->L, LUA_GCCOLLECT, 0);
 }
+
+void sl_instcache_forget(struct sl_instcache *c)
+{
+	size_t i;
+
+	sl_instcache_drop_states(c);
+	for (i = 0; i < c->nslots; i++) {
+		struct sl_inst *in = c->slot[i];
+		if (!in)
+			continue;
+		in->loaded = in->has_row = in->faulted = 0;
+		in->offset = in->effects_mark = 0;
+		in->fails = 0;
+		in->retry_at = 0;
+	}
+}

@@ -42,6 +42,9 @@ struct sl_inst *sl_instcache_get(struct sl_instcache *c, const char *stream);
 /* Makes the table on top of c->L the instance's cached state and pops it, evicting
  * the least recently used state when the cache is full. [-1, +0, m] */
 void sl_instcache_put_state(struct sl_instcache *c, struct sl_inst *in);
+/* Drops every cached state and marks every instance not loaded, with no failures:
+ * their checkpoint rows are read again on next use. [-0, +0, -] */
+void sl_instcache_forget(struct sl_instcache *c);
 /* Drops every cached state and runs a full collection. [-0, +0, -] */
 void sl_instcache_drop_states(struct sl_instcache *c);
 

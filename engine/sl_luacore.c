@@ -582,7 +582,7 @@ static int push_status_row(lua_State *L, const void *row, struct sl_diag *d)
 	const struct sl_status_row *r = row;
 
 	(void)d;
-	lua_createtable(L, 0, 8);
+	lua_createtable(L, 0, 9);
 	set_str(L, "processor", r->processor);
 	set_str_or_null(L, "stream", r->stream);
 	set_int(L, "offset", r->offset);
@@ -591,6 +591,7 @@ static int push_status_row(lua_State *L, const void *row, struct sl_diag *d)
 	set_str(L, "status", r->status);
 	set_str_or_null(L, "lastError", r->last_error);
 	set_int(L, "backgroundFailures", r->background_failures);
+	set_str_or_null(L, "runner", r->runner);
 	return 0;
 }
 

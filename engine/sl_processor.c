@@ -752,12 +752,18 @@ static void budget_failure(struct sl_proc *p, struct run *r, enum sl_budget b)
 		sl_instcache_drop_states(&p->cache);
 }
 
+/* The lease fence every commit of the processor carries, or NULL (no runner). */
+static const struct sl_fence *fence_of(const struct sl_proc *p)
+{
+	return p->fence.owner ? &p->fence : NULL;
+}
+
 /* Opens p->commit, for prepare or a batch, and binds ctx.db to it. */
 static int open_commit(struct sl_proc *p, struct sl_diag *d)
 {
 	int rc;
 
-	if ((rc = sl_commit_begin(p->store, NULL, &p->commit, d)))
+	if ((rc = sl_commit_begin(p->store, fence_of(p), &p->commit, d)))
 		return rc;
 	if ((rc = sl_dbapi_bind(p->db, sl_commit_projection(p->commit), d))) {
 		sl_commit_end(p->commit, 0, NULL);
@@ -904,7 +910,7 @@ static int count_background_failure(struct sl_proc *p, const char *stream, struc
 	struct sl_commit *c;
 	int rc, end;
 
-	if ((rc = sl_commit_begin(p->store, NULL, &c, d)))
+	if ((rc = sl_commit_begin(p->store, fence_of(p), &c, d)))
 		return rc;
 	rc = sl_ckpt_add_background_failure(c, p->cfg.name, stream, d);
 	end = sl_commit_end(c, rc == 0, d);
@@ -1307,6 +1313,7 @@ void sl_proc_free(struct sl_proc *p)
 	sl_luaapi_appends_release(&p->wap);
 	sl_work_src_unref(p->prep_src);
 	free(p->last_traceback);
+	free(p->fence_owner);
 	while (p->bgf) {
 		struct bgfail *f = p->bgf;
 		p->bgf = f->next;
@@ -1327,7 +1334,7 @@ static int rebuild(struct sl_proc *p, int64_t version, int64_t anchor, struct sl
 	struct sl_commit *c;
 	int rc, end;
 
-	if ((rc = sl_commit_begin(p->store, NULL, &c, d)))
+	if ((rc = sl_commit_begin(p->store, fence_of(p), &c, d)))
 		return rc;
 	if (!(rc = sl_ckpt_reset(c, p->cfg.name, NULL, 0, d)) &&
 	    !(rc = sl_ckpt_drop_tables(c, p->cfg.name, d)))
@@ -1347,7 +1354,7 @@ static int clear_changed(struct sl_proc *p, struct sl_diag *d)
 	int cleared, rc, end;
 
 	snprintf(chash, sizeof(chash), "%016llx", (unsigned long long)p->contract->hash);
-	if ((rc = sl_commit_begin(p->store, NULL, &c, d)))
+	if ((rc = sl_commit_begin(p->store, fence_of(p), &c, d)))
 		return rc;
 	rc = sl_ckpt_proc_hashes(c, p->cfg.name, p->script_hash, chash, &cleared, d);
 	end = sl_commit_end(c, rc == 0, d);
@@ -1366,16 +1373,39 @@ static int put_processor(struct sl_proc *p, int64_t anchor, struct sl_diag *d)
 	struct sl_commit *c;
 	int rc, end;
 
-	if ((rc = sl_commit_begin(p->store, NULL, &c, d)))
+	if ((rc = sl_commit_begin(p->store, fence_of(p), &c, d)))
 		return rc;
 	rc = sl_ckpt_proc_put(c, p->cfg.name, p->contract->version, anchor, d);
 	end = sl_commit_end(c, rc == 0, d);
 	return rc ? rc : end;
 }
 
-int sl_proc_attach(struct sl_proc *p, struct sl_store *s, int set_anchor, struct sl_diag *d)
+/* The writes of a runner that starts the processor: clears faults when the script or
+ * contract changed, rebuilds on a version change, stores the anchor the first time. */
+static int claim(struct sl_proc *p, struct sl_diag *d)
 {
 	int64_t version, anchor, head;
+	int exists, rc;
+
+	if ((rc = sl_ckpt_proc_get(p->store, p->cfg.name, &exists, &version, &anchor, d)))
+		return rc;
+	p->anchor = anchor;
+	if (exists && (rc = clear_changed(p, d)))
+		return rc;
+	if (exists && version != p->contract->version)
+		return rebuild(p, p->contract->version, anchor, d);
+	if (exists)
+		return 0;
+	if ((rc = sl_store_head_position(p->store, &head, d)) || (rc = put_processor(p, head, d)) ||
+	    (rc = clear_changed(p, d)))
+		return rc;
+	p->anchor = head;
+	return 0;
+}
+
+int sl_proc_attach(struct sl_proc *p, struct sl_store *s, int set_anchor, struct sl_diag *d)
+{
+	int64_t version, anchor;
 	int exists, rc;
 
 	p->store = s;
@@ -1385,17 +1415,36 @@ int sl_proc_attach(struct sl_proc *p, struct sl_store *s, int set_anchor, struct
 		return rc;
 	p->anchor = anchor;
 	/* Only `run` changes the store: reading commands must not. */
-	if (exists && set_anchor && (rc = clear_changed(p, d)))
-		return rc;
-	if (exists && version != p->contract->version && set_anchor)
-		return rebuild(p, p->contract->version, anchor, d);
-	if (exists || !set_anchor)
-		return 0;
-	if ((rc = sl_store_head_position(s, &head, d)) || (rc = put_processor(p, head, d)) ||
-	    (rc = clear_changed(p, d)))
-		return rc;
-	p->anchor = head;
-	return 0;
+	return set_anchor ? claim(p, d) : 0;
+}
+
+void sl_proc_set_fence(struct sl_proc *p, const struct sl_fence *f)
+{
+	free(p->fence_owner);
+	p->fence_owner = f ? strdup(f->owner) : NULL;
+	p->fence.processor = p->cfg.name;
+	p->fence.owner = p->fence_owner;
+	p->fence.epoch = f ? f->epoch : 0;
+}
+
+const struct sl_fence *sl_proc_fence(const struct sl_proc *p)
+{
+	return fence_of(p);
+}
+
+int sl_proc_activate(struct sl_proc *p, const struct sl_fence *f, struct sl_diag *d)
+{
+	sl_proc_set_fence(p, f);
+	if (f && !p->fence_owner)
+		return sl_diag_set(d, SL_ENOMEM, "out of memory");
+	sl_proc_forget(p);
+	p->prepared = 0; /* another runner may have changed its tables: prepare again */
+	return claim(p, d);
+}
+
+void sl_proc_forget(struct sl_proc *p)
+{
+	sl_instcache_forget(&p->cache);
 }
 
 /* Protected: encodes the state of instance (light userdata at 2) into the buffer

@@ -87,6 +87,7 @@ struct sl_inst {
 	int fails;         /* consecutive failures of the current batch */
 	int busy;          /* a batch is in flight */
 	uint64_t retry_at; /* loop time (ms) of the next attempt */
+	int queued;        /* on the pump's list of instances behind their head */
 	struct sl_inst *lru_prev, *lru_next;
 };
 
@@ -108,6 +109,21 @@ const struct sl_proc_cfg *sl_proc_cfg(const struct sl_proc *p);
  * open only while its synchronous parts run (the hooks, and the settling after its
  * blocking work), never while work waits on the loop. */
 int sl_proc_attach(struct sl_proc *p, struct sl_store *s, int set_anchor, struct sl_diag *d);
+
+/* The lease fence (sl_store.h) every later commit of the processor carries: its
+ * batches, faults, prepare, work's appends (f is copied; NULL: no fence). */
+void sl_proc_set_fence(struct sl_proc *p, const struct sl_fence *f);
+/* The fence set by sl_proc_set_fence, or NULL. */
+const struct sl_fence *sl_proc_fence(const struct sl_proc *p);
+/* A runner took the processor's lease (sluice run): sets the fence, forgets every
+ * instance (their checkpoints are read again: another runner may have moved them),
+ * and does the writes sl_proc_attach does with set_anchor (faults cleared on a
+ * changed script or contract, rebuild on a version change, the anchor stored the
+ * first time), all under the fence. prepare runs again with the next batch. */
+int sl_proc_activate(struct sl_proc *p, const struct sl_fence *f, struct sl_diag *d);
+/* Forgets what the processor knows of its instances: cached states, loaded
+ * checkpoints, failure counts. Instances stay valid (a batch in flight keeps its). */
+void sl_proc_forget(struct sl_proc *p);
 
 /* The instance for `stream` ("" in mode all), created (not loaded) on first use. */
 struct sl_inst *sl_proc_instance(struct sl_proc *p, const char *stream);

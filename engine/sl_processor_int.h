@@ -89,6 +89,8 @@ struct sl_proc {
 	int preparing;                /* prepare is running */
 	char script_hash[17];         /* of the script file's bytes */
 	struct sl_work_src *prep_src; /* the source of work started by prepare */
+	struct sl_fence fence;        /* of every commit when fence.owner is set */
+	char *fence_owner;            /* owned copy of fence.owner */
 };
 
 /* ---- the batch model, for ctx (sl_processor.c) ---- */

@@ -1,5 +1,5 @@
-/* sl_pump.c - the pump: batches from the store to the instances that are behind,
- * with the retry and fault policy (sl_pump.h). */
+/* sl_pump.c - the pump: the position-driven rounds, batches to the instances that are
+ * behind, the retry and fault policy, wake-up and leases (sl_pump.h). */
 #include "sl_pump.h"
 
 #include <signal.h>
@@ -14,9 +14,15 @@
 #include "sl_buf.h"
 #include "sl_checkpoint.h"
 #include "sl_deploy.h"
+#include "sl_lease.h"
 #include "sl_log.h"
 #include "sl_processor.h"
 #include "sl_store.h"
+
+#define ROUTE_CHUNK 1024 /* events read per routing query */
+#define ROUTE_CHUNKS 16  /* routing queries per processor and round */
+#define POLL_MS 1000     /* the slow poll of the store's data version */
+#define RATE_WINDOW 10   /* seconds of the rate shown by status */
 
 /* Events read for one batch: views whose strings live in `arena`. */
 struct evbuf {
@@ -26,26 +32,57 @@ struct evbuf {
 	size_t (*off)[6]; /* string offsets of each event, fixed up after reading */
 };
 
+/* The events per second of one instance over the last RATE_WINDOW seconds. */
+struct rate {
+	struct sl_inst *in;
+	uint32_t sec[RATE_WINDOW];
+};
+
+/* One processor the pump runs. */
+struct slot {
+	struct sl_pump_proc pp;
+	int removed;
+	size_t lease;         /* index in the lease keeper */
+	int leader;           /* this runner holds the lease and activated the processor */
+	int64_t epoch;        /* of the lease it activated with */
+	int64_t fenced_epoch; /* a batch of this epoch was refused: wait for another */
+	char standby_of[SL_OWNER_MAX + 1]; /* the owner last logged as running it */
+	int64_t cursor;                    /* highest position routed */
+	struct sl_inst **queue;            /* instances behind their head */
+	size_t nqueue, capqueue;
+	size_t inflight; /* batches of this slot not settled */
+	int catching_up; /* since activation, until the queue first empties */
+	int64_t cu_total, cu_done;
+	struct rate *rates;
+	size_t nrates, caprates;
+};
+
 struct sl_pump {
 	struct uv_loop_s *loop;
 	struct sl_store *store;
-	struct sl_pump_proc *procs;
-	size_t nprocs;
+	struct slot **slots;
+	size_t nslots;
 	struct evbuf buf;
-	struct sl_inst **todo; /* instances behind their head, this round */
-	size_t ntodo, captodo;
-	uv_timer_t timer;
+	struct sl_leases *leases;
+	uv_timer_t timer, poll, ratetimer;
+	uv_fs_event_t watch;
 	uv_signal_t sigint, sigterm;
-	int until_caught_up, progress, retrying, stopping, signals;
+	int watching;
+	int64_t data_version;
+	struct sl_pump_opts o;
+	int progress, retrying, stopping, signals;
 	size_t inflight;   /* batches whose ingest has not completed */
 	uint64_t deadline; /* loop time when a shutdown stops waiting */
-	double shutdown_ms;
+	unsigned rate_sec; /* seconds since the start, the rate window's clock */
+	sl_pump_idle_fn on_round;
+	void *on_round_ud;
 };
 
 /* One ingest in flight: what its completion needs after the batch buffer was reused. */
 struct pending {
 	struct sl_pump *pm;
-	struct sl_pump_proc *hp;
+	struct slot *sl;
+	int64_t from;       /* the instance's checkpoint when the batch started */
 	char *first_stream; /* the failing batch's first event, for stream/error-occurred */
 	int64_t first_offset;
 };
@@ -134,14 +171,15 @@ static int read_batch(struct sl_pump *pm, struct sl_pump_proc *hp, struct sl_ins
 
 /* Writes the fault row of an instance and, when it has a stream, its
  * stream/error-occurred ev, in one commit. */
-static int record_fault(struct sl_pump *pm, const char *proc, const char *stream, const char *msg,
-                        const struct sl_event_in *ev, struct sl_diag *d)
+static int record_fault(struct sl_pump *pm, const struct sl_fence *f, const char *proc,
+                        const char *stream, const char *msg, const struct sl_event_in *ev,
+                        struct sl_diag *d)
 {
 	struct sl_append_result res;
 	struct sl_commit *c;
 	int rc, end;
 
-	if ((rc = sl_commit_begin(pm->store, NULL, &c, d)))
+	if ((rc = sl_commit_begin(pm->store, f, &c, d)))
 		return rc;
 	if (!(rc = sl_ckpt_fault(c, proc, stream, msg, d)) && *ev->stream)
 		rc = sl_commit_append(c, ev, 1, &res, 0, NULL, d);
@@ -185,7 +223,7 @@ static void fault(struct sl_pump *pm, struct sl_pump_proc *hp, struct sl_inst *i
 	ev.payload = payload.ptr;
 	ev.payload_len = payload.len;
 	ev.key = key;
-	if (record_fault(pm, hp->cfg->name, in->stream, msg, &ev, &d))
+	if (record_fault(pm, sl_proc_fence(hp->p), hp->cfg->name, in->stream, msg, &ev, &d))
 		sl_log(SL_LOG_ERROR, hp->cfg->name, in->stream, 0, "cannot record the fault: %s",
 		       sl_diag_msg(&d));
 	in->faulted = 1;
@@ -193,15 +231,99 @@ static void fault(struct sl_pump *pm, struct sl_pump_proc *hp, struct sl_inst *i
 	sl_buf_release(&payload);
 }
 
+/* ---- the queue of instances behind their head ------------------------------------------ */
+
+static int enqueue(struct slot *sl, struct sl_inst *in)
+{
+	if (in->queued)
+		return 0;
+	if (sl->nqueue == sl->capqueue) {
+		size_t cap = sl->capqueue ? sl->capqueue * 2 : 64;
+		struct sl_inst **grown = realloc(sl->queue, cap * sizeof(*grown));
+		if (!grown)
+			return SL_ENOMEM;
+		sl->queue = grown;
+		sl->capqueue = cap;
+	}
+	sl->queue[sl->nqueue++] = in;
+	in->queued = 1;
+	return 0;
+}
+
+static void clear_queue(struct slot *sl)
+{
+	size_t i;
+
+	for (i = 0; i < sl->nqueue; i++)
+		sl->queue[i]->queued = 0;
+	sl->nqueue = 0;
+}
+
+/* ---- rates (sluice status `rate`) ----------------------------------------------------------- */
+
+/* Counts n events processed by in in the current second. */
+static void count_rate(struct sl_pump *pm, struct slot *sl, struct sl_inst *in, int64_t n)
+{
+	size_t i;
+
+	for (i = 0; i < sl->nrates && sl->rates[i].in != in; i++)
+		;
+	if (i == sl->nrates) {
+		if (sl->nrates == sl->caprates) {
+			size_t cap = sl->caprates ? sl->caprates * 2 : 16;
+			struct rate *r = realloc(sl->rates, cap * sizeof(*r));
+			if (!r)
+				return; /* a rate is worth no failure */
+			sl->rates = r;
+			sl->caprates = cap;
+		}
+		memset(&sl->rates[i], 0, sizeof(sl->rates[i]));
+		sl->rates[i].in = in;
+		sl->nrates++;
+	}
+	sl->rates[i].sec[pm->rate_sec % RATE_WINDOW] += (uint32_t)n;
+}
+
+/* Once a second: moves the rate window on. */
+static void on_rates(uv_timer_t *t)
+{
+	struct sl_pump *pm = t->data;
+	size_t i, k;
+
+	pm->rate_sec++;
+	for (i = 0; i < pm->nslots; i++)
+		for (k = 0; k < pm->slots[i]->nrates; k++)
+			pm->slots[i]->rates[k].sec[pm->rate_sec % RATE_WINDOW] = 0;
+}
+
+static void forget_rates(struct slot *sl)
+{
+	sl->nrates = 0;
+}
+
+/* ---- batches -------------------------------------------------------------------------------- */
+
 static void on_tick(uv_timer_t *t);
 
+void sl_pump_kick(struct sl_pump *pm)
+{
+	uv_timer_start(&pm->timer, on_tick, 0, 0);
+}
+
+static int fenced(int rc, const struct sl_diag *d)
+{
+	return rc == SL_EFENCED || (d && d->code == SL_EFENCED);
+}
+
 /* Completion of one ingest: success resets the failure count; a failure schedules
- * the retry with exponential backoff or, when attempts are used up, faults. */
+ * the retry with exponential backoff or, when attempts are used up, faults. A batch
+ * refused by the fence makes the processor a standby. */
 static void on_ingested(void *ud, struct sl_inst *in, int rc, const struct sl_diag *d)
 {
 	struct pending *pd = ud;
 	struct sl_pump *pm = pd->pm;
-	struct sl_pump_proc *hp = pd->hp;
+	struct slot *sl = pd->sl;
+	struct sl_pump_proc *hp = &sl->pp;
 	/* Where it failed: the event it failed at, else the batch's first. */
 	const char *stream = pd->first_stream ? pd->first_stream : in->stream;
 	int64_t at = rc ? sl_proc_last_fail_offset(hp->p) : 0;
@@ -210,9 +332,20 @@ static void on_ingested(void *ud, struct sl_inst *in, int rc, const struct sl_di
 
 	in->busy = 0;
 	pm->inflight--;
+	sl->inflight--;
 	pm->progress = 1;
 	if (rc == 0) {
 		in->fails = 0;
+		if (in->offset > pd->from) {
+			count_rate(pm, sl, in, in->offset - pd->from);
+			if (sl->catching_up)
+				sl->cu_done += in->offset - pd->from;
+		}
+	} else if (fenced(rc, d)) {
+		sl_log(SL_LOG_WARN, hp->cfg->name, stream, 0, "%s", sl_diag_msg(d));
+		sl->fenced_epoch = sl->epoch;
+		if (pm->leases)
+			sl_leases_poke(pm->leases);
 	} else if (++in->fails >= hp->cfg->retry_attempts) {
 		sl_log(SL_LOG_ERROR, hp->cfg->name, stream, at ? at : pd->first_offset,
 		       "%s (attempt %d of %d; faulted)", sl_diag_msg(d), in->fails,
@@ -229,20 +362,21 @@ static void on_ingested(void *ud, struct sl_inst *in, int rc, const struct sl_di
 	free(pd->first_stream);
 	free(pd);
 	/* A batch that settled later (blocking work) wakes the pump at once. */
-	uv_timer_start(&pm->timer, on_tick, 0, 0);
+	sl_pump_kick(pm);
 }
 
 /* Starts the ingest of the batch in pm->buf for instance in. */
-static int ingest(struct sl_pump *pm, struct sl_pump_proc *hp, struct sl_inst *in,
-                  struct sl_diag *d)
+static int ingest(struct sl_pump *pm, struct slot *sl, struct sl_inst *in, struct sl_diag *d)
 {
 	struct pending *pd = calloc(1, sizeof(*pd));
+	struct sl_pump_proc *hp = &sl->pp;
 	size_t i;
 
 	if (!pd)
 		return sl_diag_set(d, SL_ENOMEM, "out of memory");
 	pd->pm = pm;
-	pd->hp = hp;
+	pd->sl = sl;
+	pd->from = in->offset;
 	for (i = 0; i < pm->buf.n; i++) {
 		int64_t seq = hp->cfg->mode_all ? pm->buf.ev[i].position : pm->buf.ev[i].offset;
 		if (seq > in->offset) {
@@ -253,93 +387,284 @@ static int ingest(struct sl_pump *pm, struct sl_pump_proc *hp, struct sl_inst *i
 	}
 	in->busy = 1;
 	pm->inflight++;
+	sl->inflight++;
 	sl_proc_ingest(hp->p, in, pm->buf.ev, pm->buf.n, on_ingested, pd);
 	return 0;
 }
 
-/* ---- the pump ------------------------------------------------------------------------------ */
+/* ---- routing: the events after the cursor -----------------------------------------------------
+ */
 
-static int add_todo(struct sl_pump *pm, struct sl_inst *in)
+struct route {
+	struct slot *sl;
+	struct sl_diag *d;
+	int64_t last;
+	size_t n;
+};
+
+/* Queues the instance an event belongs to, when it is behind. */
+static int route_event(void *ud, const struct sl_event *ev)
 {
-	if (pm->ntodo == pm->captodo) {
-		size_t cap = pm->captodo ? pm->captodo * 2 : 64;
-		struct sl_inst **grown = realloc(pm->todo, cap * sizeof(*grown));
-		if (!grown)
-			return SL_ENOMEM;
-		pm->todo = grown;
-		pm->captodo = cap;
+	struct route *r = ud;
+	struct sl_pump_proc *hp = &r->sl->pp;
+	struct sl_inst *in;
+	int rc;
+
+	r->last = ev->position;
+	r->n++;
+	if (!hp->cfg->mode_all && !sl_pattern_match(hp->cfg->streams, ev->stream))
+		return 0;
+	if (!(in = sl_proc_instance(hp->p, hp->cfg->mode_all ? "" : ev->stream)))
+		return sl_diag_set(r->d, SL_ENOMEM, "out of memory");
+	if ((rc = sl_proc_inst_load(hp->p, in, r->d)))
+		return rc;
+	{
+		int64_t seq = hp->cfg->mode_all ? ev->position : ev->offset;
+		if (seq > in->head)
+			in->head = seq;
 	}
-	pm->todo[pm->ntodo++] = in;
+	return in->offset < in->head ? enqueue(r->sl, in) : 0;
+}
+
+/* Moves the cursor of sl over what was appended since, in bounded chunks. */
+static int route(struct sl_pump *pm, struct slot *sl, struct sl_diag *d)
+{
+	struct route r = {sl, d, sl->cursor, 0};
+	int k, rc;
+
+	for (k = 0; k < ROUTE_CHUNKS; k++) {
+		r.n = 0;
+		rc = sl_store_read_all(pm->store, sl->cursor + 1, ROUTE_CHUNK, route_event, &r, d);
+		if (r.last > sl->cursor)
+			sl->cursor = r.last;
+		if (rc)
+			return rc == SL_ENOMEM ? sl_diag_set(d, rc, "out of memory") : rc;
+		if (r.n < ROUTE_CHUNK)
+			return 0;
+	}
+	pm->progress = 1; /* more to route: the next round goes on at once */
 	return 0;
 }
 
 struct scan {
-	struct sl_pump *pm;
-	struct sl_pump_proc *hp;
+	struct slot *sl;
 	struct sl_diag *d;
 };
 
-/* Finds the instance of a matching stream and queues it if it is behind. */
+/* Catch-up: the instance of a matching stream, queued if it is behind. */
 static int scan_stream(void *ud, const struct sl_stream_info *info)
 {
 	struct scan *sc = ud;
+	struct sl_pump_proc *hp = &sc->sl->pp;
 	struct sl_inst *in;
 	int rc;
 
-	if (!sl_pattern_match(sc->hp->cfg->streams, info->stream))
+	if (!sl_pattern_match(hp->cfg->streams, info->stream))
 		return 0;
-	if (!(in = sl_proc_instance(sc->hp->p, info->stream)))
+	if (!(in = sl_proc_instance(hp->p, info->stream)))
 		return sl_diag_set(sc->d, SL_ENOMEM, "out of memory");
-	if ((rc = sl_proc_inst_load(sc->hp->p, in, sc->d)))
+	if ((rc = sl_proc_inst_load(hp->p, in, sc->d)))
 		return rc;
 	in->head = info->head;
-	return in->offset < in->head ? add_todo(sc->pm, in) : 0;
+	if (in->offset >= in->head)
+		return 0;
+	sc->sl->cu_total += in->head - in->offset;
+	return enqueue(sc->sl, in);
 }
 
-/* Lists the instances of hp that are behind their head. */
-static int scan(struct sl_pump *pm, struct sl_pump_proc *hp, struct sl_diag *d)
+/* Catch-up when a runner starts a processor: the cursor goes to the head, and every
+ * instance behind is queued (the events after the head are routed as usual). */
+static int catch_up(struct sl_pump *pm, struct slot *sl, struct sl_diag *d)
 {
-	struct scan sc = {pm, hp, d};
+	struct scan sc = {sl, d};
+	struct sl_pump_proc *hp = &sl->pp;
 	struct sl_inst *in;
 	int64_t head;
 	int rc;
 
-	pm->ntodo = 0;
+	clear_queue(sl);
+	sl->cu_total = sl->cu_done = 0;
+	sl->catching_up = 1;
+	if ((rc = sl_store_head_position(pm->store, &head, d)))
+		return rc;
+	sl->cursor = head;
 	if (!hp->cfg->mode_all)
 		return sl_store_streams(pm->store, NULL, scan_stream, &sc, d);
 	if (!(in = sl_proc_instance(hp->p, "")))
 		return sl_diag_set(d, SL_ENOMEM, "out of memory");
-	if ((rc = sl_proc_inst_load(hp->p, in, d)) ||
-	    (rc = sl_store_head_position(pm->store, &head, d)))
+	if ((rc = sl_proc_inst_load(hp->p, in, d)))
 		return rc;
 	in->head = head;
-	return in->offset < head ? add_todo(pm, in) : 0;
+	if (in->offset >= head)
+		return 0;
+	sl->cu_total = head - in->offset;
+	return enqueue(sl, in);
 }
 
-/* One pass over every processor: one batch per instance that is behind. */
+/* One batch for each queued instance of sl that can take one; instances that
+ * reached their head (or are faulted) leave the queue. */
+static int deliver(struct sl_pump *pm, struct slot *sl, uint64_t now, struct sl_diag *d)
+{
+	size_t i, k = 0;
+	int rc = 0;
+
+	for (i = 0; i < sl->nqueue; i++) {
+		struct sl_inst *in = sl->queue[i];
+		int keep = 1;
+		if (rc || pm->stopping || in->busy || !sl->leader) {
+			/* kept as it is */
+		} else if (in->faulted || (in->loaded && in->offset >= in->head)) {
+			keep = 0;
+		} else if (in->retry_at > now) {
+			pm->retrying = 1;
+		} else if (!(rc = sl_proc_inst_load(sl->pp.p, in, d)) &&
+		           !(rc = read_batch(pm, &sl->pp, in, d))) {
+			if (pm->buf.n == 0)
+				keep = 0; /* the head moved back (a reset): nothing to read */
+			else
+				rc = ingest(pm, sl, in, d);
+		}
+		if (keep)
+			sl->queue[k++] = in;
+		else
+			in->queued = 0;
+	}
+	sl->nqueue = k;
+	if (!k && sl->catching_up && sl->leader) {
+		sl->catching_up = 0;
+		if (sl->cu_total)
+			sl_log(SL_LOG_DEBUG, sl->pp.cfg->name, NULL, 0, "caught up (%lld events)",
+			       (long long)sl->cu_done);
+	}
+	return rc;
+}
+
+/* ---- leases --------------------------------------------------------------------------------- */
+
+/* This runner took the lease of sl (or took it again at a new epoch). */
+static int activate(struct sl_pump *pm, struct slot *sl, const struct sl_lease_view *v,
+                    struct sl_diag *d)
+{
+	struct sl_fence f = {sl->pp.cfg->name, sl_leases_owner(pm->leases), v->row.epoch};
+	struct sl_diag pd;
+	int rc;
+
+	clear_queue(sl);
+	forget_rates(sl);
+	if ((rc = sl_proc_activate(sl->pp.p, &f, d)))
+		return rc;
+	sl_diag_init(&pd);
+	if (sl_proc_prepare(sl->pp.p, &pd))
+		sl_log(SL_LOG_WARN, sl->pp.cfg->name, NULL, 0, "%s (retried with its first batch)",
+		       sl_diag_msg(&pd));
+	if ((rc = catch_up(pm, sl, d)))
+		return rc;
+	sl->leader = 1;
+	sl->epoch = v->row.epoch;
+	/* A takeover is news; the start of a lone runner is not. */
+	sl_log(*sl->standby_of ? SL_LOG_INFO : SL_LOG_DEBUG, sl->pp.cfg->name, NULL, 0,
+	       "running processor '%s' (lease epoch %lld)", sl->pp.cfg->name,
+	       (long long)v->row.epoch);
+	sl->standby_of[0] = '\0';
+	return 0;
+}
+
+static void stand_by(struct slot *sl)
+{
+	if (sl->leader)
+		sl_proc_forget(sl->pp.p);
+	sl->leader = 0;
+	clear_queue(sl);
+	forget_rates(sl);
+	sl->catching_up = 0;
+}
+
+/* Brings every slot in line with what the lease keeper saw. */
+static int sync_leases(struct sl_pump *pm, struct sl_diag *d)
+{
+	size_t i;
+	int rc;
+
+	for (i = 0; i < pm->nslots; i++) {
+		struct slot *sl = pm->slots[i];
+		struct sl_lease_view v;
+		if (sl->removed)
+			continue;
+		sl_leases_get(pm->leases, sl->lease, &v);
+		if (!v.seen)
+			continue;
+		if (v.held && v.row.epoch != sl->fenced_epoch &&
+		    (!sl->leader || v.row.epoch != sl->epoch)) {
+			if (sl->inflight)
+				continue; /* the old epoch's batches settle first */
+			if (sl->leader)
+				stand_by(sl);
+			if ((rc = activate(pm, sl, &v, d))) {
+				if (!fenced(rc, d))
+					return rc;
+				sl->fenced_epoch = v.row.epoch;
+			}
+		} else if ((!v.held || v.row.epoch == sl->fenced_epoch) && sl->leader) {
+			sl_log(SL_LOG_WARN, sl->pp.cfg->name, NULL, 0,
+			       "lost the lease of processor '%s' to %s; standing by",
+			       sl->pp.cfg->name, v.held ? "a newer epoch" : v.row.owner);
+			stand_by(sl);
+		}
+		if (!v.held && *v.row.owner && strcmp(v.row.owner, sl->standby_of)) {
+			snprintf(sl->standby_of, sizeof(sl->standby_of), "%s", v.row.owner);
+			sl_log(SL_LOG_INFO, sl->pp.cfg->name, NULL, 0,
+			       "standby: processor '%s' is run by %s", sl->pp.cfg->name,
+			       v.row.owner);
+		}
+	}
+	return 0;
+}
+
+/* A standby that sees a commit checks whether the lease it waits for came free
+ * (released by a leader that stopped) and asks the keeper to take it at once. */
+static void check_free_leases(struct sl_pump *pm)
+{
+	size_t i;
+
+	for (i = 0; i < pm->nslots; i++) {
+		struct slot *sl = pm->slots[i];
+		struct sl_lease row;
+		int found;
+		if (sl->removed || sl->leader)
+			continue;
+		if (sl_store_lease_get(pm->store, sl->pp.cfg->name, &row, &found, NULL) == 0 &&
+		    (!found || !*row.owner || row.expires_at <= sl_store_now_ms())) {
+			sl_leases_poke(pm->leases);
+			return;
+		}
+	}
+}
+
+static void on_leases(void *ud)
+{
+	sl_pump_kick(ud);
+}
+
+/* ---- rounds --------------------------------------------------------------------------------- */
+
+/* One pass over every processor this runner leads: route what is new, then one
+ * batch per queued instance. */
 static int pump_round(struct sl_pump *pm, struct sl_diag *d)
 {
 	uint64_t now = uv_now(pm->loop);
-	size_t i, k;
+	size_t i;
 	int rc;
 
 	pm->progress = pm->retrying = 0;
-	for (i = 0; i < pm->nprocs && !pm->stopping; i++) {
-		struct sl_pump_proc *hp = &pm->procs[i];
-		sl_proc_flush(hp->p);
-		if ((rc = scan(pm, hp, d)))
+	if (pm->leases && (rc = sync_leases(pm, d)))
+		return rc;
+	for (i = 0; i < pm->nslots && !pm->stopping; i++) {
+		struct slot *sl = pm->slots[i];
+		if (sl->removed || !sl->leader)
+			continue;
+		sl_proc_flush(sl->pp.p);
+		if ((rc = route(pm, sl, d)) || (rc = deliver(pm, sl, now, d)))
 			return rc;
-		for (k = 0; k < pm->ntodo && !pm->stopping; k++) {
-			struct sl_inst *in = pm->todo[k];
-			if (in->faulted || in->busy)
-				continue;
-			if (in->retry_at > now) {
-				pm->retrying = 1;
-				continue;
-			}
-			if ((rc = read_batch(pm, hp, in, d)) || (rc = ingest(pm, hp, in, d)))
-				return rc;
-		}
 	}
 	return 0;
 }
@@ -348,9 +673,31 @@ static size_t work_running(struct sl_pump *pm)
 {
 	size_t i, n = 0;
 
-	for (i = 0; i < pm->nprocs; i++)
-		n += sl_proc_work_running(pm->procs[i].p);
+	for (i = 0; i < pm->nslots; i++)
+		if (!pm->slots[i]->removed)
+			n += sl_proc_work_running(pm->slots[i]->pp.p);
 	return n;
+}
+
+/* Nothing left to do: every processor led and caught up, nothing in flight. */
+static int caught_up(struct sl_pump *pm)
+{
+	size_t i;
+
+	if (pm->progress || pm->retrying || pm->inflight || work_running(pm))
+		return 0;
+	for (i = 0; i < pm->nslots; i++) {
+		struct slot *sl = pm->slots[i];
+		size_t k;
+		if (sl->removed)
+			continue;
+		if (!sl->leader)
+			return 0;
+		for (k = 0; k < sl->nqueue; k++)
+			if (!sl->queue[k]->faulted)
+				return 0;
+	}
+	return 1;
 }
 
 /* Shutting down: no new batch starts; stop once the batches in flight settled (or
@@ -368,17 +715,19 @@ static int shutdown_done(struct sl_pump *pm)
 	if ((bg = work_running(pm))) {
 		sl_log(SL_LOG_WARN, NULL, NULL, 0,
 		       "shutdown: %zu background work items still running were stopped", bg);
-		for (i = 0; i < pm->nprocs; i++)
-			sl_proc_kill_work(pm->procs[i].p);
+		for (i = 0; i < pm->nslots; i++)
+			if (!pm->slots[i]->removed)
+				sl_proc_kill_work(pm->slots[i]->pp.p);
 	}
 	return 1;
 }
+
+static void start_watch(struct sl_pump *pm);
 
 static void on_tick(uv_timer_t *t)
 {
 	struct sl_pump *pm = t->data;
 	struct sl_diag d;
-	int idle;
 
 	sl_diag_init(&d);
 	if (pm->stopping) {
@@ -388,20 +737,80 @@ static void on_tick(uv_timer_t *t)
 			uv_timer_start(&pm->timer, on_tick, 20, 0);
 		return;
 	}
+	if (pm->on_round)
+		pm->on_round(pm->on_round_ud);
 	if (pump_round(pm, &d)) {
 		sl_log(SL_LOG_ERROR, NULL, NULL, 0, "%s", sl_diag_msg(&d));
 		pm->stopping = 1;
-		pm->deadline = uv_now(pm->loop) + (uint64_t)pm->shutdown_ms;
-		uv_timer_start(&pm->timer, on_tick, 0, 0);
+		pm->deadline = uv_now(pm->loop) + (uint64_t)pm->o.shutdown_ms;
+		sl_pump_kick(pm);
 		return;
 	}
-	idle = !pm->progress && !pm->retrying && !pm->inflight && !work_running(pm);
-	if (pm->until_caught_up && idle) {
+	if (!pm->watching)
+		start_watch(pm);
+	if (pm->o.until_caught_up && caught_up(pm)) {
 		uv_stop(pm->loop);
 		return;
 	}
-	/* Go on at once while there is work; otherwise poll for new events. */
-	uv_timer_start(&pm->timer, on_tick, pm->progress ? 0 : pm->retrying ? 10 : 100, 0);
+	/* Go on at once while there is work; a retry waits for its backoff; otherwise
+	 * the next round comes with a wake-up (a store change, a lease, a batch). */
+	if (pm->progress)
+		uv_timer_start(&pm->timer, on_tick, 0, 0);
+	else if (pm->retrying)
+		uv_timer_start(&pm->timer, on_tick, 10, 0);
+}
+
+/* ---- wake-up -------------------------------------------------------------------------------- */
+
+/* Something may have changed in the store: a round, and for a standby a look at
+ * the leases it waits for. */
+static void store_changed(struct sl_pump *pm)
+{
+	if (pm->leases)
+		check_free_leases(pm);
+	if (!uv_is_active((uv_handle_t *)&pm->timer))
+		sl_pump_kick(pm);
+}
+
+static void on_watch(uv_fs_event_t *w, const char *file, int events, int status)
+{
+	struct sl_pump *pm = w->data;
+
+	(void)file;
+	(void)events;
+	if (status < 0) { /* the watch broke: the poll takes over, and tries again */
+		uv_fs_event_stop(&pm->watch);
+		pm->watching = 0;
+		return;
+	}
+	store_changed(pm);
+}
+
+/* Watches the store's watch file, when it has one and it exists. */
+static void start_watch(struct sl_pump *pm)
+{
+	const char *file = sl_store_watch_file(pm->store);
+
+	if (!file || access(file, F_OK) != 0)
+		return;
+	if (uv_fs_event_start(&pm->watch, on_watch, file, 0) == 0)
+		pm->watching = 1;
+}
+
+/* The slow poll: the store's data version, in case a file event was missed. */
+static void on_poll(uv_timer_t *t)
+{
+	struct sl_pump *pm = t->data;
+	int64_t v;
+
+	if (!pm->watching)
+		start_watch(pm);
+	if (sl_store_data_version(pm->store, &v, NULL) == 0 && v != pm->data_version) {
+		pm->data_version = v;
+		store_changed(pm);
+	} else if (pm->leases) {
+		check_free_leases(pm); /* an expired lease changes no data */
+	}
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -414,8 +823,8 @@ static void on_signal(uv_signal_t *s, int signum)
 		_exit(128 + signum);
 	}
 	pm->stopping = 1;
-	pm->deadline = uv_now(pm->loop) + (uint64_t)pm->shutdown_ms;
-	uv_timer_start(&pm->timer, on_tick, 0, 0);
+	pm->deadline = uv_now(pm->loop) + (uint64_t)pm->o.shutdown_ms;
+	sl_pump_kick(pm);
 }
 
 int sl_pump_read_batch(struct sl_pump *pm, struct sl_pump_proc *pp, struct sl_inst *in,
@@ -428,59 +837,200 @@ int sl_pump_read_batch(struct sl_pump *pm, struct sl_pump_proc *pp, struct sl_in
 	return rc;
 }
 
+/* ---- slots ---------------------------------------------------------------------------------- */
+
+static int new_slot(struct sl_pump *pm, struct sl_proc *p, const struct sl_deploy_proc *cfg,
+                    size_t *index, struct sl_diag *d)
+{
+	struct slot **grown = realloc(pm->slots, (pm->nslots + 1) * sizeof(*grown));
+	struct slot *sl = calloc(1, sizeof(*sl));
+
+	if (grown)
+		pm->slots = grown;
+	if (!grown || !sl) {
+		free(sl);
+		return sl_diag_set(d, SL_ENOMEM, "out of memory");
+	}
+	sl->pp.p = p;
+	sl->pp.cfg = cfg;
+	sl->fenced_epoch = -1;
+	pm->slots[pm->nslots] = sl;
+	*index = pm->nslots++;
+	return 0;
+}
+
+int sl_pump_add(struct sl_pump *pm, struct sl_proc *p, const struct sl_deploy_proc *cfg,
+                size_t *index, struct sl_diag *d)
+{
+	struct slot *sl;
+	int rc;
+
+	if ((rc = new_slot(pm, p, cfg, index, d)))
+		return rc;
+	sl = pm->slots[*index];
+	if (pm->leases)
+		return sl_leases_add(pm->leases, cfg->name, &sl->lease, d);
+	sl->leader = 1; /* no leases: the processor runs at once */
+	return catch_up(pm, sl, d);
+}
+
+int sl_pump_proc_idle(struct sl_pump *pm, size_t i)
+{
+	return i < pm->nslots && pm->slots[i]->inflight == 0;
+}
+
+int sl_pump_replace(struct sl_pump *pm, size_t i, struct sl_proc *np,
+                    const struct sl_deploy_proc *cfg, struct sl_diag *d)
+{
+	struct slot *sl = pm->slots[i];
+	struct sl_lease_view v = {0};
+
+	clear_queue(sl);
+	forget_rates(sl);
+	sl->pp.p = np;
+	sl->pp.cfg = cfg;
+	if (!sl->leader)
+		return 0; /* it starts when its lease is taken */
+	if (pm->leases) {
+		sl_leases_get(pm->leases, sl->lease, &v);
+		v.row.epoch = sl->epoch;
+		sl->leader = 0;
+		return activate(pm, sl, &v, d);
+	}
+	return catch_up(pm, sl, d);
+}
+
+void sl_pump_remove(struct sl_pump *pm, size_t i)
+{
+	struct slot *sl = pm->slots[i];
+
+	clear_queue(sl);
+	forget_rates(sl);
+	sl->removed = 1;
+	sl->leader = 0;
+	sl->pp.p = NULL;
+	if (pm->leases)
+		sl_leases_drop(pm->leases, sl->lease);
+}
+
+size_t sl_pump_nslots(const struct sl_pump *pm)
+{
+	return pm->nslots;
+}
+
+struct sl_proc *sl_pump_slot_proc(const struct sl_pump *pm, size_t i)
+{
+	return i < pm->nslots ? pm->slots[i]->pp.p : NULL;
+}
+
+void sl_pump_on_round(struct sl_pump *pm, sl_pump_idle_fn fn, void *ud)
+{
+	pm->on_round = fn;
+	pm->on_round_ud = ud;
+}
+
 /* ---- lifecycle ------------------------------------------------------------------------------ */
 
 int sl_pump_new(struct sl_pump **out, struct uv_loop_s *loop, struct sl_store *store,
                 struct sl_pump_proc *procs, size_t nprocs)
 {
 	struct sl_pump *pm = calloc(1, sizeof(*pm));
+	size_t i, k;
 
 	*out = pm;
 	if (!pm)
 		return SL_ENOMEM;
 	pm->loop = loop;
 	pm->store = store;
-	pm->procs = procs;
-	pm->nprocs = nprocs;
-	pm->shutdown_ms = 10000;
+	pm->o.shutdown_ms = 10000;
 	sl_buf_init(&pm->buf.arena);
+	for (i = 0; i < nprocs; i++)
+		if (new_slot(pm, procs[i].p, procs[i].cfg, &k, NULL))
+			return SL_ENOMEM;
 	return 0;
 }
 
 void sl_pump_free(struct sl_pump *pm)
 {
+	size_t i;
+
 	if (!pm)
 		return;
+	for (i = 0; i < pm->nslots; i++) {
+		clear_queue(pm->slots[i]);
+		free(pm->slots[i]->queue);
+		free(pm->slots[i]->rates);
+		free(pm->slots[i]);
+	}
+	free(pm->slots);
 	free(pm->buf.ev);
 	free(pm->buf.off);
 	sl_buf_release(&pm->buf.arena);
-	free(pm->todo);
 	free(pm);
 }
 
-void sl_pump_run(struct sl_pump *pm, int until_caught_up, double shutdown_ms)
+/* Starts the leases (or, without, every processor at once). */
+static int start_slots(struct sl_pump *pm, struct sl_diag *d)
 {
 	size_t i;
+	int rc;
 
-	pm->until_caught_up = until_caught_up;
-	pm->shutdown_ms = shutdown_ms;
-	uv_timer_init(pm->loop, &pm->timer);
-	uv_signal_init(pm->loop, &pm->sigint);
-	uv_signal_init(pm->loop, &pm->sigterm);
-	pm->timer.data = pm->sigint.data = pm->sigterm.data = pm;
-	uv_signal_start(&pm->sigint, on_signal, SIGINT);
-	uv_signal_start(&pm->sigterm, on_signal, SIGTERM);
-	for (i = 0; i < pm->nprocs; i++) {
+	if (pm->o.lease_ms > 0) {
+		if ((rc = sl_leases_new(&pm->leases, pm->loop, pm->o.store_path, pm->o.lease_ms,
+		                        on_leases, pm, d)))
+			return rc;
+		for (i = 0; i < pm->nslots; i++)
+			if ((rc = sl_leases_add(pm->leases, pm->slots[i]->pp.cfg->name,
+			                        &pm->slots[i]->lease, d)))
+				return rc;
+		return sl_leases_start(pm->leases, d);
+	}
+	for (i = 0; i < pm->nslots; i++) {
+		struct slot *sl = pm->slots[i];
 		struct sl_diag pd;
 		sl_diag_init(&pd);
-		if (sl_proc_prepare(pm->procs[i].p, &pd))
-			sl_log(SL_LOG_WARN, pm->procs[i].cfg->name, NULL, 0,
+		if (sl_proc_prepare(sl->pp.p, &pd))
+			sl_log(SL_LOG_WARN, sl->pp.cfg->name, NULL, 0,
 			       "%s (retried with its first batch)", sl_diag_msg(&pd));
+		sl->leader = 1;
+		if ((rc = catch_up(pm, sl, d)))
+			return rc;
 	}
-	uv_timer_start(&pm->timer, on_tick, 0, 0);
-	uv_run(pm->loop, UV_RUN_DEFAULT);
+	return 0;
+}
+
+int sl_pump_run(struct sl_pump *pm, const struct sl_pump_opts *o, struct sl_diag *d)
+{
+	int rc;
+
+	pm->o = *o;
+	uv_timer_init(pm->loop, &pm->timer);
+	uv_timer_init(pm->loop, &pm->poll);
+	uv_timer_init(pm->loop, &pm->ratetimer);
+	uv_fs_event_init(pm->loop, &pm->watch);
+	uv_signal_init(pm->loop, &pm->sigint);
+	uv_signal_init(pm->loop, &pm->sigterm);
+	pm->timer.data = pm->poll.data = pm->ratetimer.data = pm->watch.data = pm;
+	pm->sigint.data = pm->sigterm.data = pm;
+	sl_store_data_version(pm->store, &pm->data_version, NULL);
+	if ((rc = start_slots(pm, d)) == 0) {
+		uv_signal_start(&pm->sigint, on_signal, SIGINT);
+		uv_signal_start(&pm->sigterm, on_signal, SIGTERM);
+		uv_timer_start(&pm->poll, on_poll, POLL_MS, POLL_MS);
+		uv_timer_start(&pm->ratetimer, on_rates, 1000, 1000);
+		sl_pump_kick(pm);
+		uv_run(pm->loop, UV_RUN_DEFAULT);
+		on_rates(&pm->ratetimer); /* the last second, and the 0 of instances now idle */
+	}
+	/* A clean stop releases the leases at once: a standby takes over. */
+	sl_leases_free(pm->leases);
+	pm->leases = NULL;
 	uv_close((uv_handle_t *)&pm->timer, NULL);
+	uv_close((uv_handle_t *)&pm->poll, NULL);
+	uv_close((uv_handle_t *)&pm->ratetimer, NULL);
+	uv_close((uv_handle_t *)&pm->watch, NULL);
 	uv_close((uv_handle_t *)&pm->sigint, NULL);
 	uv_close((uv_handle_t *)&pm->sigterm, NULL);
 	uv_run(pm->loop, UV_RUN_NOWAIT);
+	return rc;
 }

@@ -1,10 +1,31 @@
-/* sl_pump.h - the pump of a running deployment (DESIGN §5): it reads the store,
- * finds every instance whose checkpoint is behind its stream's head (behind the
- * store's head position in mode "all"), reads its next batch and ingests it, and
- * applies the retry policy: a failed batch is retried with exponential backoff;
- * after the processor's retry attempts the instance is faulted (its checkpoint row
- * says so, and `stream/error-occurred` is appended with the key
- * processor-ingest-failed:<processor>:<checkpoint>).
+/* sl_pump.h - the pump of a running deployment (DESIGN §5, §8).
+ *
+ * Driven by the store-wide position: each processor keeps a scan cursor (the highest
+ * position it has looked at). A round reads the events after the cursor in position
+ * order, in bounded chunks, and queues the instance of each event whose stream
+ * matches the processor's pattern (mode "all": the one instance); then every queued
+ * instance that is not busy, backing off or faulted gets its next batch (the events
+ * after its checkpoint, at most the processor's batch size) and drops off the queue
+ * once it reached its head. Catch-up when a runner starts a processor enumerates the
+ * matching streams once; afterwards an idle round costs one read per processor, not
+ * one per stream, and a new stream gets its instance with its first event.
+ *
+ * Wake-up: rounds run when something may have changed: a modification of the
+ * store's watch file (SQLite: the WAL, through libuv fs events), a batch that
+ * settled, a lease that changed hands, and a slow poll of the store's data version
+ * (once a second) in case a file event is missed.
+ *
+ * Leases (sl_lease.h): a processor runs only while this runner holds its lease.
+ * Taking it activates the processor (sl_proc_activate: the fence on every commit,
+ * checkpoints read again, prepare); losing it (or a batch refused by the fence)
+ * drops its queue and makes it a standby, which logs who runs it and takes over
+ * when the lease expires or is released.
+ *
+ * Retry policy: a failed batch is retried with exponential backoff; after the
+ * processor's retry attempts the instance is faulted (its checkpoint row says so,
+ * and `stream/error-occurred` is appended with the key
+ * processor-ingest-failed:<processor>:<checkpoint>). A batch refused by the fence
+ * is no failure: it is the new leader's.
  *
  * The host (sl_host.c) owns the processors, the store and the libuv loop; the pump
  * borrows them for its lifetime. Threads: the loop thread only.
@@ -30,22 +51,59 @@ struct sl_pump_proc {
 	const struct sl_deploy_proc *cfg;
 };
 
+/* Settings of a run. */
+struct sl_pump_opts {
+	int until_caught_up;    /* return once nothing is left to do */
+	double shutdown_ms;     /* how long a signal waits for the batches in flight */
+	double lease_ms;        /* lease of each processor (0: no leases, no fence) */
+	const char *store_path; /* for the lease keeper's own connection */
+	int progress;           /* show the catch-up progress line on stderr */
+};
+
 /* A pump over procs[0..nprocs) (borrowed, kept in place), reading from store and
  * running on loop. Returns 0 or SL_ENOMEM. */
 int sl_pump_new(struct sl_pump **out, struct uv_loop_s *loop, struct sl_store *store,
                 struct sl_pump_proc *procs, size_t nprocs);
 void sl_pump_free(struct sl_pump *pm);
 
-/* Prepares the processors and runs rounds on the loop. With until_caught_up it
- * returns once no instance has unprocessed events and nothing is in flight;
- * otherwise it runs until SIGINT or SIGTERM, then waits up to shutdown_ms for the
- * batches in flight (a second signal exits at once). */
-void sl_pump_run(struct sl_pump *pm, int until_caught_up, double shutdown_ms);
+/* Runs rounds on the loop. With until_caught_up it returns once no instance has
+ * unprocessed events and nothing is in flight; otherwise it runs until SIGINT or
+ * SIGTERM, then waits up to shutdown_ms for the batches in flight (a second signal
+ * exits at once), and releases its leases. Returns 0, or a negative code when it
+ * could not start (d says why). */
+int sl_pump_run(struct sl_pump *pm, const struct sl_pump_opts *o, struct sl_diag *d);
 
 /* Reads the next batch of instance in of pp (the events after its checkpoint, at
  * most the processor's batch size) into the pump's buffer: *ev[0..*n) is borrowed
  * until the next read. */
 int sl_pump_read_batch(struct sl_pump *pm, struct sl_pump_proc *pp, struct sl_inst *in,
                        const struct sl_event **ev, size_t *n, struct sl_diag *d);
+
+/* ---- changing the processors of a running pump (hot reload, SIGHUP) ---- */
+
+/* Whether processor i has no batch in flight and no blocking work waiting: its
+ * sl_proc may be swapped now. */
+int sl_pump_proc_idle(struct sl_pump *pm, size_t i);
+/* Replaces the processor of slot i by np (same name; the old one is the caller's
+ * again): np is activated under the lease if held, and every instance is queued
+ * again from its checkpoint. Only when sl_pump_proc_idle(pm, i). */
+int sl_pump_replace(struct sl_pump *pm, size_t i, struct sl_proc *np,
+                    const struct sl_deploy_proc *cfg, struct sl_diag *d);
+/* Adds a processor (its lease is taken like the others'); returns its slot. */
+int sl_pump_add(struct sl_pump *pm, struct sl_proc *p, const struct sl_deploy_proc *cfg,
+                size_t *slot, struct sl_diag *d);
+/* Stops running slot i (its lease is released; its data stay); only when idle. The
+ * slot stays, empty. */
+void sl_pump_remove(struct sl_pump *pm, size_t i);
+/* The number of slots and the processor in slot i (NULL when removed). */
+size_t sl_pump_nslots(const struct sl_pump *pm);
+struct sl_proc *sl_pump_slot_proc(const struct sl_pump *pm, size_t i);
+
+/* Called on the loop between rounds, when nothing of the pump is running Lua
+ * (the host's reload runs there). */
+typedef void (*sl_pump_idle_fn)(void *ud);
+void sl_pump_on_round(struct sl_pump *pm, sl_pump_idle_fn fn, void *ud);
+/* Runs a round soon (something changed). */
+void sl_pump_kick(struct sl_pump *pm);
 
 #endif

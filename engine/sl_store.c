@@ -352,6 +352,16 @@ int sl_store_head_position(struct sl_store *s, int64_t *pos, struct sl_diag *d)
 	return s->ops->head_position(s, pos, d);
 }
 
+int sl_store_data_version(struct sl_store *s, int64_t *v, struct sl_diag *d)
+{
+	return s->ops->data_version(s, v, d);
+}
+
+const char *sl_store_watch_file(struct sl_store *s)
+{
+	return s->ops->watch_file ? s->ops->watch_file(s) : NULL;
+}
+
 /* ---- the commit ------------------------------------------------------------------------ */
 
 int sl_commit_begin(struct sl_store *s, const struct sl_fence *fence, struct sl_commit **out,

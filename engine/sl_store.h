@@ -186,6 +186,14 @@ int sl_store_streams(struct sl_store *s, const char *prefix, sl_stream_fn fn, vo
 /* The store-wide head: the highest position, 0 for an empty store. */
 int sl_store_head_position(struct sl_store *s, int64_t *pos, struct sl_diag *d);
 
+/* A number that changes when another connection (another process) committed to
+ * the store since the last call could see: what the pump's slow poll compares.
+ * SQLite: PRAGMA data_version. */
+int sl_store_data_version(struct sl_store *s, int64_t *v, struct sl_diag *d);
+/* A file whose modification signals a commit by any process (SQLite in WAL mode:
+ * "<store>-wal"), for a file watch; NULL when the backend has none. */
+const char *sl_store_watch_file(struct sl_store *s);
+
 /* ---- the commit: one unit of work ---------------------------------------------------- */
 
 /* Who may commit for a processor: the lease's owner at that epoch. Borrowed by

@@ -54,6 +54,8 @@ struct sl_store_ops {
 	int (*streams)(struct sl_store *s, const char *prefix, sl_stream_fn fn, void *ud,
 	               struct sl_diag *d);
 	int (*head_position)(struct sl_store *s, int64_t *pos, struct sl_diag *d);
+	int (*data_version)(struct sl_store *s, int64_t *v, struct sl_diag *d);
+	const char *(*watch_file)(struct sl_store *s);
 
 	/* Reading rows. */
 	int (*proc_get)(struct sl_store *s, const char *proc, int *exists, int64_t *version,

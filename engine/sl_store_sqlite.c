@@ -161,6 +161,7 @@ struct sqlite_store {
 	struct sl_store base;
 	sqlite3 *db;
 	char *path;
+	char *wal; /* path of the WAL file, or NULL (read-only) */
 	sqlite3_stmt *st[ST_COUNT];
 	struct sl_buf tmp[2]; /* compacted payload and metadata of the event being written */
 	struct sl_proj proj;
@@ -343,6 +344,7 @@ static void sqlite_close(struct sl_store *base)
 	sl_buf_release(&s->tmp[0]);
 	sl_buf_release(&s->tmp[1]);
 	free(s->path);
+	free(s->wal);
 	free(s);
 }
 
@@ -373,6 +375,8 @@ static int sqlite_open(struct sl_store **out, const char *path, const struct sl_
 		goto fail;
 	s->proj.db = s->db;
 	sqlite3_set_authorizer(s->db, authorize, &s->proj);
+	if (!o->readonly && (s->wal = malloc(strlen(path) + 5)))
+		sprintf(s->wal, "%s-wal", path);
 	*out = &s->base;
 	return 0;
 fail:
@@ -913,6 +917,25 @@ static int sqlite_head_position(struct sl_store *base, int64_t *pos, struct sl_d
 	return max_position(sq(base), pos, d);
 }
 
+static int sqlite_data_version(struct sl_store *base, int64_t *v, struct sl_diag *d)
+{
+	struct sqlite_store *s = sq(base);
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, "PRAGMA data_version", -1, &st, NULL) != SQLITE_OK)
+		return db_error(s, d, "cannot read the data version");
+	rc = sqlite3_step(st);
+	*v = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : db_error(s, d, "cannot read the data version");
+}
+
+static const char *sqlite_watch_file(struct sl_store *base)
+{
+	return sq(base)->wal;
+}
+
 /* ---- processor and checkpoint rows ------------------------------------------------------- */
 
 /* The statement `id` with the processor (and the stream, if not NULL) bound. */
@@ -1417,6 +1440,8 @@ const struct sl_store_ops sl_store_sqlite_ops = {
 	.read_all = sqlite_read_all,
 	.streams = sqlite_streams,
 	.head_position = sqlite_head_position,
+	.data_version = sqlite_data_version,
+	.watch_file = sqlite_watch_file,
 	.proc_get = sqlite_proc_get,
 	.ckpt_get = sqlite_ckpt_get,
 	.ckpt_each = sqlite_ckpt_each,
