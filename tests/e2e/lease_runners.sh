@@ -72,6 +72,12 @@ LEADER=$(runner); LEADER=${LEADER%%@*}
 check "status names the runner (a pid of ours)" test "$LEADER" = "$R1" -o "$LEADER" = "$R2"
 if [ "$LEADER" = "$R1" ]; then STANDBY=$R2; N=2; else STANDBY=$R1; N=1; fi
 check "the standby logged who runs it" grep -q "is run by $LEADER@" "$TMP/run$N.err"
+# A stream that did not exist when the runner started gets its instance live.
+inc new
+check "a new matching stream is picked up by the running engine" wait_until 20 count_is new 1
+$S append other/x t/inc --deployment "$D" >/dev/null
+check "a stream outside the pattern gets no instance" \
+	test -z "$($S status "$D" | jq -r 'select(.stream == "other/x") | .stream')"
 
 # While a runner holds the processor, reset and resume refuse, naming it.
 refuses "reset refuses while a runner holds the processor" \
@@ -121,6 +127,6 @@ check "with no runner left, status shows runner null" wait_until 10 test "$(runn
 $S reset "$D" tally >/dev/null
 check "reset works once nobody runs the processor" test $? -eq 0
 $S run "$D" --until-caught-up 2>/dev/null
-eq "a replay from offset 1 gives the same counts" "$(count a),$(count b),$(count c)" "22,22,26"
+eq "a replay from offset 1 gives the same counts" "$(count a),$(count b),$(count c),$(count new)" "22,22,26,1"
 eq "the replay emitted nothing new (keys)" "$(seen a),$(seen b),$(seen c)" "22,22,26"
 finish
