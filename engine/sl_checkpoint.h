@@ -8,6 +8,8 @@
  * last offset read (a position for mode all), the state as JSON (NULL after a reset:
  * the contract's initial state), the side-effects mark, status and errors.
  * dead letters: the events `resume --skip` moved past, oldest first.
+ * rates and reload errors: what a runner reports for `sluice status` (DESIGN §8): the
+ * events per second of each instance, and the error of a processor's failed reload.
  *
  * Like the event log, these rows live in the store's backend (sl_store.h picks it);
  * there is no separate connection. Reads take the store and see the writes of the
@@ -56,6 +58,22 @@ int sl_ckpt_get(struct sl_store *s, const char *proc, const char *stream, struct
 typedef int (*sl_ckpt_fn)(void *ud, const char *stream, const struct sl_ckpt *c);
 int sl_ckpt_each(struct sl_store *s, const char *proc, sl_ckpt_fn fn, void *ud, struct sl_diag *d);
 
+/* The events per second of one instance over the last 10 s, as its runner recorded
+ * it (stream "" for mode all). */
+struct sl_rate {
+	const char *stream;
+	double rate;
+};
+#define SL_RATE_STALE_MS 3000 /* a rate older than this reads as 0 (its runner is gone) */
+/* The rate of an instance: 0 when none was recorded or the record is stale. */
+int sl_ckpt_rate_get(struct sl_store *s, const char *proc, const char *stream, double *rate,
+                     struct sl_diag *d);
+
+/* The error of proc's last failed hot reload (DESIGN §8, `reloadError` in status):
+ * *msg_out is a malloc'd copy the caller frees, or NULL when there is none. */
+int sl_ckpt_reload_error_get(struct sl_store *s, const char *proc, char **msg_out,
+                             struct sl_diag *d);
+
 /* A dead letter. */
 struct sl_dead_letter {
 	const char *processor, *stream, *type, *error, *traceback, *at;
@@ -81,6 +99,17 @@ int sl_ckpt_proc_hashes(struct sl_commit *c, const char *proc, const char *scrip
 /* Writes offset, state and effects mark of an instance (status ok). */
 int sl_ckpt_put(struct sl_commit *c, const char *proc, const char *stream, int64_t offset,
                 const char *state, size_t state_len, int64_t effects_mark, struct sl_diag *d);
+
+/* Records the rates of instances of proc at at_ms (a runner does it once a second
+ * for the instances that processed events in the window, and a last 0 for those
+ * that went idle). */
+int sl_ckpt_rates_put(struct sl_commit *c, const char *proc, const struct sl_rate *r, size_t n,
+                      int64_t at_ms, struct sl_diag *d);
+
+/* Records the error of proc's failed hot reload, or clears it (msg NULL) once a valid
+ * version loaded. Needs no processor row. */
+int sl_ckpt_reload_error_put(struct sl_commit *c, const char *proc, const char *msg,
+                             struct sl_diag *d);
 
 /* Advances an instance's offset and effects mark, keeping its state (status ok). */
 int sl_ckpt_put_offset(struct sl_commit *c, const char *proc, const char *stream, int64_t offset,

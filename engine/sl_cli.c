@@ -680,6 +680,8 @@ static int cmd_run(struct args *a)
 		return 1;
 	if (timeout)
 		sl_host_set_shutdown_timeout(h, ms);
+	if (opt(a, "progress"))
+		sl_host_set_progress(h, 1);
 	sl_diag_init(&d);
 	rc = sl_host_run(h, opt(a, "until-caught-up") != NULL, &d);
 	if (rc)
@@ -768,6 +770,11 @@ static int print_status(void *ud, const struct sl_status_row *r)
 	            ",\"backgroundFailures\":%lld,\"runner\":", (long long)r->background_failures);
 	if (r->runner)
 		sl_buf_addjstr(&o->b, r->runner, strlen(r->runner));
+	else
+		sl_buf_adds(&o->b, "null");
+	sl_buf_addf(&o->b, ",\"rate\":%.10g,\"reloadError\":", r->rate);
+	if (r->reload_error)
+		sl_buf_addjstr(&o->b, r->reload_error, strlen(r->reload_error));
 	else
 		sl_buf_adds(&o->b, "null");
 	sl_buf_addc(&o->b, '}');
@@ -933,7 +940,7 @@ static const struct cmd commands[] = {
          1},
 	{"run",
          cmd_run,
-         "run DEPLOYMENT [--until-caught-up] [--strict] [--shutdown-timeout T]",
+         "run DEPLOYMENT [--until-caught-up] [--strict] [--shutdown-timeout T] [--progress]",
          "Runs the deployment's processors over its store until SIGINT or SIGTERM.\n\n"
          "  --until-caught-up    exit once every instance has processed every event present\n"
          "                       (exit 1 if an instance is faulted)\n"
@@ -942,11 +949,13 @@ static const struct cmd commands[] = {
          "  --shutdown-timeout T how long SIGINT/SIGTERM waits for batches in flight and\n"
          "                       their blocking work (default: the deployment's\n"
          "                       shutdownTimeout, else 10s); a second signal exits at once\n"
+         "  --progress           show the catch-up progress line also when stderr is not\n"
+         "                       a terminal (on a terminal it is always shown)\n"
          "  --log-format F       log lines on stderr as text or json (default: text on a\n"
          "                       terminal, else json); every command takes it\n"
          "  --log-level L        debug, info, warn or error (default: info): lower levels,\n"
          "                       ctx.log.* of the processors included, are not logged\n",
-         {"until-caught-up", "strict", "shutdown-timeout="},
+         {"until-caught-up", "strict", "shutdown-timeout=", "progress"},
          1,
          1},
 	{"state",
@@ -963,7 +972,9 @@ static const struct cmd commands[] = {
          "status DEPLOYMENT",
          "Prints one line per instance: processor, stream, offset, head, lag, status\n"
          "(ok, faulted or new), lastError, backgroundFailures, runner (the process\n"
-         "running the processor now, pid@host-suffix, or null).\n",
+         "running the processor now, pid@host-suffix, or null), rate (events per\n"
+         "second over the last 10 s, 0 when idle), reloadError (why the running\n"
+         "engine could not load a changed script or contract, or null).\n",
          {NULL},
          1,
          1},

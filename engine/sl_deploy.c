@@ -366,7 +366,7 @@ int sl_deploy_load(struct sl_deploy **out, const char *file, struct sl_errs *err
 	if (errs->n == before)
 		rc = read_fields(L, dp);
 	if (errs->n == before && !rc && dp->lease_ms < 100)
-		sl_errs_add(errs, "%s: lease: must be at least 100ms, got %gms", file,
+		sl_errs_add(errs, "%s: /lease: must be at least 100ms, got %gms", file,
 		            dp->lease_ms);
 	lua_pop(L, 1);
 out:

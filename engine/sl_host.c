@@ -367,6 +367,7 @@ int sl_host_state(struct sl_host *h, const char *proc, const char *stream, sl_st
 struct status_ctx {
 	sl_status_fn fn;
 	void *ud;
+	const char *reload_error; /* of the processor being listed, or NULL */
 };
 
 static int status_fn(struct each_ctx *c, struct sl_inst *in)
@@ -388,6 +389,13 @@ static int status_fn(struct each_ctx *c, struct sl_inst *in)
 	row.last_error = ck.last_error;
 	row.background_failures = ck.background_failures;
 	row.runner = c->runner;
+	row.reload_error = sc->reload_error;
+	row.rate = 0;
+	if (c->runner &&
+	    (rc = sl_ckpt_rate_get(c->h->store, c->hp->cfg->name, in->stream, &row.rate, c->d))) {
+		sl_ckpt_release(&ck);
+		return rc;
+	}
 	rc = sc->fn(sc->ud, &row);
 	sl_ckpt_release(&ck);
 	return rc;
@@ -395,17 +403,24 @@ static int status_fn(struct each_ctx *c, struct sl_inst *in)
 
 int sl_host_status(struct sl_host *h, sl_status_fn fn, void *ud, struct sl_diag *d)
 {
-	struct status_ctx sc = {fn, ud};
+	struct status_ctx sc = {fn, ud, NULL};
 	size_t i;
 	int rc;
 
 	for (i = 0; i < h->nprocs; i++) {
 		struct each_ctx c = {h, &h->procs[i], d, status_fn, 0, &sc, NULL};
 		struct sl_lease l;
+		char *reload_error;
 		if ((rc = live_runner(h, h->procs[i].cfg->name, &l, d)) < 0)
 			return rc;
 		c.runner = rc ? l.owner : NULL;
-		if ((rc = each_instance(&c)))
+		if ((rc = sl_ckpt_reload_error_get(h->store, h->procs[i].cfg->name, &reload_error,
+		                                   d)))
+			return rc;
+		sc.reload_error = reload_error;
+		rc = each_instance(&c);
+		free(reload_error);
+		if (rc)
 			return rc;
 	}
 	return 0;

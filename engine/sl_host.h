@@ -78,7 +78,9 @@ struct sl_status_row {
 	const char *status;
 	const char *last_error;
 	int64_t background_failures;
-	const char *runner; /* the owner of the processor's live lease, or NULL */
+	const char *runner;       /* the owner of the processor's live lease, or NULL */
+	double rate;              /* events per second over the last 10 s, 0 when idle */
+	const char *reload_error; /* why the processor's last hot reload failed, or NULL */
 };
 typedef int (*sl_status_fn)(void *ud, const struct sl_status_row *row);
 

@@ -16,6 +16,8 @@ static const char *const format_names[] = {"auto", "text", "json"};
 static enum sl_log_level min_level = SL_LOG_INFO;
 static enum sl_log_format log_format = SL_LOG_AUTO;
 static int log_fd = 2;
+static void (*before_fn)(void *ud); /* run before a line is written (progress lines) */
+static void *before_ud;
 
 /* ---- settings ------------------------------------------------------------------------ */
 
@@ -248,6 +250,8 @@ void sl_logv(enum sl_log_level level, const char *processor, const char *stream,
 		format_json(&line, time, &r);
 	else
 		format_text(&line, time, &r);
+	if (before_fn)
+		before_fn(before_ud);
 	if (sl_buf_ok(&msg) && sl_buf_ok(&line))
 		write_line(line.ptr, line.len);
 	else if (format == SL_LOG_JSON)
@@ -267,4 +271,10 @@ void sl_log(enum sl_log_level level, const char *processor, const char *stream, 
 	va_start(ap, fmt);
 	sl_logv(level, processor, stream, offset, fmt, ap);
 	va_end(ap);
+}
+
+void sl_log_set_before(void (*fn)(void *ud), void *ud)
+{
+	before_fn = fn;
+	before_ud = ud;
 }

@@ -64,6 +64,10 @@ void sl_log_set_format(enum sl_log_format format);
 /* Where records go (default 2, standard error); the descriptor is borrowed. */
 void sl_log_set_fd(int fd);
 
+/* fn(ud) runs before each line is written (NULL: nothing): the progress lines
+ * (sl_progress.h) erase themselves there so that a log line never lands inside one. */
+void sl_log_set_before(void (*fn)(void *ud), void *ud);
+
 /* Parses "debug", "info", "warn" or "error"; returns 0, or SL_EINVAL. */
 int sl_log_parse_level(const char *name, enum sl_log_level *level);
 /* Parses "text" or "json"; returns 0, or SL_EINVAL. */

@@ -582,7 +582,7 @@ static int push_status_row(lua_State *L, const void *row, struct sl_diag *d)
 	const struct sl_status_row *r = row;
 
 	(void)d;
-	lua_createtable(L, 0, 9);
+	lua_createtable(L, 0, 11);
 	set_str(L, "processor", r->processor);
 	set_str_or_null(L, "stream", r->stream);
 	set_int(L, "offset", r->offset);
@@ -592,6 +592,9 @@ static int push_status_row(lua_State *L, const void *row, struct sl_diag *d)
 	set_str_or_null(L, "lastError", r->last_error);
 	set_int(L, "backgroundFailures", r->background_failures);
 	set_str_or_null(L, "runner", r->runner);
+	lua_pushnumber(L, r->rate);
+	lua_setfield(L, -2, "rate");
+	set_str_or_null(L, "reloadError", r->reload_error);
 	return 0;
 }
 

@@ -17,12 +17,14 @@
 #include "sl_lease.h"
 #include "sl_log.h"
 #include "sl_processor.h"
+#include "sl_progress.h"
 #include "sl_store.h"
 
-#define ROUTE_CHUNK 1024 /* events read per routing query */
-#define ROUTE_CHUNKS 16  /* routing queries per processor and round */
-#define POLL_MS 1000     /* the slow poll of the store's data version */
-#define RATE_WINDOW 10   /* seconds of the rate shown by status */
+#define ROUTE_CHUNK 1024  /* events read per routing query */
+#define ROUTE_CHUNKS 16   /* routing queries per processor and round */
+#define POLL_MS 1000      /* the slow poll of the store's data version */
+#define RATE_WINDOW 10    /* seconds of the rate shown by status */
+#define ROUND_NS 50000000 /* a round starts no batch after 50 ms */
 
 /* Events read for one batch: views whose strings live in `arena`. */
 struct evbuf {
@@ -76,6 +78,7 @@ struct sl_pump {
 	unsigned rate_sec; /* seconds since the start, the rate window's clock */
 	sl_pump_idle_fn on_round;
 	void *on_round_ud;
+	struct sl_progress *prog; /* the catch-up progress lines, or NULL */
 };
 
 /* One ingest in flight: what its completion needs after the batch buffer was reused. */
@@ -284,12 +287,54 @@ static void count_rate(struct sl_pump *pm, struct slot *sl, struct sl_inst *in, 
 	sl->rates[i].sec[pm->rate_sec % RATE_WINDOW] += (uint32_t)n;
 }
 
-/* Once a second: moves the rate window on. */
+/* Once a second: writes the rate of every instance that processed events in the
+ * window (and a last 0 for those that went idle), then moves the window on. */
 static void on_rates(uv_timer_t *t)
 {
 	struct sl_pump *pm = t->data;
-	size_t i, k;
+	struct sl_rate *rows = NULL;
+	size_t i, k, j, cap = 0;
 
+	for (i = 0; i < pm->nslots; i++) {
+		struct slot *sl = pm->slots[i];
+		struct sl_commit *c;
+		struct sl_diag d;
+		int rc;
+		if (!sl->nrates || sl->removed)
+			continue;
+		if (sl->nrates > cap) {
+			struct sl_rate *r = realloc(rows, sl->nrates * sizeof(*r));
+			if (!r)
+				break;
+			rows = r;
+			cap = sl->nrates;
+		}
+		for (k = 0; k < sl->nrates; k++) {
+			double sum = 0;
+			for (j = 0; j < RATE_WINDOW; j++)
+				sum += sl->rates[k].sec[j];
+			rows[k].stream = sl->pp.cfg->mode_all ? "" : sl->rates[k].in->stream;
+			rows[k].rate = sum / RATE_WINDOW;
+		}
+		sl_diag_init(&d);
+		if ((rc = sl_commit_begin(pm->store, NULL, &c, &d)) == 0) {
+			rc = sl_ckpt_rates_put(c, sl->pp.cfg->name, rows, sl->nrates,
+			                       sl_store_now_ms(), &d);
+			rc = sl_commit_end(c, rc == 0, &d) ? -1 : rc;
+		}
+		if (rc)
+			sl_log(SL_LOG_DEBUG, sl->pp.cfg->name, NULL, 0, "cannot record rates: %s",
+			       sl_diag_msg(&d));
+		/* Instances that wrote their 0 leave the window. */
+		for (k = 0; k < sl->nrates;)
+			if (rows[k].rate == 0) {
+				sl->rates[k] = sl->rates[--sl->nrates];
+				rows[k] = rows[sl->nrates];
+			} else {
+				k++;
+			}
+	}
+	free(rows);
 	pm->rate_sec++;
 	for (i = 0; i < pm->nslots; i++)
 		for (k = 0; k < pm->slots[i]->nrates; k++)
@@ -338,8 +383,11 @@ static void on_ingested(void *ud, struct sl_inst *in, int rc, const struct sl_di
 		in->fails = 0;
 		if (in->offset > pd->from) {
 			count_rate(pm, sl, in, in->offset - pd->from);
-			if (sl->catching_up)
+			if (sl->catching_up) {
 				sl->cu_done += in->offset - pd->from;
+				sl_progress_update(pm->prog, hp->cfg->name, sl->cu_done,
+				                   sl->cu_total, uv_hrtime() / 1000000);
+			}
 		}
 	} else if (fenced(rc, d)) {
 		sl_log(SL_LOG_WARN, hp->cfg->name, stream, 0, "%s", sl_diag_msg(d));
@@ -505,13 +553,18 @@ static int catch_up(struct sl_pump *pm, struct slot *sl, struct sl_diag *d)
  * reached their head (or are faulted) leave the queue. */
 static int deliver(struct sl_pump *pm, struct slot *sl, uint64_t now, struct sl_diag *d)
 {
+	uint64_t until = uv_hrtime() + ROUND_NS;
 	size_t i, k = 0;
-	int rc = 0;
+	int rc = 0, full = 0;
 
 	for (i = 0; i < sl->nqueue; i++) {
 		struct sl_inst *in = sl->queue[i];
 		int keep = 1;
-		if (rc || pm->stopping || in->busy || !sl->leader) {
+		/* A round ends after ROUND_NS so that signals and timers are served during
+		 * a catch-up over many instances; the rest stay queued for the next one. */
+		if (!full && (i & 63) == 63 && uv_hrtime() > until)
+			full = pm->progress = 1;
+		if (rc || full || pm->stopping || in->busy || !sl->leader) {
 			/* kept as it is */
 		} else if (in->faulted || (in->loaded && in->offset >= in->head)) {
 			keep = 0;
@@ -532,6 +585,7 @@ static int deliver(struct sl_pump *pm, struct slot *sl, uint64_t now, struct sl_
 	sl->nqueue = k;
 	if (!k && sl->catching_up && sl->leader) {
 		sl->catching_up = 0;
+		sl_progress_done(pm->prog, sl->pp.cfg->name);
 		if (sl->cu_total)
 			sl_log(SL_LOG_DEBUG, sl->pp.cfg->name, NULL, 0, "caught up (%lld events)",
 			       (long long)sl->cu_done);
@@ -569,8 +623,9 @@ static int activate(struct sl_pump *pm, struct slot *sl, const struct sl_lease_v
 	return 0;
 }
 
-static void stand_by(struct slot *sl)
+static void stand_by(struct sl_pump *pm, struct slot *sl)
 {
+	sl_progress_done(pm->prog, sl->pp.cfg->name);
 	if (sl->leader)
 		sl_proc_forget(sl->pp.p);
 	sl->leader = 0;
@@ -598,7 +653,7 @@ static int sync_leases(struct sl_pump *pm, struct sl_diag *d)
 			if (sl->inflight)
 				continue; /* the old epoch's batches settle first */
 			if (sl->leader)
-				stand_by(sl);
+				stand_by(pm, sl);
 			if ((rc = activate(pm, sl, &v, d))) {
 				if (!fenced(rc, d))
 					return rc;
@@ -608,7 +663,7 @@ static int sync_leases(struct sl_pump *pm, struct sl_diag *d)
 			sl_log(SL_LOG_WARN, sl->pp.cfg->name, NULL, 0,
 			       "lost the lease of processor '%s' to %s; standing by",
 			       sl->pp.cfg->name, v.held ? "a newer epoch" : v.row.owner);
-			stand_by(sl);
+			stand_by(pm, sl);
 		}
 		if (!v.held && *v.row.owner && strcmp(v.row.owner, sl->standby_of)) {
 			snprintf(sl->standby_of, sizeof(sl->standby_of), "%s", v.row.owner);
@@ -1013,6 +1068,8 @@ int sl_pump_run(struct sl_pump *pm, const struct sl_pump_opts *o, struct sl_diag
 	pm->timer.data = pm->poll.data = pm->ratetimer.data = pm->watch.data = pm;
 	pm->sigint.data = pm->sigterm.data = pm;
 	sl_store_data_version(pm->store, &pm->data_version, NULL);
+	if (o->progress)
+		pm->prog = sl_progress_new(2, isatty(2));
 	if ((rc = start_slots(pm, d)) == 0) {
 		uv_signal_start(&pm->sigint, on_signal, SIGINT);
 		uv_signal_start(&pm->sigterm, on_signal, SIGTERM);
@@ -1022,6 +1079,8 @@ int sl_pump_run(struct sl_pump *pm, const struct sl_pump_opts *o, struct sl_diag
 		uv_run(pm->loop, UV_RUN_DEFAULT);
 		on_rates(&pm->ratetimer); /* the last second, and the 0 of instances now idle */
 	}
+	sl_progress_free(pm->prog);
+	pm->prog = NULL;
 	/* A clean stop releases the leases at once: a standby takes over. */
 	sl_leases_free(pm->leases);
 	pm->leases = NULL;

@@ -512,6 +512,41 @@ int sl_ckpt_put(struct sl_commit *c, const char *proc, const char *stream, int64
 	return c->store->ops->ckpt_put(c, proc, stream, offset, state, state_len, effects_mark, d);
 }
 
+int sl_ckpt_rates_put(struct sl_commit *c, const char *proc, const struct sl_rate *r, size_t n,
+                      int64_t at_ms, struct sl_diag *d)
+{
+	return c->store->ops->rates_put(c, proc, r, n, at_ms, d);
+}
+
+int sl_ckpt_rate_get(struct sl_store *s, const char *proc, const char *stream, double *rate,
+                     struct sl_diag *d)
+{
+	int64_t at;
+	int rc = s->ops->rate_get(s, proc, stream, rate, &at, d);
+
+	/* A runner records its rates every second: an older row is a runner gone. */
+	if (rc == 0 && at < sl_store_now_ms() - SL_RATE_STALE_MS)
+		*rate = 0;
+	return rc;
+}
+
+int sl_ckpt_reload_error_put(struct sl_commit *c, const char *proc, const char *msg,
+                             struct sl_diag *d)
+{
+	if (!proc || !*proc)
+		return sl_diag_set(d, SL_EINVAL, "reload error: needs a processor name");
+	return c->store->ops->reload_error_put(c, proc, msg, d);
+}
+
+int sl_ckpt_reload_error_get(struct sl_store *s, const char *proc, char **msg_out,
+                             struct sl_diag *d)
+{
+	*msg_out = NULL;
+	if (!proc || !*proc)
+		return sl_diag_set(d, SL_EINVAL, "reload error: needs a processor name");
+	return s->ops->reload_error_get(s, proc, msg_out, d);
+}
+
 int sl_ckpt_put_offset(struct sl_commit *c, const char *proc, const char *stream, int64_t offset,
                        int64_t effects_mark, struct sl_diag *d)
 {

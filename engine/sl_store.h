@@ -186,12 +186,16 @@ int sl_store_streams(struct sl_store *s, const char *prefix, sl_stream_fn fn, vo
 /* The store-wide head: the highest position, 0 for an empty store. */
 int sl_store_head_position(struct sl_store *s, int64_t *pos, struct sl_diag *d);
 
-/* A number that changes when another connection (another process) committed to
- * the store since the last call could see: what the pump's slow poll compares.
- * SQLite: PRAGMA data_version. */
+/* A number that changes whenever anything was committed to the store since the last
+ * call: a commit of another connection (another process) or one of this store's own
+ * (an append, a commit, a lease taken or released); it stays the same while nothing is
+ * committed. What the pump's slow poll compares. SQLite: PRAGMA data_version, which
+ * sees other connections' commits only, combined with a count of the connection's own. */
 int sl_store_data_version(struct sl_store *s, int64_t *v, struct sl_diag *d);
-/* A file whose modification signals a commit by any process (SQLite in WAL mode:
- * "<store>-wal"), for a file watch; NULL when the backend has none. */
+/* The path of a file whose modification signals a commit by any process, for a file
+ * watch (SQLite in WAL mode: "<store>-wal", which exists while the store is open);
+ * NULL when the backend has none (a read-only store, a backend without files). Owned
+ * by the store. */
 const char *sl_store_watch_file(struct sl_store *s);
 
 /* ---- the commit: one unit of work ---------------------------------------------------- */

@@ -88,6 +88,14 @@ struct sl_store_ops {
 	int (*ckpt_put)(struct sl_commit *c, const char *proc, const char *stream, int64_t offset,
 	                const char *state, size_t state_len, int64_t effects_mark,
 	                struct sl_diag *d);
+	int (*rates_put)(struct sl_commit *c, const char *proc, const struct sl_rate *r, size_t n,
+	                 int64_t at_ms, struct sl_diag *d);
+	int (*rate_get)(struct sl_store *s, const char *proc, const char *stream, double *rate,
+	                int64_t *at_ms, struct sl_diag *d);
+	int (*reload_error_put)(struct sl_commit *c, const char *proc, const char *msg,
+	                        struct sl_diag *d);
+	int (*reload_error_get)(struct sl_store *s, const char *proc, char **msg_out,
+	                        struct sl_diag *d);
 	int (*ckpt_put_offset)(struct sl_commit *c, const char *proc, const char *stream,
 	                       int64_t offset, int64_t effects_mark, struct sl_diag *d);
 	int (*fault)(struct sl_commit *c, const char *proc, const char *stream, const char *error,

@@ -69,6 +69,11 @@ enum {
 	L_GET,
 	L_PUT,
 	L_RELEASE,
+	R_PUT,
+	R_GET,
+	E_PUT,
+	E_DEL,
+	E_GET,
 	ST_COUNT
 };
 
@@ -147,6 +152,14 @@ static const char *const stmt_sql[ST_COUNT] = {
 		" ON CONFLICT(processor) DO UPDATE SET owner = ?2, epoch = ?3, expires_at = ?4",
 	[L_RELEASE] = "UPDATE sl_leases SET owner = '', expires_at = 0"
 		      " WHERE processor = ?1 AND owner = ?2",
+	[R_PUT] =
+		"INSERT INTO sl_rates(processor, stream, rate, updated_at) VALUES (?1, ?2, ?3, ?4)"
+		" ON CONFLICT(processor, stream) DO UPDATE SET rate = ?3, updated_at = ?4",
+	[R_GET] = "SELECT rate, updated_at FROM sl_rates WHERE processor = ?1 AND stream = ?2",
+	[E_PUT] = "INSERT INTO sl_reload_errors(processor, message) VALUES (?1, ?2)"
+		  " ON CONFLICT(processor) DO UPDATE SET message = ?2",
+	[E_DEL] = "DELETE FROM sl_reload_errors WHERE processor = ?1",
+	[E_GET] = "SELECT message FROM sl_reload_errors WHERE processor = ?1",
 };
 
 /* The projection handle: the connection, as ctx.db sees it, and ctx.db's check. */
@@ -161,7 +174,8 @@ struct sqlite_store {
 	struct sl_store base;
 	sqlite3 *db;
 	char *path;
-	char *wal; /* path of the WAL file, or NULL (read-only) */
+	char *wal;        /* path of the WAL file, or NULL (read-only) */
+	uint32_t commits; /* this connection's own commits (data_version) */
 	sqlite3_stmt *st[ST_COUNT];
 	struct sl_buf tmp[2]; /* compacted payload and metadata of the event being written */
 	struct sl_proj proj;
@@ -322,6 +336,13 @@ static int configure(struct sqlite_store *s, const struct sl_store_opts *o, stru
 	return exec_sql(s, "PRAGMA foreign_keys=OFF; PRAGMA cache_size=-16384", d);
 }
 
+/* Counts the connection's own commits, which PRAGMA data_version does not see. */
+static int on_commit(void *ud)
+{
+	((struct sqlite_store *)ud)->commits++;
+	return 0; /* let it commit */
+}
+
 /* The connection's authorizer, installed once: ctx.db's check while one is set. */
 static int authorize(void *ud, int action, const char *a1, const char *a2, const char *dbn,
                      const char *trig)
@@ -375,6 +396,7 @@ static int sqlite_open(struct sl_store **out, const char *path, const struct sl_
 		goto fail;
 	s->proj.db = s->db;
 	sqlite3_set_authorizer(s->db, authorize, &s->proj);
+	sqlite3_commit_hook(s->db, on_commit, s);
 	if (!o->readonly && (s->wal = malloc(strlen(path) + 5)))
 		sprintf(s->wal, "%s-wal", path);
 	*out = &s->base;
@@ -926,7 +948,11 @@ static int sqlite_data_version(struct sl_store *base, int64_t *v, struct sl_diag
 	if (sqlite3_prepare_v2(s->db, "PRAGMA data_version", -1, &st, NULL) != SQLITE_OK)
 		return db_error(s, d, "cannot read the data version");
 	rc = sqlite3_step(st);
-	*v = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	/* PRAGMA data_version (a 32-bit counter) changes with the commits of the other
+	 * connections only: its low half, this connection's own commits the high half. */
+	*v = rc == SQLITE_ROW
+	             ? (int64_t)((uint64_t)s->commits << 32 | (uint32_t)sqlite3_column_int64(st, 0))
+	             : 0;
 	sqlite3_finalize(st);
 	return rc == SQLITE_ROW ? 0 : db_error(s, d, "cannot read the data version");
 }
@@ -1086,6 +1112,79 @@ static int sqlite_ckpt_put_offset(struct sl_commit *c, const char *proc, const c
 	sqlite3_bind_int64(st, 3, offset);
 	sqlite3_bind_int64(st, 4, effects_mark);
 	return run(s, st, d, "cannot write checkpoint");
+}
+
+static int sqlite_rates_put(struct sl_commit *c, const char *proc, const struct sl_rate *r,
+                            size_t n, int64_t at_ms, struct sl_diag *d)
+{
+	struct sqlite_store *s = sqc(c)->s;
+	sqlite3_stmt *st;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < n; i++) {
+		if ((rc = prep_ps(s, R_PUT, proc, r[i].stream, &st, d)))
+			return rc;
+		sqlite3_bind_double(st, 3, r[i].rate);
+		sqlite3_bind_int64(st, 4, at_ms);
+		if ((rc = run(s, st, d, "cannot write rate")))
+			return rc;
+	}
+	return 0;
+}
+
+static int sqlite_rate_get(struct sl_store *base, const char *proc, const char *stream,
+                           double *rate, int64_t *at_ms, struct sl_diag *d)
+{
+	struct sqlite_store *s = sq(base);
+	sqlite3_stmt *st;
+	int rc;
+
+	*rate = 0;
+	*at_ms = 0;
+	if ((rc = prep_ps(s, R_GET, proc, stream, &st, d)))
+		return rc;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*rate = sqlite3_column_double(st, 0);
+		*at_ms = sqlite3_column_int64(st, 1);
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(s, d, "cannot read rate");
+}
+
+static int sqlite_reload_error_put(struct sl_commit *c, const char *proc, const char *msg,
+                                   struct sl_diag *d)
+{
+	struct sqlite_store *s = sqc(c)->s;
+	sqlite3_stmt *st;
+	int rc;
+
+	if ((rc = prep_ps(s, msg ? E_PUT : E_DEL, proc, NULL, &st, d)))
+		return rc;
+	if (msg)
+		sqlite3_bind_text(st, 2, msg, -1, SQLITE_STATIC);
+	return run(s, st, d, msg ? "cannot record a reload error" : "cannot clear a reload error");
+}
+
+static int sqlite_reload_error_get(struct sl_store *base, const char *proc, char **msg_out,
+                                   struct sl_diag *d)
+{
+	struct sqlite_store *s = sq(base);
+	sqlite3_stmt *st;
+	int rc, oom = 0;
+
+	*msg_out = NULL;
+	if ((rc = prep_ps(s, E_GET, proc, NULL, &st, d)))
+		return rc;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW && !(*msg_out = dup_text(st, 0, NULL)))
+		oom = 1;
+	sqlite3_reset(st);
+	if (oom)
+		return sl_diag_set(d, SL_ENOMEM, "out of memory");
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0
+	                                             : db_error(s, d, "cannot read a reload error");
 }
 
 static int sqlite_fault(struct sl_commit *c, const char *proc, const char *stream,
@@ -1457,6 +1556,10 @@ const struct sl_store_ops sl_store_sqlite_ops = {
 	.proc_hashes = sqlite_proc_hashes,
 	.ckpt_put = sqlite_ckpt_put,
 	.ckpt_put_offset = sqlite_ckpt_put_offset,
+	.rates_put = sqlite_rates_put,
+	.rate_get = sqlite_rate_get,
+	.reload_error_put = sqlite_reload_error_put,
+	.reload_error_get = sqlite_reload_error_get,
 	.fault = sqlite_fault,
 	.clear_fault = sqlite_clear_fault,
 	.background_failure = sqlite_background_failure,

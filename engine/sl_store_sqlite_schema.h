@@ -5,7 +5,7 @@
 #ifndef SL_STORE_SQLITE_SCHEMA_H
 #define SL_STORE_SQLITE_SCHEMA_H
 
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 
 static const char *const schema_v1 =
 	"CREATE TABLE sl_streams("
@@ -76,11 +76,23 @@ static const char *const schema_v4 = "CREATE TABLE sl_leases("
 				     " expires_at INTEGER NOT NULL"
 				     ") WITHOUT ROWID;";
 
+/* Version 5: the events per second a runner records per instance (sluice status),
+ * and the error of a processor's last failed hot reload (a table of its own: the
+ * processor may have no sl_processors row yet). */
+static const char *const schema_v5 = "CREATE TABLE sl_rates("
+				     " processor TEXT NOT NULL,"
+				     " stream TEXT NOT NULL,"
+				     " rate REAL NOT NULL,"
+				     " updated_at INTEGER NOT NULL,"
+				     " PRIMARY KEY (processor, stream)"
+				     ") WITHOUT ROWID;"
+				     "CREATE TABLE sl_reload_errors("
+				     " processor TEXT PRIMARY KEY NOT NULL,"
+				     " message TEXT NOT NULL"
+				     ") WITHOUT ROWID;";
+
 static const char *const *const migrations[SCHEMA_VERSION] = {
-	&schema_v1,
-	&schema_v2,
-	&schema_v3,
-	&schema_v4,
+	&schema_v1, &schema_v2, &schema_v3, &schema_v4, &schema_v5,
 };
 
 #endif

@@ -445,7 +445,7 @@ static int user_version_of(const char *p)
 	return v;
 }
 
-/* A store of schema version 3 (before leases) keeps opening. */
+/* A store of schema version 3 (before leases and rates) keeps opening. */
 static void test_migration(void)
 {
 	struct sl_store_opts ro = {SL_DURABILITY_FULL, 1, NULL, NULL};
@@ -463,7 +463,10 @@ static void test_migration(void)
 		diag("cannot make a store: %s", d.msg);
 	sl_store_close(s);
 	sqlite3_open(p, &db);
-	sqlite3_exec(db, "DROP TABLE sl_leases; PRAGMA user_version = 3", NULL, NULL, NULL);
+	sqlite3_exec(db,
+	             "DROP TABLE sl_leases; DROP TABLE sl_rates; DROP TABLE sl_reload_errors;"
+	             " PRAGMA user_version = 3",
+	             NULL, NULL, NULL);
 	sqlite3_close(db);
 	is(sl_store_open(&s, p, &ro, &d), 0, "a version 3 store opens read-only, as it is");
 	is(count_events(s, "m/1"), 2, "its events are read");
@@ -472,12 +475,154 @@ static void test_migration(void)
 	is(sl_store_open(&s, p, NULL, &d), 0, "a read-write open migrates it");
 	is(sl_store_lease_acquire(s, "p", "me", 1000, &l, &d), 0, "its new lease table works (%s)",
 	   d.msg);
+	{
+		struct sl_rate rt = {"m/1", 2.5};
+		struct sl_commit *c;
+		double rate = 0;
+		if (sl_commit_begin(s, NULL, &c, &d) ||
+		    sl_commit_end(c, sl_ckpt_rates_put(c, "p", &rt, 1, sl_store_now_ms(), &d) == 0,
+		                  &d))
+			diag("cannot write a rate: %s", d.msg);
+		is(sl_ckpt_rate_get(s, "p", "m/1", &rate, &d), 0, "its new rates table works");
+		ok(rate == 2.5, "a fresh rate reads back (%g)", rate);
+		if (sl_commit_begin(s, NULL, &c, &d) ||
+		    sl_commit_end(c,
+		                  sl_ckpt_rates_put(c, "p", &rt, 1,
+		                                    sl_store_now_ms() - SL_RATE_STALE_MS - 1,
+		                                    &d) == 0,
+		                  &d))
+			diag("cannot write a rate: %s", d.msg);
+		sl_ckpt_rate_get(s, "p", "m/1", &rate, &d);
+		ok(rate == 0, "a stale rate reads as 0: its runner is gone (%g)", rate);
+		sl_ckpt_rate_get(s, "p", "m/2", &rate, &d);
+		ok(rate == 0, "no rate recorded reads as 0");
+	}
 	sl_store_close(s);
-	is(user_version_of(p), 4, "it is at version 4 now");
+	is(user_version_of(p), 5, "it is at version 5 now");
 	snprintf(p, sizeof(p), "%s/missing.db", dir);
 	sl_diag_init(&d);
 	is(sl_store_open(&s, p, &ro, &d), SL_EIO, "a read-only open of a missing file fails");
 	ok(strstr(d.msg, "no such file") && access(p, F_OK), "without creating it: %s", d.msg);
+}
+
+/* Runs one write in a commit of its own. */
+#define IN_COMMIT(s, d, call)                                                                      \
+	do {                                                                                       \
+		struct sl_commit *c_;                                                              \
+		if (sl_commit_begin((s), NULL, &c_, (d)) || sl_commit_end(c_, (call) == 0, (d)))   \
+			diag("cannot commit: %s", (d)->msg);                                       \
+	} while (0)
+
+static int64_t data_version_of(struct sl_store *s)
+{
+	int64_t v = -1;
+
+	if (sl_store_data_version(s, &v, NULL))
+		diag("cannot read the data version");
+	return v;
+}
+
+/* What a runner reports for status (reload errors, rates) and what the pump's
+ * wake-up watches (data version, watch file). */
+static void test_live_rows(void)
+{
+	struct sl_store_opts ro = {SL_DURABILITY_FULL, 1, NULL, NULL};
+	struct sl_event_in e = ev_of("v/1", "t", NULL);
+	struct sl_rate rt[3] = {{"r/a", 12.5}, {"r/b", 0.1}, {"", 3}};
+	struct sl_append_result r;
+	struct sl_store *s, *s2, *rs;
+	struct sl_lease l;
+	struct sl_diag d;
+	const char *wal;
+	int64_t v, now = sl_store_now_ms();
+	double rate;
+	char p[300], *msg = (char *)"x";
+
+	snprintf(p, sizeof(p), "%s/live.db", dir);
+	sl_diag_init(&d);
+	if (sl_store_open(&s, p, NULL, &d) || sl_store_open(&s2, p, NULL, &d))
+		diag("cannot open %s: %s", p, d.msg);
+
+	/* Reload errors: one per processor, with or without a processor row. */
+	is(sl_ckpt_reload_error_get(s, "ghost", &msg, &d), 0, "reading a reload error never set");
+	ok(msg == NULL, "is NULL");
+	IN_COMMIT(
+		s, &d,
+		sl_ckpt_reload_error_put(c_, "ghost", "reload: processors/ghost.lua:3: boom", &d));
+	is(sl_ckpt_reload_error_get(s, "ghost", &msg, &d), 0, "a reload error is stored");
+	ok(msg && !strcmp(msg, "reload: processors/ghost.lua:3: boom"),
+	   "for a processor without a row: %s", msg ? msg : "(null)");
+	free(msg);
+	IN_COMMIT(s, &d, sl_ckpt_reload_error_put(c_, "ghost", "reload: second", &d));
+	sl_ckpt_reload_error_get(s2, "ghost", &msg, &d);
+	ok(msg && !strcmp(msg, "reload: second"), "a new one replaces it, seen by another handle");
+	free(msg);
+	sl_ckpt_reload_error_get(s, "other", &msg, &d);
+	ok(msg == NULL, "another processor has none");
+	IN_COMMIT(s, &d, sl_ckpt_reload_error_put(c_, "ghost", NULL, &d));
+	msg = (char *)"x";
+	is(sl_ckpt_reload_error_get(s, "ghost", &msg, &d), 0, "clearing it");
+	ok(msg == NULL, "leaves none");
+	is(sl_ckpt_reload_error_get(s, "", &msg, &d), SL_EINVAL,
+	   "a reload error needs a processor");
+
+	/* Rates: one row per instance, upserted; stale rows fade to 0. */
+	IN_COMMIT(s, &d, sl_ckpt_rates_put(c_, "rp", rt, 3, now, &d));
+	rate = -1;
+	is(sl_ckpt_rate_get(s, "rp", "r/a", &rate, &d), 0, "reading a rate");
+	ok(rate == 12.5, "of one instance (%g)", rate);
+	sl_ckpt_rate_get(s, "rp", "", &rate, &d);
+	ok(rate == 3, "and of a mode all instance, stream \"\" (%g)", rate);
+	rt[0].rate = 0;
+	IN_COMMIT(s, &d, sl_ckpt_rates_put(c_, "rp", rt, 1, now, &d));
+	sl_ckpt_rate_get(s, "rp", "r/a", &rate, &d);
+	ok(rate == 0, "an instance gone idle reads 0 (%g)", rate);
+	sl_ckpt_rate_get(s, "rp", "r/b", &rate, &d);
+	ok(rate == 0.1, "the others keep theirs (%g)", rate);
+	IN_COMMIT(s, &d, sl_ckpt_rates_put(c_, "rp", rt + 1, 1, now - 2500, &d));
+	sl_ckpt_rate_get(s, "rp", "r/b", &rate, &d);
+	ok(rate == 0.1, "a rate recorded 2.5 s ago still counts (%g)", rate);
+	IN_COMMIT(s, &d, sl_ckpt_rates_put(c_, "rp", rt + 1, 1, now - 3500, &d));
+	sl_ckpt_rate_get(s, "rp", "r/b", &rate, &d);
+	ok(rate == 0, "one recorded 3.5 s ago reads 0: its runner is gone (%g)", rate);
+	sl_ckpt_rate_get(s, "nobody", "r/a", &rate, &d);
+	ok(rate == 0, "an instance without a rate reads 0");
+
+	/* The data version: any commit, own or foreign, changes it; nothing else does. */
+	v = data_version_of(s);
+	is(data_version_of(s), v, "the data version stays without commits");
+	sl_store_append(s2, &e, 1, &r, 0, NULL, &d);
+	ok(data_version_of(s) != v, "it changes after a commit by another handle");
+	v = data_version_of(s);
+	sl_store_append(s, &e, 1, &r, 0, NULL, &d);
+	ok(data_version_of(s) != v, "and after an append of its own");
+	v = data_version_of(s);
+	IN_COMMIT(s, &d, sl_ckpt_reload_error_put(c_, "ghost", "x", &d));
+	ok(data_version_of(s) != v, "and after a commit of its own");
+	v = data_version_of(s);
+	sl_store_lease_acquire(s, "vp", "me", 1000, &l, &d);
+	ok(data_version_of(s) != v, "and after taking a lease");
+	v = data_version_of(s);
+	is(data_version_of(s), v, "and then stays again");
+	{
+		struct sl_commit *c;
+		sl_commit_begin(s, NULL, &c, &d);
+		sl_ckpt_reload_error_put(c, "ghost", "rolled back", &d);
+		sl_commit_end(c, 0, &d);
+	}
+	is(data_version_of(s), v, "a rolled back commit does not change it");
+
+	/* The watch file. */
+	wal = sl_store_watch_file(s);
+	ok(wal && strlen(wal) > 4 && !strcmp(wal + strlen(wal) - 4, "-wal"),
+	   "the watch file is the WAL: %s", wal ? wal : "(null)");
+	ok(wal && access(wal, F_OK) == 0, "and it exists while the store is open");
+	if (sl_store_open(&rs, p, &ro, &d))
+		diag("cannot open %s read-only: %s", p, d.msg);
+	ok(sl_store_watch_file(rs) == NULL, "a read-only store has no watch file");
+	sl_store_close(rs);
+	sl_store_close(s2);
+	sl_store_close(s);
 }
 
 /* Closing a store with a commit open rolls it back and frees it. */
@@ -503,7 +648,7 @@ int main(void)
 {
 	struct sl_store *s;
 
-	plan(100);
+	plan(131);
 	if (!mkdtemp(dir))
 		return 1;
 	snprintf(path, sizeof(path), "%s/store.db", dir);
@@ -522,6 +667,7 @@ int main(void)
 	test_backends();
 	test_migration();
 	test_close_open_commit();
+	test_live_rows();
 	sl_store_close(NULL);
 	{
 		char cmd[300];

@@ -80,6 +80,8 @@ broken multi_deploy \
 	"multi_deploy\.deploy\.lua: /processors/q/mode: " \
 	"multi_deploy\.deploy\.lua: /durability: " \
 	"multi_deploy\.deploy\.lua: [^ ]*: .*consle"
+broken short_lease "short_lease\.deploy\.lua: /lease: must be at least 100ms, got 50ms"
+broken bad_lease "bad_lease\.deploy\.lua: /lease: "
 
 # run refuses a deployment that does not load, before it touches the store.
 $S run "$F/two_broken.deploy.lua" --until-caught-up >"$TMP/out" 2>"$TMP/err"; code=$?

@@ -68,6 +68,9 @@ for i in $(seq 1 20); do inc a; inc b; inc c; done
 check "every event is folded (21 per stream)" wait_until 30 count_is c 21
 eq "in/a folded exactly once each" "$(count a),$(count b),$(count c)" "21,21,21"
 eq "one emitted event per consumed event" "$(seen a),$(seen b),$(seen c)" "21,21,21"
+rate_a() { $S status "$D" | jq -r 'select(.stream == "in/a") | .rate'; }
+check "status shows a rate above 0 for a stream that just processed events" \
+	wait_until 10 sh -c "[ \"\$($S status '$D' | jq 'select(.stream == \"in/a\") | .rate > 0')\" = true ]"
 LEADER=$(runner); LEADER=${LEADER%%@*}
 check "status names the runner (a pid of ours)" test "$LEADER" = "$R1" -o "$LEADER" = "$R2"
 if [ "$LEADER" = "$R1" ]; then STANDBY=$R2; N=2; else STANDBY=$R1; N=1; fi
@@ -124,6 +127,7 @@ check "the woken runner is a standby now" \
 kill -TERM "$R3" "$R4"
 wait "$R3" "$R4" 2>/dev/null
 check "with no runner left, status shows runner null" wait_until 10 test "$(runner)" = null
+eq "and rate 0" "$(rate_a)" "0"
 $S reset "$D" tally >/dev/null
 check "reset works once nobody runs the processor" test $? -eq 0
 $S run "$D" --until-caught-up 2>/dev/null

@@ -109,7 +109,7 @@ eq "status prints one line per instance (counters/a, counters/b, echo/1, api/ord
    "circuit_breaker api/orders,counter counters/a,counter counters/b,echo echo/1,"
 eq "every status line carries the documented fields" \
    "$(jq -c 'keys' "$TMP/status" | sort -u)" \
-   '["backgroundFailures","head","lag","lastError","offset","processor","runner","status","stream"]'
+   '["backgroundFailures","head","lag","lastError","offset","processor","rate","reloadError","runner","status","stream"]'
 eq "the counters/a line: caught up, ok" \
    "$(jq -c 'select(.processor == "counter" and .stream == "counters/a") | [.offset, .head, .lag, .status, .lastError, .backgroundFailures]' "$TMP/status")" \
    '[5,5,0,"ok",null,0]'
