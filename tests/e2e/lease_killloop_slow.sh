@@ -6,56 +6,7 @@
 # emitted exactly one event (default keys), and a replay from offset 1 gives the
 # same states.
 . "$(dirname "$0")/lib/testlib.sh"
-S=$SLUICE
-D=$TMP/deploy.lua
-mkdir -p "$TMP/schemas" "$TMP/procs"
-cat >"$TMP/schemas/tally.contract.json" <<'EOF'
-{ "name": "tally", "version": 1,
-  "consumes": ["t/inc"], "emits": ["t/seen"],
-  "events": { "t/inc": {"type": "object"},
-              "t/seen": {"type": "object", "required": ["n"],
-                         "properties": {"n": {"type": "integer"}}} },
-  "state": {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}},
-  "initialState": {"n": 0} }
-EOF
-cat >"$TMP/procs/tally.lua" <<'EOF'
-return {
-  contract = "tally",
-  reduce = { ["t/inc"] = function(s) return { n = s.n + 1 } end },
-  processEvent = {
-    ["t/inc"] = function(event, ctx)
-      ctx.append("t/seen", { n = ctx.state.n }, { stream = "seen/" .. event.stream:match("[^/]+$") })
-    end,
-  },
-}
-EOF
-cat >"$D" <<EOF
-return {
-  store = "$TMP/store.db", durability = "normal", schemas = { "$TMP/schemas" },
-  lease = "1s",
-  processors = { tally = { script = "$TMP/procs/tally.lua", streams = "in/*", sideEffects = "all" } },
-}
-EOF
-
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$TMP"; }
-trap cleanup EXIT
-
-# wait_until SECONDS COMMAND...: polls the command until it succeeds or time is up.
-wait_until() {
-	local deadline=$(($(date +%s) + $1)); shift
-	until "$@"; do
-		[ "$(date +%s)" -ge "$deadline" ] && return 1
-		sleep 0.05
-	done
-}
-inc() { $S append "in/$1" t/inc --deployment "$D" >/dev/null; }
-runner() { $S status "$D" | jq -r 'select(.stream == "in/a") | .runner // "null"'; }
-count() { $S state "$D" tally "in/$1" | jq .state.n; }
-seen() { $S events "seen/$1" --deployment "$D" --type t/seen | wc -l; }
-count_is() { [ "$(count "$1")" = "$2" ]; }
-runner_is() { runner | grep -q "^$1@"; }
-start() { $S run "$D" --log-format text 2>"$TMP/run$1.err" & PIDS+=($!); eval "R$1=$!"; }
+. "$(dirname "$0")/lib/leaselib.sh"
 
 
 APPENDER_STOP=$TMP/stop
