@@ -88,6 +88,7 @@ struct sl_inst {
 	int busy;          /* a batch is in flight */
 	uint64_t retry_at; /* loop time (ms) of the next attempt */
 	int queued;        /* on the pump's list of instances behind their head */
+	size_t rate_slot;  /* 1 + its index in the pump's rate window, 0 when not in it */
 	struct sl_inst *lru_prev, *lru_next;
 };
 

@@ -267,11 +267,9 @@ static void clear_queue(struct slot *sl)
 /* Counts n events processed by in in the current second. */
 static void count_rate(struct sl_pump *pm, struct slot *sl, struct sl_inst *in, int64_t n)
 {
-	size_t i;
+	size_t i = in->rate_slot;
 
-	for (i = 0; i < sl->nrates && sl->rates[i].in != in; i++)
-		;
-	if (i == sl->nrates) {
+	if (!i || i > sl->nrates || sl->rates[i - 1].in != in) {
 		if (sl->nrates == sl->caprates) {
 			size_t cap = sl->caprates ? sl->caprates * 2 : 16;
 			struct rate *r = realloc(sl->rates, cap * sizeof(*r));
@@ -280,11 +278,11 @@ static void count_rate(struct sl_pump *pm, struct slot *sl, struct sl_inst *in, 
 			sl->rates = r;
 			sl->caprates = cap;
 		}
-		memset(&sl->rates[i], 0, sizeof(sl->rates[i]));
-		sl->rates[i].in = in;
-		sl->nrates++;
+		memset(&sl->rates[sl->nrates], 0, sizeof(sl->rates[0]));
+		sl->rates[sl->nrates].in = in;
+		in->rate_slot = i = ++sl->nrates;
 	}
-	sl->rates[i].sec[pm->rate_sec % RATE_WINDOW] += (uint32_t)n;
+	sl->rates[i - 1].sec[pm->rate_sec % RATE_WINDOW] += (uint32_t)n;
 }
 
 /* Once a second: writes the rate of every instance that processed events in the
@@ -328,8 +326,11 @@ static void on_rates(uv_timer_t *t)
 		/* Instances that wrote their 0 leave the window. */
 		for (k = 0; k < sl->nrates;)
 			if (rows[k].rate == 0) {
+				sl->rates[k].in->rate_slot = 0;
 				sl->rates[k] = sl->rates[--sl->nrates];
 				rows[k] = rows[sl->nrates];
+				if (k < sl->nrates)
+					sl->rates[k].in->rate_slot = k + 1;
 			} else {
 				k++;
 			}
@@ -343,6 +344,10 @@ static void on_rates(uv_timer_t *t)
 
 static void forget_rates(struct slot *sl)
 {
+	size_t k;
+
+	for (k = 0; k < sl->nrates; k++)
+		sl->rates[k].in->rate_slot = 0;
 	sl->nrates = 0;
 }
 
