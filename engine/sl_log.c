@@ -202,13 +202,12 @@ static void format_text(struct sl_buf *b, const char *time, const struct record 
 
 /* ---- writing --------------------------------------------------------------------------- */
 
-/* One write(2) for the line; the loop only finishes a write a signal cut short. */
-static void write_line(const char *p, size_t n)
+void sl_log_write(int fd, const char *p, size_t n)
 {
 	ssize_t w;
 
 	while (n > 0) {
-		w = write(log_fd, p, n);
+		w = write(fd, p, n);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)
@@ -216,6 +215,11 @@ static void write_line(const char *p, size_t n)
 		p += w;
 		n -= (size_t)w;
 	}
+}
+
+static void write_line(const char *p, size_t n)
+{
+	sl_log_write(log_fd, p, n);
 }
 
 void sl_logv(enum sl_log_level level, const char *processor, const char *stream, int64_t offset,

@@ -30,6 +30,7 @@
 #define SL_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define SL_LOG_MSG_MAX 16384
@@ -63,6 +64,10 @@ void sl_log_set_level(enum sl_log_level level);
 void sl_log_set_format(enum sl_log_format format);
 /* Where records go (default 2, standard error); the descriptor is borrowed. */
 void sl_log_set_fd(int fd);
+
+/* Writes p[0..n) to fd with one write(2), finishing only a write that a signal cut
+ * short; errors are dropped (a log line is never worth a failure). */
+void sl_log_write(int fd, const char *p, size_t n);
 
 /* fn(ud) runs before each line is written (NULL: nothing): the progress lines
  * (sl_progress.h) erase themselves there so that a log line never lands inside one. */

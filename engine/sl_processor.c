@@ -1488,3 +1488,79 @@ int sl_proc_state_json(struct sl_proc *p, struct sl_inst *in, struct sl_buf *b, 
 	SL_STACK_CHECK(p->L, 0);
 	return rc;
 }
+
+/* ---- checking stored states against a new contract ------------------------------------------ */
+
+struct state_check {
+	struct sl_proc *p;
+	const struct sl_ckpt *c; /* the row being checked */
+	struct sl_diag d;        /* why it failed */
+	int rc;                  /* the first failure, or 0 */
+	char *stream;            /* the instance that failed (owned) */
+};
+
+/* Protected: decodes one stored state (struct state_check, light userdata at 1) and
+ * validates it against the processor's state schema, as a reduce result is; the
+ * outcome goes to its rc and d. [-1, +0, m] */
+static int state_check_body(lua_State *L)
+{
+	struct state_check *sc = lua_touserdata(L, 1);
+
+	lua_settop(L, 0);
+	if ((sc->rc = sl_lj_decode(L, sc->c->state, sc->c->state_len, 0, &sc->d)))
+		return 0;
+	sc->rc = sl_schema_validate(sc->p->contract->state, L, -1, &sc->d);
+	return 0;
+}
+
+/* sl_ckpt_each callback: checks one instance's state; stops at the first failure.
+ * [-0, +0, -] on the processor's lua_State */
+static int check_one_state(void *ud, const char *stream, const struct sl_ckpt *c)
+{
+	struct state_check *sc = ud;
+	lua_State *L = sc->p->L;
+	int status;
+	SL_STACK_ENTER(L);
+
+	if (!c->state) /* the initial state: the contract's load checked it */
+		return 0;
+	sc->c = c;
+	lua_pushcfunction(L, state_check_body);
+	lua_pushlightuserdata(L, sc);
+	if ((status = lua_pcall(L, 1, 0, 0)) != LUA_OK) {
+		enum sl_budget b = sl_sandbox_exceeded(L, status);
+		sc->rc = sl_diag_set(&sc->d, status == LUA_ERRMEM ? SL_ENOMEM : SL_ELUA, "%s",
+		                     b ? sl_sandbox_message(L, b) : lua_tostring(L, -1));
+		lua_pop(L, 1);
+	}
+	SL_STACK_CHECK(L, 0);
+	if (!sc->rc)
+		return 0;
+	sc->stream = strdup(stream);
+	return 1;
+}
+
+int sl_proc_check_states(struct sl_proc *p, struct sl_store *s, struct sl_diag *d)
+{
+	struct state_check sc = {.p = p};
+	int rc;
+	SL_STACK_ENTER(p->L);
+
+	sl_diag_init(&sc.d);
+	rc = sl_ckpt_each(s, p->cfg.name, check_one_state, &sc, d);
+	SL_STACK_CHECK(p->L, 0);
+	if (rc || !sc.rc) {
+		free(sc.stream);
+		return rc;
+	}
+	if (!p->cfg.mode_all)
+		sl_diag_set(d, sc.rc,
+		            "state of instance '%s' does not match the new state schema: %s",
+		            sc.stream ? sc.stream : "?", sl_diag_msg(&sc.d));
+	else
+		sl_diag_set(d, sc.rc,
+		            "state of the instance does not match the new state schema: %s",
+		            sl_diag_msg(&sc.d));
+	free(sc.stream);
+	return sc.rc;
+}

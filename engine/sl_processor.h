@@ -146,6 +146,17 @@ void sl_proc_ingest(struct sl_proc *p, struct sl_inst *in, const struct sl_event
  * d may be NULL, as everywhere in this header. */
 int sl_proc_state_json(struct sl_proc *p, struct sl_inst *in, struct sl_buf *b, struct sl_diag *d);
 
+/* Checks the stored state of every instance of the processor (its name's checkpoint
+ * rows in s; an instance without a stored state has the initial state and is skipped)
+ * against p's contract state schema, as a reduce result is validated: what a hot
+ * reload checks before a new version takes over (DESIGN §8). p need not be attached
+ * (s is borrowed for the call). The first failure, in stream order, is the error:
+ * SL_EINVAL with "state of instance 'counters/a' does not match the new state schema:
+ * /count: type: expected integer, got string" ("state of the instance ..." in mode
+ * all); a state that cannot be decoded or exceeds the memory budget fails the same
+ * way. Not from inside one of p's hooks. */
+int sl_proc_check_states(struct sl_proc *p, struct sl_store *s, struct sl_diag *d);
+
 /* Gives the processor the loop its blocking and background work runs on (ctx.block,
  * ctx.background, ctx.sleep, ctx.exec, ctx.http need it). */
 int sl_proc_set_loop(struct sl_proc *p, struct uv_loop_s *loop, struct sl_diag *d);

@@ -1,7 +1,6 @@
 /* sl_progress.c - the catch-up progress lines (sl_progress.h). */
 #include "sl_progress.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,19 +80,6 @@ void sl_progress_format(char *out, size_t n, const char *proc, int64_t done, int
 	}
 }
 
-static void put(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return;
-		p += w;
-		n -= (size_t)w;
-	}
-}
-
 /* Erases the lines drawn on the terminal (the cursor goes back to where they
  * began). Called with mu held. */
 static void erase(struct sl_progress *pr)
@@ -103,7 +89,7 @@ static void erase(struct sl_progress *pr)
 	if (!pr->tty || !pr->drawn)
 		return;
 	snprintf(seq, sizeof(seq), "\033[%zuA\r\033[J", pr->drawn);
-	put(pr->fd, seq, strlen(seq));
+	sl_log_write(pr->fd, seq, strlen(seq));
 	pr->drawn = 0;
 }
 
@@ -125,7 +111,7 @@ static void draw(struct sl_progress *pr)
 		sl_buf_adds(&b, pr->tty ? "\033[K\n" : "\n");
 	}
 	if (sl_buf_ok(&b) && b.len)
-		put(pr->fd, b.ptr, b.len);
+		sl_log_write(pr->fd, b.ptr, b.len);
 	if (pr->tty)
 		pr->drawn = pr->n;
 	sl_buf_release(&b);

@@ -43,7 +43,6 @@ struct rate {
 /* One processor the pump runs. */
 struct slot {
 	struct sl_pump_proc pp;
-	int removed;
 	size_t lease;         /* index in the lease keeper */
 	int leader;           /* this runner holds the lease and activated the processor */
 	int64_t epoch;        /* of the lease it activated with */
@@ -73,11 +72,9 @@ struct sl_pump {
 	int64_t data_version;
 	struct sl_pump_opts o;
 	int progress, retrying, stopping, signals;
-	size_t inflight;   /* batches whose ingest has not completed */
-	uint64_t deadline; /* loop time when a shutdown stops waiting */
-	unsigned rate_sec; /* seconds since the start, the rate window's clock */
-	sl_pump_idle_fn on_round;
-	void *on_round_ud;
+	size_t inflight;          /* batches whose ingest has not completed */
+	uint64_t deadline;        /* loop time when a shutdown stops waiting */
+	unsigned rate_sec;        /* seconds since the start, the rate window's clock */
 	struct sl_progress *prog; /* the catch-up progress lines, or NULL */
 };
 
@@ -298,7 +295,7 @@ static void on_rates(uv_timer_t *t)
 		struct sl_commit *c;
 		struct sl_diag d;
 		int rc;
-		if (!sl->nrates || sl->removed)
+		if (!sl->nrates)
 			continue;
 		if (sl->nrates > cap) {
 			struct sl_rate *r = realloc(rows, sl->nrates * sizeof(*r));
@@ -648,8 +645,6 @@ static int sync_leases(struct sl_pump *pm, struct sl_diag *d)
 	for (i = 0; i < pm->nslots; i++) {
 		struct slot *sl = pm->slots[i];
 		struct sl_lease_view v;
-		if (sl->removed)
-			continue;
 		sl_leases_get(pm->leases, sl->lease, &v);
 		if (!v.seen)
 			continue;
@@ -690,7 +685,7 @@ static void check_free_leases(struct sl_pump *pm)
 		struct slot *sl = pm->slots[i];
 		struct sl_lease row;
 		int found;
-		if (sl->removed || sl->leader)
+		if (sl->leader)
 			continue;
 		if (sl_store_lease_get(pm->store, sl->pp.cfg->name, &row, &found, NULL) == 0 &&
 		    (!found || !*row.owner || row.expires_at <= sl_store_now_ms())) {
@@ -720,7 +715,7 @@ static int pump_round(struct sl_pump *pm, struct sl_diag *d)
 		return rc;
 	for (i = 0; i < pm->nslots && !pm->stopping; i++) {
 		struct slot *sl = pm->slots[i];
-		if (sl->removed || !sl->leader)
+		if (!sl->leader)
 			continue;
 		sl_proc_flush(sl->pp.p);
 		if ((rc = route(pm, sl, d)) || (rc = deliver(pm, sl, now, d)))
@@ -734,8 +729,7 @@ static size_t work_running(struct sl_pump *pm)
 	size_t i, n = 0;
 
 	for (i = 0; i < pm->nslots; i++)
-		if (!pm->slots[i]->removed)
-			n += sl_proc_work_running(pm->slots[i]->pp.p);
+		n += sl_proc_work_running(pm->slots[i]->pp.p);
 	return n;
 }
 
@@ -749,8 +743,6 @@ static int caught_up(struct sl_pump *pm)
 	for (i = 0; i < pm->nslots; i++) {
 		struct slot *sl = pm->slots[i];
 		size_t k;
-		if (sl->removed)
-			continue;
 		if (!sl->leader)
 			return 0;
 		for (k = 0; k < sl->nqueue; k++)
@@ -776,8 +768,7 @@ static int shutdown_done(struct sl_pump *pm)
 		sl_log(SL_LOG_WARN, NULL, NULL, 0,
 		       "shutdown: %zu background work items still running were stopped", bg);
 		for (i = 0; i < pm->nslots; i++)
-			if (!pm->slots[i]->removed)
-				sl_proc_kill_work(pm->slots[i]->pp.p);
+			sl_proc_kill_work(pm->slots[i]->pp.p);
 	}
 	return 1;
 }
@@ -797,8 +788,6 @@ static void on_tick(uv_timer_t *t)
 			uv_timer_start(&pm->timer, on_tick, 20, 0);
 		return;
 	}
-	if (pm->on_round)
-		pm->on_round(pm->on_round_ud);
 	if (pump_round(pm, &d)) {
 		sl_log(SL_LOG_ERROR, NULL, NULL, 0, "%s", sl_diag_msg(&d));
 		pm->stopping = 1;
@@ -917,76 +906,6 @@ static int new_slot(struct sl_pump *pm, struct sl_proc *p, const struct sl_deplo
 	pm->slots[pm->nslots] = sl;
 	*index = pm->nslots++;
 	return 0;
-}
-
-int sl_pump_add(struct sl_pump *pm, struct sl_proc *p, const struct sl_deploy_proc *cfg,
-                size_t *index, struct sl_diag *d)
-{
-	struct slot *sl;
-	int rc;
-
-	if ((rc = new_slot(pm, p, cfg, index, d)))
-		return rc;
-	sl = pm->slots[*index];
-	if (pm->leases)
-		return sl_leases_add(pm->leases, cfg->name, &sl->lease, d);
-	sl->leader = 1; /* no leases: the processor runs at once */
-	return catch_up(pm, sl, d);
-}
-
-int sl_pump_proc_idle(struct sl_pump *pm, size_t i)
-{
-	return i < pm->nslots && pm->slots[i]->inflight == 0;
-}
-
-int sl_pump_replace(struct sl_pump *pm, size_t i, struct sl_proc *np,
-                    const struct sl_deploy_proc *cfg, struct sl_diag *d)
-{
-	struct slot *sl = pm->slots[i];
-	struct sl_lease_view v = {0};
-
-	clear_queue(sl);
-	forget_rates(sl);
-	sl->pp.p = np;
-	sl->pp.cfg = cfg;
-	if (!sl->leader)
-		return 0; /* it starts when its lease is taken */
-	if (pm->leases) {
-		sl_leases_get(pm->leases, sl->lease, &v);
-		v.row.epoch = sl->epoch;
-		sl->leader = 0;
-		return activate(pm, sl, &v, d);
-	}
-	return catch_up(pm, sl, d);
-}
-
-void sl_pump_remove(struct sl_pump *pm, size_t i)
-{
-	struct slot *sl = pm->slots[i];
-
-	clear_queue(sl);
-	forget_rates(sl);
-	sl->removed = 1;
-	sl->leader = 0;
-	sl->pp.p = NULL;
-	if (pm->leases)
-		sl_leases_drop(pm->leases, sl->lease);
-}
-
-size_t sl_pump_nslots(const struct sl_pump *pm)
-{
-	return pm->nslots;
-}
-
-struct sl_proc *sl_pump_slot_proc(const struct sl_pump *pm, size_t i)
-{
-	return i < pm->nslots ? pm->slots[i]->pp.p : NULL;
-}
-
-void sl_pump_on_round(struct sl_pump *pm, sl_pump_idle_fn fn, void *ud)
-{
-	pm->on_round = fn;
-	pm->on_round_ud = ud;
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */

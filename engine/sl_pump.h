@@ -79,30 +79,6 @@ int sl_pump_run(struct sl_pump *pm, const struct sl_pump_opts *o, struct sl_diag
 int sl_pump_read_batch(struct sl_pump *pm, struct sl_pump_proc *pp, struct sl_inst *in,
                        const struct sl_event **ev, size_t *n, struct sl_diag *d);
 
-/* ---- changing the processors of a running pump (hot reload, SIGHUP) ---- */
-
-/* Whether processor i has no batch in flight and no blocking work waiting: its
- * sl_proc may be swapped now. */
-int sl_pump_proc_idle(struct sl_pump *pm, size_t i);
-/* Replaces the processor of slot i by np (same name; the old one is the caller's
- * again): np is activated under the lease if held, and every instance is queued
- * again from its checkpoint. Only when sl_pump_proc_idle(pm, i). */
-int sl_pump_replace(struct sl_pump *pm, size_t i, struct sl_proc *np,
-                    const struct sl_deploy_proc *cfg, struct sl_diag *d);
-/* Adds a processor (its lease is taken like the others'); returns its slot. */
-int sl_pump_add(struct sl_pump *pm, struct sl_proc *p, const struct sl_deploy_proc *cfg,
-                size_t *slot, struct sl_diag *d);
-/* Stops running slot i (its lease is released; its data stay); only when idle. The
- * slot stays, empty. */
-void sl_pump_remove(struct sl_pump *pm, size_t i);
-/* The number of slots and the processor in slot i (NULL when removed). */
-size_t sl_pump_nslots(const struct sl_pump *pm);
-struct sl_proc *sl_pump_slot_proc(const struct sl_pump *pm, size_t i);
-
-/* Called on the loop between rounds, when nothing of the pump is running Lua
- * (the host's reload runs there). */
-typedef void (*sl_pump_idle_fn)(void *ud);
-void sl_pump_on_round(struct sl_pump *pm, sl_pump_idle_fn fn, void *ud);
 /* Runs a round soon (something changed). */
 void sl_pump_kick(struct sl_pump *pm);
 

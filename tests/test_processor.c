@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -451,6 +452,108 @@ static void test_batches(struct sl_store *s, struct sl_contracts *cs)
 	sl_proc_free(p);
 }
 
+/* Writes contract 't' at version 2 with the state schema `state` into dir/<sub>,
+ * loads t.lua against it as processor "p" (not attached) and returns it, with its
+ * contracts in *cs (freed by the caller after the processor). */
+static struct sl_proc *load_version(const char *sub, const char *state, struct sl_contracts **cs)
+{
+	char path[600], text[2048], script[600];
+	struct sl_proc_cfg cfg = {.name = "p", .script = script, .streams = "*"};
+	const char *dirs[1] = {path};
+	struct sl_proc *p = NULL;
+	struct sl_errs errs;
+	struct sl_diag d;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, sub);
+	snprintf(script, sizeof(script), "%s/t.lua", dir);
+	mkdir(path, 0700);
+	snprintf(text, sizeof(text),
+	         "{\"name\": \"t\", \"version\": 2, \"consumes\": [\"t/a\"], \"emits\": "
+	         "[\"t/out\"],\n"
+	         " \"events\": {\"t/a\": {\"type\": \"object\"}, \"t/out\": {\"type\": "
+	         "\"object\"}},\n"
+	         " \"state\": %s,\n"
+	         " \"initialState\": {\"seen\": []}}\n",
+	         state);
+	snprintf(script, sizeof(script), "%s/t.contract.json", sub);
+	write_file(script, text);
+	snprintf(script, sizeof(script), "%s/t.lua", dir);
+	sl_diag_init(&d);
+	sl_errs_init(&errs);
+	*cs = NULL;
+	if (sl_contracts_new(cs, dirs, 1, &d) == 0)
+		sl_proc_load(&p, &cfg, *cs, &errs);
+	ok(p != NULL, "t.lua loads against the contract of %s (%s)", sub,
+	   errs.n ? errs.msg[0] : sl_diag_msg(&d));
+	sl_errs_release(&errs);
+	return p;
+}
+
+/* sl_proc_check_states over the instances test_batches left (p: s/1 has seen
+ * [1,3,4,5,6,7], s/2 [2]) plus s/0, a row without a state (faulted before it ran). */
+static void test_check_states(struct sl_store *s)
+{
+	struct sl_contracts *cs;
+	struct sl_commit *c;
+	struct sl_proc *p;
+	struct sl_diag d;
+	char text[256];
+	int rc, end;
+
+	sl_diag_init(&d);
+	rc = sl_commit_begin(s, NULL, &c, &d);
+	if (!rc) {
+		rc = sl_ckpt_fault(c, "p", "s/0", "never ran", &d);
+		end = sl_commit_end(c, rc == 0, &d);
+		rc = rc ? rc : end;
+	}
+	ckpt_text(s, "p", "s/0", text, sizeof(text));
+	ok(rc == 0 && strcmp(text, "0|(null)") == 0,
+	   "s/0 gets a checkpoint row without a state (%s, %s)", text, sl_diag_msg(&d));
+
+	p = load_version("v_same",
+	                 "{\"type\": \"object\", \"required\": [\"seen\"],"
+	                 " \"properties\": {\"seen\": {\"type\": \"array\","
+	                 " \"items\": {\"type\": \"integer\"}}}}",
+	                 &cs);
+	sl_diag_init(&d);
+	rc = p ? sl_proc_check_states(p, s, &d) : -1;
+	ok(rc == 0, "every stored state matches an equivalent schema; s/0 is skipped (%s)",
+	   sl_diag_msg(&d));
+	sl_proc_free(p);
+	sl_contracts_free(cs);
+
+	p = load_version("v_max3",
+	                 "{\"type\": \"object\", \"required\": [\"seen\"],"
+	                 " \"properties\": {\"seen\": {\"type\": \"array\", \"maxItems\": 3}}}",
+	                 &cs);
+	sl_diag_init(&d);
+	rc = p ? sl_proc_check_states(p, s, &d) : -1;
+	is(rc, SL_EINVAL, "a schema that s/1's state breaks fails the check");
+	ok(strstr(d.msg, "state of instance 's/1' does not match the new state schema: ") ==
+	                   d.msg &&
+	           strstr(d.msg, "/seen: maxItems: "),
+	   "naming the instance and the schema's message (%s)", d.msg);
+	sl_proc_free(p);
+	sl_contracts_free(cs);
+
+	/* Only a list of exactly one offset is refused: s/2, after s/0 and s/1. */
+	p = load_version("v_not1",
+	                 "{\"type\": \"object\", \"required\": [\"seen\"],"
+	                 " \"properties\": {\"seen\": {\"type\": \"array\","
+	                 " \"not\": {\"minItems\": 1, \"maxItems\": 1}}}}",
+	                 &cs);
+	sl_diag_init(&d);
+	rc = p ? sl_proc_check_states(p, s, &d) : -1;
+	is(rc, SL_EINVAL, "a schema that only s/2's state breaks fails the check");
+	ok(strstr(d.msg,
+	          "state of instance 's/2' does not match the new state schema: /seen: not") ==
+	           d.msg,
+	   "naming s/2: the states before it were checked and passed (%s)", d.msg);
+	sl_proc_free(p);
+	sl_contracts_free(cs);
+}
+
 /* prepare fails once: the call fails, nothing is read or written, the next call
  * retries it. */
 static void test_prepare_retry(struct sl_store *s, struct sl_contracts *cs)
@@ -573,7 +676,7 @@ int main(void)
 	const char *dirs[1];
 	char cmd[700];
 
-	plan(72);
+	plan(81);
 	if (!mkdtemp(dir)) {
 		perror("mkdtemp");
 		return 1;
@@ -598,6 +701,7 @@ int main(void)
 	data_version();
 
 	test_batches(s, cs);
+	test_check_states(s);
 	test_prepare_retry(s, cs);
 	test_db(s, cs);
 	test_load_errors(cs);

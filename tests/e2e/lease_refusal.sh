@@ -62,13 +62,6 @@ rows() {
 		 SELECT count(*), max(position) FROM sl_events;"
 }
 status_of() { $S status "$D" | jq -c --arg p "$1" --arg s "$2" "select(.processor == \$p and .stream == \$s) | $3"; }
-wait_until() {
-	local deadline=$(($(date +%s) + $1)); shift
-	until "$@"; do
-		[ "$(date +%s)" -ge "$deadline" ] && return 1
-		sleep 0.05
-	done
-}
 runner_null() { [ "$(status_of counter c/a .runner)" = null ]; }
 MSG="^sluice: processor 'counter' is running \\($OWNER\\); use the console or stop it\$"
 

@@ -38,14 +38,6 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$TMP"; }
 trap cleanup EXIT
 
-# wait_until SECONDS COMMAND...: polls the command until it succeeds or time is up.
-wait_until() {
-	local deadline=$(($(date +%s) + $1)); shift
-	until "$@"; do
-		[ "$(date +%s)" -ge "$deadline" ] && return 1
-		sleep 0.05
-	done
-}
 inc() { $S append "in/$1" t/inc --deployment "$D" >/dev/null; }
 runner() { $S status "$D" | jq -r 'select(.stream == "in/a") | .runner // "null"'; }
 count() { $S state "$D" tally "in/$1" | jq .state.n; }

@@ -38,6 +38,16 @@ refuses() {
 	pass "$name"
 }
 
+# wait_until SECONDS COMMAND...: polls the command (every 50 ms) until it succeeds;
+# fails once SECONDS have passed. The way to wait for a running engine: never a bare sleep.
+wait_until() {
+	local deadline=$(($(date +%s) + $1)); shift
+	until "$@"; do
+		[ "$(date +%s)" -ge "$deadline" ] && return 1
+		sleep 0.05
+	done
+}
+
 finish() {
 	echo "1..$((T_PASS + T_FAIL))"
 	echo "$T_PASS passed, $T_FAIL failed"
