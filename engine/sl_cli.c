@@ -868,12 +868,12 @@ static int cmd_state(struct args *a)
 
 static int cmd_status(struct args *a)
 {
-	return with_host(a, 0, do_status);
+	return with_host(a, SL_HOST_ROWS, do_status);
 }
 
 static int cmd_reset(struct args *a)
 {
-	return with_host(a, 0, do_reset);
+	return with_host(a, SL_HOST_ROWS, do_reset);
 }
 
 static int cmd_resume(struct args *a)
@@ -883,7 +883,7 @@ static int cmd_resume(struct args *a)
 
 static int cmd_dead_letters(struct args *a)
 {
-	return with_host(a, 0, do_dead_letters);
+	return with_host(a, SL_HOST_ROWS, do_dead_letters);
 }
 
 /* ---- the command table ------------------------------------------------------------- */
@@ -941,7 +941,11 @@ static const struct cmd commands[] = {
 	{"run",
          cmd_run,
          "run DEPLOYMENT [--until-caught-up] [--strict] [--shutdown-timeout T] [--progress]",
-         "Runs the deployment's processors over its store until SIGINT or SIGTERM.\n\n"
+         "Runs the deployment's processors over its store until SIGINT or SIGTERM.\n"
+         "Changes to the deployment file, the scripts and the contracts are loaded,\n"
+         "checked as `sluice check` does, and take over between batches (an invalid\n"
+         "version is logged as `reload: ...` and shown as reloadError in status);\n"
+         "SIGHUP reads the deployment file again at once.\n\n"
          "  --until-caught-up    exit once every instance has processed every event present\n"
          "                       (exit 1 if an instance is faulted)\n"
          "  --strict             fail a batch whose hook changed a table it was given, or\n"

@@ -636,6 +636,23 @@ int sl_contracts_load(struct sl_contracts *cs, const char *name, const struct sl
 	return e->state == 1 ? 0 : SL_EINVAL;
 }
 
+int sl_contracts_each_path(const struct sl_contracts *cs, sl_contract_path_fn fn, void *ud)
+{
+	char path[4200];
+	size_t i, k;
+	int rc;
+
+	/* The last directory is the built-in one: not the user's to edit. */
+	for (i = 0; i < cs->nent; i++)
+		for (k = 0; k + 1 < cs->ndirs; k++) {
+			snprintf(path, sizeof(path), "%s/%s.contract.json", cs->dirs[k],
+			         cs->ent[i]->name);
+			if ((rc = fn(ud, path)))
+				return rc;
+		}
+	return 0;
+}
+
 /* ---- the core validator, for the store -------------------------------------------------- */
 
 /* Protected: decodes the payload (light userdata text at 1, length at 2) and

@@ -64,6 +64,14 @@ void sl_contracts_free(struct sl_contracts *cs);
 int sl_contracts_load(struct sl_contracts *cs, const char *name, const struct sl_contract **out,
                       struct sl_errs *errs);
 
+/* Calls fn with every file a contract loaded so far (or looked for, imports
+ * included) could come from: <dir>/<name>.contract.json for each directory of the
+ * search path but the built-in one, whether or not it exists (a file that appears
+ * earlier on the path takes over). What hot reload watches. A non-zero return of fn
+ * stops and is returned. */
+typedef int (*sl_contract_path_fn)(void *ud, const char *path);
+int sl_contracts_each_path(const struct sl_contracts *cs, sl_contract_path_fn fn, void *ud);
+
 /* The schema of `type` if the contract sees it (own or imported), else NULL. */
 const struct sl_evtype *sl_contract_type(const struct sl_contract *c, const char *type);
 /* 1 if the contract consumes `type` ("*" consumes everything). */

@@ -16,6 +16,7 @@
 #include "sl_log.h"
 #include "sl_processor.h"
 #include "sl_pump.h"
+#include "sl_reload.h"
 #include "sl_store.h"
 
 struct sl_host {
@@ -26,6 +27,7 @@ struct sl_host {
 	struct sl_pump_proc *procs;
 	size_t nprocs;
 	struct sl_pump *pump;
+	struct sl_reload *reload; /* sluice run: owns the processors from then on */
 	uv_loop_t loop;
 	int loop_ready;
 	double shutdown_ms;
@@ -35,45 +37,22 @@ struct sl_host {
 
 /* ---- opening ------------------------------------------------------------------------ */
 
-#ifdef SL_TESTING
-/* SLUICE_BUDGETS=off turns the instruction, memory and wall-clock budgets off: for
- * measuring what they cost (bench_runtime). A test switch: only the SL_TESTING build
- * has it, so nothing in a user's environment turns a budget off. */
-static int budgets_off(void)
-{
-	const char *v = getenv("SLUICE_BUDGETS");
-
-	return v && !strcmp(v, "off");
-}
-#else
-static int budgets_off(void)
-{
-	return 0;
-}
-#endif
-
 static int open_procs(struct sl_host *h, int flags, struct sl_errs *errs)
 {
-	int bad = 0, off = budgets_off();
+	int bad = 0;
 	size_t i;
 
 	if (!(h->procs = calloc(h->dp->nprocs + 1, sizeof(*h->procs))))
 		return SL_ENOMEM;
 	for (i = 0; i < h->dp->nprocs; i++) {
 		const struct sl_deploy_proc *dp = &h->dp->procs[i];
-		struct sl_proc_cfg cfg = {
-			.name = dp->name,
-			.script = dp->script,
-			.streams = dp->streams,
-			.mode_all = dp->mode_all,
-			.effects_all = dp->effects_all,
-			.batch_size = dp->batch_size,
-			.strict = (flags & SL_HOST_STRICT) != 0,
-			.instructions = off ? 0 : dp->instructions,
-			.memory = off ? 0 : dp->memory,
-			.wallclock_ms = off ? 0 : dp->wallclock_ms,
-		};
+		struct sl_proc_cfg cfg;
+		sl_reload_proc_cfg(dp, (flags & SL_HOST_STRICT) != 0, &cfg);
 		h->procs[i].cfg = dp;
+		if (flags & SL_HOST_ROWS) { /* the rows only: no script is loaded */
+			h->nprocs++;
+			continue;
+		}
 		if (sl_proc_load(&h->procs[h->nprocs].p, &cfg, h->cs, errs))
 			bad = 1;
 		else
@@ -95,8 +74,8 @@ static int open_store(struct sl_host *h, struct sl_errs *errs)
 	if (sl_store_open(&h->store, h->dp->store, &so, &d))
 		goto fail;
 	for (i = 0; i < h->nprocs; i++)
-		if (sl_proc_attach(h->procs[i].p, h->store, 0, &d) ||
-		    sl_proc_set_loop(h->procs[i].p, &h->loop, &d))
+		if (h->procs[i].p && (sl_proc_attach(h->procs[i].p, h->store, 0, &d) ||
+		                      sl_proc_set_loop(h->procs[i].p, &h->loop, &d)))
 			goto fail;
 	return 0;
 fail:
@@ -155,6 +134,7 @@ void sl_host_free(struct sl_host *h)
 	if (!h)
 		return;
 	sl_pump_free(h->pump);
+	sl_reload_free(h->reload);
 	for (i = 0; i < h->nprocs; i++)
 		sl_proc_free(h->procs[i].p);
 	free(h->procs);
@@ -174,7 +154,7 @@ static struct sl_pump_proc *find_proc(struct sl_host *h, const char *name, struc
 	size_t i;
 
 	for (i = 0; i < h->nprocs; i++)
-		if (!strcmp(sl_proc_name(h->procs[i].p), name))
+		if (!strcmp(h->procs[i].cfg->name, name))
 			return &h->procs[i];
 	sl_diag_set(d, SL_EINVAL, "unknown processor '%s' (not in %s)", name, h->dp->file);
 	return NULL;
@@ -196,14 +176,14 @@ static int count_fault(void *ud, const char *stream, const struct sl_ckpt *c)
 	return 0;
 }
 
-/* Counts faulted instances after a run, naming the first in d. */
+/* Counts faulted instances of the processors run, naming the first in d. */
 static int count_faulted(struct sl_host *h, struct sl_diag *d)
 {
 	struct faults f = {NULL, 0, d};
 	size_t i;
 
-	for (i = 0; i < h->nprocs; i++) {
-		f.proc = h->procs[i].cfg->name;
+	for (i = 0; i < sl_pump_nprocs(h->pump); i++) {
+		f.proc = sl_pump_proc_at(h->pump, i)->cfg->name;
 		sl_ckpt_each(h->store, f.proc, count_fault, &f, d);
 	}
 	return f.n;
@@ -223,8 +203,18 @@ int sl_host_run(struct sl_host *h, int until_caught_up, struct sl_diag *d)
 {
 	struct sl_pump_opts o = {until_caught_up, h->shutdown_ms, h->dp->lease_ms, h->dp->store,
 	                         h->progress};
+	size_t i;
 	int rc;
 
+	/* A service reloads what changes; a run until caught up uses what it loaded. */
+	if ((h->flags & SL_HOST_RUN) && !until_caught_up && !h->reload) {
+		if ((rc = sl_reload_new(&h->reload, &h->loop, h->store, h->pump, h->dp->file,
+		                        (h->flags & SL_HOST_STRICT) != 0, h->dp, h->cs, h->procs,
+		                        h->nprocs, d)))
+			return rc;
+		for (i = 0; i < h->nprocs; i++)
+			h->procs[i].p = NULL; /* the reloader's now */
+	}
 	if ((rc = sl_pump_run(h->pump, &o, d)))
 		return rc;
 	return count_faulted(h, d) ? 1 : 0;
@@ -276,7 +266,6 @@ struct each_ctx {
 	int (*fn)(struct each_ctx *c, struct sl_inst *in);
 	int64_t head;
 	void *arg;
-	const char *runner; /* status: the live lease's owner, or NULL */
 };
 
 /* The owner of proc's lease while it is live (owner set, not expired), else 0. */
@@ -347,7 +336,7 @@ int sl_host_state(struct sl_host *h, const char *proc, const char *stream, sl_st
 {
 	struct sl_pump_proc *hp = find_proc(h, proc, d);
 	struct state_ctx sc = {fn, ud};
-	struct each_ctx c = {h, hp, d, state_fn, 0, &sc, NULL};
+	struct each_ctx c = {h, hp, d, state_fn, 0, &sc};
 	struct sl_inst *in;
 
 	if (!hp) /* find_proc set d: unknown processor */
@@ -365,34 +354,37 @@ int sl_host_state(struct sl_host *h, const char *proc, const char *stream, sl_st
 }
 
 struct status_ctx {
+	struct sl_host *h;
+	struct sl_pump_proc *hp;
 	sl_status_fn fn;
 	void *ud;
+	const char *runner;       /* the live lease's owner, or NULL */
 	const char *reload_error; /* of the processor being listed, or NULL */
+	struct sl_diag *d;
 };
 
-static int status_fn(struct each_ctx *c, struct sl_inst *in)
+/* One status line, from the instance's checkpoint row (no script needed). */
+static int status_line(struct status_ctx *sc, const char *stream, int64_t head)
 {
-	struct status_ctx *sc = c->arg;
 	struct sl_status_row row;
 	struct sl_ckpt ck;
 	int found, rc;
 
-	if ((rc = sl_proc_inst_load(c->hp->p, in, c->d)) ||
-	    (rc = sl_ckpt_get(c->h->store, c->hp->cfg->name, in->stream, &ck, &found, c->d)))
+	if ((rc = sl_ckpt_get(sc->h->store, sc->hp->cfg->name, stream, &ck, &found, sc->d)))
 		return rc;
-	row.processor = c->hp->cfg->name;
-	row.stream = row_stream(c->hp, in);
-	row.offset = in->offset;
-	row.head = c->head;
-	row.lag = c->head > in->offset ? c->head - in->offset : 0;
-	row.status = status_of(in);
+	row.processor = sc->hp->cfg->name;
+	row.stream = sc->hp->cfg->mode_all ? NULL : stream;
+	row.offset = ck.offset;
+	row.head = head;
+	row.lag = head > ck.offset ? head - ck.offset : 0;
+	row.status = ck.faulted ? "faulted" : found && ck.offset > 0 ? "ok" : "new";
 	row.last_error = ck.last_error;
 	row.background_failures = ck.background_failures;
-	row.runner = c->runner;
+	row.runner = sc->runner;
 	row.reload_error = sc->reload_error;
 	row.rate = 0;
-	if (c->runner &&
-	    (rc = sl_ckpt_rate_get(c->h->store, c->hp->cfg->name, in->stream, &row.rate, c->d))) {
+	if (sc->runner &&
+	    (rc = sl_ckpt_rate_get(sc->h->store, sc->hp->cfg->name, stream, &row.rate, sc->d))) {
 		sl_ckpt_release(&ck);
 		return rc;
 	}
@@ -401,24 +393,36 @@ static int status_fn(struct each_ctx *c, struct sl_inst *in)
 	return rc;
 }
 
+static int status_stream(void *ud, const struct sl_stream_info *info)
+{
+	struct status_ctx *sc = ud;
+
+	if (!sl_pattern_match(sc->hp->cfg->streams, info->stream))
+		return 0;
+	return status_line(sc, info->stream, info->head);
+}
+
 int sl_host_status(struct sl_host *h, sl_status_fn fn, void *ud, struct sl_diag *d)
 {
-	struct status_ctx sc = {fn, ud, NULL};
+	struct status_ctx sc = {h, NULL, fn, ud, NULL, NULL, d};
 	size_t i;
 	int rc;
 
 	for (i = 0; i < h->nprocs; i++) {
-		struct each_ctx c = {h, &h->procs[i], d, status_fn, 0, &sc, NULL};
 		struct sl_lease l;
 		char *reload_error;
-		if ((rc = live_runner(h, h->procs[i].cfg->name, &l, d)) < 0)
+		int64_t head;
+		sc.hp = &h->procs[i];
+		if ((rc = live_runner(h, sc.hp->cfg->name, &l, d)) < 0)
 			return rc;
-		c.runner = rc ? l.owner : NULL;
-		if ((rc = sl_ckpt_reload_error_get(h->store, h->procs[i].cfg->name, &reload_error,
-		                                   d)))
+		sc.runner = rc ? l.owner : NULL;
+		if ((rc = sl_ckpt_reload_error_get(h->store, sc.hp->cfg->name, &reload_error, d)))
 			return rc;
 		sc.reload_error = reload_error;
-		rc = each_instance(&c);
+		if (!sc.hp->cfg->mode_all)
+			rc = sl_store_streams(h->store, NULL, status_stream, &sc, d);
+		else if (!(rc = sl_store_head_position(h->store, &head, d)))
+			rc = status_line(&sc, "", head);
 		free(reload_error);
 		if (rc)
 			return rc;
@@ -586,7 +590,7 @@ int sl_host_resume(struct sl_host *h, const char *proc, const char *stream, int 
 {
 	struct sl_pump_proc *hp = find_proc(h, proc, d);
 	struct resume_ctx rc = {h, hp, skip, fn, ud, d};
-	struct each_ctx c = {h, hp, d, resume_fn, 0, &rc, NULL};
+	struct each_ctx c = {h, hp, d, resume_fn, 0, &rc};
 	struct sl_inst *in;
 	int rr;
 

@@ -23,6 +23,9 @@ enum {
 	SL_HOST_STRICT = 4,   /* sluice run --strict: processors run in strict mode */
 	SL_HOST_WRITE = 8,    /* resume: the processors' own writes (anchors, a version
 	                       * rebuild) happen at open, without a lease */
+	SL_HOST_ROWS = 16,    /* status, reset, dead-letters: the processors' rows only; no
+	                       * script or contract is loaded (they work while a script is
+	                       * broken) */
 };
 
 /* Loads the deployment, its contracts and scripts, opens its store and binds every
@@ -84,7 +87,8 @@ struct sl_status_row {
 };
 typedef int (*sl_status_fn)(void *ud, const struct sl_status_row *row);
 
-/* Calls fn for every instance of every processor. */
+/* Calls fn for every instance of every processor (from the rows only: a host opened
+ * with SL_HOST_ROWS is enough). */
 int sl_host_status(struct sl_host *h, sl_status_fn fn, void *ud, struct sl_diag *d);
 
 /* Discards the state and checkpoint of one instance or (stream NULL) of all, and then

@@ -52,6 +52,11 @@ const struct sl_proc_cfg *sl_proc_cfg(const struct sl_proc *p)
 	return &p->cfg;
 }
 
+const char *sl_proc_script_hash(const struct sl_proc *p)
+{
+	return p->script_hash;
+}
+
 /* ---- patterns ------------------------------------------------------------------ */
 
 int sl_pattern_match(const char *pat, const char *s)
@@ -1360,6 +1365,7 @@ static int clear_changed(struct sl_proc *p, struct sl_diag *d)
 	end = sl_commit_end(c, rc == 0, d);
 	if (rc || (rc = end))
 		return rc;
+	p->claim_moved |= cleared > 0;
 	if (cleared)
 		sl_log(SL_LOG_INFO, p->cfg.name, NULL, 0,
 		       "script or contract changed; cleared the fault of %d instance%s", cleared,
@@ -1392,8 +1398,10 @@ static int claim(struct sl_proc *p, struct sl_diag *d)
 	p->anchor = anchor;
 	if (exists && (rc = clear_changed(p, d)))
 		return rc;
-	if (exists && version != p->contract->version)
+	if (exists && version != p->contract->version) {
+		p->claim_moved = 1;
 		return rebuild(p, p->contract->version, anchor, d);
+	}
 	if (exists)
 		return 0;
 	if ((rc = sl_store_head_position(p->store, &head, d)) || (rc = put_processor(p, head, d)) ||
@@ -1439,7 +1447,13 @@ int sl_proc_activate(struct sl_proc *p, const struct sl_fence *f, struct sl_diag
 		return sl_diag_set(d, SL_ENOMEM, "out of memory");
 	sl_proc_forget(p);
 	p->prepared = 0; /* another runner may have changed its tables: prepare again */
+	p->claim_moved = 0;
 	return claim(p, d);
+}
+
+int sl_proc_claim_moved(const struct sl_proc *p)
+{
+	return p->claim_moved;
 }
 
 void sl_proc_forget(struct sl_proc *p)

@@ -101,6 +101,8 @@ void sl_proc_free(struct sl_proc *p);
 const char *sl_proc_name(const struct sl_proc *p);
 const struct sl_contract *sl_proc_contract(const struct sl_proc *p);
 const struct sl_proc_cfg *sl_proc_cfg(const struct sl_proc *p);
+/* The hash of the script file's bytes as loaded (16 hex digits). */
+const char *sl_proc_script_hash(const struct sl_proc *p);
 
 /* Binds the processor to a store (borrowed: it must outlive the processor): reads
  * its processor row; on a contract version change discards every checkpoint's state
@@ -122,6 +124,9 @@ const struct sl_fence *sl_proc_fence(const struct sl_proc *p);
  * changed script or contract, rebuild on a version change, the anchor stored the
  * first time), all under the fence. prepare runs again with the next batch. */
 int sl_proc_activate(struct sl_proc *p, const struct sl_fence *f, struct sl_diag *d);
+/* Whether the last sl_proc_activate moved instances: a rebuild (every checkpoint back
+ * to 0) or faults cleared (faulted instances have events to process again). */
+int sl_proc_claim_moved(const struct sl_proc *p);
 /* Forgets what the processor knows of its instances: cached states, loaded
  * checkpoints, failure counts. Instances stay valid (a batch in flight keeps its). */
 void sl_proc_forget(struct sl_proc *p);

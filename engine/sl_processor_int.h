@@ -88,6 +88,7 @@ struct sl_proc {
 	int64_t last_fail_offset;
 	int preparing;                /* prepare is running */
 	char script_hash[17];         /* of the script file's bytes */
+	int claim_moved;              /* the last activation rebuilt or cleared faults */
 	struct sl_work_src *prep_src; /* the source of work started by prepare */
 	struct sl_fence fence;        /* of every commit when fence.owner is set */
 	char *fence_owner;            /* owned copy of fence.owner */

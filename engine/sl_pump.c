@@ -13,6 +13,7 @@
 
 #include "sl_buf.h"
 #include "sl_checkpoint.h"
+#include "sl_contract.h"
 #include "sl_deploy.h"
 #include "sl_lease.h"
 #include "sl_log.h"
@@ -56,6 +57,9 @@ struct slot {
 	int64_t cu_total, cu_done;
 	struct rate *rates;
 	size_t nrates, caprates;
+	/* A change waiting for the slot to be idle (sl_pump_set): */
+	struct sl_pump_proc next; /* the version that takes over (next.p set) */
+	int removing;             /* the processor leaves the deployment */
 };
 
 struct sl_pump {
@@ -76,6 +80,10 @@ struct sl_pump {
 	uint64_t deadline;        /* loop time when a shutdown stops waiting */
 	unsigned rate_sec;        /* seconds since the start, the rate window's clock */
 	struct sl_progress *prog; /* the catch-up progress lines, or NULL */
+	int running;              /* sl_pump_run started the slots */
+	int changes;              /* a slot has a change waiting */
+	sl_pump_retire_fn retire; /* a processor left its slot */
+	void *retire_ud;
 };
 
 /* One ingest in flight: what its completion needs after the batch buffer was reused. */
@@ -597,11 +605,11 @@ static int deliver(struct sl_pump *pm, struct slot *sl, uint64_t now, struct sl_
 
 /* ---- leases --------------------------------------------------------------------------------- */
 
-/* This runner took the lease of sl (or took it again at a new epoch). */
-static int activate(struct sl_pump *pm, struct slot *sl, const struct sl_lease_view *v,
-                    struct sl_diag *d)
+/* This runner took the lease of sl at epoch (or took it again at a new epoch, or a
+ * new version of the processor takes over under the same lease). */
+static int activate(struct sl_pump *pm, struct slot *sl, int64_t epoch, struct sl_diag *d)
 {
-	struct sl_fence f = {sl->pp.cfg->name, sl_leases_owner(pm->leases), v->row.epoch};
+	struct sl_fence f = {sl->pp.cfg->name, sl_leases_owner(pm->leases), epoch};
 	struct sl_diag pd;
 	int rc;
 
@@ -616,11 +624,10 @@ static int activate(struct sl_pump *pm, struct slot *sl, const struct sl_lease_v
 	if ((rc = catch_up(pm, sl, d)))
 		return rc;
 	sl->leader = 1;
-	sl->epoch = v->row.epoch;
+	sl->epoch = epoch;
 	/* A takeover is news; the start of a lone runner is not. */
 	sl_log(*sl->standby_of ? SL_LOG_INFO : SL_LOG_DEBUG, sl->pp.cfg->name, NULL, 0,
-	       "running processor '%s' (lease epoch %lld)", sl->pp.cfg->name,
-	       (long long)v->row.epoch);
+	       "running processor '%s' (lease epoch %lld)", sl->pp.cfg->name, (long long)epoch);
 	sl->standby_of[0] = '\0';
 	return 0;
 }
@@ -654,7 +661,7 @@ static int sync_leases(struct sl_pump *pm, struct sl_diag *d)
 				continue; /* the old epoch's batches settle first */
 			if (sl->leader)
 				stand_by(pm, sl);
-			if ((rc = activate(pm, sl, &v, d))) {
+			if ((rc = activate(pm, sl, v.row.epoch, d))) {
 				if (!fenced(rc, d))
 					return rc;
 				sl->fenced_epoch = v.row.epoch;
@@ -700,6 +707,181 @@ static void on_leases(void *ud)
 	sl_pump_kick(ud);
 }
 
+/* ---- changes of the deployment (hot reload) -------------------------------------------------- */
+
+static void retire(struct sl_pump *pm, struct sl_proc *p)
+{
+	if (p && pm->retire)
+		pm->retire(pm->retire_ud, p);
+}
+
+static void free_slot(struct slot *sl)
+{
+	clear_queue(sl);
+	free(sl->queue);
+	free(sl->rates);
+	free(sl);
+}
+
+static int start_slot(struct sl_pump *pm, struct slot *sl, struct sl_diag *d);
+
+/* The new version sl->pp takes over from old under the same lease. Same pattern, mode
+ * and contract version, and no fault cleared: the queue and the cursor carry over
+ * (the new version's instances for the same streams), so a swap costs no catch-up
+ * over every stream; otherwise the new version catches up as at a takeover.
+ * stand_by(old) ran: old's instances are forgotten but still valid. */
+static int swap_in(struct sl_pump *pm, struct slot *sl, struct sl_proc *old, struct sl_inst **q,
+                   size_t n, struct sl_diag *d)
+{
+	const struct sl_proc_cfg *oc = sl_proc_cfg(old), *nc = sl_proc_cfg(sl->pp.p);
+	struct sl_fence f = {sl->pp.cfg->name, sl_leases_owner(pm->leases), sl->epoch};
+	struct sl_diag pd;
+	size_t i;
+	int rc;
+
+	if (strcmp(oc->streams, nc->streams) || oc->mode_all != nc->mode_all ||
+	    sl_proc_contract(old)->version != sl_proc_contract(sl->pp.p)->version)
+		return activate(pm, sl, sl->epoch, d);
+	if ((rc = sl_proc_activate(sl->pp.p, &f, d)))
+		return rc;
+	if (sl_proc_claim_moved(sl->pp.p))
+		return activate(pm, sl, sl->epoch, d); /* claims again: nothing left to move */
+	sl_diag_init(&pd);
+	if (sl_proc_prepare(sl->pp.p, &pd))
+		sl_log(SL_LOG_WARN, sl->pp.cfg->name, NULL, 0, "%s (retried with its first batch)",
+		       sl_diag_msg(&pd));
+	sl->leader = 1;
+	for (i = 0; i < n && !rc; i++) {
+		struct sl_inst *in = sl_proc_instance(sl->pp.p, q[i]->stream);
+		if (!in)
+			rc = sl_diag_set(d, SL_ENOMEM, "out of memory");
+		else if (!(rc = sl_proc_inst_load(sl->pp.p, in, d)))
+			in->head = q[i]->head, rc = enqueue(sl, in);
+	}
+	return rc;
+}
+
+/* Applies the change waiting on slot i once the slot is idle (its batches settled:
+ * a batch waiting on blocking work swaps after it settles). Returns 1 when the slot
+ * went away, 0 when it stays, or a negative code. */
+static int apply_change(struct sl_pump *pm, size_t i, struct sl_diag *d)
+{
+	struct slot *sl = pm->slots[i];
+	struct sl_proc *old = sl->pp.p;
+	int was_leader = sl->leader, rc;
+	struct sl_inst **q = sl->queue;
+	size_t k, nq = sl->nqueue;
+
+	if (sl->inflight)
+		return 0;
+	sl_proc_flush(old);
+	/* The queue goes to the new version (swap_in); stand_by forgets the rest. */
+	for (k = 0; k < nq; k++)
+		q[k]->queued = 0;
+	sl->queue = NULL;
+	sl->nqueue = sl->capqueue = 0;
+	stand_by(pm, sl);
+	if (sl->removing) {
+		free(q);
+		if (pm->leases)
+			sl_leases_drop(pm->leases, sl->lease);
+		sl_log(SL_LOG_INFO, sl->pp.cfg->name, NULL, 0, "stopped; its rows are kept");
+		retire(pm, old);
+		free_slot(sl);
+		memmove(&pm->slots[i], &pm->slots[i + 1],
+		        (pm->nslots - i - 1) * sizeof(*pm->slots));
+		pm->nslots--;
+		return 1;
+	}
+	sl->pp = sl->next;
+	sl->next.p = NULL;
+	if (!was_leader) {
+		free(q);
+		retire(pm, old);
+		return 0; /* it starts with the lease, in its new version */
+	}
+	rc = pm->leases ? swap_in(pm, sl, old, q, nq, d) : start_slot(pm, sl, d);
+	free(q);
+	retire(pm, old);
+	if (fenced(rc, d)) {
+		sl->fenced_epoch = sl->epoch; /* the lease went meanwhile: a standby */
+		sl_leases_poke(pm->leases);
+		return 0;
+	}
+	return rc;
+}
+
+/* The changes waiting on idle slots. */
+static int apply_changes(struct sl_pump *pm, struct sl_diag *d)
+{
+	size_t i;
+	int rc, waiting = 0;
+
+	for (i = 0; i < pm->nslots; i++) {
+		struct slot *sl = pm->slots[i];
+		if (!sl->next.p && !sl->removing)
+			continue;
+		if ((rc = apply_change(pm, i, d)) < 0)
+			return rc;
+		if (rc == 1)
+			i--;
+		else if (sl->next.p || sl->removing)
+			waiting = 1;
+	}
+	pm->changes = waiting;
+	return 0;
+}
+
+static int new_slot(struct sl_pump *pm, struct sl_proc *p, const struct sl_deploy_proc *cfg,
+                    size_t *index, struct sl_diag *d);
+
+int sl_pump_set(struct sl_pump *pm, const char *name, struct sl_proc *p,
+                const struct sl_deploy_proc *cfg, struct sl_diag *d)
+{
+	struct slot *sl = NULL;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < pm->nslots && !sl; i++)
+		if (!strcmp(pm->slots[i]->pp.cfg->name, name))
+			sl = pm->slots[i];
+	if (!sl && !p)
+		return 0;
+	if (!sl) { /* a new processor */
+		if ((rc = new_slot(pm, p, cfg, &i, d)))
+			return rc;
+		sl = pm->slots[i];
+		if (!pm->running)
+			return 0;
+		if (pm->leases)
+			return sl_leases_add(pm->leases, name, &sl->lease, d);
+		return start_slot(pm, sl, d);
+	}
+	retire(pm, sl->next.p); /* a version that never took over */
+	sl->next.p = p;
+	sl->next.cfg = cfg;
+	sl->removing = p == NULL;
+	pm->changes = 1;
+	sl_pump_kick(pm);
+	return 0;
+}
+
+void sl_pump_set_retire(struct sl_pump *pm, sl_pump_retire_fn fn, void *ud)
+{
+	pm->retire = fn;
+	pm->retire_ud = ud;
+}
+
+size_t sl_pump_nprocs(const struct sl_pump *pm)
+{
+	return pm->nslots;
+}
+
+const struct sl_pump_proc *sl_pump_proc_at(const struct sl_pump *pm, size_t i)
+{
+	return i < pm->nslots ? &pm->slots[i]->pp : NULL;
+}
+
 /* ---- rounds --------------------------------------------------------------------------------- */
 
 /* One pass over every processor this runner leads: route what is new, then one
@@ -711,6 +893,8 @@ static int pump_round(struct sl_pump *pm, struct sl_diag *d)
 	int rc;
 
 	pm->progress = pm->retrying = 0;
+	if (pm->changes && (rc = apply_changes(pm, d)))
+		return rc;
 	if (pm->leases && (rc = sync_leases(pm, d)))
 		return rc;
 	for (i = 0; i < pm->nslots && !pm->stopping; i++) {
@@ -936,10 +1120,8 @@ void sl_pump_free(struct sl_pump *pm)
 	if (!pm)
 		return;
 	for (i = 0; i < pm->nslots; i++) {
-		clear_queue(pm->slots[i]);
-		free(pm->slots[i]->queue);
-		free(pm->slots[i]->rates);
-		free(pm->slots[i]);
+		retire(pm, pm->slots[i]->next.p);
+		free_slot(pm->slots[i]);
 	}
 	free(pm->slots);
 	free(pm->buf.ev);
@@ -964,18 +1146,23 @@ static int start_slots(struct sl_pump *pm, struct sl_diag *d)
 				return rc;
 		return sl_leases_start(pm->leases, d);
 	}
-	for (i = 0; i < pm->nslots; i++) {
-		struct slot *sl = pm->slots[i];
-		struct sl_diag pd;
-		sl_diag_init(&pd);
-		if (sl_proc_prepare(sl->pp.p, &pd))
-			sl_log(SL_LOG_WARN, sl->pp.cfg->name, NULL, 0,
-			       "%s (retried with its first batch)", sl_diag_msg(&pd));
-		sl->leader = 1;
-		if ((rc = catch_up(pm, sl, d)))
+	for (i = 0; i < pm->nslots; i++)
+		if ((rc = start_slot(pm, pm->slots[i], d)))
 			return rc;
-	}
 	return 0;
+}
+
+/* Without leases: the processor runs at once. */
+static int start_slot(struct sl_pump *pm, struct slot *sl, struct sl_diag *d)
+{
+	struct sl_diag pd;
+
+	sl_diag_init(&pd);
+	if (sl_proc_prepare(sl->pp.p, &pd))
+		sl_log(SL_LOG_WARN, sl->pp.cfg->name, NULL, 0, "%s (retried with its first batch)",
+		       sl_diag_msg(&pd));
+	sl->leader = 1;
+	return catch_up(pm, sl, d);
 }
 
 int sl_pump_run(struct sl_pump *pm, const struct sl_pump_opts *o, struct sl_diag *d)
@@ -994,6 +1181,7 @@ int sl_pump_run(struct sl_pump *pm, const struct sl_pump_opts *o, struct sl_diag
 	sl_store_data_version(pm->store, &pm->data_version, NULL);
 	if (o->progress)
 		pm->prog = sl_progress_new(2, isatty(2));
+	pm->running = 1;
 	if ((rc = start_slots(pm, d)) == 0) {
 		uv_signal_start(&pm->sigint, on_signal, SIGINT);
 		uv_signal_start(&pm->sigterm, on_signal, SIGTERM);

@@ -79,6 +79,29 @@ int sl_pump_run(struct sl_pump *pm, const struct sl_pump_opts *o, struct sl_diag
 int sl_pump_read_batch(struct sl_pump *pm, struct sl_pump_proc *pp, struct sl_inst *in,
                        const struct sl_event **ev, size_t *n, struct sl_diag *d);
 
+/* ---- changes of a running deployment (hot reload, sl_reload.h) ----
+ *
+ * The pump borrows its processors; one that leaves its slot (replaced by a new
+ * version, or removed) is handed to the retire callback, which owns it from then on
+ * (its background work may still be running). */
+typedef void (*sl_pump_retire_fn)(void *ud, struct sl_proc *p);
+void sl_pump_set_retire(struct sl_pump *pm, sl_pump_retire_fn fn, void *ud);
+
+/* Sets what runs under processor name: p with cfg (both borrowed) replaces the
+ * running version, or is added when there is none; p NULL removes it. A replacement
+ * or removal waits until the processor is idle (no batch in flight: a batch waiting
+ * on blocking work settles first), so no batch runs half on each version; then the
+ * new version is activated under the same lease (sl_proc_activate: faults cleared,
+ * a raised contract version rebuilt in place) and catches up from the checkpoints.
+ * A removed processor releases its lease; its rows stay. A change set again before
+ * the earlier one applied replaces it (the unused version is retired). */
+int sl_pump_set(struct sl_pump *pm, const char *name, struct sl_proc *p,
+                const struct sl_deploy_proc *cfg, struct sl_diag *d);
+
+/* The processors the pump runs now (after the changes applied so far). */
+size_t sl_pump_nprocs(const struct sl_pump *pm);
+const struct sl_pump_proc *sl_pump_proc_at(const struct sl_pump *pm, size_t i);
+
 /* Runs a round soon (something changed). */
 void sl_pump_kick(struct sl_pump *pm);
 
