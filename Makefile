@@ -51,6 +51,7 @@ bench: build
 	@rc=0; \
 	$(BUILD)/bench_store || rc=1; \
 	$(BUILD)/bench_runtime || rc=1; \
+	$(BUILD)/bench_live || rc=1; \
 	exit $$rc
 
 # The C sources in the repository's one format (.clang-format).

@@ -58,6 +58,21 @@ int sl_ckpt_get(struct sl_store *s, const char *proc, const char *stream, struct
 typedef int (*sl_ckpt_fn)(void *ud, const char *stream, const struct sl_ckpt *c);
 int sl_ckpt_each(struct sl_store *s, const char *proc, sl_ckpt_fn fn, void *ud, struct sl_diag *d);
 
+/* A stream whose head is past proc's checkpoint of it (or that has no checkpoint):
+ * what a catch-up must queue. has_row is 0 when the instance has no row (offset,
+ * effects_mark and faulted are then 0). */
+struct sl_behind {
+	const char *stream;
+	int64_t head, offset, effects_mark;
+	int has_row, faulted;
+};
+typedef int (*sl_behind_fn)(void *ud, const struct sl_behind *b);
+/* Calls fn for every stream of the store that proc (mode each) is behind on, in no
+ * particular order, in one pass over the streams (a catch-up over a million caught-up
+ * streams reads no row per stream); fn as for sl_ckpt_each. */
+int sl_ckpt_behind(struct sl_store *s, const char *proc, sl_behind_fn fn, void *ud,
+                   struct sl_diag *d);
+
 /* The events per second of one instance over the last 10 s, as its runner recorded
  * it (stream "" for mode all). */
 struct sl_rate {

@@ -719,6 +719,18 @@ int sl_proc_inst_load(struct sl_proc *p, struct sl_inst *in, struct sl_diag *d)
 	return 0;
 }
 
+void sl_proc_inst_preset(struct sl_inst *in, int64_t offset, int64_t effects_mark, int faulted,
+                         int has_row)
+{
+	if (in->loaded)
+		return;
+	in->offset = offset;
+	in->effects_mark = effects_mark;
+	in->faulted = faulted;
+	in->has_row = has_row;
+	in->loaded = 1;
+}
+
 /* ---- running batches ---------------------------------------------------------------- */
 
 /* Describes a Lua error of a batch in d: "<stream>@<offset> (<type>): <message>". */

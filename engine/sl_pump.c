@@ -509,21 +509,19 @@ struct scan {
 	struct sl_diag *d;
 };
 
-/* Catch-up: the instance of a matching stream, queued if it is behind. */
-static int scan_stream(void *ud, const struct sl_stream_info *info)
+/* Catch-up: the instance of a matching stream the processor is behind on, queued. */
+static int scan_stream(void *ud, const struct sl_behind *b)
 {
 	struct scan *sc = ud;
 	struct sl_pump_proc *hp = &sc->sl->pp;
 	struct sl_inst *in;
-	int rc;
 
-	if (!sl_pattern_match(hp->cfg->streams, info->stream))
+	if (!sl_pattern_match(hp->cfg->streams, b->stream))
 		return 0;
-	if (!(in = sl_proc_instance(hp->p, info->stream)))
+	if (!(in = sl_proc_instance(hp->p, b->stream)))
 		return sl_diag_set(sc->d, SL_ENOMEM, "out of memory");
-	if ((rc = sl_proc_inst_load(hp->p, in, sc->d)))
-		return rc;
-	in->head = info->head;
+	sl_proc_inst_preset(in, b->offset, b->effects_mark, b->faulted, b->has_row);
+	in->head = b->head;
 	if (in->offset >= in->head)
 		return 0;
 	sc->sl->cu_total += in->head - in->offset;
@@ -547,7 +545,7 @@ static int catch_up(struct sl_pump *pm, struct slot *sl, struct sl_diag *d)
 		return rc;
 	sl->cursor = head;
 	if (!hp->cfg->mode_all)
-		return sl_store_streams(pm->store, NULL, scan_stream, &sc, d);
+		return sl_ckpt_behind(pm->store, hp->cfg->name, scan_stream, &sc, d);
 	if (!(in = sl_proc_instance(hp->p, "")))
 		return sl_diag_set(d, SL_ENOMEM, "out of memory");
 	if ((rc = sl_proc_inst_load(hp->p, in, d)))

@@ -488,6 +488,12 @@ int sl_ckpt_each(struct sl_store *s, const char *proc, sl_ckpt_fn fn, void *ud, 
 	return s->ops->ckpt_each(s, proc, fn, ud, d);
 }
 
+int sl_ckpt_behind(struct sl_store *s, const char *proc, sl_behind_fn fn, void *ud,
+                   struct sl_diag *d)
+{
+	return s->ops->ckpt_behind(s, proc, fn, ud, d);
+}
+
 int sl_ckpt_dead_letters(struct sl_store *s, sl_dead_fn fn, void *ud, struct sl_diag *d)
 {
 	return s->ops->dead_letters(s, fn, ud, d);

@@ -64,6 +64,8 @@ struct sl_store_ops {
 	                int *found, struct sl_diag *d);
 	int (*ckpt_each)(struct sl_store *s, const char *proc, sl_ckpt_fn fn, void *ud,
 	                 struct sl_diag *d);
+	int (*ckpt_behind)(struct sl_store *s, const char *proc, sl_behind_fn fn, void *ud,
+	                   struct sl_diag *d);
 	int (*dead_letters)(struct sl_store *s, sl_dead_fn fn, void *ud, struct sl_diag *d);
 
 	/* Leases: each call is a unit of work of its own. */

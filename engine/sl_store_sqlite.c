@@ -60,6 +60,7 @@ enum {
 	Q_DEAD_PUT,
 	Q_DEAD_EACH,
 	Q_EACH,
+	Q_BEHIND,
 	Q_RESET_ONE,
 	Q_RESET_ALL,
 	Q_RESET_FX_ONE,
@@ -138,6 +139,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 			" attempts, at FROM sl_dead_letters ORDER BY id",
 	[Q_EACH] = "SELECT stream, " CKPT_COLS " FROM sl_checkpoints WHERE processor = ?1"
 		   " ORDER BY stream",
+	[Q_BEHIND] = "SELECT s.stream, s.head, c.\"offset\", c.effects_mark, c.status"
+		     " FROM sl_streams s LEFT JOIN sl_checkpoints c"
+		     " ON c.processor = ?1 AND c.stream = s.stream"
+		     " WHERE c.\"offset\" IS NULL OR c.\"offset\" < s.head",
 	[Q_RESET_ONE] = "UPDATE sl_checkpoints SET \"offset\" = 0, state = NULL, status = 'ok',"
 			" last_error = NULL WHERE processor = ?1 AND stream = ?2",
 	[Q_RESET_ALL] = "UPDATE sl_checkpoints SET \"offset\" = 0, state = NULL, status = 'ok',"
@@ -1081,6 +1086,33 @@ static int sqlite_ckpt_each(struct sl_store *base, const char *proc, sl_ckpt_fn 
 	return rc == SQLITE_DONE ? 0 : db_error(s, d, "cannot read checkpoints");
 }
 
+static int sqlite_ckpt_behind(struct sl_store *base, const char *proc, sl_behind_fn fn, void *ud,
+                              struct sl_diag *d)
+{
+	struct sqlite_store *s = sq(base);
+	struct sl_behind b;
+	sqlite3_stmt *st;
+	int rc;
+
+	if ((rc = prep_ps(s, Q_BEHIND, proc, NULL, &st, d)))
+		return rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *status = (const char *)sqlite3_column_text(st, 4);
+		b.stream = col_text(st, 0, NULL);
+		b.head = sqlite3_column_int64(st, 1);
+		b.has_row = sqlite3_column_type(st, 2) != SQLITE_NULL;
+		b.offset = sqlite3_column_int64(st, 2);
+		b.effects_mark = sqlite3_column_int64(st, 3);
+		b.faulted = status && !strcmp(status, "faulted");
+		if ((rc = fn(ud, &b))) {
+			sqlite3_reset(st);
+			return rc < 0 ? rc : 0;
+		}
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : db_error(s, d, "cannot read checkpoints");
+}
+
 static int sqlite_ckpt_put(struct sl_commit *c, const char *proc, const char *stream,
                            int64_t offset, const char *state, size_t state_len,
                            int64_t effects_mark, struct sl_diag *d)
@@ -1544,6 +1576,7 @@ const struct sl_store_ops sl_store_sqlite_ops = {
 	.proc_get = sqlite_proc_get,
 	.ckpt_get = sqlite_ckpt_get,
 	.ckpt_each = sqlite_ckpt_each,
+	.ckpt_behind = sqlite_ckpt_behind,
 	.dead_letters = sqlite_dead_letters,
 	.lease_acquire = sqlite_lease_acquire,
 	.lease_release = sqlite_lease_release,

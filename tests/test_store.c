@@ -626,6 +626,82 @@ static void test_live_rows(void)
 }
 
 /* Closing a store with a commit open rolls it back and frees it. */
+struct behind_seen {
+	char streams[8][32];
+	struct sl_behind rows[8];
+	int n;
+};
+
+static int behind_fn(void *ud, const struct sl_behind *b)
+{
+	struct behind_seen *bs = ud;
+
+	if (bs->n < 8) {
+		snprintf(bs->streams[bs->n], 32, "%s", b->stream);
+		bs->rows[bs->n] = *b;
+		bs->rows[bs->n].stream = bs->streams[bs->n];
+	}
+	bs->n++;
+	return 0;
+}
+
+static const struct sl_behind *behind_of(const struct behind_seen *bs, const char *stream)
+{
+	int i;
+
+	for (i = 0; i < bs->n && i < 8; i++)
+		if (!strcmp(bs->streams[i], stream))
+			return &bs->rows[i];
+	return NULL;
+}
+
+/* sl_ckpt_behind: one pass over the streams, only those the processor is behind on,
+ * with what their rows say. */
+static void test_behind(void)
+{
+	const char *names[] = {"b/new", "b/done", "b/half", "b/fault", "b/other"};
+	struct behind_seen bs = {{{0}}, {{0}}, 0};
+	const struct sl_behind *b;
+	struct sl_store *s;
+	struct sl_diag d;
+	char p[300];
+	int i;
+
+	snprintf(p, sizeof(p), "%s/behind.db", dir);
+	sl_diag_init(&d);
+	if (sl_store_open(&s, p, NULL, &d))
+		diag("cannot open %s: %s", p, d.msg);
+	for (i = 0; i < 5; i++) { /* each stream: created@1, then two events: head 3 */
+		struct sl_event_in e[2] = {ev_of(names[i], "t", NULL), ev_of(names[i], "t", NULL)};
+		struct sl_append_result res[2];
+		if (sl_store_append(s, e, 2, res, 0, NULL, &d))
+			diag("append: %s", d.msg);
+	}
+	IN_COMMIT(s, &d, sl_ckpt_put(c_, "p", "b/done", 3, "{}", 2, 3, &d));
+	IN_COMMIT(s, &d, sl_ckpt_put(c_, "p", "b/half", 2, "{}", 2, 1, &d));
+	IN_COMMIT(s, &d, sl_ckpt_fault(c_, "p", "b/fault", "boom", &d));
+	IN_COMMIT(s, &d, sl_ckpt_put(c_, "q", "b/other", 3, "{}", 2, 3, &d));
+	is(sl_ckpt_behind(s, "p", behind_fn, &bs, &d), 0, "behind: lists");
+	/* The parent stream b (its child-created events) counts too. */
+	is(bs.n, 5, "every stream but the caught-up one, parent b included (%d)", bs.n);
+	ok(behind_of(&bs, "b") != NULL, "the parent stream b is listed");
+	ok(!behind_of(&bs, "b/done"), "b/done (offset = head) is not listed");
+	b = behind_of(&bs, "b/new");
+	ok(b && !b->has_row && b->offset == 0 && b->head == 3 && !b->faulted,
+	   "a stream without a row: no row, offset 0, head 3");
+	b = behind_of(&bs, "b/half");
+	ok(b && b->has_row && b->offset == 2 && b->effects_mark == 1 && b->head == 3,
+	   "a stream half done: its offset and effects mark");
+	b = behind_of(&bs, "b/fault");
+	ok(b && b->has_row && b->faulted, "a faulted instance says so");
+	b = behind_of(&bs, "b/other");
+	ok(b && !b->has_row, "another processor's row does not count");
+	bs.n = 0;
+	is(sl_ckpt_behind(s, "q", behind_fn, &bs, &d), 0, "behind for q");
+	ok(bs.n == 5 && !behind_of(&bs, "b/other"), "q is behind on all but its own done stream");
+	sl_store_close(s);
+}
+
 static void test_close_open_commit(void)
 {
 	struct sl_event_in e = ev_of("c/1", "t", NULL);
@@ -648,7 +724,7 @@ int main(void)
 {
 	struct sl_store *s;
 
-	plan(131);
+	plan(141);
 	if (!mkdtemp(dir))
 		return 1;
 	snprintf(path, sizeof(path), "%s/store.db", dir);
@@ -668,6 +744,7 @@ int main(void)
 	test_migration();
 	test_close_open_commit();
 	test_live_rows();
+	test_behind();
 	sl_store_close(NULL);
 	{
 		char cmd[300];
