@@ -414,37 +414,33 @@ static void call_process_event(lua_State *L, struct sl_proc *p, int fn, int ev, 
  * [-0, +0, e] */
 void sl_proc_fan_out(lua_State *L, struct sl_proc *p, struct run *r)
 {
-	int base = lua_gettop(L), list = base + 1, ctx = base + 2, entry = base + 3;
-	lua_Integer i, n;
+	int base = lua_gettop(L), priv = base + 1, ctx = base + 2, fn = base + 3;
+	size_t k;
 
-	lua_rawgeti(L, LUA_REGISTRYINDEX, r->reduced_ref);
+	/* What runs, for which event and type, comes from the engine's own record of
+	 * the batch: a hook may have written to batch.reduced, its entries or events. */
+	lua_rawgeti(L, LUA_REGISTRYINDEX, r->priv_ref);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_ctx);
-	n = (lua_Integer)lua_rawlen(L, list);
-	for (i = 1; i <= n; i++, lua_settop(L, ctx)) {
-		lua_rawgeti(L, list, i);
-		if (!lua_istable(L, entry))
+	for (k = 0; k < r->nreduced; k++, lua_settop(L, ctx)) {
+		const struct sl_event *ev = &r->ev[r->ridx[k]];
+		lua_Integer at = (lua_Integer)(3 * k);
+		if (!r->rfx[k])
 			continue;
-		raw_field(L, entry, "sideEffects");
-		if (!lua_toboolean(L, -1))
-			continue;
-		raw_field(L, entry, "event"); /* entry + 2 */
-		raw_field(L, entry + 2, "type");
-		if (!lua_isstring(L, -1))
-			continue;
-		push_handler(L, p, p->ref_process, lua_tostring(L, -1)); /* entry + 4 */
+		push_handler(L, p, p->ref_process, ev->type); /* fn */
 		if (lua_isnil(L, -1))
 			continue;
-		raw_field(L, entry, "state");
+		lua_rawgeti(L, priv, at + 1); /* fn + 1: the event */
+		lua_rawgeti(L, priv, at + 3);
 		lua_setfield(L, ctx, "state");
-		raw_field(L, entry, "previousState");
+		lua_rawgeti(L, priv, at + 2);
 		lua_setfield(L, ctx, "previousState");
 		if (p->cfg.mode_all) {
-			raw_field(L, entry + 2, "stream");
+			lua_pushstring(L, ev->stream);
 			lua_setfield(L, ctx, "stream");
 		}
-		sl_proc_set_source(L, r, &r->ev[r->ridx[i - 1]]);
-		r->current = r->ridx[i - 1];
-		call_process_event(L, p, entry + 4, entry + 2, ctx);
+		sl_proc_set_source(L, r, ev);
+		r->current = r->ridx[k];
+		call_process_event(L, p, fn, fn + 1, ctx);
 		r->current = SIZE_MAX;
 	}
 	lua_settop(L, base);
@@ -542,8 +538,15 @@ static void reduce_one(lua_State *L, struct sl_proc *p, struct run *r, size_t i,
 		lua_setfield(L, -2, "state");
 		lua_pushboolean(L, fx);
 		lua_setfield(L, -2, "sideEffects");
-		r->ridx[lua_rawlen(L, 3)] = i;
-		lua_rawseti(L, 3, (lua_Integer)lua_rawlen(L, 3) + 1);
+		lua_rawseti(L, 3, (lua_Integer)r->nreduced + 1);
+		lua_pushvalue(L, evi);
+		lua_rawseti(L, 5, (lua_Integer)(3 * r->nreduced + 1));
+		lua_pushvalue(L, 1);
+		lua_rawseti(L, 5, (lua_Integer)(3 * r->nreduced + 2));
+		lua_pushvalue(L, evi + 1);
+		lua_rawseti(L, 5, (lua_Integer)(3 * r->nreduced + 3));
+		r->ridx[r->nreduced] = i;
+		r->rfx[r->nreduced++] = (unsigned char)fx;
 		if (need_all) {
 			lua_pushvalue(L, evi);
 			lua_rawseti(L, 4, (lua_Integer)lua_rawlen(L, 4) + 1);
@@ -655,8 +658,10 @@ static int run_batch(lua_State *L)
 	lua_settop(L, 0);
 	push_state(L, p, r->in, r->d);
 	lua_pushvalue(L, 1);
-	lua_newtable(L);
-	lua_newtable(L);
+	lua_newtable(L); /* 3: batch.reduced */
+	lua_newtable(L); /* 4: batch.events */
+	lua_newtable(L); /* 5: the engine's copy of the reduced entries */
+	r->nreduced = 0;
 	sl_luaapi_clear_batch(L, p);
 	for (i = 0; i < r->n; i++) {
 		const struct sl_event *ev = &r->ev[i];
@@ -677,8 +682,8 @@ static int run_batch(lua_State *L)
 	r->current = SIZE_MAX;
 	if (p->cfg.strict)
 		check_deterministic(L, p, r);
-	lua_pushvalue(L, 3);
-	r->reduced_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_pushvalue(L, 5);
+	r->priv_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	sl_luaapi_begin_hooks(L, p, r);
 	sl_proc_set_source(L, r, &r->ev[r->last_consumed]);
 	if (need_all)
@@ -848,8 +853,8 @@ static int run_prepare(struct sl_proc *p, struct sl_diag *d)
 /* Frees a finished batch and its registry refs. [-0, +0, -] */
 static void run_release(lua_State *L, struct run *r)
 {
-	if (r->reduced_ref != LUA_NOREF)
-		luaL_unref(L, LUA_REGISTRYINDEX, r->reduced_ref);
+	if (r->priv_ref != LUA_NOREF)
+		luaL_unref(L, LUA_REGISTRYINDEX, r->priv_ref);
 	if (r->batch_ref != LUA_NOREF)
 		luaL_unref(L, LUA_REGISTRYINDEX, r->batch_ref);
 	if (r->state_ref != LUA_NOREF)
@@ -860,6 +865,7 @@ static void run_release(lua_State *L, struct run *r)
 	sl_buf_release(&r->state_json);
 	free(r->traceback);
 	free(r->ridx);
+	free(r->rfx);
 	free(r);
 }
 
@@ -1072,7 +1078,7 @@ static struct run *new_run(struct sl_proc *p, struct sl_inst *in, const struct s
 	r->p = p;
 	r->done = done;
 	r->ud = ud;
-	r->reduced_ref = r->batch_ref = r->state_ref = LUA_NOREF;
+	r->batch_ref = r->state_ref = r->priv_ref = LUA_NOREF;
 	sl_buf_init(&r->ap.arena);
 	sl_buf_init(&r->dblog);
 	sl_buf_init(&r->state_json);
@@ -1083,7 +1089,8 @@ static struct run *new_run(struct sl_proc *p, struct sl_inst *in, const struct s
 	r->last = in->offset;
 	r->current = SIZE_MAX;
 	r->d = &r->fail;
-	if (!(r->ridx = malloc((n ? n : 1) * sizeof(*r->ridx)))) {
+	if (!(r->ridx = malloc((n ? n : 1) * sizeof(*r->ridx))) || !(r->rfx = malloc(n ? n : 1))) {
+		free(r->ridx);
 		free(r);
 		return NULL;
 	}

@@ -54,11 +54,14 @@ struct run {
 	int64_t fail_offset; /* offset of the event the hooks failed at, or 0 */
 	struct sl_diag fail;
 	struct sl_buf state_json;
-	int reduced_ref;      /* registry ref of batch.reduced during the hooks */
 	int batch_ref;        /* registry ref of the batch table (processEventBatch only) */
 	size_t last_consumed; /* index of the batch's last consumed event */
 	size_t current;       /* index of the event being reduced */
 	size_t *ridx;         /* event index of each reduced entry */
+	unsigned char *rfx;   /* its sideEffects, as the engine decided it */
+	size_t nreduced;
+	int priv_ref; /* registry ref of the engine's own copy of the reduced entries:
+	               * [3k+1] event, [3k+2] previousState, [3k+3] state of entry k */
 	struct sl_diag *d;
 };
 
