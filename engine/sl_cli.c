@@ -698,10 +698,14 @@ static int with_host(struct args *a, int flags, host_fn fn)
 {
 	struct sl_host *h;
 	struct sl_diag d;
+	size_t i;
 	int rc;
 
 	if (open_host(a->pos[0], flags, &h))
 		return 1;
+	for (i = 0; i < sl_host_skipped(h)->n; i++)
+		fprintf(stderr, "sluice: warning: %s (stored states are shown as stored)\n",
+		        sl_host_skipped(h)->msg[i]);
 	sl_diag_init(&d);
 	if ((rc = fn(h, a, &d)))
 		fail_diag(&d);
@@ -863,7 +867,7 @@ static int do_dead_letters(struct sl_host *h, struct args *a, struct sl_diag *d)
 
 static int cmd_state(struct args *a)
 {
-	return with_host(a, 0, do_state);
+	return with_host(a, SL_HOST_LENIENT, do_state);
 }
 
 static int cmd_status(struct args *a)

@@ -33,6 +33,7 @@ struct sl_host {
 	double shutdown_ms;
 	int progress;
 	int flags;
+	struct sl_errs skipped; /* lenient open: why processors did not load */
 };
 
 /* ---- opening ------------------------------------------------------------------------ */
@@ -53,10 +54,17 @@ static int open_procs(struct sl_host *h, int flags, struct sl_errs *errs)
 			h->nprocs++;
 			continue;
 		}
-		if (sl_proc_load(&h->procs[h->nprocs].p, &cfg, h->cs, errs))
+		if (flags & SL_HOST_LENIENT) {
+			size_t before = h->skipped.n;
+			if (sl_proc_load(&h->procs[h->nprocs].p, &cfg, h->cs, &h->skipped) &&
+			    h->skipped.n == before)
+				sl_errs_add(&h->skipped, "%s: cannot load", dp->script);
+			h->procs[h->nprocs++].cfg = dp; /* p NULL when it did not load */
+		} else if (sl_proc_load(&h->procs[h->nprocs].p, &cfg, h->cs, errs)) {
 			bad = 1;
-		else
+		} else {
 			h->procs[h->nprocs++].cfg = dp;
+		}
 	}
 	return bad ? SL_EINVAL : 0;
 }
@@ -97,6 +105,7 @@ int sl_host_open(struct sl_host **out, const char *deployment, int flags, struct
 	}
 	h->shutdown_ms = 10000;
 	h->progress = isatty(2);
+	sl_errs_init(&h->skipped);
 	h->flags = flags;
 	if ((rc = uv_loop_init(&h->loop))) {
 		sl_errs_add(errs, "cannot start the event loop: %s", uv_strerror(rc));
@@ -146,7 +155,13 @@ void sl_host_free(struct sl_host *h)
 	sl_core_validator_free(h->core);
 	sl_contracts_free(h->cs);
 	sl_deploy_free(h->dp);
+	sl_errs_release(&h->skipped);
 	free(h);
+}
+
+const struct sl_errs *sl_host_skipped(const struct sl_host *h)
+{
+	return &h->skipped;
 }
 
 static struct sl_pump_proc *find_proc(struct sl_host *h, const char *name, struct sl_diag *d)
@@ -217,7 +232,7 @@ int sl_host_run(struct sl_host *h, int until_caught_up, struct sl_diag *d)
 	}
 	if ((rc = sl_pump_run(h->pump, &o, d)))
 		return rc;
-	return count_faulted(h, d) ? 1 : 0;
+	return until_caught_up && count_faulted(h, d) ? 1 : 0;
 }
 
 /* ---- state, status, reset -------------------------------------------------------------------- */
@@ -322,7 +337,39 @@ static int each_instance(struct each_ctx *c)
 struct state_ctx {
 	sl_state_fn fn;
 	void *ud;
+	struct sl_host *h;
+	struct sl_pump_proc *hp;
+	struct sl_diag *d;
 };
+
+/* A skipped processor's instance: its stored state as it is (null without one). */
+static int stored_state(struct state_ctx *sc, const char *stream)
+{
+	struct sl_state_row row;
+	struct sl_ckpt ck;
+	int found, rc;
+
+	if ((rc = sl_ckpt_get(sc->h->store, sc->hp->cfg->name, stream, &ck, &found, sc->d)))
+		return rc;
+	row.processor = sc->hp->cfg->name;
+	row.stream = sc->hp->cfg->mode_all ? NULL : stream;
+	row.offset = ck.offset;
+	row.status = ck.faulted ? "faulted" : found && ck.offset > 0 ? "ok" : "new";
+	row.state_json = ck.state ? ck.state : "null";
+	row.state_len = ck.state ? ck.state_len : 4;
+	rc = sc->fn(sc->ud, &row);
+	sl_ckpt_release(&ck);
+	return rc;
+}
+
+static int stored_stream(void *ud, const struct sl_stream_info *info)
+{
+	struct state_ctx *sc = ud;
+
+	if (!sl_pattern_match(sc->hp->cfg->streams, info->stream))
+		return 0;
+	return stored_state(sc, info->stream);
+}
 
 static int state_fn(struct each_ctx *c, struct sl_inst *in)
 {
@@ -335,17 +382,21 @@ int sl_host_state(struct sl_host *h, const char *proc, const char *stream, sl_st
                   struct sl_diag *d)
 {
 	struct sl_pump_proc *hp = find_proc(h, proc, d);
-	struct state_ctx sc = {fn, ud};
+	struct state_ctx sc = {fn, ud, h, hp, d};
 	struct each_ctx c = {h, hp, d, state_fn, 0, &sc};
 	struct sl_inst *in;
 
 	if (!hp) /* find_proc set d: unknown processor */
 		return d ? d->code : SL_EINVAL;
+	if (stream && !hp->cfg->mode_all && !sl_pattern_match(hp->cfg->streams, stream))
+		return sl_diag_set(d, SL_EINVAL,
+		                   "stream '%s' does not match '%s' of processor '%s'", stream,
+		                   hp->cfg->streams, proc);
+	if (!hp->p) /* skipped by a lenient open */
+		return hp->cfg->mode_all || stream
+		               ? stored_state(&sc, hp->cfg->mode_all ? "" : stream)
+		               : sl_store_streams(h->store, NULL, stored_stream, &sc, d);
 	if (hp->cfg->mode_all || stream) {
-		if (stream && !hp->cfg->mode_all && !sl_pattern_match(hp->cfg->streams, stream))
-			return sl_diag_set(d, SL_EINVAL,
-			                   "stream '%s' does not match '%s' of processor '%s'",
-			                   stream, hp->cfg->streams, proc);
 		if (!(in = sl_proc_instance(hp->p, hp->cfg->mode_all ? "" : stream)))
 			return sl_diag_set(d, SL_ENOMEM, "out of memory");
 		return emit_state(hp, in, fn, ud, d);

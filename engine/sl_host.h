@@ -26,6 +26,9 @@ enum {
 	SL_HOST_ROWS = 16,    /* status, reset, dead-letters: the processors' rows only; no
 	                       * script or contract is loaded (they work while a script is
 	                       * broken) */
+	SL_HOST_LENIENT = 32, /* state: a processor whose script or contract does not load
+	                       * is kept without them (sl_host_skipped says why); its stored
+	                       * states are read as stored */
 };
 
 /* Loads the deployment, its contracts and scripts, opens its store and binds every
@@ -33,9 +36,14 @@ enum {
 int sl_host_open(struct sl_host **out, const char *deployment, int flags, struct sl_errs *errs);
 void sl_host_free(struct sl_host *h);
 
+/* With SL_HOST_LENIENT: the errors of the processors that did not load (empty when
+ * every one did). */
+const struct sl_errs *sl_host_skipped(const struct sl_host *h);
+
 /* Runs the pump. With until_caught_up it returns once no instance has unprocessed
- * events and nothing is in flight; otherwise it runs until SIGINT or SIGTERM.
- * Returns 0, or 1 when an instance is faulted at the end (d says which). */
+ * events and nothing is in flight, and returns 1 when an instance is faulted then (d
+ * says which); otherwise it runs until SIGINT or SIGTERM and returns 0 (a stop asked
+ * for is a success, whatever is faulted: status tells). Negative: it could not run. */
 int sl_host_run(struct sl_host *h, int until_caught_up, struct sl_diag *d);
 
 /* Shows the catch-up progress line on stderr (default: when stderr is a terminal). */
@@ -68,7 +76,9 @@ struct sl_state_row {
 typedef int (*sl_state_fn)(void *ud, const struct sl_state_row *row);
 
 /* Calls fn for one instance, or for every instance of the processor (mode each
- * without STREAM). */
+ * without STREAM). For a processor skipped by a lenient open the state is the stored
+ * JSON text as it is, or null for an instance that has none (its initial state is
+ * the contract's, which did not load). */
 int sl_host_state(struct sl_host *h, const char *proc, const char *stream, sl_state_fn fn, void *ud,
                   struct sl_diag *d);
 

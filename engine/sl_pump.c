@@ -507,6 +507,7 @@ static int route(struct sl_pump *pm, struct slot *sl, struct sl_diag *d)
 struct scan {
 	struct slot *sl;
 	struct sl_diag *d;
+	int faulted; /* faulted instances seen */
 };
 
 /* Catch-up: the instance of a matching stream the processor is behind on, queued. */
@@ -524,6 +525,11 @@ static int scan_stream(void *ud, const struct sl_behind *b)
 	in->head = b->head;
 	if (in->offset >= in->head)
 		return 0;
+	if (in->faulted && sc->faulted++ < 10) /* faults from before: said once, at start */
+		sl_log(SL_LOG_WARN, hp->cfg->name, b->stream, 0,
+		       "faulted before this run (checkpoint at offset %lld); it gets no events "
+		       "until `sluice resume` (sluice status shows its error)",
+		       (long long)in->offset);
 	sc->sl->cu_total += in->head - in->offset;
 	return enqueue(sc->sl, in);
 }
@@ -532,7 +538,7 @@ static int scan_stream(void *ud, const struct sl_behind *b)
  * instance behind is queued (the events after the head are routed as usual). */
 static int catch_up(struct sl_pump *pm, struct slot *sl, struct sl_diag *d)
 {
-	struct scan sc = {sl, d};
+	struct scan sc = {sl, d, 0};
 	struct sl_pump_proc *hp = &sl->pp;
 	struct sl_inst *in;
 	int64_t head;
@@ -544,8 +550,13 @@ static int catch_up(struct sl_pump *pm, struct slot *sl, struct sl_diag *d)
 	if ((rc = sl_store_head_position(pm->store, &head, d)))
 		return rc;
 	sl->cursor = head;
-	if (!hp->cfg->mode_all)
-		return sl_ckpt_behind(pm->store, hp->cfg->name, scan_stream, &sc, d);
+	if (!hp->cfg->mode_all) {
+		rc = sl_ckpt_behind(pm->store, hp->cfg->name, scan_stream, &sc, d);
+		if (sc.faulted > 10)
+			sl_log(SL_LOG_WARN, hp->cfg->name, NULL, 0,
+			       "%d more instances were faulted before this run", sc.faulted - 10);
+		return rc;
+	}
 	if (!(in = sl_proc_instance(hp->p, "")))
 		return sl_diag_set(d, SL_ENOMEM, "out of memory");
 	if ((rc = sl_proc_inst_load(hp->p, in, d)))
@@ -553,6 +564,11 @@ static int catch_up(struct sl_pump *pm, struct slot *sl, struct sl_diag *d)
 	in->head = head;
 	if (in->offset >= head)
 		return 0;
+	if (in->faulted)
+		sl_log(SL_LOG_WARN, hp->cfg->name, NULL, 0,
+		       "faulted before this run (checkpoint at position %lld); it gets no events "
+		       "until `sluice resume` (sluice status shows its error)",
+		       (long long)in->offset);
 	sl->cu_total = head - in->offset;
 	return enqueue(sl, in);
 }
