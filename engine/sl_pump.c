@@ -20,12 +20,14 @@
 #include "sl_processor.h"
 #include "sl_progress.h"
 #include "sl_store.h"
+#include "sl_work.h"
 
 #define ROUTE_CHUNK 1024  /* events read per routing query */
 #define ROUTE_CHUNKS 16   /* routing queries per processor and round */
 #define POLL_MS 1000      /* the slow poll of the store's data version */
 #define RATE_WINDOW 10    /* seconds of the rate shown by status */
 #define ROUND_NS 50000000 /* a round starts no batch after 50 ms */
+#define REAP_MS 2000      /* how long a shutdown waits for killed children to be reaped */
 
 /* Events read for one batch: views whose strings live in `arena`. */
 struct evbuf {
@@ -78,6 +80,8 @@ struct sl_pump {
 	int progress, retrying, stopping, signals;
 	size_t inflight;          /* batches whose ingest has not completed */
 	uint64_t deadline;        /* loop time when a shutdown stops waiting */
+	int killed;               /* the shutdown killed what work was left */
+	uint64_t reap_deadline;   /* until when it waits for the killed children */
 	unsigned rate_sec;        /* seconds since the start, the rate window's clock */
 	struct sl_progress *prog; /* the catch-up progress lines, or NULL */
 	int running;              /* sl_pump_run started the slots */
@@ -951,24 +955,30 @@ static int caught_up(struct sl_pump *pm)
 }
 
 /* Shutting down: no new batch starts; stop once the batches in flight settled (or
- * the deadline passed), reporting background work that is still running. */
+ * the deadline passed), reporting background work that is still running, killing
+ * every ctx.exec child left and waiting (at most REAP_MS) until the loop reaped them:
+ * no child outlives the run, not even as a zombie. */
 static int shutdown_done(struct sl_pump *pm)
 {
-	size_t bg, i;
+	size_t bg;
 
 	if (pm->inflight && uv_now(pm->loop) < pm->deadline)
 		return 0;
-	if (pm->inflight)
-		sl_log(SL_LOG_WARN, NULL, NULL, 0,
-		       "shutdown: %zu batches did not settle in time; they will be delivered again",
-		       pm->inflight);
-	if ((bg = work_running(pm))) {
-		sl_log(SL_LOG_WARN, NULL, NULL, 0,
-		       "shutdown: %zu background work items still running were stopped", bg);
-		for (i = 0; i < pm->nslots; i++)
-			sl_proc_kill_work(pm->slots[i]->pp.p);
+	if (!pm->killed) {
+		if (pm->inflight)
+			sl_log(SL_LOG_WARN, NULL, NULL, 0,
+			       "shutdown: %zu batches did not settle in time; they will be "
+			       "delivered again",
+			       pm->inflight);
+		if ((bg = work_running(pm)))
+			sl_log(SL_LOG_WARN, NULL, NULL, 0,
+			       "shutdown: %zu background work items still running were stopped",
+			       bg);
+		sl_work_kill_all(0);
+		pm->killed = 1;
+		pm->reap_deadline = uv_now(pm->loop) + REAP_MS;
 	}
-	return 1;
+	return sl_work_children() == 0 || uv_now(pm->loop) >= pm->reap_deadline;
 }
 
 static void start_watch(struct sl_pump *pm);
@@ -1065,12 +1075,20 @@ static void on_signal(uv_signal_t *s, int signum)
 	struct sl_pump *pm = s->data;
 
 	if (pm->signals++) {
-		/* A second signal: leave now. SQLite's journal keeps the store whole. */
+		/* A second signal: leave now. SQLite's journal keeps the store whole; the
+		 * children of ctx.exec go first. */
 		sl_log(SL_LOG_WARN, NULL, NULL, 0, "second signal; exiting at once");
+		sl_work_kill_all(1);
 		_exit(128 + signum);
 	}
 	pm->stopping = 1;
 	pm->deadline = uv_now(pm->loop) + (uint64_t)pm->o.shutdown_ms;
+	if (pm->inflight)
+		sl_log(SL_LOG_INFO, NULL, NULL, 0,
+		       "%s: stopping; waiting up to %.0f ms for %zu batches in flight (signal "
+		       "again "
+		       "to exit at once)",
+		       signum == SIGINT ? "SIGINT" : "SIGTERM", pm->o.shutdown_ms, pm->inflight);
 	sl_pump_kick(pm);
 }
 

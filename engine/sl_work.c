@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include <curl/curl.h>
 #include <lauxlib.h>
@@ -29,7 +30,11 @@ struct sl_workq {
 	struct sl_work *items; /* running, doubly linked */
 	size_t running;
 	struct http_glue *http;
+	struct sl_workq *prev_q, *next_q; /* every queue of the process */
 };
+
+/* Every queue, for sl_work_kill_all (loop thread only, like everything here). */
+static struct sl_workq *all_queues;
 
 struct exec_op;
 
@@ -565,6 +570,37 @@ void sl_workq_kill(struct sl_workq *q)
 			uv_process_kill(&w->exec->proc, SIGKILL);
 }
 
+size_t sl_work_kill_all(int reap)
+{
+	struct sl_workq *q;
+	struct sl_work *w;
+	size_t n = 0;
+
+	for (q = all_queues; q; q = q->next_q)
+		for (w = q->items; w; w = w->next) {
+			if (!w->exec || w->exec->exited)
+				continue;
+			if (kill(-w->exec->proc.pid, SIGKILL))
+				uv_process_kill(&w->exec->proc, SIGKILL);
+			if (reap) /* the process is about to _exit: no exit callback will run */
+				waitpid(w->exec->proc.pid, NULL, 0);
+			n++;
+		}
+	return n;
+}
+
+size_t sl_work_children(void)
+{
+	struct sl_workq *q;
+	struct sl_work *w;
+	size_t n = 0;
+
+	for (q = all_queues; q; q = q->next_q)
+		for (w = q->items; w; w = w->next)
+			n += w->exec && !w->exec->exited;
+	return n;
+}
+
 /* ---- ctx.http ---------------------------------------------------------------------- */
 
 struct http_glue {
@@ -916,6 +952,10 @@ int sl_workq_new(struct sl_workq **out, uv_loop_t *loop, lua_State *L, struct sl
 	q->loop = loop;
 	q->L = L;
 	*(struct sl_work **)lua_getextraspace(L) = NULL;
+	q->next_q = all_queues;
+	if (all_queues)
+		all_queues->prev_q = q;
+	all_queues = q;
 	*out = q;
 	return 0;
 }
@@ -932,6 +972,12 @@ void sl_workq_free(struct sl_workq *q)
 {
 	if (!q)
 		return;
+	if (q->prev_q)
+		q->prev_q->next_q = q->next_q;
+	else
+		all_queues = q->next_q;
+	if (q->next_q)
+		q->next_q->prev_q = q->prev_q;
 	if (q->http)
 		uv_close((uv_handle_t *)&q->http->timer, free_glue);
 	free(q);

@@ -48,6 +48,13 @@ void sl_workq_free(struct sl_workq *q);
 size_t sl_workq_running(const struct sl_workq *q);
 /* Kills the children of running ctx.exec calls (shutdown). */
 void sl_workq_kill(struct sl_workq *q);
+/* Kills the children of every running ctx.exec of the process (each child's whole
+ * process group), whatever processor or version started them; with reap, also waits
+ * for each (for a process about to _exit, whose loop will not reap them). Returns how
+ * many there were. */
+size_t sl_work_kill_all(int reap);
+/* The ctx.exec children of the process that have not exited (been reaped) yet. */
+size_t sl_work_children(void);
 
 /* The source event of appends, shared (reference-counted) by a batch and the work
  * it registered while that event was being processed, so that appends without an
