@@ -84,6 +84,8 @@ struct sl_pump {
 	uint64_t reap_deadline;   /* until when it waits for the killed children */
 	unsigned rate_sec;        /* seconds since the start, the rate window's clock */
 	struct sl_progress *prog; /* the catch-up progress lines, or NULL */
+	size_t unrecorded;        /* faults the store did not take */
+	char unrecorded_msg[SL_DIAG_MAX];
 	int running;              /* sl_pump_run started the slots */
 	int changes;              /* a slot has a change waiting */
 	sl_pump_retire_fn retire; /* a processor left its slot */
@@ -181,6 +183,12 @@ static int read_batch(struct sl_pump *pm, struct sl_pump_proc *hp, struct sl_ins
 
 /* ---- faults ------------------------------------------------------------------------------ */
 
+/* A batch or commit refused by the lease fence (another runner leads now). */
+static int fenced(int rc, const struct sl_diag *d)
+{
+	return rc == SL_EFENCED || (d && d->code == SL_EFENCED);
+}
+
 /* Writes the fault row of an instance and, when it has a stream, its
  * stream/error-occurred ev, in one commit. */
 static int record_fault(struct sl_pump *pm, const struct sl_fence *f, const char *proc,
@@ -235,9 +243,19 @@ static void fault(struct sl_pump *pm, struct sl_pump_proc *hp, struct sl_inst *i
 	ev.payload = payload.ptr;
 	ev.payload_len = payload.len;
 	ev.key = key;
-	if (record_fault(pm, sl_proc_fence(hp->p), hp->cfg->name, in->stream, msg, &ev, &d))
+	if (record_fault(pm, sl_proc_fence(hp->p), hp->cfg->name, in->stream, msg, &ev, &d) &&
+	    !fenced(d.code, &d)) {
+		/* The store took no write (a full disk): status cannot show this fault, so
+		 * the run says it and fails (sl_pump_run). */
 		sl_log(SL_LOG_ERROR, hp->cfg->name, in->stream, 0, "cannot record the fault: %s",
 		       sl_diag_msg(&d));
+		if (!pm->unrecorded++)
+			snprintf(pm->unrecorded_msg, sizeof(pm->unrecorded_msg),
+			         "processor '%s'%s%s faulted (%s) and the fault could not be "
+			         "recorded: %s",
+			         hp->cfg->name, *in->stream ? " on " : "", in->stream, msg,
+			         sl_diag_msg(&d));
+	}
 	in->faulted = 1;
 	in->has_row = 1;
 	sl_buf_release(&payload);
@@ -367,11 +385,6 @@ static void on_tick(uv_timer_t *t);
 void sl_pump_kick(struct sl_pump *pm)
 {
 	uv_timer_start(&pm->timer, on_tick, 0, 0);
-}
-
-static int fenced(int rc, const struct sl_diag *d)
-{
-	return rc == SL_EFENCED || (d && d->code == SL_EFENCED);
 }
 
 /* Completion of one ingest: success resets the failure count; a failure schedules
@@ -1235,5 +1248,11 @@ int sl_pump_run(struct sl_pump *pm, const struct sl_pump_opts *o, struct sl_diag
 	uv_close((uv_handle_t *)&pm->sigint, NULL);
 	uv_close((uv_handle_t *)&pm->sigterm, NULL);
 	uv_run(pm->loop, UV_RUN_NOWAIT);
+	if (!rc && pm->unrecorded)
+		rc = sl_diag_set(d, SL_EIO,
+		                 "%s%s (is the disk full?); sluice status cannot show %s",
+		                 pm->unrecorded_msg,
+		                 pm->unrecorded > 1 ? ", and more faults were not recorded" : "",
+		                 pm->unrecorded > 1 ? "them" : "it");
 	return rc;
 }
