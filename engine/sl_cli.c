@@ -249,6 +249,8 @@ static void result_line(struct sl_buf *b, const char *stream, const struct sl_ap
 	sl_buf_addi(b, r->offset);
 	sl_buf_adds(b, ",\"position\":");
 	sl_buf_addi(b, r->position);
+	if (r->duplicate) /* an idempotency key matched: the stored event, not a new one */
+		sl_buf_adds(b, ",\"duplicate\":true");
 	sl_buf_addc(b, '}');
 }
 
@@ -903,7 +905,9 @@ static const struct cmd commands[] = {
          "       sluice append [STREAM] --jsonl [--batch-size N] < events.jsonl",
          "Appends one event, or with --jsonl one event per line of standard input.\n"
          "PAYLOAD and --metadata are JSON objects (PAYLOAD defaults to {}).\n"
-         "Prints {\"stream\":..,\"offset\":..,\"position\":..} per event, once durable.\n\n"
+         "Prints {\"stream\":..,\"offset\":..,\"position\":..} per event, once durable;\n"
+         "an event whose idempotency key is already in the stream is not appended\n"
+         "again: its line is the stored event's, with \"duplicate\":true.\n\n"
          "  --key K              idempotency key: a second append with K returns the first event\n"
          "  --metadata JSON      the event's metadata object\n"
          "  --offset N           append only if N is the stream's next offset\n"

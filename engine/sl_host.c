@@ -481,6 +481,35 @@ int sl_host_status(struct sl_host *h, sl_status_fn fn, void *ud, struct sl_diag 
 	return 0;
 }
 
+static int is_stream(void *ud, const struct sl_stream_info *info)
+{
+	struct sl_stream_info *want = ud;
+
+	if (strcmp(info->stream, want->stream))
+		return 0;
+	want->head = 1;
+	return 1;
+}
+
+/* 1 when stream exists in the store or proc has a row for it, 0 when neither. */
+static int instance_exists(struct sl_host *h, const char *proc, const char *stream,
+                           struct sl_diag *d)
+{
+	struct sl_stream_info want = {0};
+	struct sl_ckpt ck;
+	int found, rc;
+
+	want.stream = stream;
+	if ((rc = sl_store_streams(h->store, stream, is_stream, &want, d)))
+		return rc;
+	if (want.head)
+		return 1;
+	if ((rc = sl_ckpt_get(h->store, proc, stream, &ck, &found, d)))
+		return rc;
+	sl_ckpt_release(&ck);
+	return found;
+}
+
 int sl_host_reset(struct sl_host *h, const char *proc, const char *stream, int with_effects,
                   struct sl_diag *d)
 {
@@ -496,6 +525,13 @@ int sl_host_reset(struct sl_host *h, const char *proc, const char *stream, int w
 		return sl_diag_set(d, SL_EINVAL,
 		                   "stream '%s' does not match '%s' of processor '%s'", stream,
 		                   hp->cfg->streams, proc);
+	if (stream && (rc = instance_exists(h, proc, stream, d)) <= 0)
+		return rc ? rc
+		          : sl_diag_set(
+				    d, SL_ENOTFOUND,
+				    "stream '%s' does not exist (processor '%s' has no instance "
+				    "for it)",
+				    stream, proc);
 	if ((rc = refuse_if_running(h, proc, d)))
 		return rc;
 	if ((rc = sl_commit_begin(h->store, NULL, &c, d)))

@@ -10,6 +10,7 @@
 
 #include <lauxlib.h>
 
+#include "sl_buf.h"
 #include "sl_contract.h"
 #include "sl_dbapi.h"
 #include "sl_json.h"
@@ -462,7 +463,9 @@ static int ctx_append(lua_State *L, struct sl_proc *p, int arg)
 
 /* ctx.log.<level>(...) logs its arguments, joined by spaces, as one record of the
  * engine's log (sl_log) with the processor, and the stream and offset of the event
- * being processed. Nothing is converted when the level is filtered out. [-n, +0, e] */
+ * being processed: a table as its JSON, anything else as tostring() shows it; the log
+ * keeps a record on one line (a text line escapes control characters). Nothing is
+ * converted when the level is filtered out. [-n, +0, e] */
 static int ctx_log(lua_State *L, struct sl_proc *p, int arg)
 {
 	enum sl_log_level level = (enum sl_log_level)arg;
@@ -476,10 +479,18 @@ static int ctx_log(lua_State *L, struct sl_proc *p, int arg)
 		return 0;
 	luaL_buffinit(L, &b);
 	for (i = 1; i <= n; i++) {
+		struct sl_buf j;
 		if (i > 1)
 			luaL_addchar(&b, ' ');
-		luaL_tolstring(L, i, NULL);
-		luaL_addvalue(&b);
+		sl_buf_init(&j);
+		/* A table is logged as its JSON (what a state or payload looks like), else
+		 * as tostring() would show it (a cycle, a function inside). */
+		if (lua_type(L, i) == LUA_TTABLE && sl_lj_encode(L, i, "log", &j, NULL) == 0 &&
+		    sl_buf_ok(&j))
+			luaL_addlstring(&b, j.ptr, j.len);
+		else
+			luaL_tolstring(L, i, NULL), luaL_addvalue(&b);
+		sl_buf_release(&j);
 	}
 	luaL_pushresult(&b);
 	msg = lua_tolstring(L, -1, &len);

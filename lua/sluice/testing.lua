@@ -44,6 +44,8 @@
 --                with a short backoff, so a fault is reached in milliseconds
 --   durability   default "normal" (a temporary store need not survive power loss)
 --   limits, batchSize  passed through to the deployment unchanged
+-- Any other key is an error naming it, with the closest known option ("unknown
+-- option 'stream' (did you mean 'streams'?)").
 --
 -- Methods (those that raise do so with the engine's message, positioned at the spec
 -- line that called them like any Lua error: "my_spec.lua:12: <message>"):
@@ -77,7 +79,7 @@
 -- Fields: p.name, p.dir, p.deployment (the file), p.store (a sluice.core store handle
 -- on the temporary store), p.options.
 --
--- Strict mode is always on (DESIGN §7: sluice.testing runs `sluice run --strict`): a
+-- Strict mode is always on (sluice.testing runs `sluice run --strict`): a
 -- batch fails, and p:run() raises, when a hook changed a table it was given (the
 -- message names the field: "strict: reduce changed a table it was given:
 -- state.count was changed"), or when reducing the batch's events a second time from
@@ -174,9 +176,51 @@ end
 
 local passed_through = { "limits", "batchSize" }
 
+-- Every option processor() knows: a typo (`stream =` for `streams =`) must not run
+-- silently with the default.
+local known_options = {
+  script = true, name = true, schemas = true, streams = true, mode = true,
+  sideEffects = true, retry = true, durability = true, limits = true, batchSize = true,
+}
+
+-- The known option closest to an unknown one (edit distance), or nil.
+local function closest_option(key)
+  local best, best_d
+  for k in pairs(known_options) do
+    local a, b = key:lower(), k:lower()
+    local prev = {}
+    for j = 0, #b do prev[j] = j end
+    for i = 1, #a do
+      local cur = { [0] = i }
+      for j = 1, #b do
+        local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
+        cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+      end
+      prev = cur
+    end
+    local d = prev[#b]
+    if d <= 3 and (not best_d or d < best_d or (d == best_d and k < best)) then
+      best, best_d = k, d
+    end
+  end
+  return best
+end
+
 function M.processor(opts)
   if type(opts) ~= "table" then
     error("sluice.testing.processor: expected a table of options", 2)
+  end
+  local unknown = {}
+  for k in pairs(opts) do
+    if not known_options[k] then unknown[#unknown + 1] = tostring(k) end
+  end
+  if #unknown > 0 then
+    table.sort(unknown)
+    local k = unknown[1]
+    local guess = type(k) == "string" and closest_option(k)
+    error("sluice.testing.processor: unknown option '" .. k .. "'"
+      .. (guess and (" (did you mean '" .. guess .. "'?)") or "")
+      .. (#unknown > 1 and (" (and " .. (#unknown - 1) .. " more)") or ""), 2)
   end
   if type(opts.script) ~= "string" then
     error("sluice.testing.processor: script: required, the processor script's path", 2)

@@ -34,7 +34,11 @@ eq "events prints exactly one line per event" "$($S events ws/1 | wc -l)" "2"
 # Idempotency.
 a=$($S append pay/1 payment/taken '{"amount":10}' --key k1)
 b=$($S append pay/1 payment/taken '{"amount":99}' --key k1)
-eq "a repeated key returns the original offset and position" "$b" "$a"
+eq "a repeated key returns the original offset and position" "$(jq -c '[.stream, .offset, .position]' <<<"$b")" "$(jq -c '[.stream, .offset, .position]' <<<"$a")"
+eq "the first append's line has no duplicate field" "$(jq -c .duplicate <<<"$a")" "null"
+eq "the repeat's line says duplicate: true" "$(jq -c .duplicate <<<"$b")" "true"
+eq "so does a key hit through --jsonl" \
+	"$(echo '{"type":"payment/taken","payload":{"amount":5},"idempotencyKey":"k1"}' | $S append pay/1 --jsonl | jq -c .duplicate)" "true"
 eq "the first payload wins" "$($S events pay/1 --type payment/taken | jq -c .payload)" '{"amount":10}'
 eq "the key is stored" "$($S events pay/1 --type payment/taken | jq -r .idempotencyKey)" "k1"
 eq "a key hit with the same --offset is fine" "$($S append pay/1 payment/taken '{}' --key k1 --offset 2 | jq .offset)" "2"

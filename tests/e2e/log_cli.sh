@@ -41,6 +41,9 @@ return {
       ctx.log.error("error " .. event.payload.text)
     end,
     ["t/boom"] = function(event, ctx) error("boom at " .. event.offset, 0) end,
+    ["t/tbl"] = function(event, ctx)
+      ctx.log.info("tbl", { a = 1, b = { true, "x" } }, "two\nlines")
+    end,
   },
 }
 LUA
@@ -48,12 +51,13 @@ cat >"$TMP/dep/schemas/talker.contract.json" <<'JSON'
 {
   "name": "talker",
   "version": 1,
-  "consumes": ["t/say", "t/boom"],
+  "consumes": ["t/say", "t/boom", "t/tbl"],
   "emits": [],
   "events": {
     "t/say": {"type": "object", "required": ["text"],
               "properties": {"text": {"type": "string"}}},
-    "t/boom": {"type": "object"}
+    "t/boom": {"type": "object"},
+    "t/tbl": {"type": "object"}
   },
   "state": {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}},
   "initialState": {"n": 0}
@@ -111,6 +115,18 @@ eq "the failure is an error record naming processor, stream and offset" \
    '["talker","talk/3",2,true]'
 check "the run's own exit error keeps the 'sluice: ' form" \
 	grep -q "^sluice: processor 'talker' on talk/3 is faulted" "$TMP/err"
+
+# ---- values: a table is logged as its JSON, and a record stays one line ------------------
+$S append talk/4 t/tbl '{}' --deployment "$D" >/dev/null
+# (talk/3 is still faulted: the runs exit 1 and end with the 'sluice: ' line.)
+eq "a run logging a table runs (exit 1: talk/3 is faulted)" "$(run --log-format json)" "1"
+eq "json: the table is its JSON, the newline stays inside msg" \
+   "$(grep '^{' "$TMP/err" | jq -r 'select(.stream == "talk/4") | .msg')" 'tbl {"a":1,"b":[true,"x"]} two
+lines'
+$S append talk/4 t/tbl '{}' --deployment "$D" >/dev/null
+eq "a text run logging it runs" "$(run --log-format text)" "1"
+check "text: one line, the table as JSON, the newline escaped" \
+	grep -Eq 'info talker talk/4: tbl \{"a":1,"b":\[true,"x"\]\} two\\nlines$' "$TMP/err"
 
 # ---- the options on every command, and bad values -----------------------------------
 eq "another command takes --log-format and --log-level" \

@@ -42,6 +42,9 @@ refuses "state of an unknown processor is an error" "unknown processor 'nosuch'"
 	$S state "$D" nosuch
 refuses "reset of an unknown processor is an error" "unknown processor 'nosuch'" \
 	$S reset "$D" nosuch
+refuses "reset of a stream that does not exist is an error" \
+	"^sluice: stream 'counters/nosuch' does not exist \\(processor 'counter' has no instance for it\\)$" \
+	$S reset "$D" counter counters/nosuch
 
 # ---- the anchor run, then events -------------------------------------------------
 eq "the first run on the empty store exits 0" "$(rc $S run "$D" --until-caught-up)" "0"

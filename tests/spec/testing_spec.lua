@@ -233,4 +233,13 @@ describe("sluice.testing", function()
   it("refuses options without a script", function()
     assert.error_matches(function() testing.processor {} end, "script: required")
   end)
+
+  it("refuses an unknown option, naming it and the closest known one", function()
+    assert.error_matches(function()
+      testing.processor { script = "processors/counter.lua", stream = "counters/a" }
+    end, "unknown option 'stream' %(did you mean 'streams'%?%)")
+    assert.error_matches(function()
+      testing.processor { script = "processors/counter.lua", frobnicate = 1, zz = 2 }
+    end, "unknown option 'frobnicate' %(and 1 more%)")
+  end)
 end)
