@@ -417,6 +417,28 @@ static void append_target(lua_State *L, struct sl_proc *p, struct sl_work_src *s
 }
 
 /* ctx.append(type, payload [, opts]) [-(2|3), +0, e] */
+/* --strict: an override of processEventBatch that appends in a batch with an entry
+ * whose sideEffects is false may be repeating an external effect (the event is at or
+ * below the side-effect anchor or mark): warned once per batch, naming the first such
+ * entry. Appends of processEvent run by ctx.fanOut are the engine's own choice. */
+static void strict_fx_warning(struct sl_proc *p, struct run *r, const char *type)
+{
+	size_t k;
+
+	if (!r || !r->in_batch_hook || r->in_fanout || r->warned_fx)
+		return;
+	for (k = 0; k < r->nreduced && r->rfx[k]; k++)
+		;
+	if (k == r->nreduced)
+		return;
+	r->warned_fx = 1;
+	sl_log(SL_LOG_WARN, p->cfg.name, r->ev[r->ridx[k]].stream, r->ev[r->ridx[k]].offset,
+	       "strict: processEventBatch appended '%s' in a batch whose reduced[%zu] has "
+	       "sideEffects = false: an override's external effects should honour each entry's "
+	       "sideEffects (it is false for events at or below the side-effect anchor or mark)",
+	       type, k + 1);
+}
+
 static int ctx_append(lua_State *L, struct sl_proc *p, int arg)
 {
 	struct sl_work *w = sl_work_current(L);
@@ -431,6 +453,8 @@ static int ctx_append(lua_State *L, struct sl_proc *p, int arg)
 		return luaL_error(L, "ctx.append is available only while a hook or its work runs");
 	lua_settop(L, 3);
 	check_payload(L, p, type);
+	if (!w && p->cfg.strict)
+		strict_fx_warning(p, p->cur, type);
 	append_target(L, p, src, &stream, &key, keybuf, sizeof(keybuf));
 	if (lua_istable(L, 3))
 		lua_getfield(L, 3, "metadata");
@@ -507,7 +531,9 @@ static int ctx_fanout(lua_State *L, struct sl_proc *p, int arg)
 	struct run *r = p->cur;
 
 	(void)arg;
+	r->in_fanout = 1;
 	sl_proc_fan_out(L, p, r);
+	r->in_fanout = 0;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_ctx);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, r->batch_ref);
 	lua_getfield(L, -1, "state");

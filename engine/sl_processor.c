@@ -589,7 +589,9 @@ static void call_batch_hook(lua_State *L, struct sl_proc *p, struct run *r)
 	lua_pushvalue(L, batch);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_ctx);
 	m = sl_sandbox_enter(L);
+	r->in_batch_hook = 1;
 	lua_call(L, 2, 0);
+	r->in_batch_hook = 0;
 	sl_sandbox_leave(L, m);
 	if (p->cfg.strict)
 		strict_check(L, batch, top + 3, "processEventBatch", "batch");
@@ -750,6 +752,14 @@ static void lua_failure(struct sl_proc *p, struct run *r, const char *msg, struc
 		sl_diag_set(d, SL_ELUA, "processor '%s' failed at %s@%lld (%s): %s", p->cfg.name,
 		            r->ev[r->current].stream, (long long)r->ev[r->current].offset,
 		            r->ev[r->current].type, line);
+	else if (r && r->in_batch_hook && r->nreduced)
+		/* Not one event's: the batch's, from its first to its last reduced event. */
+		sl_diag_set(d, SL_ELUA,
+		            "processor '%s' failed in processEventBatch %s%s%s%lld..%lld: %s",
+		            p->cfg.name, p->cfg.mode_all ? "at positions " : "on ",
+		            p->cfg.mode_all ? "" : r->in->stream, p->cfg.mode_all ? "" : "@",
+		            (long long)seq_of(p, &r->ev[r->ridx[0]]),
+		            (long long)seq_of(p, &r->ev[r->ridx[r->nreduced - 1]]), line);
 	else
 		sl_diag_set(d, SL_ELUA, "processor '%s' failed: %s", p->cfg.name, line);
 }

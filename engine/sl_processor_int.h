@@ -60,8 +60,11 @@ struct run {
 	size_t *ridx;         /* event index of each reduced entry */
 	unsigned char *rfx;   /* its sideEffects, as the engine decided it */
 	size_t nreduced;
-	int priv_ref; /* registry ref of the engine's own copy of the reduced entries:
-	               * [3k+1] event, [3k+2] previousState, [3k+3] state of entry k */
+	int in_batch_hook; /* processEventBatch runs (an override) */
+	int in_fanout;     /* ctx.fanOut runs inside it */
+	int warned_fx;     /* --strict warned about an append despite sideEffects false */
+	int priv_ref;      /* registry ref of the engine's own copy of the reduced entries:
+	                    * [3k+1] event, [3k+2] previousState, [3k+3] state of entry k */
 	struct sl_diag *d;
 };
 
