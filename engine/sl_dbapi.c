@@ -43,8 +43,9 @@ struct sl_dbapi {
 	char *proc;
 	char **owned; /* tables this processor owns */
 	size_t nowned;
-	char **foreign; /* tables other processors own */
-	size_t nforeign;
+	char **foreign;    /* tables other processors own */
+	char **foreign_by; /* ... and their owners, in the same order */
+	size_t nforeign, nforeign_by;
 	struct cached cache[STMT_CACHE];
 	unsigned long clock;
 	struct sl_buf *log;
@@ -117,10 +118,16 @@ static int own(struct sl_dbapi *api, const char *t)
 
 static int check_create(struct sl_dbapi *api, const char *t)
 {
+	size_t i;
+
 	if (!strncasecmp(t, "sl_", 3) || !strncasecmp(t, "sqlite_", 7))
 		return deny(api, "table name '%s' is reserved for the engine", t);
-	if (listed(api->foreign, api->nforeign, t))
-		return deny(api, "table '%s' belongs to another processor", t);
+	for (i = 0; i < api->nforeign; i++)
+		if (!strcasecmp(api->foreign[i], t))
+			return deny(api,
+			            "table '%s' belongs to processor '%s' (each processor's tables "
+			            "are its own: choose another name)",
+			            t, i < api->nforeign_by ? api->foreign_by[i] : "?");
 	free(api->creates);
 	api->creates = strdup(t);
 	api->ddl = 1;
@@ -144,7 +151,10 @@ static int authorize(void *ud, int action, const char *a1, const char *a2, const
 		               ? deny(api, "function '%s' is not allowed", a2)
 		               : SQLITE_OK;
 	case SQLITE_CREATE_TABLE:
+	case SQLITE_CREATE_VIEW: /* a view is the processor's like a table (reads through it
+	                          * are checked on the tables it reads) */
 		return check_create(api, a1);
+	case SQLITE_DROP_VIEW:
 	case SQLITE_DROP_TABLE:
 		if (!own(api, a1))
 			return deny(api, "table '%s' does not belong to this processor", a1);
@@ -158,6 +168,8 @@ static int authorize(void *ud, int action, const char *a1, const char *a2, const
 			return deny(api, "table '%s' does not belong to this processor", a2);
 		api->ddl = 1;
 		return SQLITE_OK;
+	case SQLITE_REINDEX: /* part of a CREATE INDEX that was allowed (on its own table) */
+		return api->ddl ? SQLITE_OK : deny(api, "REINDEX is not allowed");
 	case SQLITE_ALTER_TABLE:
 		return own(api, a2) ? (api->ddl = 1, SQLITE_OK)
 		                    : deny(api, "table '%s' does not belong to this processor", a2);
@@ -194,13 +206,16 @@ static int load_owners(struct sl_dbapi *api, struct sl_diag *d)
 
 	free_names(&api->owned, &api->nowned);
 	free_names(&api->foreign, &api->nforeign);
+	free_names(&api->foreign_by, &api->nforeign_by);
 	if (sqlite3_prepare_v2(api->db, "SELECT name, processor FROM sl_tables", -1, &st, NULL))
 		return sl_diag_set(d, SL_EIO, "cannot read sl_tables: %s", sqlite3_errmsg(api->db));
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *name = (const char *)sqlite3_column_text(st, 0);
 		const char *proc = (const char *)sqlite3_column_text(st, 1);
-		if (!strcmp(proc, api->proc) ? add_name(&api->owned, &api->nowned, name)
-		                             : add_name(&api->foreign, &api->nforeign, name)) {
+		if (!strcmp(proc, api->proc)
+		            ? add_name(&api->owned, &api->nowned, name)
+		            : add_name(&api->foreign, &api->nforeign, name) ||
+		                      add_name(&api->foreign_by, &api->nforeign_by, proc)) {
 			sqlite3_finalize(st);
 			return sl_diag_set(d, SL_ENOMEM, "out of memory");
 		}
@@ -246,6 +261,7 @@ void sl_dbapi_free(struct sl_dbapi *api)
 	uncache_all(api);
 	free_names(&api->owned, &api->nowned);
 	free_names(&api->foreign, &api->nforeign);
+	free_names(&api->foreign_by, &api->nforeign_by);
 	free(api->creates);
 	free(api->drops);
 	free(api->proc);
@@ -496,10 +512,33 @@ static void log_statement(lua_State *L, struct sl_dbapi *api, const char *sql)
 
 	sl_diag_init(&d);
 	sl_buf_add(api->log, sql, strlen(sql) + 1);
-	if (lua_isnoneornil(L, 3))
+	if (lua_isnoneornil(L, 3)) {
 		sl_buf_adds(api->log, "null");
-	else if (sl_lj_encode(L, 3, "params", api->log, &d))
-		luaL_error(L, "ctx.db: %s", sl_diag_msg(&d));
+	} else {
+		/* The parameters as bind_params bound them: 1..#params, a nil (a hole) as the
+		 * null sentinel, so it replays as SQL NULL; then the named ones. */
+		lua_Integer i, n = (lua_Integer)lua_rawlen(L, 3);
+		lua_createtable(L, (int)n, 0);
+		for (i = 1; i <= n; i++) {
+			if (lua_rawgeti(L, 3, i) == LUA_TNIL) {
+				lua_pop(L, 1);
+				sl_lj_pushnull(L);
+			}
+			lua_rawseti(L, -2, i);
+		}
+		lua_pushnil(L);
+		while (lua_next(L, 3))
+			if (lua_type(L, -2) == LUA_TSTRING) {
+				lua_pushvalue(L, -2);
+				lua_insert(L, -2);
+				lua_rawset(L, -4);
+			} else {
+				lua_pop(L, 1);
+			}
+		if (sl_lj_encode(L, -1, "params", api->log, &d))
+			luaL_error(L, "ctx.db: %s", sl_diag_msg(&d));
+		lua_pop(L, 1);
+	}
 	sl_buf_addc(api->log, '\0');
 	if (!sl_buf_ok(api->log))
 		luaL_error(L, "out of memory");

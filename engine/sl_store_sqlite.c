@@ -149,7 +149,9 @@ static const char *const stmt_sql[ST_COUNT] = {
 			" last_error = NULL WHERE processor = ?1",
 	[Q_RESET_FX_ONE] = "DELETE FROM sl_checkpoints WHERE processor = ?1 AND stream = ?2",
 	[Q_RESET_FX_ALL] = "DELETE FROM sl_checkpoints WHERE processor = ?1",
-	[Q_TABLES] = "SELECT name FROM sl_tables WHERE processor = ?1",
+	[Q_TABLES] = "SELECT t.name, coalesce(m.type, 'table') FROM sl_tables t"
+		     " LEFT JOIN sqlite_schema m ON m.name = t.name AND m.type IN ('table', 'view')"
+		     " WHERE t.processor = ?1 ORDER BY m.type = 'table'",
 	[Q_TABLES_DEL] = "DELETE FROM sl_tables WHERE processor = ?1",
 	[L_GET] = "SELECT owner, epoch, expires_at FROM sl_leases WHERE processor = ?1",
 	[L_PUT] =
@@ -1270,7 +1272,7 @@ static int sqlite_reset(struct sl_commit *c, const char *proc, const char *strea
 	return run(s, st, d, "cannot reset checkpoint");
 }
 
-/* The DROP TABLE statements of every table proc owns, in sql. */
+/* The DROP statements of every table and view proc owns, in sql (views first). */
 static int drop_sql(struct sqlite_store *s, const char *proc, struct sl_buf *sql, struct sl_diag *d)
 {
 	sqlite3_stmt *st;
@@ -1280,7 +1282,9 @@ static int drop_sql(struct sqlite_store *s, const char *proc, struct sl_buf *sql
 		return rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *name = (const char *)sqlite3_column_text(st, 0);
-		sl_buf_adds(sql, "DROP TABLE IF EXISTS \"");
+		const char *type = (const char *)sqlite3_column_text(st, 1);
+		sl_buf_adds(sql, type && !strcmp(type, "view") ? "DROP VIEW IF EXISTS \""
+		                                               : "DROP TABLE IF EXISTS \"");
 		for (; *name; name++) /* double any quote inside the identifier */
 			*name == '"' ? sl_buf_adds(sql, "\"\"") : sl_buf_addc(sql, *name);
 		sl_buf_adds(sql, "\";");
