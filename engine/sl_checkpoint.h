@@ -142,8 +142,13 @@ int sl_ckpt_clear_fault(struct sl_commit *c, const char *proc, const char *strea
 int sl_ckpt_add_background_failure(struct sl_commit *c, const char *proc, const char *stream,
                                    struct sl_diag *d);
 
-/* Records a dead letter. */
+/* Records a dead letter: an event the processor skips from then on, even after a reset
+ * or a rebuild; recording the same event again changes nothing. */
 int sl_ckpt_dead_letter(struct sl_commit *c, const struct sl_dead_letter *dl, struct sl_diag *d);
+/* Forgets the dead letters of proc (NULL: of every processor); *n counts them. Their
+ * events are no longer skipped: a reset reprocesses them. */
+int sl_ckpt_dead_letters_clear(struct sl_commit *c, const char *proc, int64_t *n,
+                               struct sl_diag *d);
 
 /* Discards offset and state of one instance (stream) or of all (stream NULL), and
  * their faults; the side-effects mark stays unless with_effects. */

@@ -240,6 +240,37 @@ static int open_store(const struct args *a, int readonly, struct sl_core_validat
 	return rc;
 }
 
+/* append --deployment: the validator also checks the types the deployment's contracts
+ * define (unless --no-validate), so one bad producer cannot fault a consumer. */
+static int use_deployment_contracts(const struct args *a, struct sl_core_validator *core)
+{
+	const char *dfile = opt(a, "deployment");
+	struct sl_deploy *dp = NULL;
+	struct sl_errs errs;
+	struct sl_diag d;
+	size_t i;
+	int rc;
+
+	if (!dfile || opt(a, "no-validate"))
+		return 0;
+	sl_errs_init(&errs);
+	if (sl_deploy_load(&dp, dfile, &errs)) {
+		for (i = 0; i < errs.n; i++)
+			fail("%s", errs.msg[i]);
+		sl_errs_release(&errs);
+		return 1;
+	}
+	sl_errs_release(&errs);
+	sl_diag_init(&d);
+	rc = sl_core_validator_use_contracts(core, (const char *const *)dp->schemas, dp->nschemas,
+	                                     &d)
+	             ? fail("%s (--no-validate appends without the deployment's contracts)",
+	                    sl_diag_msg(&d))
+	             : 0;
+	sl_deploy_free(dp);
+	return rc;
+}
+
 static void result_line(struct sl_buf *b, const char *stream, const struct sl_append_result *r)
 {
 	sl_buf_reset(b);
@@ -491,6 +522,8 @@ static int append_jsonl(struct args *a)
 		rc = fail_diag(&d);
 		goto out;
 	}
+	if ((rc = use_deployment_contracts(a, core)))
+		goto out;
 	if ((rc = parse_input(&in, a->npos ? a->pos[0] : NULL, core, &lines, &n)))
 		goto out;
 	if ((rc = open_store(a, 0, core, &s)))
@@ -533,8 +566,13 @@ static int cmd_append(struct args *a)
 	if (off && parse_count("offset", off, &ev.offset))
 		return 1;
 	sl_diag_init(&d);
-	if (sl_core_validator_new(&core, &d) ||
-	    sl_store_check_event(&ev, sl_core_validate, core, &d)) {
+	if (sl_core_validator_new(&core, &d)) {
+		rc = fail_diag(&d);
+		goto out;
+	}
+	if ((rc = use_deployment_contracts(a, core)))
+		goto out;
+	if (sl_store_check_event(&ev, sl_core_validate, core, &d)) {
 		rc = fail_diag(&d);
 		goto out;
 	}
@@ -849,21 +887,48 @@ static int do_resume(struct sl_host *h, struct args *a, struct sl_diag *d)
 	int rc;
 
 	rows_init(&o, d);
-	rc = sl_host_resume(h, a->pos[1], stream_arg(a), opt(a, "skip") != NULL, print_resumed, &o,
-	                    d);
+	rc = sl_host_resume(h, a->pos[1], stream_arg(a),
+	                    opt(a, "skip-all") ? SL_RESUME_SKIP_ALL
+	                    : opt(a, "skip")   ? SL_RESUME_SKIP
+	                                       : 0,
+	                    print_resumed, &o, d);
 	sl_buf_release(&o.b);
 	return rc;
 }
 
+/* dead-letters --processor P: only P's. */
+struct dead_filter {
+	struct rows_out o;
+	const char *proc;
+};
+
+static int print_dead_of(void *ud, const struct sl_dead_letter *dl)
+{
+	struct dead_filter *f = ud;
+
+	return f->proc && strcmp(f->proc, dl->processor) ? 0 : print_dead(&f->o, dl);
+}
+
 static int do_dead_letters(struct sl_host *h, struct args *a, struct sl_diag *d)
 {
-	struct rows_out o;
+	struct dead_filter f;
+	int64_t n;
 	int rc;
 
-	(void)a;
-	rows_init(&o, d);
-	rc = sl_host_dead_letters(h, print_dead, &o, d);
-	sl_buf_release(&o.b);
+	rows_init(&f.o, d);
+	f.proc = opt(a, "processor");
+	if (a->npos > 1) { /* clear */
+		if ((rc = sl_host_dead_letters_clear(h, f.proc, &n, d)) == 0) {
+			sl_buf_addf(&f.o.b, "{\"cleared\":%lld}", (long long)n);
+			rc = put_line(&f.o.b);
+		}
+	} else if (f.proc && !sl_deploy_proc(sl_host_deploy(h), f.proc)) {
+		rc = sl_diag_set(d, SL_EINVAL, "unknown processor '%s' (not in %s)", f.proc,
+		                 a->pos[0]);
+	} else {
+		rc = sl_host_dead_letters(h, print_dead_of, &f, d);
+	}
+	sl_buf_release(&f.o.b);
 	return rc;
 }
 
@@ -889,6 +954,15 @@ static int cmd_resume(struct args *a)
 
 static int cmd_dead_letters(struct args *a)
 {
+	/* `dead-letters clear DEPLOYMENT` and `dead-letters DEPLOYMENT clear` alike */
+	if (a->npos == 2 && !strcmp(a->pos[0], "clear")) {
+		a->pos[0] = a->pos[1];
+		a->pos[1] = "clear";
+	}
+	if (a->npos == 2 && strcmp(a->pos[1], "clear"))
+		return fail(
+			"dead-letters: unexpected argument '%s' (see sluice dead-letters --help)",
+			a->pos[1]);
 	return with_host(a, SL_HOST_ROWS, do_dead_letters);
 }
 
@@ -915,8 +989,11 @@ static const struct cmd commands[] = {
          "                       \"idempotencyKey\":..,\"offset\":..,\"stream\":..} from stdin;\n"
          "                       every line is validated before anything is written\n"
          "  --batch-size N       with --jsonl, commit N events per atomic chunk "
-         "(1000)\n" STORE_HELP,
-         {STORE_OPTS, "key=", "metadata=", "offset=", "jsonl", "batch-size="},
+         "(1000)\n"
+         "  --no-validate        with --deployment, do not check payloads against the\n"
+         "                       deployment's contracts (by default a payload of a type\n"
+         "                       they define must match each definition)\n" STORE_HELP,
+         {STORE_OPTS, "key=", "metadata=", "offset=", "jsonl", "batch-size=", "no-validate"},
          0,
          3},
 	{"events",
@@ -1002,23 +1079,33 @@ static const struct cmd commands[] = {
          3},
 	{"resume",
          cmd_resume,
-         "resume DEPLOYMENT PROCESSOR [STREAM] [--skip]",
+         "resume DEPLOYMENT PROCESSOR [STREAM] [--skip | --skip-all]",
          "Clears the fault of the instance of STREAM, or of every faulted instance of\n"
          "PROCESSOR; they receive events again on the next run. An instance that is not\n"
          "faulted is left alone (exit 0).\n\n"
          "  --skip               run the failing batch again one event at a time; the first\n"
-         "                       event that fails alone becomes a dead letter and is skipped\n",
-         {"skip"},
+         "                       event that fails alone becomes a dead letter and is skipped\n"
+         "  --skip-all           the same, and every event of the batch that fails alone\n"
+         "                       becomes a dead letter, not only the first\n"
+         "A dead letter is skipped by the processor from then on, also after a reset or\n"
+         "a contract version bump (sluice dead-letters DEPLOYMENT clear forgets them).\n",
+         {"skip", "skip-all"},
          2,
          3},
 	{"dead-letters",
          cmd_dead_letters,
-         "dead-letters DEPLOYMENT",
-         "Prints one line per dead letter: processor, stream, offset, type, error,\n"
-         "attempts, at.\n",
-         {NULL},
+         "dead-letters DEPLOYMENT [--processor P]\n"
+         "       sluice dead-letters DEPLOYMENT clear [--processor P]",
+         "Prints one line per dead letter (oldest first): processor, stream, offset,\n"
+         "type, error, attempts, at. Each event is a dead letter of a processor at most\n"
+         "once; the processor skips it from then on, also after a reset or a rebuild.\n"
+         "With clear, forgets them (of P, or of every processor of the deployment) and\n"
+         "prints {\"cleared\":N}: a reset then processes those events again. Refused\n"
+         "while a runner holds the processor.\n\n"
+         "  --processor P        only the dead letters of processor P\n",
+         {"processor="},
          1,
-         1},
+         2},
 };
 
 static void usage(FILE *f)

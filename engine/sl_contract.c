@@ -7,6 +7,7 @@
  */
 #include "sl_contract.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -674,6 +675,9 @@ static int core_protected(lua_State *L)
 struct sl_core_validator {
 	struct sl_contracts *cs; /* NULL until the first core type */
 	const struct sl_contract *core;
+	struct sl_contracts *dcs; /* the deployment's contracts, or NULL */
+	const struct sl_contract **dc;
+	size_t ndc;
 };
 
 int sl_core_validator_new(struct sl_core_validator **out, struct sl_diag *d)
@@ -688,7 +692,112 @@ void sl_core_validator_free(struct sl_core_validator *v)
 	if (!v)
 		return;
 	sl_contracts_free(v->cs);
+	sl_contracts_free(v->dcs);
+	free(v->dc);
 	free(v);
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int sl_core_validator_use_contracts(struct sl_core_validator *v, const char *const *dirs, size_t n,
+                                    struct sl_diag *d)
+{
+	struct sl_errs errs;
+	char **names = NULL;
+	size_t i, nnames = 0, cap = 0;
+	int rc = 0;
+
+	if ((rc = sl_contracts_new(&v->dcs, dirs, n, d)))
+		return rc;
+	/* Every NAME.contract.json of the directories, in name order (a name in two
+	 * directories is the first one's, as the registry finds it). */
+	for (i = 0; i < n && !rc; i++) {
+		DIR *dir = opendir(dirs[i]);
+		struct dirent *e;
+		if (!dir)
+			continue; /* a missing directory holds no contract (check says so) */
+		while ((e = readdir(dir))) {
+			const char *suffix = ".contract.json";
+			size_t len = strlen(e->d_name), sl = strlen(suffix);
+			if (len <= sl || strcmp(e->d_name + len - sl, suffix))
+				continue;
+			if (nnames == cap) {
+				char **grown =
+					realloc(names, (cap = cap ? cap * 2 : 16) * sizeof(*grown));
+				if (!grown) {
+					rc = sl_diag_set(d, SL_ENOMEM, "out of memory");
+					break;
+				}
+				names = grown;
+			}
+			if (!(names[nnames] = strndup(e->d_name, len - sl))) {
+				rc = sl_diag_set(d, SL_ENOMEM, "out of memory");
+				break;
+			}
+			nnames++;
+		}
+		closedir(dir);
+	}
+	if (!rc && nnames)
+		qsort(names, nnames, sizeof(*names), by_name);
+	if (!rc && !(v->dc = calloc(nnames + 1, sizeof(*v->dc))))
+		rc = sl_diag_set(d, SL_ENOMEM, "out of memory");
+	sl_errs_init(&errs);
+	for (i = 0; i < nnames && !rc; i++)
+		if (i && !strcmp(names[i], names[i - 1])) /* in two directories: the first's */
+			continue;
+		else if (sl_contracts_load(v->dcs, names[i], &v->dc[v->ndc], &errs))
+			rc = sl_diag_set(d, SL_EINVAL, "%s", errs.n ? errs.msg[0] : "cannot load");
+		else
+			v->ndc++;
+	sl_errs_release(&errs);
+	for (i = 0; i < nnames; i++)
+		free(names[i]);
+	free(names);
+	return rc;
+}
+
+/* Checks the payload against the definition of type in every deployment contract
+ * that has one (its own, or imported: a definition reached twice is checked once). */
+static int deploy_validate(struct sl_core_validator *v, const char *type, const char *payload,
+                           size_t len, struct sl_diag *d)
+{
+	const struct sl_schema *seen[64];
+	size_t i, k, nseen = 0;
+	lua_State *L = NULL;
+	int rc = 0;
+
+	for (i = 0; i < v->ndc && !rc; i++) {
+		const struct sl_evtype *et = sl_contract_type(v->dc[i], type);
+		if (!et)
+			continue;
+		for (k = 0; k < nseen && seen[k] != et->schema; k++)
+			;
+		if (k < nseen)
+			continue;
+		if (nseen < sizeof(seen) / sizeof(seen[0]))
+			seen[nseen++] = et->schema;
+		L = v->dcs->L;
+		lua_pushcfunction(L, core_protected);
+		lua_pushlightuserdata(L, (void *)payload);
+		lua_pushinteger(L, (lua_Integer)len);
+		lua_pushlightuserdata(L, et->schema);
+		lua_pushlightuserdata(L, d);
+		if (lua_pcall(L, 4, 1, 0) != LUA_OK)
+			rc = sl_diag_set(d, SL_ENOMEM, "%s", lua_tostring(L, -1));
+		else if ((rc = (int)lua_tointeger(L, -1))) {
+			char msg[SL_DIAG_MAX];
+			snprintf(msg, sizeof(msg), "%s", sl_diag_msg(d));
+			sl_diag_init(d); /* the first message stays otherwise */
+			sl_diag_set(d, rc, "%s (as contract '%s' defines '%s', %s)", msg,
+			            v->dc[i]->name, type, v->dc[i]->file);
+		}
+		lua_settop(L, 0);
+	}
+	return rc;
 }
 
 /* Loads the core contract into the validator's own registry. */
@@ -718,7 +827,7 @@ int sl_core_validate(void *ud, const char *type, const char *payload, size_t len
 	int rc;
 
 	if (strncmp(type, "stream/", 7)) /* the core contract defines only these */
-		return 0;
+		return v->ndc ? deploy_validate(v, type, payload, len, d) : 0;
 	if (!v->core && (rc = core_load(v, d)))
 		return rc;
 	if (!(et = sl_contract_type(v->core, type)))

@@ -91,9 +91,20 @@ int sl_core_validator_new(struct sl_core_validator **out, struct sl_diag *d);
 /* Frees the validator and its lua_State; NULL is a no-op. */
 void sl_core_validator_free(struct sl_core_validator *v);
 
-/* An sl_payload_check_fn (ud: the validator): types the core contract does not define
- * pass. Returns 0 or SL_EINVAL with d: "/: required: missing property 'metadata'";
- * SL_EIO when the core contract cannot be loaded. */
+/* Makes the validator also check the types the contracts in dirs[0..n) define (every
+ * NAME.contract.json there, loaded and checked as `sluice check` loads them; a
+ * contract that does not load is an error naming it): `sluice append --deployment`,
+ * so that a producer's bad event is refused before it can fault a consumer. A type
+ * several contracts define must satisfy each definition. */
+int sl_core_validator_use_contracts(struct sl_core_validator *v, const char *const *dirs, size_t n,
+                                    struct sl_diag *d);
+
+/* An sl_payload_check_fn (ud: the validator): types neither the core contract nor
+ * (with sl_core_validator_use_contracts) a deployment contract defines pass. Returns 0
+ * or SL_EINVAL with d: "/: required: missing property 'metadata'", and for a
+ * deployment contract "/qty: type: expected integer, got string (as contract
+ * 'billing' defines 'order/placed', schemas/billing.contract.json)"; SL_EIO when the
+ * core contract cannot be loaded. */
 int sl_core_validate(void *ud, const char *type, const char *payload, size_t len,
                      struct sl_diag *d);
 

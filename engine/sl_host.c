@@ -159,6 +159,11 @@ void sl_host_free(struct sl_host *h)
 	free(h);
 }
 
+const struct sl_deploy *sl_host_deploy(const struct sl_host *h)
+{
+	return h->dp;
+}
+
 const struct sl_errs *sl_host_skipped(const struct sl_host *h)
 {
 	return &h->skipped;
@@ -613,7 +618,7 @@ static int dead_letter(struct sl_host *h, struct sl_pump_proc *hp, struct sl_ins
 
 /* resume --skip: the faulted batch again, one event at a time; the first event that
  * fails alone is dead-lettered, the others are processed. */
-static int skip_poison(struct sl_host *h, struct sl_pump_proc *hp, struct sl_inst *in,
+static int skip_poison(struct sl_host *h, struct sl_pump_proc *hp, struct sl_inst *in, int skip,
                        sl_resume_fn fn, void *ud, struct sl_diag *d)
 {
 	const struct sl_event *batch;
@@ -631,7 +636,7 @@ static int skip_poison(struct sl_host *h, struct sl_pump_proc *hp, struct sl_ins
 		sl_diag_init(&one);
 		if (!ingest_one(h, hp, in, ev, &one))
 			continue;
-		if (skipped)
+		if (skipped && skip != SL_RESUME_SKIP_ALL)
 			return sl_diag_set(d, one.code, "%s", sl_diag_msg(&one));
 		if ((rc = dead_letter(h, hp, in, ev, sl_diag_msg(&one), fn, ud, d)))
 			return rc;
@@ -664,7 +669,7 @@ static int resume_one(struct resume_ctx *c, struct sl_inst *in)
 		return rc;
 	in->faulted = 0;
 	in->fails = 0;
-	return c->skip ? skip_poison(c->h, c->hp, in, c->fn, c->ud, c->d) : 0;
+	return c->skip ? skip_poison(c->h, c->hp, in, c->skip, c->fn, c->ud, c->d) : 0;
 }
 
 static int resume_fn(struct each_ctx *c, struct sl_inst *in)
@@ -702,4 +707,29 @@ int sl_host_resume(struct sl_host *h, const char *proc, const char *stream, int 
 int sl_host_dead_letters(struct sl_host *h, sl_dead_letter_fn fn, void *ud, struct sl_diag *d)
 {
 	return sl_ckpt_dead_letters(h->store, fn, ud, d);
+}
+
+int sl_host_dead_letters_clear(struct sl_host *h, const char *proc, int64_t *n, struct sl_diag *d)
+{
+	struct sl_commit *c;
+	size_t i;
+	int rc = 0, end;
+
+	*n = 0;
+	if (proc && !find_proc(h, proc, d)) /* find_proc set d: unknown processor */
+		return d ? d->code : SL_EINVAL;
+	for (i = 0; i < h->nprocs && !rc; i++)
+		if (!proc || !strcmp(proc, h->procs[i].cfg->name))
+			rc = refuse_if_running(h, h->procs[i].cfg->name, d);
+	if (rc || (rc = sl_commit_begin(h->store, NULL, &c, d)))
+		return rc;
+	for (i = 0; i < h->nprocs && !rc; i++) {
+		int64_t k = 0;
+		if (proc && strcmp(proc, h->procs[i].cfg->name))
+			continue;
+		rc = sl_ckpt_dead_letters_clear(c, h->procs[i].cfg->name, &k, d);
+		*n += k;
+	}
+	end = sl_commit_end(c, rc == 0, d);
+	return rc ? rc : end;
 }

@@ -36,6 +36,10 @@ enum {
 int sl_host_open(struct sl_host **out, const char *deployment, int flags, struct sl_errs *errs);
 void sl_host_free(struct sl_host *h);
 
+/* The deployment as loaded (borrowed for the host's lifetime). */
+struct sl_deploy;
+const struct sl_deploy *sl_host_deploy(const struct sl_host *h);
+
 /* With SL_HOST_LENIENT: the errors of the processors that did not load (empty when
  * every one did). */
 const struct sl_errs *sl_host_skipped(const struct sl_host *h);
@@ -118,12 +122,19 @@ struct sl_resume_row {
 typedef int (*sl_resume_fn)(void *ud, const struct sl_resume_row *row);
 
 /* Clears the fault of one instance or (stream NULL) of every instance of proc; an
- * instance that is not faulted is left alone. With skip, the faulted batch is run
- * again one event at a time: the first event that fails alone is recorded as a dead
- * letter (and handed to fn, which may be NULL) and the checkpoint moves past it; the
- * rest of the batch is processed. */
+ * instance that is not faulted is left alone. With skip (SL_RESUME_SKIP), the faulted
+ * batch is run again one event at a time: the first event that fails alone is
+ * recorded as a dead letter (and handed to fn, which may be NULL) and the checkpoint
+ * moves past it; the rest of the batch is processed (with SL_RESUME_SKIP_ALL every
+ * event that fails alone is dead-lettered, not only the first). A dead letter is
+ * skipped by the processor from then on, also after a reset or a rebuild. */
+enum { SL_RESUME_SKIP = 1, SL_RESUME_SKIP_ALL = 2 };
 int sl_host_resume(struct sl_host *h, const char *proc, const char *stream, int skip,
                    sl_resume_fn fn, void *ud, struct sl_diag *d);
+
+/* Forgets the dead letters of proc, or (NULL) of every processor of the deployment;
+ * *n counts them. Refused like reset while a runner holds one of them. */
+int sl_host_dead_letters_clear(struct sl_host *h, const char *proc, int64_t *n, struct sl_diag *d);
 
 /* Calls fn for every dead letter, oldest first (the row type is sl_checkpoint.h's). */
 struct sl_dead_letter;

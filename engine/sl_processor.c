@@ -557,6 +557,62 @@ static void reduce_one(lua_State *L, struct sl_proc *p, struct run *r, size_t i,
 	lua_settop(L, top);
 }
 
+static int dead_cmp(const void *a, const void *b)
+{
+	const struct dead *x = a, *y = b;
+	int c = strcmp(x->stream, y->stream);
+
+	return c ? c : (x->offset > y->offset) - (x->offset < y->offset);
+}
+
+/* Whether ev is one of the processor's dead letters. */
+static int is_dead(const struct sl_proc *p, const struct sl_event *ev)
+{
+	struct dead key = {(char *)ev->stream, ev->offset};
+
+	return p->ndead && bsearch(&key, p->dead, p->ndead, sizeof(key), dead_cmp);
+}
+
+static void free_dead(struct sl_proc *p)
+{
+	size_t i;
+
+	for (i = 0; i < p->ndead; i++)
+		free(p->dead[i].stream);
+	free(p->dead);
+	p->dead = NULL;
+	p->ndead = 0;
+}
+
+static int add_dead(void *ud, const struct sl_dead_letter *dl)
+{
+	struct sl_proc *p = ud;
+	struct dead *grown;
+
+	if (strcmp(dl->processor, p->cfg.name))
+		return 0;
+	if (!(grown = realloc(p->dead, (p->ndead + 1) * sizeof(*grown))))
+		return SL_ENOMEM;
+	p->dead = grown;
+	if (!(p->dead[p->ndead].stream = strdup(dl->stream)))
+		return SL_ENOMEM;
+	p->dead[p->ndead++].offset = dl->offset;
+	return 0;
+}
+
+/* Reads the processor's dead letters from the store: the events its batches skip. */
+static int load_dead(struct sl_proc *p, struct sl_diag *d)
+{
+	int rc;
+
+	free_dead(p);
+	if ((rc = sl_ckpt_dead_letters(p->store, add_dead, p, d)))
+		return rc == SL_ENOMEM ? sl_diag_set(d, rc, "out of memory") : rc;
+	if (p->ndead)
+		qsort(p->dead, p->ndead, sizeof(*p->dead), dead_cmp);
+	return 0;
+}
+
 static int64_t seq_of(const struct sl_proc *p, const struct sl_event *ev)
 {
 	return p->cfg.mode_all ? ev->position : ev->offset;
@@ -616,7 +672,8 @@ static void check_deterministic(lua_State *L, struct sl_proc *p, struct run *r)
 			continue;
 		last = seq;
 		if (!sl_contract_consumes(p->contract, ev->type) ||
-		    (p->cfg.mode_all && !sl_pattern_match(p->cfg.streams, ev->stream)))
+		    (p->cfg.mode_all && !sl_pattern_match(p->cfg.streams, ev->stream)) ||
+		    is_dead(p, ev))
 			continue;
 		r->current = i;
 		push_event(L, ev, r->d);                     /* cur + 1 */
@@ -672,7 +729,8 @@ static int run_batch(lua_State *L)
 			continue;
 		r->last = seq;
 		if (!sl_contract_consumes(p->contract, ev->type) ||
-		    (p->cfg.mode_all && !sl_pattern_match(p->cfg.streams, ev->stream)))
+		    (p->cfg.mode_all && !sl_pattern_match(p->cfg.streams, ev->stream)) ||
+		    is_dead(p, ev))
 			continue;
 		r->current = r->last_consumed = i;
 		r->nconsumed++;
@@ -1348,6 +1406,7 @@ void sl_proc_free(struct sl_proc *p)
 	sl_work_src_unref(p->prep_src);
 	free(p->last_traceback);
 	free(p->fence_owner);
+	free_dead(p);
 	while (p->bgf) {
 		struct bgfail *f = p->bgf;
 		p->bgf = f->next;
@@ -1471,13 +1530,17 @@ const struct sl_fence *sl_proc_fence(const struct sl_proc *p)
 
 int sl_proc_activate(struct sl_proc *p, const struct sl_fence *f, struct sl_diag *d)
 {
+	int rc;
+
 	sl_proc_set_fence(p, f);
 	if (f && !p->fence_owner)
 		return sl_diag_set(d, SL_ENOMEM, "out of memory");
 	sl_proc_forget(p);
 	p->prepared = 0; /* another runner may have changed its tables: prepare again */
 	p->claim_moved = 0;
-	return claim(p, d);
+	if ((rc = claim(p, d)))
+		return rc;
+	return load_dead(p, d);
 }
 
 int sl_proc_claim_moved(const struct sl_proc *p)

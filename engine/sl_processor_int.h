@@ -68,6 +68,13 @@ struct run {
 	struct sl_diag *d;
 };
 
+/* A dead-lettered event of the processor: skipped whenever it comes again (after a
+ * reset or a rebuild), never reduced or faulted on again. */
+struct dead {
+	char *stream;
+	int64_t offset;
+};
+
 /* A background failure not yet counted in the store. */
 struct bgfail {
 	char *stream; /* the instance */
@@ -92,9 +99,11 @@ struct sl_proc {
 	struct bgfail *bgf;        /* background failures not yet counted in the store */
 	char *last_traceback;
 	int64_t last_fail_offset;
-	int preparing;                /* prepare is running */
-	char script_hash[17];         /* of the script file's bytes */
-	int claim_moved;              /* the last activation rebuilt or cleared faults */
+	int preparing;        /* prepare is running */
+	char script_hash[17]; /* of the script file's bytes */
+	int claim_moved;      /* the last activation rebuilt or cleared faults */
+	struct dead *dead;    /* its dead letters, sorted: the events it skips */
+	size_t ndead;
 	struct sl_work_src *prep_src; /* the source of work started by prepare */
 	struct sl_fence fence;        /* of every commit when fence.owner is set */
 	char *fence_owner;            /* owned copy of fence.owner */

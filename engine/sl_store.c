@@ -582,6 +582,11 @@ int sl_ckpt_dead_letter(struct sl_commit *c, const struct sl_dead_letter *dl, st
 	return c->store->ops->dead_letter(c, dl, d);
 }
 
+int sl_ckpt_dead_letters_clear(struct sl_commit *c, const char *proc, int64_t *n, struct sl_diag *d)
+{
+	return c->store->ops->dead_letters_clear(c, proc, n, d);
+}
+
 int sl_ckpt_reset(struct sl_commit *c, const char *proc, const char *stream, int with_effects,
                   struct sl_diag *d)
 {

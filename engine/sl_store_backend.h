@@ -107,6 +107,8 @@ struct sl_store_ops {
 	int (*background_failure)(struct sl_commit *c, const char *proc, const char *stream,
 	                          struct sl_diag *d);
 	int (*dead_letter)(struct sl_commit *c, const struct sl_dead_letter *dl, struct sl_diag *d);
+	int (*dead_letters_clear)(struct sl_commit *c, const char *proc, int64_t *n,
+	                          struct sl_diag *d);
 	int (*reset)(struct sl_commit *c, const char *proc, const char *stream, int with_effects,
 	             struct sl_diag *d);
 	int (*drop_tables)(struct sl_commit *c, const char *proc, struct sl_diag *d);

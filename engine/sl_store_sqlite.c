@@ -59,6 +59,7 @@ enum {
 	Q_HASH_PUT,
 	Q_DEAD_PUT,
 	Q_DEAD_EACH,
+	Q_DEAD_DEL,
 	Q_EACH,
 	Q_BEHIND,
 	Q_RESET_ONE,
@@ -133,10 +134,12 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[Q_HASH_PUT] =
 		"UPDATE sl_processors SET script_hash = ?2, contract_hash = ?3 WHERE name = ?1",
 	[Q_DEAD_PUT] =
-		"INSERT INTO sl_dead_letters(processor, stream, \"offset\", position, type,"
+		"INSERT OR IGNORE INTO sl_dead_letters(processor, stream, \"offset\", position, "
+                "type,"
 		" error, traceback, attempts, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
 	[Q_DEAD_EACH] = "SELECT processor, stream, \"offset\", position, type, error, traceback,"
 			" attempts, at FROM sl_dead_letters ORDER BY id",
+	[Q_DEAD_DEL] = "DELETE FROM sl_dead_letters WHERE ?1 IS NULL OR processor = ?1",
 	[Q_EACH] = "SELECT stream, " CKPT_COLS " FROM sl_checkpoints WHERE processor = ?1"
 		   " ORDER BY stream",
 	[Q_BEHIND] = "SELECT s.stream, s.head, c.\"offset\", c.effects_mark, c.status"
@@ -1391,6 +1394,25 @@ static int sqlite_dead_letters(struct sl_store *base, sl_dead_fn fn, void *ud, s
 	return rc == SQLITE_DONE ? 0 : db_error(s, d, "cannot read dead letters");
 }
 
+static int sqlite_dead_letters_clear(struct sl_commit *c, const char *proc, int64_t *n,
+                                     struct sl_diag *d)
+{
+	struct sqlite_store *s = sqc(c)->s;
+	sqlite3_stmt *st;
+	int rc;
+
+	if ((rc = prep(s, Q_DEAD_DEL, &st, d)))
+		return rc;
+	if (proc)
+		sqlite3_bind_text(st, 1, proc, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 1); /* a cached statement keeps its last binding */
+	if ((rc = run(s, st, d, "cannot clear dead letters")))
+		return rc;
+	*n = sqlite3_changes(s->db);
+	return 0;
+}
+
 /* ---- leases ----------------------------------------------------------------------------- */
 
 static int lease_row(struct sqlite_store *s, const char *proc, struct sl_lease *out, int *found,
@@ -1582,6 +1604,7 @@ const struct sl_store_ops sl_store_sqlite_ops = {
 	.ckpt_each = sqlite_ckpt_each,
 	.ckpt_behind = sqlite_ckpt_behind,
 	.dead_letters = sqlite_dead_letters,
+	.dead_letters_clear = sqlite_dead_letters_clear,
 	.lease_acquire = sqlite_lease_acquire,
 	.lease_release = sqlite_lease_release,
 	.lease_get = sqlite_lease_get,

@@ -5,7 +5,7 @@
 #ifndef SL_STORE_SQLITE_SCHEMA_H
 #define SL_STORE_SQLITE_SCHEMA_H
 
-#define SCHEMA_VERSION 5
+#define SCHEMA_VERSION 6
 
 static const char *const schema_v1 =
 	"CREATE TABLE sl_streams("
@@ -91,8 +91,17 @@ static const char *const schema_v5 = "CREATE TABLE sl_rates("
 				     " message TEXT NOT NULL"
 				     ") WITHOUT ROWID;";
 
+/* Version 6: dead letters are a skip list, one row per processor and event (the
+ * duplicates earlier versions could write are folded into the first). */
+static const char *const schema_v6 =
+	"DELETE FROM sl_dead_letters WHERE id NOT IN"
+	" (SELECT min(id) FROM sl_dead_letters GROUP BY processor, stream, \"offset\");"
+	"CREATE UNIQUE INDEX IF NOT EXISTS sl_dead_letters_event ON sl_dead_letters(processor, "
+        "stream,"
+	" \"offset\");";
+
 static const char *const *const migrations[SCHEMA_VERSION] = {
-	&schema_v1, &schema_v2, &schema_v3, &schema_v4, &schema_v5,
+	&schema_v1, &schema_v2, &schema_v3, &schema_v4, &schema_v5, &schema_v6,
 };
 
 #endif

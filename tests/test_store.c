@@ -498,7 +498,54 @@ static void test_migration(void)
 		ok(rate == 0, "no rate recorded reads as 0");
 	}
 	sl_store_close(s);
-	is(user_version_of(p), 5, "it is at version 5 now");
+	is(user_version_of(p), 6, "it is at version 6 now");
+
+	/* Version 5 could hold the same dead letter twice; 6 keeps the first. */
+	sqlite3_open(p, &db);
+	sqlite3_exec(
+		db,
+		"DROP INDEX sl_dead_letters_event;"
+		" INSERT INTO sl_dead_letters(processor, stream, \"offset\", position, type,"
+		"  error, attempts, at) VALUES ('p', 'm/1', 2, 2, 't', 'first', 1, 'x'),"
+		"  ('p', 'm/1', 2, 2, 't', 'second', 1, 'x'), ('q', 'm/1', 2, 2, 't', 'q', 1, 'x');"
+		" PRAGMA user_version = 5",
+		NULL, NULL, NULL);
+	sqlite3_close(db);
+	is(sl_store_open(&s, p, NULL, &d), 0,
+	   "a version 5 store with a duplicate dead letter migrates");
+	{
+		struct sl_dead_letter dl = {"p", "m/1", "t", "third", NULL, "x", 2, 2, 1};
+		struct sl_commit *c;
+		int64_t n = -1;
+		if (sl_commit_begin(s, NULL, &c, &d) ||
+		    sl_commit_end(c, sl_ckpt_dead_letter(c, &dl, &d) == 0, &d))
+			diag("cannot write a dead letter: %s", d.msg);
+		sqlite3_open(p, &db);
+		{
+			sqlite3_stmt *st;
+			sqlite3_prepare_v2(
+				db,
+				"SELECT group_concat(processor || ':' || error, ',') FROM"
+				" (SELECT * FROM sl_dead_letters ORDER BY id)",
+				-1, &st, NULL);
+			sqlite3_step(st);
+			ok(!strcmp((const char *)sqlite3_column_text(st, 0), "p:first,q:q"),
+			   "one dead letter per processor and event, the first kept, a new one "
+			   "for the same event ignored: %s",
+			   sqlite3_column_text(st, 0));
+			sqlite3_finalize(st);
+		}
+		sqlite3_close(db);
+		if (sl_commit_begin(s, NULL, &c, &d) ||
+		    sl_commit_end(c, sl_ckpt_dead_letters_clear(c, "p", &n, &d) == 0, &d))
+			diag("cannot clear: %s", d.msg);
+		is((int)n, 1, "clearing p's dead letters removes one");
+		if (sl_commit_begin(s, NULL, &c, &d) ||
+		    sl_commit_end(c, sl_ckpt_dead_letters_clear(c, NULL, &n, &d) == 0, &d))
+			diag("cannot clear: %s", d.msg);
+		is((int)n, 1, "clearing every processor's removes q's");
+	}
+	sl_store_close(s);
 	snprintf(p, sizeof(p), "%s/missing.db", dir);
 	sl_diag_init(&d);
 	is(sl_store_open(&s, p, &ro, &d), SL_EIO, "a read-only open of a missing file fails");
@@ -724,7 +771,7 @@ int main(void)
 {
 	struct sl_store *s;
 
-	plan(141);
+	plan(145);
 	if (!mkdtemp(dir))
 		return 1;
 	snprintf(path, sizeof(path), "%s/store.db", dir);
