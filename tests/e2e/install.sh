@@ -90,7 +90,7 @@ check "SLUICE_HOME pointing at a home works" q env SLUICE_HOME="$SHARE" "$B" che
 man -l "$R/share/man/man1/sluice.1" >"$TMP/man.txt" 2>"$TMP/man.err"
 eq "man -l renders the page" "$?" "0"
 check "the page has its sections" grep -q "^COMMANDS" "$TMP/man.txt"
-for c in append events streams check run state status reset resume dead-letters; do
+for c in append events streams check run state status reset resume dead-letters verify; do
 	check "the page documents $c" grep -q "usage: sluice $c" "$TMP/man.txt"
 done
 
@@ -106,6 +106,7 @@ check "the completion registers for sluice" \
 eq "sluice ch<TAB>" "$(comp sluice ch)" "check"
 eq "sluice run --until<TAB>" "$(comp sluice run --until)" "--until-caught-up"
 eq "sluice events --li<TAB>" "$(comp sluice events --li)" "--limit"
+eq "sluice verify --qu<TAB>" "$(comp sluice verify --qu)" "--quick"
 eq "sluice run --log-level w<TAB>" "$(comp sluice run --log-level w)" "warn"
 eq "sluice check <deployment file>" "$(cd "$SHARE/processors" && comp sluice check exa)" \
 	"example.deploy.lua"
