@@ -39,6 +39,6 @@ commands=$(printf '%s\n' "$help" | awk '/^commands:/ { on = 1; next }
 	done
 	printf '.SH "EXIT STATUS"\n0 on success, 1 on an error (one line on standard error starting\n'
 	printf '\\(lqsluice: \\(rq).\n'
-	printf '.SH "SEE ALSO"\nThe README.md of the sluice source tree.\n'
+	printf '.SH "SEE ALSO"\nREADME.md, installed in share/doc/sluice/ beside share/sluice/.\n'
 } >"$tmp"
 mv "$tmp" "$out"
