@@ -1,16 +1,18 @@
-# Makefile - a thin wrapper: Debian dependencies, build, demo, tests, benchmarks.
+# Makefile - a thin wrapper: Debian dependencies, build, install, demo, tests, benchmarks.
 # The real build is CMake (CMakeLists.txt); tests run through ctest.
 
 # Every Debian package the build, the demo and the tests use.
 PKGS := gcc make cmake pkg-config lua5.4 liblua5.4-dev lua-cjson lua-busted \
 	libsqlite3-dev libuv1-dev libreadline-dev libcurl4-openssl-dev libyajl-dev libpcre2-dev \
-	jq json-schema-test-suite sqlite3 procps python3 clang-format
+	jq json-schema-test-suite sqlite3 procps python3 clang-format man-db groff-base
 
 BUILD ?= build
 ASAN ?= build-asan
+PREFIX ?= /usr/local
+DESTDIR ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build build-asan demo test test-fast bench format format-check clean
+.PHONY: all deps build build-asan install demo test test-fast bench format format-check clean
 
 all: build
 
@@ -28,6 +30,14 @@ deps:
 build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSL_WERROR=ON
 	cmake --build $(BUILD) -j2
+
+# The binary, the built-in schemas and Lua modules, the example processors, the man
+# page and the bash completion under $(DESTDIR)$(PREFIX) (bin/, share/sluice/,
+# share/man/man1/, share/bash-completion/completions/). Builds only what it installs.
+install: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSL_WERROR=ON
+	cmake --build $(BUILD) -j2 --target sluice sluice_docs
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
 
 # The same code with AddressSanitizer and UndefinedBehaviorSanitizer.
 build-asan: deps

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sl_buf.h"
@@ -16,6 +17,7 @@
 #include "sl_host.h"
 #include "sl_json.h"
 #include "sl_log.h"
+#include "sl_progress.h"
 #include "sl_store.h"
 
 #define MAX_POS 8
@@ -203,10 +205,9 @@ static int parse_count(const char *field, const char *text, int64_t *out)
 
 /* Opens the store named by --store, --deployment, $SLUICE_STORE or ./sluice.db; its
  * appends are checked by core (NULL: reading only). */
-static int open_store(const struct args *a, int readonly, struct sl_core_validator *core,
-                      struct sl_store **s)
+static int open_store_from(const char *path, const char *dfile, int readonly,
+                           struct sl_core_validator *core, struct sl_store **s)
 {
-	const char *path = opt(a, "store"), *dfile = opt(a, "deployment");
 	struct sl_store_opts so = {SL_DURABILITY_FULL, readonly, sl_core_validate, core};
 	struct sl_deploy *dp = NULL;
 	struct sl_diag d;
@@ -269,6 +270,12 @@ static int use_deployment_contracts(const struct args *a, struct sl_core_validat
 	             : 0;
 	sl_deploy_free(dp);
 	return rc;
+}
+
+static int open_store(const struct args *a, int readonly, struct sl_core_validator *core,
+                      struct sl_store **s)
+{
+	return open_store_from(opt(a, "store"), opt(a, "deployment"), readonly, core, s);
 }
 
 static void result_line(struct sl_buf *b, const char *stream, const struct sl_append_result *r)
@@ -663,6 +670,128 @@ static int cmd_streams(struct args *a)
 	if (rc && rc != SL_ENOMEM)
 		fail_diag(&d);
 	sl_buf_release(&b);
+	sl_store_close(s);
+	return rc ? 1 : 0;
+}
+
+/* ---- verify ---------------------------------------------------------------------- */
+
+struct verify_out {
+	struct sl_buf b;
+	struct sl_progress *pr;
+};
+
+static void add_num(struct sl_buf *b, const char *name, int64_t v)
+{
+	if (v < 0)
+		return;
+	sl_buf_adds(b, ",\"");
+	sl_buf_adds(b, name);
+	sl_buf_adds(b, "\":");
+	sl_buf_addi(b, v);
+}
+
+static void add_str(struct sl_buf *b, const char *name, const char *v)
+{
+	sl_buf_adds(b, ",\"");
+	sl_buf_adds(b, name);
+	sl_buf_adds(b, "\":");
+	if (v)
+		sl_buf_addjstr(b, v, strlen(v));
+	else
+		sl_buf_adds(b, "null");
+}
+
+/* {"problem":..,"stream":..,["processor":..,]"offset":..,...,"message":..} */
+static int print_problem(void *ud, const struct sl_store_problem *p)
+{
+	struct verify_out *vo = ud;
+	struct sl_buf *b = &vo->b;
+
+	if (vo->pr)
+		sl_progress_done(vo->pr, "verify"); /* a problem line never mixes with it */
+	sl_buf_reset(b);
+	sl_buf_adds(b, "{\"problem\":");
+	sl_buf_addjstr(b, p->problem, strlen(p->problem));
+	add_str(b, "stream", p->stream);
+	if (p->processor)
+		add_str(b, "processor", p->processor);
+	add_num(b, "offset", p->offset);
+	add_num(b, "to", p->to);
+	add_num(b, "position", p->position);
+	add_num(b, "head", p->head);
+	add_str(b, "message", p->message);
+	sl_buf_addc(b, '}');
+	if (put_line(b))
+		return SL_ENOMEM;
+	fflush(stdout);
+	return 0;
+}
+
+static uint64_t monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void verify_progress(void *ud, int64_t done, int64_t total)
+{
+	struct verify_out *vo = ud;
+
+	if (vo->pr)
+		sl_progress_update(vo->pr, "verify", done, total, monotonic_ms());
+}
+
+static void summary_line(struct sl_buf *b, const struct sl_store_verify_summary *sum, int quick)
+{
+	sl_buf_reset(b);
+	sl_buf_adds(b, sum->problems ? "{\"ok\":false" : "{\"ok\":true");
+	add_num(b, "problems", sum->problems);
+	sl_buf_adds(b, quick ? ",\"check\":\"quick\"" : ",\"check\":\"full\"");
+	add_num(b, "streams", sum->streams);
+	if (!quick)
+		add_num(b, "events", sum->events);
+	add_num(b, "checkpoints", sum->checkpoints);
+	sl_buf_addc(b, '}');
+}
+
+static int cmd_verify(struct args *a)
+{
+	const char *dfile = opt(a, "deployment");
+	struct sl_store_verify_summary sum;
+	struct verify_out vo;
+	struct sl_store *s;
+	struct sl_diag d;
+	int quick = opt(a, "quick") != NULL, rc;
+
+	if (a->npos && dfile)
+		return fail("verify: give DEPLOYMENT or --deployment, not both");
+	if (a->npos)
+		dfile = a->pos[0];
+	if ((rc = open_store_from(opt(a, "store"), dfile, 1, NULL, &s)))
+		return rc;
+	sl_buf_init(&vo.b);
+	vo.pr = isatty(2) || opt(a, "progress") ? sl_progress_new(2, isatty(2)) : NULL;
+	sl_diag_init(&d);
+	rc = sl_store_verify(s, quick ? SL_VERIFY_QUICK : 0, print_problem, verify_progress, &vo,
+	                     &sum, &d);
+	sl_progress_free(vo.pr);
+	if (!rc && vo.pr && !isatty(2) && !quick) { /* off a terminal: the last word too */
+		char line[256];
+		sl_progress_format(line, sizeof(line), "verify", sum.events, sum.events, 0);
+		fprintf(stderr, "%s\n", line);
+	}
+	if (rc)
+		rc = rc == SL_ENOMEM ? fail("out of memory") : fail_diag(&d);
+	else {
+		summary_line(&vo.b, &sum, quick);
+		if (!(rc = put_line(&vo.b)) && sum.problems)
+			rc = fail("verify: %lld problem%s found", (long long)sum.problems,
+			          sum.problems == 1 ? "" : "s");
+	}
+	sl_buf_release(&vo.b);
 	sl_store_close(s);
 	return rc ? 1 : 0;
 }
@@ -1106,6 +1235,22 @@ static const struct cmd commands[] = {
          {"processor="},
          1,
          2},
+	{"verify",
+         cmd_verify,
+         "verify [--store PATH | DEPLOYMENT] [--quick] [--progress]",
+         "Checks the store: SQLite's integrity check of the file, then sluice's own rules:\n"
+         "every stream's offsets run 1, 2, 3, ... without a hole and begin with its one\n"
+         "stream/created; positions rise with offsets and no two events share one; each\n"
+         "stream's recorded head is its last offset; no checkpoint is above its stream's\n"
+         "head. Prints one line per problem found, {\"problem\":..,\"stream\":..,...,\n"
+         "\"message\":..}, then a summary {\"ok\":..,\"problems\":..,...}; exits 1 if there\n"
+         "is a problem. It only reads, so it also runs beside a running engine.\n\n"
+         "  --quick              SQLite's quick check, heads and checkpoints only (what a\n"
+         "                       store gets when it is opened after an unclean shutdown)\n"
+         "  --progress           show progress also when stderr is not a terminal\n" STORE_HELP,
+         {STORE_OPTS, "quick", "progress"},
+         0,
+         1},
 };
 
 static void usage(FILE *f)
@@ -1120,7 +1265,13 @@ static void usage(FILE *f)
 	fprintf(f,
 	        "\n  sluice --version\n  sluice help COMMAND\n\n"
 	        "Every command also takes --log-format text|json and\n"
-	        "--log-level debug|info|warn|error (the log on stderr; see sluice run --help).\n");
+	        "--log-level debug|info|warn|error (the log on stderr; see sluice run --help).\n\n"
+	        "environment:\n"
+	        "  SLUICE_STORE   the store of the store commands when neither --store nor\n"
+	        "                 --deployment is given (default ./sluice.db)\n"
+	        "  SLUICE_HOME    where the built-in schemas and Lua modules are (schemas/,\n"
+	        "                 lua/); default: ../share/sluice beside the binary, else the\n"
+	        "                 source tree it was built from\n");
 }
 
 static const struct cmd *find_command(const char *name)

@@ -18,12 +18,9 @@
 
 #include "sl_buf.h"
 #include "sl_hash.h"
+#include "sl_home.h"
 #include "sl_luajson.h"
 #include "sl_schema.h"
-
-#ifndef SL_SOURCE_DIR
-#define SL_SOURCE_DIR "."
-#endif
 
 struct entry {
 	char *name;
@@ -39,28 +36,6 @@ struct sl_contracts {
 	struct entry **ent;
 	size_t nent;
 };
-
-static const char *home_dir(const char *sub, char *buf, size_t n)
-{
-	const char *home = getenv("SLUICE_HOME");
-
-	snprintf(buf, n, "%s/%s", home && *home ? home : SL_SOURCE_DIR, sub);
-	return buf;
-}
-
-const char *sl_builtin_schemas(void)
-{
-	static char buf[4096];
-
-	return home_dir("schemas", buf, sizeof(buf));
-}
-
-const char *sl_builtin_lua(void)
-{
-	static char buf[4096];
-
-	return home_dir("lua", buf, sizeof(buf));
-}
 
 /* Reads a whole file into b. */
 static int read_file(const char *path, struct sl_buf *b, struct sl_diag *d)
@@ -195,8 +170,8 @@ int sl_contracts_new(struct sl_contracts **out, const char *const *dirs, size_t 
 	}
 	for (i = 0; i < ndirs; i++)
 		cs->dirs[cs->ndirs++] = strdup(dirs[i]);
-	cs->dirs[cs->ndirs++] = strdup(sl_builtin_schemas());
-	snprintf(path, sizeof(path), "%s/contract.schema.json", sl_builtin_schemas());
+	cs->dirs[cs->ndirs++] = strdup(sl_home_schemas());
+	snprintf(path, sizeof(path), "%s/contract.schema.json", sl_home_schemas());
 	if (!(rc = load_json(cs->L, path, &hash, d))) {
 		rc = compile_at(cs->L, -1, path, &cs->meta, d);
 		lua_pop(cs->L, 1);

@@ -108,9 +108,4 @@ int sl_core_validator_use_contracts(struct sl_core_validator *v, const char *con
 int sl_core_validate(void *ud, const char *type, const char *payload, size_t len,
                      struct sl_diag *d);
 
-/* The built-in schemas directory (SLUICE_HOME/schemas, else the source tree's). */
-const char *sl_builtin_schemas(void);
-/* The directory holding the engine's Lua modules (lua/). */
-const char *sl_builtin_lua(void);
-
 #endif

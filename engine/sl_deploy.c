@@ -10,6 +10,7 @@
 
 #include "sl_buf.h"
 #include "sl_contract.h"
+#include "sl_home.h"
 #include "sl_luajson.h"
 #include "sl_schema.h"
 
@@ -184,7 +185,7 @@ static int validate_protected(lua_State *L)
 	FILE *f;
 	size_t n;
 
-	snprintf(path, sizeof(path), "%s/deployment.schema.json", sl_builtin_schemas());
+	snprintf(path, sizeof(path), "%s/deployment.schema.json", sl_home_schemas());
 	sl_buf_init(&b);
 	sl_diag_init(&d);
 	if ((f = fopen(path, "rb"))) {

@@ -27,7 +27,8 @@
 	X(LUA, -10, "Lua error")                                                                   \
 	X(USAGE, -11, "usage error")                                                               \
 	X(FENCED, -12, "lease lost")                                                               \
-	X(NOTSUP, -13, "not supported")
+	X(NOTSUP, -13, "not supported")                                                            \
+	X(CORRUPT, -14, "store damaged")
 
 enum sl_errno {
 #define SL_ERRNO_ENUM(name, val, text) SL_E##name = (val),

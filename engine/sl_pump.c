@@ -90,6 +90,7 @@ struct sl_pump {
 	int changes;              /* a slot has a change waiting */
 	sl_pump_retire_fn retire; /* a processor left its slot */
 	void *retire_ud;
+	struct sl_diag failure; /* a round that failed stops the run with this (code 0: none) */
 };
 
 /* One ingest in flight: what its completion needs after the batch buffer was reused. */
@@ -1010,7 +1011,8 @@ static void on_tick(uv_timer_t *t)
 		return;
 	}
 	if (pump_round(pm, &d)) {
-		sl_log(SL_LOG_ERROR, NULL, NULL, 0, "%s", sl_diag_msg(&d));
+		/* Reported by sl_pump_run, once the batches in flight settled. */
+		pm->failure = d;
 		pm->stopping = 1;
 		pm->deadline = uv_now(pm->loop) + (uint64_t)pm->o.shutdown_ms;
 		sl_pump_kick(pm);
@@ -1248,6 +1250,10 @@ int sl_pump_run(struct sl_pump *pm, const struct sl_pump_opts *o, struct sl_diag
 	uv_close((uv_handle_t *)&pm->sigint, NULL);
 	uv_close((uv_handle_t *)&pm->sigterm, NULL);
 	uv_run(pm->loop, UV_RUN_NOWAIT);
+	if (!rc && pm->failure.code) {
+		rc = pm->failure.code;
+		sl_diag_set(d, rc, "%s", sl_diag_msg(&pm->failure));
+	}
 	if (!rc && pm->unrecorded)
 		rc = sl_diag_set(d, SL_EIO,
 		                 "%s%s (is the disk full?); sluice status cannot show %s",

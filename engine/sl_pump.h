@@ -70,8 +70,9 @@ void sl_pump_free(struct sl_pump *pm);
  * unprocessed events and nothing is in flight; otherwise it runs until SIGINT or
  * SIGTERM, then waits up to shutdown_ms for the batches in flight (a second signal
  * exits at once), and releases its leases. Returns 0, or a negative code when it
- * could not start or when a fault could not be recorded in the store (SL_EIO: status
- * cannot show it; d names the first). */
+ * could not start, a round failed (a store that cannot be read, a hole in a stream:
+ * the run then stops as on a signal), or a fault could not be recorded in the store
+ * (SL_EIO: status cannot show it; d names the first), d saying why. */
 int sl_pump_run(struct sl_pump *pm, const struct sl_pump_opts *o, struct sl_diag *d);
 
 /* Reads the next batch of instance in of pp (the events after its checkpoint, at

@@ -42,6 +42,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
+#include "sl_home.h"
 #include "sl_log.h"
 #include "sl_luajson.h"
 #include "sl_strmatch.h"
@@ -50,9 +51,6 @@
 #define ALLOC_PERIOD 255u /* allocations between two reads of the clock (mask) */
 #define CHUNK_PIECE 4096  /* bytes the load reader hands the parser at once */
 #define CJSON_DEPTH 1000  /* lua-cjson's default encode_max_depth */
-#ifndef SL_LUA_DIR
-#define SL_LUA_DIR SL_SOURCE_DIR "/lua" /* the engine's own Lua modules */
-#endif
 
 enum { REFUSED_NONE, REFUSED_LIMIT, REFUSED_SYSTEM, REFUSED_TRIPPED };
 
@@ -728,6 +726,7 @@ static int module_name_ok(const char *mod)
  * a sandbox environment once per state. [-1, +2, e] */
 static int require_sluice(lua_State *L, const char *name)
 {
+	const char *dir = sl_home_lua(); /* the engine's own Lua modules */
 	char path[1024];
 	size_t i, n;
 
@@ -742,10 +741,10 @@ static int require_sluice(lua_State *L, const char *name)
 	if (lua_getfield(L, -1, name) != LUA_TNIL)
 		return 1;
 	lua_pop(L, 1);
-	n = (size_t)snprintf(path, sizeof(path), "%s/%s.lua", SL_LUA_DIR, name);
+	n = (size_t)snprintf(path, sizeof(path), "%s/%s.lua", dir, name);
 	if (n >= sizeof(path))
 		return luaL_error(L, "module '%s': name too long", name);
-	for (i = strlen(SL_LUA_DIR) + 1; i < n - 4; i++)
+	for (i = strlen(dir) + 1; i < n - 4; i++)
 		if (path[i] == '.')
 			path[i] = '/';
 	if (sl_sandbox_loadfile(L, path) != LUA_OK)

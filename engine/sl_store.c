@@ -329,10 +329,45 @@ int sl_store_append(struct sl_store *s, const struct sl_event_in *ev, size_t n,
 	return rc;
 }
 
+/* A read of one stream as the backend hands it over, checked for holes. */
+struct read_check {
+	struct sl_store *s;
+	const char *stream, *type;
+	int64_t next, limit, n; /* the offset that must come next; events given to fn */
+	sl_event_fn fn;
+	void *ud;
+	struct sl_diag *d;
+};
+
+/* Passes ev on to the reader if it is the next offset and of the type asked for. */
+static int read_next(void *ud, const struct sl_event *ev)
+{
+	struct read_check *rc = ud;
+	int r;
+
+	if (ev->offset != rc->next)
+		return sl_diag_set(
+			rc->d, SL_ECORRUPT,
+			"store '%s': stream '%s' has no event at offset %lld (the store is"
+			" damaged: see sluice verify)",
+			rc->s->path, rc->stream, (long long)rc->next);
+	rc->next++;
+	if (rc->type && strcmp(ev->type, rc->type))
+		return 0;
+	if ((r = rc->fn(rc->ud, ev)))
+		return r;
+	return rc->limit > 0 && ++rc->n >= rc->limit ? 1 : 0;
+}
+
+/* The backend reads every event from `from` on (no type filter, no limit), so that a
+ * missing offset shows even where the reader would skip it; the filter and the limit
+ * are applied here. */
 int sl_store_read(struct sl_store *s, const char *stream, int64_t from, int64_t limit,
                   const char *type, sl_event_fn fn, void *ud, struct sl_diag *d)
 {
-	return s->ops->read(s, stream, from, limit, type, fn, ud, d);
+	struct read_check rc = {s, stream, type, from < 1 ? 1 : from, limit, 0, fn, ud, d};
+
+	return s->ops->read(s, stream, rc.next, type ? 0 : limit, NULL, read_next, &rc, d);
 }
 
 int sl_store_read_all(struct sl_store *s, int64_t from, int64_t limit, sl_event_fn fn, void *ud,
@@ -355,6 +390,17 @@ int sl_store_head_position(struct sl_store *s, int64_t *pos, struct sl_diag *d)
 int sl_store_data_version(struct sl_store *s, int64_t *v, struct sl_diag *d)
 {
 	return s->ops->data_version(s, v, d);
+}
+
+int sl_store_verify(struct sl_store *s, int flags, sl_problem_fn fn, sl_verify_progress_fn progress,
+                    void *ud, struct sl_store_verify_summary *sum, struct sl_diag *d)
+{
+	int rc;
+
+	memset(sum, 0, sizeof(*sum));
+	if ((rc = refuse_open(s, "verify", d)))
+		return rc;
+	return s->ops->verify(s, flags, fn, progress, ud, sum, d);
 }
 
 const char *sl_store_watch_file(struct sl_store *s)

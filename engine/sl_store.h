@@ -45,6 +45,16 @@
  * (A lease that expired but was not taken by anyone still passes: only a takeover
  * raises the epoch, and until then no other runner can have applied an event.)
  *
+ * Unclean shutdown (SQLite backend). A read-write open records its process (pid and
+ * host) in the store and a clean close removes the record. A read-write open that
+ * finds the record of a process of this host that no longer runs knows that process
+ * stopped without closing the store (killed, crashed, power lost): it runs the quick
+ * verification (SL_VERIFY_QUICK) once, and refuses to open with SL_ECORRUPT, "store
+ * 'x.db' was not closed cleanly (pid 42 on h) and fails its quick check: ...; run
+ * 'sluice verify --store x.db'", when that finds a problem (the records stay, so
+ * every later open refuses too); else it clears the records and goes on. A record of
+ * another host is left alone (whether it runs cannot be told).
+ *
  * Threads: a struct sl_store is used by one thread at a time. Several processes may
  * open the same store; writers take turns (busy timeout SL_STORE_BUSY_MS).
  *
@@ -159,7 +169,11 @@ struct sl_event {
 typedef int (*sl_event_fn)(void *ud, const struct sl_event *ev);
 
 /* Calls fn for the events of `stream` with offset >= from, in offset order, at
- * most `limit` of them (limit <= 0: all), only those of type `type` if not NULL. */
+ * most `limit` of them (limit <= 0: all), only those of type `type` if not NULL.
+ * Offsets are contiguous: an offset missing between `from` and the last event read
+ * (a damaged store) fails the read with SL_ECORRUPT, "store 'x.db': stream 's/1' has
+ * no event at offset 3 (the store is damaged: see sluice verify)", after fn saw the
+ * events before it; a type filter does not hide the hole. */
 int sl_store_read(struct sl_store *s, const char *stream, int64_t from, int64_t limit,
                   const char *type, sl_event_fn fn, void *ud, struct sl_diag *d);
 
@@ -197,6 +211,61 @@ int sl_store_data_version(struct sl_store *s, int64_t *v, struct sl_diag *d);
  * NULL when the backend has none (a read-only store, a backend without files). Owned
  * by the store. */
 const char *sl_store_watch_file(struct sl_store *s);
+
+/* ---- verifying ------------------------------------------------------------------------- */
+
+/* One problem sl_store_verify found; valid during the callback only. `problem` is:
+ *   integrity         the backend's own check of its files failed (SQLite: a line of
+ *                     PRAGMA integrity_check/quick_check, or a read refused as damaged)
+ *   missing-offsets   stream has no events at offsets offset..to
+ *   bad-offset        stream has an event at offset < 1
+ *   bad-first-event   the event at offset 1 is not stream/created
+ *   extra-created     a stream/created at offset > 1
+ *   position-order    the event at offset has a position (position) not above the one
+ *                     of the offset before it
+ *   duplicate-position  position is held by more than one event
+ *   head-mismatch     the stream's recorded head is not its last offset (offset: the
+ *                     last offset stored, 0 if none; head: -1 when there is no stream
+ *                     record at all)
+ *   checkpoint-ahead  processor's checkpoint (offset) is above the stream's head (for
+ *                     a mode "all" processor, stream NULL: the store's head position)
+ * Numbers that do not apply are -1. */
+struct sl_store_problem {
+	const char *problem;
+	const char *stream;    /* or NULL */
+	const char *processor; /* or NULL */
+	int64_t offset, to, position, head;
+	const char *message; /* one sentence for people, naming the stream */
+};
+
+/* What a verification looked at. */
+struct sl_store_verify_summary {
+	int64_t streams;     /* stream records */
+	int64_t events;      /* events walked (0 with SL_VERIFY_QUICK) */
+	int64_t checkpoints; /* checkpoint rows */
+	int64_t problems;
+};
+
+/* Problem callback: 0 to go on, a negative code to stop with it. */
+typedef int (*sl_problem_fn)(void *ud, const struct sl_store_problem *p);
+/* Progress callback of the walk over the events: done of about total events. */
+typedef void (*sl_verify_progress_fn)(void *ud, int64_t done, int64_t total);
+
+#define SL_VERIFY_QUICK 1 /* only what is cheap: see sl_store_verify */
+
+/* Checks the store and calls fn (if not NULL) for every problem found, all of it in
+ * one read snapshot:
+ *   - the backend's own check (SQLite: PRAGMA integrity_check; quick_check when quick);
+ *   - every stream's recorded head is its last offset, and every checkpoint is at or
+ *     below its stream's head;
+ *   - unless quick, a walk over every event in offset order: offsets contiguous from
+ *     1, exactly one stream/created, at offset 1; positions rising with offsets; and
+ *     every position held by one event only; streams with events but no record.
+ * Returns 0 when the check ran, whatever it found (sum->problems says); SL_EIO,
+ * SL_EBUSY, SL_ENOMEM when it could not run, or the code fn returned. progress (if not
+ * NULL) is called now and then during the walk; ud goes to both callbacks. */
+int sl_store_verify(struct sl_store *s, int flags, sl_problem_fn fn, sl_verify_progress_fn progress,
+                    void *ud, struct sl_store_verify_summary *sum, struct sl_diag *d);
 
 /* ---- the commit: one unit of work ---------------------------------------------------- */
 

@@ -56,6 +56,10 @@ struct sl_store_ops {
 	int (*head_position)(struct sl_store *s, int64_t *pos, struct sl_diag *d);
 	int (*data_version)(struct sl_store *s, int64_t *v, struct sl_diag *d);
 	const char *(*watch_file)(struct sl_store *s);
+	/* sl_store_verify; reads only: works on a read-only store. */
+	int (*verify)(struct sl_store *s, int flags, sl_problem_fn fn,
+	              sl_verify_progress_fn progress, void *ud, struct sl_store_verify_summary *sum,
+	              struct sl_diag *d);
 
 	/* Reading rows. */
 	int (*proc_get)(struct sl_store *s, const char *proc, int *exists, int64_t *version,

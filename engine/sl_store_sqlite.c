@@ -31,6 +31,7 @@
 #include "sl_json.h"
 #include "sl_store_backend.h"
 #include "sl_store_sqlite.h"
+#include "sl_store_sqlite_verify.h"
 
 #include "sl_store_sqlite_schema.h"
 
@@ -185,6 +186,7 @@ struct sqlite_store {
 	sqlite3 *db;
 	char *path;
 	char *wal;        /* path of the WAL file, or NULL (read-only) */
+	int64_t open_id;  /* its row in sl_opens (0: read-only) */
 	uint32_t commits; /* this connection's own commits (data_version) */
 	sqlite3_stmt *st[ST_COUNT];
 	struct sl_buf tmp[2]; /* compacted payload and metadata of the event being written */
@@ -330,6 +332,12 @@ fail:
 	return rc;
 }
 
+static const char *sync_sql(const struct sl_store_opts *o)
+{
+	return o->durability == SL_DURABILITY_NORMAL ? "PRAGMA synchronous=NORMAL"
+	                                             : "PRAGMA synchronous=FULL";
+}
+
 static int configure(struct sqlite_store *s, const struct sl_store_opts *o, struct sl_diag *d)
 {
 	int rc;
@@ -338,10 +346,7 @@ static int configure(struct sqlite_store *s, const struct sl_store_opts *o, stru
 	sqlite3_extended_result_codes(s->db, 0);
 	if (!o->readonly && (rc = exec_sql(s, "PRAGMA journal_mode=WAL", d)))
 		return rc;
-	if ((rc = exec_sql(s,
-	                   o->durability == SL_DURABILITY_NORMAL ? "PRAGMA synchronous=NORMAL"
-	                                                         : "PRAGMA synchronous=FULL",
-	                   d)))
+	if ((rc = exec_sql(s, sync_sql(o), d)))
 		return rc;
 	return exec_sql(s, "PRAGMA foreign_keys=OFF; PRAGMA cache_size=-16384", d);
 }
@@ -371,6 +376,8 @@ static void sqlite_close(struct sl_store *base)
 		return;
 	for (i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(s->st[i]);
+	if (s->db)
+		sl_sqlite_open_unmark(s->db, s->open_id);
 	sqlite3_close(s->db);
 	sl_buf_release(&s->tmp[0]);
 	sl_buf_release(&s->tmp[1]);
@@ -402,7 +409,8 @@ static int sqlite_open(struct sl_store **out, const char *path, const struct sl_
 		                 s->db ? sqlite3_errmsg(s->db) : "out of memory");
 		goto fail;
 	}
-	if ((rc = configure(s, o, d)) || (rc = migrate(s, o->readonly, d)))
+	if ((rc = configure(s, o, d)) || (rc = migrate(s, o->readonly, d)) ||
+	    (!o->readonly && (rc = sl_sqlite_open_mark(s->db, path, sync_sql(o), &s->open_id, d))))
 		goto fail;
 	s->proj.db = s->db;
 	sqlite3_set_authorizer(s->db, authorize, &s->proj);
@@ -970,6 +978,13 @@ static int sqlite_data_version(struct sl_store *base, int64_t *v, struct sl_diag
 static const char *sqlite_watch_file(struct sl_store *base)
 {
 	return sq(base)->wal;
+}
+
+static int sqlite_verify(struct sl_store *base, int flags, sl_problem_fn fn,
+                         sl_verify_progress_fn progress, void *ud,
+                         struct sl_store_verify_summary *sum, struct sl_diag *d)
+{
+	return sl_sqlite_verify(sq(base)->db, sq(base)->path, flags, fn, progress, ud, sum, d);
 }
 
 /* ---- processor and checkpoint rows ------------------------------------------------------- */
@@ -1599,6 +1614,7 @@ const struct sl_store_ops sl_store_sqlite_ops = {
 	.head_position = sqlite_head_position,
 	.data_version = sqlite_data_version,
 	.watch_file = sqlite_watch_file,
+	.verify = sqlite_verify,
 	.proc_get = sqlite_proc_get,
 	.ckpt_get = sqlite_ckpt_get,
 	.ckpt_each = sqlite_ckpt_each,

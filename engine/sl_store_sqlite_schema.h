@@ -5,7 +5,7 @@
 #ifndef SL_STORE_SQLITE_SCHEMA_H
 #define SL_STORE_SQLITE_SCHEMA_H
 
-#define SCHEMA_VERSION 6
+#define SCHEMA_VERSION 7
 
 static const char *const schema_v1 =
 	"CREATE TABLE sl_streams("
@@ -91,17 +91,27 @@ static const char *const schema_v5 = "CREATE TABLE sl_rates("
 				     " message TEXT NOT NULL"
 				     ") WITHOUT ROWID;";
 
-/* Version 6: dead letters are a skip list, one row per processor and event (the
+/* Version 6: one row per read-write connection open now, removed when it closes
+ * cleanly; a row left by a process that no longer runs tells of an unclean shutdown
+ * (sl_store_sqlite_verify.c). */
+static const char *const schema_v6 = "CREATE TABLE sl_opens("
+				     " id INTEGER PRIMARY KEY,"
+				     " pid INTEGER NOT NULL,"
+				     " host TEXT NOT NULL,"
+				     " opened_at TEXT NOT NULL"
+				     ");";
+
+/* Version 7: dead letters are a skip list, one row per processor and event (the
  * duplicates earlier versions could write are folded into the first). */
-static const char *const schema_v6 =
+static const char *const schema_v7 =
 	"DELETE FROM sl_dead_letters WHERE id NOT IN"
 	" (SELECT min(id) FROM sl_dead_letters GROUP BY processor, stream, \"offset\");"
 	"CREATE UNIQUE INDEX IF NOT EXISTS sl_dead_letters_event ON sl_dead_letters(processor, "
-        "stream,"
+	"stream,"
 	" \"offset\");";
 
 static const char *const *const migrations[SCHEMA_VERSION] = {
-	&schema_v1, &schema_v2, &schema_v3, &schema_v4, &schema_v5, &schema_v6,
+	&schema_v1, &schema_v2, &schema_v3, &schema_v4, &schema_v5, &schema_v6, &schema_v7,
 };
 
 #endif

@@ -465,6 +465,7 @@ static void test_migration(void)
 	sqlite3_open(p, &db);
 	sqlite3_exec(db,
 	             "DROP TABLE sl_leases; DROP TABLE sl_rates; DROP TABLE sl_reload_errors;"
+	             " DROP TABLE sl_opens;"
 	             " PRAGMA user_version = 3",
 	             NULL, NULL, NULL);
 	sqlite3_close(db);
@@ -498,9 +499,9 @@ static void test_migration(void)
 		ok(rate == 0, "no rate recorded reads as 0");
 	}
 	sl_store_close(s);
-	is(user_version_of(p), 6, "it is at version 6 now");
+	is(user_version_of(p), 7, "it is at version 7 now");
 
-	/* Version 5 could hold the same dead letter twice; 6 keeps the first. */
+	/* Version 6 could hold the same dead letter twice; 7 keeps the first. */
 	sqlite3_open(p, &db);
 	sqlite3_exec(
 		db,
@@ -508,11 +509,11 @@ static void test_migration(void)
 		" INSERT INTO sl_dead_letters(processor, stream, \"offset\", position, type,"
 		"  error, attempts, at) VALUES ('p', 'm/1', 2, 2, 't', 'first', 1, 'x'),"
 		"  ('p', 'm/1', 2, 2, 't', 'second', 1, 'x'), ('q', 'm/1', 2, 2, 't', 'q', 1, 'x');"
-		" PRAGMA user_version = 5",
+		" PRAGMA user_version = 6",
 		NULL, NULL, NULL);
 	sqlite3_close(db);
 	is(sl_store_open(&s, p, NULL, &d), 0,
-	   "a version 5 store with a duplicate dead letter migrates");
+	   "a version 6 store with a duplicate dead letter migrates");
 	{
 		struct sl_dead_letter dl = {"p", "m/1", "t", "third", NULL, "x", 2, 2, 1};
 		struct sl_commit *c;
@@ -767,11 +768,123 @@ static void test_close_open_commit(void)
 	sl_store_close(s);
 }
 
+/* Runs sql on the store's file through a connection of its own. */
+static void tamper(const char *p, const char *sql)
+{
+	sqlite3 *db;
+
+	if (sqlite3_open(p, &db) != SQLITE_OK ||
+	    sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		diag("cannot tamper with %s: %s", p, sqlite3_errmsg(db));
+	sqlite3_close(db);
+}
+
+struct problems {
+	int n;
+	char kinds[256];
+};
+
+static int add_problem(void *ud, const struct sl_store_problem *p)
+{
+	struct problems *pr = ud;
+	size_t len = strlen(pr->kinds);
+
+	pr->n++;
+	snprintf(pr->kinds + len, sizeof(pr->kinds) - len, "%s%s", len ? " " : "", p->problem);
+	return 0;
+}
+
+/* sl_store_verify, a read across a hole, and the check after an unclean shutdown. */
+static void test_verify(void)
+{
+	struct sl_event_in e = ev_of("v/1", "t/x", NULL);
+	struct sl_store_opts ro = {SL_DURABILITY_FULL, 1, NULL, NULL};
+	struct sl_store_verify_summary sum;
+	struct problems pr = {0, ""};
+	struct sl_append_result r;
+	struct collect c = {0};
+	struct sl_store *s;
+	struct sl_diag d;
+	char p[300], sql[400];
+	int i;
+
+	snprintf(p, sizeof(p), "%s/verify.db", dir);
+	sl_diag_init(&d);
+	if (sl_store_open(&s, p, NULL, &d))
+		diag("cannot make a store: %s", d.msg);
+	for (i = 0; i < 4; i++)
+		sl_store_append(s, &e, 1, &r, 0, NULL, &d);
+	is(sl_store_verify(s, 0, add_problem, NULL, &pr, &sum, &d), 0, "a store verifies");
+	ok(pr.n == 0 && sum.problems == 0 && sum.events == 7 && sum.streams == 2,
+	   "a clean one has no problem (%d; %lld events)", pr.n, (long long)sum.events);
+	sl_store_close(s);
+
+	tamper(p, "DELETE FROM sl_events WHERE stream = 'v/1' AND \"offset\" = 3;"
+	          " UPDATE sl_streams SET head = 7 WHERE stream = 'v'");
+	is(sl_store_open(&s, p, &ro, &d), 0, "a damaged store opens read-only");
+	is(sl_store_verify(s, 0, add_problem, NULL, &pr, &sum, &d), 0, "and verifies");
+	ok(!strcmp(pr.kinds, "head-mismatch missing-offsets") && sum.problems == 2,
+	   "naming both problems: %s", pr.kinds);
+	pr.n = 0, pr.kinds[0] = '\0';
+	sl_store_verify(s, SL_VERIFY_QUICK, add_problem, NULL, &pr, &sum, &d);
+	ok(!strcmp(pr.kinds, "head-mismatch") && sum.events == 0,
+	   "the quick check sees the head: %s", pr.kinds);
+	sl_diag_init(&d);
+	is(sl_store_read(s, "v/1", 1, 0, NULL, collect_fn, &c, &d), SL_ECORRUPT,
+	   "a read across the hole fails");
+	ok(c.n == 2 && strstr(d.msg, "stream 'v/1' has no event at offset 3"),
+	   "after the events before it: %s", d.msg);
+	sl_diag_init(&d);
+	is(sl_store_read(s, "v/1", 1, 1, "t/none", collect_fn, &c, &d), SL_ECORRUPT,
+	   "also with a type filter that matches nothing");
+	sl_diag_init(&d);
+	is(sl_store_read(s, "v/1", 1, 2, NULL, collect_fn, &c, &d), 0,
+	   "a read that stops before the hole works");
+	sl_store_close(s);
+
+	/* The record of a process that is gone (a child that exited) says the last
+	 * writer did not close the store. */
+	{
+		char host[256] = "";
+		gethostname(host, sizeof(host) - 1);
+		snprintf(sql, sizeof(sql),
+		         "INSERT INTO sl_opens(pid, host, opened_at) VALUES (999999999, '%s', 'x')",
+		         host);
+	}
+	tamper(p, sql);
+	sl_diag_init(&d);
+	is(sl_store_open(&s, p, NULL, &d), SL_ECORRUPT,
+	   "after an unclean shutdown a bad store is refused");
+	ok(strstr(d.msg, "was not closed cleanly (pid 999999999") &&
+	           strstr(d.msg, "run 'sluice verify --store"),
+	   "naming sluice verify: %s", d.msg);
+	is(sl_store_open(&s, p, NULL, &d), SL_ECORRUPT, "and again on the next open");
+	tamper(p, "UPDATE sl_streams SET head = 2 WHERE stream = 'v'");
+	sl_diag_init(&d);
+	is(sl_store_open(&s, p, NULL, &d), 0,
+	   "the quick check passes once the head is repaired (it does not look for holes: %s)",
+	   d.msg);
+	sl_store_close(s);
+	{
+		sqlite3 *db;
+		sqlite3_stmt *st;
+		int n = -1;
+		sqlite3_open(p, &db);
+		if (sqlite3_prepare_v2(db, "SELECT count(*) FROM sl_opens", -1, &st, NULL) ==
+		            SQLITE_OK &&
+		    sqlite3_step(st) == SQLITE_ROW)
+			n = sqlite3_column_int(st, 0);
+		sqlite3_finalize(st);
+		sqlite3_close(db);
+		is(n, 0, "a clean close leaves no open record, and the stale one is gone");
+	}
+}
+
 int main(void)
 {
 	struct sl_store *s;
 
-	plan(145);
+	plan(160);
 	if (!mkdtemp(dir))
 		return 1;
 	snprintf(path, sizeof(path), "%s/store.db", dir);
@@ -792,6 +905,7 @@ int main(void)
 	test_close_open_commit();
 	test_live_rows();
 	test_behind();
+	test_verify();
 	sl_store_close(NULL);
 	{
 		char cmd[300];
