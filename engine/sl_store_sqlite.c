@@ -136,7 +136,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 		"UPDATE sl_processors SET script_hash = ?2, contract_hash = ?3 WHERE name = ?1",
 	[Q_DEAD_PUT] =
 		"INSERT OR IGNORE INTO sl_dead_letters(processor, stream, \"offset\", position, "
-                "type,"
+		"type,"
 		" error, traceback, attempts, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
 	[Q_DEAD_EACH] = "SELECT processor, stream, \"offset\", position, type, error, traceback,"
 			" attempts, at FROM sl_dead_letters ORDER BY id",
