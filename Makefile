@@ -3,7 +3,7 @@
 
 # Every Debian package the build, the demo and the tests use.
 PKGS := gcc make cmake pkg-config lua5.4 liblua5.4-dev lua-cjson lua-busted \
-	libsqlite3-dev libuv1-dev libreadline-dev libcurl4-openssl-dev libyajl-dev libpcre2-dev \
+	libsqlite3-dev libuv1-dev libedit-dev libcurl4-openssl-dev libyajl-dev libpcre2-dev \
 	jq json-schema-test-suite sqlite3 procps python3 clang-format man-db groff-base
 
 BUILD ?= build
