@@ -13,6 +13,7 @@
 #include "sl_checkpoint.h"
 #include "sl_contract.h"
 #include "sl_deploy.h"
+#include "sl_faultlog.h"
 #include "sl_log.h"
 #include "sl_processor.h"
 #include "sl_pump.h"
@@ -71,7 +72,8 @@ static int open_procs(struct sl_host *h, int flags, struct sl_errs *errs)
 
 static int open_store(struct sl_host *h, struct sl_errs *errs)
 {
-	struct sl_store_opts so = {h->dp->durability, 0, sl_core_validate, NULL};
+	struct sl_store_opts so = {h->dp->durability, (h->flags & SL_HOST_READONLY) != 0,
+	                           sl_core_validate, NULL};
 	struct sl_diag d;
 	size_t i;
 
@@ -79,6 +81,10 @@ static int open_store(struct sl_host *h, struct sl_errs *errs)
 	if (sl_core_validator_new(&h->core, &d))
 		goto fail;
 	so.check_ud = h->core;
+	/* A store that does not exist yet is created, read-only or not: reading commands
+	 * on a new deployment show its processors as new. */
+	if (so.readonly && access(h->dp->store, F_OK) != 0)
+		so.readonly = 0;
 	if (sl_store_open(&h->store, h->dp->store, &so, &d))
 		goto fail;
 	for (i = 0; i < h->nprocs; i++)
@@ -409,9 +415,16 @@ int sl_host_state(struct sl_host *h, const char *proc, const char *stream, sl_st
 	return each_instance(&c);
 }
 
+/* A fault a runner noted beside the store because the store could not take it. */
+struct noted {
+	char *proc, *stream, *msg;
+};
+
 struct status_ctx {
 	struct sl_host *h;
 	struct sl_pump_proc *hp;
+	struct noted *noted;
+	size_t nnoted;
 	sl_status_fn fn;
 	void *ud;
 	const char *runner;       /* the live lease's owner, or NULL */
@@ -436,6 +449,15 @@ static int status_line(struct status_ctx *sc, const char *stream, int64_t head)
 	row.status = ck.faulted ? "faulted" : found && ck.offset > 0 ? "ok" : "new";
 	row.last_error = ck.last_error;
 	row.background_failures = ck.background_failures;
+	if (!ck.faulted) {
+		size_t i;
+		for (i = 0; i < sc->nnoted; i++)
+			if (!strcmp(sc->noted[i].proc, sc->hp->cfg->name) &&
+			    !strcmp(sc->noted[i].stream, stream)) {
+				row.status = "faulted";
+				row.last_error = sc->noted[i].msg;
+			}
+	}
 	row.runner = sc->runner;
 	row.reload_error = sc->reload_error;
 	row.rate = 0;
@@ -458,9 +480,54 @@ static int status_stream(void *ud, const struct sl_stream_info *info)
 	return status_line(sc, info->stream, info->head);
 }
 
+static int note_fault(void *ud, const char *proc, const char *stream, const char *msg)
+{
+	struct status_ctx *sc = ud;
+	struct noted *grown = realloc(sc->noted, (sc->nnoted + 1) * sizeof(*grown));
+	struct sl_buf b;
+
+	if (!grown)
+		return SL_ENOMEM;
+	sc->noted = grown;
+	sl_buf_init(&b);
+	sl_buf_adds(&b, msg);
+	sl_buf_adds(&b, " (the store could not record this fault: a full disk?)");
+	sl_buf_addc(&b, '\0');
+	grown[sc->nnoted].proc = strdup(proc);
+	grown[sc->nnoted].stream = strdup(stream);
+	grown[sc->nnoted].msg = sl_buf_ok(&b) ? b.ptr : NULL;
+	sc->nnoted++;
+	if (!grown[sc->nnoted - 1].proc || !grown[sc->nnoted - 1].stream ||
+	    !grown[sc->nnoted - 1].msg)
+		return SL_ENOMEM;
+	return 0;
+}
+
+static int status_all(struct sl_host *h, struct status_ctx *sc, struct sl_diag *d);
+
 int sl_host_status(struct sl_host *h, sl_status_fn fn, void *ud, struct sl_diag *d)
 {
-	struct status_ctx sc = {h, NULL, fn, ud, NULL, NULL, d};
+	struct status_ctx sc = {h, NULL, NULL, 0, fn, ud, NULL, NULL, d};
+	size_t i;
+	int rc;
+
+	/* Faults a runner could not write to the store (it noted them beside it). */
+	if ((rc = sl_faultlog_read(h->dp->store, note_fault, &sc)) == SL_ENOMEM)
+		rc = sl_diag_set(d, rc, "out of memory");
+	if (!rc)
+		rc = status_all(h, &sc, d);
+	for (i = 0; i < sc.nnoted; i++) {
+		free(sc.noted[i].proc);
+		free(sc.noted[i].stream);
+		free(sc.noted[i].msg);
+	}
+	free(sc.noted);
+	return rc;
+}
+
+static int status_all(struct sl_host *h, struct status_ctx *scp, struct sl_diag *d)
+{
+	struct status_ctx sc = *scp;
 	size_t i;
 	int rc;
 

@@ -15,6 +15,7 @@
 #include "sl_checkpoint.h"
 #include "sl_contract.h"
 #include "sl_deploy.h"
+#include "sl_faultlog.h"
 #include "sl_lease.h"
 #include "sl_log.h"
 #include "sl_processor.h"
@@ -78,13 +79,14 @@ struct sl_pump {
 	int64_t data_version;
 	struct sl_pump_opts o;
 	int progress, retrying, stopping, signals;
-	size_t inflight;          /* batches whose ingest has not completed */
-	uint64_t deadline;        /* loop time when a shutdown stops waiting */
-	int killed;               /* the shutdown killed what work was left */
-	uint64_t reap_deadline;   /* until when it waits for the killed children */
-	unsigned rate_sec;        /* seconds since the start, the rate window's clock */
-	struct sl_progress *prog; /* the catch-up progress lines, or NULL */
-	size_t unrecorded;        /* faults the store did not take */
+	size_t inflight;              /* batches whose ingest has not completed */
+	uint64_t deadline;            /* loop time when a shutdown stops waiting */
+	int killed;                   /* the shutdown killed what work was left */
+	uint64_t reap_deadline;       /* until when it waits for the killed children */
+	unsigned rate_sec;            /* seconds since the start, the rate window's clock */
+	struct sl_progress *prog;     /* the catch-up progress lines, or NULL */
+	size_t unrecorded;            /* faults the store did not take */
+	struct sl_faultlog *faultlog; /* where they are noted for status, or NULL */
 	char unrecorded_msg[SL_DIAG_MAX];
 	int running;              /* sl_pump_run started the slots */
 	int changes;              /* a slot has a change waiting */
@@ -250,6 +252,10 @@ static void fault(struct sl_pump *pm, struct sl_pump_proc *hp, struct sl_inst *i
 		 * the run says it and fails (sl_pump_run). */
 		sl_log(SL_LOG_ERROR, hp->cfg->name, in->stream, 0, "cannot record the fault: %s",
 		       sl_diag_msg(&d));
+		if (sl_faultlog_add(pm->faultlog, hp->cfg->name, in->stream, msg))
+			sl_log(SL_LOG_ERROR, hp->cfg->name, in->stream, 0,
+			       "cannot note the fault beside the store either: sluice status "
+			       "cannot show it");
 		if (!pm->unrecorded++)
 			snprintf(pm->unrecorded_msg, sizeof(pm->unrecorded_msg),
 			         "processor '%s'%s%s faulted (%s) and the fault could not be "
@@ -1226,6 +1232,13 @@ int sl_pump_run(struct sl_pump *pm, const struct sl_pump_opts *o, struct sl_diag
 	pm->timer.data = pm->poll.data = pm->ratetimer.data = pm->watch.data = pm;
 	pm->sigint.data = pm->sigterm.data = pm;
 	sl_store_data_version(pm->store, &pm->data_version, NULL);
+	if (o->store_path) {
+		/* Faults noted by an earlier run are retried by this one: it starts empty. */
+		struct sl_diag fd;
+		sl_diag_init(&fd);
+		if (sl_faultlog_open(&pm->faultlog, o->store_path, &fd))
+			sl_log(SL_LOG_DEBUG, NULL, NULL, 0, "%s", sl_diag_msg(&fd));
+	}
 	if (o->progress)
 		pm->prog = sl_progress_new(2, isatty(2));
 	pm->running = 1;
@@ -1240,6 +1253,8 @@ int sl_pump_run(struct sl_pump *pm, const struct sl_pump_opts *o, struct sl_diag
 	}
 	sl_progress_free(pm->prog);
 	pm->prog = NULL;
+	sl_faultlog_close(pm->faultlog);
+	pm->faultlog = NULL;
 	/* A clean stop releases the leases at once: a standby takes over. */
 	sl_leases_free(pm->leases);
 	pm->leases = NULL;

@@ -45,6 +45,10 @@ eq "the run exits 1" "$?" "1"
 check "its last line says a fault could not be recorded, naming the processor and stream" \
 	grep -Eq "^sluice: processor 'c' on c/[0-9]+ faulted \(.*\) and the fault could not be recorded: .*(is the disk full\?)" "$TMP/run.err"
 check "each unrecorded fault is logged" grep -q "cannot record the fault: .*disk is full" "$TMP/run.err"
+st=$($S status "$TMP/deploy.lua" 2>"$TMP/status.err")
+eq "status still works on the full disk" "$?" "0"
+eq "and does not claim ok for an instance whose fault the store could not take" \
+	"$(echo "$st" | jq -r 'select(.lastError != null and (.lastError | test("could not record this fault"))) | .status' | sort -u)" "faulted"
 # The store the full disk left, moved where there is room: intact and resumable.
 mkdir -p "$TMP/after"
 cp "$M"/store.db* "$TMP/after/"

@@ -68,7 +68,7 @@ only_store_files() {
 	for f in "$1"/* "$1"/.[!.]*; do
 		[ -e "$f" ] || continue
 		case ${f##*/} in
-		deploy.lua | store.db | store.db-wal | store.db-shm | store.db-journal | run.out | run.err) ;;
+		deploy.lua | store.db | store.db-wal | store.db-shm | store.db-journal | store.db-faults | run.out | run.err) ;;
 		*) echo "unexpected file: $f"; return 1 ;;
 		esac
 	done
