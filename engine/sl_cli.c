@@ -17,6 +17,7 @@
 #include "sl_host.h"
 #include "sl_json.h"
 #include "sl_log.h"
+#include "sl_repl.h"
 #include "sl_progress.h"
 #include "sl_store.h"
 
@@ -1095,6 +1096,27 @@ static int cmd_dead_letters(struct args *a)
 	return with_host(a, SL_HOST_ROWS | (a->npos == 2 ? 0 : SL_HOST_READONLY), do_dead_letters);
 }
 
+/* sluice repl [DEPLOYMENT] [-e CODE | --eval CODE] */
+static int cmd_repl(struct args *a)
+{
+	const char *deployment = NULL, *code = opt(a, "eval");
+	int i;
+
+	for (i = 0; i < a->npos; i++) {
+		if (!strcmp(a->pos[i], "-e")) {
+			if (i + 1 >= a->npos)
+				return fail("repl: -e needs CODE");
+			code = a->pos[++i];
+		} else if (!deployment) {
+			deployment = a->pos[i];
+		} else {
+			return fail("repl: unexpected argument '%s' (see sluice repl --help)",
+			            a->pos[i]);
+		}
+	}
+	return sl_repl_main(deployment, code);
+}
+
 /* ---- the command table ------------------------------------------------------------- */
 
 #define STORE_HELP                                                                                 \
@@ -1235,6 +1257,21 @@ static const struct cmd commands[] = {
          {"processor="},
          1,
          2},
+	{"repl",
+         cmd_repl,
+         "repl [DEPLOYMENT] [-e CODE]",
+         "An interactive Lua 5.4 session over the deployment and its store (without\n"
+         "DEPLOYMENT: the store of --store semantics, $SLUICE_STORE or ./sluice.db).\n"
+         "help() lists the helpers (processors, instances, state, status, streams,\n"
+         "events, append, reset, resume, deadLetters, check). On a terminal: line\n"
+         "editing, history in ~/.sluice_history, Tab completion, multi-line input, a\n"
+         "bare expression prints its value, Ctrl-C stops an evaluation, Ctrl-D leaves.\n"
+         "Otherwise (standard input, or -e CODE) each result prints as one JSON line and\n"
+         "an error exits 1.\n\n"
+         "  -e CODE, --eval CODE evaluate CODE and exit\n",
+         {"eval="},
+         0,
+         3},
 	{"verify",
          cmd_verify,
          "verify [--store PATH | DEPLOYMENT] [--quick] [--progress]",

@@ -170,6 +170,24 @@ const struct sl_deploy *sl_host_deploy(const struct sl_host *h)
 	return h->dp;
 }
 
+size_t sl_host_nprocs(const struct sl_host *h)
+{
+	return h->nprocs;
+}
+
+void sl_host_proc_info(const struct sl_host *h, size_t i, struct sl_proc_info *out)
+{
+	const struct sl_pump_proc *hp = &h->procs[i];
+	const struct sl_contract *c = hp->p ? sl_proc_contract(hp->p) : NULL;
+
+	out->name = hp->cfg->name;
+	out->script = hp->cfg->script;
+	out->streams = hp->cfg->streams;
+	out->mode_all = hp->cfg->mode_all;
+	out->contract = c ? c->name : NULL;
+	out->version = c ? c->version : 0;
+}
+
 const struct sl_errs *sl_host_skipped(const struct sl_host *h)
 {
 	return &h->skipped;

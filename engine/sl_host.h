@@ -42,6 +42,16 @@ void sl_host_free(struct sl_host *h);
 struct sl_deploy;
 const struct sl_deploy *sl_host_deploy(const struct sl_host *h);
 
+/* What the deployment says of processor i (0..sl_host_nprocs): contract and version
+ * are NULL and 0 when its script did not load (a lenient or rows-only open). */
+struct sl_proc_info {
+	const char *name, *script, *streams, *contract;
+	int64_t version;
+	int mode_all;
+};
+size_t sl_host_nprocs(const struct sl_host *h);
+void sl_host_proc_info(const struct sl_host *h, size_t i, struct sl_proc_info *out);
+
 /* With SL_HOST_LENIENT: the errors of the processors that did not load (empty when
  * every one did). */
 const struct sl_errs *sl_host_skipped(const struct sl_host *h);

@@ -34,7 +34,9 @@
 #include <lua.h>
 
 #include "sl_buf.h"
+#include "sl_checkpoint.h"
 #include "sl_contract.h"
+#include "sl_deploy.h"
 #include "sl_host.h"
 #include "sl_luajson.h"
 #include "sl_store.h"
@@ -719,6 +721,136 @@ static int core_reset(lua_State *L)
 	return 1;
 }
 
+/* core.info(deployment) -> {store=, processors = array of {name=, script=, streams=,
+ * mode=, contract=, version=, error=}} | nil, message: what the deployment holds,
+ * scripts loaded leniently (a processor whose script fails has error set). */
+static int core_info(lua_State *L)
+{
+	struct sl_host *h =
+		open_host(L, luaL_checkstring(L, 1), SL_HOST_NO_STORE | SL_HOST_LENIENT);
+	const struct sl_errs *skipped;
+	size_t i, k;
+
+	if (!h) {
+		lua_rawgeti(L, -1, 1); /* nil, errors, first error */
+		lua_remove(L, -2);
+		return 2;
+	}
+	skipped = sl_host_skipped(h);
+	lua_createtable(L, 0, 2);
+	lua_pushstring(L, sl_host_deploy(h)->store);
+	lua_setfield(L, -2, "store");
+	lua_createtable(L, (int)sl_host_nprocs(h), 0);
+	for (i = 0; i < sl_host_nprocs(h); i++) {
+		struct sl_proc_info pi;
+		sl_host_proc_info(h, i, &pi);
+		lua_createtable(L, 0, 7);
+		lua_pushstring(L, pi.name);
+		lua_setfield(L, -2, "name");
+		lua_pushstring(L, pi.script);
+		lua_setfield(L, -2, "script");
+		lua_pushstring(L, pi.streams);
+		lua_setfield(L, -2, "streams");
+		lua_pushstring(L, pi.mode_all ? "all" : "each");
+		lua_setfield(L, -2, "mode");
+		if (pi.contract) {
+			lua_pushstring(L, pi.contract);
+			lua_setfield(L, -2, "contract");
+			lua_pushinteger(L, pi.version);
+			lua_setfield(L, -2, "version");
+		} else {
+			for (k = 0; k < skipped->n; k++)
+				if (strstr(skipped->msg[k], pi.script)) {
+					lua_pushstring(L, skipped->msg[k]);
+					lua_setfield(L, -2, "error");
+					break;
+				}
+		}
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	lua_setfield(L, -2, "processors");
+	sl_host_free(h);
+	return 1;
+}
+
+static int push_dead(void *ud, const struct sl_dead_letter *dl)
+{
+	lua_State *L = ud;
+
+	/* Room was checked by core_dead_letters; a raise here would leak the host. */
+	lua_createtable(L, 0, 8);
+	lua_pushstring(L, dl->processor);
+	lua_setfield(L, -2, "processor");
+	lua_pushstring(L, dl->stream);
+	lua_setfield(L, -2, "stream");
+	lua_pushinteger(L, dl->offset);
+	lua_setfield(L, -2, "offset");
+	lua_pushinteger(L, dl->position);
+	lua_setfield(L, -2, "position");
+	lua_pushstring(L, dl->type);
+	lua_setfield(L, -2, "type");
+	lua_pushstring(L, dl->error);
+	lua_setfield(L, -2, "error");
+	lua_pushinteger(L, dl->attempts);
+	lua_setfield(L, -2, "attempts");
+	lua_pushstring(L, dl->at);
+	lua_setfield(L, -2, "at");
+	lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+	return 0;
+}
+
+/* core.deadLetters(deployment) -> array of dead letters | nil, message [-0, +1|2, m] */
+static int core_dead_letters(lua_State *L)
+{
+	struct sl_host *h = open_host(L, luaL_checkstring(L, 1), SL_HOST_ROWS | SL_HOST_READONLY);
+	struct sl_diag d;
+	int rc;
+
+	if (!h) {
+		lua_rawgeti(L, -1, 1);
+		lua_remove(L, -2);
+		return 2;
+	}
+	luaL_checkstack(L, 8, NULL);
+	lua_newtable(L);
+	sl_diag_init(&d);
+	rc = sl_host_dead_letters(h, push_dead, L, &d);
+	sl_host_free(h);
+	if (rc)
+		return push_fail(L, &d);
+	return 1;
+}
+
+/* core.resume(deployment, processor [, stream [, {skip=, skipAll=}]]) -> true |
+ * nil, message [-0, +1|2, m] */
+static int core_resume(lua_State *L)
+{
+	const char *proc = luaL_checkstring(L, 2), *stream = luaL_optstring(L, 3, NULL);
+	int skip = 0;
+	struct sl_host *h;
+	struct sl_diag d;
+	int rc;
+
+	if (lua_istable(L, 4)) {
+		if (lua_getfield(L, 4, "skipAll") && lua_toboolean(L, -1))
+			skip = SL_RESUME_SKIP_ALL;
+		else if (lua_getfield(L, 4, "skip") && lua_toboolean(L, -1))
+			skip = SL_RESUME_SKIP;
+	}
+	if (!(h = open_host(L, luaL_checkstring(L, 1), SL_HOST_WRITE))) {
+		lua_rawgeti(L, -1, 1);
+		lua_remove(L, -2);
+		return 2;
+	}
+	sl_diag_init(&d);
+	rc = sl_host_resume(h, proc, stream, skip, NULL, NULL, &d);
+	sl_host_free(h);
+	if (rc)
+		return push_fail(L, &d);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 int luaopen_sluice_core(lua_State *L);
 
 int luaopen_sluice_core(lua_State *L)
@@ -729,17 +861,13 @@ int luaopen_sluice_core(lua_State *L)
 		{"close", store_close},   {NULL, NULL},
 	};
 	static const luaL_Reg funcs[] = {
-		{"open", core_open},
-		{"decode", core_decode},
-		{"encode", core_encode},
-		{"array", core_array},
-		{"isarray", core_isarray},
-		{"check", core_check},
-		{"run", core_run},
-		{"state", core_state},
-		{"status", core_status},
-		{"reset", core_reset},
-		{NULL, NULL},
+		{"open", core_open},       {"decode", core_decode},
+		{"encode", core_encode},   {"array", core_array},
+		{"isarray", core_isarray}, {"check", core_check},
+		{"run", core_run},         {"state", core_state},
+		{"status", core_status},   {"reset", core_reset},
+		{"info", core_info},       {"deadLetters", core_dead_letters},
+		{"resume", core_resume},   {NULL, NULL},
 	};
 
 	if (luaL_newmetatable(L, STORE_MT)) {

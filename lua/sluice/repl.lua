@@ -1,0 +1,257 @@
+-- sluice.repl - the session of `sluice repl [DEPLOYMENT]`: its helpers, help() and
+-- completion. The C side (engine/sl_repl.c) reads lines, evaluates them and prints the
+-- results; this module makes the globals the session works with.
+--
+--   local repl = require "sluice.repl"
+--   local session = repl.new(deployment_or_nil, env)   -- installs the helpers in env
+--   session.complete(line, word_start, word) -> array of candidates
+--
+-- Helpers that fail raise with the engine's message (no traceback): the session prints
+-- it and goes on.
+local core = require "sluice.core"
+
+local M = {}
+
+local HELP = {
+  { "processors()", "array of {name, contract, version, streams, mode, status}" },
+  { "instances(p [, prefix])", "array of {stream, offset, head, lag, status} of processor p" },
+  { "state(p [, stream])", "the instance's state table (mode \"all\": no stream)" },
+  { "status()", "the rows of `sluice status`" },
+  { "streams([prefix])", "the rows of `sluice streams`" },
+  { "events(stream [, {from=, limit=, type=}])", "array of events (default: the last 20)" },
+  { "append(stream, type [, payload [, {key=, metadata=, offset=}]])",
+    "appends one event: {stream, offset, position}" },
+  { "reset(p [, stream [, {withEffects=true}]])", "as `sluice reset`" },
+  { "resume(p [, stream [, {skip=true} | {skipAll=true}]])", "as `sluice resume`" },
+  { "deadLetters()", "as `sluice dead-letters`" },
+  { "check()", "validates the deployment: true, or the errors" },
+  { "help([name])", "this list, or one helper" },
+  { "exit()", "leaves the session (Ctrl-D too)" },
+}
+
+local function fail(msg)
+  error(tostring(msg), 0)
+end
+
+local function ok(v, msg)
+  if v == nil then fail(msg) end
+  return v
+end
+
+-- A list result: an array even when empty (JSON [] rather than {}).
+local function list(t)
+  return core.array(t)
+end
+
+function M.new(deployment, env)
+  local S = {}
+  local info, store
+
+  local function need_deployment(name)
+    if not deployment then
+      fail(name .. ": no deployment (start `sluice repl DEPLOYMENT`)")
+    end
+  end
+
+  local function deployment_info()
+    need_deployment("processors")
+    if not info then info = ok(core.info(deployment)) end
+    return info
+  end
+
+  local function the_store()
+    if store then return store end
+    local path
+    if deployment then
+      path = deployment_info().store
+    else
+      path = os.getenv("SLUICE_STORE")
+      if not path or path == "" then path = "sluice.db" end
+    end
+    store = ok(core.open(path))
+    return store
+  end
+
+  function env.processors()
+    local rows, faulted = {}, {}
+    for _, r in ipairs(ok(core.status(deployment))) do
+      if r.status == "faulted" then faulted[r.processor] = true end
+    end
+    for _, p in ipairs(deployment_info().processors) do
+      rows[#rows + 1] = {
+        name = p.name, contract = p.contract, version = p.version, streams = p.streams,
+        mode = p.mode, status = p.error and "broken" or faulted[p.name] and "faulted" or "ok",
+        error = p.error,
+      }
+    end
+    return list(rows)
+  end
+
+  function env.status()
+    need_deployment("status")
+    return list(ok(core.status(deployment)))
+  end
+
+  function env.instances(p, prefix)
+    if type(p) ~= "string" then fail("instances: expected a processor name") end
+    local rows, known = {}, false
+    for _, q in ipairs(deployment_info().processors) do known = known or q.name == p end
+    if not known then fail("instances: unknown processor '" .. p .. "'") end
+    for _, r in ipairs(env.status()) do
+      if r.processor == p and (not prefix or (r.stream or ""):sub(1, #prefix) == prefix) then
+        rows[#rows + 1] = { stream = r.stream, offset = r.offset, head = r.head, lag = r.lag,
+                            status = r.status }
+      end
+    end
+    return list(rows)
+  end
+
+  function env.state(p, stream)
+    need_deployment("state")
+    if type(p) ~= "string" then fail("state: expected a processor name") end
+    local rows = ok(core.state(deployment, p, stream))
+    local function no_stream(r) return r.stream == nil or r.stream == core.null end
+    if stream or #rows == 1 and no_stream(rows[1]) then
+      return rows[1] and rows[1].state
+    end
+    local by = {}
+    for _, r in ipairs(rows) do by[r.stream] = r.state end
+    return by
+  end
+
+  function env.streams(prefix)
+    return list(the_store():streams(prefix))
+  end
+
+  function env.events(stream, opts)
+    if type(stream) ~= "string" then fail("events: expected a stream name") end
+    opts = opts or {}
+    if opts.from == nil and opts.limit == nil then
+      -- The last 20: find the head first.
+      local head = 0
+      for _, s in ipairs(the_store():streams(stream)) do
+        if s.stream == stream then head = s.head end
+      end
+      local from = head > 20 and head - 19 or 1
+      return list(the_store():events(stream, { from = from, type = opts.type }))
+    end
+    return list(the_store():events(stream, opts))
+  end
+
+  function env.append(stream, type_, payload, opts)
+    local r = ok(the_store():append(stream, type_, payload, opts))
+    return { stream = stream, offset = r.offset, position = r.position,
+             duplicate = r.duplicate or nil }
+  end
+
+  function env.reset(p, stream, opts)
+    need_deployment("reset")
+    return ok(core.reset(deployment, p, stream, opts))
+  end
+
+  function env.resume(p, stream, opts)
+    need_deployment("resume")
+    return ok(core.resume(deployment, p, stream, opts))
+  end
+
+  function env.deadLetters()
+    need_deployment("deadLetters")
+    return list(ok(core.deadLetters(deployment)))
+  end
+
+  function env.check()
+    need_deployment("check")
+    local good, errs = core.check(deployment)
+    info = nil -- a changed deployment is read again
+    if good then return true end
+    return errs
+  end
+
+  function env.help(name)
+    if name == nil then
+      local lines = {}
+      for _, h in ipairs(HELP) do lines[#lines + 1] = string.format("  %-58s %s", h[1], h[2]) end
+      return table.concat(lines, "\n")
+    end
+    for _, h in ipairs(HELP) do
+      if h[1]:match("^[%w_]+") == name then return h[1] .. "\n  " .. h[2] end
+    end
+    fail("help: no helper '" .. tostring(name) .. "' (help() lists them)")
+  end
+
+  -- ---- completion -------------------------------------------------------------------------
+
+  local HELPERS = {}
+  for _, h in ipairs(HELP) do HELPERS[#HELPERS + 1] = h[1]:match("^[%w_]+") end
+
+  local function starting(list, word, out, suffix)
+    for _, c in ipairs(list) do
+      if c:sub(1, #word) == word then out[#out + 1] = c .. (suffix or "") end
+    end
+  end
+
+  -- line: the whole line; start: where the word being completed begins (1-based);
+  -- word: its text. Inside a string of a helper call: processor or stream names;
+  -- after `x.` or `x:`: fields of the table x; else globals and helpers.
+  function S.complete(line, start, word)
+    local out = {}
+    local before = line:sub(1, start - 1)
+    local quote = before:match("[\"']$")
+    if quote then
+      local fn = before:match("([%w_]+)%s*%(%s*[\"']$") or before:match("([%w_]+)%s*%(.-,%s*[\"']$")
+      local names = {}
+      local first_arg = before:match("[%w_]+%s*%(%s*[\"']$") ~= nil
+      local takes_proc = { state = true, instances = true, reset = true, resume = true }
+      local ok_i, i = pcall(deployment_info)
+      if fn and takes_proc[fn] and first_arg and ok_i then
+        for _, p in ipairs(i.processors) do names[#names + 1] = p.name end
+      else
+        local ok_s, rows = pcall(function() return the_store():streams() end)
+        if ok_s then for _, r in ipairs(rows) do names[#names + 1] = r.stream end end
+      end
+      table.sort(names)
+      starting(names, word, out)
+      return out
+    end
+    local path, sep, last = word:match("^(.-)([%.:])([%w_]*)$")
+    if path then
+      local t = env
+      for part in path:gmatch("[^%.:]+") do
+        if type(t) ~= "table" then return out end
+        t = t[part]
+      end
+      if type(t) ~= "table" then return out end
+      local keys = {}
+      for k in pairs(t) do if type(k) == "string" then keys[#keys + 1] = k end end
+      table.sort(keys)
+      for _, k in ipairs(keys) do
+        if k:sub(1, #last) == last then out[#out + 1] = path .. sep .. k end
+      end
+      return out
+    end
+    local names = {}
+    for _, h in ipairs(HELPERS) do names[#names + 1] = h end
+    for k in pairs(env) do
+      if type(k) == "string" and not names[k] then names[#names + 1] = k end
+    end
+    table.sort(names)
+    local seen = {}
+    for _, n in ipairs(names) do
+      if not seen[n] and n:sub(1, #word) == word then
+        seen[n] = true
+        local helper = false
+        for _, h in ipairs(HELPERS) do helper = helper or h == n end
+        out[#out + 1] = n .. (helper and "(" or "")
+      end
+    end
+    return out
+  end
+
+  function S.close()
+    if store then store:close() end
+  end
+
+  return S
+end
+
+return M

@@ -1,0 +1,80 @@
+#!/bin/bash
+# repl_json.sh - `sluice repl` off a terminal (issue 11): stdin or -e CODE, one JSON
+# line per result, the first error printed as `sluice: <message>` with exit 1. Every
+# helper runs on a deployment with a per-stream processor (counter) and a mode "all"
+# one (total), and its result is checked against the CLI's view of the same store.
+. "$(dirname "$0")/lib/testlib.sh"
+: "${SLUICE_SRC:?set SLUICE_SRC to the source tree}"
+S=$SLUICE
+D=$TMP/deploy.lua
+mkdir -p "$TMP/schemas"
+cat >"$TMP/schemas/total.contract.json" <<'EOF'
+{ "name": "total", "version": 1, "consumes": ["counter/incremented"], "emits": [],
+  "imports": ["counter"], "events": {},
+  "state": {"type": "object", "required": ["sum"], "properties": {"sum": {"type": "integer"}}},
+  "initialState": {"sum": 0} }
+EOF
+cat >"$TMP/total.lua" <<'EOF'
+return { contract = "total",
+  reduce = { ["counter/incremented"] = function(s, e) return { sum = s.sum + e.payload.by } end } }
+EOF
+cat >"$D" <<EOF
+return { store = "store.db", schemas = { "schemas", "$SLUICE_SRC/schemas" },
+  processors = {
+    counter = { script = "$SLUICE_SRC/processors/counter.lua", streams = "counters/*" },
+    total = { script = "total.lua", streams = "counters/*", mode = "all" },
+  } }
+EOF
+$S run "$D" --until-caught-up >/dev/null 2>&1
+for by in 2 3; do $S append counters/a counter/incremented "{\"by\":$by}" --deployment "$D" >/dev/null; done
+$S append counters/b counter/incremented '{"by":10}' --deployment "$D" >/dev/null
+$S run "$D" --until-caught-up >/dev/null 2>&1
+r() { $S repl "$D" -e "$1"; }
+
+eq "-e prints one JSON line" "$(r 'state("counter", "counters/a")')" '{"count":5}'
+eq "state of a mode all processor takes no stream" "$(r 'state("total")')" '{"sum":15}'
+eq "state without a stream in mode each: every instance by stream" \
+	"$(r 'state("counter")' | jq -c .)" '{"counters/a":{"count":5},"counters/b":{"count":10}}'
+eq "processors(): name, contract, version, streams, mode, status" \
+	"$(r 'processors()' | jq -c 'map([.name, .contract, .version, .streams, .mode, .status])')" \
+	'[["counter","counter",1,"counters/*","each","ok"],["total","total",1,"counters/*","all","ok"]]'
+eq "instances(p): stream, offset, head, lag, status" \
+	"$(r 'instances("counter")' | jq -c 'map([.stream, .offset, .head, .lag, .status])')" \
+	'[["counters/a",3,3,0,"ok"],["counters/b",2,2,0,"ok"]]'
+eq "instances(p, prefix)" "$(r 'instances("counter", "counters/b")' | jq -c 'map(.stream)')" '["counters/b"]'
+eq "status() is sluice status" "$(r 'status()' | jq -c 'map([.processor, .stream, .offset])')" \
+	"$($S status "$D" | jq -cs 'map([.processor, .stream, .offset])')"
+eq "streams(prefix) is sluice streams" "$(r 'streams("counters")' | jq -c 'map(.stream)')" \
+	"$($S streams counters --deployment "$D" | jq -cs 'map(.stream)')"
+eq "events(stream): the stream's events" "$(r 'events("counters/a")' | jq -c 'map(.type)')" \
+	'["stream/created","counter/incremented","counter/incremented"]'
+eq "events(stream, {from=, limit=})" "$(r 'events("counters/a", {from = 2, limit = 1})' | jq -c 'map(.offset)')" '[2]'
+eq "append(...) appends and answers {stream, offset, position}" \
+	"$(r 'append("counters/a", "counter/incremented", {by = 1})' | jq -c '[.stream, .offset]')" '["counters/a",4]'
+eq "the event is in the store" "$($S events counters/a --deployment "$D" --from 4 | jq -c .payload)" '{"by":1}'
+eq "several statements, one result each (stdin)" \
+	"$(printf 'local a = 2\nfunction sq(x)\n  return x * x\nend\nreturn sq(3), "x"\n1 + 1\n' | $S repl "$D" | tr '\n' ' ')" \
+	'9 "x" 2 '
+eq "reset(p, stream)" "$(r 'reset("counter", "counters/b")')" 'true'
+eq "it reset the instance" "$($S status "$D" | jq -c 'select(.processor == "counter" and .stream == "counters/b") | .offset')" '0'
+eq "resume(p) of nothing faulted" "$(r 'resume("counter")')" 'true'
+eq "deadLetters() is an array" "$(r 'deadLetters()')" '[]'
+eq "check()" "$(r 'check()')" 'true'
+check "help() lists every helper" bash -c "$S repl '$D' -e 'help()' | jq -r . | grep -q 'deadLetters()'"
+
+# ---- errors ----------------------------------------------------------------------------------
+out=$($S repl "$D" -e 'state("nosuch")' 2>&1)
+eq "an error exits 1" "$?" "1"
+eq "printing 'sluice: <message>'" "$out" "sluice: unknown processor 'nosuch' (not in $D)"
+out=$(printf '1\nerror("stop here")\n2\n' | $S repl "$D" 2>&1)
+eq "on stdin the first error stops (exit 1)" "$?" "1"
+eq "after the results before it" "$out" '1
+sluice: stdin:1: stop here'
+out=$(printf 'function broken(\n' | $S repl "$D" 2>&1)
+eq "an unfinished chunk at the end is an error" "$?" "1"
+out=$($S repl -e 'streams()' --store "$TMP/store.db" 2>&1)
+check "without a deployment the store helpers still work (SLUICE_STORE)" \
+	bash -c "SLUICE_STORE='$TMP/store.db' $S repl -e 'streams()' | jq -e 'length > 0' >/dev/null"
+out=$(SLUICE_STORE="$TMP/store.db" $S repl -e 'status()' 2>&1)
+eq "and a deployment helper says it needs one" "$?:$out" "1:sluice: status: no deployment (start \`sluice repl DEPLOYMENT\`)"
+finish
