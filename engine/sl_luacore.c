@@ -8,6 +8,7 @@
  *       offset=}, ... }) -> array of results | nil, message, failed_index
  *   store:events(stream [, {from=, limit=, type=}]) -> array of events
  *   store:streams([prefix]) -> array of {stream=, head=, paused=, metadata=}
+ *   store:all([from [, limit]]) -> events of every stream in position order
  *   store:close()                      (also __gc and __close)
  *   core.decode(json) -> value | nil, message
  *   core.encode(value) -> json | nil, message
@@ -29,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -37,6 +39,7 @@
 #include "sl_checkpoint.h"
 #include "sl_contract.h"
 #include "sl_deploy.h"
+#include "sl_home.h"
 #include "sl_host.h"
 #include "sl_luajson.h"
 #include "sl_store.h"
@@ -351,6 +354,27 @@ static int store_events(lua_State *L)
 	luaL_checkstack(L, 8, NULL);
 	sl_diag_init(&d);
 	rc = sl_store_read(ls->s, stream, from, limit, type, on_event, L, &d);
+	if (rc == SL_ELUA)
+		return lua_error(L);
+	if (rc)
+		return luaL_error(L, "%s", sl_diag_msg(&d));
+	return 1;
+}
+
+/* store:all([from [, limit]]) -> the events of every stream in position order, from
+ * position `from` (1), at most `limit` (1000). [-0, +1, m] */
+static int store_all(lua_State *L)
+{
+	struct lstore *ls = check_store(L, 1);
+	lua_Integer from = luaL_optinteger(L, 2, 1), limit = luaL_optinteger(L, 3, 1000);
+	struct sl_diag d;
+	int rc;
+
+	lua_settop(L, 3);
+	lua_newtable(L);
+	luaL_checkstack(L, 8, NULL);
+	sl_diag_init(&d);
+	rc = sl_store_read_all(ls->s, from, limit, on_event, L, &d);
 	if (rc == SL_ELUA)
 		return lua_error(L);
 	if (rc)
@@ -721,9 +745,10 @@ static int core_reset(lua_State *L)
 	return 1;
 }
 
-/* core.info(deployment) -> {store=, processors = array of {name=, script=, streams=,
- * mode=, contract=, version=, error=}} | nil, message: what the deployment holds,
- * scripts loaded leniently (a processor whose script fails has error set). */
+/* core.info(deployment) -> {store=, schemas = the contract search path (the built-in
+ * directory last), processors = array of {name=, script=, streams=, mode=, contract=,
+ * version=, error=}} | nil, message: what the deployment holds, scripts loaded
+ * leniently (a processor whose script fails has error set). */
 static int core_info(lua_State *L)
 {
 	struct sl_host *h =
@@ -740,6 +765,14 @@ static int core_info(lua_State *L)
 	lua_createtable(L, 0, 2);
 	lua_pushstring(L, sl_host_deploy(h)->store);
 	lua_setfield(L, -2, "store");
+	lua_createtable(L, (int)sl_host_deploy(h)->nschemas + 1, 0);
+	for (k = 0; k < sl_host_deploy(h)->nschemas; k++) {
+		lua_pushstring(L, sl_host_deploy(h)->schemas[k]);
+		lua_rawseti(L, -2, (lua_Integer)k + 1);
+	}
+	lua_pushstring(L, sl_home_schemas());
+	lua_rawseti(L, -2, (lua_Integer)k + 1);
+	lua_setfield(L, -2, "schemas");
 	lua_createtable(L, (int)sl_host_nprocs(h), 0);
 	for (i = 0; i < sl_host_nprocs(h); i++) {
 		struct sl_proc_info pi;
@@ -851,23 +884,50 @@ static int core_resume(lua_State *L)
 	return 1;
 }
 
+/* core.sleep(ms): waits (for tools polling the store, as the REPL's tail); a signal
+ * ends it early. [-1, +0, -] */
+static int core_sleep(lua_State *L)
+{
+	lua_Number ms = luaL_checknumber(L, 1);
+	struct timespec ts;
+
+	if (ms > 0) {
+		ts.tv_sec = (time_t)(ms / 1000);
+		ts.tv_nsec = (long)((ms - (lua_Number)ts.tv_sec * 1000) * 1e6);
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
 int luaopen_sluice_core(lua_State *L);
 
 int luaopen_sluice_core(lua_State *L)
 {
 	static const luaL_Reg store_methods[] = {
-		{"append", store_append}, {"append_batch", store_append_batch},
-		{"events", store_events}, {"streams", store_streams},
-		{"close", store_close},   {NULL, NULL},
+		{"append", store_append},
+		{"append_batch", store_append_batch},
+		{"events", store_events},
+		{"streams", store_streams},
+		{"all", store_all},
+		{"close", store_close},
+		{NULL, NULL},
 	};
 	static const luaL_Reg funcs[] = {
-		{"open", core_open},       {"decode", core_decode},
-		{"encode", core_encode},   {"array", core_array},
-		{"isarray", core_isarray}, {"check", core_check},
-		{"run", core_run},         {"state", core_state},
-		{"status", core_status},   {"reset", core_reset},
-		{"info", core_info},       {"deadLetters", core_dead_letters},
-		{"resume", core_resume},   {NULL, NULL},
+		{"open", core_open},
+		{"decode", core_decode},
+		{"encode", core_encode},
+		{"array", core_array},
+		{"isarray", core_isarray},
+		{"check", core_check},
+		{"run", core_run},
+		{"state", core_state},
+		{"status", core_status},
+		{"reset", core_reset},
+		{"info", core_info},
+		{"deadLetters", core_dead_letters},
+		{"resume", core_resume},
+		{"sleep", core_sleep},
+		{NULL, NULL},
 	};
 
 	if (luaL_newmetatable(L, STORE_MT)) {

@@ -21,6 +21,12 @@ local HELP = {
   { "events(stream [, {from=, limit=, type=}])", "array of events (default: the last 20)" },
   { "append(stream, type [, payload [, {key=, metadata=, offset=}]])",
     "appends one event: {stream, offset, position}" },
+  { "tail(stream_or_pattern [, {from=}])",
+    "prints events as they are appended (a pattern with * or **) until Ctrl-C" },
+  { "dryRun(p, stream, type [, payload])",
+    "{previousState, state, emits, work, logs, error}: reduce and processEvent on a scratch copy; nothing is written" },
+  { "stateAt(p, stream, offset)", "the state after the stream's events up to offset, replayed on a scratch copy" },
+  { "lineage(stream, offset)", "{event, causes, effects}: what led to the event, and what it caused" },
   { "reset(p [, stream [, {withEffects=true}]])", "as `sluice reset`" },
   { "resume(p [, stream [, {skip=true} | {skipAll=true}]])", "as `sluice resume`" },
   { "deadLetters()", "as `sluice dead-letters`" },
@@ -177,6 +183,214 @@ function M.new(deployment, env)
       if h[1]:match("^[%w_]+") == name then return h[1] .. "\n  " .. h[2] end
     end
     fail("help: no helper '" .. tostring(name) .. "' (help() lists them)")
+  end
+
+
+  -- ---- scratch copies of a processor: its script and contract, outside the engine -----
+
+  local scripts = {}
+
+  -- The processor's script table and its contract (decoded), loaded in this session.
+  local function processor(p)
+    if scripts[p] then return scripts[p] end
+    local pi
+    for _, q in ipairs(deployment_info().processors) do if q.name == p then pi = q end end
+    if not pi then fail("unknown processor '" .. tostring(p) .. "'") end
+    if pi.error then fail(pi.error) end
+    local chunk, err = loadfile(pi.script, "t", setmetatable({}, { __index = _G }))
+    if not chunk then fail(err) end
+    local script = chunk()
+    local contract
+    for _, dir in ipairs(deployment_info().schemas) do
+      local f = io.open(dir .. "/" .. pi.contract .. ".contract.json", "rb")
+      if f then
+        contract = ok(core.decode(f:read("a")))
+        f:close()
+        break
+      end
+    end
+    if not contract then fail("contract '" .. pi.contract .. "' not found") end
+    local consumes, all = {}, false
+    for _, t in ipairs(contract.consumes or {}) do
+      if t == "*" then all = true else consumes[t] = true end
+    end
+    scripts[p] = { info = pi, script = script, contract = contract,
+                   consumes = function(t) return all or consumes[t] == true end }
+    return scripts[p]
+  end
+
+  local function copy(v)
+    if type(v) ~= "table" then return v end
+    local t = {}
+    for k, x in pairs(v) do t[k] = copy(x) end
+    return setmetatable(t, getmetatable(v))
+  end
+
+  -- The engine's reduce step: reduce[type], else reduce["*"], else unchanged.
+  local function reduce(sp, state, ev)
+    local r = sp.script.reduce or {}
+    local fn = r[ev.type] or r["*"]
+    if not fn then return state end
+    local new = fn(state, ev)
+    if new == nil then return state end
+    return new
+  end
+
+  function env.stateAt(p, stream, offset)
+    if type(p) ~= "string" then fail("stateAt: expected a processor name") end
+    local sp = processor(p)
+    local state = copy(sp.contract.initialState)
+    if sp.info.mode == "all" then
+      if type(stream) == "number" then stream, offset = nil, stream end
+      local pos = 1
+      while true do
+        local chunk = the_store():all(pos, 1000)
+        for _, ev in ipairs(chunk) do
+          if ev.position > offset then return state end
+          if sp.consumes(ev.type) then state = reduce(sp, state, ev) end
+        end
+        if #chunk < 1000 then return state end
+        pos = chunk[#chunk].position + 1
+      end
+    end
+    if type(stream) ~= "string" or math.type(offset) ~= "integer" then
+      fail("stateAt: expected (processor, stream, offset)")
+    end
+    for _, ev in ipairs(the_store():events(stream, { limit = offset })) do
+      if sp.consumes(ev.type) then state = reduce(sp, state, ev) end
+    end
+    return state
+  end
+
+  function env.dryRun(p, stream, type_, payload)
+    if type(p) ~= "string" or type(stream) ~= "string" or type(type_) ~= "string" then
+      fail("dryRun: expected (processor, stream, type [, payload])")
+    end
+    local sp = processor(p)
+    local head = 0
+    for _, s in ipairs(the_store():streams(stream)) do
+      if s.stream == stream then head = s.head end
+    end
+    local previous = copy(env.state(p, sp.info.mode == "all" and nil or stream))
+    if previous == nil then previous = copy(sp.contract.initialState) end
+    local ev = { stream = stream, offset = head + 1, position = 0, type = type_,
+                 payload = payload or {}, createdAt = os.date("!%Y-%m-%dT%H:%M:%S.000Z") }
+    local result = { previousState = copy(previous), emits = list({}), work = list({}),
+                     logs = list({}) }
+    local good, err = pcall(function()
+      if not sp.consumes(type_) then
+        result.state = previous
+        return
+      end
+      local state = reduce(sp, copy(previous), ev)
+      result.state = copy(state)
+      local pe = sp.script.processEvent or {}
+      local fn = pe[type_] or pe["*"]
+      if not fn then return end
+      local function log(level)
+        return function(...)
+          local parts = {}
+          for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+          result.logs[#result.logs + 1] = { level = level, msg = table.concat(parts, " ") }
+        end
+      end
+      local ctx = {
+        state = state, previousState = previous, stream = stream, processor = p,
+        checkpointOffset = ev.offset, streamMaxOffset = ev.offset,
+        append = function(t, pl, opts)
+          opts = opts or {}
+          result.emits[#result.emits + 1] = { type = t, payload = pl or {},
+            stream = opts.stream or stream, idempotencyKey = opts.idempotencyKey }
+        end,
+        block = function() result.work[#result.work + 1] = { kind = "block" } end,
+        background = function() result.work[#result.work + 1] = { kind = "background" } end,
+        fanOut = function() end,
+        log = { debug = log("debug"), info = log("info"), warn = log("warn"), error = log("error") },
+        db = setmetatable({}, { __index = function()
+          return function() error("ctx.db is not available in dryRun (nothing is written)", 0) end
+        end }),
+      }
+      fn(ev, ctx)
+    end)
+    if not good then result.error = tostring(err) end
+    return result
+  end
+
+  local function same_source(md, stream, offset)
+    local src = type(md) == "table" and md.source
+    return type(src) == "table" and src.stream == stream and src.offset == offset
+  end
+
+  function env.lineage(stream, offset)
+    if type(stream) ~= "string" or math.type(offset) ~= "integer" then
+      fail("lineage: expected (stream, offset)")
+    end
+    local function event_at(s, o)
+      local evs = the_store():events(s, { from = o, limit = 1 })
+      return evs[1] and evs[1].offset == o and evs[1] or nil
+    end
+    local ev = event_at(stream, offset)
+    if not ev then fail("lineage: no event at " .. stream .. "@" .. offset) end
+    local causes, cur, seen = {}, ev, {}
+    while type(cur.metadata) == "table" and type(cur.metadata.source) == "table" do
+      local src = cur.metadata.source
+      local key = tostring(src.stream) .. "@" .. tostring(src.offset)
+      if seen[key] or type(src.stream) ~= "string" then break end
+      seen[key] = true
+      local up = event_at(src.stream, src.offset)
+      if not up then break end
+      causes[#causes + 1] = up
+      cur = up
+    end
+    local effects, pos = {}, 1
+    while true do
+      local chunk = the_store():all(pos, 1000)
+      for _, e in ipairs(chunk) do
+        if same_source(e.metadata, stream, offset) then effects[#effects + 1] = e end
+      end
+      if #chunk < 1000 then break end
+      pos = chunk[#chunk].position + 1
+    end
+    return { event = ev, causes = list(causes), effects = list(effects) }
+  end
+
+  -- A stream pattern as the deployment writes them: * one segment, ** any.
+  local function matcher(pat)
+    if not pat:find("*", 1, true) then return function(s) return s == pat end end
+    local lp = "^" .. pat:gsub("[%^%$%(%)%%%.%[%]%+%-%?]", "%%%0"):gsub("%*%*", "\1"):gsub("%*", "[^/]+"):gsub("\1", ".+") .. "$"
+    return function(s) return s:match(lp) ~= nil end
+  end
+
+  function env.tail(what, opts)
+    if type(what) ~= "string" then fail("tail: expected a stream or a pattern") end
+    opts = opts or {}
+    local match = matcher(what)
+    local pos
+    if opts.from then
+      pos = opts.from
+    else
+      pos = 1
+      while true do -- the next position: after the last one now
+        local chunk = the_store():all(pos, 1000)
+        if #chunk == 0 then break end
+        pos = chunk[#chunk].position + 1
+        if #chunk < 1000 then break end
+      end
+    end
+    -- On a terminal as the session shows values, else one JSON line per event.
+    local show = (env.__sluice_color and env.__sluice_show) or env.__sluice_json
+      or function(v) return tostring(v) end
+    while true do
+      local chunk = the_store():all(pos, 1000)
+      for _, e in ipairs(chunk) do
+        if match(e.stream) then
+          io.write(show({ stream = e.stream, offset = e.offset, type = e.type, payload = e.payload }), "\n")
+          io.flush()
+        end
+        pos = e.position + 1
+      end
+      if #chunk == 0 then core.sleep(100) end
+    end
   end
 
   -- ---- completion -------------------------------------------------------------------------

@@ -62,6 +62,41 @@ eq "deadLetters() is an array" "$(r 'deadLetters()')" '[]'
 eq "check()" "$(r 'check()')" 'true'
 check "help() lists every helper" bash -c "$S repl '$D' -e 'help()' | jq -r . | grep -q 'deadLetters()'"
 
+# ---- dryRun, stateAt, lineage ------------------------------------------------------------------
+rows() {
+	sqlite3 "$TMP/store.db" "SELECT count(*), max(position) FROM sl_events;
+		SELECT processor, stream, \"offset\", state, effects_mark FROM sl_checkpoints ORDER BY 1, 2;"
+}
+before=$(rows)
+dry=$(r 'dryRun("counter", "counters/c", "counter/incremented", {by = 150})')
+eq "dryRun shows the previous and the new state" "$(jq -c '[.previousState, .state]' <<<"$dry")" '[{"count":0},{"count":150}]'
+eq "and the would-be milestone" "$(jq -c '.emits | map([.type, .stream, .payload.count])' <<<"$dry")" '[["counter/milestone","counters/c",150]]'
+eq "and commits nothing: events and checkpoints as they were" "$(rows)" "$before"
+eq "dryRun of a type the processor does not consume: the state stays" \
+	"$(r 'dryRun("counter", "counters/a", "other/type", {})' | jq -c '[.previousState, .state, .emits]')" '[{"count":5},{"count":5},[]]'
+# stateAt against a fresh run over the first k offsets of counters/a (created, 2, 3, 1).
+for by in 100 1; do $S append counters/a counter/incremented "{\"by\":$by}" --deployment "$D" >/dev/null; done
+$S run "$D" --until-caught-up >/dev/null 2>&1
+sed 's|store = "store.db"|store = "fresh.db"|' "$D" >"$TMP/fresh.lua"
+for k in 2 3 5; do
+	rm -f "$TMP"/fresh.db*
+	$S run "$TMP/fresh.lua" --until-caught-up >/dev/null 2>&1
+	$S events counters/a --deployment "$D" --limit "$k" | jq -c 'select(.type == "counter/incremented") | {stream, type, payload}' |
+		$S append --jsonl --deployment "$TMP/fresh.lua" >/dev/null
+	$S run "$TMP/fresh.lua" --until-caught-up >/dev/null 2>&1
+	eq "stateAt(counter, counters/a, $k) equals a fresh run over its first $k offsets" \
+		"$(r "stateAt(\"counter\", \"counters/a\", $k)")" "$($S state "$TMP/fresh.lua" counter counters/a | jq -c .state)"
+done
+eq "stateAt of a mode all processor takes a position" "$(r 'stateAt("total", 4)')" '{"sum":2}'
+milestone=$($S events counters/a --deployment "$D" --type counter/milestone | jq -c '[.offset, .metadata.source.offset]')
+m_off=$(jq '.[0]' <<<"$milestone")
+src_off=$(jq '.[1]' <<<"$milestone")
+eq "lineage of the emitted milestone names its source" \
+	"$(r "lineage(\"counters/a\", $m_off)" | jq -c '.causes | map([.stream, .offset])')" "[[\"counters/a\",$src_off]]"
+eq "and the source's effects include it" \
+	"$(r "lineage(\"counters/a\", $src_off)" | jq -c '.effects | map([.type, .offset])')" "[[\"counter/milestone\",$m_off]]"
+check "tail follows appends until stopped" bash -c "timeout 2 $S repl '$D' -e 'tail(\"counters/*\", {from = 1})' | grep -q counter/milestone"
+
 # ---- errors ----------------------------------------------------------------------------------
 out=$($S repl "$D" -e 'state("nosuch")' 2>&1)
 eq "an error exits 1" "$?" "1"
