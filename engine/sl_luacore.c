@@ -33,6 +33,8 @@
 #include <time.h>
 
 #include <lauxlib.h>
+#include <sqlite3.h>
+#include <strings.h>
 #include <lua.h>
 
 #include "sl_buf.h"
@@ -884,6 +886,228 @@ static int core_resume(lua_State *L)
 	return 1;
 }
 
+/* ---- core.query: read-only SQL on one processor's own tables -------------------- */
+
+struct query_auth {
+	const char *proc;
+	char **own; /* the processor's tables (sl_tables), read before the query */
+	size_t nown;
+	char deny[256];
+};
+
+/* Reads the names of q->proc's tables (the authorizer may not run SQL itself). */
+static int load_owned(sqlite3 *db, struct query_auth *q)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(db, "SELECT name FROM sl_tables WHERE processor = ?1", -1, &st,
+	                       NULL) != SQLITE_OK)
+		return 0; /* a store without projection tables */
+	sqlite3_bind_text(st, 1, q->proc, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		char **grown = realloc(q->own, (q->nown + 1) * sizeof(*grown));
+		if (!grown)
+			break;
+		q->own = grown;
+		if ((q->own[q->nown] = strdup((const char *)sqlite3_column_text(st, 0))))
+			q->nown++;
+	}
+	sqlite3_finalize(st);
+	return 0;
+}
+
+/* Whether table t belongs to q->proc. */
+static int owned_by(struct query_auth *q, const char *t)
+{
+	size_t i;
+
+	for (i = 0; i < q->nown; i++)
+		if (!strcasecmp(q->own[i], t))
+			return 1;
+	return 0;
+}
+
+static void free_owned(struct query_auth *q)
+{
+	size_t i;
+
+	for (i = 0; i < q->nown; i++)
+		free(q->own[i]);
+	free(q->own);
+}
+
+static int query_authorize(void *ud, int action, const char *a1, const char *a2, const char *dbn,
+                           const char *trig)
+{
+	struct query_auth *q = ud;
+
+	(void)trig;
+	switch (action) {
+	case SQLITE_SELECT:
+	case SQLITE_RECURSIVE:
+		return SQLITE_OK;
+	case SQLITE_FUNCTION:
+		if (a2 && !strcasecmp(a2, "load_extension")) {
+			snprintf(q->deny, sizeof(q->deny), "function '%s' is not allowed", a2);
+			return SQLITE_DENY;
+		}
+		return SQLITE_OK;
+	case SQLITE_READ:
+		if (!dbn ||
+		    (a1 && (!strcasecmp(a1, "sqlite_master") || !strcasecmp(a1, "sqlite_schema"))))
+			return SQLITE_OK;
+		if (a1 && owned_by(q, a1))
+			return SQLITE_OK;
+		snprintf(q->deny, sizeof(q->deny), "table '%s' does not belong to processor '%s'",
+		         a1 ? a1 : "?", q->proc);
+		return SQLITE_DENY;
+	}
+	snprintf(q->deny, sizeof(q->deny),
+	         "query is read-only (only SELECT on the processor's "
+	         "own tables)");
+	return SQLITE_DENY;
+}
+
+static void query_bind(lua_State *L, sqlite3_stmt *st, int i, int idx)
+{
+	switch (lua_type(L, idx)) {
+	case LUA_TNUMBER:
+		if (lua_isinteger(L, idx))
+			sqlite3_bind_int64(st, i, lua_tointeger(L, idx));
+		else
+			sqlite3_bind_double(st, i, lua_tonumber(L, idx));
+		break;
+	case LUA_TBOOLEAN:
+		sqlite3_bind_int(st, i, lua_toboolean(L, idx));
+		break;
+	case LUA_TSTRING: {
+		size_t len;
+		const char *s = lua_tolstring(L, idx, &len);
+		sqlite3_bind_text(st, i, s, (int)len, SQLITE_TRANSIENT);
+		break;
+	}
+	default:
+		sqlite3_bind_null(st, i);
+	}
+}
+
+/* The body of core.query, protected so that the connection is closed on any raise:
+ * (lightuserdata stmt at 1, params at 2). Leaves the array of rows. [-2, +1, e] */
+static int query_body(lua_State *L)
+{
+	sqlite3_stmt *st = lua_touserdata(L, 1);
+	int i, n, rc, cols;
+
+	if (lua_istable(L, 2)) {
+		n = (int)lua_rawlen(L, 2);
+		for (i = 1; i <= n; i++) {
+			lua_rawgeti(L, 2, i);
+			query_bind(L, st, i, -1);
+			lua_pop(L, 1);
+		}
+		lua_pushnil(L);
+		while (lua_next(L, 2)) {
+			if (lua_type(L, -2) == LUA_TSTRING) {
+				char name[130];
+				snprintf(name, sizeof(name), ":%s", lua_tostring(L, -2));
+				if ((i = sqlite3_bind_parameter_index(st, name)))
+					query_bind(L, st, i, -1);
+			}
+			lua_pop(L, 1);
+		}
+	}
+	lua_newtable(L);
+	cols = sqlite3_column_count(st);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		lua_createtable(L, 0, cols);
+		for (i = 0; i < cols; i++) {
+			switch (sqlite3_column_type(st, i)) {
+			case SQLITE_INTEGER:
+				lua_pushinteger(L, sqlite3_column_int64(st, i));
+				break;
+			case SQLITE_FLOAT:
+				lua_pushnumber(L, sqlite3_column_double(st, i));
+				break;
+			case SQLITE_NULL:
+				sl_lj_pushnull(L);
+				break;
+			default:
+				lua_pushlstring(L, (const char *)sqlite3_column_text(st, i),
+				                (size_t)sqlite3_column_bytes(st, i));
+			}
+			lua_setfield(L, -2, sqlite3_column_name(st, i));
+		}
+		lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+	}
+	if (rc != SQLITE_DONE)
+		return luaL_error(L, "%s", sqlite3_errmsg(sqlite3_db_handle(st)));
+	return 1;
+}
+
+/* core.query(deployment, processor, sql [, params]) -> array of rows | nil, message:
+ * a read-only query (a read-only connection, and an authorizer that admits SELECT on
+ * the processor's own tables only). [-0, +1|2, m] */
+static int core_query(lua_State *L)
+{
+	const char *proc = luaL_checkstring(L, 2), *sql = luaL_checkstring(L, 3);
+	struct query_auth q = {proc, NULL, 0, ""};
+	sqlite3 *db = NULL;
+	struct sl_host *h = open_host(L, luaL_checkstring(L, 1), SL_HOST_NO_STORE | SL_HOST_ROWS);
+	sqlite3_stmt *st = NULL;
+	char path[4200];
+	int known = 0, status;
+	size_t i;
+
+	if (!h) {
+		lua_rawgeti(L, -1, 1);
+		lua_remove(L, -2);
+		return 2;
+	}
+	for (i = 0; i < sl_host_nprocs(h); i++) {
+		struct sl_proc_info pi;
+		sl_host_proc_info(h, i, &pi);
+		known |= !strcmp(pi.name, proc);
+	}
+	snprintf(path, sizeof(path), "%s", sl_host_deploy(h)->store);
+	sl_host_free(h);
+	if (!known) {
+		lua_pushnil(L);
+		lua_pushfstring(L, "unknown processor '%s'", proc);
+		return 2;
+	}
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+		lua_pushnil(L);
+		lua_pushfstring(L, "cannot open store '%s': %s", path, sqlite3_errmsg(db));
+		sqlite3_close(db);
+		return 2;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	load_owned(db, &q);
+	sqlite3_set_authorizer(db, query_authorize, &q);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		lua_pushnil(L);
+		lua_pushfstring(L, "query: %s", *q.deny ? q.deny : sqlite3_errmsg(db));
+		sqlite3_close(db);
+		free_owned(&q);
+		return 2;
+	}
+	lua_settop(L, 4);
+	lua_pushcfunction(L, query_body);
+	lua_pushlightuserdata(L, st);
+	lua_pushvalue(L, 4);
+	status = lua_pcall(L, 2, 1, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	free_owned(&q);
+	if (status != LUA_OK) {
+		lua_pushnil(L);
+		lua_pushfstring(L, "query: %s", lua_tostring(L, -2));
+		return 2;
+	}
+	return 1;
+}
+
 /* core.sleep(ms): waits (for tools polling the store, as the REPL's tail); a signal
  * ends it early. [-1, +0, -] */
 static int core_sleep(lua_State *L)
@@ -913,21 +1137,14 @@ int luaopen_sluice_core(lua_State *L)
 		{NULL, NULL},
 	};
 	static const luaL_Reg funcs[] = {
-		{"open", core_open},
-		{"decode", core_decode},
-		{"encode", core_encode},
-		{"array", core_array},
-		{"isarray", core_isarray},
-		{"check", core_check},
-		{"run", core_run},
-		{"state", core_state},
-		{"status", core_status},
-		{"reset", core_reset},
-		{"info", core_info},
-		{"deadLetters", core_dead_letters},
-		{"resume", core_resume},
-		{"sleep", core_sleep},
-		{NULL, NULL},
+		{"open", core_open},       {"decode", core_decode},
+		{"encode", core_encode},   {"array", core_array},
+		{"isarray", core_isarray}, {"check", core_check},
+		{"run", core_run},         {"state", core_state},
+		{"status", core_status},   {"reset", core_reset},
+		{"info", core_info},       {"deadLetters", core_dead_letters},
+		{"resume", core_resume},   {"sleep", core_sleep},
+		{"query", core_query},     {NULL, NULL},
 	};
 
 	if (luaL_newmetatable(L, STORE_MT)) {

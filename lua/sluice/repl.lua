@@ -27,6 +27,7 @@ local HELP = {
     "{previousState, state, emits, work, logs, error}: reduce and processEvent on a scratch copy; nothing is written" },
   { "stateAt(p, stream, offset)", "the state after the stream's events up to offset, replayed on a scratch copy" },
   { "lineage(stream, offset)", "{event, causes, effects}: what led to the event, and what it caused" },
+  { "query(p, sql [, params])", "rows of a read-only query on processor p's own tables" },
   { "reset(p [, stream [, {withEffects=true}]])", "as `sluice reset`" },
   { "resume(p [, stream [, {skip=true} | {skipAll=true}]])", "as `sluice resume`" },
   { "deadLetters()", "as `sluice dead-letters`" },
@@ -148,6 +149,14 @@ function M.new(deployment, env)
     local r = ok(the_store():append(stream, type_, payload, opts))
     return { stream = stream, offset = r.offset, position = r.position,
              duplicate = r.duplicate or nil }
+  end
+
+  function env.query(p, sql, params)
+    need_deployment("query")
+    if type(p) ~= "string" or type(sql) ~= "string" then
+      fail("query: expected (processor, sql [, params])")
+    end
+    return list(ok(core.query(deployment, p, sql, params)))
   end
 
   function env.reset(p, stream, opts)
@@ -415,7 +424,8 @@ function M.new(deployment, env)
       local fn = before:match("([%w_]+)%s*%(%s*[\"']$") or before:match("([%w_]+)%s*%(.-,%s*[\"']$")
       local names = {}
       local first_arg = before:match("[%w_]+%s*%(%s*[\"']$") ~= nil
-      local takes_proc = { state = true, instances = true, reset = true, resume = true }
+      local takes_proc = { state = true, instances = true, reset = true, resume = true,
+                           query = true, dryRun = true, stateAt = true }
       local ok_i, i = pcall(deployment_info)
       if fn and takes_proc[fn] and first_arg and ok_i then
         for _, p in ipairs(i.processors) do names[#names + 1] = p.name end

@@ -18,11 +18,26 @@ cat >"$TMP/total.lua" <<'EOF'
 return { contract = "total",
   reduce = { ["counter/incremented"] = function(s, e) return { sum = s.sum + e.payload.by } end } }
 EOF
+cat >"$TMP/schemas/proj.contract.json" <<'EOF'
+{ "name": "proj", "version": 1, "consumes": ["counter/incremented"], "emits": [],
+  "imports": ["counter"], "events": {},
+  "state": {"type": "object"}, "initialState": {} }
+EOF
+cat >"$TMP/proj.lua" <<'EOF'
+return { contract = "proj",
+  prepare = function(ctx) ctx.db:exec("CREATE TABLE IF NOT EXISTS bys(stream TEXT, n INTEGER)") end,
+  processEventBatch = function(batch, ctx)
+    for _, r in ipairs(batch.reduced) do
+      ctx.db:exec("INSERT INTO bys VALUES (?, ?)", { r.event.stream, r.event.payload.by })
+    end
+  end }
+EOF
 cat >"$D" <<EOF
 return { store = "store.db", schemas = { "schemas", "$SLUICE_SRC/schemas" },
   processors = {
     counter = { script = "$SLUICE_SRC/processors/counter.lua", streams = "counters/*" },
     total = { script = "total.lua", streams = "counters/*", mode = "all" },
+    proj = { script = "proj.lua", streams = "counters/*" },
   } }
 EOF
 $S run "$D" --until-caught-up >/dev/null 2>&1
@@ -37,11 +52,19 @@ eq "state without a stream in mode each: every instance by stream" \
 	"$(r 'state("counter")' | jq -c .)" '{"counters/a":{"count":5},"counters/b":{"count":10}}'
 eq "processors(): name, contract, version, streams, mode, status" \
 	"$(r 'processors()' | jq -c 'map([.name, .contract, .version, .streams, .mode, .status])')" \
-	'[["counter","counter",1,"counters/*","each","ok"],["total","total",1,"counters/*","all","ok"]]'
+	'[["counter","counter",1,"counters/*","each","ok"],["proj","proj",1,"counters/*","each","ok"],["total","total",1,"counters/*","all","ok"]]'
 eq "instances(p): stream, offset, head, lag, status" \
 	"$(r 'instances("counter")' | jq -c 'map([.stream, .offset, .head, .lag, .status])')" \
 	'[["counters/a",3,3,0,"ok"],["counters/b",2,2,0,"ok"]]'
 eq "instances(p, prefix)" "$(r 'instances("counter", "counters/b")' | jq -c 'map(.stream)')" '["counters/b"]'
+eq "query(p, sql, params) reads the processor's own table" \
+	"$(r 'query("proj", "SELECT stream, n FROM bys WHERE n >= ? ORDER BY n", {3})' | jq -c 'map([.stream, .n])')" \
+	'[["counters/a",3],["counters/b",10]]'
+out=$(r 'query("proj", "DELETE FROM bys")' 2>&1)
+eq "query refuses a write (exit 1)" "$?:$out" "1:sluice: query: query is read-only (only SELECT on the processor's own tables)"
+out=$(r 'query("proj", "SELECT * FROM sl_events")' 2>&1)
+eq "and the engine's tables" "$out" "sluice: query: table 'sl_events' does not belong to processor 'proj'"
+eq "the table is intact" "$(r 'query("proj", "SELECT count(*) AS n FROM bys")')" '[{"n":3}]'
 eq "status() is sluice status" "$(r 'status()' | jq -c 'map([.processor, .stream, .offset])')" \
 	"$($S status "$D" | jq -cs 'map([.processor, .stream, .offset])')"
 eq "streams(prefix) is sluice streams" "$(r 'streams("counters")' | jq -c 'map(.stream)')" \
