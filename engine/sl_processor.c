@@ -216,6 +216,7 @@ static void check_hooks(lua_State *L, const struct sl_proc *p, const char *field
                         struct sl_errs *errs)
 {
 	const char *file = p->cfg.script, *hint, *key;
+	size_t first = errs->n;
 
 	lua_pushnil(L);
 	while (lua_next(L, -2)) {
@@ -240,6 +241,7 @@ static void check_hooks(lua_State *L, const struct sl_proc *p, const char *field
 		}
 		lua_pop(L, 1);
 	}
+	sl_errs_sort(errs, first); /* not in the table's (random) order */
 }
 
 /* Takes field `name` of the script table at -1 into a registry ref if its type
@@ -271,6 +273,7 @@ static void check_script(lua_State *L, struct sl_proc *p, struct sl_contracts *c
                          struct sl_errs *errs)
 {
 	const char *file = p->cfg.script, *hint;
+	size_t first = errs->n;
 
 	lua_pushnil(L);
 	while (lua_next(L, -2)) {
@@ -286,6 +289,7 @@ static void check_script(lua_State *L, struct sl_proc *p, struct sl_contracts *c
 		}
 		lua_pop(L, 1);
 	}
+	sl_errs_sort(errs, first);
 	if (raw_field(L, -1, "contract") != LUA_TSTRING) {
 		sl_errs_add(errs, "%s: contract: required, the name of the processor's contract",
 		            file);

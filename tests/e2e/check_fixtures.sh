@@ -28,6 +28,12 @@ broken() {
 	if [ -z "$bad" ]; then pass "$name: every line is 'sluice: <file>: <field>: <message>'"
 	else failt "$name: every line is 'sluice: <file>: <field>: <message>'" "not in that form:$bad"; fi
 	eq "$name: no error is listed twice" "$(printf '%s\n' "$err" | sort | uniq -d)" ""
+	for _ in 1 2 3; do
+		$S check "$F/$name.deploy.lua" 2>"$TMP/err2" >/dev/null
+		if ! cmp -s "$TMP/err" "$TMP/err2"; then
+			failt "$name: the same order on every run" "$(diff "$TMP/err" "$TMP/err2")"; break
+		fi
+	done
 	for pat in "$@"; do
 		if printf '%s\n' "$err" | grep -Eq "^sluice: $Fre/$pat"; then pass "$name: lists /$pat/"
 		else failt "$name: lists /$pat/" "stderr was: $err"; fi
@@ -80,8 +86,47 @@ broken multi_deploy \
 	"multi_deploy\.deploy\.lua: /processors/q/mode: " \
 	"multi_deploy\.deploy\.lua: /durability: " \
 	"multi_deploy\.deploy\.lua: [^ ]*: .*consle"
-broken short_lease "short_lease\.deploy\.lua: /lease: must be at least 100ms, got 50ms"
+broken short_lease "short_lease\.deploy\.lua: /lease: must be a duration between 100ms and 24 hours, got '50ms'"
 broken bad_lease "bad_lease\.deploy\.lua: /lease: "
+
+# Keys that are not names once aborted check and run with a Lua PANIC (exit 134).
+broken numeric_key "numeric_key\.deploy\.lua: /processors: field names must be strings, got number key 1"
+broken list_entry "list_entry\.deploy\.lua: /processors: field names must be strings, got number key 2"
+for name in numeric_key list_entry; do
+	$S run "$F/$name.deploy.lua" --until-caught-up >/dev/null 2>"$TMP/err"; code=$?
+	eq "$name: run exits 1" "$code" "1"
+	check "$name: run names the file and field" grep -q "^sluice: .*$name\.deploy\.lua: /processors: field names" "$TMP/err"
+done
+
+# Every error of nested objects, with a "did you mean" at every depth.
+broken nested_typos \
+	"nested_typos\.deploy\.lua: /processors/p/limits: unknown field 'instructons' \(did you mean 'instructions'\?\)" \
+	"nested_typos\.deploy\.lua: /processors/p/limits: unknown field 'memroy' \(did you mean 'memory'\?\)" \
+	"nested_typos\.deploy\.lua: /processors/p/limits/wallclock: " \
+	"nested_typos\.deploy\.lua: /processors/p/retry: unknown field 'attemps' \(did you mean 'attempts'\?\)" \
+	"nested_typos\.deploy\.lua: /processors/p/retry: unknown field 'backof' \(did you mean 'backoff'\?\)" \
+	"nested_typos\.deploy\.lua: /processors/q: unknown field 'batchsize' \(did you mean 'batchSize'\?\)" \
+	"nested_typos\.deploy\.lua: /processors/q: unknown field 'mod' \(did you mean 'mode'\?\)" \
+	"nested_typos\.deploy\.lua: /: unknown field 'consle' \(did you mean 'console'\?\)"
+eq "nested_typos: eight errors" "$(wc -l <"$TMP/err")" "8"
+eq "nested_typos: sorted" "$(sort "$TMP/err")" "$(cat "$TMP/err")"
+
+# Numeric settings are range-checked (the schema and the C side).
+broken ranges \
+	"ranges\.deploy\.lua: /processors/p/retry/attempts: maximum: 4294967296 is greater than 1000" \
+	"ranges\.deploy\.lua: /processors/p/batchSize: maximum: " \
+	"ranges\.deploy\.lua: /processors/p/limits/instructions: minimum: " \
+	"ranges\.deploy\.lua: /processors/p/limits/memory: minimum: "
+broken big_amounts \
+	"big_amounts\.deploy\.lua: /shutdownTimeout: must be a duration of at most 24 hours, got '9+s'" \
+	"big_amounts\.deploy\.lua: /processors/p/retry/backoff: must be a duration of at most 24 hours, got '1441m'" \
+	"big_amounts\.deploy\.lua: /processors/p/limits/wallclock: must be a duration of at most 24 hours .*got '86400001ms'" \
+	"big_amounts\.deploy\.lua: /processors/p/limits/memory: must be a size of at most 1024GiB .*got '1025GiB'"
+
+# 0 disables the memory and wall-clock budgets.
+out=$($S check "$F/zero_budgets.deploy.lua" 2>"$TMP/err"); code=$?
+eq "zero_budgets: check exits 0" "$code" "0"
+eq "zero_budgets: nothing on stderr" "$(cat "$TMP/err")" ""
 
 # run refuses a deployment that does not load, before it touches the store.
 $S run "$F/two_broken.deploy.lua" --until-caught-up >"$TMP/out" 2>"$TMP/err"; code=$?
