@@ -175,10 +175,7 @@ static int run_script(struct sl_proc *p, struct sl_errs *errs)
 			snprintf(line, sizeof(line), "%s", sl_sandbox_message(L, b));
 		else
 			first_line(lua_tostring(L, -1), line, sizeof(line));
-		if (strncmp(line, file, strlen(file)))
-			sl_errs_add(errs, "%s: %s", file, line);
-		else
-			sl_errs_add(errs, "%s", line);
+		sl_errs_add_lua(errs, file, line);
 		lua_pop(L, 1);
 		return SL_EINVAL;
 	}

@@ -2,7 +2,8 @@
 # check_fixtures.sh - `sluice check` on broken deployments, contracts and scripts
 # (DESIGN §3, §4, §6, §7 "CLI details"): each exits 1, prints nothing on stdout and
 # lists every error on stderr, one line each, as `sluice: <file>: <field>: <message>`
-# (a syntax error names its line instead: `sluice: <file>:<line>: <message>`).
+# (for a syntax error the field is its line: `sluice: <file>: line <N>: <message>`),
+# in the same order on every run.
 #
 # Fixtures: tests/fixtures/check/*.deploy.lua, their scripts and schemas/.
 . "$(dirname "$0")/lib/testlib.sh"
@@ -23,7 +24,7 @@ broken() {
 	eq "$name: check exits 1" "$code" "1"
 	eq "$name: nothing on stdout" "$out" ""
 	while IFS= read -r line; do
-		printf '%s\n' "$line" | grep -Eq "^sluice: $Fre/[^:]+(: [^ ]+: |:[0-9]+: ).+" || bad="$bad [$line]"
+		printf '%s\n' "$line" | grep -Eq "^sluice: $Fre/[^:]+: ([^ ]+|line [0-9]+): .+" || bad="$bad [$line]"
 	done <<<"$err"
 	if [ -z "$bad" ]; then pass "$name: every line is 'sluice: <file>: <field>: <message>'"
 	else failt "$name: every line is 'sluice: <file>: <field>: <message>'" "not in that form:$bad"; fi
@@ -67,7 +68,8 @@ broken multi_contract \
 # Scripts.
 broken reduce_key "reduce_key\.lua: reduce: .*'ck/incremnted'.*did you mean 'ck/incremented'"
 broken unknown_field "unknown_field\.lua: .*reduse.*did you mean 'reduce'"
-broken syntax "syntax\.lua:5: .*unexpected symbol"
+broken syntax "syntax\.lua: line 5: unexpected symbol near '}'"
+lacks syntax "syntax\.lua:[0-9]" "the line is a field, not Lua's file:line position"
 broken multi_script \
 	"multi_script\.lua: reduce: .*'ck/incremnted'.*did you mean 'ck/incremented'" \
 	"multi_script\.lua: processEvent: .*'ck/milestone'.*not consumed" \
