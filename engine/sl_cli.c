@@ -20,6 +20,9 @@
 #include "sl_progress.h"
 #include "sl_store.h"
 
+/* The largest --batch-size: the arrays of one chunk are allocated up front. */
+#define MAX_CHUNK 100000
+
 #define MAX_POS 8
 #define MAX_OPTS 12
 
@@ -117,12 +120,14 @@ static int set_log_opt(int k, const char *value)
 
 	if (k == 0) {
 		if (sl_log_parse_format(value, &format))
-			return fail("--log-format: expected text or json, got '%s'", value);
+			return fail("--log-format: expected text or json, got '%.*s%s'",
+			            SL_ECHO(value));
 		sl_log_set_format(format);
 	} else {
 		if (sl_log_parse_level(value, &level))
-			return fail("--log-level: expected debug, info, warn or error, got '%s'",
-			            value);
+			return fail(
+				"--log-level: expected debug, info, warn or error, got '%.*s%s'",
+				SL_ECHO(value));
 		sl_log_set_level(level);
 	}
 	return 0;
@@ -158,8 +163,9 @@ static int parse_args(const struct cmd *c, int argc, char **argv, int first, str
 		}
 		if (strncmp(arg, "--", 2) || !arg[2]) {
 			if (a->npos == c->max_pos)
-				return fail("%s: unexpected argument '%s' (see sluice %s --help)",
-				            c->name, arg, c->name);
+				return fail(
+					"%s: unexpected argument '%.*s%s' (see sluice %s --help)",
+					c->name, SL_ECHO(arg), c->name);
 			a->pos[a->npos++] = arg;
 			continue;
 		}
@@ -167,19 +173,20 @@ static int parse_args(const struct cmd *c, int argc, char **argv, int first, str
 		len = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
 		if ((k = log_opt_index(arg + 2, len)) >= 0) {
 			if (!eq && i + 1 >= argc)
-				return fail("%s: option '%s' needs a value", c->name, arg);
+				return fail("%s: option '%.*s%s' needs a value", c->name,
+				            SL_ECHO(arg));
 			if (set_log_opt(k, eq ? eq + 1 : argv[++i]))
 				return 1;
 			continue;
 		}
 		k = opt_index(c, arg + 2, len, &has_value);
 		if (k < 0)
-			return fail("%s: unknown option '%s' (see sluice %s --help)", c->name, arg,
-			            c->name);
+			return fail("%s: unknown option '%.*s%s' (see sluice %s --help)", c->name,
+			            SL_ECHO(arg), c->name);
 		if (!has_value && eq)
 			return fail("%s: option '--%s' takes no value", c->name, c->opts[k]);
 		if (has_value && !eq && i + 1 >= argc)
-			return fail("%s: option '%s' needs a value", c->name, arg);
+			return fail("%s: option '%.*s%s' needs a value", c->name, SL_ECHO(arg));
 		a->optval[k] = !has_value ? "1" : eq ? eq + 1 : argv[++i];
 	}
 	if (a->npos < c->min_pos)
@@ -187,18 +194,31 @@ static int parse_args(const struct cmd *c, int argc, char **argv, int first, str
 	return -1;
 }
 
-/* Parses a strictly positive integer option. */
-static int parse_count(const char *field, const char *text, int64_t *out)
+/* Parses an integer option: exactly an optional sign and decimal digits (no spaces,
+ * nothing after), within [lo, hi]; the message names the option. */
+static int parse_int(const char *field, const char *text, int64_t lo, int64_t hi, int64_t *out)
 {
+	const char *p = text + (*text == '-' || *text == '+');
 	char *end;
 	long long v;
 
 	errno = 0;
-	v = strtoll(text, &end, 10);
-	if (errno || end == text || *end || v < 1)
-		return fail("%s: must be a positive integer, got '%s'", field, text);
+	if (*p < '0' || *p > '9' || strspn(p, "0123456789") != strlen(p) ||
+	    ((v = strtoll(text, &end, 10)), errno) || v < lo || v > hi) {
+		if (lo == 1 && hi == INT64_MAX)
+			return fail("%s: must be a positive integer, got '%.*s%s'", field,
+			            SL_ECHO(text));
+		return fail("%s: must be between %" PRId64 " and %" PRId64 ", got '%.*s%s'", field,
+		            lo, hi, SL_ECHO(text));
+	}
 	*out = v;
 	return 0;
+}
+
+/* Parses a strictly positive integer option (up to INT64_MAX). */
+static int parse_count(const char *field, const char *text, int64_t *out)
+{
+	return parse_int(field, text, 1, INT64_MAX, out);
 }
 
 /* ---- the store ---------------------------------------------------------------- */
@@ -216,6 +236,11 @@ static int open_store_from(const char *path, const char *dfile, int readonly,
 	sl_diag_init(&d);
 	if (path && dfile)
 		return fail("--store and --deployment cannot be used together");
+	if (path && !*path)
+		return fail("--store: must not be empty (leave it out for $SLUICE_STORE, else "
+		            "./sluice.db)");
+	if (dfile && !*dfile)
+		return fail("--deployment: must not be empty");
 	if (dfile) {
 		struct sl_errs errs;
 		size_t i;
@@ -435,7 +460,8 @@ static int parse_input(struct sl_buf *in, const char *stream, struct sl_core_val
 			continue;
 		if (n == cap) {
 			cap = cap ? cap * 2 : 1024;
-			if (!(grown = realloc(lines, cap * sizeof(*lines)))) {
+			if (cap > SIZE_MAX / 2 / sizeof(*lines) ||
+			    !(grown = realloc(lines, cap * sizeof(*lines)))) {
 				bad++;
 				fail("out of memory");
 				break;
@@ -461,6 +487,7 @@ static int parse_input(struct sl_buf *in, const char *stream, struct sl_core_val
 /* Appends the lines in atomic chunks, printing each chunk's results after its commit. */
 static int append_chunks(struct sl_store *s, struct line *lines, size_t n, int64_t chunk)
 {
+	/* chunk is at most MAX_CHUNK (parse_int), so these sizes cannot wrap. */
 	struct sl_event_in *ev = malloc((size_t)chunk * sizeof(*ev));
 	struct sl_append_result *res = malloc((size_t)chunk * sizeof(*res));
 	struct sl_buf out;
@@ -520,8 +547,8 @@ static int append_jsonl(struct args *a)
 	if (opt(a, "key") || opt(a, "metadata") || opt(a, "offset"))
 		return fail("append --jsonl: --key, --metadata and --offset go in each line");
 	if (a->npos == 1 && !sl_stream_name_valid(a->pos[0]))
-		return fail("stream: invalid stream name '%s'", a->pos[0]);
-	if ((bs && parse_count("--batch-size", bs, &chunk)) || read_all(stdin, &in)) {
+		return fail("stream: invalid stream name '%.*s%s'", SL_ECHO(a->pos[0]));
+	if ((bs && parse_int("--batch-size", bs, 1, MAX_CHUNK, &chunk)) || read_all(stdin, &in)) {
 		rc = 1;
 		goto out;
 	}
@@ -570,7 +597,7 @@ static int cmd_append(struct args *a)
 	if ((ev.metadata = opt(a, "metadata")))
 		ev.metadata_len = strlen(ev.metadata);
 	ev.key = opt(a, "key");
-	if (off && parse_count("offset", off, &ev.offset))
+	if (off && parse_count("--offset", off, &ev.offset))
 		return 1;
 	sl_diag_init(&d);
 	if (sl_core_validator_new(&core, &d)) {
@@ -620,7 +647,7 @@ static int cmd_events(struct args *a)
 	int rc;
 
 	if (!sl_stream_name_valid(a->pos[0]))
-		return fail("stream: invalid stream name '%s'", a->pos[0]);
+		return fail("stream: invalid stream name '%.*s%s'", SL_ECHO(a->pos[0]));
 	if ((from && parse_count("--from", from, &f)) ||
 	    (limit && parse_count("--limit", limit, &l)))
 		return 1;
@@ -661,7 +688,7 @@ static int cmd_streams(struct args *a)
 	int rc;
 
 	if (prefix && !sl_stream_name_valid(prefix))
-		return fail("prefix: invalid stream name '%s'", prefix);
+		return fail("prefix: invalid stream name '%.*s%s'", SL_ECHO(prefix));
 	if ((rc = open_store(a, 1, NULL, &s)))
 		return rc;
 	sl_buf_init(&b);
@@ -842,9 +869,11 @@ static int cmd_run(struct args *a)
 	const char *timeout = opt(a, "shutdown-timeout");
 	double ms = timeout ? sl_parse_duration(timeout) : 0;
 
-	if (timeout && ms < 0)
-		return fail("--shutdown-timeout: bad duration '%s' (use e.g. 500ms, 10s, 2m)",
-		            timeout);
+	if (timeout && !(ms >= 0 && ms <= 86400000.0))
+		return fail(
+			"--shutdown-timeout: must be a duration of at most 24 hours (e.g. 500ms, "
+			"10s, 2m), got '%.*s%s'",
+			SL_ECHO(timeout));
 	if (open_host(a->pos[0], SL_HOST_RUN | (opt(a, "strict") ? SL_HOST_STRICT : 0), &h))
 		return 1;
 	if (timeout)
@@ -1308,12 +1337,13 @@ int sl_cli_main(int argc, char **argv)
 			return 0;
 		}
 		if (!(c = find_command(argv[2])))
-			return fail("unknown command '%s' (see sluice --help)", argv[2]);
+			return fail("unknown command '%.*s%s' (see sluice --help)",
+			            SL_ECHO(argv[2]));
 		print_help(c);
 		return 0;
 	}
 	if (!(c = find_command(argv[1])))
-		return fail("unknown command '%s' (see sluice --help)", argv[1]);
+		return fail("unknown command '%.*s%s' (see sluice --help)", SL_ECHO(argv[1]));
 	if ((rc = parse_args(c, argc, argv, 2, &a)) >= 0)
 		return rc;
 	rc = c->run(&a);

@@ -671,10 +671,11 @@ static int put_event(struct batch *bt, struct sstate *ss, const struct put *p,
 		return rc;
 	if (res->duplicate) {
 		if (p->offset && p->offset != res->offset)
-			return sl_diag_set(d, SL_ECONFLICT,
-			                   "offset: idempotency key '%s' was used at offset %lld,"
-			                   " not %lld",
-			                   p->key, (long long)res->offset, (long long)p->offset);
+			return sl_diag_set(
+				d, SL_ECONFLICT,
+				"offset: idempotency key '%.*s%s' was used at offset %lld,"
+				" not %lld",
+				SL_ECHO(p->key), (long long)res->offset, (long long)p->offset);
 		return 0;
 	}
 	if (ss->paused && !p->engine && !type_is(p->type, "stream/resumed") &&
