@@ -1092,12 +1092,12 @@ static int do_dead_letters(struct sl_host *h, struct args *a, struct sl_diag *d)
 
 static int cmd_state(struct args *a)
 {
-	return with_host(a, SL_HOST_LENIENT, do_state);
+	return with_host(a, SL_HOST_LENIENT | SL_HOST_READONLY, do_state);
 }
 
 static int cmd_status(struct args *a)
 {
-	return with_host(a, SL_HOST_ROWS, do_status);
+	return with_host(a, SL_HOST_ROWS | SL_HOST_READONLY, do_status);
 }
 
 static int cmd_reset(struct args *a)
@@ -1121,7 +1121,8 @@ static int cmd_dead_letters(struct args *a)
 		return fail(
 			"dead-letters: unexpected argument '%s' (see sluice dead-letters --help)",
 			a->pos[1]);
-	return with_host(a, SL_HOST_ROWS, do_dead_letters);
+	return with_host(a, SL_HOST_ROWS | (a->npos == 2 ? 0 : SL_HOST_READONLY), /* clear writes */
+	                 do_dead_letters);
 }
 
 /* ---- the command table ------------------------------------------------------------- */

@@ -71,7 +71,11 @@ static int open_procs(struct sl_host *h, int flags, struct sl_errs *errs)
 
 static int open_store(struct sl_host *h, struct sl_errs *errs)
 {
-	struct sl_store_opts so = {h->dp->durability, 0, sl_core_validate, NULL};
+	/* A store that does not exist yet is created even by a read, so that `state`
+	 * before the first run shows the initial states. */
+	struct sl_store_opts so = {h->dp->durability,
+	                           (h->flags & SL_HOST_READONLY) && !access(h->dp->store, F_OK),
+	                           sl_core_validate, NULL};
 	struct sl_diag d;
 	size_t i;
 

@@ -18,17 +18,19 @@
 struct sl_host;
 
 enum {
-	SL_HOST_NO_STORE = 1, /* load and check only (sluice check) */
-	SL_HOST_RUN = 2,      /* sluice run: processors start when their leases are taken */
-	SL_HOST_STRICT = 4,   /* sluice run --strict: processors run in strict mode */
-	SL_HOST_WRITE = 8,    /* resume: the processors' own writes (anchors, a version
-	                       * rebuild) happen at open, without a lease */
-	SL_HOST_ROWS = 16,    /* status, reset, dead-letters: the processors' rows only; no
-	                       * script or contract is loaded (they work while a script is
-	                       * broken) */
-	SL_HOST_LENIENT = 32, /* state: a processor whose script or contract does not load
-	                       * is kept without them (sl_host_skipped says why); its stored
-	                       * states are read as stored */
+	SL_HOST_NO_STORE = 1,  /* load and check only (sluice check) */
+	SL_HOST_RUN = 2,       /* sluice run: processors start when their leases are taken */
+	SL_HOST_STRICT = 4,    /* sluice run --strict: processors run in strict mode */
+	SL_HOST_WRITE = 8,     /* resume: the processors' own writes (anchors, a version
+	                        * rebuild) happen at open, without a lease */
+	SL_HOST_ROWS = 16,     /* status, reset, dead-letters: the processors' rows only; no
+	                        * script or contract is loaded (they work while a script is
+	                        * broken) */
+	SL_HOST_LENIENT = 32,  /* state: a processor whose script or contract does not load
+	                        * is kept without them (sl_host_skipped says why); its stored
+	                        * states are read as stored */
+	SL_HOST_READONLY = 64, /* state, status, dead-letters: the store is opened for
+	                        * reading only (they work on a read-only store) */
 };
 
 /* Loads the deployment, its contracts and scripts, opens its store and binds every
