@@ -16,6 +16,7 @@
 #include "sl_deploy.h"
 #include "sl_host.h"
 #include "sl_json.h"
+#include "sl_jsonl.h"
 #include "sl_log.h"
 #include "sl_progress.h"
 #include "sl_store.h"
@@ -319,109 +320,6 @@ static void result_line(struct sl_buf *b, const char *stream, const struct sl_ap
 
 /* ---- append ----------------------------------------------------------------- */
 
-/* One parsed line of `append --jsonl`; strings owned, JSON texts point into the input. */
-struct line {
-	struct sl_event_in ev;
-	char *stream, *type, *key;
-	int lineno;
-};
-
-struct line_parse {
-	struct line *ln;
-	int has_type;
-};
-
-static char *dup_member_string(const struct sl_json_member *m, const char *field, struct sl_diag *d)
-{
-	char *s;
-
-	if (m->kind != SL_JSON_STRING) {
-		sl_diag_set(d, SL_EINVAL, "%s: must be a string, got %s", field,
-		            sl_json_kind_name(m->kind));
-		return NULL;
-	}
-	if (memchr(m->text, '\0', m->len)) {
-		sl_diag_set(d, SL_EINVAL, "%s: must not contain NUL characters", field);
-		return NULL;
-	}
-	if (!(s = strndup(m->text, m->len)))
-		sl_diag_set(d, SL_ENOMEM, "out of memory");
-	return s;
-}
-
-static int line_member(void *ud, const struct sl_json_member *m, struct sl_diag *d)
-{
-	struct line_parse *lp = ud;
-	struct line *ln = lp->ln;
-	char key[32];
-
-	if (m->keylen >= sizeof(key) || memchr(m->key, '\0', m->keylen))
-		return sl_diag_set(d, SL_EINVAL, "unknown field '%.*s'", (int)m->keylen, m->key);
-	memcpy(key, m->key, m->keylen);
-	key[m->keylen] = '\0';
-	if (!strcmp(key, "stream")) {
-		free(ln->stream);
-		return (ln->stream = dup_member_string(m, key, d)) ? 0 : d->code;
-	}
-	if (!strcmp(key, "type")) {
-		free(ln->type);
-		lp->has_type = 1;
-		return (ln->type = dup_member_string(m, key, d)) ? 0 : d->code;
-	}
-	if (!strcmp(key, "idempotencyKey")) {
-		free(ln->key);
-		return (ln->key = dup_member_string(m, key, d)) ? 0 : d->code;
-	}
-	if (!strcmp(key, "payload") || !strcmp(key, "metadata")) {
-		if (m->kind != SL_JSON_OBJECT)
-			return sl_diag_set(d, SL_EINVAL, "%s: must be a JSON object, got %s", key,
-			                   sl_json_kind_name(m->kind));
-		if (key[0] == 'p')
-			ln->ev.payload = m->text, ln->ev.payload_len = m->len;
-		else
-			ln->ev.metadata = m->text, ln->ev.metadata_len = m->len;
-		return 0;
-	}
-	if (!strcmp(key, "offset")) {
-		if (m->kind != SL_JSON_INTEGER || m->integer < 1)
-			return sl_diag_set(d, SL_EINVAL, "offset: must be a positive integer");
-		ln->ev.offset = m->integer;
-		return 0;
-	}
-	if (!strcmp(key, "createdAt") || !strcmp(key, "position"))
-		return sl_diag_set(d, SL_EINVAL, "%s: is set by the store and cannot be given",
-		                   key);
-	return sl_diag_set(d, SL_EINVAL, "unknown field '%s'", key);
-}
-
-static void line_release(struct line *ln)
-{
-	free(ln->stream);
-	free(ln->type);
-	free(ln->key);
-}
-
-/* Parses and validates one input line into ln (core checks core payloads). */
-static int parse_line(const char *text, size_t len, const char *stream, struct line *ln,
-                      struct sl_core_validator *core, struct sl_diag *d)
-{
-	struct line_parse lp = {ln, 0};
-	int rc;
-
-	if ((rc = sl_json_members(text, len, line_member, &lp, d)))
-		return rc;
-	if (!lp.has_type)
-		return sl_diag_set(d, SL_EINVAL, "type: required");
-	if (!ln->stream && stream && !(ln->stream = strdup(stream)))
-		return sl_diag_set(d, SL_ENOMEM, "out of memory");
-	if (!ln->stream)
-		return sl_diag_set(d, SL_EINVAL, "stream: required (no STREAM argument was given)");
-	ln->ev.stream = ln->stream;
-	ln->ev.type = ln->type;
-	ln->ev.key = ln->key;
-	return sl_store_check_event(&ln->ev, sl_core_validate, core, d);
-}
-
 static int read_all(FILE *f, struct sl_buf *b)
 {
 	char chunk[65536];
@@ -444,12 +342,12 @@ static int blank_line(const char *p, size_t n)
 
 /* Splits the input into lines and validates every one; reports each bad line. */
 static int parse_input(struct sl_buf *in, const char *stream, struct sl_core_validator *core,
-                       struct line **out, size_t *count)
+                       struct sl_jsonl_line **out, size_t *count)
 {
-	struct line *lines = NULL, *grown;
+	struct sl_jsonl_line *lines = NULL, *grown;
 	size_t n = 0, cap = 0, bad = 0;
-	char *p = in->ptr, *end = in->ptr + in->len, *nl;
-	int lineno = 0;
+	char *p = in->ptr, *end = in->len ? in->ptr + in->len : p, *nl; /* ptr NULL if empty */
+	int lineno = 0, rc;
 	struct sl_diag d;
 
 	for (; p < end; p = nl + 1) {
@@ -468,10 +366,11 @@ static int parse_input(struct sl_buf *in, const char *stream, struct sl_core_val
 			}
 			lines = grown;
 		}
-		memset(&lines[n], 0, sizeof(lines[n]));
-		lines[n].lineno = lineno;
 		sl_diag_init(&d);
-		if (parse_line(p, (size_t)(nl - p), stream, &lines[n], core, &d)) {
+		rc = sl_jsonl_parse(p, (size_t)(nl - p), stream, &lines[n], sl_core_validate, core,
+		                    &d);
+		lines[n].lineno = lineno;
+		if (rc) {
 			if (++bad <= 20)
 				fail("line %d: %s", lineno, sl_diag_msg(&d));
 		}
@@ -485,7 +384,7 @@ static int parse_input(struct sl_buf *in, const char *stream, struct sl_core_val
 }
 
 /* Appends the lines in atomic chunks, printing each chunk's results after its commit. */
-static int append_chunks(struct sl_store *s, struct line *lines, size_t n, int64_t chunk)
+static int append_chunks(struct sl_store *s, struct sl_jsonl_line *lines, size_t n, int64_t chunk)
 {
 	/* chunk is at most MAX_CHUNK (parse_int), so these sizes cannot wrap. */
 	struct sl_event_in *ev = malloc((size_t)chunk * sizeof(*ev));
@@ -533,7 +432,7 @@ static int append_jsonl(struct args *a)
 	const char *bs = opt(a, "batch-size");
 	struct sl_core_validator *core = NULL;
 	struct sl_store *s = NULL;
-	struct line *lines = NULL;
+	struct sl_jsonl_line *lines = NULL;
 	struct sl_buf in;
 	struct sl_diag d;
 	int64_t chunk = 1000;
@@ -565,7 +464,7 @@ static int append_jsonl(struct args *a)
 	rc = append_chunks(s, lines, n, chunk);
 out:
 	for (i = 0; i < n; i++)
-		line_release(&lines[i]);
+		sl_jsonl_release(&lines[i]);
 	free(lines);
 	sl_buf_release(&in);
 	sl_store_close(s);
