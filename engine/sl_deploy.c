@@ -311,6 +311,7 @@ static char *opt_string(lua_State *L, const char *name)
 	return s;
 }
 
+/* Whether string field `name` of the table at -1 equals value. [-0, +0, m] */
 static int opt_equals(lua_State *L, const char *name, const char *value)
 {
 	int eq = lua_getfield(L, -1, name) == LUA_TSTRING && !strcmp(lua_tostring(L, -1), value);
