@@ -36,7 +36,9 @@ broken() {
 		fi
 	done
 	for pat in "$@"; do
-		if printf '%s\n' "$err" | grep -Eq "^sluice: $Fre/$pat"; then pass "$name: lists /$pat/"
+		# A here-string, not a pipe: with pipefail, grep -q leaving at the first match
+		# can kill printf with SIGPIPE and fail the pipeline although it matched.
+		if grep -Eq "^sluice: $Fre/$pat" <<<"$err"; then pass "$name: lists /$pat/"
 		else failt "$name: lists /$pat/" "stderr was: $err"; fi
 	done
 }
