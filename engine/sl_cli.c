@@ -980,8 +980,8 @@ static int do_dead_letters(struct sl_host *h, struct args *a, struct sl_diag *d)
 			rc = put_line(&f.o.b);
 		}
 	} else if (f.proc && !sl_deploy_proc(sl_host_deploy(h), f.proc)) {
-		rc = sl_diag_set(d, SL_EINVAL, "unknown processor '%s' (not in %s)", f.proc,
-		                 a->pos[0]);
+		rc = sl_diag_set(d, SL_EINVAL, "unknown processor '%.*s%s' (not in %s)",
+		                 SL_ECHO(f.proc), a->pos[0]);
 	} else {
 		rc = sl_host_dead_letters(h, print_dead_of, &f, d);
 	}
@@ -1017,9 +1017,9 @@ static int cmd_dead_letters(struct args *a)
 		a->pos[1] = "clear";
 	}
 	if (a->npos == 2 && strcmp(a->pos[1], "clear"))
-		return fail(
-			"dead-letters: unexpected argument '%s' (see sluice dead-letters --help)",
-			a->pos[1]);
+		return fail("dead-letters: unexpected argument '%.*s%s' (see sluice dead-letters "
+		            "--help)",
+		            SL_ECHO(a->pos[1]));
 	return with_host(a, SL_HOST_ROWS | (a->npos == 2 ? 0 : SL_HOST_READONLY), /* clear writes */
 	                 do_dead_letters);
 }

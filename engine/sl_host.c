@@ -180,7 +180,8 @@ static struct sl_pump_proc *find_proc(struct sl_host *h, const char *name, struc
 	for (i = 0; i < h->nprocs; i++)
 		if (!strcmp(h->procs[i].cfg->name, name))
 			return &h->procs[i];
-	sl_diag_set(d, SL_EINVAL, "unknown processor '%s' (not in %s)", name, h->dp->file);
+	sl_diag_set(d, SL_EINVAL, "unknown processor '%.*s%s' (not in %s)", SL_ECHO(name),
+	            h->dp->file);
 	return NULL;
 }
 
