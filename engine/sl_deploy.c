@@ -395,7 +395,7 @@ static const struct amount a_lease = {
 /* Reads the limits and retry sub-tables of the processor table at -1. [-0, +0, m] */
 static void read_limits(lua_State *L, const struct reader *pr, struct sl_deploy_proc *p)
 {
-	char path[600];
+	char path[640]; /* room for the processor's path (< 600) and "/limits" */
 	struct reader r = {pr->dp, pr->errs, path};
 	double v;
 
