@@ -4,15 +4,22 @@
 # Every Debian package the build, the demo and the tests use.
 PKGS := gcc make cmake pkg-config lua5.4 liblua5.4-dev lua-cjson lua-busted \
 	libsqlite3-dev libuv1-dev libedit-dev libcurl4-openssl-dev libyajl-dev libpcre2-dev \
-	jq json-schema-test-suite sqlite3 procps python3 clang-format man-db groff-base
+	jq json-schema-test-suite sqlite3 procps python3 clang-format man-db groff-base \
+	clang libclang-rt-dev
 
 BUILD ?= build
 ASAN ?= build-asan
+FUZZ ?= build-fuzz
+# Seconds each fuzz target runs in `make fuzz`; `make test` runs each for FUZZ_SHORT.
+FUZZ_SECONDS ?= 60
+FUZZ_SHORT ?= 5
+FUZZ_TARGETS := json jsonl schema contract deploy
 PREFIX ?= /usr/local
 DESTDIR ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build build-asan install demo test test-fast bench format format-check clean
+.PHONY: all deps build build-asan build-fuzz install demo test test-fast fuzz fuzz-short fuzz-run \
+	bench format format-check clean
 
 all: build
 
@@ -47,10 +54,46 @@ build-asan: deps
 demo: build
 	sh processors/demo.sh $(BUILD)/sluice
 
-# Every test, in the normal build and then under the sanitizers.
+# Every test, in the normal build and then under the sanitizers, then a short run of
+# each fuzz target (when clang is there).
 test: build build-asan
 	cd $(BUILD) && ctest --output-on-failure -j2
 	cd $(ASAN) && ctest --output-on-failure -j2
+	@if command -v clang >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory fuzz-short; \
+	else \
+		echo "make test: clang is not installed: skipping the fuzz targets (make deps installs it)"; \
+	fi
+
+# The libFuzzer targets of tests/fuzz (clang, with ASan and UBSan).
+build-fuzz: deps
+	cmake -S . -B $(FUZZ) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DSL_FUZZ=ON \
+		-DSL_WERROR=ON
+	cmake --build $(FUZZ) -j2 --target fuzz_all
+
+# Runs each fuzz target for FUZZ_SECONDS (60) seconds on a corpus in $(FUZZ)/corpus,
+# seeded from tests/fuzz/corpus; a crash stops it, and the input that caused it is left
+# in $(FUZZ)/crashes/<target>/. Add such an input to tests/fuzz/corpus/<target>/
+# once it is fixed.
+fuzz: build-fuzz
+	@$(MAKE) --no-print-directory fuzz-run FUZZ_RUN_SECONDS=$(FUZZ_SECONDS)
+
+# The short run of `make test`: every target for FUZZ_SHORT (5) seconds.
+fuzz-short: build-fuzz
+	@$(MAKE) --no-print-directory fuzz-run FUZZ_RUN_SECONDS=$(FUZZ_SHORT)
+
+fuzz-run:
+	@rc=0; for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(FUZZ)/corpus/$$t $(FUZZ)/crashes/$$t; \
+		cp -n tests/fuzz/corpus/$$t/* $(FUZZ)/corpus/$$t/ 2>/dev/null; \
+		echo "fuzz_$$t: $(FUZZ_RUN_SECONDS) s"; \
+		dict=; [ -f tests/fuzz/$$t.dict ] && dict=-dict=tests/fuzz/$$t.dict; \
+		$(FUZZ)/fuzz_$$t -max_total_time=$(FUZZ_RUN_SECONDS) -timeout=10 -rss_limit_mb=2048 $$dict \
+			-print_final_stats=1 -artifact_prefix=$(FUZZ)/crashes/$$t/ \
+			$(FUZZ)/corpus/$$t >$(FUZZ)/fuzz_$$t.log 2>&1 \
+			|| { rc=1; echo "fuzz_$$t FAILED: see $(FUZZ)/fuzz_$$t.log"; tail -40 $(FUZZ)/fuzz_$$t.log; }; \
+		grep -h '^stat::number_of_executed_units' $(FUZZ)/fuzz_$$t.log | sed "s/^/  /"; \
+	done; exit $$rc
 
 # The normal build only, without the slow tests.
 test-fast: build
@@ -65,7 +108,8 @@ bench: build
 	exit $$rc
 
 # The C sources in the repository's one format (.clang-format).
-FORMAT_SRC = $(wildcard engine/*.c engine/*.h tests/*.c tests/*.h bench/*.c bench/*.h)
+FORMAT_SRC = $(wildcard engine/*.c engine/*.h tests/*.c tests/*.h tests/fuzz/*.c tests/fuzz/*.h \
+	bench/*.c bench/*.h)
 
 format: deps
 	clang-format -i $(FORMAT_SRC)
@@ -75,4 +119,4 @@ format-check: deps
 	clang-format --dry-run --Werror $(FORMAT_SRC)
 
 clean:
-	rm -rf $(BUILD) $(ASAN)
+	rm -rf $(BUILD) $(ASAN) $(FUZZ)

@@ -16,10 +16,14 @@
 #include "sl_deploy.h"
 #include "sl_host.h"
 #include "sl_json.h"
+#include "sl_jsonl.h"
 #include "sl_log.h"
 #include "sl_repl.h"
 #include "sl_progress.h"
 #include "sl_store.h"
+
+/* The largest --batch-size: the arrays of one chunk are allocated up front. */
+#define MAX_CHUNK 100000
 
 #define MAX_POS 8
 #define MAX_OPTS 12
@@ -118,12 +122,14 @@ static int set_log_opt(int k, const char *value)
 
 	if (k == 0) {
 		if (sl_log_parse_format(value, &format))
-			return fail("--log-format: expected text or json, got '%s'", value);
+			return fail("--log-format: expected text or json, got '%.*s%s'",
+			            SL_ECHO(value));
 		sl_log_set_format(format);
 	} else {
 		if (sl_log_parse_level(value, &level))
-			return fail("--log-level: expected debug, info, warn or error, got '%s'",
-			            value);
+			return fail(
+				"--log-level: expected debug, info, warn or error, got '%.*s%s'",
+				SL_ECHO(value));
 		sl_log_set_level(level);
 	}
 	return 0;
@@ -159,8 +165,9 @@ static int parse_args(const struct cmd *c, int argc, char **argv, int first, str
 		}
 		if (strncmp(arg, "--", 2) || !arg[2]) {
 			if (a->npos == c->max_pos)
-				return fail("%s: unexpected argument '%s' (see sluice %s --help)",
-				            c->name, arg, c->name);
+				return fail(
+					"%s: unexpected argument '%.*s%s' (see sluice %s --help)",
+					c->name, SL_ECHO(arg), c->name);
 			a->pos[a->npos++] = arg;
 			continue;
 		}
@@ -168,19 +175,20 @@ static int parse_args(const struct cmd *c, int argc, char **argv, int first, str
 		len = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
 		if ((k = log_opt_index(arg + 2, len)) >= 0) {
 			if (!eq && i + 1 >= argc)
-				return fail("%s: option '%s' needs a value", c->name, arg);
+				return fail("%s: option '%.*s%s' needs a value", c->name,
+				            SL_ECHO(arg));
 			if (set_log_opt(k, eq ? eq + 1 : argv[++i]))
 				return 1;
 			continue;
 		}
 		k = opt_index(c, arg + 2, len, &has_value);
 		if (k < 0)
-			return fail("%s: unknown option '%s' (see sluice %s --help)", c->name, arg,
-			            c->name);
+			return fail("%s: unknown option '%.*s%s' (see sluice %s --help)", c->name,
+			            SL_ECHO(arg), c->name);
 		if (!has_value && eq)
 			return fail("%s: option '--%s' takes no value", c->name, c->opts[k]);
 		if (has_value && !eq && i + 1 >= argc)
-			return fail("%s: option '%s' needs a value", c->name, arg);
+			return fail("%s: option '%.*s%s' needs a value", c->name, SL_ECHO(arg));
 		a->optval[k] = !has_value ? "1" : eq ? eq + 1 : argv[++i];
 	}
 	if (a->npos < c->min_pos)
@@ -188,18 +196,31 @@ static int parse_args(const struct cmd *c, int argc, char **argv, int first, str
 	return -1;
 }
 
-/* Parses a strictly positive integer option. */
-static int parse_count(const char *field, const char *text, int64_t *out)
+/* Parses an integer option: exactly an optional sign and decimal digits (no spaces,
+ * nothing after), within [lo, hi]; the message names the option. */
+static int parse_int(const char *field, const char *text, int64_t lo, int64_t hi, int64_t *out)
 {
+	const char *p = text + (*text == '-' || *text == '+');
 	char *end;
 	long long v;
 
 	errno = 0;
-	v = strtoll(text, &end, 10);
-	if (errno || end == text || *end || v < 1)
-		return fail("%s: must be a positive integer, got '%s'", field, text);
+	if (*p < '0' || *p > '9' || strspn(p, "0123456789") != strlen(p) ||
+	    ((v = strtoll(text, &end, 10)), errno) || v < lo || v > hi) {
+		if (lo == 1 && hi == INT64_MAX)
+			return fail("%s: must be a positive integer, got '%.*s%s'", field,
+			            SL_ECHO(text));
+		return fail("%s: must be between %" PRId64 " and %" PRId64 ", got '%.*s%s'", field,
+		            lo, hi, SL_ECHO(text));
+	}
 	*out = v;
 	return 0;
+}
+
+/* Parses a strictly positive integer option (up to INT64_MAX). */
+static int parse_count(const char *field, const char *text, int64_t *out)
+{
+	return parse_int(field, text, 1, INT64_MAX, out);
 }
 
 /* ---- the store ---------------------------------------------------------------- */
@@ -217,6 +238,11 @@ static int open_store_from(const char *path, const char *dfile, int readonly,
 	sl_diag_init(&d);
 	if (path && dfile)
 		return fail("--store and --deployment cannot be used together");
+	if (path && !*path)
+		return fail("--store: must not be empty (leave it out for $SLUICE_STORE, else "
+		            "./sluice.db)");
+	if (dfile && !*dfile)
+		return fail("--deployment: must not be empty");
 	if (dfile) {
 		struct sl_errs errs;
 		size_t i;
@@ -295,109 +321,6 @@ static void result_line(struct sl_buf *b, const char *stream, const struct sl_ap
 
 /* ---- append ----------------------------------------------------------------- */
 
-/* One parsed line of `append --jsonl`; strings owned, JSON texts point into the input. */
-struct line {
-	struct sl_event_in ev;
-	char *stream, *type, *key;
-	int lineno;
-};
-
-struct line_parse {
-	struct line *ln;
-	int has_type;
-};
-
-static char *dup_member_string(const struct sl_json_member *m, const char *field, struct sl_diag *d)
-{
-	char *s;
-
-	if (m->kind != SL_JSON_STRING) {
-		sl_diag_set(d, SL_EINVAL, "%s: must be a string, got %s", field,
-		            sl_json_kind_name(m->kind));
-		return NULL;
-	}
-	if (memchr(m->text, '\0', m->len)) {
-		sl_diag_set(d, SL_EINVAL, "%s: must not contain NUL characters", field);
-		return NULL;
-	}
-	if (!(s = strndup(m->text, m->len)))
-		sl_diag_set(d, SL_ENOMEM, "out of memory");
-	return s;
-}
-
-static int line_member(void *ud, const struct sl_json_member *m, struct sl_diag *d)
-{
-	struct line_parse *lp = ud;
-	struct line *ln = lp->ln;
-	char key[32];
-
-	if (m->keylen >= sizeof(key) || memchr(m->key, '\0', m->keylen))
-		return sl_diag_set(d, SL_EINVAL, "unknown field '%.*s'", (int)m->keylen, m->key);
-	memcpy(key, m->key, m->keylen);
-	key[m->keylen] = '\0';
-	if (!strcmp(key, "stream")) {
-		free(ln->stream);
-		return (ln->stream = dup_member_string(m, key, d)) ? 0 : d->code;
-	}
-	if (!strcmp(key, "type")) {
-		free(ln->type);
-		lp->has_type = 1;
-		return (ln->type = dup_member_string(m, key, d)) ? 0 : d->code;
-	}
-	if (!strcmp(key, "idempotencyKey")) {
-		free(ln->key);
-		return (ln->key = dup_member_string(m, key, d)) ? 0 : d->code;
-	}
-	if (!strcmp(key, "payload") || !strcmp(key, "metadata")) {
-		if (m->kind != SL_JSON_OBJECT)
-			return sl_diag_set(d, SL_EINVAL, "%s: must be a JSON object, got %s", key,
-			                   sl_json_kind_name(m->kind));
-		if (key[0] == 'p')
-			ln->ev.payload = m->text, ln->ev.payload_len = m->len;
-		else
-			ln->ev.metadata = m->text, ln->ev.metadata_len = m->len;
-		return 0;
-	}
-	if (!strcmp(key, "offset")) {
-		if (m->kind != SL_JSON_INTEGER || m->integer < 1)
-			return sl_diag_set(d, SL_EINVAL, "offset: must be a positive integer");
-		ln->ev.offset = m->integer;
-		return 0;
-	}
-	if (!strcmp(key, "createdAt") || !strcmp(key, "position"))
-		return sl_diag_set(d, SL_EINVAL, "%s: is set by the store and cannot be given",
-		                   key);
-	return sl_diag_set(d, SL_EINVAL, "unknown field '%s'", key);
-}
-
-static void line_release(struct line *ln)
-{
-	free(ln->stream);
-	free(ln->type);
-	free(ln->key);
-}
-
-/* Parses and validates one input line into ln (core checks core payloads). */
-static int parse_line(const char *text, size_t len, const char *stream, struct line *ln,
-                      struct sl_core_validator *core, struct sl_diag *d)
-{
-	struct line_parse lp = {ln, 0};
-	int rc;
-
-	if ((rc = sl_json_members(text, len, line_member, &lp, d)))
-		return rc;
-	if (!lp.has_type)
-		return sl_diag_set(d, SL_EINVAL, "type: required");
-	if (!ln->stream && stream && !(ln->stream = strdup(stream)))
-		return sl_diag_set(d, SL_ENOMEM, "out of memory");
-	if (!ln->stream)
-		return sl_diag_set(d, SL_EINVAL, "stream: required (no STREAM argument was given)");
-	ln->ev.stream = ln->stream;
-	ln->ev.type = ln->type;
-	ln->ev.key = ln->key;
-	return sl_store_check_event(&ln->ev, sl_core_validate, core, d);
-}
-
 static int read_all(FILE *f, struct sl_buf *b)
 {
 	char chunk[65536];
@@ -420,12 +343,12 @@ static int blank_line(const char *p, size_t n)
 
 /* Splits the input into lines and validates every one; reports each bad line. */
 static int parse_input(struct sl_buf *in, const char *stream, struct sl_core_validator *core,
-                       struct line **out, size_t *count)
+                       struct sl_jsonl_line **out, size_t *count)
 {
-	struct line *lines = NULL, *grown;
+	struct sl_jsonl_line *lines = NULL, *grown;
 	size_t n = 0, cap = 0, bad = 0;
-	char *p = in->ptr, *end = in->ptr + in->len, *nl;
-	int lineno = 0;
+	char *p = in->ptr, *end = in->len ? in->ptr + in->len : p, *nl; /* ptr NULL if empty */
+	int lineno = 0, rc;
 	struct sl_diag d;
 
 	for (; p < end; p = nl + 1) {
@@ -436,17 +359,19 @@ static int parse_input(struct sl_buf *in, const char *stream, struct sl_core_val
 			continue;
 		if (n == cap) {
 			cap = cap ? cap * 2 : 1024;
-			if (!(grown = realloc(lines, cap * sizeof(*lines)))) {
+			if (cap > SIZE_MAX / 2 / sizeof(*lines) ||
+			    !(grown = realloc(lines, cap * sizeof(*lines)))) {
 				bad++;
 				fail("out of memory");
 				break;
 			}
 			lines = grown;
 		}
-		memset(&lines[n], 0, sizeof(lines[n]));
-		lines[n].lineno = lineno;
 		sl_diag_init(&d);
-		if (parse_line(p, (size_t)(nl - p), stream, &lines[n], core, &d)) {
+		rc = sl_jsonl_parse(p, (size_t)(nl - p), stream, &lines[n], sl_core_validate, core,
+		                    &d);
+		lines[n].lineno = lineno;
+		if (rc) {
 			if (++bad <= 20)
 				fail("line %d: %s", lineno, sl_diag_msg(&d));
 		}
@@ -460,8 +385,9 @@ static int parse_input(struct sl_buf *in, const char *stream, struct sl_core_val
 }
 
 /* Appends the lines in atomic chunks, printing each chunk's results after its commit. */
-static int append_chunks(struct sl_store *s, struct line *lines, size_t n, int64_t chunk)
+static int append_chunks(struct sl_store *s, struct sl_jsonl_line *lines, size_t n, int64_t chunk)
 {
+	/* chunk is at most MAX_CHUNK (parse_int), so these sizes cannot wrap. */
 	struct sl_event_in *ev = malloc((size_t)chunk * sizeof(*ev));
 	struct sl_append_result *res = malloc((size_t)chunk * sizeof(*res));
 	struct sl_buf out;
@@ -507,7 +433,7 @@ static int append_jsonl(struct args *a)
 	const char *bs = opt(a, "batch-size");
 	struct sl_core_validator *core = NULL;
 	struct sl_store *s = NULL;
-	struct line *lines = NULL;
+	struct sl_jsonl_line *lines = NULL;
 	struct sl_buf in;
 	struct sl_diag d;
 	int64_t chunk = 1000;
@@ -521,8 +447,8 @@ static int append_jsonl(struct args *a)
 	if (opt(a, "key") || opt(a, "metadata") || opt(a, "offset"))
 		return fail("append --jsonl: --key, --metadata and --offset go in each line");
 	if (a->npos == 1 && !sl_stream_name_valid(a->pos[0]))
-		return fail("stream: invalid stream name '%s'", a->pos[0]);
-	if ((bs && parse_count("--batch-size", bs, &chunk)) || read_all(stdin, &in)) {
+		return fail("stream: invalid stream name '%.*s%s'", SL_ECHO(a->pos[0]));
+	if ((bs && parse_int("--batch-size", bs, 1, MAX_CHUNK, &chunk)) || read_all(stdin, &in)) {
 		rc = 1;
 		goto out;
 	}
@@ -539,7 +465,7 @@ static int append_jsonl(struct args *a)
 	rc = append_chunks(s, lines, n, chunk);
 out:
 	for (i = 0; i < n; i++)
-		line_release(&lines[i]);
+		sl_jsonl_release(&lines[i]);
 	free(lines);
 	sl_buf_release(&in);
 	sl_store_close(s);
@@ -571,7 +497,7 @@ static int cmd_append(struct args *a)
 	if ((ev.metadata = opt(a, "metadata")))
 		ev.metadata_len = strlen(ev.metadata);
 	ev.key = opt(a, "key");
-	if (off && parse_count("offset", off, &ev.offset))
+	if (off && parse_count("--offset", off, &ev.offset))
 		return 1;
 	sl_diag_init(&d);
 	if (sl_core_validator_new(&core, &d)) {
@@ -621,7 +547,7 @@ static int cmd_events(struct args *a)
 	int rc;
 
 	if (!sl_stream_name_valid(a->pos[0]))
-		return fail("stream: invalid stream name '%s'", a->pos[0]);
+		return fail("stream: invalid stream name '%.*s%s'", SL_ECHO(a->pos[0]));
 	if ((from && parse_count("--from", from, &f)) ||
 	    (limit && parse_count("--limit", limit, &l)))
 		return 1;
@@ -662,7 +588,7 @@ static int cmd_streams(struct args *a)
 	int rc;
 
 	if (prefix && !sl_stream_name_valid(prefix))
-		return fail("prefix: invalid stream name '%s'", prefix);
+		return fail("prefix: invalid stream name '%.*s%s'", SL_ECHO(prefix));
 	if ((rc = open_store(a, 1, NULL, &s)))
 		return rc;
 	sl_buf_init(&b);
@@ -843,9 +769,11 @@ static int cmd_run(struct args *a)
 	const char *timeout = opt(a, "shutdown-timeout");
 	double ms = timeout ? sl_parse_duration(timeout) : 0;
 
-	if (timeout && ms < 0)
-		return fail("--shutdown-timeout: bad duration '%s' (use e.g. 500ms, 10s, 2m)",
-		            timeout);
+	if (timeout && !(ms >= 0 && ms <= 86400000.0))
+		return fail(
+			"--shutdown-timeout: must be a duration of at most 24 hours (e.g. 500ms, "
+			"10s, 2m), got '%.*s%s'",
+			SL_ECHO(timeout));
 	if (open_host(a->pos[0], SL_HOST_RUN | (opt(a, "strict") ? SL_HOST_STRICT : 0), &h))
 		return 1;
 	if (timeout)
@@ -1053,8 +981,8 @@ static int do_dead_letters(struct sl_host *h, struct args *a, struct sl_diag *d)
 			rc = put_line(&f.o.b);
 		}
 	} else if (f.proc && !sl_deploy_proc(sl_host_deploy(h), f.proc)) {
-		rc = sl_diag_set(d, SL_EINVAL, "unknown processor '%s' (not in %s)", f.proc,
-		                 a->pos[0]);
+		rc = sl_diag_set(d, SL_EINVAL, "unknown processor '%.*s%s' (not in %s)",
+		                 SL_ECHO(f.proc), a->pos[0]);
 	} else {
 		rc = sl_host_dead_letters(h, print_dead_of, &f, d);
 	}
@@ -1090,10 +1018,11 @@ static int cmd_dead_letters(struct args *a)
 		a->pos[1] = "clear";
 	}
 	if (a->npos == 2 && strcmp(a->pos[1], "clear"))
-		return fail(
-			"dead-letters: unexpected argument '%s' (see sluice dead-letters --help)",
-			a->pos[1]);
-	return with_host(a, SL_HOST_ROWS | (a->npos == 2 ? 0 : SL_HOST_READONLY), do_dead_letters);
+		return fail("dead-letters: unexpected argument '%.*s%s' (see sluice dead-letters "
+		            "--help)",
+		            SL_ECHO(a->pos[1]));
+	return with_host(a, SL_HOST_ROWS | (a->npos == 2 ? 0 : SL_HOST_READONLY), /* clear writes */
+	                 do_dead_letters);
 }
 
 /* sluice repl [DEPLOYMENT] [-e CODE | --eval CODE] */
@@ -1110,8 +1039,8 @@ static int cmd_repl(struct args *a)
 		} else if (!deployment) {
 			deployment = a->pos[i];
 		} else {
-			return fail("repl: unexpected argument '%s' (see sluice repl --help)",
-			            a->pos[i]);
+			return fail("repl: unexpected argument '%.*s%s' (see sluice repl --help)",
+			            SL_ECHO(a->pos[i]));
 		}
 	}
 	return sl_repl_main(deployment, code);
@@ -1345,12 +1274,13 @@ int sl_cli_main(int argc, char **argv)
 			return 0;
 		}
 		if (!(c = find_command(argv[2])))
-			return fail("unknown command '%s' (see sluice --help)", argv[2]);
+			return fail("unknown command '%.*s%s' (see sluice --help)",
+			            SL_ECHO(argv[2]));
 		print_help(c);
 		return 0;
 	}
 	if (!(c = find_command(argv[1])))
-		return fail("unknown command '%s' (see sluice --help)", argv[1]);
+		return fail("unknown command '%.*s%s' (see sluice --help)", SL_ECHO(argv[1]));
 	if ((rc = parse_args(c, argc, argv, 2, &a)) >= 0)
 		return rc;
 	rc = c->run(&a);

@@ -333,6 +333,7 @@ static int own_events(lua_State *L, struct sl_contract *c, struct sl_errs *errs)
 	char where[600];
 	struct sl_schema *s;
 	struct sl_diag d;
+	size_t first = errs->n;
 	int bad = 0;
 
 	lua_getfield(L, -1, "events");
@@ -350,6 +351,7 @@ static int own_events(lua_State *L, struct sl_contract *c, struct sl_errs *errs)
 		lua_pop(L, 1);
 	}
 	lua_pop(L, 1);
+	sl_errs_sort(errs, first); /* not in the table's (random) order */
 	return bad;
 }
 
@@ -575,6 +577,21 @@ static int check_contract(lua_State *L, struct sl_contracts *cs, struct sl_contr
 	return bad;
 }
 
+/* Protected: check_contract on the decoded contract at 1; arguments are light
+ * userdata: 2 contracts, 3 contract, 4 errs. Every access to a contract's Lua
+ * table runs inside it, so even an out-of-memory error there is caught.
+ * [-4, +0, e] */
+static int check_protected(lua_State *L)
+{
+	struct sl_contracts *cs = lua_touserdata(L, 2);
+	struct sl_contract *c = lua_touserdata(L, 3);
+	struct sl_errs *errs = lua_touserdata(L, 4);
+
+	lua_settop(L, 1);
+	check_contract(L, cs, c, errs);
+	return 0;
+}
+
 int sl_contracts_load(struct sl_contracts *cs, const char *name, const struct sl_contract **out,
                       struct sl_errs *errs)
 {
@@ -604,8 +621,17 @@ int sl_contracts_load(struct sl_contracts *cs, const char *name, const struct sl
 	} else if (!(e->c.file = strdup(path)) || load_json(L, path, &e->c.hash, &d)) {
 		sl_errs_add(errs, "%s", sl_diag_msg(&d));
 	} else {
-		check_contract(L, cs, &e->c, errs);
-		lua_pop(L, 1);
+		lua_pushcfunction(L, check_protected);
+		lua_insert(L, -2);
+		lua_pushlightuserdata(L, cs);
+		lua_pushlightuserdata(L, &e->c);
+		lua_pushlightuserdata(L, errs);
+		if (lua_pcall(L, 4, 0, 0) != LUA_OK) {
+			sl_errs_add(errs, "%s: %s", path,
+			            lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+			                                           : "out of memory");
+			lua_pop(L, 1);
+		}
 	}
 	e->state = errs->n > before ? -1 : 1;
 	*out = e->state == 1 ? &e->c : NULL;

@@ -4,8 +4,12 @@
  * deployment is configuration, not a program) and run in a protected call. Its table
  * is validated against schemas/deployment.schema.json; every error is reported with
  * its path in the table ("deploy.lua: /processors/counter/streams: type: expected
- * string, got number"). Paths in it are relative to the file's directory and are
- * resolved here.
+ * string, got number"), at every depth, unknown fields with the closest known name,
+ * sorted (so the order does not depend on Lua's table order). The file runs in a
+ * protected call with a fixed allowance of instructions and memory; every later
+ * access to its table is protected too, so a key that is not a string
+ * (`processors = { [1] = ... }`) is an error naming the file and field. Paths in it are relative to
+ * the file's directory and are resolved here.
  */
 #ifndef SL_DEPLOY_H
 #define SL_DEPLOY_H
@@ -14,6 +18,15 @@
 
 #include "sl_error.h"
 #include "sl_store.h"
+
+/* Ranges of the numeric settings (also in schemas/deployment.schema.json); every
+ * setting is checked against its range when the file loads:
+ *	batchSize 1..SL_DEPLOY_MAX_BATCH, retry.attempts 1..SL_DEPLOY_MAX_ATTEMPTS,
+ *	limits.instructions 1..1e15, limits.memory 0..1024GiB (0: no budget),
+ *	limits.wallclock 0..24h (0: no budget), retry.backoff and shutdownTimeout 0..24h,
+ *	lease 100ms..24h. */
+#define SL_DEPLOY_MAX_BATCH 100000
+#define SL_DEPLOY_MAX_ATTEMPTS 1000
 
 struct sl_deploy_proc {
 	char *name;

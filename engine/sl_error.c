@@ -104,6 +104,86 @@ void sl_errs_add(struct sl_errs *e, const char *fmt, ...)
 		e->n++;
 }
 
+/* The length of the "<chunk>:N:" position msg starts with when the chunk is `file`
+ * (or Lua's "...<tail of file>" for a long name), with *line set to N; else 0. */
+static size_t lua_position(const char *file, const char *msg, long *line)
+{
+	size_t flen = strlen(file), n;
+	const char *colon, *p;
+	char *end;
+
+	if (!strncmp(msg, file, flen) && msg[flen] == ':') {
+		colon = msg + flen;
+	} else if (!strncmp(msg, "...", 3) && (colon = strchr(msg + 3, ':'))) {
+		n = (size_t)(colon - (msg + 3));
+		if (n > flen || strncmp(file + flen - n, msg + 3, n))
+			return 0;
+	} else {
+		return 0;
+	}
+	p = colon + 1;
+	if (*p < '0' || *p > '9')
+		return 0;
+	*line = strtol(p, &end, 10);
+	if (*end != ':')
+		return 0;
+	return (size_t)(end + 1 - msg);
+}
+
+void sl_lua_message(char *out, size_t n, const char *file, const char *msg)
+{
+	size_t skip, len;
+	long line = 0;
+
+	if (!msg)
+		msg = "unknown error (the error value is not a string)";
+	skip = lua_position(file, msg, &line);
+	msg += skip;
+	if (skip && *msg == ' ')
+		msg++;
+	len = strcspn(msg, "\n");
+	if (skip)
+		snprintf(out, n, "%s: line %ld: %.*s", file, line, (int)len, msg);
+	else
+		snprintf(out, n, "%s: %.*s", file, (int)len, msg);
+}
+
+void sl_errs_add_lua(struct sl_errs *e, const char *file, const char *msg)
+{
+	char buf[SL_DIAG_MAX];
+
+	sl_lua_message(buf, sizeof(buf), file, msg);
+	sl_errs_add(e, "%s", buf);
+}
+
+size_t sl_echo_len(const char *s)
+{
+	size_t n = strnlen(s, SL_ECHO_MAX + 1);
+
+	if (n <= SL_ECHO_MAX)
+		return n;
+	n = SL_ECHO_MAX;
+	while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+		n--; /* s[n] continues a character: cut before it starts */
+	return n;
+}
+
+const char *sl_echo_more(const char *s)
+{
+	return strnlen(s, SL_ECHO_MAX + 1) > SL_ECHO_MAX ? "..." : "";
+}
+
+static int cmp_msg(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void sl_errs_sort(struct sl_errs *e, size_t from)
+{
+	if (from < e->n)
+		qsort(e->msg + from, e->n - from, sizeof(*e->msg), cmp_msg);
+}
+
 int sl_edit_distance(const char *a, const char *b)
 {
 	size_t la = strlen(a), lb = strlen(b), i, j;
@@ -141,7 +221,10 @@ void sl_closest_try(struct sl_closest *c, const char *candidate)
 {
 	int dist;
 
-	if (candidate && (dist = sl_edit_distance(c->word, candidate)) < c->dist) {
+	if (!candidate)
+		return;
+	dist = sl_edit_distance(c->word, candidate);
+	if (dist < c->dist || (dist == c->dist && c->best && strcmp(candidate, c->best) < 0)) {
 		c->dist = dist;
 		c->best = candidate;
 	}

@@ -73,13 +73,35 @@ void sl_errs_init(struct sl_errs *e);
 void sl_errs_release(struct sl_errs *e);
 /* Adds a formatted message (copied). */
 void sl_errs_add(struct sl_errs *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Sorts the messages from index `from` on (strcmp order): a check that walks a Lua
+ * table calls it so that its errors do not come in the table's (random) order. */
+void sl_errs_sort(struct sl_errs *e, size_t from);
+
+/* Adds the message `msg` of a Lua error raised while loading or running the chunk
+ * of `file` in the form of DESIGN §7, "<file>: line N: <message>", when msg starts
+ * with Lua's "<chunk>:N:" position (also when Lua shortened a long chunk name to
+ * "...<tail>"); otherwise as "<file>: <msg>". Only msg's first line is kept. */
+void sl_errs_add_lua(struct sl_errs *e, const char *file, const char *msg);
+
+/* The same rewriting into out[0..n) (always terminated). */
+void sl_lua_message(char *out, size_t n, const char *file, const char *msg);
+
+/* Echoing user input in a message: at most SL_ECHO_MAX bytes of it, cut at a UTF-8
+ * character boundary, then "..." when something was cut. Use with "%.*s%s":
+ *	fail("--from: must be an integer, got '%.*s%s'", SL_ECHO(text));
+ */
+#define SL_ECHO_MAX 64
+#define SL_ECHO(s) (int)sl_echo_len(s), (s), sl_echo_more(s)
+size_t sl_echo_len(const char *s);
+const char *sl_echo_more(const char *s);
 
 /* Levenshtein distance between a and b, capped at 100. */
 int sl_edit_distance(const char *a, const char *b);
 
 /* "Did you mean": the one place that picks the closest valid name for a typo.
  * Feed every candidate to sl_closest_try; sl_closest_best is the closest one at edit
- * distance 3 or less (the first of equals), or NULL. The
+ * distance 3 or less (of equals, the one first in strcmp order, so the answer does
+ * not depend on the order the candidates come in), or NULL. The
  * candidates are borrowed: the result lives as long as the best candidate does.
  *
  *	struct sl_closest c;

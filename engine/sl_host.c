@@ -72,7 +72,10 @@ static int open_procs(struct sl_host *h, int flags, struct sl_errs *errs)
 
 static int open_store(struct sl_host *h, struct sl_errs *errs)
 {
-	struct sl_store_opts so = {h->dp->durability, (h->flags & SL_HOST_READONLY) != 0,
+	/* A store that does not exist yet is created even by a read, so that `state`
+	 * before the first run shows the initial states. */
+	struct sl_store_opts so = {h->dp->durability,
+	                           (h->flags & SL_HOST_READONLY) && !access(h->dp->store, F_OK),
 	                           sl_core_validate, NULL};
 	struct sl_diag d;
 	size_t i;
@@ -81,10 +84,6 @@ static int open_store(struct sl_host *h, struct sl_errs *errs)
 	if (sl_core_validator_new(&h->core, &d))
 		goto fail;
 	so.check_ud = h->core;
-	/* A store that does not exist yet is created, read-only or not: reading commands
-	 * on a new deployment show its processors as new. */
-	if (so.readonly && access(h->dp->store, F_OK) != 0)
-		so.readonly = 0;
 	if (sl_store_open(&h->store, h->dp->store, &so, &d))
 		goto fail;
 	for (i = 0; i < h->nprocs; i++)
@@ -200,7 +199,8 @@ static struct sl_pump_proc *find_proc(struct sl_host *h, const char *name, struc
 	for (i = 0; i < h->nprocs; i++)
 		if (!strcmp(h->procs[i].cfg->name, name))
 			return &h->procs[i];
-	sl_diag_set(d, SL_EINVAL, "unknown processor '%s' (not in %s)", name, h->dp->file);
+	sl_diag_set(d, SL_EINVAL, "unknown processor '%.*s%s' (not in %s)", SL_ECHO(name),
+	            h->dp->file);
 	return NULL;
 }
 

@@ -26,11 +26,11 @@ enum {
 	SL_HOST_ROWS = 16,     /* status, reset, dead-letters: the processors' rows only; no
 	                        * script or contract is loaded (they work while a script is
 	                        * broken) */
-	SL_HOST_READONLY = 64, /* status, state, dead-letters: the store is opened read-only
-	                        * (they work on a read-only file, or a full disk) */
 	SL_HOST_LENIENT = 32,  /* state: a processor whose script or contract does not load
 	                        * is kept without them (sl_host_skipped says why); its stored
 	                        * states are read as stored */
+	SL_HOST_READONLY = 64, /* state, status, dead-letters: the store is opened for
+	                        * reading only (they work on a read-only store, or a full disk) */
 };
 
 /* Loads the deployment, its contracts and scripts, opens its store and binds every

@@ -1,6 +1,7 @@
 /* sl_json.c - strict JSON checking and top-level member scanning on yajl's callbacks. */
 #include "sl_json.h"
 #include "sl_buf.h"
+#include "sl_hash.h"
 
 #include <errno.h>
 #include <math.h>
@@ -281,23 +282,25 @@ int sl_json_dupkey(struct sl_json_parser *p, const char *key, size_t n)
 
 /* ---- Checking and member scanning ---- */
 
-/* A key of an open object. Its bytes are at `off` in scan.keys; when the object closes
- * with many keys, `s` replaces `off` so that the keys can be sorted. */
+/* A key of an open object: its bytes are at `off` in scan.keys. */
 struct key {
-	union {
-		size_t off;
-		const char *s;
-	};
+	size_t off;
 	size_t len;
 };
 
-/* One open array or object. */
+/* One open array or object. An object with more than LINEAR_KEYS keys gets a hash
+ * set of its keys (open addressing; each slot holds a key's index in scan.recs
+ * plus one, 0 when empty), so 100k keys cost n, not n squared. */
 struct frame {
-	size_t open;  /* offset of the opening bracket */
-	size_t first; /* OBJECT: index of its first key in scan.recs */
-	size_t bytes; /* OBJECT: length of scan.keys when it opened */
+	size_t open;   /* offset of the opening bracket */
+	size_t first;  /* OBJECT: index of its first key in scan.recs */
+	size_t bytes;  /* OBJECT: length of scan.keys when it opened */
+	size_t *slots; /* OBJECT: the hash set, or NULL */
+	size_t nslots; /* a power of two, more than twice the keys in it */
 	int object;
 };
+
+#define LINEAR_KEYS 8
 
 struct scan {
 	struct sl_json_parser p;
@@ -313,39 +316,70 @@ struct scan {
 	struct frame frames[SL_JSON_MAX_DEPTH + 1];
 };
 
-/* Orders keys by length, then bytes: all that matters is that equal keys meet. */
-static int key_cmp(const void *a, const void *b)
+static int same_key(const struct scan *s, size_t a, size_t b)
 {
-	const struct key *x = a, *y = b;
+	const struct key *x = &s->recs[a], *y = &s->recs[b];
 
-	if (x->len != y->len)
-		return x->len < y->len ? -1 : 1;
-	return memcmp(x->s, y->s, x->len);
+	return x->len == y->len && !memcmp(s->keys.ptr + x->off, s->keys.ptr + y->off, x->len);
 }
 
-/* Checks that the keys of the object closing in `fr` differ: pairwise when there are
- * few, by sorting otherwise, so 100k keys cost n log n. Returns 1, or 0 (failed). */
-static int unique_keys(struct scan *s, const struct frame *fr)
+/* Puts key `idx` into the hash set of fr; returns the index of an equal key already
+ * there, or (size_t)-1. */
+static size_t set_put(const struct scan *s, struct frame *fr, size_t idx)
 {
-	struct key *k = s->recs + fr->first;
-	size_t n = s->nrecs - fr->first, i, j;
-	const char *base = s->keys.ptr;
+	const struct key *k = &s->recs[idx];
+	size_t i = (size_t)sl_hash_bytes(SL_HASH_INIT, s->keys.ptr + k->off, k->len);
 
-	if (n <= 8) {
-		for (i = 1; i < n; i++)
-			for (j = 0; j < i; j++)
-				if (k[i].len == k[j].len &&
-				    !memcmp(base + k[i].off, base + k[j].off, k[i].len))
-					return sl_json_dupkey(&s->p, base + k[i].off, k[i].len);
+	for (i &= fr->nslots - 1; fr->slots[i]; i = (i + 1) & (fr->nslots - 1))
+		if (same_key(s, fr->slots[i] - 1, idx))
+			return fr->slots[i] - 1;
+	fr->slots[i] = idx + 1;
+	return (size_t)-1;
+}
+
+/* Makes the hash set of fr large enough for n keys, holding keys first..first+n-1.
+ * Returns 1, or 0 (failed: out of memory). */
+static int set_grow(struct scan *s, struct frame *fr, size_t n)
+{
+	size_t cap = fr->nslots ? fr->nslots : 32, i;
+
+	if (fr->slots && n * 2 < fr->nslots)
+		return 1;
+	while (cap <= n * 2)
+		cap *= 2;
+	free(fr->slots);
+	if (cap > SIZE_MAX / sizeof(*fr->slots) || !(fr->slots = calloc(cap, sizeof(*fr->slots)))) {
+		fr->slots = NULL;
+		fr->nslots = 0;
+		return sl_json_fail(&s->p, SL_ENOMEM, "out of memory");
+	}
+	fr->nslots = cap;
+	for (i = fr->first; i < fr->first + n - 1; i++)
+		set_put(s, fr, i);
+	return 1;
+}
+
+/* Checks the key just recorded (the last of scan.recs) against the earlier keys of
+ * its object, at the moment it is read, as sl_lj_decode does: the first duplicate in
+ * document order is the one reported, and an error later in the text is never
+ * reached. Returns 1, or 0 (failed). */
+static int new_key(struct scan *s)
+{
+	struct frame *fr = &s->frames[s->depth];
+	size_t idx = s->nrecs - 1, n = s->nrecs - fr->first, i, dup;
+
+	if (n <= LINEAR_KEYS && !fr->slots) {
+		for (i = fr->first; i < idx; i++)
+			if (same_key(s, i, idx))
+				goto dup;
 		return 1;
 	}
-	for (i = 0; i < n; i++)
-		k[i].s = base + k[i].off;
-	qsort(k, n, sizeof(*k), key_cmp);
-	for (i = 1; i < n; i++)
-		if (!key_cmp(&k[i - 1], &k[i]))
-			return sl_json_dupkey(&s->p, k[i].s, k[i].len);
-	return 1;
+	if (!set_grow(s, fr, n))
+		return 0;
+	if ((dup = set_put(s, fr, idx)) == (size_t)-1)
+		return 1;
+dup:
+	return sl_json_dupkey(&s->p, s->keys.ptr + s->recs[idx].off, s->recs[idx].len);
 }
 
 /* Records the kind of the top-level value; sl_json_members wants an object. */
@@ -447,7 +481,7 @@ static int scan_key(void *ctx, const unsigned char *k, size_t n)
 	sl_buf_add(&s->keys, k, n);
 	if (!sl_buf_ok(&s->keys))
 		return sl_json_fail(&s->p, SL_ENOMEM, "out of memory");
-	return 1;
+	return new_key(s);
 }
 
 static int scan_open(struct scan *s, enum sl_json_kind kind)
@@ -463,18 +497,19 @@ static int scan_open(struct scan *s, enum sl_json_kind kind)
 	fr->open = sl_json_offset(&s->p) - 1; /* the bracket is the token's last byte */
 	fr->first = s->nrecs;
 	fr->bytes = s->keys.len;
+	fr->slots = NULL;
+	fr->nslots = 0;
 	fr->object = kind == SL_JSON_OBJECT;
 	return 1;
 }
 
 static int scan_close(struct scan *s, enum sl_json_kind kind)
 {
-	const struct frame *fr = &s->frames[s->depth];
+	struct frame *fr = &s->frames[s->depth];
 	size_t end = sl_json_offset(&s->p);
 
 	if (fr->object) {
-		if (!unique_keys(s, fr))
-			return 0;
+		free(fr->slots); /* the keys were checked as they came */
 		s->nrecs = fr->first;
 		s->keys.len = fr->bytes; /* drop its key bytes; keep the NUL invariant */
 		if (s->keys.cap)
@@ -536,6 +571,9 @@ static int scan_run(struct scan *s, const char *text, size_t len, struct sl_diag
 		return sl_diag_set(d, SL_ENOMEM, "out of memory");
 	s->p.h = h;
 	rc = sl_json_parse(&s->p);
+	for (; s->depth > 0; s->depth--) /* the objects an error left open */
+		if (s->frames[s->depth].object)
+			free(s->frames[s->depth].slots);
 	yajl_free(h);
 	free(s->recs);
 	sl_buf_release(&s->keys);

@@ -20,6 +20,10 @@
  * checked document always decodes to finite numbers. Empty or all-whitespace input
  * gives "malformed JSON: empty input". In "at byte N", N is the 1-based position of
  * the byte at which the error was detected (the end of the text for a premature end).
+ * A duplicate key is reported when its second occurrence is read, so the first
+ * error in document order is the one reported, whatever kind it is: sl_lj_decode
+ * (with SL_LJ_STRICT) gives the same message for every bad document
+ * (tests/test_luajson.c compares them over a table of bad inputs).
  */
 #ifndef SL_JSON_H
 #define SL_JSON_H

@@ -175,10 +175,7 @@ static int run_script(struct sl_proc *p, struct sl_errs *errs)
 			snprintf(line, sizeof(line), "%s", sl_sandbox_message(L, b));
 		else
 			first_line(lua_tostring(L, -1), line, sizeof(line));
-		if (strncmp(line, file, strlen(file)))
-			sl_errs_add(errs, "%s: %s", file, line);
-		else
-			sl_errs_add(errs, "%s", line);
+		sl_errs_add_lua(errs, file, line);
 		lua_pop(L, 1);
 		return SL_EINVAL;
 	}
@@ -216,6 +213,7 @@ static void check_hooks(lua_State *L, const struct sl_proc *p, const char *field
                         struct sl_errs *errs)
 {
 	const char *file = p->cfg.script, *hint, *key;
+	size_t first = errs->n;
 
 	lua_pushnil(L);
 	while (lua_next(L, -2)) {
@@ -240,6 +238,7 @@ static void check_hooks(lua_State *L, const struct sl_proc *p, const char *field
 		}
 		lua_pop(L, 1);
 	}
+	sl_errs_sort(errs, first); /* not in the table's (random) order */
 }
 
 /* Takes field `name` of the script table at -1 into a registry ref if its type
@@ -271,6 +270,7 @@ static void check_script(lua_State *L, struct sl_proc *p, struct sl_contracts *c
                          struct sl_errs *errs)
 {
 	const char *file = p->cfg.script, *hint;
+	size_t first = errs->n;
 
 	lua_pushnil(L);
 	while (lua_next(L, -2)) {
@@ -286,6 +286,7 @@ static void check_script(lua_State *L, struct sl_proc *p, struct sl_contracts *c
 		}
 		lua_pop(L, 1);
 	}
+	sl_errs_sort(errs, first);
 	if (raw_field(L, -1, "contract") != LUA_TSTRING) {
 		sl_errs_add(errs, "%s: contract: required, the name of the processor's contract",
 		            file);

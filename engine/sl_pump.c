@@ -436,8 +436,12 @@ static void on_ingested(void *ud, struct sl_inst *in, int rc, const struct sl_di
 	} else {
 		sl_log(SL_LOG_WARN, hp->cfg->name, stream, at ? at : pd->first_offset,
 		       "%s (attempt %d of %d)", sl_diag_msg(d), in->fails, hp->cfg->retry_attempts);
-		for (backoff = hp->cfg->backoff_ms, i = 1; i < in->fails; i++)
+		/* Doubling, capped at a day: up to 1000 attempts would overflow. */
+		for (backoff = hp->cfg->backoff_ms, i = 1; i < in->fails && backoff < 86400000.0;
+		     i++)
 			backoff *= 2;
+		if (backoff > 86400000.0)
+			backoff = 86400000.0;
 		in->retry_at = uv_now(pm->loop) + (uint64_t)backoff;
 		pm->retrying = 1;
 	}

@@ -176,9 +176,9 @@ int sl_store_check_event(const struct sl_event_in *ev, sl_payload_check_fn check
 
 	if (!ev->stream || !sl_stream_name_valid(ev->stream))
 		return sl_diag_set(d, SL_EINVAL,
-		                   "stream: invalid stream name '%s' (segments of"
+		                   "stream: invalid stream name '%.*s%s' (segments of"
 		                   " [A-Za-z0-9_-][A-Za-z0-9._-]* joined by '/', at most %d bytes)",
-		                   ev->stream ? ev->stream : "", SL_STREAM_MAX);
+		                   SL_ECHO(ev->stream ? ev->stream : ""), SL_STREAM_MAX);
 	if (!ev->type || !(tlen = strlen(ev->type)))
 		return sl_diag_set(d, SL_EINVAL, "type: must be a non-empty string");
 	if (tlen > SL_TYPE_MAX)
@@ -188,8 +188,8 @@ int sl_store_check_event(const struct sl_event_in *ev, sl_payload_check_fn check
 		return sl_diag_set(d, SL_EINVAL,
 		                   "type: must be UTF-8 text without control characters");
 	if (engine_only_type(ev->type))
-		return sl_diag_set(d, SL_EINVAL, "type: '%s' is written by the store only",
-		                   ev->type);
+		return sl_diag_set(d, SL_EINVAL, "type: '%.*s%s' is written by the store only",
+		                   SL_ECHO(ev->type));
 	if (ev->payload && (rc = check_object("payload", ev->payload, ev->payload_len, d)))
 		return rc;
 	if (ev->metadata && (rc = check_object("metadata", ev->metadata, ev->metadata_len, d)))

@@ -386,11 +386,81 @@ static void sqlite_close(struct sl_store *base)
 	free(s);
 }
 
+/* The URI of a read-only, immutable open of path ("file:" with %, ? and # escaped),
+ * owned; NULL when out of memory. */
+static char *immutable_uri(const char *path)
+{
+	struct sl_buf b;
+	const char *p;
+
+	sl_buf_init(&b);
+	sl_buf_adds(&b, "file:");
+	for (p = path; *p; p++) {
+		if (*p == '%' || *p == '?' || *p == '#') {
+			char esc[4];
+			snprintf(esc, sizeof(esc), "%%%02X", (unsigned char)*p);
+			sl_buf_adds(&b, esc);
+		} else {
+			sl_buf_addc(&b, *p);
+		}
+	}
+	sl_buf_adds(&b, "?mode=ro&immutable=1");
+	if (!sl_buf_ok(&b)) {
+		sl_buf_release(&b);
+		return NULL;
+	}
+	return sl_buf_detach(&b, NULL);
+}
+
+/* Opens s->db on `name` (a path, or a URI with SQLITE_OPEN_URI in flags), configured
+ * and migrated. */
+static int open_db(struct sqlite_store *s, const char *name, int flags,
+                   const struct sl_store_opts *o, struct sl_diag *d)
+{
+	int rc;
+
+	if (sqlite3_open_v2(name, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
+		return sl_diag_set(d, SL_EIO, "cannot open store '%s': %s", s->path,
+		                   s->db ? sqlite3_errmsg(s->db) : "out of memory");
+	if ((rc = configure(s, o, d)))
+		return rc;
+	return migrate(s, o->readonly, d);
+}
+
+/* Opens the store for reading only. A store in WAL mode needs its WAL index (the
+ * -shm file): when nobody runs on the store it does not exist, and a reader that
+ * may not create it (a file of mode 0444 in a directory it cannot write, a
+ * read-only mount) gets "attempt to write a readonly database". Then no writer can
+ * be working there through this file system, so the store is opened immutable:
+ * SQLite reads the file as it is, without the WAL index and without locks. */
+static int open_readonly(struct sqlite_store *s, const struct sl_store_opts *o, struct sl_diag *d)
+{
+	struct sl_diag first;
+	char *uri;
+	int rc, code;
+
+	sl_diag_init(&first);
+	if (!(rc = open_db(s, s->path, SQLITE_OPEN_READONLY, o, &first)))
+		return 0;
+	code = s->db ? sqlite3_errcode(s->db) : SQLITE_NOMEM;
+	if (code != SQLITE_READONLY && code != SQLITE_CANTOPEN) {
+		sl_diag_set(d, rc, "%s", sl_diag_msg(&first));
+		return rc;
+	}
+	sqlite3_close(s->db);
+	s->db = NULL;
+	if (!(uri = immutable_uri(s->path)))
+		return sl_diag_set(d, SL_ENOMEM, "out of memory");
+	rc = open_db(s, uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, o, d);
+	free(uri);
+	return rc;
+}
+
 static int sqlite_open(struct sl_store **out, const char *path, const struct sl_store_opts *o,
                        struct sl_diag *d)
 {
 	struct sqlite_store *s;
-	int rc, flags;
+	int rc;
 
 	if (!(s = calloc(1, sizeof(*s))) || !(s->path = strdup(path))) {
 		free(s);
@@ -403,13 +473,9 @@ static int sqlite_open(struct sl_store **out, const char *path, const struct sl_
 		rc = sl_diag_set(d, SL_EIO, "cannot open store '%s': no such file", path);
 		goto fail;
 	}
-	flags = o->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-	if (sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-		rc = sl_diag_set(d, SL_EIO, "cannot open store '%s': %s", path,
-		                 s->db ? sqlite3_errmsg(s->db) : "out of memory");
-		goto fail;
-	}
-	if ((rc = configure(s, o, d)) || (rc = migrate(s, o->readonly, d)) ||
+	rc = o->readonly ? open_readonly(s, o, d)
+	                 : open_db(s, path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, o, d);
+	if (rc ||
 	    (!o->readonly && (rc = sl_sqlite_open_mark(s->db, path, sync_sql(o), &s->open_id, d))))
 		goto fail;
 	s->proj.db = s->db;
@@ -671,10 +737,11 @@ static int put_event(struct batch *bt, struct sstate *ss, const struct put *p,
 		return rc;
 	if (res->duplicate) {
 		if (p->offset && p->offset != res->offset)
-			return sl_diag_set(d, SL_ECONFLICT,
-			                   "offset: idempotency key '%s' was used at offset %lld,"
-			                   " not %lld",
-			                   p->key, (long long)res->offset, (long long)p->offset);
+			return sl_diag_set(
+				d, SL_ECONFLICT,
+				"offset: idempotency key '%.*s%s' was used at offset %lld,"
+				" not %lld",
+				SL_ECHO(p->key), (long long)res->offset, (long long)p->offset);
 		return 0;
 	}
 	if (ss->paused && !p->engine && !type_is(p->type, "stream/resumed") &&

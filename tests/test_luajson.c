@@ -676,9 +676,92 @@ static void test_reentrant(void)
 	is(lua_gettop(L), 0, "reentrant: stack at baseline");
 }
 
+/* The checker and the decoder accept the same documents and give the same message
+ * for each bad one (sl_luajson.h): a table of bad inputs, both run on each, with
+ * SL_LJ_STRICT (the checker always refuses duplicate keys). Duplicate keys are
+ * reported where the second one is read, so an earlier error still comes first and a
+ * later one is never reached. */
+static const char *const same_bad[] = {
+	"",
+	" ",
+	"{",
+	"[",
+	"[1,]",
+	"{\"a\":1,}",
+	"{'a':1}",
+	"{\"a\" 1}",
+	"tru",
+	"01",
+	"1.",
+	"-",
+	"+1",
+	".5",
+	"NaN",
+	"[-Infinity]",
+	"\"abc",
+	"\"\\x\"",
+	"\"\\u12\"",
+	"\"a\tb\"",
+	"\"\xff\"",
+	"\"\xc0\x80\"",
+	"\"\xed\xa0\x80\"",
+	"{\"\xc0\xaf\":1}",
+	"{} x",
+	"1 2",
+	"{}{}",
+	"{} // x",
+	"/* c */ {}",
+	"[1 /* c */]",
+	"\"\\ud800\"",
+	"\"\\udc00\"",
+	"\"\\ud800\\u0041\"",
+	"{\"\\ud800\":1}",
+	"\v1",
+	"[1,\f2]",
+	"[\"a\v\"]",
+	"1e400",
+	"[-1e999]",
+	"{\"a\":1,\"a\":2}",
+	"{\"a\":1,\"a\":2,\"b\":",
+	"{\"a\":1,\"a\":{\"b\":1,\"b\":2}}",
+	"{\"a\":{\"b\":1,\"b\":2},\"a\":1}",
+	"{\"a\":1,\"a\":2,\"b\":1,\"b\":2}",
+	"[{\"k\":1,\"k\":2}, x]",
+	"{\"k1\":1,\"k2\":2,\"k3\":3,\"k4\":4,\"k5\":5,\"k6\":6,\"k7\":7,\"k8\":8,\"k9\":9,"
+	"\"zz\":1,\"k9\":0,\"a\":1,\"a\":2}",
+	"{\"a\\u0062\":1,\"ab\":2}",
+	"{\"a\":1,\"a\":1e400}",
+	"{\"a\":1,\"a\":\"\\ud800\"}",
+	"{\"x\":[1,2,{\"y\":{}, \"y\":[]}]}",
+	"{\"a\":[],\"a\":{}}",
+};
+
+static void test_same_messages(void)
+{
+	struct sl_diag dc, dd;
+	size_t i, n = sizeof(same_bad) / sizeof(same_bad[0]);
+	struct job j;
+	int rc, st, same = 0;
+
+	for (i = 0; i < n; i++) {
+		sl_diag_init(&dc);
+		rc = sl_json_check(same_bad[i], strlen(same_bad[i]), NULL, &dc);
+		job_init(&j, same_bad[i], strlen(same_bad[i]));
+		j.flags = SL_LJ_STRICT;
+		st = decode(&j);
+		dd = j.d;
+		lua_pop(L, 1);
+		if (rc == SL_EINVAL && st == LUA_OK && j.rc == SL_EINVAL && !strcmp(dc.msg, dd.msg))
+			same++;
+		else
+			diag("input %zu: checker '%s', decoder '%s'", i, dc.msg, dd.msg);
+	}
+	is(same, (int)n, "checker and decoder refuse all %zu bad inputs with the same message", n);
+}
+
 int main(void)
 {
-	plan(137);
+	plan(138);
 	L = luaL_newstate();
 	luaL_openlibs(L);
 	lua_register(L, "array", l_array);
@@ -696,6 +779,7 @@ int main(void)
 	test_depth_limit();
 	test_memory_errors();
 	test_reentrant();
+	test_same_messages();
 	is(lua_gettop(L), 0, "stack at baseline before lua_close");
 	lua_close(L);
 	return check_plan();

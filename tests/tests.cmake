@@ -5,7 +5,7 @@
 #   slow  tests that take more than a few seconds
 
 # C unit tests: tests/test_<name>.c, linked against the engine and Lua.
-foreach(name IN ITEMS buf json luajson store schema schema_suite processor sandbox log watch)
+foreach(name IN ITEMS error buf json luajson store schema schema_suite processor sandbox log watch)
   add_executable(test_${name} tests/test_${name}.c)
   target_link_libraries(test_${name} PRIVATE sluice_engine PkgConfig::LUA sl_warnings)
   target_include_directories(test_${name} PRIVATE tests)

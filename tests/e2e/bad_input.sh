@@ -36,7 +36,7 @@ bad "metadata that is not an object" "^sluice: metadata: must be a JSON object, 
 bad "blank idempotency key" "^sluice: idempotencyKey: must be a non-blank" s/1 t '{}' --key '   '
 bad "empty idempotency key" "^sluice: idempotencyKey: must be a non-blank" s/1 t '{}' --key ''
 bad "wrong --offset" "^sluice: offset: expected 3" s/1 t '{}' --offset 7
-bad "non-numeric --offset" "^sluice: offset: must be a positive integer" s/1 t '{}' --offset x
+bad "non-numeric --offset" "^sluice: --offset: must be a positive integer" s/1 t '{}' --offset x
 bad "stream/created is the store's own" "^sluice: type: 'stream/created' is written by the store only" s/1 stream/created '{"path":"s/1"}'
 bad "stream/child-stream-created is the store's own" "^sluice: type: " s/1 stream/child-stream-created '{"childPath":"s/1/x"}'
 bad "stream/metadata-updated without metadata" "^sluice: payload: /: required: missing property 'metadata'" s/1 stream/metadata-updated '{}'

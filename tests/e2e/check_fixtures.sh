@@ -2,7 +2,8 @@
 # check_fixtures.sh - `sluice check` on broken deployments, contracts and scripts
 # (DESIGN §3, §4, §6, §7 "CLI details"): each exits 1, prints nothing on stdout and
 # lists every error on stderr, one line each, as `sluice: <file>: <field>: <message>`
-# (a syntax error names its line instead: `sluice: <file>:<line>: <message>`).
+# (for a syntax error the field is its line: `sluice: <file>: line <N>: <message>`),
+# in the same order on every run.
 #
 # Fixtures: tests/fixtures/check/*.deploy.lua, their scripts and schemas/.
 . "$(dirname "$0")/lib/testlib.sh"
@@ -23,13 +24,21 @@ broken() {
 	eq "$name: check exits 1" "$code" "1"
 	eq "$name: nothing on stdout" "$out" ""
 	while IFS= read -r line; do
-		printf '%s\n' "$line" | grep -Eq "^sluice: $Fre/[^:]+(: [^ ]+: |:[0-9]+: ).+" || bad="$bad [$line]"
+		printf '%s\n' "$line" | grep -Eq "^sluice: $Fre/[^:]+: ([^ ]+|line [0-9]+): .+" || bad="$bad [$line]"
 	done <<<"$err"
 	if [ -z "$bad" ]; then pass "$name: every line is 'sluice: <file>: <field>: <message>'"
 	else failt "$name: every line is 'sluice: <file>: <field>: <message>'" "not in that form:$bad"; fi
 	eq "$name: no error is listed twice" "$(printf '%s\n' "$err" | sort | uniq -d)" ""
+	for _ in 1 2 3; do
+		$S check "$F/$name.deploy.lua" 2>"$TMP/err2" >/dev/null
+		if ! cmp -s "$TMP/err" "$TMP/err2"; then
+			failt "$name: the same order on every run" "$(diff "$TMP/err" "$TMP/err2")"; break
+		fi
+	done
 	for pat in "$@"; do
-		if printf '%s\n' "$err" | grep -Eq "^sluice: $Fre/$pat"; then pass "$name: lists /$pat/"
+		# A here-string, not a pipe: with pipefail, grep -q leaving at the first match
+		# can kill printf with SIGPIPE and fail the pipeline although it matched.
+		if grep -Eq "^sluice: $Fre/$pat" <<<"$err"; then pass "$name: lists /$pat/"
 		else failt "$name: lists /$pat/" "stderr was: $err"; fi
 	done
 }
@@ -61,7 +70,8 @@ broken multi_contract \
 # Scripts.
 broken reduce_key "reduce_key\.lua: reduce: .*'ck/incremnted'.*did you mean 'ck/incremented'"
 broken unknown_field "unknown_field\.lua: .*reduse.*did you mean 'reduce'"
-broken syntax "syntax\.lua:5: .*unexpected symbol"
+broken syntax "syntax\.lua: line 5: unexpected symbol near '}'"
+lacks syntax "syntax\.lua:[0-9]" "the line is a field, not Lua's file:line position"
 broken multi_script \
 	"multi_script\.lua: reduce: .*'ck/incremnted'.*did you mean 'ck/incremented'" \
 	"multi_script\.lua: processEvent: .*'ck/milestone'.*not consumed" \
@@ -80,8 +90,47 @@ broken multi_deploy \
 	"multi_deploy\.deploy\.lua: /processors/q/mode: " \
 	"multi_deploy\.deploy\.lua: /durability: " \
 	"multi_deploy\.deploy\.lua: [^ ]*: .*consle"
-broken short_lease "short_lease\.deploy\.lua: /lease: must be at least 100ms, got 50ms"
+broken short_lease "short_lease\.deploy\.lua: /lease: must be a duration between 100ms and 24 hours, got '50ms'"
 broken bad_lease "bad_lease\.deploy\.lua: /lease: "
+
+# Keys that are not names once aborted check and run with a Lua PANIC (exit 134).
+broken numeric_key "numeric_key\.deploy\.lua: /processors: field names must be strings, got number key 1"
+broken list_entry "list_entry\.deploy\.lua: /processors: field names must be strings, got number key 2"
+for name in numeric_key list_entry; do
+	$S run "$F/$name.deploy.lua" --until-caught-up >/dev/null 2>"$TMP/err"; code=$?
+	eq "$name: run exits 1" "$code" "1"
+	check "$name: run names the file and field" grep -q "^sluice: .*$name\.deploy\.lua: /processors: field names" "$TMP/err"
+done
+
+# Every error of nested objects, with a "did you mean" at every depth.
+broken nested_typos \
+	"nested_typos\.deploy\.lua: /processors/p/limits: unknown field 'instructons' \(did you mean 'instructions'\?\)" \
+	"nested_typos\.deploy\.lua: /processors/p/limits: unknown field 'memroy' \(did you mean 'memory'\?\)" \
+	"nested_typos\.deploy\.lua: /processors/p/limits/wallclock: " \
+	"nested_typos\.deploy\.lua: /processors/p/retry: unknown field 'attemps' \(did you mean 'attempts'\?\)" \
+	"nested_typos\.deploy\.lua: /processors/p/retry: unknown field 'backof' \(did you mean 'backoff'\?\)" \
+	"nested_typos\.deploy\.lua: /processors/q: unknown field 'batchsize' \(did you mean 'batchSize'\?\)" \
+	"nested_typos\.deploy\.lua: /processors/q: unknown field 'mod' \(did you mean 'mode'\?\)" \
+	"nested_typos\.deploy\.lua: /: unknown field 'consle' \(did you mean 'console'\?\)"
+eq "nested_typos: eight errors" "$(wc -l <"$TMP/err")" "8"
+eq "nested_typos: sorted" "$(sort "$TMP/err")" "$(cat "$TMP/err")"
+
+# Numeric settings are range-checked (the schema and the C side).
+broken ranges \
+	"ranges\.deploy\.lua: /processors/p/retry/attempts: maximum: 4294967296 is greater than 1000" \
+	"ranges\.deploy\.lua: /processors/p/batchSize: maximum: " \
+	"ranges\.deploy\.lua: /processors/p/limits/instructions: minimum: " \
+	"ranges\.deploy\.lua: /processors/p/limits/memory: minimum: "
+broken big_amounts \
+	"big_amounts\.deploy\.lua: /shutdownTimeout: must be a duration of at most 24 hours, got '9+s'" \
+	"big_amounts\.deploy\.lua: /processors/p/retry/backoff: must be a duration of at most 24 hours, got '1441m'" \
+	"big_amounts\.deploy\.lua: /processors/p/limits/wallclock: must be a duration of at most 24 hours .*got '86400001ms'" \
+	"big_amounts\.deploy\.lua: /processors/p/limits/memory: must be a size of at most 1024GiB .*got '1025GiB'"
+
+# 0 disables the memory and wall-clock budgets.
+out=$($S check "$F/zero_budgets.deploy.lua" 2>"$TMP/err"); code=$?
+eq "zero_budgets: check exits 0" "$code" "0"
+eq "zero_budgets: nothing on stderr" "$(cat "$TMP/err")" ""
 
 # run refuses a deployment that does not load, before it touches the store.
 $S run "$F/two_broken.deploy.lua" --until-caught-up >"$TMP/out" 2>"$TMP/err"; code=$?

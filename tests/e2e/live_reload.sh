@@ -169,8 +169,9 @@ still_running "after a valid edit"
 
 # ---- an invalid edit: a syntax error ---------------------------------------------------------
 printf 'return {\n  contract = "tally",\n  reduce = { ["t/inc"] = function(s) return { n = s.n + } end },\n}\n' >"$SCRIPT"
-check "the run logs 'reload: ' naming the script" \
-	wait_until 20 grep -Eq "reload: .*procs/tally\\.lua" "$TMP/run.err"
+check "the run logs 'reload: <file>: line <N>: <message>' (DESIGN §7)" \
+	wait_until 20 grep -Eq "reload: .*procs/tally\\.lua: line 3: unexpected symbol near '}'" "$TMP/run.err"
+check "and not Lua's file:line position" bash -c "! grep -q 'tally\\.lua:3:' '$TMP/run.err'"
 check "status shows reloadError naming the script on every line of tally" \
 	wait_until 20 tally_lines "$D" '.reloadError | type == "string" and test("tally\\.lua")'
 eq "the old version keeps running: the next event is reduced with +10" "$(probe a)" "10"

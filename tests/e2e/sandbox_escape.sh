@@ -24,7 +24,7 @@ hostile global_write "cases/global_write.lua:6: assignment to undeclared global 
 
 refused_at_load load_loop "exceeded its instruction budget"
 refused_at_load load_os "'os' is not available to processors"
-refused_at_load load_global "load_global.lua:2: assignment to undeclared global 'helper'"
+refused_at_load load_global "load_global.lua: line 2: assignment to undeclared global 'helper'"
 refused_at_load load_bomb "exceeded its memory budget"
 
 # A script table whose metamethods loop is read raw: the engine never runs them.

@@ -114,6 +114,6 @@ for how in option deployment; do
 	eq "deadline ($how): it reported the unsettled batch" "$(grep -c 'did not settle in time' "$TMP/bg.err")" "1"
 	eq "deadline ($how): the batch did not commit" "$(inst "$D"):$(results "$D")" '[1,"ok",""]:'
 done
-refuses "a bad --shutdown-timeout is refused" "shutdown-timeout: bad duration" $S run "$D" --shutdown-timeout soon
+refuses "a bad --shutdown-timeout is refused" "shutdown-timeout: must be a duration" $S run "$D" --shutdown-timeout soon
 
 finish
