@@ -17,10 +17,12 @@
  *   - __gc finalizers (run with hooks off): setmetatable refuses __gc; the engine's
  *     own metatables are locked so no __gc can be added to them;
  *   - __close handlers run with hooks on, so the re-armed hook stops them;
- *   - long C calls: pattern matching (sl_strmatch.c), string.rep of empty strings,
- *     and the loops of table.insert/remove/move/concat count steps and check the
- *     budgets; table.sort's comparator is Lua code; memory bombs (string.rep,
- *     tables, concatenation) end at the allocator; a compile of a huge chunk reads
+ *   - long C calls: pattern matching (sl_strmatch.c), the loops of
+ *     table.insert/remove/move/concat (here), string.rep and table.sort
+ *     (sl_sandbox_lib.c) count steps and check the budgets; the functions that scan
+ *     their arguments in C check them when called (sl_sandbox_lib.c says which);
+ *     memory bombs (string.rep, tables, concatenation) end at the allocator, which
+ *     also reads the clock before every large block; a compile of a huge chunk reads
  *     its text through a reader that checks the budget; collectgarbage() offers
  *     "count" only, so no script can ask for repeated full collections;
  *   - a long SQLite query: ctx.db installs a progress handler (sl_dbapi.c);
@@ -44,11 +46,13 @@
 
 #include "sl_home.h"
 #include "sl_log.h"
+#include "sl_sandbox_int.h"
 #include "sl_luajson.h"
 #include "sl_strmatch.h"
 
 #define HOOK_PERIOD 10000 /* instructions between two runs of the count hook */
 #define ALLOC_PERIOD 255u /* allocations between two reads of the clock (mask) */
+#define ALLOC_LARGE 65536 /* growth in bytes that reads the clock at once */
 #define CHUNK_PIECE 4096  /* bytes the load reader hands the parser at once */
 #define CJSON_DEPTH 1000  /* lua-cjson's default encode_max_depth */
 
@@ -266,9 +270,7 @@ int sl_sandbox_is_budget_message(const char *msg)
 	       !strncmp(p, "wallclock budget", 16);
 }
 
-/* In a wrapper that catches errors (pcall, xpcall, load): a failure caused by a
- * budget is raised again, and a memory error becomes the tripped memory budget. */
-static void rethrow_budget(lua_State *L, int status)
+void sl_sandbox_rethrow(lua_State *L, int status)
 {
 	struct sl_sandbox *sb = sandbox_of(L);
 	enum sl_budget b = sl_sandbox_exceeded(L, status);
@@ -353,7 +355,10 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 		return NULL;
 	}
 	sb->used = sb->used - old + nsize;
-	if (sb->depth && sb->deadline && (++sb->allocs & ALLOC_PERIOD) == 0 && !sb->tripped &&
+	/* A large block is about to be filled by a C loop (string.upper, gsub's result,
+	 * a concatenation): its time is checked before that work, not 255 blocks later. */
+	if (sb->depth && sb->deadline && !sb->tripped &&
+	    ((++sb->allocs & ALLOC_PERIOD) == 0 || nsize - old >= ALLOC_LARGE) &&
 	    now_ns() >= sb->deadline)
 		trip(sb, SL_BUDGET_WALLCLOCK, NULL);
 	return q;
@@ -504,7 +509,7 @@ int sl_sandbox_loadfile(lua_State *L, const char *file)
 static int after_pcall(lua_State *L, int status, lua_KContext extra)
 {
 	if (status != LUA_OK && status != LUA_YIELD) {
-		rethrow_budget(L, status);
+		sl_sandbox_rethrow(L, status);
 		lua_pushboolean(L, 0);
 		lua_pushvalue(L, -2);
 		return 2; /* false, message */
@@ -645,7 +650,7 @@ static int sb_load(lua_State *L)
 	pc.left = len;
 	status = lua_load(L, load_reader, &pc, chunkname, "t");
 	if (status != LUA_OK) {
-		rethrow_budget(L, status);
+		sl_sandbox_rethrow(L, status);
 		lua_pushnil(L);
 		lua_insert(L, -2);
 		return 2; /* nil, message */
@@ -805,47 +810,6 @@ static int helper_isarray(lua_State *L)
 }
 
 /* ---- budgeted library functions ------------------------------------------------------------- */
-
-/* string.rep(s, n [, sep]): Lua's own copies n times even when every copy is
- * empty, a long C loop that allocates nothing. [-(2|3), +1, m] */
-static int sb_rep(lua_State *L)
-{
-	size_t l, lsep;
-	lua_Integer n;
-
-	luaL_checklstring(L, 1, &l);
-	n = luaL_checkinteger(L, 2);
-	luaL_optlstring(L, 3, "", &lsep);
-	if (n <= 0 || l + lsep == 0) {
-		lua_pushliteral(L, "");
-		return 1;
-	}
-	lua_pushvalue(L, lua_upvalueindex(1));
-	lua_insert(L, 1);
-	lua_call(L, lua_gettop(L) - 1, 1);
-	return 1;
-}
-
-/* Calls the wrapped function (upvalue 1) with all arguments. */
-static int forward(lua_State *L)
-{
-	lua_pushvalue(L, lua_upvalueindex(1));
-	lua_insert(L, 1);
-	lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-	return lua_gettop(L);
-}
-
-static int sb_random(lua_State *L)
-{
-	sl_sandbox_no_reduce(L, "math.random");
-	return forward(L);
-}
-
-static int sb_randomseed(lua_State *L)
-{
-	sl_sandbox_no_reduce(L, "math.randomseed");
-	return forward(L);
-}
 
 #define TAB_R 1
 #define TAB_W 2
@@ -1068,14 +1032,6 @@ static const luaL_Reg wrapped_globals[] = {
 static const char *const script_libs[] = {LUA_STRLIBNAME, LUA_TABLIBNAME, LUA_MATHLIBNAME,
                                           LUA_UTF8LIBNAME, NULL};
 
-/* Replaces field `name` of the table at -1 by a closure of fn over the old value. */
-static void wrap_field(lua_State *L, const char *name, lua_CFunction fn)
-{
-	lua_getfield(L, -1, name);
-	lua_pushcclosure(L, fn, 1);
-	lua_setfield(L, -2, name);
-}
-
 /* The libraries as scripts may use them (changed in place: the state is the
  * processor's alone and the engine's C code does not call them). [-0, +0, e] */
 static void adapt_libs(lua_State *L)
@@ -1091,9 +1047,9 @@ static void adapt_libs(lua_State *L)
 	                                  {"concat", sb_tconcat},
 	                                  {NULL, NULL}};
 
+	sl_sandbox_budget_libs(L);
 	lua_getglobal(L, LUA_STRLIBNAME);
 	luaL_setfuncs(L, strfns, 0);
-	wrap_field(L, "rep", sb_rep);
 	lua_pushnil(L);
 	lua_setfield(L, -2, "dump");
 	lua_pop(L, 1);
@@ -1106,10 +1062,6 @@ static void adapt_libs(lua_State *L)
 	lua_pop(L, 1);
 	lua_getglobal(L, LUA_TABLIBNAME);
 	luaL_setfuncs(L, tabfns, 0);
-	lua_pop(L, 1);
-	lua_getglobal(L, LUA_MATHLIBNAME);
-	wrap_field(L, "random", sb_random);
-	wrap_field(L, "randomseed", sb_randomseed);
 	lua_pop(L, 1);
 }
 
