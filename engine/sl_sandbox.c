@@ -614,41 +614,84 @@ static int sb_collectgarbage(lua_State *L)
 	return 1;
 }
 
+#define LOAD_RESERVED 5 /* stack slot keeping a reader function's last piece */
+
 struct piece {
-	const char *s;
+	const char *s; /* a text chunk: what is left of it */
 	size_t left;
+	int reader;      /* or the stack index of a reader function */
+	int first;       /* nothing handed to the parser yet */
+	int binary_mode; /* the caller's mode allows binary chunks */
 };
 
-/* Hands the parser a chunk's text in pieces, checking the budget between them. */
+/* The next piece of a reader function, as lbaselib's generic_reader; it stays in
+ * the reserved slot while the parser reads it. [-0, +0, e] */
+static const char *reader_piece(lua_State *L, struct piece *pc, size_t *n)
+{
+	luaL_checkstack(L, 2, "too many nested functions");
+	lua_pushvalue(L, pc->reader);
+	lua_call(L, 0, 1);
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		*n = 0;
+		return NULL;
+	}
+	if (!lua_isstring(L, -1))
+		luaL_error(L, "reader function must return a string");
+	lua_replace(L, LOAD_RESERVED);
+	return lua_tolstring(L, LOAD_RESERVED, n);
+}
+
+/* Hands the parser a chunk's text in pieces, checking the budget between them. A
+ * binary chunk is refused here when the caller's mode would let Lua load it; in
+ * mode "t" Lua refuses it itself, with its own message. [-0, +0, e] */
 static const char *load_reader(lua_State *L, void *ud, size_t *size)
 {
 	struct piece *pc = ud;
-	size_t n = pc->left < CHUNK_PIECE ? pc->left : CHUNK_PIECE;
-	const char *s = pc->s;
+	size_t n;
+	const char *s;
 
+	if (pc->reader) {
+		s = reader_piece(L, pc, &n);
+	} else {
+		n = pc->left < CHUNK_PIECE ? pc->left : CHUNK_PIECE;
+		s = pc->s;
+		pc->s += n;
+		pc->left -= n;
+	}
 	sl_sandbox_tick(L, (unsigned)(n / 16) + 1);
-	pc->s += n;
-	pc->left -= n;
+	if (pc->first && n > 0) {
+		pc->first = 0;
+		if (s[0] == LUA_SIGNATURE[0] && pc->binary_mode) {
+			lua_pushliteral(L, "attempt to load a binary chunk (processors may"
+			                   " load text chunks only)");
+			lua_error(L);
+		}
+	}
 	*size = n;
 	return n ? s : NULL;
 }
 
-/* load(text [, chunkname [, mode [, env]]]): text only, given as a string; the
- * chunk gets `env` or a fresh sandbox environment. [-(1..4), +(1|2), v] */
+/* load(chunk [, chunkname [, mode [, env]]]), as Lua's, with text chunks only: the
+ * chunk is a string or a reader function; errors are returned as nil, message. The
+ * mode defaults to "t" (Lua's own refusal of a binary chunk then says why).
+ * The chunk gets `env` or a fresh sandbox environment. [-(1..4), +(1|2), v] */
 static int sb_load(lua_State *L)
 {
-	size_t len;
-	const char *s, *chunkname;
-	struct piece pc;
+	struct piece pc = {NULL, 0, 0, 1, 0};
+	const char *chunkname, *mode = luaL_optstring(L, 3, "t");
 	int status, env = !lua_isnone(L, 4) ? 4 : 0;
 
-	if (lua_type(L, 1) != LUA_TSTRING)
-		return luaL_error(L, "load: processors may load only text chunks given as strings");
-	s = lua_tolstring(L, 1, &len);
-	chunkname = luaL_optstring(L, 2, s);
-	pc.s = s;
-	pc.left = len;
-	status = lua_load(L, load_reader, &pc, chunkname, "t");
+	pc.binary_mode = strchr(mode, 'b') != NULL;
+	if ((pc.s = lua_tolstring(L, 1, &pc.left)) != NULL) {
+		chunkname = luaL_optstring(L, 2, pc.s);
+	} else {
+		chunkname = luaL_optstring(L, 2, "=(load)");
+		luaL_checktype(L, 1, LUA_TFUNCTION);
+		lua_settop(L, LOAD_RESERVED);
+		pc.reader = 1;
+	}
+	status = lua_load(L, load_reader, &pc, chunkname, mode);
 	if (status != LUA_OK) {
 		sl_sandbox_rethrow(L, status);
 		lua_pushnil(L);
@@ -879,8 +922,8 @@ static int sb_tremove(lua_State *L)
 	lua_Integer size = tab_len(L, TAB_R | TAB_W);
 	lua_Integer pos = luaL_optinteger(L, 2, size);
 
-	if (pos != size)
-		luaL_argcheck(L, (lua_Unsigned)pos - 1u <= (lua_Unsigned)size, 2,
+	if (pos != size) /* Lua 5.4.4 names argument 1 here */
+		luaL_argcheck(L, (lua_Unsigned)pos - 1u <= (lua_Unsigned)size, 1,
 		              "position out of bounds");
 	lua_geti(L, 1, pos);
 	for (; pos < size; pos++) {
@@ -931,7 +974,8 @@ static void concat_field(lua_State *L, luaL_Buffer *b, lua_Integer i)
 {
 	lua_geti(L, 1, i);
 	if (!lua_isstring(L, -1))
-		luaL_error(L, "invalid value (at index %I) in table for 'concat'", (LUAI_UACINT)i);
+		luaL_error(L, "invalid value (%s) at index %I in table for 'concat'",
+		           luaL_typename(L, -1), (LUAI_UACINT)i);
 	luaL_addvalue(b);
 }
 
