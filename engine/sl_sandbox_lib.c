@@ -8,14 +8,17 @@
  * budgets" lists them for users):
  *
  *   - constant time, or linear in what it allocates (the allocator checks the clock
- *     at every large allocation): left as they are (math.*, string.len, sub,
- *     table.pack, select, type, ...);
- *   - linear in the size of its arguments, which the memory budget bounds, but
- *     without allocating as much (string.byte, char, format, lower, upper, reverse,
- *     pack, packsize, unpack; utf8.*; table.unpack; tonumber, rawequal, next): one
- *     call takes at most a few tens of milliseconds, so each call checks the budgets
- *     on entry ("checked" below): a loop of them stops at the first call past the
- *     wall clock;
+ *     before every block of 64 KiB or more): left as they are (math.*, string.len,
+ *     sub, lower, upper, reverse, char, utf8.char, table.pack, select, type, ...);
+ *   - linear in the size of their arguments, which the memory budget bounds, but
+ *     allocating less than they scan: one call takes at most a few tens of
+ *     milliseconds, so each long call checks the budgets, and a loop of them stops
+ *     at the first call past the wall clock. string.byte, tonumber and rawequal are
+ *     reimplemented here and count a scan of more than SCAN_FREE bytes (a short
+ *     call costs what the stock one does); string.format, pack, packsize, unpack,
+ *     utf8.codepoint, len, offset, codes and its iterator, and table.unpack are the
+ *     stock functions, checked on every call ("checked" below); next (and the next
+ *     pairs returns) checks on every call;
  *   - loops not bounded by their arguments' size: string.rep (its count), table.sort
  *     (n log n comparisons), table.insert/remove/move/concat (a __len or a range),
  *     the pattern functions (sl_strmatch.c): implemented here (or there) with a step
@@ -34,6 +37,7 @@
  */
 #include "sl_sandbox_int.h"
 
+#include <ctype.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -47,6 +51,7 @@
 #define REP_CHUNK 65536u              /* bytes string.rep copies between two budget checks */
 #define SORT_STEP 256u                /* comparisons of table.sort between two budget checks */
 #define MAXSIZE_REP ((size_t)INT_MAX) /* lstrlib's MAXSIZE on 64-bit systems */
+#define SCAN_FREE 4096u               /* bytes a call may scan in C without a budget check */
 
 /* ---- checked calls of stock functions ------------------------------------------ */
 
@@ -200,6 +205,15 @@ static void check_codes(lua_State *L)
 	lua_pop(L, 1);
 }
 
+/* Counts a scan of n bytes in C (as the pattern functions do: a step per 64
+ * bytes); short scans cost nothing, so the common calls stay as fast as stock
+ * Lua's. [-0, +0, v] */
+static void tick_scan(lua_State *L, size_t n)
+{
+	if (n >= SCAN_FREE)
+		sl_sandbox_tick(L, (unsigned)(n / 64 < UINT_MAX ? n / 64 : UINT_MAX));
+}
+
 /* ---- base functions ------------------------------------------------------------------ */
 
 /* next(t [, k]), as luaB_next, checked: a table with a large empty array part makes
@@ -239,7 +253,129 @@ static int sb_pairs(lua_State *L)
 	return 3;
 }
 
-/* ---- string.rep -------------------------------------------------------------------- */
+/* tonumber's conversion in a base (lbaselib's b_str2int). */
+static const char *b_str2int(const char *s, int base, lua_Integer *pn)
+{
+	lua_Unsigned n = 0;
+	int neg = 0, digit;
+
+	s += strspn(s, " \f\n\r\t\v");
+	if (*s == '-') {
+		s++;
+		neg = 1;
+	} else if (*s == '+') {
+		s++;
+	}
+	if (!isalnum((unsigned char)*s))
+		return NULL;
+	do {
+		digit = isdigit((unsigned char)*s) ? *s - '0'
+		                                   : (toupper((unsigned char)*s) - 'A') + 10;
+		if (digit >= base)
+			return NULL;
+		n = n * (lua_Unsigned)base + (lua_Unsigned)digit;
+		s++;
+	} while (isalnum((unsigned char)*s));
+	s += strspn(s, " \f\n\r\t\v");
+	*pn = (lua_Integer)(neg ? 0u - n : n);
+	return s;
+}
+
+/* tonumber(v [, base]), as luaB_tonumber, counting the scan of a long string.
+ * [-(1|2), +1, e] */
+static int sb_tonumber(lua_State *L)
+{
+	size_t l;
+	const char *s;
+	lua_Integer n = 0, base;
+
+	if (lua_isnoneornil(L, 2)) {
+		if (lua_type(L, 1) == LUA_TNUMBER) {
+			lua_settop(L, 1);
+			return 1;
+		}
+		if ((s = lua_tolstring(L, 1, &l)) != NULL) {
+			tick_scan(L, l);
+			if (lua_stringtonumber(L, s) == l + 1)
+				return 1;
+		}
+		luaL_checkany(L, 1);
+	} else {
+		base = luaL_checkinteger(L, 2);
+		luaL_checktype(L, 1, LUA_TSTRING);
+		s = lua_tolstring(L, 1, &l);
+		luaL_argcheck(L, 2 <= base && base <= 36, 2, "base out of range");
+		tick_scan(L, l);
+		if (b_str2int(s, (int)base, &n) == s + l) {
+			lua_pushinteger(L, n);
+			return 1;
+		}
+	}
+	lua_pushnil(L);
+	return 1;
+}
+
+/* rawequal(a, b), as luaB_rawequal: comparing two long strings is a memcmp.
+ * [-2, +1, e] */
+static int sb_rawequal(lua_State *L)
+{
+	luaL_checkany(L, 1);
+	luaL_checkany(L, 2);
+	if (lua_type(L, 1) == LUA_TSTRING && lua_type(L, 2) == LUA_TSTRING)
+		tick_scan(L, lua_rawlen(L, 1));
+	lua_pushboolean(L, lua_rawequal(L, 1, 2));
+	return 1;
+}
+
+/* ---- string.byte and string.rep
+ * -------------------------------------------------------------------- */
+
+/* As lstrlib's posrelatI: a start position in [1, inf). */
+static size_t posrelat_start(lua_Integer pos, size_t len)
+{
+	if (pos > 0)
+		return (size_t)pos;
+	if (pos == 0 || pos < -(lua_Integer)len)
+		return 1;
+	return len + (size_t)pos + 1;
+}
+
+/* As lstrlib's getendpos: an end position in [0, len]. [-0, +0, v] */
+static size_t end_pos(lua_State *L, int arg, lua_Integer def, size_t len)
+{
+	lua_Integer pos = luaL_optinteger(L, arg, def);
+
+	if (pos > (lua_Integer)len)
+		return len;
+	if (pos >= 0)
+		return (size_t)pos;
+	if (pos < -(lua_Integer)len)
+		return 0;
+	return len + (size_t)pos + 1;
+}
+
+/* string.byte(s [, i [, j]]), as str_byte, counting what it pushes.
+ * [-(1..3), +n, e] */
+static int sb_byte(lua_State *L)
+{
+	size_t l, posi, pose;
+	const char *s = luaL_checklstring(L, 1, &l);
+	lua_Integer pi = luaL_optinteger(L, 2, 1);
+	int n, i;
+
+	posi = posrelat_start(pi, l);
+	pose = end_pos(L, 3, pi, l);
+	if (posi > pose)
+		return 0;
+	if (pose - posi >= (size_t)INT_MAX)
+		return luaL_error(L, "string slice too long");
+	n = (int)(pose - posi) + 1;
+	luaL_checkstack(L, n, "string slice too long");
+	tick_scan(L, (size_t)n * 16);
+	for (i = 0; i < n; i++)
+		lua_pushinteger(L, (unsigned char)s[posi + (size_t)i - 1]);
+	return n;
+}
 
 /* string.rep(s, n [, sep]), as str_rep, counting its copies: with empty strings the
  * stock loop runs n times without allocating. [-(2|3), +1, m] */
@@ -460,9 +596,8 @@ static int sb_sort(lua_State *L)
 
 /* ---- the libraries ------------------------------------------------------------------- */
 
-static const char *const checked_string[] = {"byte",    "char", "format",   "lower",  "upper",
-                                             "reverse", "pack", "packsize", "unpack", NULL};
-static const char *const checked_utf8[] = {"char", "codepoint", "len", "offset", NULL};
+static const char *const checked_string[] = {"format", "pack", "packsize", "unpack", NULL};
+static const char *const checked_utf8[] = {"codepoint", "len", "offset", NULL};
 
 /* Applies check_field to each name of the library table at -1. [-0, +0, m] */
 static void check_fields(lua_State *L, const char *const *names)
@@ -481,8 +616,10 @@ void sl_sandbox_budget_libs(lua_State *L)
 	int i;
 
 	lua_pushglobaltable(L);
-	check_field(L, "tonumber", checked);
-	check_field(L, "rawequal", checked);
+	lua_pushcfunction(L, sb_tonumber);
+	lua_setfield(L, -2, "tonumber");
+	lua_pushcfunction(L, sb_rawequal);
+	lua_setfield(L, -2, "rawequal");
 	lua_pushcfunction(L, sb_next);
 	lua_setfield(L, -2, "next");
 	lua_pushcfunction(L, sb_pairs);
@@ -491,6 +628,8 @@ void sl_sandbox_budget_libs(lua_State *L)
 	check_fields(L, checked_string);
 	lua_pushcfunction(L, sb_rep);
 	lua_setfield(L, -2, "rep");
+	lua_pushcfunction(L, sb_byte);
+	lua_setfield(L, -2, "byte");
 	lua_pop(L, 1);
 	lua_getfield(L, -1, LUA_TABLIBNAME);
 	check_field(L, "unpack", checked);

@@ -14,7 +14,7 @@ WALL="^processor 'hostile' exceeded its wallclock budget$"
 CSIDE_LIMITS='{ instructions = 1e15, memory = "128MiB", wallclock = "1s" }'
 
 for c in sort_repeat sort_once format utf8_len utf8_offset codes_iter byte_range unpack \
-	unpack_z tonumber next_sparse upper; do
+	unpack_z tonumber rawequal next_sparse upper; do
 	LIMITS=$CSIDE_LIMITS MAX_MS=${CSIDE_MAX_MS:-3500} hostile "cside_$c" "$WALL"
 done
 
