@@ -17,10 +17,12 @@
  *   - __gc finalizers (run with hooks off): setmetatable refuses __gc; the engine's
  *     own metatables are locked so no __gc can be added to them;
  *   - __close handlers run with hooks on, so the re-armed hook stops them;
- *   - long C calls: pattern matching (sl_strmatch.c), string.rep of empty strings,
- *     and the loops of table.insert/remove/move/concat count steps and check the
- *     budgets; table.sort's comparator is Lua code; memory bombs (string.rep,
- *     tables, concatenation) end at the allocator; a compile of a huge chunk reads
+ *   - long C calls: pattern matching (sl_strmatch.c), the loops of
+ *     table.insert/remove/move/concat (here), string.rep and table.sort
+ *     (sl_sandbox_lib.c) count steps and check the budgets; the functions that scan
+ *     their arguments in C check them when called (sl_sandbox_lib.c says which);
+ *     memory bombs (string.rep, tables, concatenation) end at the allocator, which
+ *     also reads the clock before every large block; a compile of a huge chunk reads
  *     its text through a reader that checks the budget; collectgarbage() offers
  *     "count" only, so no script can ask for repeated full collections;
  *   - a long SQLite query: ctx.db installs a progress handler (sl_dbapi.c);
@@ -44,11 +46,13 @@
 
 #include "sl_home.h"
 #include "sl_log.h"
+#include "sl_sandbox_int.h"
 #include "sl_luajson.h"
 #include "sl_strmatch.h"
 
 #define HOOK_PERIOD 10000 /* instructions between two runs of the count hook */
 #define ALLOC_PERIOD 255u /* allocations between two reads of the clock (mask) */
+#define ALLOC_LARGE 65536 /* growth in bytes that reads the clock at once */
 #define CHUNK_PIECE 4096  /* bytes the load reader hands the parser at once */
 #define CJSON_DEPTH 1000  /* lua-cjson's default encode_max_depth */
 
@@ -266,9 +270,7 @@ int sl_sandbox_is_budget_message(const char *msg)
 	       !strncmp(p, "wallclock budget", 16);
 }
 
-/* In a wrapper that catches errors (pcall, xpcall, load): a failure caused by a
- * budget is raised again, and a memory error becomes the tripped memory budget. */
-static void rethrow_budget(lua_State *L, int status)
+void sl_sandbox_rethrow(lua_State *L, int status)
 {
 	struct sl_sandbox *sb = sandbox_of(L);
 	enum sl_budget b = sl_sandbox_exceeded(L, status);
@@ -353,7 +355,10 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 		return NULL;
 	}
 	sb->used = sb->used - old + nsize;
-	if (sb->depth && sb->deadline && (++sb->allocs & ALLOC_PERIOD) == 0 && !sb->tripped &&
+	/* A large block is about to be filled by a C loop (string.upper, gsub's result,
+	 * a concatenation): its time is checked before that work, not 255 blocks later. */
+	if (sb->depth && sb->deadline && !sb->tripped &&
+	    ((++sb->allocs & ALLOC_PERIOD) == 0 || nsize - old >= ALLOC_LARGE) &&
 	    now_ns() >= sb->deadline)
 		trip(sb, SL_BUDGET_WALLCLOCK, NULL);
 	return q;
@@ -504,7 +509,7 @@ int sl_sandbox_loadfile(lua_State *L, const char *file)
 static int after_pcall(lua_State *L, int status, lua_KContext extra)
 {
 	if (status != LUA_OK && status != LUA_YIELD) {
-		rethrow_budget(L, status);
+		sl_sandbox_rethrow(L, status);
 		lua_pushboolean(L, 0);
 		lua_pushvalue(L, -2);
 		return 2; /* false, message */
@@ -609,43 +614,86 @@ static int sb_collectgarbage(lua_State *L)
 	return 1;
 }
 
+#define LOAD_RESERVED 5 /* stack slot keeping a reader function's last piece */
+
 struct piece {
-	const char *s;
+	const char *s; /* a text chunk: what is left of it */
 	size_t left;
+	int reader;      /* or the stack index of a reader function */
+	int first;       /* nothing handed to the parser yet */
+	int binary_mode; /* the caller's mode allows binary chunks */
 };
 
-/* Hands the parser a chunk's text in pieces, checking the budget between them. */
+/* The next piece of a reader function, as lbaselib's generic_reader; it stays in
+ * the reserved slot while the parser reads it. [-0, +0, e] */
+static const char *reader_piece(lua_State *L, struct piece *pc, size_t *n)
+{
+	luaL_checkstack(L, 2, "too many nested functions");
+	lua_pushvalue(L, pc->reader);
+	lua_call(L, 0, 1);
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		*n = 0;
+		return NULL;
+	}
+	if (!lua_isstring(L, -1))
+		luaL_error(L, "reader function must return a string");
+	lua_replace(L, LOAD_RESERVED);
+	return lua_tolstring(L, LOAD_RESERVED, n);
+}
+
+/* Hands the parser a chunk's text in pieces, checking the budget between them. A
+ * binary chunk is refused here when the caller's mode would let Lua load it; in
+ * mode "t" Lua refuses it itself, with its own message. [-0, +0, e] */
 static const char *load_reader(lua_State *L, void *ud, size_t *size)
 {
 	struct piece *pc = ud;
-	size_t n = pc->left < CHUNK_PIECE ? pc->left : CHUNK_PIECE;
-	const char *s = pc->s;
+	size_t n;
+	const char *s;
 
+	if (pc->reader) {
+		s = reader_piece(L, pc, &n);
+	} else {
+		n = pc->left < CHUNK_PIECE ? pc->left : CHUNK_PIECE;
+		s = pc->s;
+		pc->s += n;
+		pc->left -= n;
+	}
 	sl_sandbox_tick(L, (unsigned)(n / 16) + 1);
-	pc->s += n;
-	pc->left -= n;
+	if (pc->first && n > 0) {
+		pc->first = 0;
+		if (s[0] == LUA_SIGNATURE[0] && pc->binary_mode) {
+			lua_pushliteral(L, "attempt to load a binary chunk (processors may"
+			                   " load text chunks only)");
+			lua_error(L);
+		}
+	}
 	*size = n;
 	return n ? s : NULL;
 }
 
-/* load(text [, chunkname [, mode [, env]]]): text only, given as a string; the
- * chunk gets `env` or a fresh sandbox environment. [-(1..4), +(1|2), v] */
+/* load(chunk [, chunkname [, mode [, env]]]), as Lua's, with text chunks only: the
+ * chunk is a string or a reader function; errors are returned as nil, message. The
+ * mode defaults to "t" (Lua's own refusal of a binary chunk then says why).
+ * The chunk gets `env` or a fresh sandbox environment. [-(1..4), +(1|2), v] */
 static int sb_load(lua_State *L)
 {
-	size_t len;
-	const char *s, *chunkname;
-	struct piece pc;
+	struct piece pc = {NULL, 0, 0, 1, 0};
+	const char *chunkname, *mode = luaL_optstring(L, 3, "t");
 	int status, env = !lua_isnone(L, 4) ? 4 : 0;
 
-	if (lua_type(L, 1) != LUA_TSTRING)
-		return luaL_error(L, "load: processors may load only text chunks given as strings");
-	s = lua_tolstring(L, 1, &len);
-	chunkname = luaL_optstring(L, 2, s);
-	pc.s = s;
-	pc.left = len;
-	status = lua_load(L, load_reader, &pc, chunkname, "t");
+	pc.binary_mode = strchr(mode, 'b') != NULL;
+	if ((pc.s = lua_tolstring(L, 1, &pc.left)) != NULL) {
+		chunkname = luaL_optstring(L, 2, pc.s);
+	} else {
+		chunkname = luaL_optstring(L, 2, "=(load)");
+		luaL_checktype(L, 1, LUA_TFUNCTION);
+		lua_settop(L, LOAD_RESERVED);
+		pc.reader = 1;
+	}
+	status = lua_load(L, load_reader, &pc, chunkname, mode);
 	if (status != LUA_OK) {
-		rethrow_budget(L, status);
+		sl_sandbox_rethrow(L, status);
 		lua_pushnil(L);
 		lua_insert(L, -2);
 		return 2; /* nil, message */
@@ -806,47 +854,6 @@ static int helper_isarray(lua_State *L)
 
 /* ---- budgeted library functions ------------------------------------------------------------- */
 
-/* string.rep(s, n [, sep]): Lua's own copies n times even when every copy is
- * empty, a long C loop that allocates nothing. [-(2|3), +1, m] */
-static int sb_rep(lua_State *L)
-{
-	size_t l, lsep;
-	lua_Integer n;
-
-	luaL_checklstring(L, 1, &l);
-	n = luaL_checkinteger(L, 2);
-	luaL_optlstring(L, 3, "", &lsep);
-	if (n <= 0 || l + lsep == 0) {
-		lua_pushliteral(L, "");
-		return 1;
-	}
-	lua_pushvalue(L, lua_upvalueindex(1));
-	lua_insert(L, 1);
-	lua_call(L, lua_gettop(L) - 1, 1);
-	return 1;
-}
-
-/* Calls the wrapped function (upvalue 1) with all arguments. */
-static int forward(lua_State *L)
-{
-	lua_pushvalue(L, lua_upvalueindex(1));
-	lua_insert(L, 1);
-	lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-	return lua_gettop(L);
-}
-
-static int sb_random(lua_State *L)
-{
-	sl_sandbox_no_reduce(L, "math.random");
-	return forward(L);
-}
-
-static int sb_randomseed(lua_State *L)
-{
-	sl_sandbox_no_reduce(L, "math.randomseed");
-	return forward(L);
-}
-
 #define TAB_R 1
 #define TAB_W 2
 #define TAB_L 4
@@ -915,8 +922,8 @@ static int sb_tremove(lua_State *L)
 	lua_Integer size = tab_len(L, TAB_R | TAB_W);
 	lua_Integer pos = luaL_optinteger(L, 2, size);
 
-	if (pos != size)
-		luaL_argcheck(L, (lua_Unsigned)pos - 1u <= (lua_Unsigned)size, 2,
+	if (pos != size) /* Lua 5.4.4 names argument 1 here */
+		luaL_argcheck(L, (lua_Unsigned)pos - 1u <= (lua_Unsigned)size, 1,
 		              "position out of bounds");
 	lua_geti(L, 1, pos);
 	for (; pos < size; pos++) {
@@ -967,7 +974,8 @@ static void concat_field(lua_State *L, luaL_Buffer *b, lua_Integer i)
 {
 	lua_geti(L, 1, i);
 	if (!lua_isstring(L, -1))
-		luaL_error(L, "invalid value (at index %I) in table for 'concat'", (LUAI_UACINT)i);
+		luaL_error(L, "invalid value (%s) at index %I in table for 'concat'",
+		           luaL_typename(L, -1), (LUAI_UACINT)i);
 	luaL_addvalue(b);
 }
 
@@ -1068,14 +1076,6 @@ static const luaL_Reg wrapped_globals[] = {
 static const char *const script_libs[] = {LUA_STRLIBNAME, LUA_TABLIBNAME, LUA_MATHLIBNAME,
                                           LUA_UTF8LIBNAME, NULL};
 
-/* Replaces field `name` of the table at -1 by a closure of fn over the old value. */
-static void wrap_field(lua_State *L, const char *name, lua_CFunction fn)
-{
-	lua_getfield(L, -1, name);
-	lua_pushcclosure(L, fn, 1);
-	lua_setfield(L, -2, name);
-}
-
 /* The libraries as scripts may use them (changed in place: the state is the
  * processor's alone and the engine's C code does not call them). [-0, +0, e] */
 static void adapt_libs(lua_State *L)
@@ -1091,9 +1091,9 @@ static void adapt_libs(lua_State *L)
 	                                  {"concat", sb_tconcat},
 	                                  {NULL, NULL}};
 
+	sl_sandbox_budget_libs(L);
 	lua_getglobal(L, LUA_STRLIBNAME);
 	luaL_setfuncs(L, strfns, 0);
-	wrap_field(L, "rep", sb_rep);
 	lua_pushnil(L);
 	lua_setfield(L, -2, "dump");
 	lua_pop(L, 1);
@@ -1106,10 +1106,6 @@ static void adapt_libs(lua_State *L)
 	lua_pop(L, 1);
 	lua_getglobal(L, LUA_TABLIBNAME);
 	luaL_setfuncs(L, tabfns, 0);
-	lua_pop(L, 1);
-	lua_getglobal(L, LUA_MATHLIBNAME);
-	wrap_field(L, "random", sb_random);
-	wrap_field(L, "randomseed", sb_randomseed);
 	lua_pop(L, 1);
 }
 

@@ -8,12 +8,16 @@
  *     emergency collection) and the failure is reported as the memory budget;
  *   - only the base, package, string, table, math and utf8 libraries opened (no
  *     io, os, debug, coroutine); the string table has no `dump`, its pattern
- *     functions are the budgeted ones of sl_strmatch.h, string.rep and the loops of
- *     table.insert/remove/move/concat count steps; the string metatable is locked;
+ *     functions are the budgeted ones of sl_strmatch.h, string.rep, table.sort and
+ *     the loops of table.insert/remove/move/concat count steps, and the functions
+ *     that scan their arguments in C check the budgets when called
+ *     (sl_sandbox_lib.c); the string metatable is locked;
  *   - an environment for scripts (sl_sandbox_pushenv): reads reach an allow-list
  *     of globals; writing any global raises "<file>:<line>: assignment to undeclared
  *     global 'x'"; the library tables scripts see are read-only proxies. load()
- *     takes text only into a sandbox environment, require() reaches cjson (a
+ *     is Lua's (strings or reader functions, errors returned) with text chunks only
+ *     (mode "t" by default, binary chunks refused in any mode), into a sandbox
+ *     environment unless given one, require() reaches cjson (a
  *     read-only proxy with encode, decode and null, its settings locked) and the
  *     engine's own pure-Lua modules sluice.* (sluice.core and sluice.testing
  *     excepted); setmetatable refuses a __gc field (a finalizer would run with the

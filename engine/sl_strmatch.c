@@ -151,6 +151,9 @@ static int match_class(int c, int cl)
 	case 'x':
 		res = isxdigit(c);
 		break;
+	case 'z':
+		res = (c == 0); /* deprecated in Lua 5.2, still a class in 5.4 */
+		break;
 	default:
 		return cl == c;
 	}
@@ -286,9 +289,11 @@ static const char *match_capture(struct mstate *ms, const char *s, int l)
 	size_t len;
 
 	l = check_capture(ms, l);
-	len = (size_t)ms->capture[l].len;
-	step(ms, (unsigned)(len / 64));
-	if ((size_t)(ms->src_end - s) >= len && memcmp(ms->capture[l].init, s, len) == 0)
+	len = (size_t)ms->capture[l].len; /* a position capture's is huge: no match */
+	if ((size_t)(ms->src_end - s) < len)
+		return NULL;
+	step(ms, (unsigned)(len / 64)); /* the comparison below, only when it runs */
+	if (memcmp(ms->capture[l].init, s, len) == 0)
 		return s + len;
 	return NULL;
 }

@@ -176,7 +176,18 @@ static void test_environment(void)
 	      "load of a binary chunk fails");
 	returns(L, "local f, e = load(string.char(27) .. 'LuaT') return tostring(e)",
 	        "attempt to load a binary chunk (mode is 't')", "load returns nil, message for it");
-	fails(L, "load(function() return nil end)", "only text chunks", "load of a reader fails");
+	returns(L,
+	        "local n = 0 return tostring(load(function() n = n + 1 if n == 1 then return"
+	        " 'return 3' end end)())",
+	        "3", "load of a reader function works");
+	returns(L, "local f, e = load('return 1', 'c', 'b') return tostring(e)",
+	        "attempt to load a text chunk (mode is 'b')", "load in mode 'b' refuses text");
+	returns(L, "local f, e = load(string.char(27) .. 'LuaT', 'c', 'bt') return tostring(e)",
+	        "attempt to load a binary chunk (processors may load text chunks only)",
+	        "a binary chunk is refused in mode 'bt' too");
+	returns(L, "local f, e = load(function() return {} end) return tostring(e)",
+	        "snippet.lua:1: reader function must return a string",
+	        "a bad reader is returned as nil, message");
 	returns(L, "return load('return 1 + 1')() .. ''", "2", "load of text works");
 	fails(L, "load('y = 1')()", "assignment to undeclared global 'y'",
 	      "a loaded chunk cannot write globals either");
@@ -516,7 +527,7 @@ static void test_patterns(void)
 
 int main(void)
 {
-	plan(106);
+	plan(109);
 	test_environment();
 	test_budgets();
 	test_reduce();
