@@ -673,6 +673,27 @@ static int core_protected(lua_State *L)
 	return 1;
 }
 
+/* Decodes and validates JSON text against schema in a protected call on L, whose
+ * stack it leaves as it found it. Returns 0, SL_EINVAL (d says why) or SL_ENOMEM.
+ * [-0, +0, -] */
+static int validate_text(lua_State *L, const struct sl_schema *schema, const char *payload,
+                         size_t len, struct sl_diag *d)
+{
+	int top = lua_gettop(L), rc;
+
+	lua_pushcfunction(L, core_protected);
+	lua_pushlightuserdata(L, (void *)payload);
+	lua_pushinteger(L, (lua_Integer)len);
+	lua_pushlightuserdata(L, (void *)schema);
+	lua_pushlightuserdata(L, d);
+	if (lua_pcall(L, 4, 1, 0) != LUA_OK)
+		rc = sl_diag_set(d, SL_ENOMEM, "%s", lua_tostring(L, -1));
+	else
+		rc = (int)lua_tointeger(L, -1);
+	lua_settop(L, top);
+	return rc;
+}
+
 struct sl_core_validator {
 	struct sl_contracts *cs; /* NULL until the first core type */
 	const struct sl_contract *core;
@@ -768,7 +789,6 @@ static int deploy_validate(struct sl_core_validator *v, const char *type, const 
 {
 	const struct sl_schema *seen[64];
 	size_t i, k, nseen = 0;
-	lua_State *L = NULL;
 	int rc = 0;
 
 	for (i = 0; i < v->ndc && !rc; i++) {
@@ -781,22 +801,14 @@ static int deploy_validate(struct sl_core_validator *v, const char *type, const 
 			continue;
 		if (nseen < sizeof(seen) / sizeof(seen[0]))
 			seen[nseen++] = et->schema;
-		L = v->dcs->L;
-		lua_pushcfunction(L, core_protected);
-		lua_pushlightuserdata(L, (void *)payload);
-		lua_pushinteger(L, (lua_Integer)len);
-		lua_pushlightuserdata(L, et->schema);
-		lua_pushlightuserdata(L, d);
-		if (lua_pcall(L, 4, 1, 0) != LUA_OK)
-			rc = sl_diag_set(d, SL_ENOMEM, "%s", lua_tostring(L, -1));
-		else if ((rc = (int)lua_tointeger(L, -1))) {
+		if ((rc = validate_text(v->dcs->L, et->schema, payload, len, d)) &&
+		    rc != SL_ENOMEM) {
 			char msg[SL_DIAG_MAX];
 			snprintf(msg, sizeof(msg), "%s", sl_diag_msg(d));
 			sl_diag_init(d); /* the first message stays otherwise */
 			sl_diag_set(d, rc, "%s (as contract '%s' defines '%s', %s)", msg,
 			            v->dc[i]->name, type, v->dc[i]->file);
 		}
-		lua_settop(L, 0);
 	}
 	return rc;
 }
@@ -818,13 +830,12 @@ static int core_load(struct sl_core_validator *v, struct sl_diag *d)
 	return rc;
 }
 
-/* Validates in a protected call on the validator's own state, whose stack it leaves
- * empty. [-0, +0, -] */
+/* Validates in a protected call on the validator's own state (validate_text).
+ * [-0, +0, -] */
 int sl_core_validate(void *ud, const char *type, const char *payload, size_t len, struct sl_diag *d)
 {
 	struct sl_core_validator *v = ud;
 	const struct sl_evtype *et;
-	lua_State *L;
 	int rc;
 
 	if (strncmp(type, "stream/", 7)) /* the core contract defines only these */
@@ -833,16 +844,5 @@ int sl_core_validate(void *ud, const char *type, const char *payload, size_t len
 		return rc;
 	if (!(et = sl_contract_type(v->core, type)))
 		return 0;
-	L = v->cs->L;
-	lua_pushcfunction(L, core_protected);
-	lua_pushlightuserdata(L, (void *)payload);
-	lua_pushinteger(L, (lua_Integer)len);
-	lua_pushlightuserdata(L, et->schema);
-	lua_pushlightuserdata(L, d);
-	if (lua_pcall(L, 4, 1, 0) != LUA_OK)
-		rc = sl_diag_set(d, SL_ENOMEM, "%s", lua_tostring(L, -1));
-	else
-		rc = (int)lua_tointeger(L, -1);
-	lua_settop(L, 0);
-	return rc;
+	return validate_text(v->cs->L, et->schema, payload, len, d);
 }

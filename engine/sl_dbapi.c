@@ -587,8 +587,7 @@ static int db_exec(lua_State *L)
 	return guarded(L, exec_body);
 }
 
-/* Pushes column i of the current row. [-0, +1, m] */
-static void push_column(lua_State *L, sqlite3_stmt *st, int i)
+void sl_dbapi_push_column(lua_State *L, struct sqlite3_stmt *st, int i)
 {
 	switch (sqlite3_column_type(st, i)) {
 	case SQLITE_INTEGER:
@@ -620,7 +619,7 @@ static int query_body(lua_State *L)
 	while ((rc = sqlite3_step(c->st)) == SQLITE_ROW) {
 		lua_createtable(L, 0, cols);
 		for (i = 0; i < cols; i++) {
-			push_column(L, c->st, i);
+			sl_dbapi_push_column(L, c->st, i);
 			lua_setfield(L, -2, sqlite3_column_name(c->st, i));
 		}
 		lua_rawseti(L, -2, ++n);

@@ -18,6 +18,12 @@
 
 #include "sl_error.h"
 
+struct sqlite3_stmt;
+
+/* Pushes column i of the statement's current row as ctx.db:query gives it: integer,
+ * float, text or blob as a string, NULL as the null sentinel. [-0, +1, m] */
+void sl_dbapi_push_column(lua_State *L, struct sqlite3_stmt *st, int i);
+
 struct sl_dbapi;
 struct sl_proj;
 

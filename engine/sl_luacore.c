@@ -40,6 +40,7 @@
 #include "sl_buf.h"
 #include "sl_checkpoint.h"
 #include "sl_contract.h"
+#include "sl_dbapi.h"
 #include "sl_deploy.h"
 #include "sl_home.h"
 #include "sl_host.h"
@@ -1022,20 +1023,7 @@ static int query_body(lua_State *L)
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		lua_createtable(L, 0, cols);
 		for (i = 0; i < cols; i++) {
-			switch (sqlite3_column_type(st, i)) {
-			case SQLITE_INTEGER:
-				lua_pushinteger(L, sqlite3_column_int64(st, i));
-				break;
-			case SQLITE_FLOAT:
-				lua_pushnumber(L, sqlite3_column_double(st, i));
-				break;
-			case SQLITE_NULL:
-				sl_lj_pushnull(L);
-				break;
-			default:
-				lua_pushlstring(L, (const char *)sqlite3_column_text(st, i),
-				                (size_t)sqlite3_column_bytes(st, i));
-			}
+			sl_dbapi_push_column(L, st, i);
 			lua_setfield(L, -2, sqlite3_column_name(st, i));
 		}
 		lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
