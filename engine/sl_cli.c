@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -333,6 +334,14 @@ static int read_all(FILE *f, struct sl_buf *b)
 	return sl_buf_ok(b) ? 0 : fail("out of memory (standard input too large)");
 }
 
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1000 + (double)ts.tv_nsec / 1e6;
+}
+
 static int blank_line(const char *p, size_t n)
 {
 	while (n--)
@@ -428,6 +437,104 @@ out:
 	return rc;
 }
 
+/* append --jsonl --stream: for a pipe that goes on (tail -f app.log | sluice append
+ * --jsonl --stream). Each line is validated when it arrives; the pending lines commit
+ * as one chunk once there are batch-size of them, or linger_ms after the first of
+ * them arrived, or at the end of the input. A bad line is reported; the lines before
+ * it are committed and the command exits 1. */
+static int append_stream(struct sl_store *s, struct sl_core_validator *core, const char *stream,
+                         int64_t chunk, double linger_ms)
+{
+	struct sl_jsonl_line *pending = calloc((size_t)chunk, sizeof(*pending));
+	struct sl_buf in;
+	struct sl_diag d;
+	size_t n = 0, i, start = 0;
+	int lineno = 0, rc = 0, eof = 0;
+	double first_at = 0;
+
+	sl_buf_init(&in);
+	if (!pending)
+		return fail("out of memory");
+	while (!rc && (!eof || in.len)) {
+		struct pollfd pfd = {0, POLLIN, 0};
+		int timeout = -1, ready;
+		char buf[65536];
+		ssize_t got;
+		if (n) {
+			double left = first_at + linger_ms - now_ms();
+			timeout = left > 0 ? (int)left + 1 : 0;
+		}
+		/* Lines already read (a full chunk was cut short) come first. */
+		if (in.len && memchr(in.ptr, '\n', in.len))
+			timeout = 0;
+		ready = eof ? 0 : poll(&pfd, 1, timeout);
+		if (ready < 0 && errno == EINTR)
+			continue;
+		if (ready > 0) {
+			got = read(0, buf, sizeof(buf));
+			if (got < 0 && errno == EINTR)
+				continue;
+			if (got < 0) {
+				rc = fail("cannot read standard input: %s", strerror(errno));
+				break;
+			}
+			if (got == 0)
+				eof = 1;
+			else
+				sl_buf_add(&in, buf, (size_t)got);
+			if (!sl_buf_ok(&in)) {
+				rc = fail("out of memory");
+				break;
+			}
+		}
+		/* Every complete line (and at the end, the last one without a newline). */
+		for (;;) {
+			char *p = in.ptr + start, *nl;
+			size_t avail = in.len - start;
+			if (!avail || (!(nl = memchr(p, '\n', avail)) && !eof))
+				break;
+			if (!nl)
+				nl = p + avail;
+			lineno++;
+			start = (size_t)(nl - in.ptr) + (nl < in.ptr + in.len);
+			if (blank_line(p, (size_t)(nl - p)))
+				continue;
+			sl_diag_init(&d);
+			if (sl_jsonl_parse(p, (size_t)(nl - p), stream, &pending[n],
+			                   sl_core_validate, core, &d)) {
+				fail("line %d: %s", lineno, sl_diag_msg(&d));
+				sl_jsonl_release(&pending[n]);
+				rc = 1;
+				break;
+			}
+			pending[n].lineno = lineno;
+			if (n++ == 0)
+				first_at = now_ms();
+			if (n == (size_t)chunk)
+				break;
+		}
+		/* Keep only the unread part of the input. */
+		if (start) {
+			memmove(in.ptr, in.ptr + start, in.len - start);
+			in.len -= start;
+			start = 0;
+		}
+		if (n && (rc || eof || n == (size_t)chunk || now_ms() >= first_at + linger_ms)) {
+			int arc = append_chunks(s, pending, n, chunk);
+			for (i = 0; i < n; i++)
+				sl_jsonl_release(&pending[i]);
+			n = 0;
+			if (arc)
+				rc = arc;
+		}
+	}
+	for (i = 0; i < n; i++)
+		sl_jsonl_release(&pending[i]);
+	free(pending);
+	sl_buf_release(&in);
+	return rc;
+}
+
 static int append_jsonl(struct args *a)
 {
 	const char *bs = opt(a, "batch-size");
@@ -437,6 +544,7 @@ static int append_jsonl(struct args *a)
 	struct sl_buf in;
 	struct sl_diag d;
 	int64_t chunk = 1000;
+	double linger = 10;
 	size_t n = 0, i;
 	int rc;
 
@@ -448,7 +556,13 @@ static int append_jsonl(struct args *a)
 		return fail("append --jsonl: --key, --metadata and --offset go in each line");
 	if (a->npos == 1 && !sl_stream_name_valid(a->pos[0]))
 		return fail("stream: invalid stream name '%.*s%s'", SL_ECHO(a->pos[0]));
-	if ((bs && parse_int("--batch-size", bs, 1, MAX_CHUNK, &chunk)) || read_all(stdin, &in)) {
+	if (opt(a, "linger") && !opt(a, "stream"))
+		return fail("append: --linger needs --jsonl --stream");
+	if (opt(a, "linger") && (linger = sl_parse_duration(opt(a, "linger"))) < 0)
+		return fail("--linger: bad duration '%.*s%s' (e.g. 10ms, 1s)",
+		            SL_ECHO(opt(a, "linger")));
+	if ((bs && parse_int("--batch-size", bs, 1, MAX_CHUNK, &chunk)) ||
+	    (!opt(a, "stream") && read_all(stdin, &in))) {
 		rc = 1;
 		goto out;
 	}
@@ -458,6 +572,11 @@ static int append_jsonl(struct args *a)
 	}
 	if ((rc = use_deployment_contracts(a, core)))
 		goto out;
+	if (opt(a, "stream")) {
+		if (!(rc = open_store(a, 0, core, &s)))
+			rc = append_stream(s, core, a->npos ? a->pos[0] : NULL, chunk, linger);
+		goto out;
+	}
 	if ((rc = parse_input(&in, a->npos ? a->pos[0] : NULL, core, &lines, &n)))
 		goto out;
 	if ((rc = open_store(a, 0, core, &s)))
@@ -488,6 +607,8 @@ static int cmd_append(struct args *a)
 		return append_jsonl(a);
 	if (opt(a, "batch-size"))
 		return fail("append: --batch-size needs --jsonl");
+	if (opt(a, "stream") || opt(a, "linger"))
+		return fail("append: --stream and --linger need --jsonl");
 	if (a->npos < 2)
 		return fail("append: missing arguments (see sluice append --help)");
 	ev.stream = a->pos[0];
@@ -1070,10 +1191,16 @@ static const struct cmd commands[] = {
          "                       every line is validated before anything is written\n"
          "  --batch-size N       with --jsonl, commit N events per atomic chunk "
          "(1000)\n"
+         "  --stream             with --jsonl, for a pipe that goes on: each line is checked\n"
+         "                       as it arrives, and the pending lines commit when there are\n"
+         "                       batch-size of them or --linger after the first (a bad line:\n"
+         "                       the ones before it commit, then exit 1)\n"
+         "  --linger T           with --stream, the longest wait before a commit (10ms)\n"
          "  --no-validate        with --deployment, do not check payloads against the\n"
          "                       deployment's contracts (by default a payload of a type\n"
          "                       they define must match each definition)\n" STORE_HELP,
-         {STORE_OPTS, "key=", "metadata=", "offset=", "jsonl", "batch-size=", "no-validate"},
+         {STORE_OPTS, "key=", "metadata=", "offset=", "jsonl", "batch-size=", "no-validate",
+          "stream", "linger="},
          0,
          3},
 	{"events",

@@ -1,0 +1,3 @@
+{"type":"t/x","payload":{"n":1}}
+{"type":"t/x","payload":{"n":2}}
+{"type":"t/x","payload":[1]}

@@ -1,0 +1,49 @@
+#!/bin/bash
+# append_stream.sh - `sluice append --jsonl --stream` for a feed that goes on (issue 12,
+# item 4): each line is committed as it arrives (at most --linger, 10 ms, after it) while
+# the input stays open, its result line printed then; a full --batch-size chunk commits
+# at once; a bad line commits the lines before it and exits 1 naming it; the end of the
+# input commits the rest. Without --stream the whole input is still validated first.
+. "$(dirname "$0")/lib/testlib.sh"
+S=$SLUICE
+export SLUICE_STORE=$TMP/store.db
+FEED=$TMP/feed
+mkfifo "$FEED"
+APP=
+cleanup() { exec 3>&- 2>/dev/null; [ -n "$APP" ] && kill "$APP" 2>/dev/null; rm -rf "$TMP"; }
+trap cleanup EXIT
+count() { $S events "$1" 2>/dev/null | grep -c "\"type\":\"$2\""; }
+count_is() { [ "$(count "$1" "$2")" = "$3" ]; }
+lines_out() { [ "$(wc -l <"$TMP/out")" = "$1" ]; }
+
+$S append --jsonl --stream live/a <"$FEED" >"$TMP/out" 2>"$TMP/err" &
+APP=$!
+exec 3>"$FEED"
+echo '{"type":"t/tick","payload":{"n":1}}' >&3
+check "the first line is committed while the input stays open" wait_until 10 count_is live/a t/tick 1
+check "and its result line is printed then" wait_until 10 lines_out 1
+eq "the result names the event" "$(jq -c '[.stream, .offset]' "$TMP/out")" '["live/a",2]'
+echo '{"type":"t/tick","payload":{"n":2}}' >&3
+echo '{"stream":"live/b","type":"t/tick"}' >&3
+check "later lines too" wait_until 10 count_is live/a t/tick 2
+check "a line may name its own stream" wait_until 10 count_is live/b t/tick 1
+echo '{"type":"t/tick","payload":[1]}' >&3
+exec 3>&-
+wait "$APP"
+eq "a bad line ends it with exit 1" "$?" "1"
+APP=
+check "naming the line and the field" grep -q "^sluice: line 4: payload: must be a JSON object, got array" "$TMP/err"
+eq "the lines before it are committed, the bad one is not" "$(count live/a t/tick)" "2"
+
+# ---- chunks and the end of the input ---------------------------------------------------------
+seq 1 2500 | sed 's/.*/{"type":"t\/many"}/' | $S append --jsonl --stream many/a >"$TMP/out2"
+eq "2 500 lines with the default batch size: all committed, one result each" \
+	"$(count many/a t/many),$(wc -l <"$TMP/out2")" "2500,2500"
+printf '%s\n' '{"type":"t/c"}' '{"type":"t/c"}' '{"type":"t/c"}' | $S append --jsonl --stream c/a --batch-size 2 >/dev/null
+eq "a cut chunk and the rest" "$(count c/a t/c)" "3"
+printf '{"type":"t/last"}' | $S append --jsonl --stream c/b >/dev/null
+eq "a last line without a newline" "$(count c/b t/last)" "1"
+refuses "--linger needs --stream" "--linger needs --jsonl --stream" $S append --jsonl --linger 5ms c/b
+refuses "--stream needs --jsonl" "--stream and --linger need --jsonl" $S append c/b t/x --stream
+refuses "a bad --linger" "--linger: bad duration" $S append --jsonl --stream --linger soon c/b
+finish
