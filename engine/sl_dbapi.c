@@ -410,8 +410,7 @@ static void bind_value(lua_State *L, sqlite3_stmt *st, int i, int idx)
 	}
 }
 
-/* Binds params (table at idx: array for ?, keys for :name). [-0, +0, e] */
-static void bind_params(lua_State *L, sqlite3_stmt *st, int idx)
+void sl_dbapi_bind_params(lua_State *L, sqlite3_stmt *st, int idx)
 {
 	char name[128];
 	int i, n;
@@ -550,7 +549,7 @@ static int exec_body(lua_State *L)
 	struct sl_dbapi *api = lua_touserdata(L, lua_upvalueindex(1));
 	struct cached *c = statement(L, api, luaL_checkstring(L, 2));
 
-	bind_params(L, c->st, 3);
+	sl_dbapi_bind_params(L, c->st, 3);
 	step_done(L, api, c->st);
 	if (c->ddl)
 		track_ddl(L, api, c);
@@ -613,7 +612,7 @@ static int query_body(lua_State *L)
 	lua_Integer n = 0;
 	int rc, i, cols;
 
-	bind_params(L, c->st, 3);
+	sl_dbapi_bind_params(L, c->st, 3);
 	lua_newtable(L);
 	cols = sqlite3_column_count(c->st);
 	while ((rc = sqlite3_step(c->st)) == SQLITE_ROW) {
@@ -678,7 +677,7 @@ static int replay_body(lua_State *L)
 			lua_pushnil(L);
 		}
 		c = statement(L, api, p);
-		bind_params(L, c->st, 3);
+		sl_dbapi_bind_params(L, c->st, 3);
 		step_done(L, api, c->st);
 		if (c->ddl)
 			track_ddl(L, api, c);

@@ -22,6 +22,10 @@ struct sqlite3_stmt;
 
 /* Pushes column i of the statement's current row as ctx.db:query gives it: integer,
  * float, text or blob as a string, NULL as the null sentinel. [-0, +1, m] */
+/* Binds params (table at idx: array for ?, keys for :name, @name, $name; nil and the
+ * null sentinel bind NULL) as ctx.db does. [-0, +0, e] */
+void sl_dbapi_bind_params(lua_State *L, struct sqlite3_stmt *st, int idx);
+
 void sl_dbapi_push_column(lua_State *L, struct sqlite3_stmt *st, int i);
 
 struct sl_dbapi;

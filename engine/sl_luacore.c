@@ -970,54 +970,14 @@ static int query_authorize(void *ud, int action, const char *a1, const char *a2,
 	return SQLITE_DENY;
 }
 
-static void query_bind(lua_State *L, sqlite3_stmt *st, int i, int idx)
-{
-	switch (lua_type(L, idx)) {
-	case LUA_TNUMBER:
-		if (lua_isinteger(L, idx))
-			sqlite3_bind_int64(st, i, lua_tointeger(L, idx));
-		else
-			sqlite3_bind_double(st, i, lua_tonumber(L, idx));
-		break;
-	case LUA_TBOOLEAN:
-		sqlite3_bind_int(st, i, lua_toboolean(L, idx));
-		break;
-	case LUA_TSTRING: {
-		size_t len;
-		const char *s = lua_tolstring(L, idx, &len);
-		sqlite3_bind_text(st, i, s, (int)len, SQLITE_TRANSIENT);
-		break;
-	}
-	default:
-		sqlite3_bind_null(st, i);
-	}
-}
-
 /* The body of core.query, protected so that the connection is closed on any raise:
  * (lightuserdata stmt at 1, params at 2). Leaves the array of rows. [-2, +1, e] */
 static int query_body(lua_State *L)
 {
 	sqlite3_stmt *st = lua_touserdata(L, 1);
-	int i, n, rc, cols;
+	int i, rc, cols;
 
-	if (lua_istable(L, 2)) {
-		n = (int)lua_rawlen(L, 2);
-		for (i = 1; i <= n; i++) {
-			lua_rawgeti(L, 2, i);
-			query_bind(L, st, i, -1);
-			lua_pop(L, 1);
-		}
-		lua_pushnil(L);
-		while (lua_next(L, 2)) {
-			if (lua_type(L, -2) == LUA_TSTRING) {
-				char name[130];
-				snprintf(name, sizeof(name), ":%s", lua_tostring(L, -2));
-				if ((i = sqlite3_bind_parameter_index(st, name)))
-					query_bind(L, st, i, -1);
-			}
-			lua_pop(L, 1);
-		}
-	}
+	sl_dbapi_bind_params(L, st, 2);
 	lua_newtable(L);
 	cols = sqlite3_column_count(st);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
