@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 
 #include "sl_buf.h"
 #include "sl_checkpoint.h"
+#include "sl_console.h"
 #include "sl_contract.h"
 #include "sl_deploy.h"
 #include "sl_host.h"
@@ -883,6 +885,7 @@ static int cmd_check(struct args *a)
 
 static int cmd_run(struct args *a)
 {
+	struct sl_console *con = NULL;
 	struct sl_host *h;
 	struct sl_diag d;
 	int rc;
@@ -901,11 +904,18 @@ static int cmd_run(struct args *a)
 		sl_host_set_shutdown_timeout(h, ms);
 	if (opt(a, "progress"))
 		sl_host_set_progress(h, 1);
+	/* A console or a child that goes away must not end the run with SIGPIPE. */
+	signal(SIGPIPE, SIG_IGN);
+	if (!opt(a, "until-caught-up") && sl_console_new(&con, h)) {
+		sl_host_free(h);
+		return fail("out of memory");
+	}
 	sl_diag_init(&d);
 	rc = sl_host_run(h, opt(a, "until-caught-up") != NULL, &d);
 	if (rc)
 		fail("%s", sl_diag_msg(&d));
 	sl_host_free(h);
+	sl_console_free(con);
 	return rc ? 1 : 0;
 }
 
@@ -1167,6 +1177,28 @@ static int cmd_repl(struct args *a)
 	return sl_repl_main(deployment, code);
 }
 
+/* sluice console [DEPLOYMENT|SOCKET] [-e CODE | --eval CODE] */
+static int cmd_console(struct args *a)
+{
+	const char *target = NULL, *code = opt(a, "eval");
+	int i;
+
+	for (i = 0; i < a->npos; i++) {
+		if (!strcmp(a->pos[i], "-e")) {
+			if (i + 1 >= a->npos)
+				return fail("console: -e needs CODE");
+			code = a->pos[++i];
+		} else if (!target) {
+			target = a->pos[i];
+		} else {
+			return fail(
+				"console: unexpected argument '%.*s%s' (see sluice console --help)",
+				SL_ECHO(a->pos[i]));
+		}
+	}
+	return sl_console_main(target, code);
+}
+
 /* ---- the command table ------------------------------------------------------------- */
 
 #define STORE_HELP                                                                                 \
@@ -1324,6 +1356,23 @@ static const struct cmd commands[] = {
          "bare expression prints its value, Ctrl-C stops an evaluation, Ctrl-D leaves.\n"
          "Otherwise (standard input, or -e CODE) each result prints as one JSON line and\n"
          "an error exits 1.\n\n"
+         "  -e CODE, --eval CODE evaluate CODE and exit\n",
+         {"eval="},
+         0,
+         3},
+	{"console",
+         cmd_console,
+         "console [DEPLOYMENT|SOCKET] [-e CODE]",
+         "The REPL's session inside a running `sluice run`, over its console socket\n"
+         "(the deployment's `console` path, else the store's path with .sock appended;\n"
+         "without an argument: $SLUICE_STORE.sock or ./sluice.db.sock). Each input is\n"
+         "evaluated by the runner between batches in a sandboxed session of its own,\n"
+         "within 1 s and 256 MiB: a loop is stopped with an error and the session goes\n"
+         "on. The helpers are the REPL's (help() lists them); reset and resume are done\n"
+         "by the runner under its lease, reload() loads the deployment again now, tail\n"
+         "follows until Ctrl-C. Several consoles may be attached at once. Off a terminal\n"
+         "(standard input, or -e CODE) each result prints as one JSON line and an error\n"
+         "exits 1.\n\n"
          "  -e CODE, --eval CODE evaluate CODE and exit\n",
          {"eval="},
          0,

@@ -35,6 +35,9 @@ struct sl_host {
 	int progress;
 	int flags;
 	struct sl_errs skipped; /* lenient open: why processors did not load */
+	int running;            /* sl_host_run is running the pump */
+	struct sl_host_service services[SL_HOST_MAX_SERVICES];
+	size_t nservices;
 };
 
 /* ---- opening ------------------------------------------------------------------------ */
@@ -259,9 +262,28 @@ int sl_host_run(struct sl_host *h, int until_caught_up, struct sl_diag *d)
 		for (i = 0; i < h->nprocs; i++)
 			h->procs[i].p = NULL; /* the reloader's now */
 	}
-	if ((rc = sl_pump_run(h->pump, &o, d)))
+	for (i = 0; i < h->nservices; i++) {
+		struct sl_diag sd;
+		sl_diag_init(&sd);
+		if (h->services[i].start(h->services[i].ud, h, &h->loop, &sd))
+			sl_log(SL_LOG_WARN, NULL, NULL, 0, "%s", sl_diag_msg(&sd));
+	}
+	h->running = 1;
+	rc = sl_pump_run(h->pump, &o, d);
+	h->running = 0;
+	for (i = h->nservices; i-- > 0;)
+		h->services[i].stop(h->services[i].ud);
+	if (rc)
 		return rc;
 	return until_caught_up && count_faulted(h, d) ? 1 : 0;
+}
+
+int sl_host_add_service(struct sl_host *h, const struct sl_host_service *s)
+{
+	if (h->nservices == SL_HOST_MAX_SERVICES)
+		return SL_ENOMEM;
+	h->services[h->nservices++] = *s;
+	return 0;
 }
 
 /* ---- state, status, reset -------------------------------------------------------------------- */
@@ -600,17 +622,17 @@ static int instance_exists(struct sl_host *h, const char *proc, const char *stre
 	return found;
 }
 
-int sl_host_reset(struct sl_host *h, const char *proc, const char *stream, int with_effects,
-                  struct sl_diag *d)
+/* Whether stream (NULL: every instance) names an instance of hp, for reset: 0, or
+ * an error. *stream becomes NULL in mode all. */
+static int reset_target(struct sl_host *h, const struct sl_pump_proc *hp, const char **streamp,
+                        struct sl_diag *d)
 {
-	struct sl_pump_proc *hp = find_proc(h, proc, d);
-	struct sl_commit *c;
-	int rc, end;
+	const char *proc = hp->cfg->name, *stream;
+	int rc;
 
-	if (!hp) /* find_proc set d: unknown processor */
-		return d ? d->code : SL_EINVAL;
 	if (hp->cfg->mode_all)
-		stream = NULL;
+		*streamp = NULL;
+	stream = *streamp;
 	if (stream && !sl_pattern_match(hp->cfg->streams, stream))
 		return sl_diag_set(d, SL_EINVAL,
 		                   "stream '%s' does not match '%s' of processor '%s'", stream,
@@ -622,14 +644,35 @@ int sl_host_reset(struct sl_host *h, const char *proc, const char *stream, int w
 				    "stream '%s' does not exist (processor '%s' has no instance "
 				    "for it)",
 				    stream, proc);
-	if ((rc = refuse_if_running(h, proc, d)))
-		return rc;
-	if ((rc = sl_commit_begin(h->store, NULL, &c, d)))
+	return 0;
+}
+
+/* The writes of a reset, under fence f (NULL: none). */
+static int reset_rows(struct sl_host *h, const char *proc, const char *stream, int with_effects,
+                      const struct sl_fence *f, struct sl_diag *d)
+{
+	struct sl_commit *c;
+	int rc, end;
+
+	if ((rc = sl_commit_begin(h->store, f, &c, d)))
 		return rc;
 	if (!(rc = sl_ckpt_reset(c, proc, stream, with_effects, d)) && !stream)
 		rc = sl_ckpt_drop_tables(c, proc, d);
 	end = sl_commit_end(c, rc == 0, d);
 	return rc ? rc : end;
+}
+
+int sl_host_reset(struct sl_host *h, const char *proc, const char *stream, int with_effects,
+                  struct sl_diag *d)
+{
+	struct sl_pump_proc *hp = find_proc(h, proc, d);
+	int rc;
+
+	if (!hp) /* find_proc set d: unknown processor */
+		return d ? d->code : SL_EINVAL;
+	if ((rc = reset_target(h, hp, &stream, d)) || (rc = refuse_if_running(h, proc, d)))
+		return rc;
+	return reset_rows(h, proc, stream, with_effects, NULL, d);
 }
 
 /* ---- resume and dead letters ----------------------------------------------------------- */
@@ -737,6 +780,8 @@ struct resume_ctx {
 	sl_resume_fn fn;
 	void *ud;
 	struct sl_diag *d;
+	const struct sl_fence *fence; /* of the runner doing it, or NULL */
+	int64_t n;                    /* instances resumed */
 };
 
 static int resume_one(struct resume_ctx *c, struct sl_inst *in)
@@ -746,7 +791,7 @@ static int resume_one(struct resume_ctx *c, struct sl_inst *in)
 
 	if ((rc = sl_proc_inst_load(c->hp->p, in, c->d)) || !in->faulted)
 		return rc;
-	if ((rc = sl_commit_begin(c->h->store, NULL, &cm, c->d)))
+	if ((rc = sl_commit_begin(c->h->store, c->fence, &cm, c->d)))
 		return rc;
 	rc = sl_ckpt_clear_fault(cm, c->hp->cfg->name, in->stream, c->d);
 	end = sl_commit_end(cm, rc == 0, c->d);
@@ -754,6 +799,7 @@ static int resume_one(struct resume_ctx *c, struct sl_inst *in)
 		return rc;
 	in->faulted = 0;
 	in->fails = 0;
+	c->n++;
 	return c->skip ? skip_poison(c->h, c->hp, in, c->skip, c->fn, c->ud, c->d) : 0;
 }
 
@@ -766,7 +812,7 @@ int sl_host_resume(struct sl_host *h, const char *proc, const char *stream, int 
                    sl_resume_fn fn, void *ud, struct sl_diag *d)
 {
 	struct sl_pump_proc *hp = find_proc(h, proc, d);
-	struct resume_ctx rc = {h, hp, skip, fn, ud, d};
+	struct resume_ctx rc = {h, hp, skip, fn, ud, d, NULL, 0};
 	struct each_ctx c = {h, hp, d, resume_fn, 0, &rc};
 	struct sl_inst *in;
 	int rr;
@@ -787,6 +833,83 @@ int sl_host_resume(struct sl_host *h, const char *proc, const char *stream, int 
 	if (!(in = sl_proc_instance(hp->p, hp->cfg->mode_all ? "" : stream)))
 		return sl_diag_set(d, SL_ENOMEM, "out of memory");
 	return resume_one(&rc, in);
+}
+
+/* ---- reset and resume by the runner (the console) --------------------------------------- */
+
+struct run_op {
+	struct sl_host *h;
+	const char *stream;
+	int with_effects;
+	int64_t n;
+};
+
+static int run_reset_op(void *ud, const struct sl_pump_proc *pp, const struct sl_fence *f,
+                        struct sl_diag *d)
+{
+	struct run_op *o = ud;
+	int rc;
+
+	if ((rc = reset_target(o->h, pp, &o->stream, d)))
+		return rc;
+	return reset_rows(o->h, pp->cfg->name, o->stream, o->with_effects, f, d);
+}
+
+static int run_resume_op(void *ud, const struct sl_pump_proc *pp, const struct sl_fence *f,
+                         struct sl_diag *d)
+{
+	struct run_op *o = ud;
+	struct sl_pump_proc *hp = (struct sl_pump_proc *)pp;
+	struct resume_ctx rc = {o->h, hp, 0, NULL, NULL, d, f, 0};
+	struct each_ctx c = {o->h, hp, d, resume_fn, 0, &rc};
+	struct sl_inst *in;
+	int r;
+
+	if (o->stream && !hp->cfg->mode_all && !sl_pattern_match(hp->cfg->streams, o->stream))
+		return sl_diag_set(d, SL_EINVAL,
+		                   "stream '%s' does not match '%s' of processor '%s'", o->stream,
+		                   hp->cfg->streams, hp->cfg->name);
+	if (!hp->cfg->mode_all && !o->stream) {
+		r = each_instance(&c);
+	} else if (!(in = sl_proc_instance(hp->p, hp->cfg->mode_all ? "" : o->stream))) {
+		r = sl_diag_set(d, SL_ENOMEM, "out of memory");
+	} else {
+		r = resume_one(&rc, in);
+	}
+	o->n = rc.n;
+	return r;
+}
+
+static int run_op(struct sl_host *h, const char *proc, sl_pump_op_fn fn, struct run_op *o,
+                  struct sl_diag *d)
+{
+	if (!(h->flags & SL_HOST_RUN) || !h->running)
+		return sl_diag_set(d, SL_EBUSY, "no runner: this host does not run '%s'", proc);
+	return sl_pump_exclusive(h->pump, proc, fn, o, d);
+}
+
+int sl_host_run_reset(struct sl_host *h, const char *proc, const char *stream, int with_effects,
+                      struct sl_diag *d)
+{
+	struct run_op o = {h, stream, with_effects, 0};
+
+	return run_op(h, proc, run_reset_op, &o, d);
+}
+
+int sl_host_run_resume(struct sl_host *h, const char *proc, const char *stream, int64_t *n,
+                       struct sl_diag *d)
+{
+	struct run_op o = {h, stream, 0, 0};
+	int rc = run_op(h, proc, run_resume_op, &o, d);
+
+	*n = o.n;
+	return rc;
+}
+
+void sl_host_reload_now(struct sl_host *h)
+{
+	if (h->reload)
+		sl_reload_now(h->reload);
 }
 
 int sl_host_dead_letters(struct sl_host *h, sl_dead_letter_fn fn, void *ud, struct sl_diag *d)

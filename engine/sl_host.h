@@ -69,6 +69,33 @@ void sl_host_set_progress(struct sl_host *h, int on);
  * deployment's shutdownTimeout, else 10 s). */
 void sl_host_set_shutdown_timeout(struct sl_host *h, double ms);
 
+/* ---- services and work done by the runner (the console, sl_console.h) ----
+ *
+ * A service runs beside the pump of `sluice run` on the host's loop: start is called
+ * when the run starts (an error is logged as a warning and the run goes on without
+ * it), stop when the pump stopped (it closes its handles; the loop runs once more
+ * in sl_host_free). */
+struct uv_loop_s;
+struct sl_host_service {
+	void *ud;
+	int (*start)(void *ud, struct sl_host *h, struct uv_loop_s *loop, struct sl_diag *d);
+	void (*stop)(void *ud);
+};
+#define SL_HOST_MAX_SERVICES 4
+int sl_host_add_service(struct sl_host *h, const struct sl_host_service *s);
+
+/* While sl_host_run runs: reset and resume carried out by this runner between the
+ * processor's batches (sl_pump_exclusive) under its lease, for the processors the
+ * pump runs now (hot-reloaded ones included). SL_EBUSY when the processor has a
+ * batch in flight, another runner leads it, or no run is going on. resume counts the
+ * instances whose fault it cleared in *n. */
+int sl_host_run_reset(struct sl_host *h, const char *proc, const char *stream, int with_effects,
+                      struct sl_diag *d);
+int sl_host_run_resume(struct sl_host *h, const char *proc, const char *stream, int64_t *n,
+                       struct sl_diag *d);
+/* Loads the deployment again now, as SIGHUP does (a run without hot reload: no-op). */
+void sl_host_reload_now(struct sl_host *h);
+
 /* ---- queries: rows to a callback ----------------------------------------------------------
  *
  * The queries below hand their results to a callback, one row at a time; rendering

@@ -45,6 +45,7 @@
 #include "sl_home.h"
 #include "sl_host.h"
 #include "sl_luajson.h"
+#include "sl_sandbox.h"
 #include "sl_store.h"
 
 #define STORE_MT "sluice.store"
@@ -382,6 +383,20 @@ static int store_all(lua_State *L)
 		return lua_error(L);
 	if (rc)
 		return luaL_error(L, "%s", sl_diag_msg(&d));
+	return 1;
+}
+
+/* store:head() -> the highest position in the store (0 when empty). [-0, +1, m] */
+static int store_head(lua_State *L)
+{
+	struct lstore *ls = check_store(L, 1);
+	struct sl_diag d;
+	int64_t pos = 0;
+
+	sl_diag_init(&d);
+	if (sl_store_head_position(ls->s, &pos, &d))
+		return luaL_error(L, "%s", sl_diag_msg(&d));
+	lua_pushinteger(L, pos);
 	return 1;
 }
 
@@ -993,6 +1008,13 @@ static int query_body(lua_State *L)
 	return 1;
 }
 
+/* SQLite's progress handler of a query: in a budgeted session (the console's) the
+ * budget stops a query that runs too long. */
+static int query_progress(void *ud)
+{
+	return sl_sandbox_poll(ud);
+}
+
 /* core.query(deployment, processor, sql [, params]) -> array of rows | nil, message:
  * a read-only query (a read-only connection, and an authorizer that admits SELECT on
  * the processor's own tables only). [-0, +1|2, m] */
@@ -1031,6 +1053,7 @@ static int core_query(lua_State *L)
 		return 2;
 	}
 	sqlite3_busy_timeout(db, 5000);
+	sqlite3_progress_handler(db, 1000, query_progress, L);
 	load_owned(db, &q);
 	sqlite3_set_authorizer(db, query_authorize, &q);
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
@@ -1076,13 +1099,10 @@ int luaopen_sluice_core(lua_State *L);
 int luaopen_sluice_core(lua_State *L)
 {
 	static const luaL_Reg store_methods[] = {
-		{"append", store_append},
-		{"append_batch", store_append_batch},
-		{"events", store_events},
-		{"streams", store_streams},
-		{"all", store_all},
-		{"close", store_close},
-		{NULL, NULL},
+		{"append", store_append}, {"append_batch", store_append_batch},
+		{"events", store_events}, {"streams", store_streams},
+		{"all", store_all},       {"head", store_head},
+		{"close", store_close},   {NULL, NULL},
 	};
 	static const luaL_Reg funcs[] = {
 		{"open", core_open},       {"decode", core_decode},

@@ -924,6 +924,57 @@ const struct sl_pump_proc *sl_pump_proc_at(const struct sl_pump *pm, size_t i)
 	return i < pm->nslots ? &pm->slots[i]->pp : NULL;
 }
 
+/* ---- work done between batches (the console's reset and resume) ---------------------------- */
+
+int sl_pump_exclusive(struct sl_pump *pm, const char *name, sl_pump_op_fn fn, void *ud,
+                      struct sl_diag *d)
+{
+	struct sl_fence f = {name, pm->leases ? sl_leases_owner(pm->leases) : NULL, 0};
+	struct slot *sl = NULL;
+	struct sl_diag ad;
+	size_t i;
+	int rc, arc;
+
+	for (i = 0; i < pm->nslots && !sl; i++)
+		if (!strcmp(pm->slots[i]->pp.cfg->name, name))
+			sl = pm->slots[i];
+	if (!sl)
+		return sl_diag_set(d, SL_ENOTFOUND, "unknown processor '%s'", name);
+	if (!sl->leader)
+		return *sl->standby_of
+		               ? sl_diag_set(d, SL_EBUSY,
+		                             "processor '%s' is run by %s, not by this runner; "
+		                             "use its console",
+		                             name, sl->standby_of)
+		               : sl_diag_set(d, SL_EBUSY,
+		                             "processor '%s' has not started in this runner yet "
+		                             "(waiting for its lease)",
+		                             name);
+	if (sl->inflight || sl->next.p || sl->removing)
+		return sl_diag_set(d, SL_EBUSY,
+		                   "processor '%s' has a batch in flight (waiting on its blocking "
+		                   "work); try again once it settled",
+		                   name);
+	f.epoch = sl->epoch;
+	sl_proc_flush(sl->pp.p);
+	stand_by(pm, sl);
+	rc = fn(ud, &sl->pp, pm->leases ? &f : NULL, d);
+	/* Whatever fn did, the processor runs on from what the store holds now. */
+	sl_diag_init(&ad);
+	if (pm->leases)
+		arc = activate(pm, sl, sl->epoch, &ad);
+	else if (!(arc = sl_proc_activate(sl->pp.p, NULL, &ad)))
+		arc = start_slot(pm, sl, &ad);
+	if (arc && fenced(arc, &ad)) {
+		sl->fenced_epoch = sl->epoch; /* the lease went meanwhile: a standby */
+		sl_leases_poke(pm->leases);
+	} else if (arc && !rc) {
+		rc = sl_diag_set(d, arc, "%s", sl_diag_msg(&ad));
+	}
+	sl_pump_kick(pm);
+	return rc;
+}
+
 /* ---- rounds --------------------------------------------------------------------------------- */
 
 /* One pass over every processor this runner leads: route what is new, then one

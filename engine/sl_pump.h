@@ -104,6 +104,21 @@ int sl_pump_set(struct sl_pump *pm, const char *name, struct sl_proc *p,
 size_t sl_pump_nprocs(const struct sl_pump *pm);
 const struct sl_pump_proc *sl_pump_proc_at(const struct sl_pump *pm, size_t i);
 
+/* ---- work between batches (the console) ----
+ *
+ * sl_pump_exclusive runs fn for processor name at once, between batches, when this
+ * runner leads it and it is idle (no batch in flight, no change waiting): its
+ * cached states are forgotten first, fn may rewrite its rows (under fence, NULL
+ * without leases), and then the processor is activated again from what the store
+ * holds (checkpoints and faults read again, catch-up from there). Refused with
+ * SL_EBUSY (nothing done) when the processor is busy or another runner leads it,
+ * SL_ENOTFOUND when the pump does not run it. Returns fn's result otherwise. */
+struct sl_fence;
+typedef int (*sl_pump_op_fn)(void *ud, const struct sl_pump_proc *pp, const struct sl_fence *f,
+                             struct sl_diag *d);
+int sl_pump_exclusive(struct sl_pump *pm, const char *name, sl_pump_op_fn fn, void *ud,
+                      struct sl_diag *d);
+
 /* Runs a round soon (something changed). */
 void sl_pump_kick(struct sl_pump *pm);
 

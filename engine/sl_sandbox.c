@@ -50,11 +50,12 @@
 #include "sl_luajson.h"
 #include "sl_strmatch.h"
 
-#define HOOK_PERIOD 10000 /* instructions between two runs of the count hook */
-#define ALLOC_PERIOD 255u /* allocations between two reads of the clock (mask) */
-#define ALLOC_LARGE 65536 /* growth in bytes that reads the clock at once */
-#define CHUNK_PIECE 4096  /* bytes the load reader hands the parser at once */
-#define CJSON_DEPTH 1000  /* lua-cjson's default encode_max_depth */
+#define HOOK_PERIOD 10000       /* instructions between two runs of the count hook */
+#define ALLOC_PERIOD 255u       /* allocations between two reads of the clock (mask) */
+#define STOP_EVERY_NS 50000000u /* how often sl_sandbox_set_stop's fn is asked */
+#define ALLOC_LARGE 65536       /* growth in bytes that reads the clock at once */
+#define CHUNK_PIECE 4096        /* bytes the load reader hands the parser at once */
+#define CJSON_DEPTH 1000        /* lua-cjson's default encode_max_depth */
 
 enum { REFUSED_NONE, REFUSED_LIMIT, REFUSED_SYSTEM, REFUSED_TRIPPED };
 
@@ -69,10 +70,13 @@ struct sl_sandbox {
 	int depth, reducing;
 	lua_State *cur; /* the thread running it */
 	enum sl_budget tripped;
-	double count;      /* instructions (and C steps) so far */
-	int period;        /* of the count hook; 0: no hook */
-	uint64_t deadline; /* monotonic ns, or 0 */
-	char msg[4][160];  /* the budget errors, as C strings */
+	double count;          /* instructions (and C steps) so far */
+	int period;            /* of the count hook; 0: no hook */
+	uint64_t deadline;     /* monotonic ns, or 0 */
+	char msg[4][160];      /* the budget errors, as C strings */
+	int (*stop)(void *ud); /* sl_sandbox_set_stop */
+	void *stop_ud;
+	uint64_t next_stop; /* when stop is asked next */
 };
 
 /* Private registry keys. */
@@ -132,10 +136,29 @@ static void check(struct sl_sandbox *sb, lua_State *L)
 {
 	if (sb->tripped)
 		return;
-	if (sb->lim.instructions > 0 && sb->count >= sb->lim.instructions)
+	if (sb->lim.instructions > 0 && sb->count >= sb->lim.instructions) {
 		trip(sb, SL_BUDGET_INSTRUCTIONS, L);
-	else if (sb->deadline && now_ns() >= sb->deadline)
-		trip(sb, SL_BUDGET_WALLCLOCK, L);
+	} else if (sb->deadline || sb->stop) {
+		uint64_t now = now_ns();
+		if (sb->deadline && now >= sb->deadline) {
+			trip(sb, SL_BUDGET_WALLCLOCK, L);
+		} else if (sb->stop && now >= sb->next_stop) {
+			sb->next_stop = now + STOP_EVERY_NS;
+			if (sb->stop(sb->stop_ud))
+				trip(sb, SL_BUDGET_WALLCLOCK, L);
+		}
+	}
+}
+
+void sl_sandbox_set_stop(lua_State *L, int (*fn)(void *ud), void *ud)
+{
+	struct sl_sandbox *sb = sandbox_of(L);
+
+	if (sb) {
+		sb->stop = fn;
+		sb->stop_ud = ud;
+		sb->next_stop = 0;
+	}
 }
 
 void sl_sandbox_pushmessage(lua_State *L, enum sl_budget b)

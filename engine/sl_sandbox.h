@@ -141,6 +141,12 @@ int sl_sandbox_poll(lua_State *L);
 /* Raises the budget error of the tripped budget. [-0, +0, v] */
 int sl_sandbox_raise(lua_State *L);
 
+/* An early stop asked for from outside (the console's Ctrl-C): while a budget is
+ * armed, fn(ud) is asked every 50 ms (from the count hook, the allocator and the
+ * ticks: it must not touch Lua); nonzero trips the wall-clock budget. NULL removes
+ * it. */
+void sl_sandbox_set_stop(lua_State *L, int (*fn)(void *ud), void *ud);
+
 /* ---- reduce ----------------------------------------------------------------------- */
 
 void sl_sandbox_reducing(lua_State *L, int on);

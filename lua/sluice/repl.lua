@@ -3,13 +3,18 @@
 -- results; this module makes the globals the session works with.
 --
 --   local repl = require "sluice.repl"
---   local session = repl.new(deployment_or_nil, env)   -- installs the helpers in env
+--   local session = repl.new(deployment_or_nil, env, sys) -- installs the helpers in env
 --   session.complete(line, word_start, word) -> array of candidates
+--
+-- sys is what the session may use of its process: core (sluice.core, or in the
+-- console the runner's version of it), loadscript(path) -> chunk | nil, message (the
+-- chunk with an environment of its own), readfile(path) -> text | nil, write(text),
+-- getenv(name), show(value) -> text (as results print), now() -> an ISO-8601 UTC
+-- time, sleep(ms), and in the console reload() and follow(what, position) (tail
+-- hands the following to the client).
 --
 -- Helpers that fail raise with the engine's message (no traceback): the session prints
 -- it and goes on.
-local core = require "sluice.core"
-
 local M = {}
 
 local HELP = {
@@ -32,6 +37,7 @@ local HELP = {
   { "resume(p [, stream [, {skip=true} | {skipAll=true}]])", "as `sluice resume`" },
   { "deadLetters()", "as `sluice dead-letters`" },
   { "check()", "validates the deployment: true, or the errors" },
+  { "reload()", "(console) loads the deployment again now, as a change of its files does" },
   { "help([name])", "this list, or one helper" },
   { "exit()", "leaves the session (Ctrl-D too)" },
 }
@@ -45,14 +51,15 @@ local function ok(v, msg)
   return v
 end
 
--- A list result: an array even when empty (JSON [] rather than {}).
-local function list(t)
-  return core.array(t)
-end
-
-function M.new(deployment, env)
+function M.new(deployment, env, sys)
   local S = {}
-  local info, store
+  local core = sys.core
+
+  -- A list result: an array even when empty (JSON [] rather than {}).
+  local function list(t)
+    return core.array(t)
+  end
+  local info, store, scripts
 
   local function need_deployment(name)
     if not deployment then
@@ -72,7 +79,7 @@ function M.new(deployment, env)
     if deployment then
       path = deployment_info().store
     else
-      path = os.getenv("SLUICE_STORE")
+      path = sys.getenv and sys.getenv("SLUICE_STORE")
       if not path or path == "" then path = "sluice.db" end
     end
     store = ok(core.open(path))
@@ -182,6 +189,16 @@ function M.new(deployment, env)
     return errs
   end
 
+  function env.reload()
+    if not sys.reload then
+      fail("reload: only in the console (`sluice console`): a running `sluice run` "
+        .. "also reloads by itself when its files change, and on SIGHUP")
+    end
+    need_deployment("reload")
+    info, scripts = nil, {}
+    return ok(sys.reload())
+  end
+
   function env.help(name)
     if name == nil then
       local lines = {}
@@ -197,7 +214,7 @@ function M.new(deployment, env)
 
   -- ---- scratch copies of a processor: its script and contract, outside the engine -----
 
-  local scripts = {}
+  scripts = {}
 
   -- The processor's script table and its contract (decoded), loaded in this session.
   local function processor(p)
@@ -206,15 +223,14 @@ function M.new(deployment, env)
     for _, q in ipairs(deployment_info().processors) do if q.name == p then pi = q end end
     if not pi then fail("unknown processor '" .. tostring(p) .. "'") end
     if pi.error then fail(pi.error) end
-    local chunk, err = loadfile(pi.script, "t", setmetatable({}, { __index = _G }))
+    local chunk, err = sys.loadscript(pi.script)
     if not chunk then fail(err) end
     local script = chunk()
     local contract
     for _, dir in ipairs(deployment_info().schemas) do
-      local f = io.open(dir .. "/" .. pi.contract .. ".contract.json", "rb")
-      if f then
-        contract = ok(core.decode(f:read("a")))
-        f:close()
+      local text = sys.readfile(dir .. "/" .. pi.contract .. ".contract.json")
+      if text then
+        contract = ok(core.decode(text))
         break
       end
     end
@@ -283,7 +299,7 @@ function M.new(deployment, env)
     local previous = copy(env.state(p, sp.info.mode == "all" and nil or stream))
     if previous == nil then previous = copy(sp.contract.initialState) end
     local ev = { stream = stream, offset = head + 1, position = 0, type = type_,
-                 payload = payload or {}, createdAt = os.date("!%Y-%m-%dT%H:%M:%S.000Z") }
+                 payload = payload or {}, createdAt = sys.now() }
     local result = { previousState = copy(previous), emits = list({}), work = list({}),
                      logs = list({}) }
     local good, err = pcall(function()
@@ -370,35 +386,35 @@ function M.new(deployment, env)
     return function(s) return s:match(lp) ~= nil end
   end
 
+  -- The events after position pos whose stream matches what (a name or a pattern),
+  -- as lines to print, and the position to read from next. tail reads with it; the
+  -- console's client asks for it again and again while it follows.
+  function S.poll(what, pos)
+    local match, lines = matcher(what), {}
+    local chunk = the_store():all(pos, 1000)
+    for _, e in ipairs(chunk) do
+      if match(e.stream) then
+        lines[#lines + 1] = sys.show({ stream = e.stream, offset = e.offset, type = e.type,
+                                       payload = e.payload })
+      end
+      pos = e.position + 1
+    end
+    return lines, pos, #chunk
+  end
+
   function env.tail(what, opts)
     if type(what) ~= "string" then fail("tail: expected a stream or a pattern") end
     opts = opts or {}
-    local match = matcher(what)
-    local pos
-    if opts.from then
-      pos = opts.from
-    else
-      pos = 1
-      while true do -- the next position: after the last one now
-        local chunk = the_store():all(pos, 1000)
-        if #chunk == 0 then break end
-        pos = chunk[#chunk].position + 1
-        if #chunk < 1000 then break end
-      end
+    if opts.from ~= nil and math.type(opts.from) ~= "integer" then
+      fail("tail: from must be a position (an integer)")
     end
-    -- On a terminal as the session shows values, else one JSON line per event.
-    local show = (env.__sluice_color and env.__sluice_show) or env.__sluice_json
-      or function(v) return tostring(v) end
+    local pos = opts.from or the_store():head() + 1
+    if sys.follow then return sys.follow(what, pos) end
     while true do
-      local chunk = the_store():all(pos, 1000)
-      for _, e in ipairs(chunk) do
-        if match(e.stream) then
-          io.write(show({ stream = e.stream, offset = e.offset, type = e.type, payload = e.payload }), "\n")
-          io.flush()
-        end
-        pos = e.position + 1
-      end
-      if #chunk == 0 then core.sleep(100) end
+      local lines, nextpos, n = S.poll(what, pos)
+      for _, l in ipairs(lines) do sys.write(l .. "\n") end
+      pos = nextpos
+      if n == 0 then sys.sleep(100) end
     end
   end
 
