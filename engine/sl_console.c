@@ -205,26 +205,25 @@ static int l_reset(lua_State *L)
 	return 1;
 }
 
-/* The runner's resume: core.resume(deployment, p [, stream [, opts]]) -> {resumed=N}.
- * Resuming with skip runs the faulted batch again one event at a time, which is
- * `sluice resume --skip`'s work on a stopped runner. [-n, +1|2, m] */
+/* The runner's resume: core.resume(deployment, p [, stream [, {skip=, skipAll=}]]) ->
+ * {resumed=N}; with skip the runner runs the faulted batch one event at a time and
+ * dead-letters what fails alone. [-n, +1|2, m] */
 static int l_resume(lua_State *L)
 {
 	struct client *c = client_of(L);
 	const char *proc = luaL_checkstring(L, 2), *stream = luaL_optstring(L, 3, NULL);
 	struct sl_diag d;
 	int64_t n = 0;
+	int skip = 0;
 
-	if (lua_istable(L, 4) && ((lua_getfield(L, 4, "skip"), lua_toboolean(L, -1)) ||
-	                          (lua_getfield(L, 4, "skipAll"), lua_toboolean(L, -1)))) {
-		lua_pushnil(L);
-		lua_pushstring(L, "resume: skip is not available in the console (it runs the "
-		                  "faulted batch again one event at a time outside the runner): "
-		                  "stop the runner, then `sluice resume DEPLOYMENT P --skip`");
-		return 2;
+	if (lua_istable(L, 4)) {
+		if (lua_getfield(L, 4, "skipAll") && lua_toboolean(L, -1))
+			skip = SL_RESUME_SKIP_ALL;
+		else if (lua_getfield(L, 4, "skip") && lua_toboolean(L, -1))
+			skip = SL_RESUME_SKIP;
 	}
 	sl_diag_init(&d);
-	if (sl_host_run_resume(c->con->h, proc, stream, &n, &d)) {
+	if (sl_host_run_resume(c->con->h, proc, stream, skip, &n, &d)) {
 		lua_pushnil(L);
 		lua_pushstring(L, sl_diag_msg(&d));
 		return 2;

@@ -708,40 +708,16 @@ static int ingest_one(struct sl_host *h, struct sl_pump_proc *hp, struct sl_inst
 }
 
 /* Dead-letters ev for instance in and moves its checkpoint past it. */
-static int dead_letter(struct sl_host *h, struct sl_pump_proc *hp, struct sl_inst *in,
-                       const struct sl_event *ev, const char *err, sl_resume_fn fn, void *ud,
-                       struct sl_diag *d)
+static int dead_letter(struct sl_pump_proc *hp, struct sl_inst *in, const struct sl_event *ev,
+                       const char *err, sl_resume_fn fn, void *ud, struct sl_diag *d)
 {
-	int64_t seq = hp->cfg->mode_all ? ev->position : ev->offset;
-	struct sl_dead_letter dl = {hp->cfg->name,
-	                            ev->stream,
-	                            ev->type,
-	                            err,
-	                            sl_proc_last_traceback(hp->p),
-	                            NULL,
-	                            ev->offset,
-	                            ev->position,
-	                            hp->cfg->retry_attempts + 1};
-	struct sl_commit *c;
-	char at[32];
-	int rc, end;
+	int rc = sl_proc_dead_letter(hp->p, in, ev, err, hp->cfg->retry_attempts + 1, d);
 
-	sl_store_now(at, sizeof(at));
-	dl.at = at;
-	if ((rc = sl_commit_begin(h->store, NULL, &c, d)))
-		return rc;
-	if (!(rc = sl_ckpt_dead_letter(c, &dl, d)))
-		rc = sl_ckpt_put_offset(c, hp->cfg->name, in->stream, seq,
-		                        seq > in->effects_mark ? seq : in->effects_mark, d);
-	end = sl_commit_end(c, rc == 0, d);
-	if (rc || (rc = end))
-		return rc;
-	in->offset = seq;
-	if (fn) {
+	if (!rc && fn) {
 		struct sl_resume_row row = {hp->cfg->name, ev->stream, ev->offset};
 		return fn(ud, &row);
 	}
-	return 0;
+	return rc;
 }
 
 /* resume --skip: the faulted batch again, one event at a time; the first event that
@@ -766,7 +742,7 @@ static int skip_poison(struct sl_host *h, struct sl_pump_proc *hp, struct sl_ins
 			continue;
 		if (skipped && skip != SL_RESUME_SKIP_ALL)
 			return sl_diag_set(d, one.code, "%s", sl_diag_msg(&one));
-		if ((rc = dead_letter(h, hp, in, ev, sl_diag_msg(&one), fn, ud, d)))
+		if ((rc = dead_letter(hp, in, ev, sl_diag_msg(&one), fn, ud, d)))
 			return rc;
 		skipped = 1;
 	}
@@ -782,7 +758,28 @@ struct resume_ctx {
 	struct sl_diag *d;
 	const struct sl_fence *fence; /* of the runner doing it, or NULL */
 	int64_t n;                    /* instances resumed */
+	int runner_skip;              /* the runner's resume with skip (sl_pump_skip) */
 };
+
+/* The runner's resume with skip: the batch that faulted is run one event at a time
+ * by the pump, which dead-letters what fails. */
+static int runner_skip(struct resume_ctx *c, struct sl_inst *in)
+{
+	const struct sl_event *ev;
+	size_t n;
+	int64_t until;
+	int rc;
+
+	if ((rc = sl_pump_read_batch(c->h->pump, c->hp, in, &ev, &n, c->d)))
+		return rc;
+	if (!n)
+		return 0;
+	until = c->hp->cfg->mode_all ? ev[n - 1].position : ev[n - 1].offset;
+	if ((rc = sl_pump_skip(c->h->pump, c->hp->cfg->name, in->stream,
+	                       c->runner_skip == SL_RESUME_SKIP_ALL, until)))
+		return sl_diag_set(c->d, rc, "out of memory");
+	return 0;
+}
 
 static int resume_one(struct resume_ctx *c, struct sl_inst *in)
 {
@@ -800,6 +797,8 @@ static int resume_one(struct resume_ctx *c, struct sl_inst *in)
 	in->faulted = 0;
 	in->fails = 0;
 	c->n++;
+	if (c->runner_skip)
+		return runner_skip(c, in);
 	return c->skip ? skip_poison(c->h, c->hp, in, c->skip, c->fn, c->ud, c->d) : 0;
 }
 
@@ -812,7 +811,7 @@ int sl_host_resume(struct sl_host *h, const char *proc, const char *stream, int 
                    sl_resume_fn fn, void *ud, struct sl_diag *d)
 {
 	struct sl_pump_proc *hp = find_proc(h, proc, d);
-	struct resume_ctx rc = {h, hp, skip, fn, ud, d, NULL, 0};
+	struct resume_ctx rc = {h, hp, skip, fn, ud, d, NULL, 0, 0};
 	struct each_ctx c = {h, hp, d, resume_fn, 0, &rc};
 	struct sl_inst *in;
 	int rr;
@@ -841,6 +840,7 @@ struct run_op {
 	struct sl_host *h;
 	const char *stream;
 	int with_effects;
+	int skip;
 	int64_t n;
 };
 
@@ -860,7 +860,7 @@ static int run_resume_op(void *ud, const struct sl_pump_proc *pp, const struct s
 {
 	struct run_op *o = ud;
 	struct sl_pump_proc *hp = (struct sl_pump_proc *)pp;
-	struct resume_ctx rc = {o->h, hp, 0, NULL, NULL, d, f, 0};
+	struct resume_ctx rc = {o->h, hp, 0, NULL, NULL, d, f, 0, o->skip};
 	struct each_ctx c = {o->h, hp, d, resume_fn, 0, &rc};
 	struct sl_inst *in;
 	int r;
@@ -891,15 +891,15 @@ static int run_op(struct sl_host *h, const char *proc, sl_pump_op_fn fn, struct 
 int sl_host_run_reset(struct sl_host *h, const char *proc, const char *stream, int with_effects,
                       struct sl_diag *d)
 {
-	struct run_op o = {h, stream, with_effects, 0};
+	struct run_op o = {h, stream, with_effects, 0, 0};
 
 	return run_op(h, proc, run_reset_op, &o, d);
 }
 
-int sl_host_run_resume(struct sl_host *h, const char *proc, const char *stream, int64_t *n,
-                       struct sl_diag *d)
+int sl_host_run_resume(struct sl_host *h, const char *proc, const char *stream, int skip,
+                       int64_t *n, struct sl_diag *d)
 {
-	struct run_op o = {h, stream, 0, 0};
+	struct run_op o = {h, stream, 0, skip, 0};
 	int rc = run_op(h, proc, run_resume_op, &o, d);
 
 	*n = o.n;

@@ -88,11 +88,13 @@ int sl_host_add_service(struct sl_host *h, const struct sl_host_service *s);
  * processor's batches (sl_pump_exclusive) under its lease, for the processors the
  * pump runs now (hot-reloaded ones included). SL_EBUSY when the processor has a
  * batch in flight, another runner leads it, or no run is going on. resume counts the
- * instances whose fault it cleared in *n. */
+ * instances whose fault it cleared in *n; with skip (SL_RESUME_SKIP, _SKIP_ALL) the
+ * pump then runs each one's faulted batch one event at a time and dead-letters the
+ * first event (every event) that fails (sl_pump_skip), as `sluice resume --skip`. */
 int sl_host_run_reset(struct sl_host *h, const char *proc, const char *stream, int with_effects,
                       struct sl_diag *d);
-int sl_host_run_resume(struct sl_host *h, const char *proc, const char *stream, int64_t *n,
-                       struct sl_diag *d);
+int sl_host_run_resume(struct sl_host *h, const char *proc, const char *stream, int skip,
+                       int64_t *n, struct sl_diag *d);
 /* Loads the deployment again now, as SIGHUP does (a run without hot reload: no-op). */
 void sl_host_reload_now(struct sl_host *h);
 

@@ -1271,6 +1271,32 @@ const char *sl_proc_last_traceback(const struct sl_proc *p)
 	return p->last_traceback;
 }
 
+int sl_proc_dead_letter(struct sl_proc *p, struct sl_inst *in, const struct sl_event *ev,
+                        const char *err, int attempts, struct sl_diag *d)
+{
+	int64_t seq = p->cfg.mode_all ? ev->position : ev->offset;
+	struct sl_dead_letter dl = {p->cfg.name, ev->stream,        ev->type,
+	                            err,         p->last_traceback, NULL,
+	                            ev->offset,  ev->position,      attempts};
+	struct sl_commit *c;
+	char at[32];
+	int rc, end;
+
+	sl_store_now(at, sizeof(at));
+	dl.at = at;
+	if ((rc = sl_commit_begin(p->store, sl_proc_fence(p), &c, d)))
+		return rc;
+	if (!(rc = sl_ckpt_dead_letter(c, &dl, d)))
+		rc = sl_ckpt_put_offset(c, p->cfg.name, in->stream, seq,
+		                        seq > in->effects_mark ? seq : in->effects_mark, d);
+	end = sl_commit_end(c, rc == 0, d);
+	if (rc || (rc = end))
+		return rc;
+	in->offset = seq;
+	in->has_row = 1;
+	return 0;
+}
+
 int64_t sl_proc_last_fail_offset(const struct sl_proc *p)
 {
 	return p->last_fail_offset;

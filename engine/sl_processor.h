@@ -182,6 +182,12 @@ void sl_proc_kill_work(struct sl_proc *p);
 void sl_proc_flush(struct sl_proc *p);
 /* The traceback of the last failed batch, or NULL. */
 const char *sl_proc_last_traceback(const struct sl_proc *p);
+
+/* Records ev as a dead letter of instance in (error err, after attempts attempts,
+ * with the last traceback) and moves its checkpoint past it, in one commit under
+ * the processor's fence: the processor skips the event from then on. */
+int sl_proc_dead_letter(struct sl_proc *p, struct sl_inst *in, const struct sl_event *ev,
+                        const char *err, int attempts, struct sl_diag *d);
 /* The offset of the event the last failed batch failed at (0 when unknown). */
 int64_t sl_proc_last_fail_offset(const struct sl_proc *p);
 

@@ -44,6 +44,14 @@ struct rate {
 	uint32_t sec[RATE_WINDOW];
 };
 
+/* An instance resumed with skip by the runner (sl_pump_skip): its batches are one
+ * event each up to `until`, and an event that fails is dead-lettered at once. */
+struct skip {
+	char *stream;
+	int all;       /* every event that fails (skipAll), else the first only */
+	int64_t until; /* the last offset (position in mode all) of the faulted batch */
+};
+
 /* One processor the pump runs. */
 struct slot {
 	struct sl_pump_proc pp;
@@ -60,6 +68,8 @@ struct slot {
 	int64_t cu_total, cu_done;
 	struct rate *rates;
 	size_t nrates, caprates;
+	struct skip *skips;
+	size_t nskips;
 	/* A change waiting for the slot to be idle (sl_pump_set): */
 	struct sl_pump_proc next; /* the version that takes over (next.p set) */
 	int removing;             /* the processor leaves the deployment */
@@ -165,22 +175,79 @@ static void fix_pointers(struct evbuf *eb)
 }
 
 /* Reads the next batch of an instance into pm->buf. */
-static int read_batch(struct sl_pump *pm, struct sl_pump_proc *hp, struct sl_inst *in,
-                      struct sl_diag *d)
+static int read_into(struct sl_pump *pm, struct evbuf *eb, struct sl_pump_proc *hp,
+                     struct sl_inst *in, int64_t limit, struct sl_diag *d)
 {
 	int rc;
 
-	pm->buf.n = 0;
-	sl_buf_reset(&pm->buf.arena);
+	eb->n = 0;
+	sl_buf_reset(&eb->arena);
 	if (hp->cfg->mode_all)
-		rc = sl_store_read_all(pm->store, in->offset + 1, hp->cfg->batch_size, copy_event,
-		                       &pm->buf, d);
+		rc = sl_store_read_all(pm->store, in->offset + 1, limit, copy_event, eb, d);
 	else
-		rc = sl_store_read(pm->store, in->stream, in->offset + 1, hp->cfg->batch_size, NULL,
-		                   copy_event, &pm->buf, d);
+		rc = sl_store_read(pm->store, in->stream, in->offset + 1, limit, NULL, copy_event,
+		                   eb, d);
 	if (rc == SL_ENOMEM)
 		return sl_diag_set(d, SL_ENOMEM, "out of memory reading a batch");
-	fix_pointers(&pm->buf);
+	fix_pointers(eb);
+	return rc;
+}
+
+static int read_batch(struct sl_pump *pm, struct sl_pump_proc *hp, struct sl_inst *in,
+                      struct sl_diag *d)
+{
+	return read_into(pm, &pm->buf, hp, in, hp->cfg->batch_size, d);
+}
+
+/* ---- resumed with skip ----------------------------------------------------------------- */
+
+static struct skip *skip_of(struct slot *sl, const struct sl_inst *in)
+{
+	size_t i;
+
+	for (i = 0; i < sl->nskips; i++)
+		if (!strcmp(sl->skips[i].stream, in->stream))
+			return &sl->skips[i];
+	return NULL;
+}
+
+static void skip_drop(struct slot *sl, struct skip *k)
+{
+	free(k->stream);
+	*k = sl->skips[--sl->nskips];
+}
+
+static void free_skips(struct slot *sl)
+{
+	while (sl->nskips)
+		skip_drop(sl, &sl->skips[0]);
+	free(sl->skips);
+	sl->skips = NULL;
+}
+
+/* The one-event batch of in that failed with msg, in skip mode: dead-lettered, the
+ * checkpoint past it. Returns 0, or an error (the failure is then handled as any). */
+static int skip_event(struct sl_pump *pm, struct slot *sl, struct sl_inst *in, struct skip *k,
+                      const char *msg)
+{
+	struct evbuf eb = {0};
+	struct sl_diag d;
+	int rc;
+
+	sl_diag_init(&d);
+	sl_buf_init(&eb.arena);
+	if (!(rc = read_into(pm, &eb, &sl->pp, in, 1, &d)) && eb.n == 1 &&
+	    !(rc = sl_proc_dead_letter(sl->pp.p, in, &eb.ev[0], msg, 1, &d))) {
+		sl_log(SL_LOG_WARN, sl->pp.cfg->name, eb.ev[0].stream, eb.ev[0].offset,
+		       "dead-lettered (resumed with skip): %s", msg);
+		if (!k->all || in->offset >= k->until)
+			skip_drop(sl, k);
+	} else if (!rc) {
+		rc = SL_ENOTFOUND;
+	}
+	free(eb.ev);
+	free(eb.off);
+	sl_buf_release(&eb.arena);
 	return rc;
 }
 
@@ -409,12 +476,18 @@ static void on_ingested(void *ud, struct sl_inst *in, int rc, const struct sl_di
 	double backoff;
 	int i;
 
+	struct skip *k = skip_of(sl, in);
+
 	in->busy = 0;
 	pm->inflight--;
 	sl->inflight--;
 	pm->progress = 1;
-	if (rc == 0) {
+	if (rc && !fenced(rc, d) && k && !skip_event(pm, sl, in, k, sl_diag_msg(d))) {
+		in->fails = 0; /* dead-lettered: the instance goes on after it */
+	} else if (rc == 0) {
 		in->fails = 0;
+		if (k && in->offset >= k->until)
+			skip_drop(sl, k);
 		if (in->offset > pd->from) {
 			count_rate(pm, sl, in, in->offset - pd->from);
 			if (sl->catching_up) {
@@ -623,7 +696,8 @@ static int deliver(struct sl_pump *pm, struct slot *sl, uint64_t now, struct sl_
 		} else if (in->retry_at > now) {
 			pm->retrying = 1;
 		} else if (!(rc = sl_proc_inst_load(sl->pp.p, in, d)) &&
-		           !(rc = read_batch(pm, &sl->pp, in, d))) {
+		           !(rc = read_into(pm, &pm->buf, &sl->pp, in,
+		                            skip_of(sl, in) ? 1 : sl->pp.cfg->batch_size, d))) {
 			if (pm->buf.n == 0)
 				keep = 0; /* the head moved back (a reset): nothing to read */
 			else
@@ -759,6 +833,7 @@ static void retire(struct sl_pump *pm, struct sl_proc *p)
 
 static void free_slot(struct slot *sl)
 {
+	free_skips(sl);
 	clear_queue(sl);
 	free(sl->queue);
 	free(sl->rates);
@@ -973,6 +1048,33 @@ int sl_pump_exclusive(struct sl_pump *pm, const char *name, sl_pump_op_fn fn, vo
 	}
 	sl_pump_kick(pm);
 	return rc;
+}
+
+int sl_pump_skip(struct sl_pump *pm, const char *name, const char *stream, int all, int64_t until)
+{
+	struct slot *sl = NULL;
+	struct skip *grown;
+	size_t i;
+
+	for (i = 0; i < pm->nslots && !sl; i++)
+		if (!strcmp(pm->slots[i]->pp.cfg->name, name))
+			sl = pm->slots[i];
+	if (!sl)
+		return SL_ENOTFOUND;
+	for (i = 0; i < sl->nskips; i++)
+		if (!strcmp(sl->skips[i].stream, stream)) {
+			sl->skips[i].all = all;
+			sl->skips[i].until = until;
+			return 0;
+		}
+	if (!(grown = realloc(sl->skips, (sl->nskips + 1) * sizeof(*grown))))
+		return SL_ENOMEM;
+	sl->skips = grown;
+	if (!(grown[sl->nskips].stream = strdup(stream)))
+		return SL_ENOMEM;
+	grown[sl->nskips].all = all;
+	grown[sl->nskips++].until = until;
+	return 0;
 }
 
 /* ---- rounds --------------------------------------------------------------------------------- */

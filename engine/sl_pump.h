@@ -34,6 +34,7 @@
 #define SL_PUMP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "sl_error.h"
 
@@ -118,6 +119,14 @@ typedef int (*sl_pump_op_fn)(void *ud, const struct sl_pump_proc *pp, const stru
                              struct sl_diag *d);
 int sl_pump_exclusive(struct sl_pump *pm, const char *name, sl_pump_op_fn fn, void *ud,
                       struct sl_diag *d);
+
+/* Puts instance stream of processor name in skip mode (the console's resume with
+ * skip, from an op of sl_pump_exclusive): its batches are one event each up to
+ * `until` (its last offset, a position in mode all, of the batch that faulted); an
+ * event that fails is dead-lettered at once (sl_proc_dead_letter) and the instance
+ * goes on; with all every such event, else only the first. Returns 0, SL_ENOMEM or
+ * SL_ENOTFOUND. */
+int sl_pump_skip(struct sl_pump *pm, const char *name, const char *stream, int all, int64_t until);
 
 /* Runs a round soon (something changed). */
 void sl_pump_kick(struct sl_pump *pm);

@@ -50,6 +50,7 @@ return {
   reduce = { ["g/in"] = function(s) return { n = s.n + 1 } end },
   processEvent = {
     ["g/in"] = function(event, ctx)
+      if event.payload.bad then error("a bad event") end
       ctx.block(function()
         local r = ctx.exec({ "test", "-f", "$TMP/open" })
         if not r or r.code ~= 0 then error("the gate is closed") end
@@ -192,10 +193,21 @@ gate_status() { $S status "$D" | jq -r 'select(.processor == "gate") | .status';
 gate_faulted() { [ "$(gate_status)" = faulted ]; }
 check "gate faults while its gate is closed" wait_until 20 gate_faulted
 refuses "the CLI's resume is refused while the runner runs" "is running .*use the console" $S resume "$D" gate gate/x
-refuses "resume with skip is explained" "skip is not available in the console" C -e 'resume("gate", "gate/x", {skip = true})'
 touch "$TMP/open"
 eq "the console's resume clears the fault" "$(C -e 'resume("gate", "gate/x")' | jq -c .)" '{"resumed":1}'
 check "and the runner processes the event" wait_until 20 bash -c "$S state '$D' gate gate/x | jq -e '.state.n == 1 and .status == \"ok\"' >/dev/null"
+
+# resume with skip, by the runner: a batch of a bad event and a good one faults; the
+# runner runs it again one event at a time, dead-letters the bad one, processes the other.
+$S append gate/y g/in '{"bad":true}' >/dev/null
+$S append gate/y g/in '{}' >/dev/null
+y_faulted() { [ "$($S status "$D" | jq -r 'select(.stream == "gate/y") | .status')" = faulted ]; }
+check "a batch with a bad event faults gate/y" wait_until 20 y_faulted
+eq "the console's resume with skip" "$(C -e 'resume("gate", "gate/y", {skip = true})' | jq -c .)" '{"resumed":1}'
+check "the runner dead-letters the bad event and processes the good one" \
+	wait_until 20 bash -c "$S state '$D' gate gate/y | jq -e '.state.n == 1 and .status == \"ok\" and .offset == 4' >/dev/null"
+eq "the dead letter is gate/y@2" "$($S dead-letters "$D" | jq -r '"\(.processor) \(.stream)@\(.offset) \(.error)"')" \
+	"gate gate/y@2 processor 'gate' failed at gate/y@2 (g/in): $TMP/procs/gate.lua:6: a bad event"
 
 # ---- reload() -------------------------------------------------------------------------------------
 sed -i 's/{ n = s.n + 1 }/{ n = s.n + 100 }/' "$TMP/procs/tally.lua"
