@@ -105,6 +105,7 @@ bench: build
 	$(BUILD)/bench_store || rc=1; \
 	$(BUILD)/bench_runtime || rc=1; \
 	$(BUILD)/bench_live || rc=1; \
+	$(BUILD)/bench_budgets || rc=1; \
 	exit $$rc
 
 # The C sources in the repository's one format (.clang-format).

@@ -17,3 +17,8 @@ target_link_libraries(bench_runtime PRIVATE sluice_engine_testing PkgConfig::LUA
 # starts the sluice binary built beside it.
 add_executable(bench_live bench/bench_live.c)
 target_link_libraries(bench_live PRIVATE sluice_engine Threads::Threads sl_warnings)
+
+# What the budgets cost pure Lua inside a hook call: the sandbox with a processor's
+# default limits against one without budgets.
+add_executable(bench_budgets bench/bench_budgets.c)
+target_link_libraries(bench_budgets PRIVATE sluice_engine PkgConfig::LUA sl_warnings)

@@ -34,7 +34,11 @@
  */
 #include "sl_sandbox.h"
 
+#include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +81,11 @@ struct sl_sandbox {
 	int (*stop)(void *ud); /* sl_sandbox_set_stop */
 	void *stop_ud;
 	uint64_t next_stop; /* when stop is asked next */
+	/* The late hook (see "The late count hook" below). */
+	int late;            /* this state's calls start without the count hook */
+	int late_call;       /* the running call started without it */
+	volatile int hooked; /* the running call has it now */
+	uint64_t started;    /* when the running call started (monotonic ns) */
 };
 
 /* Private registry keys. */
@@ -114,6 +123,115 @@ static struct sl_sandbox *sandbox_of(lua_State *L)
 /* ---- budgets ------------------------------------------------------------------ */
 
 static void count_hook(lua_State *L, lua_Debug *ar);
+
+/* ---- the late count hook ----------------------------------------------------------
+ *
+ * Lua 5.4 runs every instruction through luaG_traceexec while any hook is set,
+ * whatever its period: a count hook costs pure Lua ~1.75x its time. Most hook calls
+ * (a reduce, a processEvent) last microseconds, so a state whose instruction budget
+ * is large (LATE_MIN or more, or none) starts each call without the hook: a watchdog
+ * thread that wakes every LATE_NS sees a call that has been running since its last
+ * wake-up and signals the engine's thread, whose handler installs the count hook
+ * (lua_sethook is meant to be called from signal handlers; lua.c does it for
+ * Ctrl-C). From then on the call is budgeted as before: its wall clock from its
+ * start, its instructions from then on (the 10-20 ms before are not counted: a few
+ * percent of the default 1e8, which is why smaller budgets keep the hook from the
+ * first instruction). The allocator, the long C
+ * loops and a tripped budget check and install as before, hook or not. A state with
+ * a small instruction budget keeps the hook from the first instruction, and so does
+ * a state used on another thread than the first one that ran a late call.
+ */
+#define LATE_MIN 1e8      /* instruction budgets from here on start calls unhooked */
+#define LATE_NS 10000000u /* the watchdog's period: 10 ms */
+
+static struct {
+	pthread_once_t once;
+	int ok;                             /* the watchdog runs */
+	pthread_t owner;                    /* the thread whose calls it watches */
+	_Atomic(struct sl_sandbox *) armed; /* the call running, or NULL */
+	atomic_uint gen;                    /* counts the calls started */
+} late = {PTHREAD_ONCE_INIT, 0, 0, NULL, 0};
+
+static int late_signal(void)
+{
+	return SIGRTMIN + 4;
+}
+
+/* On the owner thread, between two instructions of a late call: the count hook. */
+static void on_late_signal(int sig)
+{
+	struct sl_sandbox *sb = atomic_load(&late.armed);
+	int saved = errno;
+
+	(void)sig;
+	if (sb && sb->depth && sb->late_call && !sb->hooked) {
+		if (sb->cur)
+			lua_sethook(sb->cur, count_hook, LUA_MASKCOUNT, sb->period);
+		lua_sethook(sb->L, count_hook, LUA_MASKCOUNT, sb->period);
+		sb->hooked = 1;
+	}
+	errno = saved;
+}
+
+static void *watchdog(void *arg)
+{
+	unsigned seen = 0, signaled = 0;
+	struct timespec ts = {0, LATE_NS};
+
+	(void)arg;
+	for (;;) {
+		unsigned gen;
+		nanosleep(&ts, NULL);
+		gen = atomic_load(&late.gen);
+		if (atomic_load(&late.armed) && gen == seen && gen != signaled) {
+			pthread_kill(late.owner, late_signal());
+			signaled = gen;
+		}
+		seen = gen;
+	}
+	return NULL;
+}
+
+static void start_watchdog(void)
+{
+	struct sigaction sa;
+	pthread_attr_t attr;
+	pthread_t t;
+	sigset_t all, old;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_late_signal;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	if (sigaction(late_signal(), &sa, NULL))
+		return;
+	late.owner = pthread_self();
+	/* The watchdog takes no signal meant for the process. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 64 * 1024);
+	late.ok = pthread_create(&t, &attr, watchdog, NULL) == 0;
+	pthread_attr_destroy(&attr);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* Whether this call can start without the hook (the watchdog runs for this thread). */
+static int late_here(void)
+{
+	pthread_once(&late.once, start_watchdog);
+	return late.ok && pthread_equal(late.owner, pthread_self());
+}
+
+/* Takes the hook off the threads of a call that ended. */
+static void unhook(struct sl_sandbox *sb, lua_State *L)
+{
+	lua_sethook(sb->L, NULL, 0, 0);
+	lua_sethook(L, NULL, 0, 0);
+	if (sb->cur)
+		lua_sethook(sb->cur, NULL, 0, 0);
+}
 
 /* Marks the budget exceeded and makes every hooked thread stop at its next
  * instruction. Safe anywhere, also inside the allocator: lua_sethook only sets
@@ -216,6 +334,8 @@ static void hook_thread(struct sl_sandbox *sb, lua_State *L)
 {
 	int period = sb->tripped ? 1 : sb->period;
 
+	if (sb->late_call && !sb->hooked && !sb->tripped)
+		return; /* the watchdog hooks it if it runs long */
 	if (sb->period && (lua_gethook(L) != count_hook || lua_gethookcount(L) != period))
 		lua_sethook(L, count_hook, LUA_MASKCOUNT, period);
 }
@@ -231,9 +351,17 @@ struct sl_sbmark sl_sandbox_enter(lua_State *L)
 		sb->count = 0;
 		sb->tripped = SL_BUDGET_NONE;
 		sb->refusal = REFUSED_NONE;
+		sb->started = now_ns();
 		sb->deadline = sb->lim.wallclock_ms > 0
-		                       ? now_ns() + (uint64_t)(sb->lim.wallclock_ms * 1e6)
+		                       ? sb->started + (uint64_t)(sb->lim.wallclock_ms * 1e6)
 		                       : 0;
+		sb->hooked = 0;
+		if ((sb->late_call = sb->late && late_here())) {
+			if (lua_gethook(L)) /* left by an earlier call on a coroutine */
+				lua_sethook(L, NULL, 0, 0);
+			atomic_fetch_add(&late.gen, 1);
+			atomic_store(&late.armed, sb);
+		}
 	}
 	hook_thread(sb, L); /* a nested call on another thread shares the budget */
 	sb->cur = L;
@@ -246,7 +374,13 @@ void sl_sandbox_leave(lua_State *L, struct sl_sbmark m)
 
 	if (!sb)
 		return;
-	if (m.depth == 0 && sb->tripped && sb->period) { /* back to the normal period */
+	if (m.depth == 0 && sb->late_call) {
+		atomic_store(&late.armed, NULL);
+		if (sb->hooked || sb->tripped)
+			unhook(sb, L);
+		sb->late_call = 0;
+		sb->hooked = 0;
+	} else if (m.depth == 0 && sb->tripped && sb->period) { /* back to the normal period */
 		lua_sethook(sb->L, count_hook, LUA_MASKCOUNT, sb->period);
 		lua_sethook(L, count_hook, LUA_MASKCOUNT, sb->period);
 		if (sb->cur)
@@ -1232,6 +1366,7 @@ int sl_sandbox_new(lua_State **out, const char *name, const struct sl_limits *li
 	sb->lim = *lim;
 	sb->limit = lim->memory > 0 ? (size_t)lim->memory : 0;
 	sb->period = hook_period(lim);
+	sb->late = sb->period && (lim->instructions <= 0 || lim->instructions >= LATE_MIN);
 	for (b = SL_BUDGET_INSTRUCTIONS; b <= SL_BUDGET_WALLCLOCK; b++)
 		snprintf(sb->msg[b], sizeof(sb->msg[b]),
 		         "processor '%.100s' exceeded its %s budget", name, budget_names[b]);
@@ -1247,7 +1382,7 @@ int sl_sandbox_new(lua_State **out, const char *name, const struct sl_limits *li
 	}
 	sb->L = L;
 	lua_atpanic(L, panic);
-	if (sb->period) /* installed for good; it does nothing between hook calls */
+	if (sb->period && !sb->late) /* installed for good; does nothing between calls */
 		lua_sethook(L, count_hook, LUA_MASKCOUNT, sb->period);
 	lua_pushcfunction(L, setup);
 	lua_pushlightuserdata(L, sb);
