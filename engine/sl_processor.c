@@ -302,34 +302,109 @@ static void check_script(lua_State *L, struct sl_proc *p, struct sl_contracts *c
 	take_field(L, p, "prepare", LUA_TFUNCTION, &p->ref_prepare, errs);
 }
 
-/* Pushes the event as a Lua table. [-0, +1, m] */
-static void push_event(lua_State *L, const struct sl_event *ev, struct sl_diag *d)
+/* The field names of the tables a batch builds, interned once per state (a
+ * lua_setfield with a C string looks the string up again every time). */
+enum {
+	K_STREAM = 1,
+	K_OFFSET,
+	K_POSITION,
+	K_TYPE,
+	K_PAYLOAD,
+	K_METADATA,
+	K_KEY,
+	K_CREATED,
+	K_EVENT,
+	K_PREVIOUS,
+	K_STATE,
+	K_FX,
+	K_COUNT
+};
+static const char *const key_names[K_COUNT] = {
+	NULL,         "stream",         "offset",    "position", "type",          "payload",
+	"metadata",   "idempotencyKey", "createdAt", "event",    "previousState", "state",
+	"sideEffects"};
+static const char keys_key = 0;
+
+/* Pushes the array of interned field names (made at the first call). [-0, +1, m] */
+static void push_keys(lua_State *L)
 {
+	int i;
+
+	if (lua_rawgetp(L, LUA_REGISTRYINDEX, &keys_key) == LUA_TTABLE)
+		return;
+	lua_pop(L, 1);
+	lua_createtable(L, K_COUNT, 0);
+	for (i = 1; i < K_COUNT; i++) {
+		lua_pushstring(L, key_names[i]);
+		lua_rawseti(L, -2, i);
+	}
+	lua_pushvalue(L, -1);
+	lua_rawsetp(L, LUA_REGISTRYINDEX, &keys_key);
+}
+
+/* What the events of one batch share: the interned names (at stack index keys) and
+ * the last stream and type pushed (their strings at sslot and tslot, 0 for none), so
+ * the events of one stream and type reuse one Lua string each. */
+struct evpush {
+	int keys, sslot, tslot;
+	const char *stream, *type;
+};
+
+/* Pushes the string s, reusing the one at slot when it is the same (and keeping s
+ * there for the next call). [-0, +1, m] */
+static void push_shared(lua_State *L, const char *s, int slot, const char **last)
+{
+	if (slot && *last && !strcmp(*last, s)) {
+		lua_pushvalue(L, slot);
+		return;
+	}
+	lua_pushstring(L, s);
+	if (slot) {
+		lua_pushvalue(L, -1);
+		lua_replace(L, slot);
+		*last = s;
+	}
+}
+
+/* t[name k] = the value on top, t a table without metatable at index t. [-1, +0, m] */
+static void set_key(lua_State *L, const struct evpush *e, int t, int k)
+{
+	lua_rawgeti(L, e->keys, k);
+	lua_insert(L, -2);
+	lua_rawset(L, t);
+}
+
+/* Pushes the event as a Lua table. [-0, +1, m] */
+static void push_event(lua_State *L, const struct sl_event *ev, struct evpush *e, struct sl_diag *d)
+{
+	int t;
+
 	lua_createtable(L, 0, 8);
-	lua_pushstring(L, ev->stream);
-	lua_setfield(L, -2, "stream");
+	t = lua_gettop(L);
+	push_shared(L, ev->stream, e->sslot, &e->stream);
+	set_key(L, e, t, K_STREAM);
 	lua_pushinteger(L, ev->offset);
-	lua_setfield(L, -2, "offset");
+	set_key(L, e, t, K_OFFSET);
 	lua_pushinteger(L, ev->position);
-	lua_setfield(L, -2, "position");
-	lua_pushstring(L, ev->type);
-	lua_setfield(L, -2, "type");
+	set_key(L, e, t, K_POSITION);
+	push_shared(L, ev->type, e->tslot, &e->type);
+	set_key(L, e, t, K_TYPE);
 	if (sl_lj_decode(L, ev->payload, ev->payload_len, 0, d))
 		luaL_error(L, "%s@%lld: payload: %s", ev->stream, (long long)ev->offset,
 		           sl_diag_msg(d));
-	lua_setfield(L, -2, "payload");
+	set_key(L, e, t, K_PAYLOAD);
 	if (ev->metadata) {
 		if (sl_lj_decode(L, ev->metadata, ev->metadata_len, 0, d))
 			luaL_error(L, "%s@%lld: metadata: %s", ev->stream, (long long)ev->offset,
 			           sl_diag_msg(d));
-		lua_setfield(L, -2, "metadata");
+		set_key(L, e, t, K_METADATA);
 	}
 	if (ev->key) {
 		lua_pushstring(L, ev->key);
-		lua_setfield(L, -2, "idempotencyKey");
+		set_key(L, e, t, K_KEY);
 	}
 	lua_pushstring(L, ev->created_at);
-	lua_setfield(L, -2, "createdAt");
+	set_key(L, e, t, K_CREATED);
 }
 
 /* Pushes processEvent[type] or processEvent["*"], or nil. [-0, +1, -] */
@@ -499,15 +574,16 @@ static void call_reduce(lua_State *L, struct sl_proc *p, int evi)
 
 /* Reduces one event: the state at 1 becomes the new state. [-0, +0, e] */
 static void reduce_one(lua_State *L, struct sl_proc *p, struct run *r, size_t i, int fx,
-                       int need_all)
+                       int need_all, struct evpush *e)
 {
 	const struct sl_event *ev = &r->ev[i];
 	const struct sl_evtype *et = sl_contract_type(p->contract, ev->type);
-	int top = lua_gettop(L), evi = top + 1;
+	int top = lua_gettop(L), evi = top + 1, t;
 
-	push_event(L, ev, r->d);
+	push_event(L, ev, e, r->d);
 	if (et && sl_contract_consumes_named(p->contract, ev->type)) {
-		lua_getfield(L, evi, "payload");
+		lua_rawgeti(L, e->keys, K_PAYLOAD);
+		lua_rawget(L, evi);
 		if (sl_schema_validate(et->schema, L, -1, r->d))
 			luaL_error(L, "payload: %s", sl_diag_msg(r->d));
 		lua_pop(L, 1);
@@ -531,14 +607,15 @@ static void reduce_one(lua_State *L, struct sl_proc *p, struct run *r, size_t i,
 	if (need_all || (fx && (push_handler(L, p, p->ref_process, ev->type), !lua_isnil(L, -1)))) {
 		lua_settop(L, evi + 1);
 		lua_createtable(L, 0, 4);
+		t = lua_gettop(L);
 		lua_pushvalue(L, evi);
-		lua_setfield(L, -2, "event");
+		set_key(L, e, t, K_EVENT);
 		lua_pushvalue(L, 1);
-		lua_setfield(L, -2, "previousState");
+		set_key(L, e, t, K_PREVIOUS);
 		lua_pushvalue(L, evi + 1);
-		lua_setfield(L, -2, "state");
+		set_key(L, e, t, K_STATE);
 		lua_pushboolean(L, fx);
-		lua_setfield(L, -2, "sideEffects");
+		set_key(L, e, t, K_FX);
 		lua_rawseti(L, 3, (lua_Integer)r->nreduced + 1);
 		lua_pushvalue(L, evi);
 		lua_rawseti(L, 5, (lua_Integer)(3 * r->nreduced + 1));
@@ -660,12 +737,14 @@ static void call_batch_hook(lua_State *L, struct sl_proc *p, struct run *r)
  * [-0, +0, e] */
 static void check_deterministic(lua_State *L, struct sl_proc *p, struct run *r)
 {
-	int top = lua_gettop(L), cur = top + 1;
+	int top = lua_gettop(L), cur = top + 2;
 	int64_t last = r->in->offset, seq;
+	struct evpush e = {top + 1, 0, 0, NULL, NULL};
 	struct sl_sbmark m;
 	char where[600];
 	size_t i;
 
+	push_keys(L);
 	lua_pushvalue(L, 2);
 	for (i = 0; i < r->n; i++) {
 		const struct sl_event *ev = &r->ev[i];
@@ -677,7 +756,7 @@ static void check_deterministic(lua_State *L, struct sl_proc *p, struct run *r)
 		    is_dead(p, ev))
 			continue;
 		r->current = i;
-		push_event(L, ev, r->d);                     /* cur + 1 */
+		push_event(L, ev, &e, r->d);                 /* cur + 1 */
 		push_handler(L, p, p->ref_reduce, ev->type); /* cur + 2 */
 		if (!lua_isnil(L, -1)) {
 			lua_pushvalue(L, cur);
@@ -713,6 +792,7 @@ static int run_batch(lua_State *L)
 	struct sl_proc *p = lua_touserdata(L, 1);
 	struct run *r = p->cur;
 	int need_all = p->ref_batch != LUA_NOREF, fx;
+	struct evpush e = {6, 7, 8, NULL, NULL};
 	size_t i;
 
 	lua_settop(L, 0);
@@ -721,6 +801,9 @@ static int run_batch(lua_State *L)
 	lua_newtable(L); /* 3: batch.reduced */
 	lua_newtable(L); /* 4: batch.events */
 	lua_newtable(L); /* 5: the engine's copy of the reduced entries */
+	push_keys(L);    /* 6: the interned field names */
+	lua_pushnil(L);  /* 7: the last stream pushed */
+	lua_pushnil(L);  /* 8: the last type pushed */
 	r->nreduced = 0;
 	sl_luaapi_clear_batch(L, p);
 	for (i = 0; i < r->n; i++) {
@@ -736,7 +819,7 @@ static int run_batch(lua_State *L)
 		r->current = r->last_consumed = i;
 		r->nconsumed++;
 		fx = (p->cfg.effects_all || ev->position > p->anchor) && seq > r->in->effects_mark;
-		reduce_one(L, p, r, i, fx, need_all);
+		reduce_one(L, p, r, i, fx, need_all, &e);
 	}
 	if (!r->nconsumed)
 		return 0;
