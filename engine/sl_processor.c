@@ -1480,6 +1480,8 @@ int sl_proc_load(struct sl_proc **out, const struct sl_proc_cfg *cfg, struct sl_
 		sl_proc_free(p);
 		return d.code;
 	}
+	/* Generational: a batch's events and payloads die young, the cached states live. */
+	lua_gc(p->L, LUA_GCGEN, 0, 0);
 	sl_instcache_init(&p->cache, p->L);
 	SL_STACK_ENTER(p->L);
 	/* No work runs on the main thread; new threads copy this extra space. */
