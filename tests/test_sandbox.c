@@ -303,6 +303,20 @@ static void test_budgets(void)
 	        SL_BUDGET_WALLCLOCK, 2000, "compiling chunks stops at the wall clock");
 	sl_sandbox_close(L);
 
+	/* The default instruction budget: calls start without the hook, a watchdog
+	 * samples long ones (sl_sandbox.c, "The late count hook"). Without the credit
+	 * between the samples, 1e8 instructions would take minutes to be counted. */
+	L = sandbox(1e8, 16 << 20, 0);
+	exceeds(L, "while true do end", SL_BUDGET_INSTRUCTIONS, 4000,
+	        "a loop under the late hook stops at the instruction budget");
+	exceeds(L, "local i = 0 while true do i = i + 1 end", SL_BUDGET_INSTRUCTIONS, 4000,
+	        "and so does one with arithmetic");
+	returns(L, "local s = 0 for i = 1, 1.5e7 do s = s + i end return tostring(s)",
+	        "112500007500000", "a long call within the budget runs to its end");
+	returns(L, "local s = 0 for i = 1, 100 do s = s + i end return tostring(s)", "5050",
+	        "and so does a short one");
+	sl_sandbox_close(L);
+
 	/* A memory budget too small to start. */
 	{
 		struct sl_limits lim = {0, 1000, 0};
