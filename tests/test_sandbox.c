@@ -541,7 +541,7 @@ static void test_patterns(void)
 
 int main(void)
 {
-	plan(109);
+	plan(113);
 	test_environment();
 	test_budgets();
 	test_reduce();
