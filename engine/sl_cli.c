@@ -23,6 +23,7 @@
 #include "sl_log.h"
 #include "sl_repl.h"
 #include "sl_progress.h"
+#include "sl_render.h"
 #include "sl_store.h"
 
 /* The largest --batch-size: the arrays of one chunk are allocated up front. */
@@ -311,15 +312,7 @@ static int open_store(const struct args *a, int readonly, struct sl_core_validat
 static void result_line(struct sl_buf *b, const char *stream, const struct sl_append_result *r)
 {
 	sl_buf_reset(b);
-	sl_buf_adds(b, "{\"stream\":");
-	sl_buf_addjstr(b, stream, strlen(stream));
-	sl_buf_adds(b, ",\"offset\":");
-	sl_buf_addi(b, r->offset);
-	sl_buf_adds(b, ",\"position\":");
-	sl_buf_addi(b, r->position);
-	if (r->duplicate) /* an idempotency key matched: the stored event, not a new one */
-		sl_buf_adds(b, ",\"duplicate\":true");
-	sl_buf_addc(b, '}');
+	sl_render_append_result(b, stream, r);
 }
 
 /* ---- append ----------------------------------------------------------------- */
@@ -691,14 +684,7 @@ static int print_stream(void *ud, const struct sl_stream_info *info)
 	struct sl_buf *b = ud;
 
 	sl_buf_reset(b);
-	sl_buf_adds(b, "{\"stream\":");
-	sl_buf_addjstr(b, info->stream, strlen(info->stream));
-	sl_buf_adds(b, ",\"head\":");
-	sl_buf_addi(b, info->head);
-	sl_buf_adds(b, info->paused ? ",\"paused\":true" : ",\"paused\":false");
-	sl_buf_adds(b, ",\"metadata\":");
-	sl_buf_adds(b, info->metadata);
-	sl_buf_addc(b, '}');
+	sl_render_stream(b, info);
 	return put_line(b) ? SL_ENOMEM : 0;
 }
 
@@ -904,7 +890,10 @@ static int cmd_run(struct args *a)
 		sl_host_set_shutdown_timeout(h, ms);
 	if (opt(a, "progress"))
 		sl_host_set_progress(h, 1);
-	/* A console or a child that goes away must not end the run with SIGPIPE. */
+	if (opt(a, "http"))
+		sl_host_set_http(h, opt(a, "http"));
+	/* A console, an HTTP client or a child that goes away must not end the run
+	 * with SIGPIPE. */
 	signal(SIGPIPE, SIG_IGN);
 	if (!opt(a, "until-caught-up") && sl_console_new(&con, h)) {
 		sl_host_free(h);
@@ -962,28 +951,19 @@ static int row_line(struct rows_out *o)
 	return 0;
 }
 
-/* Appends {"processor":P,"stream":S (null when NULL) to the line. */
+/* Starts the line with {"processor":P,"stream":S (null when NULL). */
 static void row_start(struct sl_buf *b, const char *proc, const char *stream)
 {
 	sl_buf_reset(b);
-	sl_buf_adds(b, "{\"processor\":");
-	sl_buf_addjstr(b, proc, strlen(proc));
-	sl_buf_adds(b, ",\"stream\":");
-	if (stream)
-		sl_buf_addjstr(b, stream, strlen(stream));
-	else
-		sl_buf_adds(b, "null");
+	sl_render_row_start(b, proc, stream);
 }
 
 static int print_state(void *ud, const struct sl_state_row *r)
 {
 	struct rows_out *o = ud;
 
-	row_start(&o->b, r->processor, r->stream);
-	sl_buf_addf(&o->b, ",\"offset\":%lld,\"status\":\"%s\",\"state\":", (long long)r->offset,
-	            r->status);
-	sl_buf_add(&o->b, r->state_json, r->state_len);
-	sl_buf_addc(&o->b, '}');
+	sl_buf_reset(&o->b);
+	sl_render_state(&o->b, r);
 	return row_line(o);
 }
 
@@ -991,26 +971,8 @@ static int print_status(void *ud, const struct sl_status_row *r)
 {
 	struct rows_out *o = ud;
 
-	row_start(&o->b, r->processor, r->stream);
-	sl_buf_addf(&o->b,
-	            ",\"offset\":%lld,\"head\":%lld,\"lag\":%lld,\"status\":\"%s\",\"lastError\":",
-	            (long long)r->offset, (long long)r->head, (long long)r->lag, r->status);
-	if (r->last_error)
-		sl_buf_addjstr(&o->b, r->last_error, strlen(r->last_error));
-	else
-		sl_buf_adds(&o->b, "null");
-	sl_buf_addf(&o->b,
-	            ",\"backgroundFailures\":%lld,\"runner\":", (long long)r->background_failures);
-	if (r->runner)
-		sl_buf_addjstr(&o->b, r->runner, strlen(r->runner));
-	else
-		sl_buf_adds(&o->b, "null");
-	sl_buf_addf(&o->b, ",\"rate\":%.10g,\"reloadError\":", r->rate);
-	if (r->reload_error)
-		sl_buf_addjstr(&o->b, r->reload_error, strlen(r->reload_error));
-	else
-		sl_buf_adds(&o->b, "null");
-	sl_buf_addc(&o->b, '}');
+	sl_buf_reset(&o->b);
+	sl_render_status(&o->b, r);
 	return row_line(o);
 }
 
@@ -1264,7 +1226,8 @@ static const struct cmd commands[] = {
          1},
 	{"run",
          cmd_run,
-         "run DEPLOYMENT [--until-caught-up] [--strict] [--shutdown-timeout T] [--progress]",
+         "run DEPLOYMENT [--until-caught-up] [--strict] [--shutdown-timeout T] [--progress]\n"
+         "       [--http ADDR]",
          "Runs the deployment's processors over its store until SIGINT or SIGTERM.\n"
          "Changes to the deployment file, the scripts and the contracts are loaded,\n"
          "checked as `sluice check` does, and take over between batches (an invalid\n"
@@ -1279,11 +1242,16 @@ static const struct cmd commands[] = {
          "                       shutdownTimeout, else 10s); a second signal exits at once\n"
          "  --progress           show the catch-up progress line also when stderr is not\n"
          "                       a terminal (on a terminal it is always shown)\n"
+         "  --http ADDR          serve the HTTP interface on ADDR (HOST:PORT, e.g.\n"
+         "                       127.0.0.1:8428) instead of the deployment's `http`: appends,\n"
+         "                       reads, /metrics, /healthz (see the README, HTTP interface);\n"
+         "                       a non-loopback address needs the deployment's httpToken.\n"
+         "                       Not with --until-caught-up\n"
          "  --log-format F       log lines on stderr as text or json (default: text on a\n"
          "                       terminal, else json); every command takes it\n"
          "  --log-level L        debug, info, warn or error (default: info): lower levels,\n"
          "                       ctx.log.* of the processors included, are not logged\n",
-         {"until-caught-up", "strict", "shutdown-timeout=", "progress"},
+         {"until-caught-up", "strict", "shutdown-timeout=", "progress", "http="},
          1,
          1},
 	{"state",

@@ -1,6 +1,7 @@
 /* sl_deploy.c - loading and validating deployment files. */
 #include "sl_deploy.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -391,6 +392,74 @@ static const struct amount a_shutdown = {
 	"shutdownTimeout", sl_parse_duration, 0, 0, DAY_MS, "a duration of at most 24 hours"};
 static const struct amount a_lease = {
 	"lease", sl_parse_duration, 0, 100, DAY_MS, "a duration between 100ms and 24 hours"};
+static const struct amount a_http_body = {"httpMaxBody", sl_parse_size, 1, 1024, 1073741824.0,
+                                          "a size between 1KiB and 1GiB"};
+static const struct amount a_http_timeout = {"httpTimeout", sl_parse_duration, 0, 100, 3600000.0,
+                                             "a duration between 100ms and 1 hour"};
+
+int sl_http_addr_parse(const char *s, struct sl_http_addr *out, struct sl_diag *d)
+{
+	const char *colon = strrchr(s, ':'), *host = s, *p;
+	size_t hlen = colon ? (size_t)(colon - s) : 0;
+	unsigned char bin[16];
+	long port = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (!colon || !colon[1] || strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
+	    strlen(colon + 1) > 5)
+		goto bad;
+	for (p = colon + 1; *p; p++)
+		port = port * 10 + (*p - '0');
+	if (port < 1 || port > 65535)
+		goto bad;
+	out->port = (int)port;
+	if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
+		host++;
+		hlen -= 2;
+		out->ipv6 = 1;
+	}
+	if (!hlen || hlen >= sizeof(out->host))
+		goto bad;
+	memcpy(out->host, host, hlen);
+	out->host[hlen] = '\0';
+	if (!out->ipv6 && !strcmp(out->host, "localhost"))
+		strcpy(out->host, "127.0.0.1");
+	if (inet_pton(out->ipv6 ? AF_INET6 : AF_INET, out->host, bin) != 1)
+		goto bad;
+	out->loopback = out->ipv6 ? !memcmp(bin, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\1", 16)
+	                          : bin[0] == 127;
+	return 0;
+bad:
+	return sl_diag_set(d, SL_EINVAL,
+	                   "must be HOST:PORT with HOST an IPv4 address, [IPv6 address] or "
+	                   "localhost and PORT 1..65535 (e.g. 127.0.0.1:8428), got '%.*s%s'",
+	                   SL_ECHO(s));
+}
+
+/* Reads http and httpToken of the deployment table at -1: a non-loopback address
+ * needs a token (DESIGN §10). [-0, +0, m] */
+static void read_http(lua_State *L, const struct reader *r, struct sl_deploy *dp)
+{
+	struct sl_http_addr a;
+	struct sl_diag d;
+
+	dp->http = opt_string(L, "http");
+	dp->http_token = opt_string(L, "httpToken");
+	dp->http_max_body = 16.0 * 1048576;
+	read_amount(L, r, &a_http_body, &dp->http_max_body);
+	dp->http_timeout_ms = 10000;
+	read_amount(L, r, &a_http_timeout, &dp->http_timeout_ms);
+	if (!dp->http)
+		return;
+	sl_diag_init(&d);
+	if (sl_http_addr_parse(dp->http, &a, &d))
+		sl_errs_add(r->errs, "%s: /http: %s", dp->file, sl_diag_msg(&d));
+	else if (!a.loopback && !dp->http_token)
+		sl_errs_add(r->errs,
+		            "%s: /http: '%s' is not a loopback address: set httpToken to the name "
+		            "of the environment variable holding the bearer token",
+		            dp->file, dp->http);
+}
 
 /* Reads the limits and retry sub-tables of the processor table at -1. [-0, +0, m] */
 static void read_limits(lua_State *L, const struct reader *pr, struct sl_deploy_proc *p)
@@ -510,6 +579,7 @@ static int read_fields(lua_State *L, struct sl_deploy *dp, struct sl_errs *errs)
 	read_amount(L, &r, &a_shutdown, &dp->shutdown_ms);
 	dp->lease_ms = 2000;
 	read_amount(L, &r, &a_lease, &dp->lease_ms);
+	read_http(L, &r, dp);
 	lua_getfield(L, -1, "schemas");
 	n = lua_istable(L, -1) ? (size_t)lua_rawlen(L, -1) : 0;
 	if (!(dp->schemas = calloc(n + 1, sizeof(char *)))) {
@@ -651,6 +721,8 @@ void sl_deploy_free(struct sl_deploy *dp)
 	free(dp->schemas);
 	free(dp->procs);
 	free(dp->console);
+	free(dp->http);
+	free(dp->http_token);
 	free(dp->file);
 	free(dp->dir);
 	free(dp->store);

@@ -54,6 +54,10 @@ struct sl_deploy {
 	char *console;      /* resolved, or NULL */
 	double shutdown_ms; /* shutdownTimeout (default 10 s) */
 	double lease_ms;    /* lease of each processor's runner (default 2 s, >= 100 ms) */
+	char *http;         /* the HTTP interface's address "HOST:PORT" (DESIGN §10), or NULL */
+	char *http_token;   /* httpToken: the environment variable holding the bearer token */
+	double http_max_body;   /* httpMaxBody: bytes of one request body (default 16 MiB) */
+	double http_timeout_ms; /* httpTimeout: how long a request may take to arrive (10 s) */
 };
 
 /* Loads and validates `file`. Every error goes to errs; returns SL_EINVAL (or
@@ -66,6 +70,20 @@ const struct sl_deploy_proc *sl_deploy_proc(const struct sl_deploy *dp, const ch
 
 /* Resolves `path` against the deployment's directory; the result is owned. */
 char *sl_deploy_path(const struct sl_deploy *dp, const char *path);
+
+/* An HTTP address as the deployment's `http` and `sluice run --http` take it:
+ * "HOST:PORT" where HOST is an IPv4 address, an IPv6 address in brackets ("[::1]") or
+ * "localhost", and PORT 1..65535. */
+struct sl_http_addr {
+	char host[64]; /* the address to bind, without brackets ("localhost": 127.0.0.1) */
+	int port;
+	int ipv6;
+	int loopback; /* 127.0.0.0/8 or ::1 */
+};
+
+/* Parses s into out; returns 0, or SL_EINVAL with d saying what is wrong (the
+ * caller puts the field in front). */
+int sl_http_addr_parse(const char *s, struct sl_http_addr *out, struct sl_diag *d);
 
 /* Parses "64MiB" into bytes and "100ms" / "10s" / "2m" into milliseconds; -1 if bad. */
 double sl_parse_size(const char *s);

@@ -14,6 +14,7 @@
 #include "sl_contract.h"
 #include "sl_deploy.h"
 #include "sl_faultlog.h"
+#include "sl_http.h"
 #include "sl_log.h"
 #include "sl_processor.h"
 #include "sl_pump.h"
@@ -38,6 +39,9 @@ struct sl_host {
 	int running;            /* sl_host_run is running the pump */
 	struct sl_host_service services[SL_HOST_MAX_SERVICES];
 	size_t nservices;
+	const char *http_addr;  /* sluice run --http, or NULL */
+	struct sl_http *http;   /* the HTTP interface while it runs */
+	struct sl_pump_proc live; /* find_proc's copy of a processor the pump runs */
 };
 
 /* ---- opening ------------------------------------------------------------------------ */
@@ -199,6 +203,12 @@ static struct sl_pump_proc *find_proc(struct sl_host *h, const char *name, struc
 {
 	size_t i;
 
+	/* While it runs (the HTTP interface asks), the versions the pump runs now. */
+	for (i = 0; h->reload && i < sl_pump_nprocs(h->pump); i++)
+		if (!strcmp(sl_pump_proc_at(h->pump, i)->cfg->name, name)) {
+			h->live = *sl_pump_proc_at(h->pump, i);
+			return &h->live;
+		}
 	for (i = 0; i < h->nprocs; i++)
 		if (!strcmp(h->procs[i].cfg->name, name))
 			return &h->procs[i];
@@ -236,6 +246,36 @@ static int count_faulted(struct sl_host *h, struct sl_diag *d)
 	return f.n;
 }
 
+int sl_host_faulted(struct sl_host *h, struct sl_diag *d)
+{
+	struct sl_diag cd;
+	int n;
+
+	sl_diag_init(&cd);
+	n = count_faulted(h, &cd);
+	if (cd.code && n == 0)
+		return sl_diag_set(d, cd.code, "%s", sl_diag_msg(&cd));
+	if (n)
+		sl_diag_set(d, SL_EINVAL, "%s", sl_diag_msg(&cd));
+	return n;
+}
+
+void sl_host_set_http(struct sl_host *h, const char *addr)
+{
+	h->http_addr = addr;
+}
+
+/* The HTTP interface of a service, on the deployment's address or --http's. */
+static int start_http(struct sl_host *h, struct sl_diag *d)
+{
+	struct sl_http_opts o = {h->http_addr ? h->http_addr : h->dp->http,
+	                         h->http_addr ? "--http" : "http"};
+
+	if (!o.addr)
+		return 0;
+	return sl_http_new(&h->http, h, &h->loop, h->store, h->pump, h->dp, &o, d);
+}
+
 void sl_host_set_shutdown_timeout(struct sl_host *h, double ms)
 {
 	h->shutdown_ms = ms;
@@ -262,6 +302,8 @@ int sl_host_run(struct sl_host *h, int until_caught_up, struct sl_diag *d)
 		for (i = 0; i < h->nprocs; i++)
 			h->procs[i].p = NULL; /* the reloader's now */
 	}
+	if ((h->flags & SL_HOST_RUN) && !until_caught_up && (rc = start_http(h, d)))
+		return rc;
 	for (i = 0; i < h->nservices; i++) {
 		struct sl_diag sd;
 		sl_diag_init(&sd);
@@ -273,6 +315,8 @@ int sl_host_run(struct sl_host *h, int until_caught_up, struct sl_diag *d)
 	h->running = 0;
 	for (i = h->nservices; i-- > 0;)
 		h->services[i].stop(h->services[i].ud);
+	sl_http_free(h->http);
+	h->http = NULL;
 	if (rc)
 		return rc;
 	return until_caught_up && count_faulted(h, d) ? 1 : 0;
@@ -571,11 +615,12 @@ static int status_all(struct sl_host *h, struct status_ctx *scp, struct sl_diag 
 	size_t i;
 	int rc;
 
-	for (i = 0; i < h->nprocs; i++) {
+	for (i = 0; i < (h->reload ? sl_pump_nprocs(h->pump) : h->nprocs); i++) {
+		struct sl_pump_proc cur = h->reload ? *sl_pump_proc_at(h->pump, i) : h->procs[i];
 		struct sl_lease l;
 		char *reload_error;
 		int64_t head;
-		sc.hp = &h->procs[i];
+		sc.hp = &cur;
 		if ((rc = live_runner(h, sc.hp->cfg->name, &l, d)) < 0)
 			return rc;
 		sc.runner = rc ? l.owner : NULL;

@@ -62,6 +62,15 @@ const struct sl_errs *sl_host_skipped(const struct sl_host *h);
  * for is a success, whatever is faulted: status tells). Negative: it could not run. */
 int sl_host_run(struct sl_host *h, int until_caught_up, struct sl_diag *d);
 
+/* Serves the HTTP interface (sl_http.h) on addr while sl_host_run runs as a service
+ * (not until caught up), instead of the deployment's `http` (NULL: the deployment's;
+ * addr is borrowed). */
+void sl_host_set_http(struct sl_host *h, const char *addr);
+
+/* The number of faulted instances of the processors run (a negative code when it
+ * cannot be told), naming the first in d. */
+int sl_host_faulted(struct sl_host *h, struct sl_diag *d);
+
 /* Shows the catch-up progress line on stderr (default: when stderr is a terminal). */
 void sl_host_set_progress(struct sl_host *h, int on);
 

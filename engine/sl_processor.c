@@ -926,6 +926,11 @@ static void budget_failure(struct sl_proc *p, struct run *r, enum sl_budget b)
 		sl_instcache_drop_states(&p->cache);
 }
 
+int sl_proc_is_budget_failure(const char *msg)
+{
+	return sl_sandbox_is_budget_message(msg);
+}
+
 /* The lease fence every commit of the processor carries, or NULL (no runner). */
 static const struct sl_fence *fence_of(const struct sl_proc *p)
 {

@@ -190,6 +190,9 @@ int sl_proc_dead_letter(struct sl_proc *p, struct sl_inst *in, const struct sl_e
                         const char *err, int attempts, struct sl_diag *d);
 /* The offset of the event the last failed batch failed at (0 when unknown). */
 int64_t sl_proc_last_fail_offset(const struct sl_proc *p);
+/* Whether msg, the message of a failed batch, is a budget's ("processor 'x' exceeded
+ * its <...> budget"). */
+int sl_proc_is_budget_failure(const char *msg);
 
 /* Whether the processor's pattern matches a stream name. */
 int sl_pattern_match(const char *pattern, const char *stream);

@@ -73,6 +73,7 @@ struct slot {
 	/* A change waiting for the slot to be idle (sl_pump_set): */
 	struct sl_pump_proc next; /* the version that takes over (next.p set) */
 	int removing;             /* the processor leaves the deployment */
+	struct sl_pump_stats stats; /* for /metrics (lag and leader filled on request) */
 };
 
 struct sl_pump {
@@ -103,6 +104,8 @@ struct sl_pump {
 	sl_pump_retire_fn retire; /* a processor left its slot */
 	void *retire_ud;
 	struct sl_diag failure; /* a round that failed stops the run with this (code 0: none) */
+	sl_pump_change_fn on_change; /* the store may have changed (the HTTP interface) */
+	void *change_ud;
 };
 
 /* One ingest in flight: what its completion needs after the batch buffer was reused. */
@@ -110,6 +113,7 @@ struct pending {
 	struct sl_pump *pm;
 	struct slot *sl;
 	int64_t from;       /* the instance's checkpoint when the batch started */
+	uint64_t started;   /* uv_hrtime() when it started */
 	char *first_stream; /* the failing batch's first event, for stream/error-occurred */
 	int64_t first_offset;
 };
@@ -461,6 +465,31 @@ void sl_pump_kick(struct sl_pump *pm)
 	uv_timer_start(&pm->timer, on_tick, 0, 0);
 }
 
+const double sl_pump_buckets[SL_PUMP_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                  0.05,   0.1,   0.25,   0.5,   1,    2.5};
+
+/* Counts one settled batch: moved events, duration ns, and why it failed. */
+static void count_batch(struct sl_pump_stats *st, int rc, const struct sl_diag *d, int64_t moved,
+                        uint64_t ns)
+{
+	double secs = (double)ns / 1e9;
+	size_t b = 0;
+
+	if (rc == 0) {
+		st->batches++;
+		if (moved > 0)
+			st->events += (uint64_t)moved;
+	} else if (!fenced(rc, d)) {
+		st->failures++;
+		if (d && sl_proc_is_budget_failure(sl_diag_msg(d)))
+			st->budget_hits++;
+	}
+	while (b < SL_PUMP_BUCKETS && secs > sl_pump_buckets[b])
+		b++;
+	st->hist[b]++;
+	st->seconds += secs;
+}
+
 /* Completion of one ingest: success resets the failure count; a failure schedules
  * the retry with exponential backoff or, when attempts are used up, faults. A batch
  * refused by the fence makes the processor a standby. */
@@ -482,6 +511,7 @@ static void on_ingested(void *ud, struct sl_inst *in, int rc, const struct sl_di
 	pm->inflight--;
 	sl->inflight--;
 	pm->progress = 1;
+	count_batch(&sl->stats, rc, d, in->offset - pd->from, uv_hrtime() - pd->started);
 	if (rc && !fenced(rc, d) && k && !skip_event(pm, sl, in, k, sl_diag_msg(d))) {
 		in->fails = 0; /* dead-lettered: the instance goes on after it */
 	} else if (rc == 0) {
@@ -506,6 +536,8 @@ static void on_ingested(void *ud, struct sl_inst *in, int rc, const struct sl_di
 		       "%s (attempt %d of %d; faulted)", sl_diag_msg(d), in->fails,
 		       hp->cfg->retry_attempts);
 		fault(pm, hp, in, sl_diag_msg(d), pd);
+		sl->stats.faults++;
+		sl->stats.faulted++;
 	} else {
 		sl_log(SL_LOG_WARN, hp->cfg->name, stream, at ? at : pd->first_offset,
 		       "%s (attempt %d of %d)", sl_diag_msg(d), in->fails, hp->cfg->retry_attempts);
@@ -522,6 +554,8 @@ static void on_ingested(void *ud, struct sl_inst *in, int rc, const struct sl_di
 	free(pd);
 	/* A batch that settled later (blocking work) wakes the pump at once. */
 	sl_pump_kick(pm);
+	if (pm->on_change) /* its emitted events are there to read */
+		pm->on_change(pm->change_ud);
 }
 
 /* Starts the ingest of the batch in pm->buf for instance in. */
@@ -536,6 +570,7 @@ static int ingest(struct sl_pump *pm, struct slot *sl, struct sl_inst *in, struc
 	pd->pm = pm;
 	pd->sl = sl;
 	pd->from = in->offset;
+	pd->started = uv_hrtime();
 	for (i = 0; i < pm->buf.n; i++) {
 		int64_t seq = hp->cfg->mode_all ? pm->buf.ev[i].position : pm->buf.ev[i].offset;
 		if (seq > in->offset) {
@@ -626,6 +661,7 @@ static int scan_stream(void *ud, const struct sl_behind *b)
 	in->head = b->head;
 	if (in->offset >= in->head)
 		return 0;
+	sc->sl->stats.faulted += in->faulted;
 	if (in->faulted && sc->faulted++ < 10) /* faults from before: said once, at start */
 		sl_log(SL_LOG_WARN, hp->cfg->name, b->stream, 0,
 		       "faulted before this run (checkpoint at offset %lld); it gets no events "
@@ -648,6 +684,7 @@ static int catch_up(struct sl_pump *pm, struct slot *sl, struct sl_diag *d)
 	clear_queue(sl);
 	sl->cu_total = sl->cu_done = 0;
 	sl->catching_up = 1;
+	sl->stats.faulted = 0; /* counted again below */
 	if ((rc = sl_store_head_position(pm->store, &head, d)))
 		return rc;
 	sl->cursor = head;
@@ -663,6 +700,7 @@ static int catch_up(struct sl_pump *pm, struct slot *sl, struct sl_diag *d)
 	if ((rc = sl_proc_inst_load(hp->p, in, d)))
 		return rc;
 	in->head = head;
+	sl->stats.faulted = in->faulted;
 	if (in->offset >= head)
 		return 0;
 	if (in->faulted)
@@ -989,6 +1027,25 @@ void sl_pump_set_retire(struct sl_pump *pm, sl_pump_retire_fn fn, void *ud)
 	pm->retire_ud = ud;
 }
 
+void sl_pump_set_listener(struct sl_pump *pm, sl_pump_change_fn fn, void *ud)
+{
+	pm->on_change = fn;
+	pm->change_ud = ud;
+}
+
+void sl_pump_stats_of(const struct sl_pump *pm, size_t i, struct sl_pump_stats *out)
+{
+	const struct slot *sl = pm->slots[i];
+	size_t k;
+
+	*out = sl->stats;
+	out->lag = 0;
+	for (k = 0; k < sl->nqueue; k++)
+		if (sl->queue[k]->head > sl->queue[k]->offset)
+			out->lag += sl->queue[k]->head - sl->queue[k]->offset;
+	out->leader = sl->leader;
+}
+
 size_t sl_pump_nprocs(const struct sl_pump *pm)
 {
 	return pm->nslots;
@@ -1201,6 +1258,8 @@ static void on_tick(uv_timer_t *t)
  * the leases it waits for. */
 static void store_changed(struct sl_pump *pm)
 {
+	if (pm->on_change)
+		pm->on_change(pm->change_ud);
 	if (pm->leases)
 		check_free_leases(pm);
 	if (!uv_is_active((uv_handle_t *)&pm->timer))

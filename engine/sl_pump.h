@@ -131,4 +131,35 @@ int sl_pump_skip(struct sl_pump *pm, const char *name, const char *stream, int a
 /* Runs a round soon (something changed). */
 void sl_pump_kick(struct sl_pump *pm);
 
+/* ---- what the HTTP interface reads (sl_http.h) ---- */
+
+/* Called on the loop whenever the store may have changed: a file event or the slow
+ * poll saw a commit (of any process), or a batch settled. One listener (NULL: none);
+ * ud is borrowed. */
+typedef void (*sl_pump_change_fn)(void *ud);
+void sl_pump_set_listener(struct sl_pump *pm, sl_pump_change_fn fn, void *ud);
+
+/* Upper bounds (seconds) of the batch-duration histogram's buckets; one more bucket,
+ * +Inf, follows them. */
+#define SL_PUMP_BUCKETS 12
+extern const double sl_pump_buckets[SL_PUMP_BUCKETS];
+
+/* The counters of one processor in this run, kept as batches settle (nothing is
+ * scanned to produce them). */
+struct sl_pump_stats {
+	uint64_t events;      /* events the checkpoints moved over (processed or skipped) */
+	uint64_t batches;     /* batches committed */
+	uint64_t failures;    /* batches that failed (each attempt) */
+	uint64_t budget_hits; /* of those, failed by a budget */
+	uint64_t faults;      /* instances faulted in this run */
+	uint64_t hist[SL_PUMP_BUCKETS + 1]; /* batch durations per bucket (not cumulative) */
+	double seconds;                     /* sum of the batch durations */
+	int64_t lag;   /* events known to be behind: the queued instances' head - offset */
+	int leader;    /* this runner holds the processor's lease and runs it */
+	int faulted;   /* instances faulted now, as far as this run saw */
+};
+
+/* The counters of processor i (0..sl_pump_nprocs). */
+void sl_pump_stats_of(const struct sl_pump *pm, size_t i, struct sl_pump_stats *out);
+
 #endif
