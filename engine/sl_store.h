@@ -56,7 +56,8 @@
  * another host is left alone (whether it runs cannot be told).
  *
  * Threads: a struct sl_store is used by one thread at a time. Several processes may
- * open the same store; writers take turns (busy timeout SL_STORE_BUSY_MS).
+ * open the same store; writers take turns: one that finds the store locked looks
+ * again every millisecond, for SL_STORE_BUSY_MS at most.
  *
  * Ownership: arguments are borrowed. Views handed to callbacks (struct sl_event,
  * struct sl_stream_info) are valid only during the callback.
