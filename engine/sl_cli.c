@@ -1118,47 +1118,43 @@ static int cmd_dead_letters(struct args *a)
 	                 do_dead_letters);
 }
 
-/* sluice repl [DEPLOYMENT] [-e CODE | --eval CODE] */
-static int cmd_repl(struct args *a)
+/* The arguments of repl and console: [TARGET] [-e CODE]. Returns 0, or 1 after the
+ * error line. */
+static int session_args(struct args *a, const char *cmd, const char **target, const char **code)
 {
-	const char *deployment = NULL, *code = opt(a, "eval");
 	int i;
 
+	*target = NULL;
+	*code = opt(a, "eval");
 	for (i = 0; i < a->npos; i++) {
 		if (!strcmp(a->pos[i], "-e")) {
 			if (i + 1 >= a->npos)
-				return fail("repl: -e needs CODE");
-			code = a->pos[++i];
-		} else if (!deployment) {
-			deployment = a->pos[i];
+				return fail("%s: -e needs CODE", cmd);
+			*code = a->pos[++i];
+		} else if (!*target) {
+			*target = a->pos[i];
 		} else {
-			return fail("repl: unexpected argument '%.*s%s' (see sluice repl --help)",
-			            SL_ECHO(a->pos[i]));
+			return fail("%s: unexpected argument '%.*s%s' (see sluice %s --help)", cmd,
+			            SL_ECHO(a->pos[i]), cmd);
 		}
 	}
-	return sl_repl_main(deployment, code);
+	return 0;
+}
+
+/* sluice repl [DEPLOYMENT] [-e CODE | --eval CODE] */
+static int cmd_repl(struct args *a)
+{
+	const char *deployment, *code;
+
+	return session_args(a, "repl", &deployment, &code) ? 1 : sl_repl_main(deployment, code);
 }
 
 /* sluice console [DEPLOYMENT|SOCKET] [-e CODE | --eval CODE] */
 static int cmd_console(struct args *a)
 {
-	const char *target = NULL, *code = opt(a, "eval");
-	int i;
+	const char *target, *code;
 
-	for (i = 0; i < a->npos; i++) {
-		if (!strcmp(a->pos[i], "-e")) {
-			if (i + 1 >= a->npos)
-				return fail("console: -e needs CODE");
-			code = a->pos[++i];
-		} else if (!target) {
-			target = a->pos[i];
-		} else {
-			return fail(
-				"console: unexpected argument '%.*s%s' (see sluice console --help)",
-				SL_ECHO(a->pos[i]));
-		}
-	}
-	return sl_console_main(target, code);
+	return session_args(a, "console", &target, &code) ? 1 : sl_console_main(target, code);
 }
 
 /* ---- the command table ------------------------------------------------------------- */

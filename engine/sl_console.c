@@ -1182,8 +1182,7 @@ static char **complete_remote(void *ud, const char *line, int start, const char 
 	struct conn *k = ud;
 	lua_State *L = k->L;
 	struct sl_buf req;
-	char **out = NULL;
-	lua_Integer i, m;
+	char **out;
 
 	*n = 0;
 	sl_buf_init(&req);
@@ -1198,14 +1197,7 @@ static char **complete_remote(void *ud, const char *line, int start, const char 
 	}
 	sl_buf_release(&req);
 	lua_getfield(L, -1, "candidates");
-	m = lua_istable(L, -1) ? (lua_Integer)lua_rawlen(L, -1) : 0;
-	if (m && (out = calloc((size_t)m + 1, sizeof(*out))))
-		for (i = 1; i <= m; i++) {
-			lua_rawgeti(L, -1, i);
-			if (lua_isstring(L, -1) && (out[*n] = strdup(lua_tostring(L, -1))))
-				(*n)++;
-			lua_pop(L, 1);
-		}
+	out = sl_repl_strings(L, -1, n);
 	lua_settop(L, 0);
 	return out;
 }

@@ -343,7 +343,6 @@ static char **complete_local(void *ud, const char *line, int start, const char *
 {
 	lua_State *L = ud;
 	char **out = NULL;
-	size_t i, k;
 
 	*n = 0;
 	lua_getglobal(L, "__sluice_session");
@@ -351,17 +350,28 @@ static char **complete_local(void *ud, const char *line, int start, const char *
 	lua_pushstring(L, line);
 	lua_pushinteger(L, start);
 	lua_pushstring(L, word);
-	if (lua_pcall(L, 3, 1, 0) == LUA_OK && lua_istable(L, -1)) {
-		k = (size_t)lua_rawlen(L, -1);
-		if ((out = calloc(k + 1, sizeof(*out))))
-			for (i = 1; i <= k; i++) {
-				lua_rawgeti(L, -1, (lua_Integer)i);
-				if (lua_isstring(L, -1) && (out[*n] = strdup(lua_tostring(L, -1))))
-					(*n)++;
-				lua_pop(L, 1);
-			}
-	}
+	if (lua_pcall(L, 3, 1, 0) == LUA_OK)
+		out = sl_repl_strings(L, -1, n);
 	lua_settop(L, 0);
+	return out;
+}
+
+char **sl_repl_strings(lua_State *L, int idx, size_t *n)
+{
+	char **out = NULL;
+	size_t i, k;
+
+	*n = 0;
+	if (!lua_istable(L, idx) || !(k = (size_t)lua_rawlen(L, idx)))
+		return NULL;
+	idx = lua_absindex(L, idx);
+	if ((out = calloc(k + 1, sizeof(*out))))
+		for (i = 1; i <= k; i++) {
+			lua_rawgeti(L, idx, (lua_Integer)i);
+			if (lua_isstring(L, -1) && (out[*n] = strdup(lua_tostring(L, -1))))
+				(*n)++;
+			lua_pop(L, 1);
+		}
 	return out;
 }
 

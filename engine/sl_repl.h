@@ -36,6 +36,11 @@ struct sl_repl_backend {
  * whose syntax error is at <eof> continues). Returns the exit status. */
 int sl_repl_loop(const struct sl_repl_backend *be, const char *code);
 
+/* The strings of the array at idx as a malloc'd array of *n malloc'd strings (NULL
+ * when there are none): completion candidates. [-0, +0, m] */
+struct lua_State;
+char **sl_repl_strings(struct lua_State *L, int idx, size_t *n);
+
 /* Whether a terminal session runs (stdin and stdout are terminals, no -e). */
 int sl_repl_tty(const char *code);
 
