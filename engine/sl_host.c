@@ -39,8 +39,8 @@ struct sl_host {
 	int running;            /* sl_host_run is running the pump */
 	struct sl_host_service services[SL_HOST_MAX_SERVICES];
 	size_t nservices;
-	const char *http_addr;  /* sluice run --http, or NULL */
-	struct sl_http *http;   /* the HTTP interface while it runs */
+	const char *http_addr;    /* sluice run --http, or NULL */
+	struct sl_http *http;     /* the HTTP interface while it runs */
 	struct sl_pump_proc live; /* find_proc's copy of a processor the pump runs */
 };
 
