@@ -320,7 +320,7 @@ static int row(const char *name, double v, const char *unit, const char *against
 	int pass = v <= ref * limit;
 
 	snprintf(res, sizeof(res), "%.2f %s", v, unit);
-	printf("| %-58s | %-11s | %-26s | %5.3f | %s |\n", name, res, against, v / ref,
+	printf("| %-58s | %-11s | %-30s | %5.3f | %s |\n", name, res, against, v / ref,
 	       pass ? "✓ pass" : "✗ FAIL");
 	return !pass;
 }
@@ -333,9 +333,9 @@ static int print_table(const struct config *c, const struct results *r)
 
 	printf("\nsluice append benchmark: the real binary, 100 streams; ratio = result / target "
 	       "(or reference)\n\n");
-	printf("| %-58s | %-11s | %-26s | %5s | %s |\n", "benchmark", "result", "target", "ratio",
+	printf("| %-58s | %-11s | %-30s | %5s | %s |\n", "benchmark", "result", "target", "ratio",
 	       "mark  ");
-	printf("|%s|%s|%s|%s|%s|\n", dashes(60), dashes(13), dashes(28), dashes(7), dashes(8));
+	printf("|%s|%s|%s|%s|%s|\n", dashes(60), dashes(13), dashes(32), dashes(7), dashes(8));
 	for (i = 0; r->have_rss && i < 3; i++) {
 		snprintf(label, sizeof(label), "a. append --jsonl, %s lines: peak RSS",
 		         group(n, sizeof(n), (double)c->sizes[i]));
