@@ -100,12 +100,14 @@ test-fast: build
 	cd $(BUILD) && ctest --output-on-failure -j2 -LE slow
 
 # Every benchmark, each printing its table; a failing one does not hide the others.
+# BENCH_QUICK=1 shrinks bench_append's inputs (to at most 1 000 000 lines).
 bench: build
 	@rc=0; \
 	$(BUILD)/bench_store || rc=1; \
 	$(BUILD)/bench_runtime || rc=1; \
 	$(BUILD)/bench_live || rc=1; \
 	$(BUILD)/bench_budgets || rc=1; \
+	$(BUILD)/bench_append || rc=1; \
 	exit $$rc
 
 # The C sources in the repository's one format (.clang-format).

@@ -22,3 +22,10 @@ target_link_libraries(bench_live PRIVATE sluice_engine Threads::Threads sl_warni
 # default limits against one without budgets.
 add_executable(bench_budgets bench/bench_budgets.c)
 target_link_libraries(bench_budgets PRIVATE sluice_engine PkgConfig::LUA sl_warnings)
+
+# `sluice append --jsonl` (peak RSS at 100 000 to 3 000 000 lines, the default batch
+# size against the fastest) and single appends during a catch-up. It runs the sluice
+# binary built beside it and bench/gen_jsonl.sh, which writes its inputs.
+add_executable(bench_append bench/bench_append.c)
+target_compile_definitions(bench_append PRIVATE SL_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
+target_link_libraries(bench_append PRIVATE sl_warnings)

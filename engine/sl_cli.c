@@ -24,10 +24,13 @@
 #include "sl_repl.h"
 #include "sl_progress.h"
 #include "sl_render.h"
+#include "sl_spool.h"
 #include "sl_store.h"
 
 /* The largest --batch-size: the arrays of one chunk are allocated up front. */
 #define MAX_CHUNK 100000
+/* The default --batch-size of append --jsonl (README, "CLI": how it was chosen). */
+#define DEFAULT_CHUNK 10000
 
 #define MAX_POS 8
 #define MAX_OPTS 12
@@ -229,17 +232,14 @@ static int parse_count(const char *field, const char *text, int64_t *out)
 
 /* ---- the store ---------------------------------------------------------------- */
 
-/* Opens the store named by --store, --deployment, $SLUICE_STORE or ./sluice.db; its
- * appends are checked by core (NULL: reading only). */
-static int open_store_from(const char *path, const char *dfile, int readonly,
-                           struct sl_core_validator *core, struct sl_store **s)
+/* The store named by --store, --deployment, $SLUICE_STORE or ./sluice.db, into *out,
+ * and its durability; *dp is the deployment that named it (the caller frees it), else
+ * NULL. Returns 0, or the exit status 1 after saying why. */
+static int store_target(const char *path, const char *dfile, struct sl_deploy **dp,
+                        const char **out, enum sl_durability *durability)
 {
-	struct sl_store_opts so = {SL_DURABILITY_FULL, readonly, sl_core_validate, core};
-	struct sl_deploy *dp = NULL;
-	struct sl_diag d;
-	int rc;
-
-	sl_diag_init(&d);
+	*dp = NULL;
+	*durability = SL_DURABILITY_FULL;
 	if (path && dfile)
 		return fail("--store and --deployment cannot be used together");
 	if (path && !*path)
@@ -251,20 +251,37 @@ static int open_store_from(const char *path, const char *dfile, int readonly,
 		struct sl_errs errs;
 		size_t i;
 		sl_errs_init(&errs);
-		if (sl_deploy_load(&dp, dfile, &errs)) {
+		if (sl_deploy_load(dp, dfile, &errs)) {
 			for (i = 0; i < errs.n; i++)
 				fail("%s", errs.msg[i]);
 			sl_errs_release(&errs);
 			return 1;
 		}
 		sl_errs_release(&errs);
-		path = dp->store;
-		so.durability = dp->durability;
+		path = (*dp)->store;
+		*durability = (*dp)->durability;
 	}
 	if (!path)
 		path = getenv("SLUICE_STORE");
 	if (!path || !*path)
 		path = "sluice.db";
+	*out = path;
+	return 0;
+}
+
+/* Opens the store named by --store, --deployment, $SLUICE_STORE or ./sluice.db; its
+ * appends are checked by core (NULL: reading only). */
+static int open_store_from(const char *path, const char *dfile, int readonly,
+                           struct sl_core_validator *core, struct sl_store **s)
+{
+	struct sl_store_opts so = {SL_DURABILITY_FULL, readonly, sl_core_validate, core};
+	struct sl_deploy *dp = NULL;
+	struct sl_diag d;
+	int rc;
+
+	sl_diag_init(&d);
+	if (store_target(path, dfile, &dp, &path, &so.durability))
+		return 1;
 	if (!core)
 		so.check = NULL;
 	rc = sl_store_open(s, path, &so, &d) ? fail_diag(&d) : 0;
@@ -317,18 +334,6 @@ static void result_line(struct sl_buf *b, const char *stream, const struct sl_ap
 
 /* ---- append ----------------------------------------------------------------- */
 
-static int read_all(FILE *f, struct sl_buf *b)
-{
-	char chunk[65536];
-	size_t n;
-
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		sl_buf_add(b, chunk, n);
-	if (ferror(f))
-		return fail("cannot read standard input: %s", strerror(errno));
-	return sl_buf_ok(b) ? 0 : fail("out of memory (standard input too large)");
-}
-
 static double now_ms(void)
 {
 	struct timespec ts;
@@ -345,90 +350,158 @@ static int blank_line(const char *p, size_t n)
 	return 1;
 }
 
-/* Splits the input into lines and validates every one; reports each bad line. */
-static int parse_input(struct sl_buf *in, const char *stream, struct sl_core_validator *core,
-                       struct sl_jsonl_line **out, size_t *count)
+/* Validates one line of the input (1-based lineno) and adds it to the spool (once a
+ * line was bad, only validates). Reports a bad line and counts it in *bad, up to 20
+ * messages. Returns 0, or the exit status 1 when the spool failed. */
+static int spool_line(const char *p, size_t n, int64_t lineno, const char *stream,
+                      struct sl_core_validator *core, struct sl_spool *sp, size_t *bad)
 {
-	struct sl_jsonl_line *lines = NULL, *grown;
-	size_t n = 0, cap = 0, bad = 0;
-	char *p = in->ptr, *end = in->len ? in->ptr + in->len : p, *nl; /* ptr NULL if empty */
-	int lineno = 0, rc;
+	struct sl_jsonl_line ln;
 	struct sl_diag d;
+	int rc = 0;
 
-	for (; p < end; p = nl + 1) {
-		if (!(nl = memchr(p, '\n', (size_t)(end - p))))
-			nl = end;
-		lineno++;
-		if (blank_line(p, (size_t)(nl - p)))
-			continue;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 1024;
-			if (cap > SIZE_MAX / 2 / sizeof(*lines) ||
-			    !(grown = realloc(lines, cap * sizeof(*lines)))) {
-				bad++;
-				fail("out of memory");
+	sl_diag_init(&d);
+	if (sl_jsonl_parse(p, n, stream, &ln, sl_core_validate, core, &d)) {
+		if (++*bad <= 20)
+			fail("line %" PRId64 ": %s", lineno, sl_diag_msg(&d));
+	} else if (!*bad && sl_spool_add(sp, &ln.ev, lineno, &d)) {
+		rc = fail_diag(&d);
+	}
+	sl_jsonl_release(&ln);
+	return rc;
+}
+
+/* Reads f to its end, validating every line into the spool; a line is held in memory
+ * only until it was validated. Reports each bad line (up to 20, then how many more). */
+static int spool_input(FILE *f, const char *stream, struct sl_core_validator *core,
+                       struct sl_spool *sp)
+{
+	struct sl_buf in;
+	size_t bad = 0, start, got;
+	int64_t lineno = 0;
+	int rc = 0, eof = 0;
+	char *p, *nl;
+
+	sl_buf_init(&in);
+	while (!rc && !eof) {
+		if (sl_buf_grow(&in, 65536)) {
+			rc = fail("out of memory");
+			break;
+		}
+		got = fread(in.ptr + in.len, 1, 65536, f);
+		in.len += got;
+		in.ptr[in.len] = '\0';
+		if (got < 65536 && ferror(f)) {
+			rc = fail("cannot read standard input: %s", strerror(errno));
+			break;
+		}
+		eof = got < 65536 && feof(f);
+		/* Every complete line (and at the end, the last one without a newline). */
+		for (start = 0; !rc && start < in.len; start = (size_t)(nl - in.ptr) + 1) {
+			p = in.ptr + start;
+			if (!(nl = memchr(p, '\n', in.len - start)) && !eof)
 				break;
-			}
-			lines = grown;
+			if (!nl)
+				nl = in.ptr + in.len;
+			lineno++;
+			if (!blank_line(p, (size_t)(nl - p)))
+				rc = spool_line(p, (size_t)(nl - p), lineno, stream, core, sp,
+				                &bad);
 		}
-		sl_diag_init(&d);
-		rc = sl_jsonl_parse(p, (size_t)(nl - p), stream, &lines[n], sl_core_validate, core,
-		                    &d);
-		lines[n].lineno = lineno;
-		if (rc) {
-			if (++bad <= 20)
-				fail("line %d: %s", lineno, sl_diag_msg(&d));
+		if (start >= in.len) {
+			sl_buf_reset(&in);
+		} else if (start) {
+			memmove(in.ptr, in.ptr + start, in.len - start);
+			in.len -= start;
 		}
-		n++;
 	}
 	if (bad > 20)
 		fail("%zu more bad lines", bad - 20);
-	*out = lines;
-	*count = n;
-	return bad ? 1 : 0;
+	sl_buf_release(&in);
+	return rc ? rc : bad ? 1 : 0;
 }
 
-/* Appends the lines in atomic chunks, printing each chunk's results after its commit. */
-static int append_chunks(struct sl_store *s, struct sl_jsonl_line *lines, size_t n, int64_t chunk)
+/* Appends ev[0..m) as one atomic chunk (lineno[k]: ev[k]'s input line) and prints
+ * each event's result line once the chunk committed. res has room for m results. */
+static int commit_chunk(struct sl_store *s, const struct sl_event_in *ev, const int64_t *lineno,
+                        size_t m, struct sl_append_result *res, struct sl_buf *out)
 {
-	/* chunk is at most MAX_CHUNK (parse_int), so these sizes cannot wrap. */
-	struct sl_event_in *ev = malloc((size_t)chunk * sizeof(*ev));
+	struct sl_diag d;
+	size_t k, failed = 0;
+	int rc = 0;
+
+	sl_diag_init(&d);
+	if (sl_store_append(s, ev, m, res, SL_APPEND_CHECKED, &failed, &d))
+		return fail("line %" PRId64 ": %s (this chunk of %zu events was not written)",
+		            lineno[failed], sl_diag_msg(&d), m);
+	for (k = 0; k < m && !rc; k++) {
+		result_line(out, ev[k].stream, &res[k]);
+		rc = put_line(out);
+	}
+	fflush(stdout);
+	return rc;
+}
+
+/* Appends the spooled events in atomic chunks of at most `chunk`, printing each
+ * chunk's results after its commit. */
+static int append_spooled(struct sl_store *s, struct sl_spool *sp, int64_t chunk)
+{
+	/* chunk is at most MAX_CHUNK (parse_int), so this size cannot wrap. */
 	struct sl_append_result *res = malloc((size_t)chunk * sizeof(*res));
+	size_t n = sl_spool_count(sp), done = 0;
+	int rc = 0, progress = isatty(2) && n > (size_t)chunk;
+	struct sl_spool_chunk c;
 	struct sl_buf out;
 	struct sl_diag d;
-	size_t i, k, m, failed;
-	int rc = 0, progress = isatty(2) && n > (size_t)chunk;
 
 	sl_buf_init(&out);
-	if (!ev || !res) {
+	sl_diag_init(&d);
+	if (!res)
 		rc = fail("out of memory");
-		goto out;
-	}
-	for (i = 0; i < n && !rc; i += m) {
-		m = n - i < (size_t)chunk ? n - i : (size_t)chunk;
-		for (k = 0; k < m; k++)
-			ev[k] = lines[i + k].ev;
-		sl_diag_init(&d);
-		if (sl_store_append(s, ev, m, res, SL_APPEND_CHECKED, &failed, &d)) {
-			rc = fail("line %d: %s (this chunk of %zu events was not written)",
-			          lines[i + failed].lineno, sl_diag_msg(&d), m);
+	else if (sl_spool_rewind(sp, &d))
+		rc = fail_diag(&d);
+	while (!rc) {
+		if (sl_spool_next(sp, (size_t)chunk, &c, &d)) {
+			rc = fail_diag(&d);
 			break;
 		}
-		for (k = 0; k < m; k++) {
-			result_line(&out, ev[k].stream, &res[k]);
-			if ((rc = put_line(&out)))
-				break;
-		}
-		fflush(stdout);
+		if (!c.n || (rc = commit_chunk(s, c.ev, c.lineno, c.n, res, &out)))
+			break;
+		done += c.n;
 		if (progress)
-			fprintf(stderr, "\rappended %zu of %zu events", i + m, n);
+			fprintf(stderr, "\rappended %zu of %zu events", done, n);
 	}
 	if (progress)
 		fputc('\n', stderr);
-out:
+	sl_buf_release(&out);
+	free(res);
+	return rc;
+}
+
+/* Appends the lines of a --stream feed as one atomic chunk (n <= MAX_CHUNK). */
+static int append_lines(struct sl_store *s, const struct sl_jsonl_line *lines, size_t n)
+{
+	struct sl_event_in *ev = malloc((n ? n : 1) * sizeof(*ev));
+	struct sl_append_result *res = malloc((n ? n : 1) * sizeof(*res));
+	int64_t *lineno = malloc((n ? n : 1) * sizeof(*lineno));
+	struct sl_buf out;
+	size_t k;
+	int rc;
+
+	sl_buf_init(&out);
+	if (!ev || !res || !lineno) {
+		rc = fail("out of memory");
+	} else {
+		for (k = 0; k < n; k++) {
+			ev[k] = lines[k].ev;
+			lineno[k] = lines[k].lineno;
+		}
+		rc = commit_chunk(s, ev, lineno, n, res, &out);
+	}
 	sl_buf_release(&out);
 	free(ev);
 	free(res);
+	free(lineno);
 	return rc;
 }
 
@@ -515,7 +588,7 @@ static int append_stream(struct sl_store *s, struct sl_core_validator *core, con
 			start = 0;
 		}
 		if (n && (rc || eof || n == (size_t)chunk || now_ms() >= first_at + linger_ms)) {
-			int arc = append_chunks(s, pending, n, chunk);
+			int arc = append_lines(s, pending, n);
 			for (i = 0; i < n; i++)
 				sl_jsonl_release(&pending[i]);
 			n = 0;
@@ -530,20 +603,35 @@ static int append_stream(struct sl_store *s, struct sl_core_validator *core, con
 	return rc;
 }
 
+/* A spool for append --jsonl, near the store it appends to. */
+static int new_spool(const struct args *a, struct sl_spool **sp)
+{
+	enum sl_durability durability;
+	struct sl_deploy *dp = NULL;
+	const char *path;
+	struct sl_diag d;
+	int rc;
+
+	if (store_target(opt(a, "store"), opt(a, "deployment"), &dp, &path, &durability))
+		return 1;
+	sl_diag_init(&d);
+	rc = sl_spool_new(sp, path, &d) ? fail_diag(&d) : 0;
+	sl_deploy_free(dp);
+	return rc;
+}
+
 static int append_jsonl(struct args *a)
 {
 	const char *bs = opt(a, "batch-size");
+	const char *stream = a->npos ? a->pos[0] : NULL;
 	struct sl_core_validator *core = NULL;
 	struct sl_store *s = NULL;
-	struct sl_jsonl_line *lines = NULL;
-	struct sl_buf in;
+	struct sl_spool *sp = NULL;
 	struct sl_diag d;
-	int64_t chunk = 1000;
+	int64_t chunk = DEFAULT_CHUNK;
 	double linger = 10;
-	size_t n = 0, i;
 	int rc;
 
-	sl_buf_init(&in);
 	sl_diag_init(&d);
 	if (a->npos > 1)
 		return fail("append --jsonl: takes at most STREAM, the events come from stdin");
@@ -556,11 +644,8 @@ static int append_jsonl(struct args *a)
 	if (opt(a, "linger") && (linger = sl_parse_duration(opt(a, "linger"))) < 0)
 		return fail("--linger: bad duration '%.*s%s' (e.g. 10ms, 1s)",
 		            SL_ECHO(opt(a, "linger")));
-	if ((bs && parse_int("--batch-size", bs, 1, MAX_CHUNK, &chunk)) ||
-	    (!opt(a, "stream") && read_all(stdin, &in))) {
-		rc = 1;
-		goto out;
-	}
+	if (bs && parse_int("--batch-size", bs, 1, MAX_CHUNK, &chunk))
+		return 1;
 	if (sl_core_validator_new(&core, &d)) {
 		rc = fail_diag(&d);
 		goto out;
@@ -569,19 +654,17 @@ static int append_jsonl(struct args *a)
 		goto out;
 	if (opt(a, "stream")) {
 		if (!(rc = open_store(a, 0, core, &s)))
-			rc = append_stream(s, core, a->npos ? a->pos[0] : NULL, chunk, linger);
+			rc = append_stream(s, core, stream, chunk, linger);
 		goto out;
 	}
-	if ((rc = parse_input(&in, a->npos ? a->pos[0] : NULL, core, &lines, &n)))
+	/* The whole input is validated before the store is opened: a bad line anywhere
+	 * writes nothing (the store is not even created). */
+	if ((rc = new_spool(a, &sp)) || (rc = spool_input(stdin, stream, core, sp)) ||
+	    (rc = open_store(a, 0, core, &s)))
 		goto out;
-	if ((rc = open_store(a, 0, core, &s)))
-		goto out;
-	rc = append_chunks(s, lines, n, chunk);
+	rc = append_spooled(s, sp, chunk);
 out:
-	for (i = 0; i < n; i++)
-		sl_jsonl_release(&lines[i]);
-	free(lines);
-	sl_buf_release(&in);
+	sl_spool_free(sp);
 	sl_store_close(s);
 	sl_core_validator_free(core);
 	return rc;
@@ -1180,7 +1263,7 @@ static const struct cmd commands[] = {
          "                       \"idempotencyKey\":..,\"offset\":..,\"stream\":..} from stdin;\n"
          "                       every line is validated before anything is written\n"
          "  --batch-size N       with --jsonl, commit N events per atomic chunk "
-         "(1000)\n"
+         "(10000)\n"
          "  --stream             with --jsonl, for a pipe that goes on: each line is checked\n"
          "                       as it arrives, and the pending lines commit when there are\n"
          "                       batch-size of them or --linger after the first (a bad line:\n"
