@@ -392,10 +392,10 @@ static const struct amount a_shutdown = {
 	"shutdownTimeout", sl_parse_duration, 0, 0, DAY_MS, "a duration of at most 24 hours"};
 static const struct amount a_lease = {
 	"lease", sl_parse_duration, 0, 100, DAY_MS, "a duration between 100ms and 24 hours"};
-static const struct amount a_http_body = {"httpMaxBody", sl_parse_size, 1, 1024, 1073741824.0,
-                                          "a size between 1KiB and 1GiB"};
-static const struct amount a_http_timeout = {"httpTimeout", sl_parse_duration, 0, 100, 3600000.0,
-                                             "a duration between 100ms and 1 hour"};
+static const struct amount a_http_body = {
+	"httpMaxBody", sl_parse_size, 1, 1024, 1073741824.0, "a size between 1KiB and 1GiB"};
+static const struct amount a_http_timeout = {
+	"httpTimeout", sl_parse_duration, 0, 100, 3600000.0, "a duration between 100ms and 1 hour"};
 
 int sl_http_addr_parse(const char *s, struct sl_http_addr *out, struct sl_diag *d)
 {
@@ -426,8 +426,8 @@ int sl_http_addr_parse(const char *s, struct sl_http_addr *out, struct sl_diag *
 		strcpy(out->host, "127.0.0.1");
 	if (inet_pton(out->ipv6 ? AF_INET6 : AF_INET, out->host, bin) != 1)
 		goto bad;
-	out->loopback = out->ipv6 ? !memcmp(bin, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\1", 16)
-	                          : bin[0] == 127;
+	out->loopback =
+		out->ipv6 ? !memcmp(bin, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\1", 16) : bin[0] == 127;
 	return 0;
 bad:
 	return sl_diag_set(d, SL_EINVAL,

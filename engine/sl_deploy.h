@@ -51,12 +51,12 @@ struct sl_deploy {
 	size_t nschemas;
 	struct sl_deploy_proc *procs; /* sorted by name */
 	size_t nprocs;
-	char *console;      /* resolved, or NULL */
-	double shutdown_ms; /* shutdownTimeout (default 10 s) */
-	double lease_ms;    /* lease of each processor's runner (default 2 s, >= 100 ms) */
-	char *http;         /* the HTTP interface's address "HOST:PORT" (DESIGN §10), or NULL */
-	char *http_token;   /* httpToken: the environment variable holding the bearer token */
-	double http_max_body;   /* httpMaxBody: bytes of one request body (default 16 MiB) */
+	char *console;        /* resolved, or NULL */
+	double shutdown_ms;   /* shutdownTimeout (default 10 s) */
+	double lease_ms;      /* lease of each processor's runner (default 2 s, >= 100 ms) */
+	char *http;           /* the HTTP interface's address "HOST:PORT" (DESIGN §10), or NULL */
+	char *http_token;     /* httpToken: the environment variable holding the bearer token */
+	double http_max_body; /* httpMaxBody: bytes of one request body (default 16 MiB) */
 	double http_timeout_ms; /* httpTimeout: how long a request may take to arrive (10 s) */
 };
 

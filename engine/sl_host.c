@@ -35,9 +35,9 @@ struct sl_host {
 	double shutdown_ms;
 	int progress;
 	int flags;
-	struct sl_errs skipped; /* lenient open: why processors did not load */
-	const char *http_addr;  /* sluice run --http, or NULL */
-	struct sl_http *http;   /* the HTTP interface while it runs */
+	struct sl_errs skipped;   /* lenient open: why processors did not load */
+	const char *http_addr;    /* sluice run --http, or NULL */
+	struct sl_http *http;     /* the HTTP interface while it runs */
 	struct sl_pump_proc live; /* find_proc's copy of a processor the pump runs */
 };
 

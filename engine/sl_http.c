@@ -22,11 +22,11 @@
 #include "sl_render.h"
 #include "sl_store.h"
 
-#define MAX_CONNS 1024      /* connections at once; more are closed at accept */
-#define READ_CHUNK 512      /* events read from the store per piece of a response */
-#define PIECE_BYTES 262144  /* a piece of a response goes out once it is this large */
-#define HEARTBEAT_MS 15000  /* an idle event stream gets a comment this often */
-#define MAX_NAME 1024       /* bytes of a decoded name or query value */
+#define MAX_CONNS 1024     /* connections at once; more are closed at accept */
+#define READ_CHUNK 512     /* events read from the store per piece of a response */
+#define PIECE_BYTES 262144 /* a piece of a response goes out once it is this large */
+#define HEARTBEAT_MS 15000 /* an idle event stream gets a comment this often */
+#define MAX_NAME 1024      /* bytes of a decoded name or query value */
 
 /* One append request waiting for the group commit. */
 struct pending {
@@ -58,13 +58,13 @@ struct hist {
 };
 
 struct stats {
-	uint64_t requests;       /* every request */
-	uint64_t append_requests;/* append requests answered 200 */
-	uint64_t appended;       /* events appended (not counting idempotency hits) */
-	uint64_t duplicates;     /* events whose idempotency key matched */
-	uint64_t rejected;       /* append requests refused (4xx, 5xx) */
-	uint64_t commits;        /* group commits */
-	struct hist commit;      /* their durations */
+	uint64_t requests;        /* every request */
+	uint64_t append_requests; /* append requests answered 200 */
+	uint64_t appended;        /* events appended (not counting idempotency hits) */
+	uint64_t duplicates;      /* events whose idempotency key matched */
+	uint64_t rejected;        /* append requests refused (4xx, 5xx) */
+	uint64_t commits;         /* group commits */
+	struct hist commit;       /* their durations */
 };
 
 struct handler {
@@ -87,9 +87,9 @@ struct sl_http {
 	int h2o_ready;
 	uv_tcp_t listener;
 	int listening;
-	uv_check_t flush;  /* the group commit, after the loop read what arrived */
-	uv_idle_t nowait;  /* keeps the loop from blocking while requests wait */
-	uv_timer_t beat;   /* heartbeats of idle event streams */
+	uv_check_t flush; /* the group commit, after the loop read what arrived */
+	uv_idle_t nowait; /* keeps the loop from blocking while requests wait */
+	uv_timer_t beat;  /* heartbeats of idle event streams */
 	struct pending *head, **tail;
 	struct reader *readers;
 	size_t nconns;
@@ -102,15 +102,24 @@ struct sl_http {
 static const char *reason_of(int status)
 {
 	switch (status) {
-	case 200: return "OK";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 409: return "Conflict";
-	case 413: return "Payload Too Large";
-	case 503: return "Service Unavailable";
-	default: return "Internal Server Error";
+	case 200:
+		return "OK";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 409:
+		return "Conflict";
+	case 413:
+		return "Payload Too Large";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return "Internal Server Error";
 	}
 }
 
@@ -164,14 +173,20 @@ static void send_error(h2o_req_t *req, int status, const char *fmt, ...)
 static int status_of(int code)
 {
 	switch (code) {
-	case SL_EINVAL: return 400;
-	case SL_ENOTFOUND: return 404;
+	case SL_EINVAL:
+		return 400;
+	case SL_ENOTFOUND:
+		return 404;
 	case SL_ECONFLICT:
-	case SL_EPAUSED: return 409;
-	case SL_ETOOBIG: return 413;
+	case SL_EPAUSED:
+		return 409;
+	case SL_ETOOBIG:
+		return 413;
 	case SL_EBUSY:
-	case SL_EIO: return 503;
-	default: return 500;
+	case SL_EIO:
+		return 503;
+	default:
+		return 500;
 	}
 }
 
@@ -179,7 +194,7 @@ static int status_of(int code)
 
 static int hexval(char c)
 {
-	return c >= '0' && c <= '9' ? c - '0'
+	return c >= '0' && c <= '9'   ? c - '0'
 	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
 	       : c >= 'A' && c <= 'F' ? c - 'A' + 10
 	                              : -1;
@@ -263,8 +278,8 @@ static int parse_query(h2o_req_t *req, struct query *q)
 			send_error(req, 400, "%s: given twice", q->names[i]);
 			return -1;
 		}
-		if (decode(eq < amp ? eq + 1 : eq, eq < amp ? (size_t)(amp - eq - 1) : 0,
-		           q->buf[i], &why)) {
+		if (decode(eq < amp ? eq + 1 : eq, eq < amp ? (size_t)(amp - eq - 1) : 0, q->buf[i],
+		           &why)) {
 			send_error(req, 400, "%s: %s", q->names[i], why);
 			return -1;
 		}
@@ -298,8 +313,7 @@ static int count_of(h2o_req_t *req, const char *field, const char *v, int64_t *o
 
 	if (!v)
 		return 0;
-	if (*v < '0' || *v > '9' || (n = strtoll(v, &end, 10)) < 1 || *end ||
-	    strlen(v) > 18) {
+	if (*v < '0' || *v > '9' || (n = strtoll(v, &end, 10)) < 1 || *end || strlen(v) > 18) {
 		send_error(req, 400, "%s: must be a positive integer, got '%.*s%s'", field,
 		           SL_ECHO(v));
 		return -1;
@@ -308,7 +322,8 @@ static int count_of(h2o_req_t *req, const char *field, const char *v, int64_t *o
 	return 0;
 }
 
-/* ---- appends and the group commit ------------------------------------------------------------- */
+/* ---- appends and the group commit -------------------------------------------------------------
+ */
 
 static void free_pending(struct pending *pa)
 {
@@ -513,16 +528,16 @@ static int parse_line(struct sl_http *srv, const char *p, size_t n, const char *
 
 	memset(ln, 0, sizeof(*ln)); /* released by the caller whatever happens */
 	if (n > SL_EVENT_MAX) {
-		sl_diag_set(d, SL_ETOOBIG, "an event is at most 1 MiB, this one has %zu bytes",
-		            n);
+		sl_diag_set(d, SL_ETOOBIG, "an event is at most 1 MiB, this one has %zu bytes", n);
 		return 413;
 	}
 	if ((rc = sl_jsonl_parse(p, n, stream, ln, sl_core_validate, srv->validator, d)))
 		return status_of(rc);
 	if (strcmp(ln->stream, stream)) {
-		sl_diag_set(d, SL_EINVAL,
-		            "stream: must be the stream of the URL ('%s') or left out, got '%.*s%s'",
-		            stream, SL_ECHO(ln->stream));
+		sl_diag_set(
+			d, SL_EINVAL,
+			"stream: must be the stream of the URL ('%s') or left out, got '%.*s%s'",
+			stream, SL_ECHO(ln->stream));
 		return 400;
 	}
 	return 0;
@@ -790,7 +805,8 @@ static void get_events(struct sl_http *srv, h2o_req_t *req, const char *stream)
 	reader_go(r);
 }
 
-/* ---- the other reads ---------------------------------------------------------------------------- */
+/* ---- the other reads ----------------------------------------------------------------------------
+ */
 
 static int stream_row(void *ud, const struct sl_stream_info *info)
 {
@@ -952,32 +968,56 @@ static void hist_lines(struct sl_buf *b, const char *name, const char *labels, c
 /* What one line of a per-processor family shows. */
 typedef double (*stat_fn)(const struct sl_pump_stats *st);
 
-static double st_events(const struct sl_pump_stats *st) { return (double)st->events; }
-static double st_lag(const struct sl_pump_stats *st) { return (double)st->lag; }
-static double st_batches(const struct sl_pump_stats *st) { return (double)st->batches; }
-static double st_failures(const struct sl_pump_stats *st) { return (double)st->failures; }
-static double st_budget(const struct sl_pump_stats *st) { return (double)st->budget_hits; }
-static double st_faults(const struct sl_pump_stats *st) { return (double)st->faults; }
-static double st_faulted(const struct sl_pump_stats *st) { return (double)st->faulted; }
-static double st_leader(const struct sl_pump_stats *st) { return st->leader; }
+static double st_events(const struct sl_pump_stats *st)
+{
+	return (double)st->events;
+}
+static double st_lag(const struct sl_pump_stats *st)
+{
+	return (double)st->lag;
+}
+static double st_batches(const struct sl_pump_stats *st)
+{
+	return (double)st->batches;
+}
+static double st_failures(const struct sl_pump_stats *st)
+{
+	return (double)st->failures;
+}
+static double st_budget(const struct sl_pump_stats *st)
+{
+	return (double)st->budget_hits;
+}
+static double st_faults(const struct sl_pump_stats *st)
+{
+	return (double)st->faults;
+}
+static double st_faulted(const struct sl_pump_stats *st)
+{
+	return (double)st->faulted;
+}
+static double st_leader(const struct sl_pump_stats *st)
+{
+	return st->leader;
+}
 
 static const struct {
 	const char *name, *type, *help;
 	stat_fn fn;
 } proc_families[] = {
 	{"sluice_events_processed_total", "counter",
-	 "Events the processor's checkpoints moved over in this run.", st_events},
+         "Events the processor's checkpoints moved over in this run.", st_events},
 	{"sluice_lag_events", "gauge", "Events appended that the processor has not processed yet.",
-	 st_lag},
+         st_lag},
 	{"sluice_batches_total", "counter", "Batches committed in this run.", st_batches},
 	{"sluice_batch_failures_total", "counter", "Batch attempts that failed in this run.",
-	 st_failures},
+         st_failures},
 	{"sluice_budget_hits_total", "counter",
-	 "Batch attempts failed by an instruction, memory or wall-clock budget.", st_budget},
+         "Batch attempts failed by an instruction, memory or wall-clock budget.", st_budget},
 	{"sluice_faults_total", "counter", "Instances faulted in this run.", st_faults},
 	{"sluice_faulted_instances", "gauge", "Instances faulted now.", st_faulted},
 	{"sluice_processor_running", "gauge",
-	 "1 when this runner holds the processor's lease and runs it, 0 on standby.", st_leader},
+         "1 when this runner holds the processor's lease and runs it, 0 on standby.", st_leader},
 };
 
 static void metrics_procs(struct sl_http *srv, struct sl_buf *b)
@@ -1037,8 +1077,7 @@ static void get_metrics(struct sl_http *srv, h2o_req_t *req)
 	       "Events appended over HTTP (duplicate: an idempotency key matched, nothing "
 	       "written).");
 	sl_buf_addf(&b, "sluice_appends_total{result=\"new\"} %" PRIu64 "\n", st->appended);
-	sl_buf_addf(&b, "sluice_appends_total{result=\"duplicate\"} %" PRIu64 "\n",
-	            st->duplicates);
+	sl_buf_addf(&b, "sluice_appends_total{result=\"duplicate\"} %" PRIu64 "\n", st->duplicates);
 	family(&b, "sluice_commits_total", "counter",
 	       "Group commits of HTTP appends (one transaction and one fsync each).");
 	sl_buf_addf(&b, "sluice_commits_total %" PRIu64 "\n", st->commits);
@@ -1052,7 +1091,8 @@ static void get_metrics(struct sl_http *srv, h2o_req_t *req)
 	sl_buf_release(&b);
 }
 
-/* ---- routing ---------------------------------------------------------------------------------- */
+/* ---- routing ----------------------------------------------------------------------------------
+ */
 
 /* Whether the Authorization header carries the token, compared in constant time
  * (its length is not secret: every token of a deployment has the same). */
@@ -1163,7 +1203,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 		return 0;
 	}
 	if (!authorized(srv, req)) {
-		send_error(req, 401, "missing or wrong bearer token (Authorization: Bearer <token>)");
+		send_error(req, 401,
+		           "missing or wrong bearer token (Authorization: Bearer <token>)");
 		return 0;
 	}
 	if (starts(p, n, "/streams/"))
@@ -1187,7 +1228,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 	return 0;
 }
 
-/* ---- connections ------------------------------------------------------------------------------- */
+/* ---- connections -------------------------------------------------------------------------------
+ */
 
 struct conn {
 	uv_tcp_t tcp; /* first: the handle h2o closes */
@@ -1222,7 +1264,8 @@ static void on_accept(uv_stream_t *listener, int status)
 	h2o_accept(&srv->accept, sock);
 }
 
-/* ---- starting and stopping ---------------------------------------------------------------------- */
+/* ---- starting and stopping ----------------------------------------------------------------------
+ */
 
 /* The token of the deployment's httpToken, checked against the address. */
 static int take_token(struct sl_http *srv, const struct sl_http_opts *o,

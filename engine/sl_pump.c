@@ -61,8 +61,8 @@ struct slot {
 	struct rate *rates;
 	size_t nrates, caprates;
 	/* A change waiting for the slot to be idle (sl_pump_set): */
-	struct sl_pump_proc next; /* the version that takes over (next.p set) */
-	int removing;             /* the processor leaves the deployment */
+	struct sl_pump_proc next;   /* the version that takes over (next.p set) */
+	int removing;               /* the processor leaves the deployment */
 	struct sl_pump_stats stats; /* for /metrics (lag and leader filled on request) */
 };
 
@@ -399,7 +399,7 @@ void sl_pump_kick(struct sl_pump *pm)
 }
 
 const double sl_pump_buckets[SL_PUMP_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                                  0.05,   0.1,   0.25,   0.5,   1,    2.5};
+                                                 0.05,   0.1,   0.25,   0.5,   1,    2.5};
 
 /* Counts one settled batch: moved events, duration ns, and why it failed. */
 static void count_batch(struct sl_pump_stats *st, int rc, const struct sl_diag *d, int64_t moved,

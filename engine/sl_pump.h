@@ -131,9 +131,9 @@ struct sl_pump_stats {
 	uint64_t faults;      /* instances faulted in this run */
 	uint64_t hist[SL_PUMP_BUCKETS + 1]; /* batch durations per bucket (not cumulative) */
 	double seconds;                     /* sum of the batch durations */
-	int64_t lag;   /* events known to be behind: the queued instances' head - offset */
-	int leader;    /* this runner holds the processor's lease and runs it */
-	int faulted;   /* instances faulted now, as far as this run saw */
+	int64_t lag; /* events known to be behind: the queued instances' head - offset */
+	int leader;  /* this runner holds the processor's lease and runs it */
+	int faulted; /* instances faulted now, as far as this run saw */
 };
 
 /* The counters of processor i (0..sl_pump_nprocs). */

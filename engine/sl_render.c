@@ -16,8 +16,7 @@ static void add_str_or_null(struct sl_buf *b, const char *s)
 		sl_buf_adds(b, "null");
 }
 
-void sl_render_append_result(struct sl_buf *b, const char *stream,
-                             const struct sl_append_result *r)
+void sl_render_append_result(struct sl_buf *b, const char *stream, const struct sl_append_result *r)
 {
 	sl_buf_adds(b, "{\"stream\":");
 	sl_buf_addjstr(b, stream, strlen(stream));
@@ -66,7 +65,8 @@ void sl_render_status(struct sl_buf *b, const struct sl_status_row *r)
 	            ",\"offset\":%lld,\"head\":%lld,\"lag\":%lld,\"status\":\"%s\",\"lastError\":",
 	            (long long)r->offset, (long long)r->head, (long long)r->lag, r->status);
 	add_str_or_null(b, r->last_error);
-	sl_buf_addf(b, ",\"backgroundFailures\":%lld,\"runner\":", (long long)r->background_failures);
+	sl_buf_addf(b,
+	            ",\"backgroundFailures\":%lld,\"runner\":", (long long)r->background_failures);
 	add_str_or_null(b, r->runner);
 	sl_buf_addf(b, ",\"rate\":%.10g,\"reloadError\":", r->rate);
 	add_str_or_null(b, r->reload_error);
