@@ -526,6 +526,7 @@ static int parse_line(struct sl_http *srv, const char *p, size_t n, const char *
 {
 	int rc;
 
+	memset(ln, 0, sizeof(*ln)); /* released by the caller whatever happens */
 	if (n > SL_EVENT_MAX) {
 		sl_diag_set(d, SL_ETOOBIG, "an event is at most 1 MiB, this one has %zu bytes", n);
 		return 413;
