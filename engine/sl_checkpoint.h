@@ -115,9 +115,11 @@ int sl_ckpt_proc_hashes(struct sl_commit *c, const char *proc, const char *scrip
 int sl_ckpt_put(struct sl_commit *c, const char *proc, const char *stream, int64_t offset,
                 const char *state, size_t state_len, int64_t effects_mark, struct sl_diag *d);
 
-/* Records the rates of instances of proc at at_ms (a runner does it once a second
- * for the instances that processed events in the window, and a last 0 for those
- * that went idle). */
+/* Records the rates of instances of proc, and that every rate recorded for proc is
+ * current at at_ms (n may be 0). A runner does it once a second, passing the
+ * instances whose rate changed since it last recorded it (a last 0 for those that
+ * went idle): an instance folding at a steady rate, or a catch-up's million
+ * instances that each folded once, are not written again every second. */
 int sl_ckpt_rates_put(struct sl_commit *c, const char *proc, const struct sl_rate *r, size_t n,
                       int64_t at_ms, struct sl_diag *d);
 

@@ -114,6 +114,18 @@ void sl_instcache_put_state(struct sl_instcache *c, struct sl_inst *in)
 	SL_STACK_CHECK(c->L, -1);
 }
 
+/* [-0, +0, -] */
+void sl_instcache_unload(struct sl_instcache *c, struct sl_inst *in)
+{
+	if (in->state_ref != LUA_NOREF) {
+		lru_unlink(in);
+		luaL_unref(c->L, LUA_REGISTRYINDEX, in->state_ref);
+		in->state_ref = LUA_NOREF;
+		c->ncached--;
+	}
+	in->loaded = 0;
+}
+
 /* After the memory budget was exceeded the next attempt starts from what the script
  * really holds. [-0, +0, -] */
 void sl_instcache_drop_states(struct sl_instcache *c)

@@ -47,5 +47,8 @@ void sl_instcache_put_state(struct sl_instcache *c, struct sl_inst *in);
 void sl_instcache_forget(struct sl_instcache *c);
 /* Drops every cached state and runs a full collection. [-0, +0, -] */
 void sl_instcache_drop_states(struct sl_instcache *c);
+/* Forgets what is known of one instance (its cached state; its checkpoint is read
+ * again on next use), after a commit it learnt from was taken back. [-0, +0, -] */
+void sl_instcache_unload(struct sl_instcache *c, struct sl_inst *in);
 
 #endif

@@ -868,6 +868,11 @@ int sl_proc_inst_load(struct sl_proc *p, struct sl_inst *in, struct sl_diag *d)
 	return 0;
 }
 
+void sl_proc_inst_unload(struct sl_proc *p, struct sl_inst *in)
+{
+	sl_instcache_unload(&p->cache, in);
+}
+
 void sl_proc_inst_preset(struct sl_inst *in, int64_t offset, int64_t effects_mark, int faulted,
                          int has_row)
 {
@@ -1104,8 +1109,8 @@ void sl_proc_flush(struct sl_proc *p)
 	struct sl_diag d;
 	struct bgfail *f;
 
-	if (p->commit)
-		return;
+	if (p->commit || sl_store_in_group(p->store))
+		return; /* the next round of the pump flushes */
 	sl_diag_init(&d);
 	if (p->wap.napp && sl_luaapi_appends_write(p, &p->wap, &d))
 		sl_log(SL_LOG_ERROR, p->cfg.name, NULL, 0, "%s", sl_diag_msg(&d));

@@ -135,6 +135,9 @@ void sl_proc_forget(struct sl_proc *p);
 struct sl_inst *sl_proc_instance(struct sl_proc *p, const char *stream);
 /* Reads the instance's checkpoint row if not done yet. */
 int sl_proc_inst_load(struct sl_proc *p, struct sl_inst *in, struct sl_diag *d);
+/* Forgets the instance's checkpoint and cached state, read again on next use: a
+ * commit they came from was taken back (its commit group failed). */
+void sl_proc_inst_unload(struct sl_proc *p, struct sl_inst *in);
 /* What sl_proc_inst_load would read, from a row read by other means (sl_ckpt_behind);
  * an instance already loaded keeps what it has. */
 void sl_proc_inst_preset(struct sl_inst *in, int64_t offset, int64_t effects_mark, int faulted,

@@ -23,12 +23,14 @@
 #include "sl_store.h"
 #include "sl_work.h"
 
-#define ROUTE_CHUNK 1024  /* events read per routing query */
-#define ROUTE_CHUNKS 16   /* routing queries per processor and round */
-#define POLL_MS 1000      /* the slow poll of the store's data version */
-#define RATE_WINDOW 10    /* seconds of the rate shown by status */
-#define ROUND_NS 50000000 /* a round starts no batch after 50 ms */
-#define REAP_MS 2000      /* how long a shutdown waits for killed children to be reaped */
+#define ROUTE_CHUNK 1024   /* events read per routing query */
+#define ROUTE_CHUNKS 16    /* routing queries per processor and round */
+#define POLL_MS 1000       /* the slow poll of the store's data version */
+#define RATE_WINDOW 10     /* seconds of the rate shown by status */
+#define ROUND_NS 50000000  /* a round starts no batch after 50 ms */
+#define REAP_MS 2000       /* how long a shutdown waits for killed children to be reaped */
+#define GROUP_NS 10000000  /* a commit group of a catch-up is committed after 10 ms */
+#define GROUP_BATCHES 1024 /* or after this many batches */
 
 /* Events read for one batch: views whose strings live in `arena`. */
 struct evbuf {
@@ -42,6 +44,8 @@ struct evbuf {
 struct rate {
 	struct sl_inst *in;
 	uint32_t sec[RATE_WINDOW];
+	double recorded; /* the rate last recorded (-1: none yet) */
+	double now;      /* the rate on_rates computed */
 };
 
 /* An instance resumed with skip by the runner (sl_pump_skip): its batches are one
@@ -64,6 +68,7 @@ struct slot {
 	struct sl_inst **queue;            /* instances behind their head */
 	size_t nqueue, capqueue;
 	size_t inflight; /* batches of this slot not settled */
+	int ungrouped;   /* a commit group failed: the next deliver commits each batch alone */
 	int catching_up; /* since activation, until the queue first empties */
 	int64_t cu_total, cu_done;
 	struct rate *rates;
@@ -106,6 +111,12 @@ struct sl_pump {
 	struct sl_diag failure; /* a round that failed stops the run with this (code 0: none) */
 	sl_pump_change_fn on_change; /* the store may have changed (the HTTP interface) */
 	void *change_ud;
+	/* The commit group of the instances of one deliver (sl_store_group_begin): */
+	int group;               /* one is open */
+	uint64_t group_until;    /* uv_hrtime() when it is committed */
+	size_t ngrouped;         /* batches in it */
+	struct pending *grouped; /* their outcomes, waiting for it to commit, in order */
+	struct pending **grouped_tail;
 };
 
 /* One ingest in flight: what its completion needs after the batch buffer was reused. */
@@ -116,6 +127,11 @@ struct pending {
 	uint64_t started;   /* uv_hrtime() when it started */
 	char *first_stream; /* the failing batch's first event, for stream/error-occurred */
 	int64_t first_offset;
+	/* The outcome of a batch of a commit group, handled when the group ends: */
+	struct sl_inst *in;
+	int rc;
+	struct sl_diag *diag; /* owned, when rc != 0 */
+	struct pending *next;
 };
 
 /* ---- reading batches ------------------------------------------------------------------ */
@@ -385,18 +401,20 @@ static void count_rate(struct sl_pump *pm, struct slot *sl, struct sl_inst *in, 
 		}
 		memset(&sl->rates[sl->nrates], 0, sizeof(sl->rates[0]));
 		sl->rates[sl->nrates].in = in;
+		sl->rates[sl->nrates].recorded = -1;
 		in->rate_slot = i = ++sl->nrates;
 	}
 	sl->rates[i - 1].sec[pm->rate_sec % RATE_WINDOW] += (uint32_t)n;
 }
 
-/* Once a second: writes the rate of every instance that processed events in the
- * window (and a last 0 for those that went idle), then moves the window on. */
+/* Once a second: writes the rate of every instance of the window whose rate changed
+ * (a last 0 for those that went idle) and the heartbeat that says the others are
+ * still current, then moves the window on. */
 static void on_rates(uv_timer_t *t)
 {
 	struct sl_pump *pm = t->data;
 	struct sl_rate *rows = NULL;
-	size_t i, k, j, cap = 0;
+	size_t i, k, j, n, cap = 0;
 
 	for (i = 0; i < pm->nslots; i++) {
 		struct slot *sl = pm->slots[i];
@@ -412,33 +430,39 @@ static void on_rates(uv_timer_t *t)
 			rows = r;
 			cap = sl->nrates;
 		}
-		for (k = 0; k < sl->nrates; k++) {
+		for (k = n = 0; k < sl->nrates; k++) {
+			struct rate *rt = &sl->rates[k];
 			double sum = 0;
 			for (j = 0; j < RATE_WINDOW; j++)
-				sum += sl->rates[k].sec[j];
-			rows[k].stream = sl->pp.cfg->mode_all ? "" : sl->rates[k].in->stream;
-			rows[k].rate = sum / RATE_WINDOW;
+				sum += rt->sec[j];
+			rt->now = sum / RATE_WINDOW;
+			if (rt->now == rt->recorded)
+				continue;
+			rows[n].stream = sl->pp.cfg->mode_all ? "" : rt->in->stream;
+			rows[n++].rate = rt->now;
 		}
 		sl_diag_init(&d);
 		if ((rc = sl_commit_begin(pm->store, NULL, &c, &d)) == 0) {
-			rc = sl_ckpt_rates_put(c, sl->pp.cfg->name, rows, sl->nrates,
-			                       sl_store_now_ms(), &d);
+			rc = sl_ckpt_rates_put(c, sl->pp.cfg->name, rows, n, sl_store_now_ms(), &d);
 			rc = sl_commit_end(c, rc == 0, &d) ? -1 : rc;
 		}
 		if (rc)
 			sl_log(SL_LOG_DEBUG, sl->pp.cfg->name, NULL, 0, "cannot record rates: %s",
 			       sl_diag_msg(&d));
 		/* Instances that wrote their 0 leave the window. */
-		for (k = 0; k < sl->nrates;)
-			if (rows[k].rate == 0) {
-				sl->rates[k].in->rate_slot = 0;
-				sl->rates[k] = sl->rates[--sl->nrates];
-				rows[k] = rows[sl->nrates];
+		for (k = 0; k < sl->nrates;) {
+			struct rate *rt = &sl->rates[k];
+			if (!rc)
+				rt->recorded = rt->now;
+			if (rt->now == 0) {
+				rt->in->rate_slot = 0;
+				*rt = sl->rates[--sl->nrates];
 				if (k < sl->nrates)
-					sl->rates[k].in->rate_slot = k + 1;
+					rt->in->rate_slot = k + 1;
 			} else {
 				k++;
 			}
+		}
 	}
 	free(rows);
 	pm->rate_sec++;
@@ -551,11 +575,89 @@ static void on_ingested(void *ud, struct sl_inst *in, int rc, const struct sl_di
 		pm->retrying = 1;
 	}
 	free(pd->first_stream);
+	free(pd->diag);
 	free(pd);
 	/* A batch that settled later (blocking work) wakes the pump at once. */
 	sl_pump_kick(pm);
 	if (pm->on_change) /* its emitted events are there to read */
 		pm->on_change(pm->change_ud);
+}
+
+/* The ingest callback. A batch of a commit group is not durable before the group
+ * commits, so its outcome waits for close_group; any other is handled at once. */
+static void on_batch(void *ud, struct sl_inst *in, int rc, const struct sl_diag *d)
+{
+	static const struct sl_diag nomem = {SL_ENOMEM, "out of memory"};
+	struct pending *pd = ud;
+	struct sl_pump *pm = pd->pm;
+
+	if (!pm->group) {
+		on_ingested(ud, in, rc, d);
+		return;
+	}
+	pd->in = in;
+	pd->rc = rc;
+	if (rc && (pd->diag = malloc(sizeof(*pd->diag))))
+		*pd->diag = d ? *d : nomem;
+	else if (rc)
+		pd->rc = SL_ENOMEM;
+	*pm->grouped_tail = pd;
+	pm->grouped_tail = &pd->next;
+	pm->ngrouped++;
+}
+
+/* Commits the open commit group, then handles the outcomes of its batches in order.
+ * When it cannot commit, none of its batches is kept, and none is held against its
+ * instance: they forget the checkpoints and states they took from it and run again,
+ * each in a commit of its own (the slot's next deliver does not group), so that a
+ * batch that cannot commit fails alone, as it would have without the group. */
+static void close_group(struct sl_pump *pm)
+{
+	static const struct sl_diag nomem = {SL_ENOMEM, "out of memory"};
+	struct pending *pd, *next;
+	struct sl_diag gd;
+	size_t n = pm->ngrouped;
+	int grc;
+
+	if (!pm->group)
+		return;
+	pm->group = 0;
+	sl_diag_init(&gd);
+	grc = sl_store_group_end(pm->store, 1, &gd);
+	pd = pm->grouped;
+	pm->grouped = NULL;
+	pm->grouped_tail = &pm->grouped;
+	pm->ngrouped = 0;
+	if (grc && pd)
+		sl_log(SL_LOG_WARN, pd->sl->pp.cfg->name, NULL, 0,
+		       "%s; its %zu batch%s run again, each committed alone", sl_diag_msg(&gd), n,
+		       n == 1 ? "" : "es");
+	for (; pd; pd = next) {
+		next = pd->next;
+		if (!grc) {
+			on_ingested(pd, pd->in, pd->rc,
+			            pd->rc ? (pd->diag ? pd->diag : &nomem) : NULL);
+			continue;
+		}
+		sl_proc_inst_unload(pd->sl->pp.p, pd->in);
+		pd->in->busy = 0;
+		pm->inflight--;
+		pd->sl->inflight--;
+		pd->sl->ungrouped = 1;
+		pm->progress = 1;
+		free(pd->first_stream);
+		free(pd->diag);
+		free(pd);
+	}
+}
+
+/* Opens a commit group for the batches deliver starts, unless one is open. */
+static void open_group(struct sl_pump *pm)
+{
+	if (pm->group || !sl_store_group_begin(pm->store))
+		return;
+	pm->group = 1;
+	pm->group_until = uv_hrtime() + GROUP_NS;
 }
 
 /* Starts the ingest of the batch in pm->buf for instance in. */
@@ -582,7 +684,9 @@ static int ingest(struct sl_pump *pm, struct slot *sl, struct sl_inst *in, struc
 	in->busy = 1;
 	pm->inflight++;
 	sl->inflight++;
-	sl_proc_ingest(hp->p, in, pm->buf.ev, pm->buf.n, on_ingested, pd);
+	sl_proc_ingest(hp->p, in, pm->buf.ev, pm->buf.n, on_batch, pd);
+	if (pm->group && (pm->ngrouped >= GROUP_BATCHES || uv_hrtime() > pm->group_until))
+		close_group(pm);
 	return 0;
 }
 
@@ -713,13 +817,16 @@ static int catch_up(struct sl_pump *pm, struct slot *sl, struct sl_diag *d)
 }
 
 /* One batch for each queued instance of sl that can take one; instances that
- * reached their head (or are faulted) leave the queue. */
+ * reached their head (or are faulted) leave the queue. With several instances queued
+ * their batches share commit groups (GROUP_NS, GROUP_BATCHES): a catch-up over many
+ * small instances takes the write lock and syncs once per group, not per batch. */
 static int deliver(struct sl_pump *pm, struct slot *sl, uint64_t now, struct sl_diag *d)
 {
 	uint64_t until = uv_hrtime() + ROUND_NS;
 	size_t i, k = 0;
-	int rc = 0, full = 0;
+	int rc = 0, full = 0, ungrouped = sl->ungrouped;
 
+	sl->ungrouped = 0;
 	for (i = 0; i < sl->nqueue; i++) {
 		struct sl_inst *in = sl->queue[i];
 		int keep = 1;
@@ -736,10 +843,13 @@ static int deliver(struct sl_pump *pm, struct slot *sl, uint64_t now, struct sl_
 		} else if (!(rc = sl_proc_inst_load(sl->pp.p, in, d)) &&
 		           !(rc = read_into(pm, &pm->buf, &sl->pp, in,
 		                            skip_of(sl, in) ? 1 : sl->pp.cfg->batch_size, d))) {
-			if (pm->buf.n == 0)
+			if (pm->buf.n == 0) {
 				keep = 0; /* the head moved back (a reset): nothing to read */
-			else
+			} else {
+				if (sl->nqueue > 1 && !ungrouped && !sl->ungrouped)
+					open_group(pm);
 				rc = ingest(pm, sl, in, d);
+			}
 		}
 		if (keep)
 			sl->queue[k++] = in;
@@ -747,6 +857,7 @@ static int deliver(struct sl_pump *pm, struct slot *sl, uint64_t now, struct sl_
 			in->queued = 0;
 	}
 	sl->nqueue = k;
+	close_group(pm);
 	if (!k && sl->catching_up && sl->leader) {
 		sl->catching_up = 0;
 		sl_progress_done(pm->prog, sl->pp.cfg->name);
@@ -1375,6 +1486,7 @@ int sl_pump_new(struct sl_pump **out, struct uv_loop_s *loop, struct sl_store *s
 	pm->loop = loop;
 	pm->store = store;
 	pm->o.shutdown_ms = 10000;
+	pm->grouped_tail = &pm->grouped;
 	sl_buf_init(&pm->buf.arena);
 	for (i = 0; i < nprocs; i++)
 		if (new_slot(pm, procs[i].p, procs[i].cfg, &k, NULL))

@@ -295,6 +295,7 @@ int sl_store_open(struct sl_store **out, const char *path, const struct sl_store
 	(*out)->check = opts->check;
 	(*out)->check_ud = opts->check_ud;
 	(*out)->open = NULL;
+	(*out)->group = 0;
 	return 0;
 }
 
@@ -303,16 +304,17 @@ void sl_store_close(struct sl_store *s)
 	if (!s)
 		return;
 	sl_commit_end(s->open, 0, NULL);
+	sl_store_group_end(s, 0, NULL);
 	s->ops->close(s);
 }
 
 /* Refuses a unit of work of its own while a commit is open. */
 static int refuse_open(struct sl_store *s, const char *what, struct sl_diag *d)
 {
-	if (!s->open)
+	if (!s->open && !s->group)
 		return 0;
-	return sl_diag_set(d, SL_EBUSY, "store '%s': cannot %s while a commit is open", s->path,
-	                   what);
+	return sl_diag_set(d, SL_EBUSY, "store '%s': cannot %s while a commit%s is open", s->path,
+	                   what, s->open ? "" : " group");
 }
 
 int sl_store_append(struct sl_store *s, const struct sl_event_in *ev, size_t n,
@@ -435,6 +437,29 @@ int sl_commit_end(struct sl_commit *c, int commit, struct sl_diag *d)
 	s = c->store;
 	s->open = NULL;
 	return s->ops->commit_end(c, commit, d);
+}
+
+int sl_store_group_begin(struct sl_store *s)
+{
+	if (s->group || s->open || !s->ops->group_begin || !s->ops->group_begin(s))
+		return 0;
+	s->group = 1;
+	return 1;
+}
+
+int sl_store_in_group(const struct sl_store *s)
+{
+	return s->group;
+}
+
+int sl_store_group_end(struct sl_store *s, int commit, struct sl_diag *d)
+{
+	if (!s->group)
+		return 0;
+	if (s->open) /* a caller's bug: the open commit is not part of what commits */
+		sl_commit_end(s->open, 0, NULL);
+	s->group = 0;
+	return s->ops->group_end(s, commit, d);
 }
 
 int sl_commit_append(struct sl_commit *c, const struct sl_event_in *ev, size_t n,

@@ -303,6 +303,27 @@ struct sl_proj *sl_commit_projection(struct sl_commit *c);
  * fails (everything is then rolled back and d says why); NULL is a no-op. */
 int sl_commit_end(struct sl_commit *c, int commit, struct sl_diag *d);
 
+/* A commit group: the commits begun from sl_store_group_begin to sl_store_group_end
+ * share one transaction (SQLite: each is a savepoint of it), so a catch-up over many
+ * instances takes the write lock, writes its pages and syncs once per group instead
+ * of once per batch. Inside the group a commit that ends with commit = 1 is kept
+ * (later reads see it) but durable only when the group ends with commit = 1; a commit
+ * that fails or is rolled back takes back its own writes only. When the group fails
+ * to commit (or ends with commit = 0) every commit of it is taken back, and the
+ * caller must forget what it learnt from them. While a group is open sl_store_append,
+ * the lease calls and verify fail with SL_EBUSY, as under an open commit.
+ *
+ * sl_store_group_begin returns 1 when a group was opened, 0 when the backend has no
+ * groups or one is already open (commits are then each durable on their own, and
+ * sl_store_group_end does nothing). Call it with no commit open. */
+int sl_store_group_begin(struct sl_store *s);
+/* Whether a group is open. */
+int sl_store_in_group(const struct sl_store *s);
+/* Ends the group: commit = 1 makes its kept commits durable together, commit = 0
+ * takes them all back. Returns 0, or the error that took them all back (d says
+ * why). A no-op (0) when no group is open. */
+int sl_store_group_end(struct sl_store *s, int commit, struct sl_diag *d);
+
 /* ---- leases (DESIGN §8) --------------------------------------------------------------- */
 
 /* One lease row. The lease is live while expires_at is in the future. */

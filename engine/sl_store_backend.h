@@ -31,6 +31,7 @@ struct sl_store {
 	sl_payload_check_fn check;
 	void *check_ud;
 	struct sl_commit *open; /* the commit in progress, or NULL */
+	int group;              /* a commit group is open (sl_store_group_begin) */
 };
 
 /* The part of a commit every backend shares (set by the backend's commit_begin). */
@@ -84,6 +85,10 @@ struct sl_store_ops {
 	int (*commit_begin)(struct sl_store *s, const struct sl_fence *fence,
 	                    struct sl_commit **out, struct sl_diag *d);
 	int (*commit_end)(struct sl_commit *c, int commit, struct sl_diag *d);
+	/* Commit groups (optional: NULL when the backend has none). group_begin returns
+	 * 1 when it groups; group_end is called once per group, with no commit open. */
+	int (*group_begin)(struct sl_store *s);
+	int (*group_end)(struct sl_store *s, int commit, struct sl_diag *d);
 	int (*commit_append)(struct sl_commit *c, const struct sl_event_in *ev, size_t n,
 	                     struct sl_append_result *res, size_t *failed, struct sl_diag *d);
 	struct sl_proj *(*commit_projection)(struct sl_commit *c);

@@ -17,7 +17,10 @@
  *
  * One connection per store, one transaction at a time: a commit is BEGIN IMMEDIATE ..
  * COMMIT, so the write lock is held for its whole life and the lease row its fence
- * reads cannot change under it. Statements are prepared on first use and kept.
+ * reads cannot change under it. In a commit group each commit is a savepoint
+ * (SAVEPOINT sl_commit .. RELEASE) of one transaction begun at the group's first
+ * commit and committed when the group ends: one lock, one WAL write and one fsync for
+ * them all. Statements are prepared on first use and kept.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,6 +81,12 @@ enum {
 	E_PUT,
 	E_DEL,
 	E_GET,
+	TX_BEGIN,
+	TX_COMMIT,
+	TX_ROLLBACK,
+	TX_SAVE,
+	TX_RELEASE,
+	TX_UNDO,
 	ST_COUNT
 };
 
@@ -167,11 +176,21 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[R_PUT] =
 		"INSERT INTO sl_rates(processor, stream, rate, updated_at) VALUES (?1, ?2, ?3, ?4)"
 		" ON CONFLICT(processor, stream) DO UPDATE SET rate = ?3, updated_at = ?4",
-	[R_GET] = "SELECT rate, updated_at FROM sl_rates WHERE processor = ?1 AND stream = ?2",
+	/* A row is written when its rate changes; the processor's heartbeat row (stream
+         * '/', no stream's name) every time rates are recorded says they are current. */
+	[R_GET] = "SELECT rate, max(updated_at, coalesce((SELECT updated_at FROM sl_rates"
+		  " WHERE processor = ?1 AND stream = '/'), 0))"
+		  " FROM sl_rates WHERE processor = ?1 AND stream = ?2",
 	[E_PUT] = "INSERT INTO sl_reload_errors(processor, message) VALUES (?1, ?2)"
 		  " ON CONFLICT(processor) DO UPDATE SET message = ?2",
 	[E_DEL] = "DELETE FROM sl_reload_errors WHERE processor = ?1",
 	[E_GET] = "SELECT message FROM sl_reload_errors WHERE processor = ?1",
+	[TX_BEGIN] = "BEGIN IMMEDIATE",
+	[TX_COMMIT] = "COMMIT",
+	[TX_ROLLBACK] = "ROLLBACK",
+	[TX_SAVE] = "SAVEPOINT sl_commit",
+	[TX_RELEASE] = "RELEASE sl_commit",
+	[TX_UNDO] = "ROLLBACK TO sl_commit",
 };
 
 /* The projection handle: the connection, as ctx.db sees it, and ctx.db's check. */
@@ -190,6 +209,13 @@ struct sqlite_store {
 	int64_t open_id;            /* its row in sl_opens (0: read-only) */
 	uint32_t commits;           /* this connection's own commits (data_version) */
 	struct timespec busy_since; /* when the lock being waited for was first busy */
+	/* A commit group (sl_store_group_begin): its commits are savepoints of one
+	 * transaction, begun at the group's first commit. */
+	int group;         /* a group is open */
+	int group_tx;      /* and its transaction was begun */
+	int group_lost;    /* an error rolled that transaction back: the group fails */
+	char *group_fence; /* "<proc>\0<owner>" of the fence checked in it, or NULL */
+	int64_t group_epoch;
 	sqlite3_stmt *st[ST_COUNT];
 	struct sl_buf tmp[2]; /* compacted payload and metadata of the event being written */
 	struct sl_proj proj;
@@ -198,6 +224,7 @@ struct sqlite_store {
 struct sqlite_commit {
 	struct sl_commit base;
 	struct sqlite_store *s;
+	int grouped; /* a savepoint of the group's transaction */
 	int fenced;
 	int64_t epoch;
 	char *proc, *owner; /* of the fence; one allocation with the commit */
@@ -1267,10 +1294,10 @@ static int sqlite_rates_put(struct sl_commit *c, const char *proc, const struct 
 	size_t i;
 	int rc;
 
-	for (i = 0; i < n; i++) {
-		if ((rc = prep_ps(s, R_PUT, proc, r[i].stream, &st, d)))
+	for (i = 0; i <= n; i++) { /* the rows, then the heartbeat */
+		if ((rc = prep_ps(s, R_PUT, proc, i < n ? r[i].stream : "/", &st, d)))
 			return rc;
-		sqlite3_bind_double(st, 3, r[i].rate);
+		sqlite3_bind_double(st, 3, i < n ? r[i].rate : 0);
 		sqlite3_bind_int64(st, 4, at_ms);
 		if ((rc = run(s, st, d, "cannot write rate")))
 			return rc;
@@ -1608,23 +1635,93 @@ static int sqlite_lease_release(struct sl_store *base, const char *proc, const c
 
 /* ---- commits and the projection handle ---------------------------------------------------- */
 
+/* Notes the fence of c as checked in the group's transaction. */
+static void remember_fence(struct sqlite_store *s, struct sqlite_commit *c)
+{
+	size_t pl = strlen(c->proc) + 1, ol = strlen(c->owner) + 1;
+	char *f = malloc(pl + ol);
+
+	if (!f)
+		return;
+	memcpy(f, c->proc, pl);
+	memcpy(f + pl, c->owner, ol);
+	free(s->group_fence);
+	s->group_fence = f;
+	s->group_epoch = c->epoch;
+}
+
 /* Inside the commit's transaction: does the lease row still name the fence? */
 static int check_fence(struct sqlite_commit *c, struct sl_diag *d)
 {
 	struct sl_lease l;
 	int found, rc;
 
+	struct sqlite_store *s = c->s;
+	char *gf = s->group_fence;
+
 	if (!c->fenced)
 		return 0;
-	if ((rc = lease_row(c->s, c->proc, &l, &found, d)))
-		return rc;
-	if (found && !strcmp(l.owner, c->owner) && l.epoch == c->epoch)
+	/* The group holds the write lock since it checked this fence, and no lease call
+	 * runs in a group: the row cannot have changed. */
+	if (c->grouped && gf && s->group_epoch == c->epoch && !strcmp(gf, c->proc) &&
+	    !strcmp(gf + strlen(gf) + 1, c->owner))
 		return 0;
+	if ((rc = lease_row(s, c->proc, &l, &found, d)))
+		return rc;
+	if (found && !strcmp(l.owner, c->owner) && l.epoch == c->epoch) {
+		if (c->grouped) /* (a fence not remembered is only checked again) */
+			remember_fence(s, c);
+		return 0;
+	}
 	return sl_diag_set(d, SL_EFENCED,
 	                   "processor '%s' is run by %s (epoch %lld), not by %s (epoch %lld);"
 	                   " nothing was committed",
 	                   c->proc, *l.owner ? l.owner : "nobody", (long long)l.epoch, c->owner,
 	                   (long long)c->epoch);
+}
+
+/* Runs the transaction statement id (TX_*), prepared once. */
+static int tx(struct sqlite_store *s, int id, struct sl_diag *d, const char *what)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if ((rc = prep(s, id, &st, d)))
+		return rc;
+	return run(s, st, d, what);
+}
+
+/* The group's transaction is gone (an error made SQLite roll it back): every commit
+ * of the group fails from now on, and the group with them. */
+static int group_lost(struct sqlite_store *s, struct sl_diag *d)
+{
+	s->group_lost = 1;
+	s->group_tx = 0;
+	free(s->group_fence);
+	s->group_fence = NULL;
+	return sl_diag_set(d, SL_EIO,
+	                   "store '%s': an error rolled back the transaction of this commit group;"
+	                   " none of its commits was kept",
+	                   s->path);
+}
+
+/* Takes back what c wrote: its savepoint in a group, else its transaction. */
+static void undo(struct sqlite_commit *c)
+{
+	struct sqlite_store *s = c->s;
+
+	if (sqlite3_get_autocommit(s->db)) {
+		if (c->grouped && s->group_tx)
+			group_lost(s, NULL);
+		return;
+	}
+	if (!c->grouped) {
+		tx(s, TX_ROLLBACK, NULL, "cannot roll back");
+	} else if (tx(s, TX_UNDO, NULL, "cannot roll back to savepoint") ||
+	           tx(s, TX_RELEASE, NULL, "cannot release savepoint")) {
+		tx(s, TX_ROLLBACK, NULL, "cannot roll back");
+		group_lost(s, NULL);
+	}
 }
 
 static int sqlite_commit_begin(struct sl_store *base, const struct sl_fence *f,
@@ -1645,12 +1742,24 @@ static int sqlite_commit_begin(struct sl_store *base, const struct sl_fence *f,
 		c->proc = memcpy((char *)(c + 1), f->processor, pl);
 		c->owner = memcpy(c->proc + pl, f->owner, ol);
 	}
-	if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-		rc = db_error(s, d, "cannot begin transaction");
+	if (s->group && s->group_lost) {
+		rc = group_lost(s, d);
 		goto fail;
 	}
+	if (s->group && !s->group_tx) {
+		if ((rc = tx(s, TX_BEGIN, d, "cannot begin transaction")))
+			goto fail;
+		s->group_tx = 1;
+	}
+	if ((rc = tx(s, s->group ? TX_SAVE : TX_BEGIN, d,
+	             s->group ? "cannot begin savepoint" : "cannot begin transaction"))) {
+		if (s->group && sqlite3_get_autocommit(s->db))
+			group_lost(s, NULL);
+		goto fail;
+	}
+	c->grouped = s->group;
 	if ((rc = check_fence(c, d))) {
-		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		undo(c);
 		goto fail;
 	}
 	*out = &c->base;
@@ -1666,12 +1775,44 @@ static int sqlite_commit_end(struct sl_commit *base, int commit, struct sl_diag 
 	struct sqlite_store *s = c->s;
 	int rc = 0;
 
-	if (commit && !(rc = check_fence(c, d)) &&
-	    sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-		rc = db_error(s, d, "cannot commit");
-	if ((!commit || rc) && !sqlite3_get_autocommit(s->db))
-		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	if (commit && c->grouped && sqlite3_get_autocommit(s->db))
+		rc = group_lost(s, d);
+	else if (commit && !(rc = check_fence(c, d)))
+		rc = c->grouped ? tx(s, TX_RELEASE, d, "cannot release savepoint")
+		                : tx(s, TX_COMMIT, d, "cannot commit");
+	if (!commit || rc)
+		undo(c);
 	free(c);
+	return rc;
+}
+
+static int sqlite_group_begin(struct sl_store *base)
+{
+	struct sqlite_store *s = sq(base);
+
+	s->group = 1;
+	s->group_tx = s->group_lost = 0;
+	return 1;
+}
+
+static int sqlite_group_end(struct sl_store *base, int commit, struct sl_diag *d)
+{
+	struct sqlite_store *s = sq(base);
+	int rc = 0;
+
+	if (s->group_lost) {
+		rc = commit ? group_lost(s, d) : 0;
+	} else if (s->group_tx) {
+		if (commit && sqlite3_get_autocommit(s->db))
+			rc = group_lost(s, d);
+		else if (commit)
+			rc = tx(s, TX_COMMIT, d, "cannot commit");
+		if ((!commit || rc) && !sqlite3_get_autocommit(s->db))
+			tx(s, TX_ROLLBACK, NULL, "cannot roll back");
+	}
+	s->group = s->group_tx = s->group_lost = 0;
+	free(s->group_fence);
+	s->group_fence = NULL;
 	return rc;
 }
 
@@ -1719,6 +1860,8 @@ const struct sl_store_ops sl_store_sqlite_ops = {
 	.lease_get = sqlite_lease_get,
 	.commit_begin = sqlite_commit_begin,
 	.commit_end = sqlite_commit_end,
+	.group_begin = sqlite_group_begin,
+	.group_end = sqlite_group_end,
 	.commit_append = sqlite_commit_append,
 	.commit_projection = sqlite_commit_projection,
 	.proc_put = sqlite_proc_put,

@@ -633,6 +633,9 @@ static void test_live_rows(void)
 	IN_COMMIT(s, &d, sl_ckpt_rates_put(c_, "rp", rt + 1, 1, now - 3500, &d));
 	sl_ckpt_rate_get(s, "rp", "r/b", &rate, &d);
 	ok(rate == 0, "one recorded 3.5 s ago reads 0: its runner is gone (%g)", rate);
+	IN_COMMIT(s, &d, sl_ckpt_rates_put(c_, "rp", NULL, 0, now, &d));
+	sl_ckpt_rate_get(s, "rp", "r/b", &rate, &d);
+	ok(rate == 0.1, "a rate not written again is current while its runner records (%g)", rate);
 	sl_ckpt_rate_get(s, "nobody", "r/a", &rate, &d);
 	ok(rate == 0, "an instance without a rate reads 0");
 
@@ -880,11 +883,95 @@ static void test_verify(void)
 	}
 }
 
+/* One commit of a group: an append to stream and its checkpoint. */
+static int group_commit(struct sl_store *s, const struct sl_fence *f, const char *stream,
+                        int commit, const char *sql, struct sl_diag *d)
+{
+	struct sl_event_in e = ev_of(stream, "t", NULL);
+	struct sl_append_result r;
+	struct sl_commit *c;
+	int rc, end;
+
+	if ((rc = sl_commit_begin(s, f, &c, d)))
+		return rc;
+	if (!(rc = sl_commit_append(c, &e, 1, &r, 0, NULL, d)))
+		rc = sl_ckpt_put(c, "g", stream, r.offset, "{}", 2, r.offset, d);
+	if (sql) /* what a failing write would do to the transaction */
+		sqlite3_exec(sl_proj_db(sl_commit_projection(c)), sql, NULL, NULL, NULL);
+	end = sl_commit_end(c, commit && !rc, d);
+	return rc ? rc : end;
+}
+
+/* Commit groups: commits that share one transaction, kept or taken back together. */
+static void test_group(void)
+{
+	struct sl_fence f1 = {"g", "a@host", 1}, f2 = {"g", "a@host", 2};
+	struct sl_store *s, *other;
+	struct sl_event_in e = ev_of("g/x", "t", NULL);
+	struct sl_append_result r;
+	struct sl_lease l;
+	struct sl_diag d;
+	char p[300];
+
+	snprintf(p, sizeof(p), "%s/group.db", dir);
+	if (sl_store_open(&s, p, NULL, NULL) || sl_store_open(&other, p, NULL, NULL)) {
+		ok(0, "open the group store twice");
+		return;
+	}
+	sl_store_lease_acquire(s, "g", "a@host", 60000, &l, NULL);
+	is(sl_store_group_begin(s), 1, "the SQLite store groups commits");
+	ok(sl_store_in_group(s) && sl_store_group_begin(s) == 0, "one group at a time");
+	is(group_commit(s, &f1, "g/1", 1, NULL, NULL), 0, "a commit of the group");
+	is(group_commit(s, &f1, "g/2", 1, NULL, NULL), 0, "a second one, same fence");
+	is(count_events(s, "g/1") + count_events(s, "g/2"), 4, "the group's reads see both");
+	is(count_events(other, "g/1"), 0, "another connection sees neither before the group ends");
+	is(group_commit(s, &f1, "g/3", 0, NULL, NULL), 0, "a third, rolled back");
+	is(count_events(s, "g/3"), 0, "takes back only its own writes");
+	sl_diag_init(&d);
+	is(group_commit(s, &f2, "g/4", 1, NULL, &d), SL_EFENCED,
+	   "a commit with a stale fence fails in the group too: %s", d.msg);
+	sl_diag_init(&d);
+	is(sl_store_append(s, &e, 1, &r, 0, NULL, &d), SL_EBUSY,
+	   "an append of its own is refused in a group: %s", d.msg);
+	is(sl_store_lease_acquire(s, "g", "a@host", 1000, &l, NULL), SL_EBUSY, "and a lease call");
+	is(sl_store_group_end(s, 1, NULL), 0, "the group commits");
+	ok(!sl_store_in_group(s), "and is closed");
+	ok(count_events(other, "g/1") == 2 && count_events(other, "g/2") == 2 &&
+	           count_events(other, "g/3") == 0 && count_events(other, "g/4") == 0,
+	   "the other connection sees the kept commits, and only those");
+	is(ckpt_offset(other, "g", "g/2"), 2, "with their checkpoints");
+
+	sl_store_group_begin(s);
+	group_commit(s, &f1, "g/5", 1, NULL, NULL);
+	is(sl_store_group_end(s, 0, NULL), 0, "a group ended with commit = 0");
+	is(count_events(s, "g/5") + ckpt_offset(s, "g", "g/5"), -1,
+	   "takes back every commit of it");
+
+	sl_store_group_begin(s);
+	group_commit(s, &f1, "g/6", 1, NULL, NULL);
+	sl_diag_init(&d);
+	is(group_commit(s, &f1, "g/7", 1, "ROLLBACK", &d), SL_EIO,
+	   "a commit whose error rolled back the group's transaction fails: %s", d.msg);
+	ok(strstr(d.msg, "none of its commits was kept") != NULL, "saying that nothing was kept");
+	sl_diag_init(&d);
+	ok(group_commit(s, &f1, "g/8", 1, NULL, &d) != 0, "so do the group's later commits");
+	sl_diag_init(&d);
+	ok(sl_store_group_end(s, 1, &d) != 0 && strstr(d.msg, "commit group"), "and the group: %s",
+	   d.msg);
+	ok(count_events(other, "g/6") + count_events(other, "g/7") + count_events(other, "g/8") ==
+	           0,
+	   "nothing of that group is in the store");
+	is(group_commit(s, &f1, "g/9", 1, NULL, NULL), 0, "after it, commits are their own again");
+	is(count_events(other, "g/9"), 2, "and durable at once");
+	sl_store_close(other);
+	sl_store_close(s);
+}
+
 int main(void)
 {
 	struct sl_store *s;
 
-	plan(160);
+	plan(185);
 	if (!mkdtemp(dir))
 		return 1;
 	snprintf(path, sizeof(path), "%s/store.db", dir);
@@ -906,6 +993,7 @@ int main(void)
 	test_live_rows();
 	test_behind();
 	test_verify();
+	test_group();
 	sl_store_close(NULL);
 	{
 		char cmd[300];
