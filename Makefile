@@ -108,6 +108,7 @@ bench: build
 	$(BUILD)/bench_live || rc=1; \
 	$(BUILD)/bench_budgets || rc=1; \
 	$(BUILD)/bench_append || rc=1; \
+	$(BUILD)/bench_http || rc=1; \
 	exit $$rc
 
 # The C sources in the repository's one format (.clang-format).

@@ -29,3 +29,11 @@ target_link_libraries(bench_budgets PRIVATE sluice_engine PkgConfig::LUA sl_warn
 add_executable(bench_append bench/bench_append.c)
 target_compile_definitions(bench_append PRIVATE SL_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
 target_link_libraries(bench_append PRIVATE sl_warnings)
+
+# The HTTP interface of `sluice run`: appends/s over 1, 4 and 16 keep-alive clients
+# with the requests per group commit (from /metrics), and POST -> emitted event on a
+# server-sent event stream at 1 000 events/s. It starts the sluice binary built beside
+# it, with processors/echo.lua and schemas/ from the source tree.
+add_executable(bench_http bench/bench_http.c)
+target_compile_definitions(bench_http PRIVATE SL_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
+target_link_libraries(bench_http PRIVATE Threads::Threads sl_warnings)
