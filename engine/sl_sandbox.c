@@ -63,6 +63,30 @@
 
 enum { REFUSED_NONE, REFUSED_LIMIT, REFUSED_SYSTEM, REFUSED_TRIPPED };
 
+/* The small-block pool of a state (see "The allocator"). */
+#define POOL_GRAIN 16 /* block sizes are multiples of this */
+#define POOL_MAX 256  /* blocks up to this size come from the pool */
+#define POOL_CLASSES (POOL_MAX / POOL_GRAIN)
+#define POOL_CHUNK (64 * 1024)               /* bytes taken from malloc at once */
+#define POOL_CLASS(n) (((n)-1) / POOL_GRAIN) /* n in 1..POOL_MAX */
+
+/* Under AddressSanitizer the pool's free blocks and the slack behind each block are
+ * poisoned, so that a use after free or an overrun is caught as with malloc. */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+struct pool {
+	void *free[POOL_CLASSES]; /* free blocks of each size, linked through their first word */
+	char *cur, *end;          /* what is left of the newest chunk */
+	void *chunks;             /* every chunk, linked through its first word */
+};
+
 struct sl_sandbox {
 	lua_State *L; /* the main thread */
 	char *name;
@@ -70,6 +94,7 @@ struct sl_sandbox {
 	size_t used, limit; /* bytes held; limit 0: none */
 	int refusal;        /* why the last allocation was refused */
 	unsigned allocs;
+	struct pool pool;
 	/* The budget of the running hook call. */
 	int depth, reducing;
 	lua_State *cur; /* the thread running it */
@@ -517,9 +542,91 @@ void sl_sandbox_no_reduce(lua_State *L, const char *what)
 
 /* ---- the allocator ---------------------------------------------------------------- */
 
+/* A block of n bytes (1..POOL_MAX) from the pool, or NULL when malloc refuses a
+ * new chunk. */
+static void *pool_get(struct pool *pl, size_t n)
+{
+	size_t k = POOL_CLASS(n), size = POOL_GRAIN * (k + 1);
+	void *b = pl->free[k];
+	char *c;
+
+	if (b) {
+		UNPOISON(b, sizeof(void *));
+		pl->free[k] = *(void **)b;
+	} else {
+		if ((size_t)(pl->end - pl->cur) < size) {
+			/* The rest of the old chunk stays unused: under POOL_MAX bytes. */
+			if (!(c = malloc(POOL_CHUNK)))
+				return NULL;
+			*(void **)c = pl->chunks;
+			pl->chunks = c;
+			pl->cur = c + POOL_GRAIN; /* the link, padded to keep blocks aligned */
+			pl->end = c + POOL_CHUNK;
+			POISON(pl->cur, (size_t)(pl->end - pl->cur));
+		}
+		b = pl->cur;
+		pl->cur += size;
+	}
+	UNPOISON(b, n);
+	return b;
+}
+
+/* Gives a block of n bytes back to the pool. */
+static void pool_put(struct pool *pl, void *b, size_t n)
+{
+	size_t k = POOL_CLASS(n);
+
+	UNPOISON(b, sizeof(void *));
+	*(void **)b = pl->free[k];
+	pl->free[k] = b;
+	POISON(b, POOL_GRAIN * (k + 1));
+}
+
+static void pool_release(struct pool *pl)
+{
+	void *c, *next;
+
+	for (c = pl->chunks; c; c = next) {
+		UNPOISON(c, POOL_CHUNK);
+		next = *(void **)c;
+		free(c);
+	}
+	memset(pl, 0, sizeof(*pl));
+}
+
+/* Moves a block of old bytes (0: none) to one of n, pool or malloc by size. NULL
+ * when no memory is left (the old block is then untouched). */
+static void *block_move(struct pool *pl, void *ptr, size_t old, size_t n)
+{
+	void *q;
+
+	if (old > POOL_MAX && n > POOL_MAX)
+		return realloc(ptr, n);
+	if (old && old <= POOL_MAX && n <= POOL_MAX && POOL_CLASS(old) == POOL_CLASS(n)) {
+		POISON(ptr, POOL_GRAIN * (POOL_CLASS(n) + 1)); /* the block already has room */
+		UNPOISON(ptr, n);
+		return ptr;
+	}
+	if (!(q = n <= POOL_MAX ? pool_get(pl, n) : malloc(n)))
+		return NULL;
+	if (old) {
+		memcpy(q, ptr, old < n ? old : n);
+		if (old <= POOL_MAX)
+			pool_put(pl, ptr, old);
+		else
+			free(ptr);
+	}
+	return q;
+}
+
 /* Lua's allocator contract: nsize 0 frees; a shrink never fails. Growth beyond the
  * memory budget, or any growth once a budget tripped inside a hook call, fails:
- * Lua then runs an emergency collection and tries once more before it raises. */
+ * Lua then runs an emergency collection and tries once more before it raises.
+ *
+ * Blocks of up to POOL_MAX bytes (tables, short strings, closures: most of what a
+ * batch makes and drops per event) come from free lists by size class, carved from
+ * 64 KiB chunks freed when the state closes; Lua passes the old size of every block
+ * it frees or resizes, so nothing needs a header. Larger blocks are malloc's. */
 static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
 	struct sl_sandbox *sb = ud;
@@ -527,7 +634,10 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 	void *q;
 
 	if (nsize == 0) {
-		free(ptr);
+		if (old > POOL_MAX)
+			free(ptr);
+		else if (old)
+			pool_put(&sb->pool, ptr, old);
 		sb->used -= old;
 		return NULL;
 	}
@@ -541,7 +651,13 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 			return NULL;
 		}
 	}
-	if (!(q = realloc(ptr, nsize))) {
+	if (!(q = block_move(&sb->pool, ptr, old, nsize))) {
+		if (nsize < old) {
+			/* A shrink must not fail: the block stays as it is, big enough for
+			 * the class it is freed to later (freed with the pool's chunks). */
+			sb->used = sb->used - old + nsize;
+			return ptr;
+		}
 		sb->refusal = REFUSED_SYSTEM;
 		return NULL;
 	}
@@ -1406,6 +1522,7 @@ int sl_sandbox_new(lua_State **out, const char *name, const struct sl_limits *li
 		         "processor '%.100s' exceeded its %s budget", name, budget_names[b]);
 	if (!(L = lua_newstate(sb_alloc, sb))) {
 		b = sb->refusal == REFUSED_LIMIT;
+		pool_release(&sb->pool);
 		free(sb->name);
 		free(sb);
 		return b ? sl_diag_set(d, SL_ENOMEM,
@@ -1445,6 +1562,7 @@ void sl_sandbox_close(lua_State *L)
 	sb = sandbox_of(L);
 	lua_close(L);
 	if (sb) {
+		pool_release(&sb->pool);
 		free(sb->name);
 		free(sb);
 	}
