@@ -89,17 +89,27 @@ static struct nats_store *ns(struct sl_store *s)
 
 /* ---- errors ------------------------------------------------------------------------- */
 
-/* The error of a failed libnats call: its own text, and JetStream's when it has one. */
+/* The text of the last libnats error of this thread, without the "(conn.c:2088): "
+ * it puts in front, or the status's text. */
+static const char *last_error(natsStatus st)
+{
+	const char *last = nats_GetLastError(NULL), *p;
+
+	if (!last || !*last)
+		return natsStatus_GetText(st);
+	if (*last == '(' && (p = strstr(last, "): ")))
+		last = p + 3;
+	return last;
+}
+
+/* The error of a failed libnats call: its own text, and JetStream's code when it has one. */
 static int nats_fail(struct nats_store *s, struct sl_diag *d, natsStatus st, jsErrCode jerr,
                      const char *what)
 {
-	const char *last = nats_GetLastError(NULL);
-
 	if (jerr)
 		return sl_diag_set(d, SL_EIO, "store '%s': %s: %s (JetStream error %d)", s->path,
-		                   what, last && *last ? last : natsStatus_GetText(st), (int)jerr);
-	return sl_diag_set(d, SL_EIO, "store '%s': %s: %s", s->path, what,
-	                   last && *last ? last : natsStatus_GetText(st));
+		                   what, last_error(st), (int)jerr);
+	return sl_diag_set(d, SL_EIO, "store '%s': %s: %s", s->path, what, last_error(st));
 }
 
 static int oom(struct sl_diag *d)
@@ -208,11 +218,9 @@ static int connect_to(struct nats_store *s, struct sl_diag *d)
 		rc = nats_fail(s, d, st, 0, "cannot set connection options");
 		goto out;
 	}
-	if ((st = natsConnection_Connect(&s->nc, o)) != NATS_OK) {
-		const char *last = nats_GetLastError(NULL);
+	if ((st = natsConnection_Connect(&s->nc, o)) != NATS_OK)
 		rc = sl_diag_set(d, SL_EIO, "cannot open store '%s': cannot connect: %s", s->path,
-		                 last && *last ? last : natsStatus_GetText(st));
-	}
+		                 last_error(st));
 out:
 	natsOptions_Destroy(o);
 	free(list);
