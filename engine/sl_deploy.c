@@ -570,7 +570,8 @@ static int read_fields(lua_State *L, struct sl_deploy *dp, struct sl_errs *errs)
 
 	s = opt_string(L, "store");
 	/* A nats:// URL list (DESIGN §11) is not a path relative to the deployment. */
-	dp->store = s && !strncmp(s, "nats://", 7) ? strdup(s) : sl_deploy_path(dp, s ? s : "sluice.db");
+	dp->store = s && !strncmp(s, "nats://", 7) ? strdup(s)
+	                                           : sl_deploy_path(dp, s ? s : "sluice.db");
 	free(s);
 	dp->durability =
 		opt_equals(L, "durability", "normal") ? SL_DURABILITY_NORMAL : SL_DURABILITY_FULL;

@@ -4,8 +4,8 @@
  * envelopes, the caller's payload check, the one-commit-at-a-time rule, createdAt and
  * the JSON envelope. It picks a backend by the store's path and calls it through a
  * struct sl_store_ops. A backend (sl_store_sqlite.c; sl_store_nats.c, the NATS
- * JetStream one of DESIGN §11) implements the ops on its own objects, which embed struct sl_store and
- * struct sl_commit as their first member. Not for use outside the store's own files.
+ * JetStream one of DESIGN §11) implements the ops on its own objects, which embed struct sl_store
+ * and struct sl_commit as their first member. Not for use outside the store's own files.
  *
  * Contract of the ops, beyond the prototypes of sl_store.h and sl_checkpoint.h whose
  * semantics they have:

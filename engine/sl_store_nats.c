@@ -71,10 +71,10 @@
 struct nats_store {
 	struct sl_store base;
 	char *path;
-	char *stream;  /* the JetStream stream: "<ns>_events" */
-	char *prefix;  /* "<ns>.ev." */
-	char *all;     /* "<ns>.ev.>" */
-	int exists;    /* the JetStream stream exists (a read-only open may find none) */
+	char *stream; /* the JetStream stream: "<ns>_events" */
+	char *prefix; /* "<ns>.ev." */
+	char *all;    /* "<ns>.ev.>" */
+	int exists;   /* the JetStream stream exists (a read-only open may find none) */
 	int readonly;
 	uint32_t commits;
 	natsConnection *nc;
@@ -407,8 +407,7 @@ static uint64_t msg_seq(natsMsg *m)
 }
 
 /* Reads an event from message m (payload and metadata point into m). */
-static int msg_to_event(struct nats_store *s, natsMsg *m, struct msg_event *me,
-                        struct sl_diag *d)
+static int msg_to_event(struct nats_store *s, natsMsg *m, struct msg_event *me, struct sl_diag *d)
 {
 	struct body_pick bp = {me, 0, 0};
 	const char *subj = natsMsg_GetSubject(m);
@@ -423,8 +422,9 @@ static int msg_to_event(struct nats_store *s, natsMsg *m, struct msg_event *me,
 	if (natsMsgHeader_Get(m, "Nats-Subject", &hs) == NATS_OK && hs)
 		subj = hs;
 	if (!subj || !name_of(s, subj, &s->tmp[1]))
-		return sl_diag_set(d, SL_ECORRUPT, "store '%s': message %llu has the subject '%s',"
-		                                   " which is not one of a sluice stream",
+		return sl_diag_set(d, SL_ECORRUPT,
+		                   "store '%s': message %llu has the subject '%s',"
+		                   " which is not one of a sluice stream",
 		                   s->path, (unsigned long long)msg_seq(m), subj ? subj : "");
 	me->name = keep_str(&me->buf, s->tmp[1].ptr, strlen(s->tmp[1].ptr));
 	if (!header_int(m, H_OFFSET, &me->ev.offset) || me->ev.offset < 1 || !data || n <= 0 ||
@@ -566,11 +566,11 @@ struct pmsg {
 	const char *key; /* borrowed (the event's, or one of ours in keys) */
 	int64_t offset;  /* explicit expected offset, or 0 */
 	int engine;
-	size_t result; /* index in res of the event it answers, or (size_t)-1 */
-	uint64_t seq;  /* its sequence once published */
+	size_t result;   /* index in res of the event it answers, or (size_t)-1 */
+	uint64_t seq;    /* its sequence once published */
 	int64_t planned; /* the offset the plan gives it */
 	int64_t got;     /* its offset once published */
-	int dup;       /* JetStream answered with a stored message */
+	int dup;         /* JetStream answered with a stored message */
 };
 
 struct batch {
@@ -634,7 +634,8 @@ static int batch_stream(struct batch *bt, const char *name, size_t *out, struct 
 		return oom(d);
 	}
 	bt->nst++;
-	if ((rc = load_state(bt->s, p->subject, &p->plan, d)) || (rc = sview_copy(&p->live, &p->plan)))
+	if ((rc = load_state(bt->s, p->subject, &p->plan, d)) ||
+	    (rc = sview_copy(&p->live, &p->plan)))
 		return rc == SL_ENOMEM ? oom(d) : rc;
 	*out = bt->nst - 1;
 	return 0;
@@ -704,20 +705,22 @@ static int paused_error(const struct sview *v, struct sl_diag *d)
 static int offset_error(const struct pstream *ps, const struct sview *v, int64_t offset,
                         struct sl_diag *d)
 {
-	return sl_diag_set(d, SL_ECONFLICT, "offset: expected %lld (the head of '%s' is %lld), got %lld",
+	return sl_diag_set(d, SL_ECONFLICT,
+	                   "offset: expected %lld (the head of '%s' is %lld), got %lld",
 	                   (long long)v->head + 1, ps->name, (long long)v->head, (long long)offset);
 }
 
 static int key_offset_error(const char *key, int64_t used, int64_t offset, struct sl_diag *d)
 {
-	return sl_diag_set(d, SL_ECONFLICT, "offset: idempotency key '%.*s%s' was used at offset %lld, not %lld",
+	return sl_diag_set(d, SL_ECONFLICT,
+	                   "offset: idempotency key '%.*s%s' was used at offset %lld, not %lld",
 	                   SL_ECHO(key), (long long)used, (long long)offset);
 }
 
 /* Looks for a stored event of the stream with `key` by walking the stream: *offset
  * and *seq of the hit, 0 when there is none. Only for the plans that the key decides. */
-static int scan_key(struct nats_store *s, const struct pstream *ps, const char *key, int64_t *offset,
-                    uint64_t *seq, struct sl_diag *d)
+static int scan_key(struct nats_store *s, const struct pstream *ps, const char *key,
+                    int64_t *offset, uint64_t *seq, struct sl_diag *d)
 {
 	struct msg_event me;
 	uint64_t at = 1;
@@ -795,7 +798,9 @@ static int plan_event(struct batch *bt, size_t si, struct pmsg *p, struct sl_app
 		if (p->key && seq) {
 			*hit = (size_t)-2;
 			res->offset = used, res->position = (int64_t)seq, res->duplicate = 1;
-			rc = p->offset && p->offset != used ? key_offset_error(p->key, used, p->offset, d) : 0;
+			rc = p->offset && p->offset != used
+			             ? key_offset_error(p->key, used, p->offset, d)
+			             : 0;
 			goto drop;
 		}
 		rc = door_refuses(&ps->plan, p) ? paused_error(&ps->plan, d)
@@ -901,7 +906,8 @@ static int plan_batch(struct batch *bt, const struct sl_event_in *ev, size_t n,
 	int rc;
 
 	for (i = 0; i < n; i++) {
-		struct pmsg p = {0, ev[i].type, NULL, 0, NULL, 0, ev[i].key, ev[i].offset, 0, i, 0, 0, 0, 0};
+		struct pmsg p = {0, ev[i].type, NULL, 0, NULL, 0, ev[i].key, ev[i].offset,
+		                 0, i,          0,    0, 0,    0};
 		*failed = i;
 		res[i].duplicate = 0;
 		if ((rc = batch_stream(bt, ev[i].stream, &si, d)) ||
@@ -912,8 +918,8 @@ static int plan_batch(struct batch *bt, const struct sl_event_in *ev, size_t n,
 		                          : strdup("{}");
 		p.payload_len = ev[i].payload ? p.payload_len : 2;
 		if (ev[i].metadata)
-			p.metadata = compact_copy(ev[i].metadata, ev[i].metadata_len, &p.metadata_len,
-			                          &s->tmp[0]);
+			p.metadata = compact_copy(ev[i].metadata, ev[i].metadata_len,
+			                          &p.metadata_len, &s->tmp[0]);
 		if (!p.payload || (ev[i].metadata && !p.metadata)) {
 			free(p.payload);
 			free(p.metadata);
@@ -922,7 +928,8 @@ static int plan_batch(struct batch *bt, const struct sl_event_in *ev, size_t n,
 		if ((rc = plan_event(bt, si, &p, &res[i], &hit, d)))
 			return rc;
 		if (hit != (size_t)-1 && hit != (size_t)-2)
-			res[i].duplicate = 1, res[i].offset = -(int64_t)hit - 1; /* resolved later */
+			res[i].duplicate = 1,
+			res[i].offset = -(int64_t)hit - 1; /* resolved later */
 	}
 	return 0;
 }
@@ -961,7 +968,8 @@ static natsStatus set_headers(natsMsg *m, const struct pmsg *p, const struct svi
 		return st;
 	if (after->paused) {
 		sl_buf_reset(b);
-		sl_buf_addjstr(b, after->reason ? after->reason : "", after->reason ? strlen(after->reason) : 0);
+		sl_buf_addjstr(b, after->reason ? after->reason : "",
+		               after->reason ? strlen(after->reason) : 0);
 		sl_buf_addc(b, '\0');
 		if (!sl_buf_ok(b))
 			return NATS_NO_MEMORY;
@@ -970,7 +978,9 @@ static natsStatus set_headers(natsMsg *m, const struct pmsg *p, const struct svi
 	}
 	if (type_is(p->type, "stream/metadata-updated") || after->meta_seq) {
 		snprintf(num, sizeof(num), "%llu",
-		         type_is(p->type, "stream/metadata-updated") ? 0ull : (unsigned long long)after->meta_seq);
+		         type_is(p->type, "stream/metadata-updated")
+		                 ? 0ull
+		                 : (unsigned long long)after->meta_seq);
 		if ((st = natsMsgHeader_Set(m, H_META, num)) != NATS_OK)
 			return st;
 	}
@@ -987,16 +997,18 @@ static int dup_offset(struct nats_store *s, const struct pmsg *p, uint64_t seq, 
 	int ok;
 
 	if (st == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
-		return sl_diag_set(d, SL_ECONFLICT,
-		                   "idempotencyKey: '%.*s%s' belongs to an append that was taken back;"
-		                   " use another key, or retry after the duplicate window (%lld s)",
-		                   SL_ECHO(p->key), SL_NATS_DUP_WINDOW_NS / 1000000000LL);
+		return sl_diag_set(
+			d, SL_ECONFLICT,
+			"idempotencyKey: '%.*s%s' belongs to an append that was taken back;"
+			" use another key, or retry after the duplicate window (%lld s)",
+			SL_ECHO(p->key), SL_NATS_DUP_WINDOW_NS / 1000000000LL);
 	if (st != NATS_OK)
 		return nats_fail(s, d, st, jerr, "cannot read event");
 	ok = header_int(m, H_OFFSET, offset);
 	natsMsg_Destroy(m);
-	return ok ? 0 : sl_diag_set(d, SL_ECORRUPT, "store '%s': message %llu has no offset", s->path,
-	                            (unsigned long long)seq);
+	return ok ? 0
+	          : sl_diag_set(d, SL_ECORRUPT, "store '%s': message %llu has no offset", s->path,
+	                        (unsigned long long)seq);
 }
 
 /* What a refused publish means for the user. */
@@ -1004,10 +1016,11 @@ static int publish_error(struct nats_store *s, const struct pstream *ps, natsSta
                          jsErrCode jerr, struct sl_diag *d)
 {
 	if (jerr == JSStreamWrongLastSequenceErr)
-		return sl_diag_set(d, SL_ECONFLICT,
-		                   "store '%s': stream '%s' was appended to by another writer at the"
-		                   " same time; try again",
-		                   s->path, ps->name);
+		return sl_diag_set(
+			d, SL_ECONFLICT,
+			"store '%s': stream '%s' was appended to by another writer at the"
+			" same time; try again",
+			s->path, ps->name);
 	return nats_fail(s, d, st, jerr, "cannot append");
 }
 
@@ -1040,7 +1053,8 @@ static int publish_one(struct batch *bt, struct pmsg *p, struct sl_diag *d)
 	jsPubOptions_Init(&po);
 	po.ExpectLastSubjectSeq = ps->live.last_seq;
 	po.ExpectNoMessage = ps->live.last_seq == 0;
-	if ((st = natsMsg_Create(&m, ps->subject, NULL, s->tmp[0].ptr, (int)s->tmp[0].len)) != NATS_OK ||
+	if ((st = natsMsg_Create(&m, ps->subject, NULL, s->tmp[0].ptr, (int)s->tmp[0].len)) !=
+	            NATS_OK ||
 	    (st = set_headers(m, p, &after, ps->live.head + 1, &s->tmp[1])) != NATS_OK) {
 		rc = nats_fail(s, d, st, 0, "cannot build message");
 		goto out;
@@ -1098,7 +1112,8 @@ static size_t take_back(struct batch *bt, size_t upto)
 		struct pmsg *p = &bt->msg[i];
 		if (!p->seq || p->dup)
 			continue;
-		if (left || load_state(s, bt->st[p->stream].subject, &v, NULL) || v.last_seq != p->seq ||
+		if (left || load_state(s, bt->st[p->stream].subject, &v, NULL) ||
+		    v.last_seq != p->seq ||
 		    js_DeleteMsg(s->js, s->stream, p->seq, NULL, NULL) != NATS_OK)
 			left++;
 		sview_release(&v);
@@ -1117,9 +1132,11 @@ static int publish_batch(struct batch *bt, struct sl_append_result *res, size_t 
 			*failed = bt->msg[i].result;
 	if (rc) {
 		if ((left = take_back(bt, i)))
-			sl_diag_prefix(d, "%zu event(s) of this batch were written and could not be taken"
-			                  " back",
-			               left);
+			sl_diag_prefix(
+				d,
+				"%zu event(s) of this batch were written and could not be taken"
+				" back",
+				left);
 		return rc;
 	}
 	for (i = 0; i < bt->nmsg; i++) {
@@ -1160,8 +1177,8 @@ static int nats_append(struct sl_store *base, const struct sl_event_in *ev, size
 
 /* Calls fn for the messages of subject (NULL: all) from sequence `at`, up to `last`
  * (0: no bound), at most limit events with offset >= from (limit <= 0: all). */
-static int walk(struct nats_store *s, const char *subject, uint64_t at, uint64_t last,
-                int64_t from, int64_t limit, sl_event_fn fn, void *ud, struct sl_diag *d)
+static int walk(struct nats_store *s, const char *subject, uint64_t at, uint64_t last, int64_t from,
+                int64_t limit, sl_event_fn fn, void *ud, struct sl_diag *d)
 {
 	struct msg_event me;
 	natsMsg *m = NULL;
@@ -1367,7 +1384,8 @@ static int nats_streams(struct sl_store *base, const char *prefix, sl_stream_fn 
 			rc = oom(d);
 			break;
 		}
-		if ((rc = load_state(s, subj.ptr, &v, d)) || (rc = stream_metadata(s, v.meta_seq, &meta, d)))
+		if ((rc = load_state(s, subj.ptr, &v, d)) ||
+		    (rc = stream_metadata(s, v.meta_seq, &meta, d)))
 			break;
 		info.stream = names[i];
 		info.head = v.head;
@@ -1607,8 +1625,7 @@ static int nats_background_failure(struct sl_commit *c, const char *proc, const 
 	return commit_notsup(c, d);
 }
 
-static int nats_dead_letter(struct sl_commit *c, const struct sl_dead_letter *dl,
-                            struct sl_diag *d)
+static int nats_dead_letter(struct sl_commit *c, const struct sl_dead_letter *dl, struct sl_diag *d)
 {
 	(void)dl;
 	return commit_notsup(c, d);
