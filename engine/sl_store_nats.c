@@ -45,9 +45,12 @@
  * "NS.ev.>" for read_all) at or after a sequence. A read of one stream from offset N
  * finds its first sequence by bisection over the sequences.
  *
- * What is not done: every processor-side op (checkpoints, state, faults, dead letters,
- * leases, rates, commits, commit groups) and verify fail with SL_ENOTSUP naming the
- * store and the operation; there is no file to watch (the pump polls data_version).
+ * Leases live in the key-value bucket "NS_leases" (see there).
+ *
+ * What is not done: every other processor-side op (checkpoints, state, faults, dead
+ * letters, rates, reload errors, commits, commit groups) and verify fail with
+ * SL_ENOTSUP naming the store and the operation; there is no file to watch (the pump
+ * polls data_version).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +82,8 @@ struct nats_store {
 	uint32_t commits;
 	natsConnection *nc;
 	jsCtx *js;
+	kvStore *leases; /* the bucket "<ns>_leases", opened on first use */
+	char *space;
 	struct sl_buf tmp[2];
 };
 
@@ -165,8 +170,10 @@ static void nats_close(struct sl_store *base)
 
 	if (!s)
 		return;
+	kvStore_Destroy(s->leases);
 	jsCtx_Destroy(s->js);
 	natsConnection_Destroy(s->nc);
+	free(s->space);
 	sl_buf_release(&s->tmp[0]);
 	sl_buf_release(&s->tmp[1]);
 	free(s->path);
@@ -301,10 +308,11 @@ static int nats_open(struct sl_store **out, const char *path, const struct sl_st
 	if (!s)
 		return oom(d);
 	s->path = strdup(path);
+	s->space = strdup(space);
 	s->stream = malloc(n + 8);
 	s->prefix = malloc(n + 5);
 	s->all = malloc(n + 6);
-	if (!s->path || !s->stream || !s->prefix || !s->all) {
+	if (!s->path || !s->space || !s->stream || !s->prefix || !s->all) {
 		nats_close(&s->base);
 		return oom(d);
 	}
@@ -1433,6 +1441,234 @@ static int nats_data_version(struct sl_store *base, int64_t *v, struct sl_diag *
 	return rc;
 }
 
+/* ---- leases: one key per processor in the bucket "<ns>_leases" --------------------------
+ *
+ * The value is {"owner":..,"epoch":..,"expiresAt":..}; every change is a
+ * compare-and-set on the key's revision (kvStore_Create for the first, kvStore_Update
+ * after), so two runners racing for a lease cannot both win: the loser reads the row
+ * again and finds the winner. Times are the local clock (sl_store_now_ms), as on SQLite.
+ */
+
+#define LEASE_TRIES 8
+
+/* Opens (creating when writing) the lease bucket; *none is 1 when reading finds none. */
+static int lease_bucket(struct nats_store *s, int create, int *none, struct sl_diag *d)
+{
+	char name[64];
+	kvConfig cfg;
+	natsStatus st;
+
+	*none = 0;
+	if (s->leases)
+		return 0;
+	snprintf(name, sizeof(name), "%s_leases", s->space);
+	if ((st = js_KeyValue(&s->leases, s->js, name)) == NATS_OK)
+		return 0;
+	s->leases = NULL;
+	if (!create) {
+		*none = 1;
+		return 0;
+	}
+	kvConfig_Init(&cfg);
+	cfg.Bucket = name;
+	cfg.Description = "sluice leases";
+	cfg.History = 1;
+	cfg.StorageType = js_FileStorage;
+	cfg.Replicas = (int)replicas(s);
+	if ((st = js_CreateKeyValue(&s->leases, s->js, &cfg)) != NATS_OK) {
+		s->leases = NULL;
+		return nats_fail(s, d, st, 0, "cannot create the lease bucket");
+	}
+	return 0;
+}
+
+/* The bucket key of processor proc: its bytes, those outside [A-Za-z0-9_-] as =XX
+ * (a key may hold [-/_=.A-Za-z0-9], so this is one-to-one). */
+static void lease_key(const char *proc, struct sl_buf *b)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	sl_buf_reset(b);
+	for (; *proc; proc++) {
+		unsigned char c = (unsigned char)*proc;
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		    c == '_' || c == '-') {
+			sl_buf_addc(b, (char)c);
+		} else {
+			sl_buf_addc(b, '=');
+			sl_buf_addc(b, hex[c >> 4]);
+			sl_buf_addc(b, hex[c & 15]);
+		}
+	}
+	sl_buf_addc(b, '\0');
+}
+
+static int pick_lease(void *ud, const struct sl_json_member *m, struct sl_diag *d)
+{
+	struct sl_lease *l = ud;
+
+	(void)d;
+	if (is_key(m, "owner") && m->kind == SL_JSON_STRING && m->len < sizeof(l->owner)) {
+		memcpy(l->owner, m->text, m->len);
+		l->owner[m->len] = '\0';
+	} else if (is_key(m, "epoch") && m->kind == SL_JSON_INTEGER) {
+		l->epoch = m->integer;
+	} else if (is_key(m, "expiresAt") && m->kind == SL_JSON_INTEGER) {
+		l->expires_at = m->integer;
+	}
+	return 0;
+}
+
+/* Reads the lease row of key: *rev 0 (and l zeroed) when there is none. */
+static int lease_read(struct nats_store *s, const char *key, struct sl_lease *l, uint64_t *rev,
+                      struct sl_diag *d)
+{
+	kvEntry *e = NULL;
+	natsStatus st;
+	int rc = 0;
+
+	memset(l, 0, sizeof(*l));
+	*rev = 0;
+	st = kvStore_Get(&e, s->leases, key);
+	if (st == NATS_NOT_FOUND)
+		return 0;
+	if (st != NATS_OK)
+		return nats_fail(s, d, st, 0, "cannot read lease");
+	if (kvEntry_Operation(e) == kvOp_Put) {
+		*rev = kvEntry_Revision(e);
+		if (sl_json_members(kvEntry_Value(e), (size_t)kvEntry_ValueLen(e), pick_lease, l,
+		                    NULL))
+			rc = sl_diag_set(d, SL_ECORRUPT, "store '%s': the lease of '%s' is damaged",
+			                 s->path, key);
+	}
+	kvEntry_Destroy(e);
+	return rc;
+}
+
+/* Writes row l at key if the key is still at revision rev (0: absent); *lost is 1
+ * when another writer changed it first. */
+static int lease_write(struct nats_store *s, const char *key, const struct sl_lease *l,
+                       uint64_t rev, int *lost, struct sl_diag *d)
+{
+	struct sl_buf b;
+	natsStatus st;
+	int rc = 0;
+
+	*lost = 0;
+	sl_buf_init(&b);
+	sl_buf_adds(&b, "{\"owner\":");
+	sl_buf_addjstr(&b, l->owner, strlen(l->owner));
+	sl_buf_addf(&b, ",\"epoch\":%lld,\"expiresAt\":%lld}", (long long)l->epoch,
+	            (long long)l->expires_at);
+	if (!sl_buf_ok(&b)) {
+		sl_buf_release(&b);
+		return oom(d);
+	}
+	st = rev ? kvStore_Update(NULL, s->leases, key, b.ptr, (int)b.len, rev)
+	         : kvStore_Create(NULL, s->leases, key, b.ptr, (int)b.len);
+	sl_buf_release(&b);
+	if (st != NATS_OK) {
+		/* The compare-and-set failed, or the write did: reading again tells. */
+		struct sl_lease now;
+		uint64_t r;
+		if ((rc = lease_read(s, key, &now, &r, d)) == 0 && r == rev)
+			rc = nats_fail(s, d, st, 0, "cannot write lease");
+		*lost = rc == 0;
+	}
+	return rc;
+}
+
+static int nats_lease_acquire(struct sl_store *base, const char *proc, const char *owner,
+                              int64_t ttl_ms, struct sl_lease *out, struct sl_diag *d)
+{
+	struct nats_store *s = ns(base);
+	struct sl_lease l;
+	uint64_t rev;
+	int rc, none, lost = 1, tries;
+
+	memset(out, 0, sizeof(*out));
+	if (s->readonly)
+		return sl_diag_set(d, SL_EINVAL, "store '%s': opened read-only", s->path);
+	if ((rc = lease_bucket(s, 1, &none, d)))
+		return rc;
+	lease_key(proc, &s->tmp[0]);
+	if (!sl_buf_ok(&s->tmp[0]))
+		return oom(d);
+	for (tries = 0; lost && tries < LEASE_TRIES; tries++) {
+		int64_t now = sl_store_now_ms();
+		int mine;
+		if ((rc = lease_read(s, s->tmp[0].ptr, &l, &rev, d)))
+			return rc;
+		mine = rev && !strcmp(l.owner, owner);
+		if (rev && *l.owner && !mine && l.expires_at > now) {
+			*out = l; /* a live runner holds it */
+			return 0;
+		}
+		if (!mine)
+			l.epoch++; /* it changes hands: fence off the previous holder */
+		l.expires_at = now + ttl_ms;
+		snprintf(l.owner, sizeof(l.owner), "%s", owner);
+		if ((rc = lease_write(s, s->tmp[0].ptr, &l, rev, &lost, d)))
+			return rc;
+	}
+	if (lost)
+		return sl_diag_set(d, SL_EBUSY,
+		                   "store '%s': the lease of '%s' changed %d times while it was"
+		                   " being taken",
+		                   s->path, proc, LEASE_TRIES);
+	*out = l;
+	return 0;
+}
+
+static int nats_lease_release(struct sl_store *base, const char *proc, const char *owner,
+                              struct sl_diag *d)
+{
+	struct nats_store *s = ns(base);
+	struct sl_lease l;
+	uint64_t rev;
+	int rc, none, lost = 1, tries;
+
+	if (s->readonly)
+		return sl_diag_set(d, SL_EINVAL, "store '%s': opened read-only", s->path);
+	if ((rc = lease_bucket(s, 0, &none, d)) || none)
+		return rc;
+	lease_key(proc, &s->tmp[0]);
+	if (!sl_buf_ok(&s->tmp[0]))
+		return oom(d);
+	for (tries = 0; lost && tries < LEASE_TRIES; tries++) {
+		if ((rc = lease_read(s, s->tmp[0].ptr, &l, &rev, d)) || !rev ||
+		    strcmp(l.owner, owner))
+			return rc; /* not owner's: nothing to do */
+		l.owner[0] = '\0';
+		l.expires_at = 0;
+		if ((rc = lease_write(s, s->tmp[0].ptr, &l, rev, &lost, d)))
+			return rc;
+	}
+	return lost ? sl_diag_set(d, SL_EBUSY, "store '%s': cannot release the lease of '%s'",
+	                          s->path, proc)
+	            : 0;
+}
+
+static int nats_lease_get(struct sl_store *base, const char *proc, struct sl_lease *out, int *found,
+                          struct sl_diag *d)
+{
+	struct nats_store *s = ns(base);
+	uint64_t rev;
+	int rc, none;
+
+	memset(out, 0, sizeof(*out));
+	*found = 0;
+	if ((rc = lease_bucket(s, 0, &none, d)) || none)
+		return rc;
+	lease_key(proc, &s->tmp[0]);
+	if (!sl_buf_ok(&s->tmp[0]))
+		return oom(d);
+	if ((rc = lease_read(s, s->tmp[0].ptr, out, &rev, d)))
+		return rc;
+	*found = rev != 0;
+	return 0;
+}
+
 /* ---- what the JetStream backend does not do yet ---------------------------------------- */
 
 static int notsup(struct sl_store *s, const char *what, struct sl_diag *d)
@@ -1485,28 +1721,6 @@ static int nats_dead_letters(struct sl_store *s, sl_dead_fn fn, void *ud, struct
 {
 	(void)fn, (void)ud;
 	return notsup(s, "reading dead letters", d);
-}
-
-static int nats_lease_acquire(struct sl_store *s, const char *proc, const char *owner,
-                              int64_t ttl_ms, struct sl_lease *out, struct sl_diag *d)
-{
-	(void)proc, (void)owner, (void)ttl_ms, (void)out;
-	return notsup(s, "taking a lease", d);
-}
-
-static int nats_lease_release(struct sl_store *s, const char *proc, const char *owner,
-                              struct sl_diag *d)
-{
-	(void)proc, (void)owner;
-	return notsup(s, "releasing a lease", d);
-}
-
-static int nats_lease_get(struct sl_store *s, const char *proc, struct sl_lease *out, int *found,
-                          struct sl_diag *d)
-{
-	(void)proc, (void)out;
-	*found = 0;
-	return notsup(s, "reading a lease", d);
 }
 
 static int nats_rate_get(struct sl_store *s, const char *proc, const char *stream, double *rate,

@@ -29,6 +29,20 @@ for suite in append_cli bad_input append_stream options_cli help_cli; do
 done
 
 # ---- particular to JetStream ----------------------------------------------------------
+# The C unit tests of the backend (store-wide reads, head, data version, reads from an
+# offset, leases, what is not supported yet) on a fresh server of their own.
+if nats_start unit; then
+	out=$("$SLUICE_BUILD/test_store_nats" "$NATS_URL" 2>&1); rc=$?
+	if [ $rc -eq 0 ]; then
+		pass "test_store_nats passes ($(grep -c '^ok' <<<"$out") checks)"
+	else
+		failt "test_store_nats passes" "$(grep -A1 '^not ok\|^# ' <<<"$out" | head -30)"
+	fi
+	nats_stop unit
+else
+	failt "nats-server for test_store_nats started"
+fi
+
 nats_start main || { failt "nats-server started"; finish; exit; }
 export SLUICE_STORE=$NATS_URL
 
