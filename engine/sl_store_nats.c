@@ -47,8 +47,10 @@
  *
  * Leases live in the key-value bucket "NS_leases" (see there).
  *
+ * verify walks the log (see there).
+ *
  * What is not done: every other processor-side op (checkpoints, state, faults, dead
- * letters, rates, reload errors, commits, commit groups) and verify fail with
+ * letters, rates, reload errors, commits, commit groups) fails with
  * SL_ENOTSUP naming the store and the operation; there is no file to watch (the pump
  * polls data_version).
  */
@@ -1669,6 +1671,224 @@ static int nats_lease_get(struct sl_store *base, const char *proc, struct sl_lea
 	return 0;
 }
 
+/* ---- verify: a walk over the log in position order ---------------------------------- */
+
+struct vstream {
+	char *name;
+	int64_t head; /* the offset of the subject's last message */
+	int64_t next; /* the offset that must come next */
+	int64_t last_pos;
+};
+
+struct vwalk {
+	struct nats_store *s;
+	sl_problem_fn fn;
+	void *ud;
+	struct sl_store_verify_summary *sum;
+	struct vstream *st;
+	size_t n;
+	char msg[512];
+};
+
+static void vproblem(struct sl_store_problem *p, const char *what, const char *stream)
+{
+	memset(p, 0, sizeof(*p));
+	p->problem = what;
+	p->stream = stream;
+	p->offset = p->to = p->position = p->head = -1;
+}
+
+static int vreport(struct vwalk *w, struct sl_store_problem *p)
+{
+	w->sum->problems++;
+	p->message = w->msg;
+	return w->fn ? w->fn(w->ud, p) : 0;
+}
+
+static int cmp_vstream(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, ((const struct vstream *)b)->name);
+}
+
+/* Checks one event against what came before it on its stream. */
+static int vevent(struct vwalk *w, const struct sl_event *ev)
+{
+	const char *name = ev->stream;
+	struct vstream *vs = bsearch(&name, w->st, w->n, sizeof(*w->st), cmp_vstream);
+	int created = type_is(ev->type, "stream/created"), rc;
+	struct sl_store_problem p;
+
+	w->sum->events++;
+	if (!vs)
+		return 0; /* a stream that appeared after the streams were listed */
+	if (ev->offset < vs->next) {
+		vproblem(&p, "position-order", vs->name);
+		p.offset = ev->offset, p.position = ev->position;
+		snprintf(
+			w->msg, sizeof(w->msg),
+			"stream '%s': the event at offset %lld has position %lld, after offset %lld"
+			" (position %lld)",
+			vs->name, (long long)ev->offset, (long long)ev->position,
+			(long long)vs->next - 1, (long long)vs->last_pos);
+		return vreport(w, &p);
+	}
+	if (ev->offset > vs->next) {
+		vproblem(&p, "missing-offsets", vs->name);
+		p.offset = vs->next, p.to = ev->offset - 1;
+		if (p.offset == p.to)
+			snprintf(w->msg, sizeof(w->msg), "stream '%s' has no event at offset %lld",
+			         vs->name, (long long)p.offset);
+		else
+			snprintf(w->msg, sizeof(w->msg),
+			         "stream '%s' has no events at offsets %lld to %lld", vs->name,
+			         (long long)p.offset, (long long)p.to);
+		if ((rc = vreport(w, &p)))
+			return rc;
+	}
+	vs->next = ev->offset + 1;
+	vs->last_pos = ev->position;
+	if ((ev->offset == 1) == created)
+		return 0;
+	vproblem(&p, ev->offset == 1 ? "bad-first-event" : "extra-created", vs->name);
+	p.offset = ev->offset, p.position = ev->position;
+	snprintf(w->msg, sizeof(w->msg),
+	         ev->offset == 1 ? "stream '%s' does not begin with stream/created"
+	                         : "stream '%s' has a second stream/created, at offset %lld",
+	         vs->name, (long long)ev->offset);
+	return vreport(w, &p);
+}
+
+/* Lists the streams with their heads, taken after `upto` was read (so every event at
+ * or below it belongs to a listed stream). */
+static int vlist(struct vwalk *w, struct sl_diag *d)
+{
+	struct sl_buf subj;
+	struct sview v;
+	char **names;
+	size_t i, n;
+	int rc;
+
+	if ((rc = list_names(w->s, &names, &n, d)))
+		return rc;
+	if (!(w->st = calloc(n + 1, sizeof(*w->st)))) {
+		for (i = 0; i < n; i++)
+			free(names[i]);
+		free(names);
+		return oom(d);
+	}
+	sl_buf_init(&subj);
+	for (i = 0; i < n; i++) {
+		w->st[i].name = names[i];
+		w->st[i].next = 1;
+		subject_of(w->s, names[i], &subj);
+		sl_buf_addc(&subj, '\0');
+		if (!sl_buf_ok(&subj)) {
+			rc = oom(d);
+		} else if (!rc) {
+			/* A last message that is no sluice event shows in the walk. */
+			struct sl_diag bad;
+			sl_diag_init(&bad);
+			if ((rc = load_state(w->s, subj.ptr, &v, &bad)) == SL_ECORRUPT)
+				rc = 0, v.head = 0;
+			else if (rc)
+				rc = sl_diag_set(d, rc, "%s", sl_diag_msg(&bad));
+			w->st[i].head = v.head;
+		}
+		sview_release(&v);
+	}
+	w->n = n;
+	w->sum->streams = (int64_t)n;
+	sl_buf_release(&subj);
+	free(names);
+	return rc;
+}
+
+/* After the walk: each stream's last offset is the one its last message says. */
+static int vheads(struct vwalk *w)
+{
+	struct sl_store_problem p;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < w->n; i++) {
+		struct vstream *vs = &w->st[i];
+		if (vs->next - 1 >= vs->head)
+			continue; /* (appended to since: the walk stopped at the old head) */
+		vproblem(&p, "head-mismatch", vs->name);
+		p.head = vs->head, p.offset = vs->next - 1;
+		snprintf(w->msg, sizeof(w->msg),
+		         "stream '%s' records head %lld but its last event is at offset %lld",
+		         vs->name, (long long)vs->head, (long long)p.offset);
+		if ((rc = vreport(w, &p)))
+			return rc;
+	}
+	return 0;
+}
+
+/* Walks every message up to `upto` in position order; a message that is not a sluice
+ * event is an integrity problem, reported, and the walk goes on. */
+static int vwalk_log(struct vwalk *w, uint64_t upto, sl_verify_progress_fn progress,
+                     struct sl_diag *d)
+{
+	struct sl_store_problem p;
+	struct msg_event me;
+	struct sl_diag bad;
+	uint64_t at = 1;
+	natsMsg *m = NULL;
+	int rc = 0;
+
+	sl_buf_init(&me.buf);
+	while (at <= upto) {
+		if ((rc = next_msg(w->s, NULL, at, &m, d)) || !m)
+			break;
+		at = msg_seq(m) + 1;
+		sl_diag_init(&bad);
+		if (msg_to_event(w->s, m, &me, &bad) == 0) {
+			rc = vevent(w, &me.ev);
+		} else {
+			vproblem(&p, "integrity", NULL);
+			p.position = (int64_t)at - 1;
+			snprintf(w->msg, sizeof(w->msg), "%s", sl_diag_msg(&bad));
+			rc = vreport(w, &p);
+		}
+		natsMsg_Destroy(m);
+		m = NULL;
+		if (rc)
+			break;
+		if (progress && w->sum->events % 10000 == 0)
+			progress(w->ud, w->sum->events, (int64_t)upto);
+	}
+	natsMsg_Destroy(m);
+	sl_buf_release(&me.buf);
+	return rc;
+}
+
+/* Checks every stream's messages: offsets contiguous from 1, one stream/created at
+ * offset 1, each message a sluice event, and each stream's last message naming its
+ * last offset. The walk is skipped with SL_VERIFY_QUICK (the streams are still read).
+ * There are no checkpoints on this backend yet. */
+static int nats_verify(struct sl_store *base, int flags, sl_problem_fn fn,
+                       sl_verify_progress_fn progress, void *ud,
+                       struct sl_store_verify_summary *sum, struct sl_diag *d)
+{
+	struct vwalk w;
+	int64_t upto = 0;
+	size_t i;
+	int rc;
+
+	memset(&w, 0, sizeof(w));
+	w.s = ns(base), w.fn = fn, w.ud = ud, w.sum = sum;
+	if (!w.s->exists)
+		return 0;
+	if (!(rc = nats_head_position(base, &upto, d)) && !(rc = vlist(&w, d)) &&
+	    !(flags & SL_VERIFY_QUICK) && !(rc = vwalk_log(&w, (uint64_t)upto, progress, d)))
+		rc = vheads(&w);
+	for (i = 0; i < w.n; i++)
+		free(w.st[i].name);
+	free(w.st);
+	return rc;
+}
+
 /* ---- what the JetStream backend does not do yet ---------------------------------------- */
 
 static int notsup(struct sl_store *s, const char *what, struct sl_diag *d)
@@ -1676,14 +1896,6 @@ static int notsup(struct sl_store *s, const char *what, struct sl_diag *d)
 	return sl_diag_set(d, SL_ENOTSUP,
 	                   "store '%s': %s is not yet supported on the JetStream backend", s->path,
 	                   what);
-}
-
-static int nats_verify(struct sl_store *s, int flags, sl_problem_fn fn,
-                       sl_verify_progress_fn progress, void *ud,
-                       struct sl_store_verify_summary *sum, struct sl_diag *d)
-{
-	(void)flags, (void)fn, (void)progress, (void)ud, (void)sum;
-	return notsup(s, "verify", d);
 }
 
 static int nats_proc_get(struct sl_store *s, const char *proc, int *exists, int64_t *version,

@@ -2,11 +2,14 @@
  * what the CLI does not reach (store-wide reads, the head, the data version, reads from
  * an offset, leases) and the operations it does not support yet. Needs a JetStream
  * server: its URL is the first argument (tests/e2e/nats_store.sh starts one and runs
- * this); without one the test is skipped, saying so. The server must be fresh. */
+ * this); without one the test is skipped, saying so. The server must be fresh. libnats
+ * itself stands in for damage done to the store behind sluice's back. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <nats/nats.h>
 
 #include "sl_checkpoint.h"
 #include "sl_store.h"
@@ -156,6 +159,64 @@ static void test_not_yet(struct sl_store *s)
 	is(sl_store_group_begin(s), 0, "there are no commit groups");
 }
 
+struct problems {
+	int n, missing, integrity;
+	char first[256];
+};
+
+static int problem_fn(void *ud, const struct sl_store_problem *p)
+{
+	struct problems *ps = ud;
+
+	if (!ps->n++)
+		snprintf(ps->first, sizeof(ps->first), "%s", p->message);
+	ps->missing += !strcmp(p->problem, "missing-offsets") && !strcmp(p->stream, "x/1") &&
+	               p->offset == 10 && p->to == 10;
+	ps->integrity += !strcmp(p->problem, "integrity");
+	return 0;
+}
+
+/* Deletes the message at seq and publishes one that is no sluice event. */
+static int damage(uint64_t seq)
+{
+	natsConnection *nc = NULL;
+	jsCtx *js = NULL;
+	jsPubAck *ack = NULL;
+	int ok;
+
+	ok = natsConnection_ConnectTo(&nc, url) == NATS_OK &&
+	     natsConnection_JetStream(&js, nc, NULL) == NATS_OK &&
+	     js_DeleteMsg(js, "sluice_events", seq, NULL, NULL) == NATS_OK &&
+	     js_Publish(&ack, js, "sluice.ev.junk", "hello", 5, NULL, NULL) == NATS_OK;
+	jsPubAck_Destroy(ack);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	return ok;
+}
+
+static void test_verify(struct sl_store *s)
+{
+	struct sl_store_verify_summary sum;
+	struct problems ps = {0};
+	struct collect c = {0};
+	struct sl_diag d;
+
+	is(sl_store_verify(s, 0, problem_fn, NULL, &ps, &sum, NULL), 0, "verify a sound store");
+	ok(sum.problems == 0 && sum.streams == 3 && sum.events == 105 && ps.n == 0,
+	   "finds no problem in 3 streams, 105 events (%lld, %lld, %lld)", (long long)sum.problems,
+	   (long long)sum.streams, (long long)sum.events);
+	/* x/1 offset 2 is sequence 4, y.z is created at 5; from then on x/1 offset k is 2k + 1. */
+	ok(damage(21), "a message deleted and a foreign one published behind sluice's back");
+	sl_diag_init(&d);
+	is(sl_store_verify(s, 0, problem_fn, NULL, &ps, &sum, &d), 0, "verify again: %s", d.msg);
+	ok(ps.missing == 1 && ps.integrity == 1 && sum.problems == 2,
+	   "finds the missing offset and the foreign message: %s", ps.first);
+	sl_diag_init(&d);
+	is(sl_store_read(s, "x/1", 1, 0, NULL, collect_fn, &c, &d), SL_ECORRUPT,
+	   "a read over the hole fails");
+	ok(c.n == 9 && strstr(d.msg, "has no event at offset 10"), "after 9 events: %s", d.msg);
+}
+
 int main(int argc, char **argv)
 {
 	struct sl_store *s = NULL, *other = NULL;
@@ -167,7 +228,7 @@ int main(int argc, char **argv)
 		       " (tests/e2e/nats_store.sh runs this)\n");
 		return 0;
 	}
-	plan(34);
+	plan(41);
 	sl_diag_init(&d);
 	is(sl_store_open(&s, url, NULL, &d), 0, "opens %s: %s", url, d.msg);
 	is(sl_store_open(&other, url, NULL, &d), 0, "and a second connection: %s", d.msg);
@@ -175,6 +236,7 @@ int main(int argc, char **argv)
 		test_log(s, other);
 		test_leases(s, other);
 		test_not_yet(s);
+		test_verify(s);
 	}
 	sl_store_close(s);
 	sl_store_close(other);
