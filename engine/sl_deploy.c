@@ -569,7 +569,9 @@ static int read_fields(lua_State *L, struct sl_deploy *dp, struct sl_errs *errs)
 	size_t n, i;
 
 	s = opt_string(L, "store");
-	dp->store = sl_deploy_path(dp, s ? s : "sluice.db");
+	/* A nats:// URL list (DESIGN §11) is not a path relative to the deployment. */
+	dp->store = s && !strncmp(s, "nats://", 7) ? strdup(s)
+	                                           : sl_deploy_path(dp, s ? s : "sluice.db");
 	free(s);
 	dp->durability =
 		opt_equals(L, "durability", "normal") ? SL_DURABILITY_NORMAL : SL_DURABILITY_FULL;

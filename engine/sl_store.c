@@ -285,10 +285,7 @@ int sl_store_open(struct sl_store **out, const char *path, const struct sl_store
 	if (!opts)
 		opts = &defaults;
 	if (!strncmp(path, "nats://", 7))
-		return sl_diag_set(d, SL_ENOTSUP,
-		                   "cannot open store '%s': the NATS JetStream backend is not"
-		                   " supported yet (use a SQLite file)",
-		                   path);
+		ops = &sl_store_nats_ops;
 	if ((rc = ops->open(out, path, opts, d)))
 		return rc;
 	(*out)->ops = ops;

@@ -3,9 +3,9 @@
  * sl_store.c keeps what every backend shares: validation of names, types and
  * envelopes, the caller's payload check, the one-commit-at-a-time rule, createdAt and
  * the JSON envelope. It picks a backend by the store's path and calls it through a
- * struct sl_store_ops. A backend (sl_store_sqlite.c; one day a NATS JetStream one,
- * DESIGN §11) implements the ops on its own objects, which embed struct sl_store and
- * struct sl_commit as their first member. Not for use outside the store's own files.
+ * struct sl_store_ops. A backend (sl_store_sqlite.c; sl_store_nats.c, the NATS
+ * JetStream one of DESIGN §11) implements the ops on its own objects, which embed struct sl_store
+ * and struct sl_commit as their first member. Not for use outside the store's own files.
  *
  * Contract of the ops, beyond the prototypes of sl_store.h and sl_checkpoint.h whose
  * semantics they have:
@@ -130,5 +130,7 @@ const char *sl_store_compact(const char *p, size_t n, size_t *outlen, struct sl_
 
 /* The embedded SQLite backend (sl_store_sqlite.c). */
 extern const struct sl_store_ops sl_store_sqlite_ops;
+/* The NATS JetStream backend, for "nats://" paths (sl_store_nats.c; experimental). */
+extern const struct sl_store_ops sl_store_nats_ops;
 
 #endif

@@ -421,12 +421,17 @@ static void test_backends(void)
 	struct sl_store *s = (struct sl_store *)1;
 	struct sl_diag d;
 
+	/* (port 1: nothing listens there; tests/e2e/nats_store.sh runs a real server) */
 	sl_diag_init(&d);
-	is(sl_store_open(&s, "nats://127.0.0.1:4222", NULL, &d), SL_ENOTSUP,
-	   "a nats:// store is picked by its URL and not supported yet");
-	ok(s == NULL && strstr(d.msg, "cannot open store 'nats://127.0.0.1:4222'") &&
-	           strstr(d.msg, "not supported yet"),
-	   "and says so: %s", d.msg);
+	is(sl_store_open(&s, "nats://127.0.0.1:1", NULL, &d), SL_EIO,
+	   "a nats:// store is picked by its URL: the JetStream backend tries to connect");
+	ok(s == NULL && strstr(d.msg, "cannot open store 'nats://127.0.0.1:1': cannot connect"),
+	   "and says why it cannot: %s", d.msg);
+	s = (struct sl_store *)1;
+	sl_diag_init(&d);
+	is(sl_store_open(&s, "nats://127.0.0.1:1,x.db", NULL, &d), SL_EINVAL,
+	   "a URL list of the JetStream backend has nats:// URLs only");
+	ok(s == NULL && strstr(d.msg, "expected nats://HOST:PORT"), "and says so: %s", d.msg);
 }
 
 static int user_version_of(const char *p)
@@ -971,7 +976,7 @@ int main(void)
 {
 	struct sl_store *s;
 
-	plan(185);
+	plan(187);
 	if (!mkdtemp(dir))
 		return 1;
 	snprintf(path, sizeof(path), "%s/store.db", dir);

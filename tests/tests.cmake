@@ -13,6 +13,12 @@ foreach(name IN ITEMS error buf json luajson store schema schema_suite processor
   set_tests_properties(unit/${name} PROPERTIES LABELS unit)
 endforeach()
 
+# The store on its JetStream backend: needs a server, so tests/e2e/nats_store.sh
+# starts one and runs this with its URL (built here, not registered on its own).
+add_executable(test_store_nats tests/test_store_nats.c)
+target_link_libraries(test_store_nats PRIVATE sluice_engine PkgConfig::LUA sl_warnings)
+target_include_directories(test_store_nats PRIVATE tests)
+
 # The environment shared by busted specs and end-to-end tests: the built binary (and
 # sluice-testing, the same with the SL_TESTING switches for the crash tests), the Lua
 # module, the shipped Lua code and the source tree.

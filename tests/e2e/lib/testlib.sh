@@ -7,7 +7,8 @@ T_PASS=0
 T_FAIL=0
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-export SLUICE_STORE="$TMP/store.db"
+# SL_TEST_STORE runs a suite against another store (tests/e2e/nats_suites.sh: JetStream).
+export SLUICE_STORE="${SL_TEST_STORE:-$TMP/store.db}"
 
 pass() { T_PASS=$((T_PASS + 1)); echo "ok $((T_PASS + T_FAIL)) - $1"; }
 failt() { T_FAIL=$((T_FAIL + 1)); echo "not ok $((T_PASS + T_FAIL)) - $1"; [ $# -gt 1 ] && echo "#   $2"; return 0; }

@@ -1,0 +1,2122 @@
+/* sl_store_nats.c - the NATS JetStream backend of the store (DESIGN §11): the event
+ * log on one JetStream stream per namespace. Experimental; see "What is not done".
+ *
+ * The only engine file that includes nats.h.
+ *
+ * Path. "nats://host:port" or a comma-separated list of such URLs (any node of the
+ * cluster; libnats fails over between them). The namespace is "sluice" (DESIGN §11's
+ * default) until deployments pass theirs down.
+ *
+ * Layout. Namespace NS owns the JetStream stream "NS_events" with the subjects
+ * "NS.ev.>". A sluice stream maps to one subject: "NS.ev." followed by its segments
+ * joined by '.', with every '.' inside a segment written as "%2E". A segment matches
+ * [A-Za-z0-9_-][A-Za-z0-9._-]*, so it never contains '%', '*', '>' or whitespace: the
+ * mapping is injective and decodes back ('.' -> '/', "%2E" -> '.'), and a subject
+ * token is never empty. "orders/v1.2" is "sluice.ev.orders.v1%2E2". A stream's
+ * descendants are the subjects below its own ("NS.ev.orders.>").
+ *
+ * One event is one message. `position` is the JetStream stream sequence; `offset` is
+ * the Sluice-Offset header. The body is a JSON object {type, payload, metadata?,
+ * idempotencyKey?, createdAt}. Every message also carries the stream's lifecycle state
+ * after the event, so the last message of a subject is the stream's record (no second
+ * record that could disagree with the log): Sluice-Paused (the pause reason as a JSON
+ * string, present while paused) and Sluice-Meta-Seq (the sequence of the last
+ * stream/metadata-updated; 0 on that event itself; absent when there was none).
+ *
+ * Appends. An append call is planned in full before anything is published: each
+ * stream's head comes from the last message on its subject, and every check of §2/§7
+ * (key within the batch, pause door, compare-and-set offset, the creation of streams
+ * and their ancestors' announcements) runs against that plan, so bad input, a
+ * conflict or a paused stream writes nothing. Then the messages are published in order,
+ * each with Nats-Expected-Last-Subject-Sequence (the subject's last sequence, 0 for a
+ * new stream), so offsets stay contiguous whatever other writers do: a writer that
+ * lost a race is refused by the server. A keyed event carries
+ * Nats-Msg-Id "<stream>|<key as JSON>", so JetStream answers a repeat within the
+ * duplicate window (SL_NATS_DUP_WINDOW_NS) with the original sequence, which is read
+ * back to return the original offset. Where the key would decide an append that the
+ * plan refuses (paused stream, explicit offset), the stream is scanned for the key, so
+ * an idempotency hit is still answered before the pause door. If a publish fails after
+ * others of the call were acknowledged (a lost race, a lost connection), the call's
+ * messages are deleted again, newest first, each only while it is still the last
+ * message of its subject. JetStream 2.9 has no multi-message transaction, so that is
+ * the limit of all-or-nothing here: see the README.
+ *
+ * Reads use direct gets (the stream allows them): next message on a subject (or on
+ * "NS.ev.>" for read_all) at or after a sequence. A read of one stream from offset N
+ * finds its first sequence by bisection over the sequences.
+ *
+ * Leases live in the key-value bucket "NS_leases" (see there).
+ *
+ * verify walks the log (see there).
+ *
+ * What is not done: every other processor-side op (checkpoints, state, faults, dead
+ * letters, rates, reload errors, commits, commit groups) fails with
+ * SL_ENOTSUP naming the store and the operation; there is no file to watch (the pump
+ * polls data_version).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nats/nats.h>
+
+#include "sl_buf.h"
+#include "sl_json.h"
+#include "sl_store_backend.h"
+
+#define NS_DEFAULT "sluice"
+/* How long JetStream remembers a Nats-Msg-Id: a keyed append repeated within this
+ * window is answered with the original event whatever happened in between. */
+#define SL_NATS_DUP_WINDOW_NS (10LL * 60 * 1000 * 1000 * 1000)
+#define WAIT_MS 5000
+#define H_OFFSET "Sluice-Offset"
+#define H_PAUSED "Sluice-Paused"
+#define H_META "Sluice-Meta-Seq"
+
+struct nats_store {
+	struct sl_store base;
+	char *path;
+	char *stream; /* the JetStream stream: "<ns>_events" */
+	char *prefix; /* "<ns>.ev." */
+	char *all;    /* "<ns>.ev.>" */
+	int exists;   /* the JetStream stream exists (a read-only open may find none) */
+	int readonly;
+	uint32_t commits;
+	natsConnection *nc;
+	jsCtx *js;
+	kvStore *leases; /* the bucket "<ns>_leases", opened on first use */
+	char *space;
+	struct sl_buf tmp[2];
+};
+
+static struct nats_store *ns(struct sl_store *s)
+{
+	return (struct nats_store *)s;
+}
+
+/* ---- errors ------------------------------------------------------------------------- */
+
+/* The text of the last libnats error of this thread, without the "(conn.c:2088): "
+ * it puts in front, or the status's text. */
+static const char *last_error(natsStatus st)
+{
+	const char *last = nats_GetLastError(NULL), *p;
+
+	if (!last || !*last)
+		return natsStatus_GetText(st);
+	if (*last == '(' && (p = strstr(last, "): ")))
+		last = p + 3;
+	return last;
+}
+
+/* The error of a failed libnats call: its own text, and JetStream's code when it has one. */
+static int nats_fail(struct nats_store *s, struct sl_diag *d, natsStatus st, jsErrCode jerr,
+                     const char *what)
+{
+	if (jerr)
+		return sl_diag_set(d, SL_EIO, "store '%s': %s: %s (JetStream error %d)", s->path,
+		                   what, last_error(st), (int)jerr);
+	return sl_diag_set(d, SL_EIO, "store '%s': %s: %s", s->path, what, last_error(st));
+}
+
+static int oom(struct sl_diag *d)
+{
+	return sl_diag_set(d, SL_ENOMEM, "out of memory");
+}
+
+/* ---- subjects ------------------------------------------------------------------------ */
+
+/* Writes the subject of sluice stream `name` to b (see the file comment). */
+static void subject_of(const struct nats_store *s, const char *name, struct sl_buf *b)
+{
+	sl_buf_reset(b);
+	sl_buf_adds(b, s->prefix);
+	for (; *name; name++) {
+		if (*name == '/')
+			sl_buf_addc(b, '.');
+		else if (*name == '.')
+			sl_buf_adds(b, "%2E");
+		else
+			sl_buf_addc(b, *name);
+	}
+}
+
+/* Decodes a subject of the namespace back to a sluice stream name in b; 0 when the
+ * subject is not one the mapping produces. */
+static int name_of(const struct nats_store *s, const char *subj, struct sl_buf *b)
+{
+	size_t n = strlen(s->prefix);
+
+	sl_buf_reset(b);
+	if (strncmp(subj, s->prefix, n))
+		return 0;
+	for (subj += n; *subj; subj++) {
+		if (*subj == '.') {
+			sl_buf_addc(b, '/');
+		} else if (!strncmp(subj, "%2E", 3)) {
+			sl_buf_addc(b, '.');
+			subj += 2;
+		} else {
+			sl_buf_addc(b, *subj);
+		}
+	}
+	sl_buf_addc(b, '\0');
+	return sl_buf_ok(b) && sl_stream_name_valid(b->ptr);
+}
+
+/* ---- opening --------------------------------------------------------------------------- */
+
+static void nats_close(struct sl_store *base)
+{
+	struct nats_store *s = ns(base);
+
+	if (!s)
+		return;
+	kvStore_Destroy(s->leases);
+	jsCtx_Destroy(s->js);
+	natsConnection_Destroy(s->nc);
+	free(s->space);
+	sl_buf_release(&s->tmp[0]);
+	sl_buf_release(&s->tmp[1]);
+	free(s->path);
+	free(s->stream);
+	free(s->prefix);
+	free(s->all);
+	free(s);
+}
+
+/* Splits the URL list at commas into servers (pointers into list, which is modified). */
+static int split_urls(char *list, const char **servers, int max)
+{
+	int n = 0;
+	char *p = list, *comma;
+
+	while (p && n < max) {
+		if ((comma = strchr(p, ',')))
+			*comma = '\0';
+		if (strncmp(p, "nats://", 7) || !p[7])
+			return -1;
+		servers[n++] = p;
+		p = comma ? comma + 1 : NULL;
+	}
+	return p ? -1 : n;
+}
+
+static int connect_to(struct nats_store *s, struct sl_diag *d)
+{
+	const char *servers[16];
+	natsOptions *o = NULL;
+	char *list = strdup(s->path);
+	natsStatus st;
+	int n, rc = 0;
+
+	if (!list)
+		return oom(d);
+	if ((n = split_urls(list, servers, 16)) <= 0) {
+		rc = sl_diag_set(d, SL_EINVAL,
+		                 "cannot open store '%s': expected nats://HOST:PORT, or up to 16"
+		                 " of them separated by commas",
+		                 s->path);
+		goto out;
+	}
+	if ((st = natsOptions_Create(&o)) != NATS_OK ||
+	    (st = natsOptions_SetServers(o, servers, n)) != NATS_OK ||
+	    (st = natsOptions_SetTimeout(o, 2000)) != NATS_OK ||
+	    (st = natsOptions_SetMaxReconnect(o, 5)) != NATS_OK ||
+	    (st = natsOptions_SetName(o, "sluice")) != NATS_OK) {
+		rc = nats_fail(s, d, st, 0, "cannot set connection options");
+		goto out;
+	}
+	if ((st = natsConnection_Connect(&s->nc, o)) != NATS_OK)
+		rc = sl_diag_set(d, SL_EIO, "cannot open store '%s': cannot connect: %s", s->path,
+		                 last_error(st));
+out:
+	natsOptions_Destroy(o);
+	free(list);
+	return rc;
+}
+
+/* Replicas for a new stream (DESIGN §11): 3 when the cluster has 3 or more nodes. */
+static int64_t replicas(struct nats_store *s)
+{
+	char **urls = NULL;
+	int i, n = 0;
+
+	if (natsConnection_GetServers(s->nc, &urls, &n) != NATS_OK)
+		return 1;
+	for (i = 0; i < n; i++)
+		free(urls[i]);
+	free(urls);
+	return n >= 3 ? 3 : 1;
+}
+
+static int add_stream(struct nats_store *s, struct sl_diag *d)
+{
+	const char *subjects[1] = {s->all};
+	jsStreamInfo *si = NULL;
+	jsStreamConfig cfg;
+	jsErrCode jerr = 0;
+	natsStatus st;
+
+	jsStreamConfig_Init(&cfg);
+	cfg.Name = s->stream;
+	cfg.Description = "sluice event log";
+	cfg.Subjects = subjects;
+	cfg.SubjectsLen = 1;
+	cfg.Storage = js_FileStorage;
+	cfg.Replicas = replicas(s);
+	cfg.Duplicates = SL_NATS_DUP_WINDOW_NS;
+	cfg.AllowDirect = true;
+	cfg.DenyPurge = true;
+	st = js_AddStream(&si, s->js, &cfg, NULL, &jerr);
+	jsStreamInfo_Destroy(si);
+	if (st == NATS_OK || jerr == JSStreamNameExistErr)
+		return 0; /* (another process created it first) */
+	return nats_fail(s, d, st, jerr, "cannot create the event stream");
+}
+
+static int find_stream(struct nats_store *s, struct sl_diag *d)
+{
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	natsStatus st = js_GetStreamInfo(&si, s->js, s->stream, NULL, &jerr);
+
+	jsStreamInfo_Destroy(si);
+	if (st == NATS_OK) {
+		s->exists = 1;
+		return 0;
+	}
+	if (st != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr)
+		return nats_fail(s, d, st, jerr, "cannot read the event stream (is JetStream on?)");
+	if (s->readonly)
+		return 0; /* an empty store: reads find nothing */
+	if (add_stream(s, d))
+		return d ? d->code : SL_EIO;
+	s->exists = 1;
+	return 0;
+}
+
+static int nats_open(struct sl_store **out, const char *path, const struct sl_store_opts *o,
+                     struct sl_diag *d)
+{
+	struct nats_store *s = calloc(1, sizeof(*s));
+	const char *space = NS_DEFAULT;
+	size_t n = strlen(space);
+	jsOptions jo;
+	natsStatus st;
+	int rc;
+
+	*out = NULL;
+	if (!s)
+		return oom(d);
+	s->path = strdup(path);
+	s->space = strdup(space);
+	s->stream = malloc(n + 8);
+	s->prefix = malloc(n + 5);
+	s->all = malloc(n + 6);
+	if (!s->path || !s->space || !s->stream || !s->prefix || !s->all) {
+		nats_close(&s->base);
+		return oom(d);
+	}
+	sprintf(s->stream, "%s_events", space);
+	sprintf(s->prefix, "%s.ev.", space);
+	sprintf(s->all, "%s.ev.>", space);
+	s->base.path = s->path;
+	s->readonly = o->readonly;
+	sl_buf_init(&s->tmp[0]);
+	sl_buf_init(&s->tmp[1]);
+	if ((rc = connect_to(s, d)))
+		goto fail;
+	jsOptions_Init(&jo);
+	jo.Wait = WAIT_MS;
+	if ((st = natsConnection_JetStream(&s->js, s->nc, &jo)) != NATS_OK) {
+		rc = nats_fail(s, d, st, 0, "cannot open a JetStream context");
+		goto fail;
+	}
+	if ((rc = find_stream(s, d)))
+		goto fail;
+	*out = &s->base;
+	return 0;
+fail:
+	nats_close(&s->base);
+	return rc;
+}
+
+/* ---- messages -------------------------------------------------------------------------- */
+
+/* A stored event read from a message: views into the message and into buf. */
+struct msg_event {
+	struct sl_event ev;
+	struct sl_buf buf; /* decoded strings, NUL-separated; offsets below */
+	size_t type, key, created, name;
+	int has_key;
+};
+
+struct body_pick {
+	struct msg_event *me;
+	int have_type, have_created;
+};
+
+static size_t keep_str(struct sl_buf *b, const char *p, size_t n)
+{
+	size_t at = b->len;
+
+	sl_buf_add(b, p, n);
+	sl_buf_addc(b, '\0');
+	return at;
+}
+
+static int is_key(const struct sl_json_member *m, const char *k)
+{
+	return m->keylen == strlen(k) && !memcmp(m->key, k, m->keylen);
+}
+
+static int pick_body(void *ud, const struct sl_json_member *m, struct sl_diag *d)
+{
+	struct body_pick *bp = ud;
+	struct msg_event *me = bp->me;
+
+	(void)d;
+	if (is_key(m, "type") && m->kind == SL_JSON_STRING) {
+		me->type = keep_str(&me->buf, m->text, m->len);
+		bp->have_type = 1;
+	} else if (is_key(m, "payload") && m->kind == SL_JSON_OBJECT) {
+		me->ev.payload = m->text, me->ev.payload_len = m->len;
+	} else if (is_key(m, "metadata") && m->kind == SL_JSON_OBJECT) {
+		me->ev.metadata = m->text, me->ev.metadata_len = m->len;
+	} else if (is_key(m, "idempotencyKey") && m->kind == SL_JSON_STRING) {
+		me->key = keep_str(&me->buf, m->text, m->len);
+		me->has_key = 1;
+	} else if (is_key(m, "createdAt") && m->kind == SL_JSON_STRING) {
+		me->created = keep_str(&me->buf, m->text, m->len);
+		bp->have_created = 1;
+	}
+	return 0;
+}
+
+static int header_int(natsMsg *m, const char *key, int64_t *v)
+{
+	const char *t = NULL;
+	char *end;
+
+	if (natsMsgHeader_Get(m, key, &t) != NATS_OK || !t)
+		return 0;
+	*v = strtoll(t, &end, 10);
+	return *t && !*end;
+}
+
+/* The stream sequence of a message from a get or a direct get. */
+static uint64_t msg_seq(natsMsg *m)
+{
+	uint64_t seq = natsMsg_GetSequence(m);
+	int64_t v;
+
+	if (!seq && header_int(m, "Nats-Sequence", &v) && v > 0)
+		seq = (uint64_t)v;
+	return seq;
+}
+
+/* Reads an event from message m (payload and metadata point into m). */
+static int msg_to_event(struct nats_store *s, natsMsg *m, struct msg_event *me, struct sl_diag *d)
+{
+	struct body_pick bp = {me, 0, 0};
+	const char *subj = natsMsg_GetSubject(m);
+	const char *data = natsMsg_GetData(m);
+	const char *hs = NULL;
+	int n = natsMsg_GetDataLength(m);
+
+	sl_buf_reset(&me->buf);
+	memset(&me->ev, 0, sizeof(me->ev));
+	me->has_key = 0;
+	/* A direct get names the subject in a header; its own subject is the reply's. */
+	if (natsMsgHeader_Get(m, "Nats-Subject", &hs) == NATS_OK && hs)
+		subj = hs;
+	if (!subj || !name_of(s, subj, &s->tmp[1]))
+		return sl_diag_set(d, SL_ECORRUPT,
+		                   "store '%s': message %llu has the subject '%s',"
+		                   " which is not one of a sluice stream",
+		                   s->path, (unsigned long long)msg_seq(m), subj ? subj : "");
+	me->name = keep_str(&me->buf, s->tmp[1].ptr, strlen(s->tmp[1].ptr));
+	if (!header_int(m, H_OFFSET, &me->ev.offset) || me->ev.offset < 1 || !data || n <= 0 ||
+	    sl_json_members(data, (size_t)n, pick_body, &bp, NULL) || !bp.have_type ||
+	    !bp.have_created || !me->ev.payload)
+		return sl_diag_set(d, SL_ECORRUPT,
+		                   "store '%s': message %llu is not a sluice event (the store is"
+		                   " damaged)",
+		                   s->path, (unsigned long long)msg_seq(m));
+	if (!sl_buf_ok(&me->buf))
+		return oom(d);
+	me->ev.position = (int64_t)msg_seq(m);
+	me->ev.stream = me->buf.ptr + me->name;
+	me->ev.type = me->buf.ptr + me->type;
+	me->ev.created_at = me->buf.ptr + me->created;
+	me->ev.key = me->has_key ? me->buf.ptr + me->key : NULL;
+	return 0;
+}
+
+/* The message at or after seq on subject (NULL: any subject of the namespace); *m is
+ * NULL when there is none. */
+static int next_msg(struct nats_store *s, const char *subject, uint64_t seq, natsMsg **m,
+                    struct sl_diag *d)
+{
+	jsDirectGetMsgOptions o;
+	natsStatus st;
+
+	*m = NULL;
+	jsDirectGetMsgOptions_Init(&o);
+	o.Sequence = seq;
+	o.NextBySubject = subject ? subject : s->all;
+	st = js_DirectGetMsg(m, s->js, s->stream, NULL, &o);
+	if (st == NATS_NOT_FOUND)
+		return 0;
+	return st == NATS_OK ? 0 : nats_fail(s, d, st, 0, "cannot read events");
+}
+
+/* ---- the state of a stream ------------------------------------------------------------- */
+
+/* A stream as the last message of its subject says it is. */
+struct sview {
+	int64_t head;      /* offset of the last event, 0: no such stream */
+	uint64_t last_seq; /* its sequence */
+	int paused;
+	char *reason;      /* owned, or NULL */
+	uint64_t meta_seq; /* sequence of the last stream/metadata-updated, or 0 */
+};
+
+static void sview_release(struct sview *v)
+{
+	free(v->reason);
+	memset(v, 0, sizeof(*v));
+}
+
+static int sview_copy(struct sview *to, const struct sview *from)
+{
+	*to = *from;
+	to->reason = from->reason ? strdup(from->reason) : NULL;
+	return !from->reason || to->reason ? 0 : SL_ENOMEM;
+}
+
+/* Decodes a JSON string value (the Sluice-Paused header). */
+static int pick_string(void *ud, const struct sl_json_member *m, struct sl_diag *d)
+{
+	char **out = ud;
+
+	(void)d;
+	if (m->kind == SL_JSON_STRING && !*out)
+		*out = strndup(m->text, m->len);
+	return 0;
+}
+
+static int state_from_msg(struct nats_store *s, natsMsg *m, struct sview *v, struct sl_diag *d)
+{
+	const char *reason = NULL;
+	int64_t meta;
+	struct sl_buf b;
+	int rc = 0;
+
+	memset(v, 0, sizeof(*v));
+	v->last_seq = msg_seq(m);
+	if (!header_int(m, H_OFFSET, &v->head) || v->head < 1)
+		return sl_diag_set(d, SL_ECORRUPT,
+		                   "store '%s': message %llu has no offset (the store is damaged)",
+		                   s->path, (unsigned long long)v->last_seq);
+	if (header_int(m, H_META, &meta))
+		v->meta_seq = meta == 0 ? v->last_seq : (uint64_t)meta;
+	if (natsMsgHeader_Get(m, H_PAUSED, &reason) != NATS_OK || !reason)
+		return 0;
+	v->paused = 1;
+	sl_buf_init(&b);
+	sl_buf_adds(&b, "{\"r\":");
+	sl_buf_adds(&b, reason);
+	sl_buf_addc(&b, '}');
+	if (!sl_buf_ok(&b) || sl_json_members(b.ptr, b.len, pick_string, &v->reason, NULL))
+		rc = sl_diag_set(d, SL_ECORRUPT, "store '%s': message %llu has a bad pause reason",
+		                 s->path, (unsigned long long)v->last_seq);
+	sl_buf_release(&b);
+	return rc;
+}
+
+/* Loads the state of the stream whose subject is subj (v->head 0: none). */
+static int load_state(struct nats_store *s, const char *subj, struct sview *v, struct sl_diag *d)
+{
+	natsMsg *m = NULL;
+	jsErrCode jerr = 0;
+	natsStatus st;
+	int rc;
+
+	memset(v, 0, sizeof(*v));
+	if (!s->exists)
+		return 0;
+	st = js_GetLastMsg(&m, s->js, s->stream, subj, NULL, &jerr);
+	if (st == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
+		return 0;
+	if (st != NATS_OK)
+		return nats_fail(s, d, st, jerr, "cannot read stream");
+	rc = state_from_msg(s, m, v, d);
+	natsMsg_Destroy(m);
+	return rc;
+}
+
+/* ---- planning an append ---------------------------------------------------------------- */
+
+struct pstream {
+	char *name, *subject;
+	struct sview plan; /* as the batch will leave it */
+	struct sview live; /* as published so far */
+};
+
+/* One message to publish. */
+struct pmsg {
+	size_t stream; /* index in the batch's streams */
+	const char *type;
+	char *payload; /* owned compact JSON */
+	size_t payload_len;
+	char *metadata; /* owned compact JSON, or NULL */
+	size_t metadata_len;
+	const char *key; /* borrowed (the event's, or one of ours in keys) */
+	int64_t offset;  /* explicit expected offset, or 0 */
+	int engine;
+	size_t result;   /* index in res of the event it answers, or (size_t)-1 */
+	uint64_t seq;    /* its sequence once published */
+	int64_t planned; /* the offset the plan gives it */
+	int64_t got;     /* its offset once published */
+	int dup;         /* JetStream answered with a stored message */
+};
+
+struct batch {
+	struct nats_store *s;
+	struct pstream *st;
+	size_t nst, cst;
+	struct pmsg *msg;
+	size_t nmsg, cmsg;
+	char **keys; /* the keys of ancestor announcements */
+	size_t nkeys;
+	char created_at[32];
+};
+
+static void batch_release(struct batch *bt)
+{
+	size_t i;
+
+	for (i = 0; i < bt->nst; i++) {
+		free(bt->st[i].name);
+		free(bt->st[i].subject);
+		sview_release(&bt->st[i].plan);
+		sview_release(&bt->st[i].live);
+	}
+	for (i = 0; i < bt->nmsg; i++) {
+		free(bt->msg[i].payload);
+		free(bt->msg[i].metadata);
+	}
+	for (i = 0; i < bt->nkeys; i++)
+		free(bt->keys[i]);
+	free(bt->st);
+	free(bt->msg);
+	free(bt->keys);
+}
+
+/* Finds `name` among the batch's streams, loading it on first use. */
+static int batch_stream(struct batch *bt, const char *name, size_t *out, struct sl_diag *d)
+{
+	struct pstream *p;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < bt->nst; i++)
+		if (!strcmp(bt->st[i].name, name)) {
+			*out = i;
+			return 0;
+		}
+	if (bt->nst == bt->cst) {
+		size_t c = bt->cst ? bt->cst * 2 : 8;
+		struct pstream *n = realloc(bt->st, c * sizeof(*n));
+		if (!n)
+			return oom(d);
+		bt->st = n, bt->cst = c;
+	}
+	p = &bt->st[bt->nst];
+	memset(p, 0, sizeof(*p));
+	subject_of(bt->s, name, &bt->s->tmp[0]);
+	sl_buf_addc(&bt->s->tmp[0], '\0');
+	if (!sl_buf_ok(&bt->s->tmp[0]) || !(p->name = strdup(name)) ||
+	    !(p->subject = strdup(bt->s->tmp[0].ptr))) {
+		free(p->name);
+		return oom(d);
+	}
+	bt->nst++;
+	if ((rc = load_state(bt->s, p->subject, &p->plan, d)) ||
+	    (rc = sview_copy(&p->live, &p->plan)))
+		return rc == SL_ENOMEM ? oom(d) : rc;
+	*out = bt->nst - 1;
+	return 0;
+}
+
+static int type_is(const char *type, const char *what)
+{
+	return !strcmp(type, what);
+}
+
+/* Copies a member's text, for the core events' effects. */
+struct member_pick {
+	const char *key;
+	enum sl_json_kind kind;
+	char *text;
+	size_t len;
+};
+
+static int pick_member(void *ud, const struct sl_json_member *m, struct sl_diag *d)
+{
+	struct member_pick *mp = ud;
+
+	if (m->kind != mp->kind || !is_key(m, mp->key))
+		return 0;
+	free(mp->text);
+	if (!(mp->text = strndup(m->text, m->len)))
+		return oom(d);
+	mp->len = m->len;
+	return 0;
+}
+
+/* Applies a core event's effect on a stream's view: pause, resume, metadata (whose
+ * message is at seq; 0 while not yet published). */
+static int apply_core(struct sview *v, const struct pmsg *p, uint64_t seq, struct sl_diag *d)
+{
+	struct member_pick mp = {"reason", SL_JSON_STRING, NULL, 0};
+	int rc;
+
+	if (type_is(p->type, "stream/metadata-updated")) {
+		v->meta_seq = seq;
+	} else if (type_is(p->type, "stream/resumed")) {
+		v->paused = 0;
+		free(v->reason);
+		v->reason = NULL;
+	} else if (type_is(p->type, "stream/paused")) {
+		if ((rc = sl_json_members(p->payload, p->payload_len, pick_member, &mp, d)))
+			return rc;
+		v->paused = 1;
+		free(v->reason);
+		v->reason = mp.text;
+	}
+	return 0;
+}
+
+static int door_refuses(const struct sview *v, const struct pmsg *p)
+{
+	return v->paused && !p->engine && !type_is(p->type, "stream/resumed") &&
+	       !type_is(p->type, "stream/error-occurred");
+}
+
+static int paused_error(const struct sview *v, struct sl_diag *d)
+{
+	return sl_diag_set(d, SL_EPAUSED, "stream paused: %s",
+	                   v->reason && *v->reason ? v->reason : "no reason given");
+}
+
+static int offset_error(const struct pstream *ps, const struct sview *v, int64_t offset,
+                        struct sl_diag *d)
+{
+	return sl_diag_set(d, SL_ECONFLICT,
+	                   "offset: expected %lld (the head of '%s' is %lld), got %lld",
+	                   (long long)v->head + 1, ps->name, (long long)v->head, (long long)offset);
+}
+
+static int key_offset_error(const char *key, int64_t used, int64_t offset, struct sl_diag *d)
+{
+	return sl_diag_set(d, SL_ECONFLICT,
+	                   "offset: idempotency key '%.*s%s' was used at offset %lld, not %lld",
+	                   SL_ECHO(key), (long long)used, (long long)offset);
+}
+
+/* Looks for a stored event of the stream with `key` by walking the stream: *offset
+ * and *seq of the hit, 0 when there is none. Only for the plans that the key decides. */
+static int scan_key(struct nats_store *s, const struct pstream *ps, const char *key,
+                    int64_t *offset, uint64_t *seq, struct sl_diag *d)
+{
+	struct msg_event me;
+	uint64_t at = 1;
+	natsMsg *m = NULL;
+	int rc = 0;
+
+	*offset = 0, *seq = 0;
+	sl_buf_init(&me.buf);
+	while (ps->live.last_seq && at <= ps->live.last_seq) {
+		if ((rc = next_msg(s, ps->subject, at, &m, d)) || !m)
+			break;
+		if ((rc = msg_to_event(s, m, &me, d)))
+			break;
+		at = msg_seq(m) + 1;
+		if (me.ev.key && !strcmp(me.ev.key, key)) {
+			*offset = me.ev.offset, *seq = msg_seq(m);
+			break;
+		}
+		natsMsg_Destroy(m);
+		m = NULL;
+	}
+	natsMsg_Destroy(m);
+	sl_buf_release(&me.buf);
+	return rc;
+}
+
+/* A key already planned in this batch for this stream: the message's index. */
+static int planned_key(const struct batch *bt, size_t stream, const char *key, size_t *at)
+{
+	size_t i;
+
+	for (i = 0; i < bt->nmsg; i++)
+		if (bt->msg[i].stream == stream && bt->msg[i].key && !strcmp(bt->msg[i].key, key)) {
+			*at = i;
+			return 1;
+		}
+	return 0;
+}
+
+static int add_msg(struct batch *bt, const struct pmsg *p, struct sl_diag *d)
+{
+	if (bt->nmsg == bt->cmsg) {
+		size_t c = bt->cmsg ? bt->cmsg * 2 : 16;
+		struct pmsg *n = realloc(bt->msg, c * sizeof(*n));
+		if (!n)
+			return oom(d);
+		bt->msg = n, bt->cmsg = c;
+	}
+	bt->msg[bt->nmsg++] = *p;
+	return 0;
+}
+
+/* Plans one event on stream `si`: its key, pause and offset checks, then the message.
+ * p's JSON texts are handed over (freed here on failure). *hit is set to the index of
+ * a planned message with the same key, or to (size_t)-2 for a stored hit (res filled). */
+static int plan_event(struct batch *bt, size_t si, struct pmsg *p, struct sl_append_result *res,
+                      size_t *hit, struct sl_diag *d)
+{
+	struct pstream *ps = &bt->st[si];
+	int64_t used;
+	uint64_t seq;
+	int rc;
+
+	*hit = (size_t)-1;
+	if (p->key && planned_key(bt, si, p->key, hit)) {
+		rc = p->offset && p->offset != bt->msg[*hit].planned
+		             ? key_offset_error(p->key, bt->msg[*hit].planned, p->offset, d)
+		             : 0;
+		goto drop;
+	}
+	if (door_refuses(&ps->plan, p) || (p->offset && p->offset != ps->plan.head + 1)) {
+		/* Refused unless the key was used before: then the stored event answers. */
+		if (p->key && (rc = scan_key(bt->s, ps, p->key, &used, &seq, d)))
+			goto drop;
+		if (p->key && seq) {
+			*hit = (size_t)-2;
+			res->offset = used, res->position = (int64_t)seq, res->duplicate = 1;
+			rc = p->offset && p->offset != used
+			             ? key_offset_error(p->key, used, p->offset, d)
+			             : 0;
+			goto drop;
+		}
+		rc = door_refuses(&ps->plan, p) ? paused_error(&ps->plan, d)
+		                                : offset_error(ps, &ps->plan, p->offset, d);
+		goto drop;
+	}
+	if ((rc = apply_core(&ps->plan, p, 0, d)))
+		goto drop;
+	p->planned = ++ps->plan.head;
+	p->stream = si;
+	return add_msg(bt, p, d);
+drop:
+	free(p->payload);
+	free(p->metadata);
+	return rc;
+}
+
+/* An engine-written event whose payload is {"<field>": "<value>"}. */
+static int plan_engine_event(struct batch *bt, size_t si, const char *type, const char *field,
+                             const char *value, const char *key, struct sl_diag *d)
+{
+	struct pmsg p = {0, type, NULL, 0, NULL, 0, key, 0, 1, (size_t)-1, 0, 0, 0, 0};
+	struct sl_append_result res;
+	struct sl_buf b;
+	size_t hit;
+
+	sl_buf_init(&b);
+	sl_buf_addf(&b, "{\"%s\":", field);
+	sl_buf_addjstr(&b, value, strlen(value));
+	sl_buf_addc(&b, '}');
+	if (!sl_buf_ok(&b)) {
+		sl_buf_release(&b);
+		return oom(d);
+	}
+	p.payload = sl_buf_detach(&b, &p.payload_len);
+	return plan_event(bt, si, &p, &res, &hit, d);
+}
+
+static int keep_key(struct batch *bt, const char *name, const char **out, struct sl_diag *d)
+{
+	char **n = realloc(bt->keys, (bt->nkeys + 1) * sizeof(*n));
+	char *k = malloc(strlen(name) + 32);
+
+	if (!n || !k) {
+		if (n)
+			bt->keys = n;
+		free(k);
+		return oom(d);
+	}
+	bt->keys = n;
+	sprintf(k, "child-stream-created:%s", name);
+	*out = bt->keys[bt->nkeys++] = k;
+	return 0;
+}
+
+/* Plans stream `name` (and its missing ancestors, top down): its stream/created and
+ * one stream/child-stream-created on each ancestor, as the SQLite backend writes them. */
+static int plan_create(struct batch *bt, const char *name, size_t *out, struct sl_diag *d)
+{
+	char *anc = strdup(name), *slash;
+	const char *key;
+	size_t parent;
+	int rc = 0;
+
+	if (!anc)
+		return oom(d);
+	if ((slash = strrchr(anc, '/'))) {
+		*slash = '\0';
+		if ((rc = batch_stream(bt, anc, &parent, d)) ||
+		    (!bt->st[parent].plan.head && (rc = plan_create(bt, anc, &parent, d))))
+			goto out;
+	}
+	if ((rc = batch_stream(bt, name, out, d)) ||
+	    (rc = plan_engine_event(bt, *out, "stream/created", "path", name, NULL, d)) ||
+	    (rc = keep_key(bt, name, &key, d)))
+		goto out;
+	strcpy(anc, name);
+	while ((slash = strrchr(anc, '/'))) {
+		*slash = '\0';
+		if ((rc = batch_stream(bt, anc, &parent, d)) ||
+		    (rc = plan_engine_event(bt, parent, "stream/child-stream-created", "childPath",
+		                            name, key, d)))
+			goto out;
+	}
+out:
+	free(anc);
+	return rc;
+}
+
+static char *compact_copy(const char *p, size_t n, size_t *outlen, struct sl_buf *b)
+{
+	const char *c = sl_store_compact(p, n, outlen, b);
+
+	return c ? strndup(c, *outlen) : NULL;
+}
+
+/* Plans every event of the batch; res[i].position is filled in once published. */
+static int plan_batch(struct batch *bt, const struct sl_event_in *ev, size_t n,
+                      struct sl_append_result *res, size_t *failed, struct sl_diag *d)
+{
+	struct nats_store *s = bt->s;
+	size_t i, si, hit;
+	int rc;
+
+	for (i = 0; i < n; i++) {
+		struct pmsg p = {0, ev[i].type, NULL, 0, NULL, 0, ev[i].key, ev[i].offset,
+		                 0, i,          0,    0, 0,    0};
+		*failed = i;
+		res[i].duplicate = 0;
+		if ((rc = batch_stream(bt, ev[i].stream, &si, d)) ||
+		    (!bt->st[si].plan.head && (rc = plan_create(bt, ev[i].stream, &si, d))))
+			return rc;
+		p.payload = ev[i].payload ? compact_copy(ev[i].payload, ev[i].payload_len,
+		                                         &p.payload_len, &s->tmp[0])
+		                          : strdup("{}");
+		p.payload_len = ev[i].payload ? p.payload_len : 2;
+		if (ev[i].metadata)
+			p.metadata = compact_copy(ev[i].metadata, ev[i].metadata_len,
+			                          &p.metadata_len, &s->tmp[0]);
+		if (!p.payload || (ev[i].metadata && !p.metadata)) {
+			free(p.payload);
+			free(p.metadata);
+			return oom(d);
+		}
+		if ((rc = plan_event(bt, si, &p, &res[i], &hit, d)))
+			return rc;
+		if (hit != (size_t)-1 && hit != (size_t)-2)
+			res[i].duplicate = 1,
+			res[i].offset = -(int64_t)hit - 1; /* resolved later */
+	}
+	return 0;
+}
+
+/* ---- publishing ------------------------------------------------------------------------ */
+
+static void body_of(const struct batch *bt, const struct pmsg *p, struct sl_buf *b)
+{
+	sl_buf_reset(b);
+	sl_buf_adds(b, "{\"type\":");
+	sl_buf_addjstr(b, p->type, strlen(p->type));
+	sl_buf_adds(b, ",\"payload\":");
+	sl_buf_add(b, p->payload, p->payload_len);
+	if (p->metadata) {
+		sl_buf_adds(b, ",\"metadata\":");
+		sl_buf_add(b, p->metadata, p->metadata_len);
+	}
+	if (p->key) {
+		sl_buf_adds(b, ",\"idempotencyKey\":");
+		sl_buf_addjstr(b, p->key, strlen(p->key));
+	}
+	sl_buf_adds(b, ",\"createdAt\":\"");
+	sl_buf_adds(b, bt->created_at);
+	sl_buf_adds(b, "\"}");
+}
+
+/* The headers of p: its offset and the stream's state after it. */
+static natsStatus set_headers(natsMsg *m, const struct pmsg *p, const struct sview *after,
+                              int64_t offset, struct sl_buf *b)
+{
+	char num[32];
+	natsStatus st;
+
+	snprintf(num, sizeof(num), "%lld", (long long)offset);
+	if ((st = natsMsgHeader_Set(m, H_OFFSET, num)) != NATS_OK)
+		return st;
+	if (after->paused) {
+		sl_buf_reset(b);
+		sl_buf_addjstr(b, after->reason ? after->reason : "",
+		               after->reason ? strlen(after->reason) : 0);
+		sl_buf_addc(b, '\0');
+		if (!sl_buf_ok(b))
+			return NATS_NO_MEMORY;
+		if ((st = natsMsgHeader_Set(m, H_PAUSED, b->ptr)) != NATS_OK)
+			return st;
+	}
+	if (type_is(p->type, "stream/metadata-updated") || after->meta_seq) {
+		snprintf(num, sizeof(num), "%llu",
+		         type_is(p->type, "stream/metadata-updated")
+		                 ? 0ull
+		                 : (unsigned long long)after->meta_seq);
+		if ((st = natsMsgHeader_Set(m, H_META, num)) != NATS_OK)
+			return st;
+	}
+	return NATS_OK;
+}
+
+/* Reads the offset of the stored message a duplicate ack points at. */
+static int dup_offset(struct nats_store *s, const struct pmsg *p, uint64_t seq, int64_t *offset,
+                      struct sl_diag *d)
+{
+	natsMsg *m = NULL;
+	jsErrCode jerr = 0;
+	natsStatus st = js_GetMsg(&m, s->js, s->stream, seq, NULL, &jerr);
+	int ok;
+
+	if (st == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
+		return sl_diag_set(
+			d, SL_ECONFLICT,
+			"idempotencyKey: '%.*s%s' belongs to an append that was taken back;"
+			" use another key, or retry after the duplicate window (%lld s)",
+			SL_ECHO(p->key), SL_NATS_DUP_WINDOW_NS / 1000000000LL);
+	if (st != NATS_OK)
+		return nats_fail(s, d, st, jerr, "cannot read event");
+	ok = header_int(m, H_OFFSET, offset);
+	natsMsg_Destroy(m);
+	return ok ? 0
+	          : sl_diag_set(d, SL_ECORRUPT, "store '%s': message %llu has no offset", s->path,
+	                        (unsigned long long)seq);
+}
+
+/* What a refused publish means for the user. */
+static int publish_error(struct nats_store *s, const struct pstream *ps, natsStatus st,
+                         jsErrCode jerr, struct sl_diag *d)
+{
+	if (jerr == JSStreamWrongLastSequenceErr)
+		return sl_diag_set(
+			d, SL_ECONFLICT,
+			"store '%s': stream '%s' was appended to by another writer at the"
+			" same time; try again",
+			s->path, ps->name);
+	return nats_fail(s, d, st, jerr, "cannot append");
+}
+
+/* Publishes message i with the compare-and-set on its subject's last sequence. */
+static int publish_one(struct batch *bt, struct pmsg *p, struct sl_diag *d)
+{
+	struct nats_store *s = bt->s;
+	struct pstream *ps = &bt->st[p->stream];
+	struct sview after;
+	jsPubOptions po;
+	jsPubAck *ack = NULL;
+	jsErrCode jerr = 0;
+	natsMsg *m = NULL;
+	natsStatus st;
+	int rc = 0;
+
+	if (door_refuses(&ps->live, p))
+		return paused_error(&ps->live, d);
+	if (p->offset && p->offset != ps->live.head + 1)
+		return offset_error(ps, &ps->live, p->offset, d);
+	if (sview_copy(&after, &ps->live) || (rc = apply_core(&after, p, 0, d))) {
+		sview_release(&after);
+		return rc ? rc : oom(d);
+	}
+	body_of(bt, p, &s->tmp[0]);
+	if (!sl_buf_ok(&s->tmp[0])) {
+		rc = oom(d);
+		goto out;
+	}
+	jsPubOptions_Init(&po);
+	po.ExpectLastSubjectSeq = ps->live.last_seq;
+	po.ExpectNoMessage = ps->live.last_seq == 0;
+	if ((st = natsMsg_Create(&m, ps->subject, NULL, s->tmp[0].ptr, (int)s->tmp[0].len)) !=
+	            NATS_OK ||
+	    (st = set_headers(m, p, &after, ps->live.head + 1, &s->tmp[1])) != NATS_OK) {
+		rc = nats_fail(s, d, st, 0, "cannot build message");
+		goto out;
+	}
+	if (p->key) { /* "<stream>|<key as JSON>": a stream name has no '|' */
+		sl_buf_reset(&s->tmp[1]);
+		sl_buf_adds(&s->tmp[1], ps->name);
+		sl_buf_addc(&s->tmp[1], '|');
+		sl_buf_addjstr(&s->tmp[1], p->key, strlen(p->key));
+		sl_buf_addc(&s->tmp[1], '\0');
+		if (!sl_buf_ok(&s->tmp[1])) {
+			rc = oom(d);
+			goto out;
+		}
+		po.MsgId = s->tmp[1].ptr;
+	}
+	if ((st = js_PublishMsg(&ack, s->js, m, &po, &jerr)) != NATS_OK) {
+		rc = publish_error(s, ps, st, jerr, d);
+		goto out;
+	}
+	p->seq = ack->Sequence;
+	if (ack->Duplicate) {
+		p->dup = 1;
+		if ((rc = dup_offset(s, p, p->seq, &p->got, d)))
+			goto out;
+		if (p->offset && p->offset != p->got)
+			rc = key_offset_error(p->key, p->got, p->offset, d);
+		goto out;
+	}
+	s->commits++;
+	p->got = ps->live.head + 1;
+	if (type_is(p->type, "stream/metadata-updated"))
+		after.meta_seq = p->seq;
+	after.head = p->got;
+	after.last_seq = p->seq;
+	sview_release(&ps->live);
+	ps->live = after;
+	memset(&after, 0, sizeof(after));
+out:
+	sview_release(&after);
+	jsPubAck_Destroy(ack);
+	natsMsg_Destroy(m);
+	return rc;
+}
+
+/* Takes back the messages of a failed call, newest first, while each is still the last
+ * of its subject. Returns how many could not be taken back. */
+static size_t take_back(struct batch *bt, size_t upto)
+{
+	struct nats_store *s = bt->s;
+	struct sview v;
+	size_t i = upto, left = 0;
+
+	while (i-- > 0) {
+		struct pmsg *p = &bt->msg[i];
+		if (!p->seq || p->dup)
+			continue;
+		if (left || load_state(s, bt->st[p->stream].subject, &v, NULL) ||
+		    v.last_seq != p->seq ||
+		    js_DeleteMsg(s->js, s->stream, p->seq, NULL, NULL) != NATS_OK)
+			left++;
+		sview_release(&v);
+	}
+	return left;
+}
+
+static int publish_batch(struct batch *bt, struct sl_append_result *res, size_t n, size_t *failed,
+                         struct sl_diag *d)
+{
+	size_t i, left;
+	int rc = 0;
+
+	for (i = 0; i < bt->nmsg && !rc; i++)
+		if ((rc = publish_one(bt, &bt->msg[i], d)) && bt->msg[i].result != (size_t)-1)
+			*failed = bt->msg[i].result;
+	if (rc) {
+		if ((left = take_back(bt, i)))
+			sl_diag_prefix(
+				d,
+				"%zu event(s) of this batch were written and could not be taken"
+				" back",
+				left);
+		return rc;
+	}
+	for (i = 0; i < bt->nmsg; i++) {
+		struct pmsg *p = &bt->msg[i];
+		if (p->result == (size_t)-1)
+			continue;
+		res[p->result].offset = p->got;
+		res[p->result].position = (int64_t)p->seq;
+		res[p->result].duplicate = p->dup;
+	}
+	for (i = 0; i < n; i++) /* keys repeated within the batch */
+		if (res[i].duplicate && res[i].offset < 0) {
+			struct pmsg *p = &bt->msg[(size_t)(-res[i].offset - 1)];
+			res[i].offset = p->got;
+			res[i].position = (int64_t)p->seq;
+		}
+	return 0;
+}
+
+static int nats_append(struct sl_store *base, const struct sl_event_in *ev, size_t n,
+                       struct sl_append_result *res, size_t *failed, struct sl_diag *d)
+{
+	struct batch bt;
+	int rc;
+
+	memset(&bt, 0, sizeof(bt));
+	bt.s = ns(base);
+	if (bt.s->readonly)
+		return sl_diag_set(d, SL_EINVAL, "store '%s': opened read-only", bt.s->path);
+	sl_store_now(bt.created_at, sizeof(bt.created_at));
+	if (!(rc = plan_batch(&bt, ev, n, res, failed, d)))
+		rc = publish_batch(&bt, res, n, failed, d);
+	batch_release(&bt);
+	return rc;
+}
+
+/* ---- reading the log ------------------------------------------------------------------- */
+
+/* Calls fn for the messages of subject (NULL: all) from sequence `at`, up to `last`
+ * (0: no bound), at most limit events with offset >= from (limit <= 0: all). */
+static int walk(struct nats_store *s, const char *subject, uint64_t at, uint64_t last, int64_t from,
+                int64_t limit, sl_event_fn fn, void *ud, struct sl_diag *d)
+{
+	struct msg_event me;
+	natsMsg *m = NULL;
+	int64_t given = 0;
+	int rc = 0;
+
+	sl_buf_init(&me.buf);
+	while (!last || at <= last) {
+		if ((rc = next_msg(s, subject, at, &m, d)) || !m)
+			break;
+		at = msg_seq(m) + 1;
+		if ((rc = msg_to_event(s, m, &me, d)))
+			break;
+		if (me.ev.offset >= from) {
+			if ((rc = fn(ud, &me.ev))) {
+				rc = rc < 0 ? rc : 0;
+				break;
+			}
+			if (limit > 0 && ++given >= limit)
+				break;
+		}
+		natsMsg_Destroy(m);
+		m = NULL;
+	}
+	natsMsg_Destroy(m);
+	sl_buf_release(&me.buf);
+	return rc;
+}
+
+/* The first sequence of subject whose event has offset >= from, by bisection over
+ * [1, v->last_seq] with "next message at or after" reads. */
+static int seek_offset(struct nats_store *s, const char *subject, const struct sview *v,
+                       int64_t from, uint64_t *seq, struct sl_diag *d)
+{
+	uint64_t lo = 1, hi = v->last_seq;
+	natsMsg *m = NULL;
+	int64_t off;
+	int rc;
+
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo) / 2, got;
+		if ((rc = next_msg(s, subject, mid, &m, d)))
+			return rc;
+		if (!m || !header_int(m, H_OFFSET, &off))
+			break;
+		got = msg_seq(m);
+		natsMsg_Destroy(m);
+		m = NULL;
+		if (off >= from)
+			hi = mid;
+		else
+			lo = got + 1;
+	}
+	natsMsg_Destroy(m);
+	*seq = lo;
+	return 0;
+}
+
+static int nats_read(struct sl_store *base, const char *stream, int64_t from, int64_t limit,
+                     const char *type, sl_event_fn fn, void *ud, struct sl_diag *d)
+{
+	struct nats_store *s = ns(base);
+	struct sview v;
+	uint64_t at = 1;
+	char *subject;
+	int rc;
+
+	(void)type; /* sl_store.c filters (the backend is asked for every event) */
+	subject_of(s, stream, &s->tmp[0]);
+	sl_buf_addc(&s->tmp[0], '\0');
+	if (!sl_buf_ok(&s->tmp[0]) || !(subject = strdup(s->tmp[0].ptr)))
+		return oom(d);
+	if (!(rc = load_state(s, subject, &v, d)) && v.head >= from &&
+	    (from <= 1 || !(rc = seek_offset(s, subject, &v, from, &at, d))))
+		rc = walk(s, subject, at, v.last_seq, from, limit, fn, ud, d);
+	sview_release(&v);
+	free(subject);
+	return rc;
+}
+
+static int nats_read_all(struct sl_store *base, int64_t from, int64_t limit, sl_event_fn fn,
+                         void *ud, struct sl_diag *d)
+{
+	struct nats_store *s = ns(base);
+
+	if (!s->exists)
+		return 0;
+	return walk(s, NULL, from < 1 ? 1 : (uint64_t)from, 0, 0, limit, fn, ud, d);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The metadata of a stream: the metadata member of the stream/metadata-updated at seq,
+ * compacted into b, or "{}". */
+static int stream_metadata(struct nats_store *s, uint64_t seq, struct sl_buf *b, struct sl_diag *d)
+{
+	struct member_pick mp = {"metadata", SL_JSON_OBJECT, NULL, 0};
+	struct member_pick pl = {"payload", SL_JSON_OBJECT, NULL, 0};
+	natsMsg *m = NULL;
+	jsErrCode jerr = 0;
+	natsStatus st;
+	const char *data;
+	size_t n;
+	int rc;
+
+	sl_buf_reset(b);
+	if (!seq) {
+		sl_buf_adds(b, "{}");
+		sl_buf_addc(b, '\0');
+		return sl_buf_ok(b) ? 0 : oom(d);
+	}
+	if ((st = js_GetMsg(&m, s->js, s->stream, seq, NULL, &jerr)) != NATS_OK)
+		return nats_fail(s, d, st, jerr, "cannot read stream metadata");
+	data = natsMsg_GetData(m);
+	rc = sl_json_members(data, (size_t)natsMsg_GetDataLength(m), pick_member, &pl, d);
+	if (!rc && pl.text)
+		rc = sl_json_members(pl.text, pl.len, pick_member, &mp, d);
+	natsMsg_Destroy(m);
+	free(pl.text);
+	if (!rc) {
+		const char *c = mp.text ? sl_store_compact(mp.text, mp.len, &n, &s->tmp[1]) : "{}";
+		if (!mp.text)
+			n = 2;
+		sl_buf_add(b, c, n);
+		sl_buf_addc(b, '\0');
+		rc = c && sl_buf_ok(b) ? 0 : oom(d);
+	}
+	free(mp.text);
+	return rc;
+}
+
+/* The sluice names of every subject in the namespace, sorted. */
+static int list_names(struct nats_store *s, char ***out, size_t *count, struct sl_diag *d)
+{
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	jsOptions o;
+	natsStatus st;
+	char **names;
+	size_t n = 0;
+	int i, total;
+
+	*out = NULL, *count = 0;
+	jsOptions_Init(&o);
+	o.Stream.Info.SubjectsFilter = s->all;
+	if ((st = js_GetStreamInfo(&si, s->js, s->stream, &o, &jerr)) != NATS_OK)
+		return nats_fail(s, d, st, jerr, "cannot list streams");
+	total = si->State.Subjects ? si->State.Subjects->Count : 0;
+	if (!(names = calloc((size_t)total + 1, sizeof(*names)))) {
+		jsStreamInfo_Destroy(si);
+		return oom(d);
+	}
+	for (i = 0; i < total; i++)
+		if (name_of(s, si->State.Subjects->List[i].Subject, &s->tmp[0]) &&
+		    !(names[n++] = strdup(s->tmp[0].ptr)))
+			break;
+	jsStreamInfo_Destroy(si);
+	if (i < total) {
+		while (n)
+			free(names[--n]);
+		free(names);
+		return oom(d);
+	}
+	qsort(names, n, sizeof(*names), cmp_str);
+	*out = names, *count = n;
+	return 0;
+}
+
+static int under_prefix(const char *name, const char *prefix)
+{
+	size_t n = prefix ? strlen(prefix) : 0;
+
+	return !n || (!strncmp(name, prefix, n) && (name[n] == '\0' || name[n] == '/'));
+}
+
+static int nats_streams(struct sl_store *base, const char *prefix, sl_stream_fn fn, void *ud,
+                        struct sl_diag *d)
+{
+	struct nats_store *s = ns(base);
+	struct sl_stream_info info;
+	struct sl_buf subj, meta;
+	struct sview v;
+	char **names = NULL;
+	size_t i, n = 0;
+	int rc = 0;
+
+	if (!s->exists)
+		return 0;
+	if ((rc = list_names(s, &names, &n, d)))
+		return rc;
+	sl_buf_init(&subj);
+	sl_buf_init(&meta);
+	memset(&v, 0, sizeof(v));
+	for (i = 0; i < n && !rc; i++) {
+		if (!under_prefix(names[i], prefix))
+			continue;
+		subject_of(s, names[i], &subj);
+		sl_buf_addc(&subj, '\0');
+		if (!sl_buf_ok(&subj)) {
+			rc = oom(d);
+			break;
+		}
+		if ((rc = load_state(s, subj.ptr, &v, d)) ||
+		    (rc = stream_metadata(s, v.meta_seq, &meta, d)))
+			break;
+		info.stream = names[i];
+		info.head = v.head;
+		info.paused = v.paused;
+		info.pause_reason = v.reason;
+		info.metadata = meta.ptr;
+		if ((rc = fn(ud, &info)))
+			rc = rc < 0 ? rc : 1;
+		sview_release(&v);
+	}
+	sview_release(&v);
+	for (i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	sl_buf_release(&subj);
+	sl_buf_release(&meta);
+	return rc > 0 ? 0 : rc;
+}
+
+static int nats_head_position(struct sl_store *base, int64_t *pos, struct sl_diag *d)
+{
+	struct nats_store *s = ns(base);
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	natsStatus st;
+
+	*pos = 0;
+	if (!s->exists)
+		return 0;
+	if ((st = js_GetStreamInfo(&si, s->js, s->stream, NULL, &jerr)) != NATS_OK)
+		return nats_fail(s, d, st, jerr, "cannot read head position");
+	*pos = (int64_t)si->State.LastSeq;
+	jsStreamInfo_Destroy(si);
+	return 0;
+}
+
+static int nats_data_version(struct sl_store *base, int64_t *v, struct sl_diag *d)
+{
+	int64_t pos;
+	int rc = nats_head_position(base, &pos, d);
+
+	/* The stream's last sequence, which any writer's append moves, and this
+	 * connection's own appends (as the SQLite backend combines them). */
+	*v = rc ? 0 : (int64_t)((uint64_t)ns(base)->commits << 32 ^ (uint64_t)pos);
+	return rc;
+}
+
+/* ---- leases: one key per processor in the bucket "<ns>_leases" --------------------------
+ *
+ * The value is {"owner":..,"epoch":..,"expiresAt":..}; every change is a
+ * compare-and-set on the key's revision (kvStore_Create for the first, kvStore_Update
+ * after), so two runners racing for a lease cannot both win: the loser reads the row
+ * again and finds the winner. Times are the local clock (sl_store_now_ms), as on SQLite.
+ */
+
+#define LEASE_TRIES 8
+
+/* Opens (creating when writing) the lease bucket; *none is 1 when reading finds none. */
+static int lease_bucket(struct nats_store *s, int create, int *none, struct sl_diag *d)
+{
+	char name[64];
+	kvConfig cfg;
+	natsStatus st;
+
+	*none = 0;
+	if (s->leases)
+		return 0;
+	snprintf(name, sizeof(name), "%s_leases", s->space);
+	if ((st = js_KeyValue(&s->leases, s->js, name)) == NATS_OK)
+		return 0;
+	s->leases = NULL;
+	if (!create) {
+		*none = 1;
+		return 0;
+	}
+	kvConfig_Init(&cfg);
+	cfg.Bucket = name;
+	cfg.Description = "sluice leases";
+	cfg.History = 1;
+	cfg.StorageType = js_FileStorage;
+	cfg.Replicas = (int)replicas(s);
+	if ((st = js_CreateKeyValue(&s->leases, s->js, &cfg)) != NATS_OK) {
+		s->leases = NULL;
+		return nats_fail(s, d, st, 0, "cannot create the lease bucket");
+	}
+	return 0;
+}
+
+/* The bucket key of processor proc: its bytes, those outside [A-Za-z0-9_-] as =XX
+ * (a key may hold [-/_=.A-Za-z0-9], so this is one-to-one). */
+static void lease_key(const char *proc, struct sl_buf *b)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	sl_buf_reset(b);
+	for (; *proc; proc++) {
+		unsigned char c = (unsigned char)*proc;
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		    c == '_' || c == '-') {
+			sl_buf_addc(b, (char)c);
+		} else {
+			sl_buf_addc(b, '=');
+			sl_buf_addc(b, hex[c >> 4]);
+			sl_buf_addc(b, hex[c & 15]);
+		}
+	}
+	sl_buf_addc(b, '\0');
+}
+
+static int pick_lease(void *ud, const struct sl_json_member *m, struct sl_diag *d)
+{
+	struct sl_lease *l = ud;
+
+	(void)d;
+	if (is_key(m, "owner") && m->kind == SL_JSON_STRING && m->len < sizeof(l->owner)) {
+		memcpy(l->owner, m->text, m->len);
+		l->owner[m->len] = '\0';
+	} else if (is_key(m, "epoch") && m->kind == SL_JSON_INTEGER) {
+		l->epoch = m->integer;
+	} else if (is_key(m, "expiresAt") && m->kind == SL_JSON_INTEGER) {
+		l->expires_at = m->integer;
+	}
+	return 0;
+}
+
+/* Reads the lease row of key: *rev 0 (and l zeroed) when there is none. */
+static int lease_read(struct nats_store *s, const char *key, struct sl_lease *l, uint64_t *rev,
+                      struct sl_diag *d)
+{
+	kvEntry *e = NULL;
+	natsStatus st;
+	int rc = 0;
+
+	memset(l, 0, sizeof(*l));
+	*rev = 0;
+	st = kvStore_Get(&e, s->leases, key);
+	if (st == NATS_NOT_FOUND)
+		return 0;
+	if (st != NATS_OK)
+		return nats_fail(s, d, st, 0, "cannot read lease");
+	if (kvEntry_Operation(e) == kvOp_Put) {
+		*rev = kvEntry_Revision(e);
+		if (sl_json_members(kvEntry_Value(e), (size_t)kvEntry_ValueLen(e), pick_lease, l,
+		                    NULL))
+			rc = sl_diag_set(d, SL_ECORRUPT, "store '%s': the lease of '%s' is damaged",
+			                 s->path, key);
+	}
+	kvEntry_Destroy(e);
+	return rc;
+}
+
+/* Writes row l at key if the key is still at revision rev (0: absent); *lost is 1
+ * when another writer changed it first. */
+static int lease_write(struct nats_store *s, const char *key, const struct sl_lease *l,
+                       uint64_t rev, int *lost, struct sl_diag *d)
+{
+	struct sl_buf b;
+	natsStatus st;
+	int rc = 0;
+
+	*lost = 0;
+	sl_buf_init(&b);
+	sl_buf_adds(&b, "{\"owner\":");
+	sl_buf_addjstr(&b, l->owner, strlen(l->owner));
+	sl_buf_addf(&b, ",\"epoch\":%lld,\"expiresAt\":%lld}", (long long)l->epoch,
+	            (long long)l->expires_at);
+	if (!sl_buf_ok(&b)) {
+		sl_buf_release(&b);
+		return oom(d);
+	}
+	st = rev ? kvStore_Update(NULL, s->leases, key, b.ptr, (int)b.len, rev)
+	         : kvStore_Create(NULL, s->leases, key, b.ptr, (int)b.len);
+	sl_buf_release(&b);
+	if (st != NATS_OK) {
+		/* The compare-and-set failed, or the write did: reading again tells. */
+		struct sl_lease now;
+		uint64_t r;
+		if ((rc = lease_read(s, key, &now, &r, d)) == 0 && r == rev)
+			rc = nats_fail(s, d, st, 0, "cannot write lease");
+		*lost = rc == 0;
+	}
+	return rc;
+}
+
+static int nats_lease_acquire(struct sl_store *base, const char *proc, const char *owner,
+                              int64_t ttl_ms, struct sl_lease *out, struct sl_diag *d)
+{
+	struct nats_store *s = ns(base);
+	struct sl_lease l;
+	uint64_t rev;
+	int rc, none, lost = 1, tries;
+
+	memset(out, 0, sizeof(*out));
+	if (s->readonly)
+		return sl_diag_set(d, SL_EINVAL, "store '%s': opened read-only", s->path);
+	if ((rc = lease_bucket(s, 1, &none, d)))
+		return rc;
+	lease_key(proc, &s->tmp[0]);
+	if (!sl_buf_ok(&s->tmp[0]))
+		return oom(d);
+	for (tries = 0; lost && tries < LEASE_TRIES; tries++) {
+		int64_t now = sl_store_now_ms();
+		int mine;
+		if ((rc = lease_read(s, s->tmp[0].ptr, &l, &rev, d)))
+			return rc;
+		mine = rev && !strcmp(l.owner, owner);
+		if (rev && *l.owner && !mine && l.expires_at > now) {
+			*out = l; /* a live runner holds it */
+			return 0;
+		}
+		if (!mine)
+			l.epoch++; /* it changes hands: fence off the previous holder */
+		l.expires_at = now + ttl_ms;
+		snprintf(l.owner, sizeof(l.owner), "%s", owner);
+		if ((rc = lease_write(s, s->tmp[0].ptr, &l, rev, &lost, d)))
+			return rc;
+	}
+	if (lost)
+		return sl_diag_set(d, SL_EBUSY,
+		                   "store '%s': the lease of '%s' changed %d times while it was"
+		                   " being taken",
+		                   s->path, proc, LEASE_TRIES);
+	*out = l;
+	return 0;
+}
+
+static int nats_lease_release(struct sl_store *base, const char *proc, const char *owner,
+                              struct sl_diag *d)
+{
+	struct nats_store *s = ns(base);
+	struct sl_lease l;
+	uint64_t rev;
+	int rc, none, lost = 1, tries;
+
+	if (s->readonly)
+		return sl_diag_set(d, SL_EINVAL, "store '%s': opened read-only", s->path);
+	if ((rc = lease_bucket(s, 0, &none, d)) || none)
+		return rc;
+	lease_key(proc, &s->tmp[0]);
+	if (!sl_buf_ok(&s->tmp[0]))
+		return oom(d);
+	for (tries = 0; lost && tries < LEASE_TRIES; tries++) {
+		if ((rc = lease_read(s, s->tmp[0].ptr, &l, &rev, d)) || !rev ||
+		    strcmp(l.owner, owner))
+			return rc; /* not owner's: nothing to do */
+		l.owner[0] = '\0';
+		l.expires_at = 0;
+		if ((rc = lease_write(s, s->tmp[0].ptr, &l, rev, &lost, d)))
+			return rc;
+	}
+	return lost ? sl_diag_set(d, SL_EBUSY, "store '%s': cannot release the lease of '%s'",
+	                          s->path, proc)
+	            : 0;
+}
+
+static int nats_lease_get(struct sl_store *base, const char *proc, struct sl_lease *out, int *found,
+                          struct sl_diag *d)
+{
+	struct nats_store *s = ns(base);
+	uint64_t rev;
+	int rc, none;
+
+	memset(out, 0, sizeof(*out));
+	*found = 0;
+	if ((rc = lease_bucket(s, 0, &none, d)) || none)
+		return rc;
+	lease_key(proc, &s->tmp[0]);
+	if (!sl_buf_ok(&s->tmp[0]))
+		return oom(d);
+	if ((rc = lease_read(s, s->tmp[0].ptr, out, &rev, d)))
+		return rc;
+	*found = rev != 0;
+	return 0;
+}
+
+/* ---- verify: a walk over the log in position order ---------------------------------- */
+
+struct vstream {
+	char *name;
+	int64_t head; /* the offset of the subject's last message */
+	int64_t next; /* the offset that must come next */
+	int64_t last_pos;
+};
+
+struct vwalk {
+	struct nats_store *s;
+	sl_problem_fn fn;
+	void *ud;
+	struct sl_store_verify_summary *sum;
+	struct vstream *st;
+	size_t n;
+	char msg[512];
+};
+
+static void vproblem(struct sl_store_problem *p, const char *what, const char *stream)
+{
+	memset(p, 0, sizeof(*p));
+	p->problem = what;
+	p->stream = stream;
+	p->offset = p->to = p->position = p->head = -1;
+}
+
+static int vreport(struct vwalk *w, struct sl_store_problem *p)
+{
+	w->sum->problems++;
+	p->message = w->msg;
+	return w->fn ? w->fn(w->ud, p) : 0;
+}
+
+static int cmp_vstream(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, ((const struct vstream *)b)->name);
+}
+
+/* Checks one event against what came before it on its stream. */
+static int vevent(struct vwalk *w, const struct sl_event *ev)
+{
+	const char *name = ev->stream;
+	struct vstream *vs = bsearch(&name, w->st, w->n, sizeof(*w->st), cmp_vstream);
+	int created = type_is(ev->type, "stream/created"), rc;
+	struct sl_store_problem p;
+
+	w->sum->events++;
+	if (!vs)
+		return 0; /* a stream that appeared after the streams were listed */
+	if (ev->offset < vs->next) {
+		vproblem(&p, "position-order", vs->name);
+		p.offset = ev->offset, p.position = ev->position;
+		snprintf(
+			w->msg, sizeof(w->msg),
+			"stream '%s': the event at offset %lld has position %lld, after offset %lld"
+			" (position %lld)",
+			vs->name, (long long)ev->offset, (long long)ev->position,
+			(long long)vs->next - 1, (long long)vs->last_pos);
+		return vreport(w, &p);
+	}
+	if (ev->offset > vs->next) {
+		vproblem(&p, "missing-offsets", vs->name);
+		p.offset = vs->next, p.to = ev->offset - 1;
+		if (p.offset == p.to)
+			snprintf(w->msg, sizeof(w->msg), "stream '%s' has no event at offset %lld",
+			         vs->name, (long long)p.offset);
+		else
+			snprintf(w->msg, sizeof(w->msg),
+			         "stream '%s' has no events at offsets %lld to %lld", vs->name,
+			         (long long)p.offset, (long long)p.to);
+		if ((rc = vreport(w, &p)))
+			return rc;
+	}
+	vs->next = ev->offset + 1;
+	vs->last_pos = ev->position;
+	if ((ev->offset == 1) == created)
+		return 0;
+	vproblem(&p, ev->offset == 1 ? "bad-first-event" : "extra-created", vs->name);
+	p.offset = ev->offset, p.position = ev->position;
+	snprintf(w->msg, sizeof(w->msg),
+	         ev->offset == 1 ? "stream '%s' does not begin with stream/created"
+	                         : "stream '%s' has a second stream/created, at offset %lld",
+	         vs->name, (long long)ev->offset);
+	return vreport(w, &p);
+}
+
+/* Lists the streams with their heads, taken after `upto` was read (so every event at
+ * or below it belongs to a listed stream). */
+static int vlist(struct vwalk *w, struct sl_diag *d)
+{
+	struct sl_buf subj;
+	struct sview v;
+	char **names;
+	size_t i, n;
+	int rc;
+
+	if ((rc = list_names(w->s, &names, &n, d)))
+		return rc;
+	if (!(w->st = calloc(n + 1, sizeof(*w->st)))) {
+		for (i = 0; i < n; i++)
+			free(names[i]);
+		free(names);
+		return oom(d);
+	}
+	sl_buf_init(&subj);
+	for (i = 0; i < n; i++) {
+		w->st[i].name = names[i];
+		w->st[i].next = 1;
+		subject_of(w->s, names[i], &subj);
+		sl_buf_addc(&subj, '\0');
+		if (!sl_buf_ok(&subj)) {
+			rc = oom(d);
+		} else if (!rc) {
+			/* A last message that is no sluice event shows in the walk. */
+			struct sl_diag bad;
+			sl_diag_init(&bad);
+			if ((rc = load_state(w->s, subj.ptr, &v, &bad)) == SL_ECORRUPT)
+				rc = 0, v.head = 0;
+			else if (rc)
+				rc = sl_diag_set(d, rc, "%s", sl_diag_msg(&bad));
+			w->st[i].head = v.head;
+		}
+		sview_release(&v);
+	}
+	w->n = n;
+	w->sum->streams = (int64_t)n;
+	sl_buf_release(&subj);
+	free(names);
+	return rc;
+}
+
+/* After the walk: each stream's last offset is the one its last message says. */
+static int vheads(struct vwalk *w)
+{
+	struct sl_store_problem p;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < w->n; i++) {
+		struct vstream *vs = &w->st[i];
+		if (vs->next - 1 >= vs->head)
+			continue; /* (appended to since: the walk stopped at the old head) */
+		vproblem(&p, "head-mismatch", vs->name);
+		p.head = vs->head, p.offset = vs->next - 1;
+		snprintf(w->msg, sizeof(w->msg),
+		         "stream '%s' records head %lld but its last event is at offset %lld",
+		         vs->name, (long long)vs->head, (long long)p.offset);
+		if ((rc = vreport(w, &p)))
+			return rc;
+	}
+	return 0;
+}
+
+/* Walks every message up to `upto` in position order; a message that is not a sluice
+ * event is an integrity problem, reported, and the walk goes on. */
+static int vwalk_log(struct vwalk *w, uint64_t upto, sl_verify_progress_fn progress,
+                     struct sl_diag *d)
+{
+	struct sl_store_problem p;
+	struct msg_event me;
+	struct sl_diag bad;
+	uint64_t at = 1;
+	natsMsg *m = NULL;
+	int rc = 0;
+
+	sl_buf_init(&me.buf);
+	while (at <= upto) {
+		if ((rc = next_msg(w->s, NULL, at, &m, d)) || !m)
+			break;
+		at = msg_seq(m) + 1;
+		sl_diag_init(&bad);
+		if (msg_to_event(w->s, m, &me, &bad) == 0) {
+			rc = vevent(w, &me.ev);
+		} else {
+			vproblem(&p, "integrity", NULL);
+			p.position = (int64_t)at - 1;
+			snprintf(w->msg, sizeof(w->msg), "%s", sl_diag_msg(&bad));
+			rc = vreport(w, &p);
+		}
+		natsMsg_Destroy(m);
+		m = NULL;
+		if (rc)
+			break;
+		if (progress && w->sum->events % 10000 == 0)
+			progress(w->ud, w->sum->events, (int64_t)upto);
+	}
+	natsMsg_Destroy(m);
+	sl_buf_release(&me.buf);
+	return rc;
+}
+
+/* Checks every stream's messages: offsets contiguous from 1, one stream/created at
+ * offset 1, each message a sluice event, and each stream's last message naming its
+ * last offset. The walk is skipped with SL_VERIFY_QUICK (the streams are still read).
+ * There are no checkpoints on this backend yet. */
+static int nats_verify(struct sl_store *base, int flags, sl_problem_fn fn,
+                       sl_verify_progress_fn progress, void *ud,
+                       struct sl_store_verify_summary *sum, struct sl_diag *d)
+{
+	struct vwalk w;
+	int64_t upto = 0;
+	size_t i;
+	int rc;
+
+	memset(&w, 0, sizeof(w));
+	w.s = ns(base), w.fn = fn, w.ud = ud, w.sum = sum;
+	if (!w.s->exists)
+		return 0;
+	if (!(rc = nats_head_position(base, &upto, d)) && !(rc = vlist(&w, d)) &&
+	    !(flags & SL_VERIFY_QUICK) && !(rc = vwalk_log(&w, (uint64_t)upto, progress, d)))
+		rc = vheads(&w);
+	for (i = 0; i < w.n; i++)
+		free(w.st[i].name);
+	free(w.st);
+	return rc;
+}
+
+/* ---- what the JetStream backend does not do yet ---------------------------------------- */
+
+static int notsup(struct sl_store *s, const char *what, struct sl_diag *d)
+{
+	return sl_diag_set(d, SL_ENOTSUP,
+	                   "store '%s': %s is not yet supported on the JetStream backend", s->path,
+	                   what);
+}
+
+static int nats_proc_get(struct sl_store *s, const char *proc, int *exists, int64_t *version,
+                         int64_t *anchor, struct sl_diag *d)
+{
+	(void)proc;
+	*exists = 0, *version = 0, *anchor = 0;
+	return notsup(s, "reading processor rows", d);
+}
+
+static int nats_ckpt_get(struct sl_store *s, const char *proc, const char *stream,
+                         struct sl_ckpt *c, int *found, struct sl_diag *d)
+{
+	(void)proc, (void)stream;
+	memset(c, 0, sizeof(*c));
+	*found = 0;
+	return notsup(s, "reading checkpoints", d);
+}
+
+static int nats_ckpt_each(struct sl_store *s, const char *proc, sl_ckpt_fn fn, void *ud,
+                          struct sl_diag *d)
+{
+	(void)proc, (void)fn, (void)ud;
+	return notsup(s, "reading checkpoints", d);
+}
+
+static int nats_ckpt_behind(struct sl_store *s, const char *proc, sl_behind_fn fn, void *ud,
+                            struct sl_diag *d)
+{
+	(void)proc, (void)fn, (void)ud;
+	return notsup(s, "reading checkpoints", d);
+}
+
+static int nats_dead_letters(struct sl_store *s, sl_dead_fn fn, void *ud, struct sl_diag *d)
+{
+	(void)fn, (void)ud;
+	return notsup(s, "reading dead letters", d);
+}
+
+static int nats_rate_get(struct sl_store *s, const char *proc, const char *stream, double *rate,
+                         int64_t *at_ms, struct sl_diag *d)
+{
+	(void)proc, (void)stream;
+	*rate = 0, *at_ms = 0;
+	return notsup(s, "reading rates", d);
+}
+
+static int nats_reload_error_get(struct sl_store *s, const char *proc, char **msg_out,
+                                 struct sl_diag *d)
+{
+	(void)proc;
+	*msg_out = NULL;
+	return notsup(s, "reading reload errors", d);
+}
+
+/* No commit can be begun, so the commit's ops below are never reached through
+ * sl_store.c; they refuse all the same. */
+static int nats_commit_begin(struct sl_store *s, const struct sl_fence *fence,
+                             struct sl_commit **out, struct sl_diag *d)
+{
+	(void)fence;
+	*out = NULL;
+	return notsup(s, "a commit (processor state, checkpoints, faults, resets)", d);
+}
+
+static int commit_notsup(struct sl_commit *c, struct sl_diag *d)
+{
+	return notsup(c->store, "a commit", d);
+}
+
+static int nats_commit_end(struct sl_commit *c, int commit, struct sl_diag *d)
+{
+	(void)commit, (void)d;
+	free(c);
+	return 0;
+}
+
+static int nats_commit_append(struct sl_commit *c, const struct sl_event_in *ev, size_t n,
+                              struct sl_append_result *res, size_t *failed, struct sl_diag *d)
+{
+	(void)ev, (void)n, (void)res, (void)failed;
+	return commit_notsup(c, d);
+}
+
+static struct sl_proj *nats_commit_projection(struct sl_commit *c)
+{
+	(void)c;
+	return NULL;
+}
+
+static int nats_proc_put(struct sl_commit *c, const char *proc, int64_t version, int64_t anchor,
+                         struct sl_diag *d)
+{
+	(void)proc, (void)version, (void)anchor;
+	return commit_notsup(c, d);
+}
+
+static int nats_proc_hashes(struct sl_commit *c, const char *proc, const char *script_hash,
+                            const char *contract_hash, int *cleared, struct sl_diag *d)
+{
+	(void)proc, (void)script_hash, (void)contract_hash;
+	*cleared = 0;
+	return commit_notsup(c, d);
+}
+
+static int nats_ckpt_put(struct sl_commit *c, const char *proc, const char *stream, int64_t offset,
+                         const char *state, size_t state_len, int64_t effects_mark,
+                         struct sl_diag *d)
+{
+	(void)proc, (void)stream, (void)offset, (void)state, (void)state_len, (void)effects_mark;
+	return commit_notsup(c, d);
+}
+
+static int nats_rates_put(struct sl_commit *c, const char *proc, const struct sl_rate *r, size_t n,
+                          int64_t at_ms, struct sl_diag *d)
+{
+	(void)proc, (void)r, (void)n, (void)at_ms;
+	return commit_notsup(c, d);
+}
+
+static int nats_reload_error_put(struct sl_commit *c, const char *proc, const char *msg,
+                                 struct sl_diag *d)
+{
+	(void)proc, (void)msg;
+	return commit_notsup(c, d);
+}
+
+static int nats_ckpt_put_offset(struct sl_commit *c, const char *proc, const char *stream,
+                                int64_t offset, int64_t effects_mark, struct sl_diag *d)
+{
+	(void)proc, (void)stream, (void)offset, (void)effects_mark;
+	return commit_notsup(c, d);
+}
+
+static int nats_fault(struct sl_commit *c, const char *proc, const char *stream, const char *error,
+                      struct sl_diag *d)
+{
+	(void)proc, (void)stream, (void)error;
+	return commit_notsup(c, d);
+}
+
+static int nats_clear_fault(struct sl_commit *c, const char *proc, const char *stream,
+                            struct sl_diag *d)
+{
+	(void)proc, (void)stream;
+	return commit_notsup(c, d);
+}
+
+static int nats_background_failure(struct sl_commit *c, const char *proc, const char *stream,
+                                   struct sl_diag *d)
+{
+	(void)proc, (void)stream;
+	return commit_notsup(c, d);
+}
+
+static int nats_dead_letter(struct sl_commit *c, const struct sl_dead_letter *dl, struct sl_diag *d)
+{
+	(void)dl;
+	return commit_notsup(c, d);
+}
+
+static int nats_dead_letters_clear(struct sl_commit *c, const char *proc, int64_t *n,
+                                   struct sl_diag *d)
+{
+	(void)proc;
+	*n = 0;
+	return commit_notsup(c, d);
+}
+
+static int nats_reset(struct sl_commit *c, const char *proc, const char *stream, int with_effects,
+                      struct sl_diag *d)
+{
+	(void)proc, (void)stream, (void)with_effects;
+	return commit_notsup(c, d);
+}
+
+static int nats_drop_tables(struct sl_commit *c, const char *proc, struct sl_diag *d)
+{
+	(void)proc;
+	return commit_notsup(c, d);
+}
+
+const struct sl_store_ops sl_store_nats_ops = {
+	.name = "nats",
+	.open = nats_open,
+	.close = nats_close,
+	.append = nats_append,
+	.read = nats_read,
+	.read_all = nats_read_all,
+	.streams = nats_streams,
+	.head_position = nats_head_position,
+	.data_version = nats_data_version,
+	.watch_file = NULL,
+	.verify = nats_verify,
+	.proc_get = nats_proc_get,
+	.ckpt_get = nats_ckpt_get,
+	.ckpt_each = nats_ckpt_each,
+	.ckpt_behind = nats_ckpt_behind,
+	.dead_letters = nats_dead_letters,
+	.lease_acquire = nats_lease_acquire,
+	.lease_release = nats_lease_release,
+	.lease_get = nats_lease_get,
+	.commit_begin = nats_commit_begin,
+	.commit_end = nats_commit_end,
+	.group_begin = NULL,
+	.group_end = NULL,
+	.commit_append = nats_commit_append,
+	.commit_projection = nats_commit_projection,
+	.proc_put = nats_proc_put,
+	.proc_hashes = nats_proc_hashes,
+	.ckpt_put = nats_ckpt_put,
+	.rates_put = nats_rates_put,
+	.rate_get = nats_rate_get,
+	.reload_error_put = nats_reload_error_put,
+	.reload_error_get = nats_reload_error_get,
+	.ckpt_put_offset = nats_ckpt_put_offset,
+	.fault = nats_fault,
+	.clear_fault = nats_clear_fault,
+	.background_failure = nats_background_failure,
+	.dead_letter = nats_dead_letter,
+	.dead_letters_clear = nats_dead_letters_clear,
+	.reset = nats_reset,
+	.drop_tables = nats_drop_tables,
+};
