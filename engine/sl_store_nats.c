@@ -871,7 +871,7 @@ static int keep_key(struct batch *bt, const char *name, const char **out, struct
 static int plan_create(struct batch *bt, const char *name, size_t *out, struct sl_diag *d)
 {
 	char *anc = strdup(name), *slash;
-	const char *key;
+	const char *key = NULL;
 	size_t parent;
 	int rc = 0;
 
