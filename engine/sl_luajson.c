@@ -3,7 +3,9 @@
 #include "sl_luajson.h"
 #include "sl_json.h"
 
+#include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -261,6 +263,324 @@ static const yajl_callbacks dec_callbacks = {
 	.yajl_end_array = dec_close,
 };
 
+/* ---- The fast path ---- */
+
+/* A recursive-descent decoder for the documents the store hands back every batch: it
+ * builds each table once, with its final size, from the items it first leaves on the
+ * stack (no rehash while a table grows), and needs no yajl handle. It covers the whole
+ * grammar except \u escapes, strings with escapes longer than FAST_ESC, and number
+ * literals of FAST_NUM bytes or more; on those, and on anything that is not valid JSON,
+ * it gives up (FAST_BAIL) and sl_lj_decode starts over on the yajl path, which says
+ * what is wrong. So it never decides what is valid: for every text it pushes exactly
+ * the value the yajl path would, or nothing (tests/test_luajson.c and fuzz_json compare
+ * the two). Duplicate keys: the last one wins, as on the yajl path; SL_LJ_STRICT
+ * always takes the yajl path. */
+#define FAST_BAIL 1
+#define FAST_ESC 256
+#define FAST_NUM 64
+#define FAST_CHUNK 64 /* items held on the stack before a table is made */
+
+struct fast {
+	lua_State *L;
+	const char *s, *end;
+	int depth;
+	char esc[FAST_ESC];
+};
+
+static int fast_value(struct fast *f);
+
+static void fast_ws(struct fast *f)
+{
+	while (f->s < f->end && (*f->s == ' ' || *f->s == '\n' || *f->s == '\r' || *f->s == '\t'))
+		f->s++;
+}
+
+/* At the opening quote: pushes the string. [-0, +(1|0), m] */
+static int fast_string(struct fast *f)
+{
+	const unsigned char *s = (const unsigned char *)++f->s, *e = (const unsigned char *)f->end;
+	const unsigned char *start = s;
+	int high = 0;
+	size_t n = 0;
+
+	while (s < e && *s != '"' && *s != '\\' && *s >= 0x20)
+		high |= *s++ & 0x80;
+	if (s == e || *s < 0x20)
+		return FAST_BAIL;
+	if (*s == '"') {
+		if (high && !sl_utf8_valid((const char *)start, (size_t)(s - start)))
+			return FAST_BAIL;
+		lua_pushlstring(f->L, (const char *)start, (size_t)(s - start));
+		f->s = (const char *)s + 1;
+		return 0;
+	}
+	/* escapes: decoded into f->esc */
+	if ((size_t)(s - start) > FAST_ESC)
+		return FAST_BAIL;
+	memcpy(f->esc, start, n = (size_t)(s - start));
+	while (s < e && *s != '"') {
+		unsigned char c = *s++;
+		if (c < 0x20)
+			return FAST_BAIL;
+		if (c == '\\') {
+			if (s == e)
+				return FAST_BAIL;
+			switch (*s++) {
+			case '"':
+				c = '"';
+				break;
+			case '\\':
+				c = '\\';
+				break;
+			case '/':
+				c = '/';
+				break;
+			case 'b':
+				c = '\b';
+				break;
+			case 'f':
+				c = '\f';
+				break;
+			case 'n':
+				c = '\n';
+				break;
+			case 'r':
+				c = '\r';
+				break;
+			case 't':
+				c = '\t';
+				break;
+			default:
+				return FAST_BAIL; /* \u and bad escapes */
+			}
+		}
+		high |= c & 0x80;
+		if (n == FAST_ESC)
+			return FAST_BAIL;
+		f->esc[n++] = (char)c;
+	}
+	if (s == e || (high && !sl_utf8_valid(f->esc, n)))
+		return FAST_BAIL;
+	lua_pushlstring(f->L, f->esc, n);
+	f->s = (const char *)s + 1;
+	return 0;
+}
+
+static int digit(const char *s, const char *e)
+{
+	return s < e && *s >= '0' && *s <= '9';
+}
+
+/* Pushes the number at f->s, read as sl_json_number reads it. [-0, +(1|0), -] */
+static int fast_number(struct fast *f)
+{
+	const char *s = f->s, *e = f->end, *start = s;
+	int neg = 0, plain = 1;
+	char buf[FAST_NUM];
+	uint64_t u = 0;
+	size_t n, k;
+
+	if (*s == '-')
+		s++, neg = 1;
+	if (!digit(s, e))
+		return FAST_BAIL;
+	if (*s == '0')
+		s++;
+	else
+		while (digit(s, e))
+			s++;
+	if (s < e && *s == '.') {
+		plain = 0;
+		if (!digit(++s, e))
+			return FAST_BAIL;
+		while (digit(s, e))
+			s++;
+	}
+	if (s < e && (*s == 'e' || *s == 'E')) {
+		plain = 0;
+		s++;
+		if (s < e && (*s == '+' || *s == '-'))
+			s++;
+		if (!digit(s, e))
+			return FAST_BAIL;
+		while (digit(s, e))
+			s++;
+	}
+	f->s = s;
+	n = (size_t)(s - start);
+	if (plain && n - (size_t)neg <= 18) {
+		for (k = (size_t)neg; k < n; k++)
+			u = u * 10 + (uint64_t)(start[k] - '0');
+		lua_pushinteger(f->L, neg ? -(lua_Integer)u : (lua_Integer)u);
+		return 0;
+	}
+	if (n >= sizeof(buf))
+		return FAST_BAIL;
+	memcpy(buf, start, n);
+	buf[n] = '\0';
+	if (plain) {
+		long long v;
+		errno = 0;
+		v = strtoll(buf, NULL, 10);
+		if (errno != ERANGE) {
+			lua_pushinteger(f->L, (lua_Integer)v);
+			return 0;
+		}
+	}
+	{
+		double x = strtod(buf, NULL);
+		if (isinf(x))
+			return FAST_BAIL; /* "number out of range": the yajl path says so */
+		lua_pushnumber(f->L, (lua_Number)x);
+	}
+	return 0;
+}
+
+static int fast_word(struct fast *f, const char *w, size_t n)
+{
+	if ((size_t)(f->end - f->s) < n || memcmp(f->s, w, n))
+		return FAST_BAIL;
+	f->s += n;
+	return 0;
+}
+
+/* Moves the n items above base into a new table at base + 1 (an array's items or an
+ * object's key/value pairs, in order, so the last of two equal keys wins). Leaves the
+ * table on top. [-n, +1, m] */
+static void fast_table(lua_State *L, int base, int n, int pairs)
+{
+	int i, t;
+
+	lua_createtable(L, pairs ? 0 : n, pairs ? n / 2 : 0);
+	lua_insert(L, base + 1);
+	t = base + 1;
+	if (pairs) {
+		for (i = 0; i < n; i += 2) {
+			lua_pushvalue(L, t + 1 + i);
+			lua_pushvalue(L, t + 2 + i);
+			lua_rawset(L, t);
+		}
+		lua_settop(L, t);
+	} else {
+		for (i = n; i >= 1; i--)
+			lua_rawseti(L, t, i);
+	}
+}
+
+/* At '[' or '{': pushes the array or object. Up to FAST_CHUNK items wait on the stack
+ * for a table of their size; a longer container gets its table then, and the rest go
+ * straight in. [-0, +(1|0), m] */
+static int fast_container(struct fast *f, int array)
+{
+	lua_State *L = f->L;
+	int base = lua_gettop(L), t = 0, n = 0;
+	lua_Integer len = 0;
+	char close = array ? ']' : '}';
+
+	if (f->depth == SL_JSON_MAX_DEPTH || !lua_checkstack(L, 2 * FAST_CHUNK + 8))
+		return FAST_BAIL;
+	f->depth++;
+	f->s++;
+	fast_ws(f);
+	if (f->s < f->end && *f->s == close) {
+		f->s++;
+	} else {
+		for (;;) {
+			if (!array) {
+				if (f->s == f->end || *f->s != '"' || fast_string(f))
+					return FAST_BAIL;
+				fast_ws(f);
+				if (f->s == f->end || *f->s++ != ':')
+					return FAST_BAIL;
+				fast_ws(f);
+			}
+			if (fast_value(f))
+				return FAST_BAIL;
+			if (t && array)
+				lua_rawseti(L, t, ++len);
+			else if (t)
+				lua_rawset(L, t);
+			else if ((n += array ? 1 : 2) == 2 * FAST_CHUNK) {
+				fast_table(L, base, n, !array);
+				t = base + 1;
+				len = n;
+			}
+			fast_ws(f);
+			if (f->s < f->end && *f->s == ',') {
+				f->s++;
+				fast_ws(f);
+				continue;
+			}
+			if (f->s < f->end && *f->s == close) {
+				f->s++;
+				break;
+			}
+			return FAST_BAIL;
+		}
+	}
+	if (!t)
+		fast_table(L, base, n, !array);
+	if (array) {
+		sl_lj_pusharraymt(L);
+		lua_setmetatable(L, -2);
+	}
+	f->depth--;
+	return 0;
+}
+
+/* Pushes the value at f->s (after white space). [-0, +(1|0), m] */
+static int fast_value(struct fast *f)
+{
+	if (f->s == f->end)
+		return FAST_BAIL;
+	switch (*f->s) {
+	case '{':
+		return fast_container(f, 0);
+	case '[':
+		return fast_container(f, 1);
+	case '"':
+		return fast_string(f);
+	case 't':
+		if (fast_word(f, "true", 4))
+			return FAST_BAIL;
+		lua_pushboolean(f->L, 1);
+		return 0;
+	case 'f':
+		if (fast_word(f, "false", 5))
+			return FAST_BAIL;
+		lua_pushboolean(f->L, 0);
+		return 0;
+	case 'n':
+		if (fast_word(f, "null", 4))
+			return FAST_BAIL;
+		lua_pushlightuserdata(f->L, NULL);
+		return 0;
+	default:
+		return fast_number(f);
+	}
+}
+
+/* Pushes the document's value, or nothing when the yajl path must decide.
+ * [-0, +(1|0), m] */
+static int fast_decode(lua_State *L, const char *text, size_t len)
+{
+	struct fast f;
+	int top = lua_gettop(L);
+
+	f.L = L;
+	f.s = text;
+	f.end = text + len;
+	f.depth = 0;
+	fast_ws(&f);
+	if (fast_value(&f) == 0) {
+		fast_ws(&f);
+		if (f.s == f.end)
+			return 0;
+	}
+	lua_settop(L, top);
+	return FAST_BAIL;
+}
+
 /* [-0, +(1|0), m] */
 int sl_lj_decode(lua_State *L, const char *text, size_t len, int flags, struct sl_diag *d)
 {
@@ -268,6 +588,8 @@ int sl_lj_decode(lua_State *L, const char *text, size_t len, int flags, struct s
 	struct box *b;
 	int base = lua_gettop(L), rc;
 
+	if (!(flags & (SL_LJ_STRICT | SL_LJ_SLOW)) && fast_decode(L, text, len) == 0)
+		return 0;
 	luaL_checkstack(L, 4, "JSON decode"); /* box, tag, value, a spare */
 	b = box_take(L);
 	sl_lj_pusharraymt(L);

@@ -1,6 +1,7 @@
 /* sl_luajson.h - JSON <-> Lua conversion in C, exact for 64-bit integers.
  *
- * Decoding (yajl callbacks pushing straight onto the Lua stack):
+ * Decoding (a recursive-descent fast path for the common documents, else yajl
+ * callbacks pushing straight onto the Lua stack; both give the same value):
  *   - objects become tables; arrays become tables whose metatable is the shared
  *     array tag (sl_lj_pusharraymt), so [] and {} round-trip;
  *   - integers that fit int64 become Lua integers, all other numbers floats;
@@ -53,6 +54,7 @@
 #include "sl_error.h"
 
 #define SL_LJ_STRICT 1 /* decode: refuse duplicate keys */
+#define SL_LJ_SLOW 2   /* decode: the yajl path only (tests compare the two paths) */
 
 /* Pushes the decoded value of text[0..len). Returns 0 with the value pushed, or
  * SL_EINVAL / SL_ENOMEM with nothing pushed and d filled.

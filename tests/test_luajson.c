@@ -759,9 +759,224 @@ static void test_same_messages(void)
 	is(same, (int)n, "checker and decoder refuse all %zu bad inputs with the same message", n);
 }
 
+/* ---- The fast path against the yajl path ---- */
+
+/* Decodes text with flags (0: the fast path when it can; SL_LJ_SLOW: yajl only) and
+ * describes the outcome in out: "ok <encoded value>" or "error <message>". */
+static void outcome(const char *text, size_t len, int flags, struct sl_buf *out)
+{
+	struct job j;
+	int st;
+
+	job_init(&j, text, len);
+	j.flags = flags;
+	lua_pushcfunction(L, do_roundtrip);
+	lua_pushlightuserdata(L, &j);
+	st = lua_pcall(L, 1, 1, 0);
+	sl_buf_reset(out);
+	if (st != LUA_OK)
+		sl_buf_addf(out, "raised %s", lua_tostring(L, -1));
+	else if (j.rc)
+		sl_buf_addf(out, "error %d %s pushed %d", j.rc, j.d.msg, j.dpushed);
+	else
+		sl_buf_addf(out, "ok %s %d pushed %d", j.out.ptr, j.erc, j.dpushed);
+	lua_pop(L, 1);
+	sl_buf_release(&j.out);
+}
+
+static const char *const fast_docs[] = {
+	"{}",
+	"[]",
+	"{\"by\":1}",
+	" {\"a\" : [ 1 , 2 ,3 ] ,\"b\":{ }}\r\n\t",
+	"0",
+	"-0",
+	"-0.0",
+	"1.5",
+	"-12.5e3",
+	"1E+2",
+	"1e-2",
+	"123456789012345678",
+	"-123456789012345678",
+	"1234567890123456789",
+	"9223372036854775807",
+	"-9223372036854775808",
+	"9223372036854775808",
+	"-9223372036854775809",
+	"123456789012345678901234567890",
+	"1e308",
+	"1e309",
+	"-1e400",
+	"4.9e-324",
+	"true",
+	"false",
+	"null",
+	"[null,true,false]",
+	"\"\"",
+	"\"caf\xc3\xa9\"",
+	"\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"",
+	"\"a\\u0041\"",
+	"\"\\ud83d\\ude00\"",
+	"\"\\ud83d\"",
+	"\"\x7f\"",
+	"\"\xc0\xaf\"",
+	"\"\xed\xa0\x80\"",
+	"\"\xf4\x90\x80\x80\"",
+	"\"\xe2\x82\"",
+	"{\"a\":1,\"a\":2}",
+	"{\"a\":{\"b\":[{}]},\"a\":[]}",
+	"01",
+	"1.",
+	".5",
+	"+1",
+	"-",
+	"1e",
+	"1e+",
+	"[1,]",
+	"{\"a\":1,}",
+	"{,}",
+	"[,1]",
+	"{\"a\"}",
+	"{\"a\":}",
+	"{1:2}",
+	"[1 2]",
+	"tru",
+	"nul",
+	"falsey",
+	"\"abc",
+	"\"a\nb\"",
+	"\"\\x\"",
+	"[1]]",
+	"{}{}",
+	"1 2",
+	"",
+	"   ",
+	"\v1",
+	"1\f",
+	"[\"a\",\v1]",
+	"{\"a\":\"\\u00\"}",
+	"\"\\",
+	"[",
+	"{",
+	"{\"a\":",
+	"{\"a\"",
+	"\"\t\"",
+	"[1e400]",
+	"{\"k\":1e400}",
+	"[\"\xff\"]",
+	"{\"\xc3\xa9\":1}",
+	"{\"\\n\":\"\\t\"}",
+};
+
+/* A deterministic generator of documents, most valid, some broken by one byte. */
+static uint32_t fast_seed = 12345;
+static uint32_t fast_rand(void)
+{
+	fast_seed = fast_seed * 1103515245u + 12345u;
+	return fast_seed >> 8;
+}
+
+static void gen_value(struct sl_buf *b, int depth)
+{
+	static const char *const atoms[] = {"0",
+	                                    "-7",
+	                                    "3.25",
+	                                    "1e3",
+	                                    "true",
+	                                    "false",
+	                                    "null",
+	                                    "\"x\"",
+	                                    "\"\\n\"",
+	                                    "\"\xc3\xa9\"",
+	                                    "99999999999999999999",
+	                                    "\"k\\\"\""};
+	int i, n;
+
+	switch (depth > 5 || b->len > 20000 ? 2 : fast_rand() % 4) {
+	case 0:
+		n = (int)(fast_rand() % (depth < 2 && fast_rand() % 8 == 0 ? 200 : 5));
+		sl_buf_addc(b, '[');
+		for (i = 0; i < n; i++) {
+			if (i)
+				sl_buf_adds(b, fast_rand() % 3 ? "," : " , ");
+			gen_value(b, depth + 1);
+		}
+		sl_buf_addc(b, ']');
+		break;
+	case 1:
+		n = (int)(fast_rand() % (depth < 2 && fast_rand() % 8 == 0 ? 200 : 5));
+		sl_buf_addc(b, '{');
+		for (i = 0; i < n; i++) {
+			if (i)
+				sl_buf_addc(b, ',');
+			sl_buf_addf(b, "\"k%u\":", fast_rand() % (n + 1));
+			gen_value(b, depth + 1);
+		}
+		sl_buf_addc(b, '}');
+		break;
+	default:
+		sl_buf_adds(b, atoms[fast_rand() % (sizeof(atoms) / sizeof(atoms[0]))]);
+		break;
+	}
+}
+
+static void test_fast_vs_slow(void)
+{
+	static const char broken[] = "\"\\{}[],:x0\x01\xff \v";
+	struct sl_buf a, b, doc;
+	size_t i, n = sizeof(fast_docs) / sizeof(fast_docs[0]), same = 0, valid = 0;
+	int k;
+
+	sl_buf_init(&a);
+	sl_buf_init(&b);
+	sl_buf_init(&doc);
+	for (i = 0; i < n; i++) {
+		outcome(fast_docs[i], strlen(fast_docs[i]), 0, &a);
+		outcome(fast_docs[i], strlen(fast_docs[i]), SL_LJ_SLOW, &b);
+		if (!strcmp(a.ptr, b.ptr))
+			same++;
+		else
+			diag("'%s': fast '%s', yajl '%s'", fast_docs[i], a.ptr, b.ptr);
+	}
+	is((int)same, (int)n, "the fast path and the yajl path agree on %zu documents", n);
+	for (same = 0, k = 0; k < 2000; k++) {
+		sl_buf_reset(&doc);
+		gen_value(&doc, 0);
+		if (k % 3 == 0 && doc.len) /* one byte changed */
+			doc.ptr[fast_rand() % doc.len] = broken[fast_rand() % (sizeof(broken) - 1)];
+		outcome(doc.ptr, doc.len, 0, &a);
+		outcome(doc.ptr, doc.len, SL_LJ_SLOW, &b);
+		valid += !strncmp(b.ptr, "ok", 2);
+		if (!strcmp(a.ptr, b.ptr))
+			same++;
+		else if (k - (int)same < 5)
+			diag("'%s': fast '%s', yajl '%s'", doc.ptr, a.ptr, b.ptr);
+	}
+	is((int)same, 2000, "and on 2000 generated documents (%zu of them valid)", valid);
+	/* the deepest document the grammar allows, and one level more */
+	for (k = SL_JSON_MAX_DEPTH; k <= SL_JSON_MAX_DEPTH + 1; k++) {
+		int d;
+		sl_buf_reset(&doc);
+		for (d = 0; d < k; d++)
+			sl_buf_adds(&doc, d % 2 ? "[" : "{\"k\":");
+		sl_buf_adds(&doc, "1");
+		for (d = k - 1; d >= 0; d--)
+			sl_buf_addc(&doc, d % 2 ? ']' : '}');
+		outcome(doc.ptr, doc.len, 0, &a);
+		outcome(doc.ptr, doc.len, SL_LJ_SLOW, &b);
+		ok(!strcmp(a.ptr, b.ptr) &&
+		           !strncmp(a.ptr, k > SL_JSON_MAX_DEPTH ? "error" : "ok", 2),
+		   "%d levels: both %s", k, k > SL_JSON_MAX_DEPTH ? "refuse" : "decode");
+	}
+	sl_buf_release(&a);
+	sl_buf_release(&b);
+	sl_buf_release(&doc);
+	is(lua_gettop(L), 0, "fast path: stack at baseline");
+}
+
 int main(void)
 {
-	plan(138);
+	plan(143);
 	L = luaL_newstate();
 	luaL_openlibs(L);
 	lua_register(L, "array", l_array);
@@ -780,6 +995,7 @@ int main(void)
 	test_memory_errors();
 	test_reentrant();
 	test_same_messages();
+	test_fast_vs_slow();
 	is(lua_gettop(L), 0, "stack at baseline before lua_close");
 	lua_close(L);
 	return check_plan();
