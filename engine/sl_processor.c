@@ -342,12 +342,13 @@ static void push_keys(lua_State *L)
 	lua_rawsetp(L, LUA_REGISTRYINDEX, &keys_key);
 }
 
-/* What the events of one batch share: the interned names (at stack index keys) and
- * the last stream and type pushed (their strings at sslot and tslot, 0 for none), so
- * the events of one stream and type reuse one Lua string each. */
+/* What the events of one batch share: the interned names (at stack index keys); the
+ * last stream, type and createdAt pushed (their strings at sslot, tslot and cslot, 0
+ * for none), so the events of one stream, type and append reuse one Lua string each;
+ * and the reduce handler of the last type (at hslot, for htype). */
 struct evpush {
-	int keys, sslot, tslot;
-	const char *stream, *type;
+	int keys, sslot, tslot, cslot, hslot;
+	const char *stream, *type, *created, *htype;
 };
 
 /* Pushes the string s, reusing the one at slot when it is the same (and keeping s
@@ -403,7 +404,7 @@ static void push_event(lua_State *L, const struct sl_event *ev, struct evpush *e
 		lua_pushstring(L, ev->key);
 		set_key(L, e, t, K_KEY);
 	}
-	lua_pushstring(L, ev->created_at);
+	push_shared(L, ev->created_at, e->cslot, &e->created);
 	set_key(L, e, t, K_CREATED);
 }
 
@@ -421,6 +422,22 @@ static void push_handler(lua_State *L, struct sl_proc *p, int ref, const char *t
 	}
 	lua_remove(L, -2);
 	(void)p;
+}
+
+/* push_handler for reduce, reusing the handler of the last type (at e->hslot).
+ * [-0, +1, -] */
+static void push_reduce(lua_State *L, struct sl_proc *p, struct evpush *e, const char *type)
+{
+	if (e->hslot && e->htype && !strcmp(e->htype, type)) {
+		lua_pushvalue(L, e->hslot);
+		return;
+	}
+	push_handler(L, p, p->ref_reduce, type);
+	if (e->hslot) {
+		lua_pushvalue(L, -1);
+		lua_replace(L, e->hslot);
+		e->htype = type;
+	}
 }
 
 /* Makes ev the source of appends and of work registered from now on. [-0, +0, e] */
@@ -588,7 +605,7 @@ static void reduce_one(lua_State *L, struct sl_proc *p, struct run *r, size_t i,
 			luaL_error(L, "payload: %s", sl_diag_msg(r->d));
 		lua_pop(L, 1);
 	}
-	push_handler(L, p, p->ref_reduce, ev->type);
+	push_reduce(L, p, e, ev->type);
 	if (lua_isnil(L, -1)) {
 		lua_pop(L, 1);
 		lua_pushvalue(L, 1);
@@ -739,7 +756,7 @@ static void check_deterministic(lua_State *L, struct sl_proc *p, struct run *r)
 {
 	int top = lua_gettop(L), cur = top + 2;
 	int64_t last = r->in->offset, seq;
-	struct evpush e = {top + 1, 0, 0, NULL, NULL};
+	struct evpush e = {top + 1, 0, 0, 0, 0, NULL, NULL, NULL, NULL};
 	struct sl_sbmark m;
 	char where[600];
 	size_t i;
@@ -792,18 +809,21 @@ static int run_batch(lua_State *L)
 	struct sl_proc *p = lua_touserdata(L, 1);
 	struct run *r = p->cur;
 	int need_all = p->ref_batch != LUA_NOREF, fx;
-	struct evpush e = {6, 7, 8, NULL, NULL};
+	struct evpush e = {6, 7, 8, 9, 10, NULL, NULL, NULL, NULL};
 	size_t i;
 
 	lua_settop(L, 0);
 	push_state(L, p, r->in, r->d);
 	lua_pushvalue(L, 1);
-	lua_newtable(L); /* 3: batch.reduced */
-	lua_newtable(L); /* 4: batch.events */
-	lua_newtable(L); /* 5: the engine's copy of the reduced entries */
-	push_keys(L);    /* 6: the interned field names */
-	lua_pushnil(L);  /* 7: the last stream pushed */
-	lua_pushnil(L);  /* 8: the last type pushed */
+	lua_newtable(L);                           /* 3: batch.reduced */
+	lua_newtable(L);                           /* 4: batch.events */
+	lua_newtable(L);                           /* 5: the engine's copy of the reduced entries */
+	push_keys(L);                              /* 6: the interned field names */
+	lua_pushnil(L);                            /* 7: the last stream pushed */
+	lua_pushnil(L);                            /* 8: the last type pushed */
+	lua_pushnil(L);                            /* 9: the last createdAt pushed */
+	lua_pushnil(L);                            /* 10: the reduce handler of the last type */
+	luaL_checkstack(L, LUA_MINSTACK, "batch"); /* what reduce_one pushes above */
 	r->nreduced = 0;
 	sl_luaapi_clear_batch(L, p);
 	for (i = 0; i < r->n; i++) {
