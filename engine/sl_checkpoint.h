@@ -78,6 +78,7 @@ int sl_ckpt_behind(struct sl_store *s, const char *proc, sl_behind_fn fn, void *
 struct sl_rate {
 	const char *stream;
 	double rate;
+	int64_t until_ms; /* when the rate becomes 0 unless recorded again (0: never) */
 };
 #define SL_RATE_STALE_MS 3000 /* a rate older than this reads as 0 (its runner is gone) */
 /* The rate of an instance: 0 when none was recorded or the record is stale. */

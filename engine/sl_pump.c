@@ -23,14 +23,15 @@
 #include "sl_store.h"
 #include "sl_work.h"
 
-#define ROUTE_CHUNK 1024   /* events read per routing query */
-#define ROUTE_CHUNKS 16    /* routing queries per processor and round */
-#define POLL_MS 1000       /* the slow poll of the store's data version */
-#define RATE_WINDOW 10     /* seconds of the rate shown by status */
-#define ROUND_NS 50000000  /* a round starts no batch after 50 ms */
-#define REAP_MS 2000       /* how long a shutdown waits for killed children to be reaped */
-#define GROUP_NS 10000000  /* a commit group of a catch-up is committed after 10 ms */
-#define GROUP_BATCHES 1024 /* or after this many batches */
+#define ROUTE_CHUNK 1024     /* events read per routing query */
+#define ROUTE_CHUNKS 16      /* routing queries per processor and round */
+#define POLL_MS 1000         /* the slow poll of the store's data version */
+#define RATE_WINDOW 10       /* seconds of the rate shown by status */
+#define RATE_REFRESH_MS 2500 /* a steady rate is recorded again this long before it ends */
+#define ROUND_NS 50000000    /* a round starts no batch after 50 ms */
+#define REAP_MS 2000         /* how long a shutdown waits for killed children to be reaped */
+#define GROUP_NS 10000000    /* a commit group of a catch-up is committed after 10 ms */
+#define GROUP_BATCHES 1024   /* or after this many batches */
 
 /* Events read for one batch: views whose strings live in `arena`. */
 struct evbuf {
@@ -46,6 +47,8 @@ struct rate {
 	uint32_t sec[RATE_WINDOW];
 	double recorded; /* the rate last recorded (-1: none yet) */
 	double now;      /* the rate on_rates computed */
+	int64_t until;   /* the until_ms last recorded */
+	int64_t writing; /* the until_ms on_rates is recording now (0: none) */
 };
 
 /* An instance resumed with skip by the runner (sl_pump_skip): its batches are one
@@ -407,14 +410,18 @@ static void count_rate(struct sl_pump *pm, struct slot *sl, struct sl_inst *in, 
 	sl->rates[i - 1].sec[pm->rate_sec % RATE_WINDOW] += (uint32_t)n;
 }
 
-/* Once a second: writes the rate of every instance of the window whose rate changed
- * (a last 0 for those that went idle) and the heartbeat that says the others are
- * still current, then moves the window on. */
+/* Once a second: writes the rate of every instance of the window whose rate changed,
+ * with the time it falls to 0 unless recorded again (until_ms: when the last second
+ * with events leaves the window), again a little before that time for a steady rate,
+ * and the heartbeat that says the others are still current; then moves the window
+ * on. An instance that went idle leaves the window without a write: its last record
+ * ends then. */
 static void on_rates(uv_timer_t *t)
 {
 	struct sl_pump *pm = t->data;
 	struct sl_rate *rows = NULL;
 	size_t i, k, j, n, cap = 0;
+	int64_t now_ms = sl_store_now_ms();
 
 	for (i = 0; i < pm->nslots; i++) {
 		struct slot *sl = pm->slots[i];
@@ -433,27 +440,39 @@ static void on_rates(uv_timer_t *t)
 		for (k = n = 0; k < sl->nrates; k++) {
 			struct rate *rt = &sl->rates[k];
 			double sum = 0;
-			for (j = 0; j < RATE_WINDOW; j++)
-				sum += rt->sec[j];
+			size_t age = RATE_WINDOW; /* seconds since the last one with events */
+			for (j = 0; j < RATE_WINDOW; j++) {
+				uint32_t got =
+					rt->sec[(pm->rate_sec + RATE_WINDOW - j) % RATE_WINDOW];
+				sum += got;
+				if (got && age == RATE_WINDOW)
+					age = j;
+			}
 			rt->now = sum / RATE_WINDOW;
-			if (rt->now == rt->recorded)
+			if (rt->now == 0 ||
+			    (rt->now == rt->recorded && rt->until - now_ms > RATE_REFRESH_MS))
 				continue;
 			rows[n].stream = sl->pp.cfg->mode_all ? "" : rt->in->stream;
+			rows[n].until_ms = rt->writing =
+				now_ms + (int64_t)(RATE_WINDOW - age) * 1000;
 			rows[n++].rate = rt->now;
 		}
 		sl_diag_init(&d);
 		if ((rc = sl_commit_begin(pm->store, NULL, &c, &d)) == 0) {
-			rc = sl_ckpt_rates_put(c, sl->pp.cfg->name, rows, n, sl_store_now_ms(), &d);
+			rc = sl_ckpt_rates_put(c, sl->pp.cfg->name, rows, n, now_ms, &d);
 			rc = sl_commit_end(c, rc == 0, &d) ? -1 : rc;
 		}
 		if (rc)
 			sl_log(SL_LOG_DEBUG, sl->pp.cfg->name, NULL, 0, "cannot record rates: %s",
 			       sl_diag_msg(&d));
-		/* Instances that wrote their 0 leave the window. */
+		/* Idle instances leave the window. */
 		for (k = 0; k < sl->nrates;) {
 			struct rate *rt = &sl->rates[k];
-			if (!rc)
+			if (!rc && rt->writing) {
 				rt->recorded = rt->now;
+				rt->until = rt->writing;
+			}
+			rt->writing = 0;
 			if (rt->now == 0) {
 				rt->in->rate_slot = 0;
 				*rt = sl->rates[--sl->nrates];

@@ -173,12 +173,14 @@ static const char *const stmt_sql[ST_COUNT] = {
 		" ON CONFLICT(processor) DO UPDATE SET owner = ?2, epoch = ?3, expires_at = ?4",
 	[L_RELEASE] = "UPDATE sl_leases SET owner = '', expires_at = 0"
 		      " WHERE processor = ?1 AND owner = ?2",
-	[R_PUT] =
-		"INSERT INTO sl_rates(processor, stream, rate, updated_at) VALUES (?1, ?2, ?3, ?4)"
-		" ON CONFLICT(processor, stream) DO UPDATE SET rate = ?3, updated_at = ?4",
+	[R_PUT] = "INSERT INTO sl_rates(processor, stream, rate, updated_at, until_ms)"
+		  " VALUES (?1, ?2, ?3, ?4, ?5)"
+		  " ON CONFLICT(processor, stream) DO UPDATE SET rate = ?3, updated_at = ?4,"
+		  " until_ms = ?5",
 	/* A row is written when its rate changes; the processor's heartbeat row (stream
          * '/', no stream's name) every time rates are recorded says they are current. */
-	[R_GET] = "SELECT rate, max(updated_at, coalesce((SELECT updated_at FROM sl_rates"
+	[R_GET] = "SELECT CASE WHEN until_ms > 0 AND until_ms <= ?3 THEN 0 ELSE rate END,"
+		  " max(updated_at, coalesce((SELECT updated_at FROM sl_rates"
 		  " WHERE processor = ?1 AND stream = '/'), 0))"
 		  " FROM sl_rates WHERE processor = ?1 AND stream = ?2",
 	[E_PUT] = "INSERT INTO sl_reload_errors(processor, message) VALUES (?1, ?2)"
@@ -1299,6 +1301,7 @@ static int sqlite_rates_put(struct sl_commit *c, const char *proc, const struct 
 			return rc;
 		sqlite3_bind_double(st, 3, i < n ? r[i].rate : 0);
 		sqlite3_bind_int64(st, 4, at_ms);
+		sqlite3_bind_int64(st, 5, i < n ? r[i].until_ms : 0);
 		if ((rc = run(s, st, d, "cannot write rate")))
 			return rc;
 	}
@@ -1316,6 +1319,7 @@ static int sqlite_rate_get(struct sl_store *base, const char *proc, const char *
 	*at_ms = 0;
 	if ((rc = prep_ps(s, R_GET, proc, stream, &st, d)))
 		return rc;
+	sqlite3_bind_int64(st, 3, sl_store_now_ms());
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		*rate = sqlite3_column_double(st, 0);

@@ -5,7 +5,7 @@
 #ifndef SL_STORE_SQLITE_SCHEMA_H
 #define SL_STORE_SQLITE_SCHEMA_H
 
-#define SCHEMA_VERSION 7
+#define SCHEMA_VERSION 8
 
 static const char *const schema_v1 =
 	"CREATE TABLE sl_streams("
@@ -110,8 +110,15 @@ static const char *const schema_v7 =
 	"stream,"
 	" \"offset\");";
 
+/* Version 8: a rate holds until until_ms (unix ms), when its instance goes idle unless
+ * a newer rate was recorded, so a runner writes no row of 0 for each instance that
+ * stopped; 0 (the rows of earlier versions) holds until the next record. */
+static const char *const schema_v8 =
+	"ALTER TABLE sl_rates ADD COLUMN until_ms INTEGER NOT NULL DEFAULT 0;";
+
 static const char *const *const migrations[SCHEMA_VERSION] = {
-	&schema_v1, &schema_v2, &schema_v3, &schema_v4, &schema_v5, &schema_v6, &schema_v7,
+	&schema_v1, &schema_v2, &schema_v3, &schema_v4,
+	&schema_v5, &schema_v6, &schema_v7, &schema_v8,
 };
 
 #endif

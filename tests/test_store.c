@@ -482,7 +482,7 @@ static void test_migration(void)
 	is(sl_store_lease_acquire(s, "p", "me", 1000, &l, &d), 0, "its new lease table works (%s)",
 	   d.msg);
 	{
-		struct sl_rate rt = {"m/1", 2.5};
+		struct sl_rate rt = {"m/1", 2.5, 0};
 		struct sl_commit *c;
 		double rate = 0;
 		if (sl_commit_begin(s, NULL, &c, &d) ||
@@ -504,13 +504,13 @@ static void test_migration(void)
 		ok(rate == 0, "no rate recorded reads as 0");
 	}
 	sl_store_close(s);
-	is(user_version_of(p), 7, "it is at version 7 now");
+	is(user_version_of(p), 8, "it is at version 8 now");
 
 	/* Version 6 could hold the same dead letter twice; 7 keeps the first. */
 	sqlite3_open(p, &db);
 	sqlite3_exec(
 		db,
-		"DROP INDEX sl_dead_letters_event;"
+		"DROP INDEX sl_dead_letters_event; ALTER TABLE sl_rates DROP COLUMN until_ms;"
 		" INSERT INTO sl_dead_letters(processor, stream, \"offset\", position, type,"
 		"  error, attempts, at) VALUES ('p', 'm/1', 2, 2, 't', 'first', 1, 'x'),"
 		"  ('p', 'm/1', 2, 2, 't', 'second', 1, 'x'), ('q', 'm/1', 2, 2, 't', 'q', 1, 'x');"
@@ -581,7 +581,7 @@ static void test_live_rows(void)
 {
 	struct sl_store_opts ro = {SL_DURABILITY_FULL, 1, NULL, NULL};
 	struct sl_event_in e = ev_of("v/1", "t", NULL);
-	struct sl_rate rt[3] = {{"r/a", 12.5}, {"r/b", 0.1}, {"", 3}};
+	struct sl_rate rt[3] = {{"r/a", 12.5, 0}, {"r/b", 0.1, 0}, {"", 3, 0}};
 	struct sl_append_result r;
 	struct sl_store *s, *s2, *rs;
 	struct sl_lease l;
@@ -643,6 +643,16 @@ static void test_live_rows(void)
 	ok(rate == 0.1, "a rate not written again is current while its runner records (%g)", rate);
 	sl_ckpt_rate_get(s, "nobody", "r/a", &rate, &d);
 	ok(rate == 0, "an instance without a rate reads 0");
+	rt[1].until_ms = now + 5000;
+	IN_COMMIT(s, &d, sl_ckpt_rates_put(c_, "rp", rt + 1, 1, now, &d));
+	sl_ckpt_rate_get(s, "rp", "r/b", &rate, &d);
+	ok(rate == 0.1, "a rate that holds for 5 s more reads as recorded (%g)", rate);
+	rt[1].until_ms = now - 1;
+	IN_COMMIT(s, &d, sl_ckpt_rates_put(c_, "rp", rt + 1, 1, now, &d));
+	sl_ckpt_rate_get(s, "rp", "r/b", &rate, &d);
+	ok(rate == 0, "one whose until_ms passed reads 0, its instance idle, no 0 written (%g)",
+	   rate);
+	rt[1].until_ms = 0;
 
 	/* The data version: any commit, own or foreign, changes it; nothing else does. */
 	v = data_version_of(s);
@@ -976,7 +986,7 @@ int main(void)
 {
 	struct sl_store *s;
 
-	plan(187);
+	plan(189);
 	if (!mkdtemp(dir))
 		return 1;
 	snprintf(path, sizeof(path), "%s/store.db", dir);
