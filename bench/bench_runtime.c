@@ -44,6 +44,7 @@
  * Progress goes to stderr, the table to stdout. Exit status 0, or 1 after an error
  * (with --strict, also when a target is missed).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -114,38 +115,46 @@ enum { ROW_CATCHUP, ROW_CATCHUP_RSS, ROW_INST_RSS, ROW_INST_RATE, ROW_BUDGETS, R
 
 /* ---- small helpers ------------------------------------------------------------- */
 
-/* Removes a store file and its WAL and shared-memory files. */
+/* Removes a store file and the files SQLite and a runner keep beside it: its WAL,
+ * its shared-memory index and the runner's fault log (<store>-faults). */
 static void remove_store(const char *file)
 {
-	static const char *const suffix[] = {"", "-wal", "-shm"};
+	static const char *const suffix[] = {"", "-wal", "-shm", "-journal", "-faults"};
 	char p[sizeof(dir) + 64];
 	size_t i;
 
-	for (i = 0; i < 3; i++) {
+	for (i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
 		snprintf(p, sizeof(p), "%s/%s%s", dir, file, suffix[i]);
 		unlink(p);
 	}
 }
 
+/* Removes the scratch directory with every file in it. The directory was made by
+ * mkdtemp for this run and holds only plain files, so whatever a run left there
+ * (stores, deployments, fault logs, the reference script) goes without a list. */
 static void remove_dir(void)
 {
-	static const char *const stores[] = {"catchup.db", "run.db", "instances.db"};
-	static const char *const files[] = {"catchup.deploy.lua", "instances.deploy.lua"};
-	char p[sizeof(dir) + 64];
-	size_t i;
+	char p[sizeof(dir) + 300];
+	struct dirent *e;
+	DIR *dp;
 
 	if (!dir[0])
 		return;
-	for (i = 0; i < sizeof(stores) / sizeof(stores[0]); i++)
-		remove_store(stores[i]);
-	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-		path_of(p, sizeof(p), files[i]);
-		unlink(p);
+	if ((dp = opendir(dir))) {
+		while ((e = readdir(dp)))
+			if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+				snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+				if (unlink(p))
+					fprintf(stderr, "bench_runtime: cannot remove %s: %s\n", p,
+					        strerror(errno));
+			}
+		closedir(dp);
 	}
 	if (rmdir(dir))
 		fprintf(stderr, "bench_runtime: cannot remove %s: %s\n", dir, strerror(errno));
 	dir[0] = '\0';
 }
+
 /* The process's peak resident set (VmHWM), in KiB; -1 if unknown. */
 static long long peak_rss_kib(void)
 {
