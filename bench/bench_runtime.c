@@ -26,15 +26,19 @@
  *            each with cjson.decode and passes it to counter.lua's own
  *            reduce["counter/incremented"](state, event), with one state per stream
  *            (states[stream], from {count = 0}) as mode "each" keeps them. Target:
- *            the engine at 0.7 of it or better.
+ *            the engine at 0.7 of it or better. The lines are the store's own events
+ *            (their positions and createdAt, which a whole append batch shares),
+ *            written once a case into catchup-N.jsonl and read by the script before
+ *            its loop.
  *      (ii)  info: the same script over the payload strings '{"by":1}' only, each
- *            decoded and wrapped with envelope fields held as Lua values into
- *            {stream, offset, position, type, createdAt, payload}.
+ *            decoded and wrapped with the envelope's fields, taken out of the lines
+ *            before the loop and held as Lua values, into {stream, offset, position,
+ *            type, createdAt, payload}.
  *      (iii) info: a C loop in a plain lua_State reading the same streams with
  *            sl_store_read in chunks of 1000, converting each payload with
  *            sl_lj_decode into {payload = ...} and calling the same reduce. Nothing
  *            is validated or committed.
- *      The script makes its strings before its loop; the loop's wall time is taken
+ *      The script reads its strings before its loop; the loop's wall time is taken
  *      here, between the script's "ready" and "done" lines (its os.clock() time goes
  *      to the notes). The sides take turns, ROUNDS times, the engine each round on a
  *      fresh copy of the store (it writes checkpoints), and the best of each is kept.
@@ -656,43 +660,34 @@ static int run_child(const char *what, const char *a1, const char *a2, struct ch
 
 /* ---- the lua5.4 + cjson reference ------------------------------------------------ */
 
-/* reference.lua, run as `lua5.4 reference.lua SCRIPT VARIANT STREAMS PER`: the events
- * of one case of (a), stream by stream, held as strings and each decoded with
+/* reference.lua, run as `lua5.4 reference.lua SCRIPT VARIANT EVENTS PER`: the events
+ * of one case of (a), read from the file EVENTS (the stored events as JSON lines,
+ * stream by stream, written by dump_events) into memory, then each decoded with
  * cjson.decode and passed to SCRIPT's reduce["counter/incremented"], one state per
- * stream. VARIANT "lines" holds the JSON line of each whole stored event; "payloads"
- * holds the payload string and the envelope's fields as Lua values. Positions count
- * the store's own events (stream/created and stream/child-stream-created) only
- * roughly, with the same number of digits; createdAt moves by a millisecond an event.
- * Its output: "ready" once the strings are made and collected garbage, "done" when the
- * loop ends, then "result CPU SUM RIGHT HWM" (os.clock() seconds of the loop, the sum
- * of the counts, the streams whose count is PER, its VmHWM in KiB). */
+ * stream. VARIANT "lines" holds and decodes each whole line; "payloads" takes the
+ * envelope's fields out of the lines first (as Lua values) and holds and decodes only
+ * the payload's text. Its output: "ready" once the strings are in memory and the
+ * garbage of reading them collected, "done" when the loop ends, then "result CPU SUM
+ * RIGHT HWM" (os.clock() seconds of the loop, the sum of the counts, the streams whose
+ * count is PER, its VmHWM in KiB). */
 static const char reference_lua[] =
 	"-- reference.lua - written by bench_runtime: the lua5.4 + cjson reference loop.\n"
 	"local cjson = require(\"cjson\")\n"
-	"local script, variant = arg[1], arg[2]\n"
-	"local streams, per = tonumber(arg[3]), tonumber(arg[4])\n"
+	"local script, variant, events, per = arg[1], arg[2], arg[3], tonumber(arg[4])\n"
 	"local reduce = dofile(script).reduce[\"" EVENT_TYPE "\"]\n"
 	"local decode, format = cjson.decode, string.format\n"
-	"local TYPE, PAYLOAD = \"" EVENT_TYPE "\", '" PAYLOAD "'\n"
-	"local n = streams * per\n"
-	"local lines, names, offsets, positions, times = {}, {}, {}, {}, {}\n"
-	"local i = 0\n"
-	"for s = 0, streams - 1 do\n"
-	"  local name = \"" PREFIX "/\" .. s\n"
-	"  for k = 1, per do\n"
-	"    local seq = (k - 1) * streams + s -- its place in the order of the appends\n"
-	"    local at = format(\"2026-11-25T12:%02d:%02d.%03dZ\", seq // 60000 % 60,\n"
-	"                      seq // 1000 % 60, seq % 1000)\n"
-	"    local position = seq + 2 * streams + 2\n"
-	"    i = i + 1\n"
-	"    if variant == \"lines\" then\n"
-	"      lines[i] = "
-	"format('{\"stream\":\"%s\",\"offset\":%d,\"position\":%d,\"type\":\"%s\",'\n"
-	"                        .. '\"payload\":%s,\"createdAt\":\"%s\"}',\n"
-	"                        name, k + 1, position, TYPE, PAYLOAD, at)\n"
-	"    else\n"
-	"      names[i], offsets[i], positions[i], times[i] = name, k + 1, position, at\n"
-	"    end\n"
+	"local lines, names, offsets, positions, types, times, payloads = {}, {}, {}, {}, {}, {}, "
+	"{}\n"
+	"local n = 0\n"
+	"for line in io.lines(events) do\n"
+	"  n = n + 1\n"
+	"  if variant == \"lines\" then\n"
+	"    lines[n] = line\n"
+	"  else\n"
+	"    local e = decode(line)\n"
+	"    names[n], types[n], times[n] = e.stream, e.type, e.createdAt\n"
+	"    offsets[n], positions[n] = math.tointeger(e.offset), math.tointeger(e.position)\n"
+	"    payloads[n] = cjson.encode(e.payload)\n"
 	"  end\n"
 	"end\n"
 	"collectgarbage(\"collect\")\n"
@@ -710,7 +705,8 @@ static const char reference_lua[] =
 	"  for j = 1, n do\n"
 	"    local name = names[j]\n"
 	"    local event = { stream = name, offset = offsets[j], position = positions[j],\n"
-	"                    type = TYPE, createdAt = times[j], payload = decode(PAYLOAD) }\n"
+	"                    type = types[j], createdAt = times[j], payload = decode(payloads[j]) "
+	"}\n"
 	"    states[name] = reduce(states[name] or { count = 0 }, event)\n"
 	"  end\n"
 	"end\n"
@@ -729,6 +725,79 @@ static const char reference_lua[] =
 	"end\n"
 	"io.stdout:write(format(\"result %.6f %d %d %d\\n\", cpu, math.tointeger(sum) or -1,\n"
 	"                       right, hwm))\n";
+
+/* dump_events: writes one counter event as the JSON line of the whole stored event.
+ * Streams and types here are plain names (no character JSON must escape); the
+ * payload is stored compact and goes in as it is. */
+struct dump {
+	FILE *f;
+	int64_t last;
+	long got, events;
+};
+
+static int dump_event(void *ud, const struct sl_event *ev)
+{
+	struct dump *x = ud;
+
+	x->got++;
+	x->last = ev->offset;
+	if (strcmp(ev->type, EVENT_TYPE)) /* stream/created */
+		return 0;
+	x->events++;
+	fprintf(x->f,
+	        "{\"stream\":\"%s\",\"offset\":%lld,\"position\":%lld,\"type\":\"%s\","
+	        "\"payload\":%.*s,\"createdAt\":\"%s\"}\n",
+	        ev->stream, (long long)ev->offset, (long long)ev->position, ev->type,
+	        (int)ev->payload_len, ev->payload, ev->created_at);
+	return 0;
+}
+
+/* Writes the counter events of the store `file` into `out` (both in dir), stream by
+ * stream in offset order, the order the engine's instances reduce them: the input of
+ * reference.lua, made once a case. */
+static int dump_events(const char *file, long streams, long want, const char *out)
+{
+	struct sl_store_opts o = {SL_DURABILITY_NORMAL, 1, NULL, NULL};
+	char store[sizeof(dir) + 64], p[sizeof(dir) + 64], name[64];
+	struct sl_store *s = NULL;
+	struct dump x = {NULL, 0, 0, 0};
+	struct sl_diag d;
+	long i;
+	int rc = -1;
+
+	sl_diag_init(&d);
+	path_of(store, sizeof(store), file);
+	path_of(p, sizeof(p), out);
+	if (!(x.f = fopen(p, "w"))) {
+		fprintf(stderr, "bench_runtime: cannot create %s: %s\n", p, strerror(errno));
+		return -1;
+	}
+	if (sl_store_open(&s, store, &o, &d))
+		goto fail;
+	for (i = 0; i < streams; i++) {
+		stream_name(name, sizeof(name), i);
+		x.last = 0;
+		do {
+			x.got = 0;
+			if (sl_store_read(s, name, x.last + 1, 100000, NULL, dump_event, &x, &d))
+				goto fail;
+		} while (x.got == 100000);
+	}
+	rc = x.events == want ? 0 : -1;
+	if (rc)
+		fprintf(stderr, "bench_runtime: %s: %ld events written, expected %ld\n", p,
+		        x.events, want);
+	goto out;
+fail:
+	fprintf(stderr, "bench_runtime: %s: %s\n", store, sl_diag_msg(&d));
+out:
+	sl_store_close(s);
+	if (fclose(x.f) && !rc) {
+		fprintf(stderr, "bench_runtime: %s: %s\n", p, strerror(errno));
+		rc = -1;
+	}
+	return rc;
+}
 
 static int write_reference(void)
 {
@@ -770,17 +839,18 @@ static int read_reference(int fd, struct child_result *r)
 	return got && t0 > 0 && t1 > 0 ? 0 : -1;
 }
 
-/* Runs reference.lua over `streams` streams of `per` events; r as a child's. */
-static int run_reference(const struct config *c, const char *variant, long streams, long per,
+/* Runs reference.lua over the file `events` (in dir) of streams of `per` events; r as
+ * a child's. */
+static int run_reference(const struct config *c, const char *variant, const char *events, long per,
                          struct child_result *r)
 {
-	char script[sizeof(dir) + 64], s_text[32], p_text[32];
-	char *argv[] = {(char *)c->lua, script, SCRIPT, (char *)variant, s_text, p_text, NULL};
+	char script[sizeof(dir) + 64], e_path[sizeof(dir) + 64], p_text[32];
+	char *argv[] = {(char *)c->lua, script, SCRIPT, (char *)variant, e_path, p_text, NULL};
 	int pfd[2], status, rc;
 	pid_t pid;
 
 	path_of(script, sizeof(script), REFERENCE);
-	snprintf(s_text, sizeof(s_text), "%ld", streams);
+	path_of(e_path, sizeof(e_path), events);
 	snprintf(p_text, sizeof(p_text), "%ld", per);
 	if (pipe(pfd)) {
 		fprintf(stderr, "bench_runtime: pipe: %s\n", strerror(errno));
@@ -862,6 +932,12 @@ static void case_store(char *out, size_t n, long streams)
 	snprintf(out, n, "catchup-%ld.db", streams);
 }
 
+/* The stored events of a case as JSON lines, reference.lua's input. */
+static void case_events(char *out, size_t n, long streams)
+{
+	snprintf(out, n, "catchup-%ld.jsonl", streams);
+}
+
 /* One engine catch-up of a copy of the store `file` (catchup.deploy.lua runs run.db). */
 static int engine_run(const char *file, int off, struct child_result *r)
 {
@@ -880,13 +956,14 @@ static int engine_run(const char *file, int off, struct child_result *r)
 static int run_side(const struct config *c, struct case_totals *ct, enum side s)
 {
 	struct child_result r;
-	char file[64], store[sizeof(dir) + 64], n[32];
+	char file[64], events[64], store[sizeof(dir) + 64], n[32];
 	struct best *b = &ct->side[s];
 	double rate;
 	int rc;
 
 	memset(&r, 0, sizeof(r));
 	case_store(file, sizeof(file), ct->streams);
+	case_events(events, sizeof(events), ct->streams);
 	path_of(store, sizeof(store), file);
 	snprintf(n, sizeof(n), "%ld", ct->streams);
 	if (s == S_ENGINE || s == S_ENGINE_OFF)
@@ -894,7 +971,7 @@ static int run_side(const struct config *c, struct case_totals *ct, enum side s)
 	else if (s == S_CLOOP)
 		rc = run_child("bare", store, n, &r);
 	else
-		rc = run_reference(c, s == S_LINES ? "lines" : "payloads", ct->streams,
+		rc = run_reference(c, s == S_LINES ? "lines" : "payloads", events,
 		                   c->events / ct->streams, &r);
 	if (rc || expect(side_name[s], "events", r.events, c->events) ||
 	    expect(side_name[s], "streams caught up", r.insts, ct->streams))
@@ -917,16 +994,18 @@ static int run_side(const struct config *c, struct case_totals *ct, enum side s)
 static int run_case(const struct config *c, struct case_totals *ct, int budgets)
 {
 	enum side order[S_COUNT];
-	char file[64];
+	char file[64], events[64], p[sizeof(dir) + 64];
 	int n = 0, i, k;
 
 	for (k = 0; k < S_COUNT; k++)
 		if (k != S_ENGINE_OFF || budgets)
 			order[n++] = (enum side)k;
 	case_store(file, sizeof(file), ct->streams);
+	case_events(events, sizeof(events), ct->streams);
 	fprintf(stderr, "a. catch-up: appending %ld events over %ld streams\n", c->events,
 	        ct->streams);
-	if (populate(file, c->events, round_robin, ct->streams))
+	if (populate(file, c->events, round_robin, ct->streams) ||
+	    dump_events(file, ct->streams, c->events, events))
 		return -1;
 	for (i = 0; i < c->rounds; i++) {
 		fprintf(stderr, "a. catch-up, %ld streams, round %d of %d\n", ct->streams, i + 1,
@@ -939,6 +1018,9 @@ static int run_case(const struct config *c, struct case_totals *ct, int budgets)
 	}
 	if (!c->keep && (ct->streams != 1 || !c->growth))
 		remove_store(file);
+	path_of(p, sizeof(p), events);
+	if (!c->keep)
+		unlink(p);
 	return 0;
 }
 
