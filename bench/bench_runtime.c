@@ -334,7 +334,7 @@ static int populate(const char *file, long n, long (*stream_of)(long k, long arg
 	struct sl_store *s = NULL;
 	struct sl_diag d;
 	double t0 = now();
-	long k, m, j;
+	long k, m, j, every = n > 2000000 ? 1000000 : 200000; /* progress lines */
 	int rc = -1;
 
 	sl_diag_init(&d);
@@ -355,7 +355,7 @@ static int populate(const char *file, long n, long (*stream_of)(long k, long arg
 		}
 		if (sl_store_append(s, ev, (size_t)m, res, 0, NULL, &d))
 			goto fail;
-		if ((k + m) % 200000 == 0 || k + m == n)
+		if ((k + m) % every == 0 || k + m == n)
 			fprintf(stderr, "  %s: %ld / %ld events appended, %.1f s\n", file, k + m, n,
 			        now() - t0);
 	}
