@@ -381,7 +381,7 @@ static long two_each(long k, long unused)
 	return k / 2;
 }
 
-/* ---- child: the bare loop -------------------------------------------------------- */
+/* ---- child: the C loop (iii) ----------------------------------------------------- */
 
 struct bare {
 	lua_State *L;
@@ -486,7 +486,7 @@ static int child_bare(const char *store, long streams, struct child_result *out)
 		lua_pushcfunction(b.L, bare_stream);
 		lua_pushlightuserdata(b.L, &b);
 		if (lua_pcall(b.L, 1, 1, 0) != LUA_OK) {
-			fprintf(stderr, "bench_runtime: bare loop: %s\n", lua_tostring(b.L, -1));
+			fprintf(stderr, "bench_runtime: C loop: %s\n", lua_tostring(b.L, -1));
 			goto out;
 		}
 		out->events += lua_tointeger(b.L, -1);
@@ -495,7 +495,7 @@ static int child_bare(const char *store, long streams, struct child_result *out)
 	out->secs = now() - t0;
 	out->insts = streams;
 	if (out->events != b.events) {
-		fprintf(stderr, "bench_runtime: bare loop counted %lld, reduced %lld events\n",
+		fprintf(stderr, "bench_runtime: C loop counted %lld, reduced %lld events\n",
 		        out->events, b.events);
 		goto out;
 	}
