@@ -6,9 +6,12 @@ add_executable(bench_store bench/bench_store.c)
 target_link_libraries(bench_store PRIVATE sluice_engine PkgConfig::LUA PkgConfig::SQLITE
   sl_warnings)
 
-# The engine at run time: catch-up through sl_host_run against a bare decode+reduce
-# loop, and 100 000 instances in mode "each" (peak RSS, instances per second). It
-# links the SL_TESTING engine for SLUICE_BUDGETS=off, the budgets-off side of row e.
+# The engine at run time: catch-up through sl_host_run at 1, 100 and 100 000 streams
+# against a lua5.4 + cjson script over the same events (which it writes and runs with
+# the lua5.4 interpreter at run time) and a C decode+reduce loop, the cost per event
+# at 10 000 000 events, and 1 000 000 instances in mode "each" (peak RSS, instances per
+# second). It links the SL_TESTING engine for SLUICE_BUDGETS=off, the budgets-off
+# side of row e.
 add_executable(bench_runtime bench/bench_runtime.c)
 target_link_libraries(bench_runtime PRIVATE sluice_engine_testing PkgConfig::LUA sl_warnings)
 
@@ -24,7 +27,8 @@ add_executable(bench_budgets bench/bench_budgets.c)
 target_link_libraries(bench_budgets PRIVATE sluice_engine PkgConfig::LUA sl_warnings)
 
 # `sluice append --jsonl` (peak RSS at 100 000 to 3 000 000 lines, the default batch
-# size against the fastest) and single appends during a catch-up. It runs the sluice
+# size against the fastest, the cost per line at 10 000 000 lines against 1 000 000)
+# and single appends during a catch-up. It runs the sluice
 # binary built beside it and bench/gen_jsonl.sh, which writes its inputs.
 add_executable(bench_append bench/bench_append.c)
 target_compile_definitions(bench_append PRIVATE SL_SOURCE_DIR="${CMAKE_SOURCE_DIR}")

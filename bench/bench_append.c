@@ -17,11 +17,17 @@
  *      single `sluice append` of another stream is started every 50 ms; the wait is
  *      the whole process's wall time. Reference: the median of 10 such appends on the
  *      idle store just before. Target: max and p99 at most 100 ms.
+ *   d. cost growth (issue 13, item 6): wall time per line of `append --jsonl` at the
+ *      default batch size into a fresh store, 10 000 000 lines against 1 000 000 (the
+ *      mean of a run just before and one just after the large one), both inputs
+ *      written into the scratch directory first. Target: a ratio between 0.85 and
+ *      1.15. The large run's peak RSS beside the small one's, as info.
  *
  * BENCH_QUICK=1 (or --quick) shrinks a to 100 000, 300 000 and 1 000 000 lines (and
- * c to the 1 000 000). Progress goes to stderr, the table to stdout; exit 1 after an
- * error (with --strict, also when a target is missed). The scratch directory under
- * /tmp is removed at the end unless --keep.
+ * c to the 1 000 000), and d's large input to 3 000 000 lines. Progress goes to
+ * stderr, the table to stdout; exit 1 after an error (with --strict, also when a
+ * target is missed). The scratch directory under /tmp is removed at the end unless
+ * --keep.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -47,6 +53,8 @@
 #define IDLE_PROBES 10
 #define WAIT_TARGET_MS 100
 #define MAX_PROBES 100000
+#define GROWTH_LO 0.85 /* d: the large input's cost per line against the small one's */
+#define GROWTH_HI 1.15
 
 /* The timed --batch-size values; 0 is the binary's default (no --batch-size). */
 static const long batch_sizes[] = {0, 1000, 5000, 10000, 50000};
@@ -54,17 +62,20 @@ static const long batch_sizes[] = {0, 1000, 5000, 10000, 50000};
 
 struct config {
 	long sizes[3];
+	long growth[2]; /* d: the small and the large input (0: d skipped) */
 	int keep, strict;
 	const char *base;
 	char sluice[PATH_MAX];
 };
 
 struct results {
-	int have_rss, have_batch, have_wait;
+	int have_rss, have_batch, have_wait, have_growth;
 	double rss_mib[3];
 	double batch_secs[NSIZES];
 	double idle_ms, wait_max, wait_p99, wait_p50, catchup_secs;
 	long probes;
+	double growth_small[2], growth_big; /* d: seconds: small, large, small again */
+	double growth_small_mib, growth_big_mib;
 };
 
 /* ---- children ------------------------------------------------------------------------- */
@@ -310,16 +321,73 @@ static int bench_wait(const struct config *c, struct results *r)
 	return 0;
 }
 
+/* ---- d: cost growth ------------------------------------------------------------------- */
+
+/* One timed append of input into a fresh store; *secs and the peak RSS in MiB. */
+static int growth_run(const struct config *c, const char *input, long lines, double *secs,
+                      double *mib)
+{
+	long rss;
+
+	remove_store("growth.db");
+	if (append_jsonl(c, input, "growth.db", 0, secs, &rss))
+		return -1;
+	remove_store("growth.db");
+	*mib = (double)rss / 1024;
+	fprintf(stderr, "  d. %ld lines: %.1f s, %.0f ns/line, %.1f MiB peak\n", lines, *secs,
+	        *secs * 1e9 / (double)lines, *mib);
+	return 0;
+}
+
+/* The small input, the large one, the small one again, each into a fresh store at the
+ * default batch size; the small runs' mean is the reference. */
+static int bench_growth(const struct config *c, struct results *r)
+{
+	double mib;
+
+	fprintf(stderr, "  d. writing %ld and %ld lines\n", c->growth[0], c->growth[1]);
+	if (gen(c->growth[0], "growth-small.jsonl") || gen(c->growth[1], "growth-big.jsonl"))
+		return -1;
+	if (stopped() ||
+	    growth_run(c, "growth-small.jsonl", c->growth[0], &r->growth_small[0],
+	               &r->growth_small_mib) ||
+	    stopped() ||
+	    growth_run(c, "growth-big.jsonl", c->growth[1], &r->growth_big, &r->growth_big_mib) ||
+	    stopped() ||
+	    growth_run(c, "growth-small.jsonl", c->growth[0], &r->growth_small[1], &mib))
+		return stopped() ? 0 : -1;
+	if (mib > r->growth_small_mib)
+		r->growth_small_mib = mib;
+	r->have_growth = 1;
+	return 0;
+}
+
 /* ---- the table ----------------------------------------------------------------------------- */
 
-/* One line: v against ref (ratio v / ref), passing when the ratio is <= limit. */
+/* One line: v against ref (ratio v / ref), passing when the ratio is <= limit; a limit
+ * of 0 makes it a line of information, with no target. */
 static int row(const char *name, double v, const char *unit, const char *against, double ref,
                double limit)
 {
 	char res[32];
-	int pass = v <= ref * limit;
+	int pass = !limit || v <= ref * limit;
 
 	snprintf(res, sizeof(res), "%.2f %s", v, unit);
+	printf("| %-58s | %-11s | %-30s | %5.3f | %s |\n", name, res, against, v / ref,
+	       !limit ? "  info"
+	       : pass ? "✓ pass"
+	              : "✗ FAIL");
+	return !pass;
+}
+
+/* One line: v against ref, passing when the ratio v / ref is between lo and hi. */
+static int band_row(const char *name, double v, const char *unit, const char *against, double ref,
+                    double lo, double hi)
+{
+	char res[32];
+	int pass = v >= ref * lo && v <= ref * hi;
+
+	snprintf(res, sizeof(res), "%.0f %s", v, unit);
 	printf("| %-58s | %-11s | %-30s | %5.3f | %s |\n", name, res, against, v / ref,
 	       pass ? "✓ pass" : "✗ FAIL");
 	return !pass;
@@ -327,7 +395,7 @@ static int row(const char *name, double v, const char *unit, const char *against
 
 static int print_table(const struct config *c, const struct results *r)
 {
-	char label[96], against[64], n[32];
+	char label[128], against[96], n[32];
 	size_t k, fast = 1;
 	int i, missed = 0;
 
@@ -352,7 +420,7 @@ static int print_table(const struct config *c, const struct results *r)
 		snprintf(against, sizeof(against), "(info) x %ld's %.2f s", batch_sizes[fast],
 		         r->batch_secs[fast]);
 		row("b. 100 000 events, --batch-size 1000", r->batch_secs[1], "s", against,
-		    r->batch_secs[fast], 1e9);
+		    r->batch_secs[fast], 0);
 	}
 	if (r->have_wait) {
 		group(n, sizeof(n), (double)c->sizes[2]);
@@ -362,6 +430,22 @@ static int print_table(const struct config *c, const struct results *r)
 		snprintf(label, sizeof(label), "c. single append during a %s-event catch-up: p99",
 		         n);
 		missed += row(label, r->wait_p99, "ms", "<= 100 ms", WAIT_TARGET_MS, 1);
+	}
+	if (r->have_growth) {
+		double small =
+			(r->growth_small[0] + r->growth_small[1]) / 2 * 1e9 / (double)c->growth[0];
+		char m[32];
+
+		group(n, sizeof(n), (double)c->growth[1]);
+		group(m, sizeof(m), (double)c->growth[0]);
+		snprintf(label, sizeof(label), "d. append --jsonl per line, %s vs %s lines", n, m);
+		snprintf(against, sizeof(against), "ratio 0.85-1.15 x %.0f ns", small);
+		missed += band_row(label, r->growth_big * 1e9 / (double)c->growth[1], "ns/ln",
+		                   against, small, GROWTH_LO, GROWTH_HI);
+		snprintf(label, sizeof(label), "d. append --jsonl, %s lines: peak RSS", n);
+		snprintf(against, sizeof(against), "(info) x %s's %.1f MiB", m,
+		         r->growth_small_mib);
+		row(label, r->growth_big_mib, "MiB", against, r->growth_small_mib, 0);
 	}
 	if (r->have_batch) {
 		printf("\nb: medians of %d runs:", TIMED_ROUNDS);
@@ -376,6 +460,11 @@ static int print_table(const struct config *c, const struct results *r)
 		printf("\nc: %ld appends, p50 %.1f ms; an idle single append takes %.1f ms "
 		       "(median of %d); the catch-up took %.1f s.",
 		       r->probes, r->wait_p50, r->idle_ms, IDLE_PROBES, r->catchup_secs);
+	if (r->have_growth)
+		printf("\nd: %ld lines took %.1f s; %ld lines %.1f s before it and %.1f s after "
+		       "it.",
+		       c->growth[1], r->growth_big, c->growth[0], r->growth_small[0],
+		       r->growth_small[1]);
 	printf("\n%s\n", missed ? "some targets were missed" : "all targets met");
 	return missed;
 }
@@ -384,23 +473,27 @@ static int print_table(const struct config *c, const struct results *r)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: bench_append [--quick] [--sluice PATH] [--dir DIR] [--keep] "
-	                "[--strict]\n"
-	                "  --quick        100 000, 300 000 and 1 000 000 lines (as BENCH_QUICK=1)\n"
-	                "  --sluice PATH  the sluice binary (default: next to this program)\n"
-	                "  --dir DIR      where the scratch directory goes (/tmp)\n"
-	                "  --keep         keep the scratch directory\n"
-	                "  --strict       exit 1 when a target is missed\n");
+	fprintf(stderr,
+	        "usage: bench_append [--quick] [--growth S,L] [--sluice PATH] [--dir DIR] "
+	        "[--keep] [--strict]\n"
+	        "  --quick        a at 100 000, 300 000 and 1 000 000 lines, d at 1 000 000\n"
+	        "                 against 3 000 000 (as BENCH_QUICK=1)\n"
+	        "  --growth S,L   d's small and large inputs (1000000,10000000; 0,0 skips d)\n"
+	        "  --sluice PATH  the sluice binary (default: next to this program)\n"
+	        "  --dir DIR      where the scratch directory goes (/tmp)\n"
+	        "  --keep         keep the scratch directory\n"
+	        "  --strict       exit 1 when a target is missed\n");
 }
 
 int main(int argc, char **argv)
 {
-	struct config c = {{100000, 1000000, 3000000}, 0, 0, "/tmp", ""};
+	struct config c = {{100000, 1000000, 3000000}, {1000000, 10000000}, 0, 0, "/tmp", ""};
 	struct results res;
 	const char *quick = getenv("BENCH_QUICK");
 	double t0 = now();
 	char cmd[8300];
-	int i, rc = 0, missed;
+	long growth[2] = {0, 0};
+	int i, rc = 0, missed, growth_set = 0;
 
 	memset(&res, 0, sizeof(res));
 	for (i = 1; i < argc; i++) {
@@ -413,6 +506,10 @@ int main(int argc, char **argv)
 			quick = "1";
 		else if (v && !strcmp(a, "--sluice"))
 			snprintf(c.sluice, sizeof(c.sluice), "%s", argv[++i]);
+		else if (v && !strcmp(a, "--growth") &&
+		         sscanf(argv[++i], "%ld,%ld", &growth[0], &growth[1]) == 2 &&
+		         growth[0] >= 0 && growth[1] >= 0)
+			growth_set = 1;
 		else if (v && !strcmp(a, "--dir"))
 			c.base = argv[++i];
 		else {
@@ -423,6 +520,11 @@ int main(int argc, char **argv)
 	if (quick && *quick && strcmp(quick, "0")) {
 		c.sizes[1] = 300000;
 		c.sizes[2] = 1000000;
+		c.growth[1] = 3000000;
+	}
+	if (growth_set) {
+		c.growth[0] = growth[0];
+		c.growth[1] = growth[1];
 	}
 	if (!*c.sluice) {
 		ssize_t n = readlink("/proc/self/exe", c.sluice, sizeof(c.sluice) - 8);
@@ -446,7 +548,8 @@ int main(int argc, char **argv)
 	}
 	fprintf(stderr, BENCH_NAME ": working in %s with %s\n", dir, c.sluice);
 	if (bench_batch(&c, &res) || (!interrupted && bench_rss(&c, &res)) ||
-	    (!interrupted && res.have_rss && bench_wait(&c, &res)))
+	    (!interrupted && res.have_rss && bench_wait(&c, &res)) ||
+	    (!interrupted && c.growth[0] && c.growth[1] && bench_growth(&c, &res)))
 		rc = 1;
 	if (c.keep) {
 		fprintf(stderr, BENCH_NAME ": kept %s\n", dir);
