@@ -22,10 +22,13 @@
  * commit and committed when the group ends: one lock, one WAL write and one fsync for
  * them all. Statements are prepared on first use and kept.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -211,6 +214,8 @@ struct sqlite_store {
 	int64_t open_id;            /* its row in sl_opens (0: read-only) */
 	uint32_t commits;           /* this connection's own commits (data_version) */
 	struct timespec busy_since; /* when the lock being waited for was first busy */
+	int turn_fd;                /* the turnstile (see turn_take), or -1 */
+	int rw;                     /* opened read-write */
 	/* A commit group (sl_store_group_begin): its commits are savepoints of one
 	 * transaction, begun at the group's first commit. */
 	int group;         /* a group is open */
@@ -393,6 +398,51 @@ static int busy_wait(void *ud, int count)
 	return 1;
 }
 
+/* The turnstile: SQLite gives its write lock to whoever asks first once it is free,
+ * and a runner that commits group after group asks again at once, so a writer of
+ * another process, looking in every millisecond, could wait for as long as the runner
+ * has work. So every writer takes an exclusive flock(2) on the runner's
+ * "<store>-faults" file (sl_faultlog.h; there is none without a runner, and then no
+ * one commits back to back) before BEGIN IMMEDIATE, and lets it go once it has the
+ * write lock or gave up: a writer that waits holds the turnstile, and the runner's
+ * next transaction queues behind it. A transaction holder never waits for the
+ * turnstile, so no one waits in a circle. flock, not fcntl: a lock of its own open
+ * file, which closing another descriptor of the file does not drop, and no
+ * descriptor of SQLite's files is opened or closed here. */
+static void turn_take(struct sqlite_store *s)
+{
+	if (s->turn_fd < 0 && s->rw) {
+		size_t n = strlen(s->path);
+		char *f = malloc(n + sizeof("-faults"));
+		if (f) {
+			memcpy(f, s->path, n);
+			memcpy(f + n, "-faults", sizeof("-faults"));
+			s->turn_fd = open(f, O_RDONLY | O_CLOEXEC);
+			free(f);
+		}
+	}
+	if (s->turn_fd >= 0)
+		while (flock(s->turn_fd, LOCK_EX) < 0 && errno == EINTR)
+			;
+}
+
+static void turn_give(struct sqlite_store *s)
+{
+	if (s->turn_fd >= 0)
+		flock(s->turn_fd, LOCK_UN);
+}
+
+/* BEGIN IMMEDIATE through the turnstile. */
+static int begin_immediate(struct sqlite_store *s)
+{
+	int rc;
+
+	turn_take(s);
+	rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	turn_give(s);
+	return rc;
+}
+
 static int configure(struct sqlite_store *s, const struct sl_store_opts *o, struct sl_diag *d)
 {
 	int rc;
@@ -431,11 +481,16 @@ static void sqlite_close(struct sl_store *base)
 		return;
 	for (i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(s->st[i]);
-	if (s->db)
+	if (s->db && s->open_id) {
+		turn_take(s);
 		sl_sqlite_open_unmark(s->db, s->open_id);
+		turn_give(s);
+	}
 	sqlite3_close(s->db);
 	sl_buf_release(&s->tmp[0]);
 	sl_buf_release(&s->tmp[1]);
+	if (s->turn_fd >= 0)
+		close(s->turn_fd);
 	free(s->path);
 	free(s->wal);
 	free(s);
@@ -517,7 +572,9 @@ static int sqlite_open(struct sl_store **out, const char *path, const struct sl_
 	struct sqlite_store *s;
 	int rc;
 
-	if (!(s = calloc(1, sizeof(*s))) || !(s->path = strdup(path))) {
+	if ((s = calloc(1, sizeof(*s))))
+		s->turn_fd = -1;
+	if (!s || !(s->path = strdup(path))) {
 		free(s);
 		return sl_diag_set(d, SL_ENOMEM, "out of memory");
 	}
@@ -528,10 +585,15 @@ static int sqlite_open(struct sl_store **out, const char *path, const struct sl_
 		rc = sl_diag_set(d, SL_EIO, "cannot open store '%s': no such file", path);
 		goto fail;
 	}
+	s->rw = !o->readonly;
 	rc = o->readonly ? open_readonly(s, o, d)
 	                 : open_db(s, path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, o, d);
-	if (rc ||
-	    (!o->readonly && (rc = sl_sqlite_open_mark(s->db, path, sync_sql(o), &s->open_id, d))))
+	if (!rc && !o->readonly) { /* its row in sl_opens: a write too */
+		turn_take(s);
+		rc = sl_sqlite_open_mark(s->db, path, sync_sql(o), &s->open_id, d);
+		turn_give(s);
+	}
+	if (rc)
 		goto fail;
 	s->proj.db = s->db;
 	sqlite3_set_authorizer(s->db, authorize, &s->proj);
@@ -954,7 +1016,7 @@ static int sqlite_append(struct sl_store *base, const struct sl_event_in *ev, si
 	struct sqlite_store *s = sq(base);
 	int rc;
 
-	if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+	if (begin_immediate(s) != SQLITE_OK)
 		return db_error(s, d, "cannot begin transaction");
 	rc = append_events(s, ev, n, res, failed, d);
 	if (rc == 0 && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
@@ -1612,7 +1674,7 @@ static int sqlite_lease_acquire(struct sl_store *base, const char *proc, const c
 	struct sqlite_store *s = sq(base);
 	int rc;
 
-	if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+	if (begin_immediate(s) != SQLITE_OK)
 		return db_error(s, d, "cannot begin transaction");
 	rc = take_lease(s, proc, owner, ttl_ms, out, d);
 	if (rc == 0 && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
@@ -1692,7 +1754,12 @@ static int tx(struct sqlite_store *s, int id, struct sl_diag *d, const char *wha
 
 	if ((rc = prep(s, id, &st, d)))
 		return rc;
-	return run(s, st, d, what);
+	if (id != TX_BEGIN)
+		return run(s, st, d, what);
+	turn_take(s);
+	rc = run(s, st, d, what);
+	turn_give(s);
+	return rc;
 }
 
 /* The group's transaction is gone (an error made SQLite roll it back): every commit

@@ -2,11 +2,14 @@
  * backend: the event log, commits, fences, leases, the payload check, migrations.
  * The projection handle's connection (sl_store_sqlite.h) stands in for ctx.db and, in
  * one test, for another runner taking a lease over while a batch runs. */
+#include <fcntl.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/file.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -982,11 +985,71 @@ static void test_group(void)
 	sl_store_close(s);
 }
 
+/* Does /proc/locks show pid waiting for a flock? (A blocked waiter's line starts with
+ * "N: -> FLOCK".) */
+static int waits_for_flock(pid_t pid)
+{
+	char line[512], want[32];
+	FILE *f = fopen("/proc/locks", "r");
+	int found = 0;
+
+	if (!f)
+		return 0;
+	snprintf(want, sizeof(want), " %ld ", (long)pid);
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, "-> FLOCK") && strstr(line, want);
+	fclose(f);
+	return found;
+}
+
+/* The turnstile: a writer waits for the flock of "<store>-faults" before it asks for
+ * SQLite's write lock, so a runner that commits back to back lets it in. Here the
+ * test holds the turnstile: a child's append waits for it, writing nothing, and goes
+ * on once it is free. */
+static void test_turnstile(void)
+{
+	struct sl_event_in e = ev_of("t/1", "t", NULL);
+	struct sl_append_result r;
+	struct sl_store *s;
+	struct sl_diag d;
+	char p[300], f[310];
+	int fd, status = -1, i;
+	pid_t pid;
+
+	snprintf(p, sizeof(p), "%s/turn.db", dir);
+	snprintf(f, sizeof(f), "%s-faults", p);
+	sl_diag_init(&d);
+	if (sl_store_open(&s, p, NULL, &d))
+		diag("cannot open %s: %s", p, d.msg);
+	fd = open(f, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	ok(fd >= 0 && flock(fd, LOCK_EX) == 0, "the test holds the turnstile of a store");
+	fflush(NULL);
+	if ((pid = fork()) == 0) {
+		struct sl_store *cs;
+		close(fd);
+		_exit(sl_store_open(&cs, p, NULL, NULL) ||
+		                      sl_store_append(cs, &e, 1, &r, 0, NULL, NULL)
+		              ? 1
+		              : (sl_store_close(cs), 0));
+	}
+	for (i = 0; i < 10000 && pid > 0 && !waits_for_flock(pid); i++)
+		nanosleep(&(struct timespec){0, 1000000}, NULL); /* polls a condition, <= 10 s */
+	ok(pid > 0 && waits_for_flock(pid), "a writer of another process waits for it");
+	is(count_events(s, "t/1"), 0, "having written nothing");
+	flock(fd, LOCK_UN);
+	while (pid > 0 && waitpid(pid, &status, 0) < 0)
+		;
+	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0, "once it is free, the append goes on");
+	is(count_events(s, "t/1"), 2, "and is there (created and the event)");
+	close(fd);
+	sl_store_close(s);
+}
+
 int main(void)
 {
 	struct sl_store *s;
 
-	plan(189);
+	plan(194);
 	if (!mkdtemp(dir))
 		return 1;
 	snprintf(path, sizeof(path), "%s/store.db", dir);
@@ -1009,6 +1072,7 @@ int main(void)
 	test_behind();
 	test_verify();
 	test_group();
+	test_turnstile();
 	sl_store_close(NULL);
 	{
 		char cmd[300];
