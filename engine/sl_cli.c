@@ -30,7 +30,7 @@
 /* The largest --batch-size: the arrays of one chunk are allocated up front. */
 #define MAX_CHUNK 100000
 /* The default --batch-size of append --jsonl (README, "CLI": how it was chosen). */
-#define DEFAULT_CHUNK 10000
+#define DEFAULT_CHUNK 50000
 
 #define MAX_POS 8
 #define MAX_OPTS 12
@@ -1263,7 +1263,7 @@ static const struct cmd commands[] = {
          "                       \"idempotencyKey\":..,\"offset\":..,\"stream\":..} from stdin;\n"
          "                       every line is validated before anything is written\n"
          "  --batch-size N       with --jsonl, commit N events per atomic chunk "
-         "(10000)\n"
+         "(50000)\n"
          "  --stream             with --jsonl, for a pipe that goes on: each line is checked\n"
          "                       as it arrives, and the pending lines commit when there are\n"
          "                       batch-size of them or --linger after the first (a bad line:\n"
