@@ -21,9 +21,9 @@ void sl_instcache_release(struct sl_instcache *c)
 	size_t i;
 
 	for (i = 0; i < c->nslots; i++) {
-		if (c->slot[i]) {
-			free(c->slot[i]->stream);
-			free(c->slot[i]);
+		if (c->slot[i].in) {
+			free(c->slot[i].in->stream);
+			free(c->slot[i].in);
 		}
 	}
 	free(c->slot);
@@ -32,12 +32,12 @@ void sl_instcache_release(struct sl_instcache *c)
 	c->lru.lru_next = c->lru.lru_prev = &c->lru;
 }
 
-/* The slot of `stream`: its instance, or the empty slot where it goes. */
-static struct sl_inst **inst_slot(struct sl_instcache *c, const char *stream)
+/* The slot of `stream` (of hash h): its instance, or the empty slot where it goes. */
+static struct sl_instslot *inst_slot(struct sl_instcache *c, const char *stream, uint64_t h)
 {
-	size_t i = (size_t)sl_hash_str(stream) & (c->nslots - 1);
+	size_t i = (size_t)h & (c->nslots - 1);
 
-	while (c->slot[i] && strcmp(c->slot[i]->stream, stream))
+	while (c->slot[i].in && (c->slot[i].hash != h || strcmp(c->slot[i].in->stream, stream)))
 		i = (i + 1) & (c->nslots - 1);
 	return &c->slot[i];
 }
@@ -45,7 +45,7 @@ static struct sl_inst **inst_slot(struct sl_instcache *c, const char *stream)
 /* Doubles the table (64 slots at first); the load factor stays at most 1/2. */
 static int inst_grow(struct sl_instcache *c)
 {
-	struct sl_inst **old = c->slot;
+	struct sl_instslot *old = c->slot;
 	size_t n = c->nslots, i;
 
 	c->nslots = n ? n * 2 : 64;
@@ -54,29 +54,37 @@ static int inst_grow(struct sl_instcache *c)
 		c->nslots = n;
 		return SL_ENOMEM;
 	}
-	for (i = 0; i < n; i++)
-		if (old[i])
-			*inst_slot(c, old[i]->stream) = old[i];
+	for (i = 0; i < n; i++) { /* distinct streams: the first empty slot will do */
+		size_t k = (size_t)old[i].hash & (c->nslots - 1);
+		if (!old[i].in)
+			continue;
+		while (c->slot[k].in)
+			k = (k + 1) & (c->nslots - 1);
+		c->slot[k] = old[i];
+	}
 	free(old);
 	return 0;
 }
 
 struct sl_inst *sl_instcache_get(struct sl_instcache *c, const char *stream)
 {
-	struct sl_inst **slot, *in;
+	struct sl_instslot *slot;
+	struct sl_inst *in;
+	uint64_t h = sl_hash_str(stream);
 
 	if ((c->ninst + 1) * 2 > c->nslots && inst_grow(c))
 		return NULL;
-	slot = inst_slot(c, stream);
-	if (*slot)
-		return *slot;
+	slot = inst_slot(c, stream, h);
+	if (slot->in)
+		return slot->in;
 	if (!(in = calloc(1, sizeof(*in))) || !(in->stream = strdup(stream))) {
 		free(in);
 		return NULL;
 	}
 	in->state_ref = LUA_NOREF;
 	c->ninst++;
-	return *slot = in;
+	slot->hash = h;
+	return slot->in = in;
 }
 
 static void lru_unlink(struct sl_inst *in)
@@ -147,7 +155,7 @@ void sl_instcache_forget(struct sl_instcache *c)
 
 	sl_instcache_drop_states(c);
 	for (i = 0; i < c->nslots; i++) {
-		struct sl_inst *in = c->slot[i];
+		struct sl_inst *in = c->slot[i].in;
 		if (!in)
 			continue;
 		in->loaded = in->has_row = in->faulted = 0;

@@ -17,13 +17,22 @@
 
 #include <lua.h>
 
+#include <stdint.h>
+
 #include "sl_processor.h"
 
 #define SL_INSTCACHE_STATES 4096 /* cached state tables per processor */
 
+/* A slot of the table: the stream's hash beside its instance, so that a probe past
+ * another instance reads neither it nor its name. */
+struct sl_instslot {
+	uint64_t hash;
+	struct sl_inst *in; /* NULL: empty */
+};
+
 struct sl_instcache {
 	lua_State *L;
-	struct sl_inst **slot; /* instances by stream, open addressing */
+	struct sl_instslot *slot; /* instances by stream, open addressing */
 	size_t nslots, ninst;
 	struct sl_inst lru; /* sentinel of the cached-state list, most recent first */
 	size_t ncached;
