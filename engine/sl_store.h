@@ -99,8 +99,8 @@ struct sl_store_opts {
 /* ---- opening --------------------------------------------------------------------- */
 
 /* Opens the store at `path`: "nats://..." names a NATS JetStream cluster (the
- * experimental backend of sl_store_nats.c: the event log only; the rows of
- * sl_checkpoint.h, leases and commits fail with SL_ENOTSUP), anything else a SQLite file, created
+ * experimental backend of sl_store_nats.c: the rows of sl_checkpoint.h in key-value
+ * buckets, no commit groups, no projection tables), anything else a SQLite file, created
  * and migrated if needed (a read-only open of a missing file fails). opts may be NULL (full
  * durability, read-write, no payload check). On failure *out is NULL and d says why,
  * e.g. "cannot open store 'x.db': unable to open database file". */
