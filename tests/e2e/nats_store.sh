@@ -28,6 +28,23 @@ for suite in append_cli bad_input append_stream options_cli help_cli; do
 	nats_stop "$suite"
 done
 
+# ---- the processor suites, against JetStream --------------------------------------------
+# The anchor (runtime_anchor), faults and dead letters (poison), and the live engine's
+# batches under leases, standbys, takeover and the fence (lease_runners), each
+# deployment's store replaced by the server's URL (test_store in testlib.sh). Suites
+# whose processors use ctx.db (batch_hook, runtime_cli's webhook, work_faults'
+# work.lua) cannot run here: this backend has no projection tables.
+for suite in runtime_anchor poison lease_runners; do
+	nats_start "$suite" || { failt "$suite: nats-server started"; continue; }
+	out=$(SL_TEST_STORE=$NATS_URL bash "$E2E/$suite.sh" 2>&1); rc=$?
+	if [ $rc -eq 0 ]; then
+		pass "$suite.sh passes on JetStream ($(tail -1 <<<"$out"))"
+	else
+		failt "$suite.sh passes on JetStream" "$(grep -A2 '^not ok' <<<"$out" | head -30)"
+	fi
+	nats_stop "$suite"
+done
+
 # ---- particular to JetStream ----------------------------------------------------------
 # The C unit tests of the backend (store-wide reads, head, data version, reads from an
 # offset, leases, commits and the rows) on a fresh server of their own.
