@@ -1910,7 +1910,7 @@ static int vwalk_log(struct vwalk *w, uint64_t upto, sl_verify_progress_fn progr
 /* Checks every stream's messages: offsets contiguous from 1, one stream/created at
  * offset 1, each message a sluice event, and each stream's last message naming its
  * last offset. The walk is skipped with SL_VERIFY_QUICK (the streams are still read).
- * There are no checkpoints on this backend yet. */
+ * The checkpoints are not checked against the heads (checkpoint-ahead) yet. */
 static int nats_verify(struct sl_store *base, int flags, sl_problem_fn fn,
                        sl_verify_progress_fn progress, void *ud,
                        struct sl_store_verify_summary *sum, struct sl_diag *d)
