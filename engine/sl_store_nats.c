@@ -2019,7 +2019,8 @@ static int kv_get(struct nats_store *s, kvStore *kv, const char *key, char **val
 			kvEntry_Destroy(e);
 			return oom(d);
 		}
-		memcpy(*val, kvEntry_Value(e), (size_t)n);
+		if (n > 0)
+			memcpy(*val, kvEntry_Value(e), (size_t)n);
 		(*val)[n] = '\0';
 		*len = (size_t)n;
 	}
@@ -2161,7 +2162,8 @@ static char *dup_n(const char *p, size_t n)
 	char *c = malloc(n + 1);
 
 	if (c) {
-		memcpy(c, p, n);
+		if (n)
+			memcpy(c, p, n);
 		c[n] = '\0';
 	}
 	return c;
@@ -3596,7 +3598,8 @@ static int rowset_load(struct nats_store *s, const char *proc, struct rowset *rs
 	if ((rc = proc_key(&s->tmp[1], proc, ".>", d)) ||
 	    (rc = kv_each(s, s->kv[B_CKPT], s->tmp[1].ptr, rowset_add, rs, d)))
 		return rc;
-	qsort(rs->v, rs->n, sizeof(*rs->v), cmp_rowent);
+	if (rs->n)
+		qsort(rs->v, rs->n, sizeof(*rs->v), cmp_rowent);
 	return 0;
 }
 
