@@ -2070,7 +2070,9 @@ static int kv_each(struct nats_store *s, kvStore *kv, const char *filter, kv_eac
  * absent): the base of the compare-and-set of the next write of that row. An
  * instance's state lives in the engine between batches, so the revision it was
  * computed from is the one read when the instance was loaded, not the one a commit
- * would find when it writes. */
+ * would find when it writes. A row this store never read (a reset or a resume from
+ * the CLI, a fault of an instance loaded by a catch-up's scan) is compared with the
+ * revision the commit finds when it first touches the row. */
 static uint64_t rev_slot(const struct revmap *m, const char *key)
 {
 	uint64_t i = sl_hash_str(key) & (m->cap - 1);
@@ -2475,7 +2477,7 @@ static int touch(struct nats_commit *c, int b, const char *key, const char *labe
 		return rc;
 	if (!(w = new_write(c, b, W_CAS, key, d))) {
 		free(val);
-		return d->code;
+		return SL_ENOMEM; /* (new_write filled d) */
 	}
 	w->val = val, w->len = len, w->base = rev;
 	if (label && !(w->label = strdup(label)))
@@ -2508,7 +2510,7 @@ static int blind_write(struct nats_commit *c, int b, enum wkind kind, const char
 	}
 	if (!(w = find_write(c, b, key)) && !(w = new_write(c, b, kind, key, d))) {
 		free(val);
-		return d->code;
+		return SL_ENOMEM; /* (new_write filled d) */
 	}
 	free(w->val);
 	w->kind = kind, w->val = val, w->len = len, w->dirty = 1;
