@@ -1909,8 +1909,10 @@ static int vwalk_log(struct vwalk *w, uint64_t upto, sl_verify_progress_fn progr
 
 /* Checks every stream's messages: offsets contiguous from 1, one stream/created at
  * offset 1, each message a sluice event, and each stream's last message naming its
- * last offset. The walk is skipped with SL_VERIFY_QUICK (the streams are still read).
- * The checkpoints are not checked against the heads (checkpoint-ahead) yet. */
+ * last offset; every checkpoint at or below its stream's head (checkpoint-ahead). The
+ * walk is skipped with SL_VERIFY_QUICK (the streams and checkpoints are still read). */
+static int vckpts(struct vwalk *w, int64_t upto, struct sl_diag *d);
+
 static int nats_verify(struct sl_store *base, int flags, sl_problem_fn fn,
                        sl_verify_progress_fn progress, void *ud,
                        struct sl_store_verify_summary *sum, struct sl_diag *d)
@@ -1925,7 +1927,8 @@ static int nats_verify(struct sl_store *base, int flags, sl_problem_fn fn,
 	if (!w.s->exists)
 		return 0;
 	if (!(rc = nats_head_position(base, &upto, d)) && !(rc = vlist(&w, d)) &&
-	    !(flags & SL_VERIFY_QUICK) && !(rc = vwalk_log(&w, (uint64_t)upto, progress, d)))
+	    !(rc = vckpts(&w, upto, d)) && !(flags & SL_VERIFY_QUICK) &&
+	    !(rc = vwalk_log(&w, (uint64_t)upto, progress, d)))
 		rc = vheads(&w);
 	for (i = 0; i < w.n; i++)
 		free(w.st[i].name);
@@ -3677,6 +3680,94 @@ out:
 	free(names);
 	rowset_release(&rs);
 	return rc > 0 ? 0 : rc;
+}
+
+/* ---- verify: the checkpoints ------------------------------------------------------------- */
+
+/* Decodes the processor part of a row key ("<proc>.<stream>") into b. */
+static int key_proc(const char *key, struct sl_buf *b)
+{
+	const char *p;
+
+	sl_buf_reset(b);
+	for (p = key; *p && *p != '.'; p++) {
+		if (*p == '=' && p[1] && p[2]) {
+			char hex[3] = {p[1], p[2], '\0'};
+			sl_buf_addc(b, (char)strtol(hex, NULL, 16));
+			p += 2;
+		} else {
+			sl_buf_addc(b, *p);
+		}
+	}
+	sl_buf_addc(b, '\0');
+	return sl_buf_ok(b);
+}
+
+struct vck {
+	struct vwalk *w;
+	int64_t upto;
+	struct sl_buf proc;
+};
+
+static int vck_row(void *ud, const char *key, const char *val, size_t len, uint64_t rev,
+                   struct sl_diag *d)
+{
+	struct vck *v = ud;
+	struct vwalk *w = v->w;
+	struct sl_store_problem p;
+	const struct vstream *vs;
+	const char *name;
+	struct row r;
+	int64_t head;
+	int rc, present;
+
+	(void)rev;
+	if ((rc = row_decode(w->s, key, val, len, &r, &present, d)) || !present)
+		return rc;
+	w->sum->checkpoints++;
+	name = r.stream;
+	vs = *name && w->n ? bsearch(&name, w->st, w->n, sizeof(*w->st), cmp_vstream) : NULL;
+	head = *name ? (vs ? vs->head : 0) : v->upto;
+	if (r.offset > head) {
+		if (!key_proc(key, &v->proc)) {
+			row_release(&r);
+			return oom(d);
+		}
+		vproblem(&p, "checkpoint-ahead", *name ? name : NULL);
+		p.processor = v->proc.ptr;
+		p.offset = r.offset;
+		p.head = head;
+		if (*name)
+			snprintf(w->msg, sizeof(w->msg),
+			         "processor '%s' has a checkpoint at offset %lld of stream '%s', "
+			         "whose"
+			         " head is %lld",
+			         v->proc.ptr, (long long)r.offset, name, (long long)head);
+		else
+			snprintf(w->msg, sizeof(w->msg),
+			         "processor '%s' has a checkpoint at position %lld, above the "
+			         "store's"
+			         " head position %lld",
+			         v->proc.ptr, (long long)r.offset, (long long)head);
+		rc = vreport(w, &p);
+	}
+	row_release(&r);
+	return rc;
+}
+
+/* Every checkpoint row against its stream's head (a mode all one against the store's
+ * head position). */
+static int vckpts(struct vwalk *w, int64_t upto, struct sl_diag *d)
+{
+	struct vck v = {w, upto, {0}};
+	int rc, none;
+
+	if ((rc = rows_bucket(w->s, B_CKPT, 0, &none, d)) || none)
+		return rc;
+	sl_buf_init(&v.proc);
+	rc = kv_each(w->s, w->s->kv[B_CKPT], ">", vck_row, &v, d);
+	sl_buf_release(&v.proc);
+	return rc;
 }
 
 const struct sl_store_ops sl_store_nats_ops = {

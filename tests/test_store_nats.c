@@ -391,13 +391,14 @@ static void test_faults(struct sl_store *s, struct sl_store *other)
 	IN_COMMIT(s, sl_ckpt_put(c_, "p", "", 9, "[1]", 3, 0, NULL));
 	IN_COMMIT(s, sl_ckpt_put(c_, "p", "x.y/z", 1, "{}", 2, 0, NULL));
 	IN_COMMIT(s, sl_ckpt_put(c_, "p", "x/y.z", 2, "{}", 2, 0, NULL));
-	IN_COMMIT(s, sl_ckpt_put(c_, "p.q", "in/1", 3, "{}", 2, 0, NULL));
+	IN_COMMIT(s, sl_ckpt_put(c_, "p.q", "x", 2, "{}", 2, 0, NULL));
 	sl_ckpt_each(other, "p", rows_fn, &rs, NULL);
 	ok(rs.n == 5 && !strcmp(rs.streams[0], "") && !strcmp(rs.streams[1], "in/1") &&
 	           in_rows(&rs, "", 9) && in_rows(&rs, "x.y/z", 1) && in_rows(&rs, "x/y.z", 2) &&
 	           !strcmp(rs.streams[4], "x/y.z"),
 	   "every row of the processor, in stream order, each name its own (%d)", rs.n);
-	ok(offset_of(other, "p.q", "in/1", NULL, 0) == 3 &&
+	ok(offset_of(other, "p.q", "x", NULL, 0) == 2 &&
+	           offset_of(other, "p.q", "in/1", NULL, 0) == -1 &&
 	           offset_of(other, "p", "in/1", NULL, 0) == 6,
 	   "a processor name with a dot has rows of its own");
 
@@ -476,7 +477,7 @@ static void test_dead_letters(struct sl_store *s, struct sl_store *other)
 }
 
 struct problems {
-	int n, missing, integrity;
+	int n, missing, integrity, ahead;
 	char first[256];
 };
 
@@ -489,6 +490,9 @@ static int problem_fn(void *ud, const struct sl_store_problem *p)
 	ps->missing += !strcmp(p->problem, "missing-offsets") && !strcmp(p->stream, "x/1") &&
 	               p->offset == 10 && p->to == 10;
 	ps->integrity += !strcmp(p->problem, "integrity");
+	ps->ahead += !strcmp(p->problem, "checkpoint-ahead") && p->stream &&
+	             !strcmp(p->stream, "y.z") && !strcmp(p->processor, "p.q") && p->offset == 99 &&
+	             p->head == 52;
 	return 0;
 }
 
@@ -519,7 +523,8 @@ static void test_verify(struct sl_store *s)
 
 	is(sl_store_verify(s, 0, problem_fn, NULL, &ps, &sum, NULL), 0, "verify a sound store");
 	/* x, x/1, y.z; out, out/1, out/2, out/4 of test_commits, with their events. */
-	ok(sum.problems == 0 && sum.streams == 7 && sum.events == 116 && ps.n == 0,
+	ok(sum.problems == 0 && sum.streams == 7 && sum.events == 116 && sum.checkpoints == 8 &&
+	           ps.n == 0,
 	   "finds no problem in 7 streams, 116 events (%lld, %lld, %lld)", (long long)sum.problems,
 	   (long long)sum.streams, (long long)sum.events);
 	/* x/1 offset 2 is sequence 4, y.z is created at 5; from then on x/1 offset k is 2k + 1. */
@@ -532,6 +537,11 @@ static void test_verify(struct sl_store *s)
 	is(sl_store_read(s, "x/1", 1, 0, NULL, collect_fn, &c, &d), SL_ECORRUPT,
 	   "a read over the hole fails");
 	ok(c.n == 9 && strstr(d.msg, "has no event at offset 10"), "after 9 events: %s", d.msg);
+	IN_COMMIT(s, sl_ckpt_put(c_, "p.q", "y.z", 99, "{}", 2, 0, NULL));
+	memset(&ps, 0, sizeof(ps));
+	sl_store_verify(s, SL_VERIFY_QUICK, problem_fn, NULL, &ps, &sum, NULL);
+	ok(ps.ahead == 1 && sum.problems == 1,
+	   "a checkpoint above its stream's head is found, by the quick check too: %s", ps.first);
 }
 
 int main(int argc, char **argv)
@@ -545,7 +555,7 @@ int main(int argc, char **argv)
 		       " (tests/e2e/nats_store.sh runs this)\n");
 		return 0;
 	}
-	plan(80);
+	plan(81);
 	sl_diag_init(&d);
 	is(sl_store_open(&s, url, NULL, &d), 0, "opens %s: %s", url, d.msg);
 	is(sl_store_open(&other, url, NULL, &d), 0, "and a second connection: %s", d.msg);
