@@ -637,6 +637,7 @@ struct batch {
 	char **keys; /* the keys of ancestor announcements */
 	size_t nkeys;
 	char created_at[32];
+	int raced; /* the last publish lost a race for its subject's last sequence */
 };
 
 static void batch_release(struct batch *bt)
@@ -1127,6 +1128,7 @@ static int publish_one(struct batch *bt, struct pmsg *p, struct sl_diag *d)
 		po.MsgId = s->tmp[1].ptr;
 	}
 	if ((st = js_PublishMsg(&ack, s->js, m, &po, &jerr)) != NATS_OK) {
+		bt->raced = jerr == JSStreamWrongLastSequenceErr;
 		rc = publish_error(s, ps, st, jerr, d);
 		goto out;
 	}
@@ -2710,6 +2712,35 @@ static int precheck(struct nats_commit *c, struct sl_diag *d)
 
 /* Publishes the commit's events in order, as an append call does (taking them back
  * if one fails). */
+#define RACE_TRIES 8
+
+/* Publishes message p of a commit. Another writer may have appended to its stream
+ * since the commit planned it: an event that asks for no offset then goes after
+ * theirs, as it would have on SQLite, whose writers wait for each other (the stream's
+ * state is read again, so the pause door sees their events). Not the store's own
+ * events (a stream/created planned for a stream that someone else created meanwhile
+ * must not be written twice). */
+static int publish_in_commit(struct batch *bt, struct pmsg *p, struct sl_diag *d)
+{
+	struct pstream *ps = &bt->st[p->stream];
+	struct sl_diag one;
+	struct sview v;
+	int rc, tries;
+
+	for (tries = 0;; tries++) {
+		bt->raced = 0;
+		sl_diag_init(&one);
+		if (!(rc = publish_one(bt, p, &one)))
+			return 0;
+		if (!bt->raced || p->engine || p->offset || !ps->live.head || tries == RACE_TRIES)
+			return sl_diag_set(d, rc, "%s", one.msg);
+		if ((rc = load_state(bt->s, ps->subject, &v, d)))
+			return rc;
+		sview_release(&ps->live);
+		ps->live = v;
+	}
+}
+
 static int publish_commit(struct nats_commit *c, struct sl_diag *d)
 {
 	struct batch *bt = &c->bt;
@@ -2717,7 +2748,7 @@ static int publish_commit(struct nats_commit *c, struct sl_diag *d)
 	int rc = 0;
 
 	for (i = 0; i < bt->nmsg && !rc; i++)
-		rc = publish_one(bt, &bt->msg[i], d);
+		rc = publish_in_commit(bt, &bt->msg[i], d);
 	if (rc && (left = take_back(bt, i)))
 		sl_diag_prefix(d,
 		               "%zu event(s) of this commit were written and could not be taken"
