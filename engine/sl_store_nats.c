@@ -2797,7 +2797,7 @@ static int write_one(struct nats_commit *c, struct kv_write *w, int *lost, struc
 	/* Refused, or the reply was lost: the key tells which. */
 	if ((rc = kv_get(s, kv, w->key, &val, &len, &now, d)))
 		return rc;
-	if (now != w->base && val && len == w->len && !memcmp(val, w->val, len)) {
+	if (now != w->base && val && len == w->len && (!len || !memcmp(val, w->val, len))) {
 		rev_put(&s->revs, w->key, now); /* it was written: the ack was lost */
 		rc = 0;
 	} else if (now != w->base) {
