@@ -290,8 +290,9 @@ int sl_commit_begin(struct sl_store *s, const struct sl_fence *fence, struct sl_
 
 /* sl_store_append inside the commit: the batch is all-or-nothing within it (a
  * failing call leaves the commit's other writes in place) and becomes durable when
- * the commit ends with commit = 1. (The JetStream backend publishes the events when
- * the commit ends: res then holds the offsets as planned and position 0.) */
+ * the commit ends with commit = 1. res must stay valid until sl_commit_end: a backend
+ * may complete it only then (the JetStream backend publishes the events when the
+ * commit ends, and learns their positions, and which were duplicates, then). */
 int sl_commit_append(struct sl_commit *c, const struct sl_event_in *ev, size_t n,
                      struct sl_append_result *res, int flags, size_t *failed, struct sl_diag *d);
 

@@ -2393,6 +2393,14 @@ struct nats_commit {
 	char *proc, *owner;
 	struct batch bt; /* the events appended in it, planned, published at the end */
 	int events;
+	/* The callers' results to complete once the events are published (sl_commit_append
+	 * keeps them valid until the commit ends). */
+	struct res_ref {
+		struct sl_append_result *res;
+		size_t msg; /* the message that answers it */
+		int dup;    /* a key repeated within the commit */
+	} * refs;
+	size_t nrefs, crefs;
 	struct kv_write *w;
 	size_t nw, cw;
 };
@@ -2412,6 +2420,7 @@ static void commit_free(struct nats_commit *c)
 		free(c->w[i].label);
 	}
 	free(c->w);
+	free(c->refs);
 	batch_release(&c->bt);
 	free(c->proc);
 	free(c->owner);
@@ -2640,10 +2649,28 @@ static void plan_undo(struct batch *bt, struct plan_mark *m)
 	plan_mark_release(m);
 }
 
+/* Remembers that res is answered by message msg of the commit. */
+static int add_ref(struct nats_commit *c, struct sl_append_result *res, size_t msg, int dup,
+                   struct sl_diag *d)
+{
+	if (c->nrefs == c->crefs) {
+		size_t cap = c->crefs ? c->crefs * 2 : 16;
+		struct res_ref *r = realloc(c->refs, cap * sizeof(*r));
+		if (!r)
+			return oom(d);
+		c->refs = r, c->crefs = cap;
+	}
+	c->refs[c->nrefs].res = res;
+	c->refs[c->nrefs].msg = msg;
+	c->refs[c->nrefs].dup = dup;
+	c->nrefs++;
+	return 0;
+}
+
 /* Plans the call's events after those planned before in the commit, all-or-nothing
- * within it. res gets the offsets as planned and position 0: the positions exist only
- * once the commit published the events (no caller of a commit's append reads them on
- * this backend before it ends). */
+ * within it. res gets the offsets as planned and position 0 now, and is completed
+ * when the commit has published the events: their positions, and the offsets of the
+ * ones JetStream answered as duplicates. */
 static int nats_commit_append(struct sl_commit *base, const struct sl_event_in *ev, size_t n,
                               struct sl_append_result *res, size_t *failed, struct sl_diag *d)
 {
@@ -2661,17 +2688,26 @@ static int nats_commit_append(struct sl_commit *base, const struct sl_event_in *
 		plan_undo(bt, &m);
 		return rc;
 	}
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < n && !rc; i++) {
 		if (res[i].duplicate && res[i].offset < 0) { /* a key repeated in the commit */
-			res[i].offset = bt->msg[(size_t)(-res[i].offset - 1)].planned;
-			res[i].position = 0;
+			k = (size_t)(-res[i].offset - 1);
+			res[i].offset = bt->msg[k].planned, res[i].position = 0;
+			rc = add_ref(c, &res[i], k, 1, d);
 			continue;
 		}
 		if (res[i].duplicate)
 			continue; /* a stored event answered */
 		for (k = m.nmsg; k < bt->nmsg; k++)
-			if (bt->msg[k].result == i && !bt->msg[k].engine)
+			if (bt->msg[k].result == i && !bt->msg[k].engine) {
 				res[i].offset = bt->msg[k].planned, res[i].position = 0;
+				rc = add_ref(c, &res[i], k, 0, d);
+			}
+	}
+	if (rc) {
+		while (c->nrefs && c->refs[c->nrefs - 1].msg >= m.nmsg)
+			c->nrefs--;
+		plan_undo(bt, &m);
+		return rc;
 	}
 	for (k = m.nmsg; k < bt->nmsg; k++)
 		bt->msg[k].result = (size_t)-1; /* the caller's res is not ours to fill later */
@@ -2754,6 +2790,12 @@ static int publish_commit(struct nats_commit *c, struct sl_diag *d)
 		               "%zu event(s) of this commit were written and could not be taken"
 		               " back",
 		               left);
+	for (i = 0; !rc && i < c->nrefs; i++) {
+		const struct pmsg *p = &bt->msg[c->refs[i].msg];
+		c->refs[i].res->offset = p->got;
+		c->refs[i].res->position = (int64_t)p->seq;
+		c->refs[i].res->duplicate = c->refs[i].dup || p->dup;
+	}
 	return rc;
 }
 

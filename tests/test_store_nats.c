@@ -201,8 +201,8 @@ static void test_commits(struct sl_store *s, struct sl_store *other)
 {
 	struct sl_fence f = {"p", "r1", 0}, stale;
 	struct collect cl;
-	struct sl_append_result r;
-	struct sl_event_in ev;
+	struct sl_append_result r, r2;
+	struct sl_event_in ev, ev2;
 	struct sl_commit *c;
 	struct sl_lease l;
 	struct sl_diag d;
@@ -316,6 +316,20 @@ static void test_commits(struct sl_store *s, struct sl_store *other)
 	sl_store_read(other, "out/4", 1, 0, NULL, collect_fn, &cl, NULL);
 	ok(cl.n == 4 && cl.offsets[3] == 4 && emitted(other, "out/4") == 2,
 	   "its event after the other writer's, offsets contiguous (%d)", cl.n);
+	/* What an append in a commit reports, once the commit ended: the stored event for a
+	 * key JetStream knew, the new event's position otherwise. */
+	ev = emit("out/4", "p@in/1:5#1");
+	ev2 = emit("out/5", "fresh");
+	sl_commit_begin(s, NULL, &c, NULL);
+	sl_commit_append(c, &ev, 1, &r, 0, NULL, NULL);
+	sl_commit_append(c, &ev2, 1, &r2, 0, NULL, NULL);
+	is(sl_commit_end(c, 1, NULL), 0, "a commit of two appends");
+	ok(r.duplicate && r.offset == 2 && r.position > 0,
+	   "a key stored before is reported as the stored event (%lld, %lld)", (long long)r.offset,
+	   (long long)r.position);
+	ok(!r2.duplicate && r2.offset == 2 && r2.position > r.position,
+	   "a new event with its offset and position (%lld, %lld)", (long long)r2.offset,
+	   (long long)r2.position);
 	is(sl_store_group_begin(s), 0, "there are no commit groups (each commit is its own)");
 }
 
@@ -538,10 +552,10 @@ static void test_verify(struct sl_store *s)
 	struct sl_diag d;
 
 	is(sl_store_verify(s, 0, problem_fn, NULL, &ps, &sum, NULL), 0, "verify a sound store");
-	/* x, x/1, y.z; out, out/1, out/2, out/4 of test_commits, with their events. */
-	ok(sum.problems == 0 && sum.streams == 7 && sum.events == 118 && sum.checkpoints == 8 &&
+	/* x, x/1, y.z; out, out/1, out/2, out/4, out/5 of test_commits, with their events. */
+	ok(sum.problems == 0 && sum.streams == 8 && sum.events == 121 && sum.checkpoints == 8 &&
 	           ps.n == 0,
-	   "finds no problem in 7 streams, 118 events (%lld, %lld, %lld)", (long long)sum.problems,
+	   "finds no problem in 8 streams, 121 events (%lld, %lld, %lld)", (long long)sum.problems,
 	   (long long)sum.streams, (long long)sum.events);
 	/* x/1 offset 2 is sequence 4, y.z is created at 5; from then on x/1 offset k is 2k + 1. */
 	ok(damage(21), "a message deleted and a foreign one published behind sluice's back");
@@ -571,7 +585,7 @@ int main(int argc, char **argv)
 		       " (tests/e2e/nats_store.sh runs this)\n");
 		return 0;
 	}
-	plan(83);
+	plan(86);
 	sl_diag_init(&d);
 	is(sl_store_open(&s, url, NULL, &d), 0, "opens %s: %s", url, d.msg);
 	is(sl_store_open(&other, url, NULL, &d), 0, "and a second connection: %s", d.msg);
