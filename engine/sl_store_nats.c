@@ -62,8 +62,10 @@
  *   NS_rates  "<proc>.<stream>" {rate, at}; "<proc>" {at}: the runner's heartbeat
  *
  * Commits (see nats_commit_end for the order and why). A commit keeps its writes in
- * memory: reads through the store see them; appends are planned when made and
- * published when the commit ends, each event with Nats-Msg-Id "<stream>|<key>" (every
+ * memory: reads through the store see them; appends are planned when made (their
+ * results completed when the commit ends) and published when the commit ends, an
+ * event that asks for no offset after whatever another writer appended to its stream
+ * meanwhile, each event with Nats-Msg-Id "<stream>|<key>" (every
  * event a processor emits has a key, by default <processor>@<source stream>:<source
  * offset>#<n>, so a redelivered batch emits the same ids); then each checkpoint row is
  * written with a compare-and-set on the revision at which this store read it (when
