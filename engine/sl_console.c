@@ -35,12 +35,17 @@ int luaopen_sluice_core(lua_State *L);
 
 /* ---- the socket's path ---------------------------------------------------------------- */
 
-/* The console path of deployment dp: its `console`, else the store's path + ".sock".
+/* The console path of deployment dp: its `console`, else the store's path + ".sock"
+ * (for a nats:// store, which is no file: "sluice.sock" in the current directory).
  * Returns 0, or SL_ETOOBIG when it does not fit a Unix socket address. */
 static int socket_path(const char *console, const char *store, char *out, size_t n,
                        struct sl_diag *d)
 {
-	int len = console ? snprintf(out, n, "%s", console) : snprintf(out, n, "%s.sock", store);
+	int len;
+
+	if (!console && store && !strncmp(store, "nats://", 7))
+		console = "sluice.sock";
+	len = console ? snprintf(out, n, "%s", console) : snprintf(out, n, "%s.sock", store);
 
 	if (len < 0 || (size_t)len >= n)
 		return sl_diag_set(d, SL_ETOOBIG,

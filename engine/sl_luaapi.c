@@ -273,7 +273,9 @@ void sl_luaapi_appends_release(struct appends *ap)
 {
 	sl_buf_release(&ap->arena);
 	free(ap->app);
+	free(ap->res);
 	ap->app = NULL;
+	ap->res = NULL;
 	ap->napp = ap->capp = 0;
 }
 
@@ -341,8 +343,11 @@ int sl_luaapi_appends_write(struct sl_proc *p, struct appends *ap, struct sl_dia
 
 	if (!ap->napp)
 		return 0;
+	/* The results stay until the appends are released: a commit may complete them
+	 * only when it ends (sl_commit_append). */
+	free(ap->res);
 	ev = calloc(ap->napp, sizeof(*ev));
-	res = calloc(ap->napp, sizeof(*res));
+	res = ap->res = calloc(ap->napp, sizeof(*res));
 	if (!ev || !res) {
 		rc = sl_diag_set(d, SL_ENOMEM, "out of memory");
 		goto out;
@@ -364,7 +369,6 @@ int sl_luaapi_appends_write(struct sl_proc *p, struct appends *ap, struct sl_dia
 		               ev[failed].type, ev[failed].stream);
 out:
 	free(ev);
-	free(res);
 	return rc;
 }
 

@@ -30,6 +30,7 @@ struct appends {
 	struct sl_buf arena;
 	struct pending_append *app;
 	size_t napp, capp;
+	struct sl_append_result *res; /* their results: valid until the commit ends */
 };
 
 /* The batch being run. It lives on the heap: with blocking work pending it outlives

@@ -99,8 +99,8 @@ struct sl_store_opts {
 /* ---- opening --------------------------------------------------------------------- */
 
 /* Opens the store at `path`: "nats://..." names a NATS JetStream cluster (the
- * experimental backend of sl_store_nats.c: the event log only; the rows of
- * sl_checkpoint.h, leases and commits fail with SL_ENOTSUP), anything else a SQLite file, created
+ * experimental backend of sl_store_nats.c: the rows of sl_checkpoint.h in key-value
+ * buckets, no commit groups, no projection tables), anything else a SQLite file, created
  * and migrated if needed (a read-only open of a missing file fails). opts may be NULL (full
  * durability, read-write, no payload check). On failure *out is NULL and d says why,
  * e.g. "cannot open store 'x.db': unable to open database file". */
@@ -290,7 +290,9 @@ int sl_commit_begin(struct sl_store *s, const struct sl_fence *fence, struct sl_
 
 /* sl_store_append inside the commit: the batch is all-or-nothing within it (a
  * failing call leaves the commit's other writes in place) and becomes durable when
- * the commit ends with commit = 1. */
+ * the commit ends with commit = 1. res must stay valid until sl_commit_end: a backend
+ * may complete it only then (the JetStream backend publishes the events when the
+ * commit ends, and learns their positions, and which were duplicates, then). */
 int sl_commit_append(struct sl_commit *c, const struct sl_event_in *ev, size_t n,
                      struct sl_append_result *res, int flags, size_t *failed, struct sl_diag *d);
 

@@ -47,12 +47,41 @@
  *
  * Leases live in the key-value bucket "NS_leases" (see there).
  *
+ * The processor rows live in key-value buckets (History 1, created on first write).
+ * Keys are built from names byte by byte: [A-Za-z0-9_-] as they are, every other byte
+ * as =XX, so a name never holds a '.' and "<proc>.<stream>" is one-to-one; the
+ * instance of a mode all processor (stream "") is "<proc>.=". Values are JSON objects.
+ *   NS_procs  "<proc>.row"     {version, anchor, scriptHash, contractHash}
+ *             "<proc>.reload"  {message}: the error of the last failed hot reload
+ *   NS_ckpt   "<proc>.<stream>" {stream, offset, effectsMark, state, status, lastError,
+ *                               backgroundFailures}; an empty value is a row deleted by
+ *                               reset --with-effects (kvStore_Delete has no
+ *                               compare-and-set, an empty write has)
+ *   NS_dead   "<proc>.<stream>.<offset>" {processor, stream, offset, position, type,
+ *                               error, traceback, attempts, at}, written once
+ *   NS_rates  "<proc>.<stream>" {rate, at}; "<proc>" {at}: the runner's heartbeat
+ *
+ * Commits (see nats_commit_end for the order and why). A commit keeps its writes in
+ * memory: reads through the store see them; appends are planned when made (their
+ * results completed when the commit ends) and published when the commit ends, an
+ * event that asks for no offset after whatever another writer appended to its stream
+ * meanwhile, each event with Nats-Msg-Id "<stream>|<key>" (every
+ * event a processor emits has a key, by default <processor>@<source stream>:<source
+ * offset>#<n>, so a redelivered batch emits the same ids); then each checkpoint row is
+ * written with a compare-and-set on the revision at which this store read it (when
+ * the engine loaded the instance), so a writer whose state was computed from an older
+ * row commits nothing: that, with the lease fence, is the fence of this backend.
+ * Commit groups are not implemented: every commit is its own (group_begin is NULL).
+ * There are no projection tables (ctx.db): drop_tables has nothing to drop and
+ * commit_projection is NULL.
+ *
  * verify walks the log (see there).
  *
- * What is not done: every other processor-side op (checkpoints, state, faults, dead
- * letters, rates, reload errors, commits, commit groups) fails with
- * SL_ENOTSUP naming the store and the operation; there is no file to watch (the pump
- * polls data_version).
+ * Not done: there is no file to watch (the pump falls back to polling data_version,
+ * once a second, so a live run sees an append within about a second); data_version
+ * follows the event log and this store's own commits, not other processes' row
+ * writes; ckpt_behind reads the last message of every stream (one request each), and
+ * reads are one request per event: catch-ups are slow.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +90,7 @@
 #include <nats/nats.h>
 
 #include "sl_buf.h"
+#include "sl_hash.h"
 #include "sl_json.h"
 #include "sl_store_backend.h"
 
@@ -72,6 +102,15 @@
 #define H_OFFSET "Sluice-Offset"
 #define H_PAUSED "Sluice-Paused"
 #define H_META "Sluice-Meta-Seq"
+
+/* Revisions of checkpoint rows, by key (see "the revisions this store read"). */
+struct revmap {
+	struct rev_ent {
+		char *key;
+		uint64_t rev;
+	} * e;
+	size_t cap, n; /* cap is 0 or a power of two */
+};
 
 struct nats_store {
 	struct sl_store base;
@@ -85,6 +124,8 @@ struct nats_store {
 	natsConnection *nc;
 	jsCtx *js;
 	kvStore *leases; /* the bucket "<ns>_leases", opened on first use */
+	kvStore *kv[4];  /* the buckets of the rows (B_*), opened on first use */
+	struct revmap revs;
 	char *space;
 	struct sl_buf tmp[2];
 };
@@ -166,13 +207,19 @@ static int name_of(const struct nats_store *s, const char *subj, struct sl_buf *
 
 /* ---- opening --------------------------------------------------------------------------- */
 
+static void rev_release(struct revmap *m);
+
 static void nats_close(struct sl_store *base)
 {
 	struct nats_store *s = ns(base);
+	size_t i;
 
 	if (!s)
 		return;
 	kvStore_Destroy(s->leases);
+	for (i = 0; i < sizeof(s->kv) / sizeof(s->kv[0]); i++)
+		kvStore_Destroy(s->kv[i]);
+	rev_release(&s->revs);
 	jsCtx_Destroy(s->js);
 	natsConnection_Destroy(s->nc);
 	free(s->space);
@@ -592,6 +639,7 @@ struct batch {
 	char **keys; /* the keys of ancestor announcements */
 	size_t nkeys;
 	char created_at[32];
+	int raced; /* the last publish lost a race for its subject's last sequence */
 };
 
 static void batch_release(struct batch *bt)
@@ -1082,6 +1130,7 @@ static int publish_one(struct batch *bt, struct pmsg *p, struct sl_diag *d)
 		po.MsgId = s->tmp[1].ptr;
 	}
 	if ((st = js_PublishMsg(&ack, s->js, m, &po, &jerr)) != NATS_OK) {
+		bt->raced = jerr == JSStreamWrongLastSequenceErr;
 		rc = publish_error(s, ps, st, jerr, d);
 		goto out;
 	}
@@ -1453,55 +1502,54 @@ static int nats_data_version(struct sl_store *base, int64_t *v, struct sl_diag *
 
 #define LEASE_TRIES 8
 
-/* Opens (creating when writing) the lease bucket; *none is 1 when reading finds none. */
-static int lease_bucket(struct nats_store *s, int create, int *none, struct sl_diag *d)
+/* Opens (creating when writing) the bucket "<ns>_<suffix>" into *slot; *none is 1
+ * when reading finds none. */
+static int open_bucket(struct nats_store *s, kvStore **slot, const char *suffix, int create,
+                       int *none, struct sl_diag *d)
 {
-	char name[64];
+	char name[128];
 	kvConfig cfg;
 	natsStatus st;
 
 	*none = 0;
-	if (s->leases)
+	if (*slot)
 		return 0;
-	snprintf(name, sizeof(name), "%s_leases", s->space);
-	if ((st = js_KeyValue(&s->leases, s->js, name)) == NATS_OK)
+	snprintf(name, sizeof(name), "%s_%s", s->space, suffix);
+	if ((st = js_KeyValue(slot, s->js, name)) == NATS_OK)
 		return 0;
-	s->leases = NULL;
+	*slot = NULL;
 	if (!create) {
 		*none = 1;
 		return 0;
 	}
 	kvConfig_Init(&cfg);
 	cfg.Bucket = name;
-	cfg.Description = "sluice leases";
+	cfg.Description = "sluice";
 	cfg.History = 1;
 	cfg.StorageType = js_FileStorage;
 	cfg.Replicas = (int)replicas(s);
-	if ((st = js_CreateKeyValue(&s->leases, s->js, &cfg)) != NATS_OK) {
-		s->leases = NULL;
-		return nats_fail(s, d, st, 0, "cannot create the lease bucket");
+	if ((st = js_CreateKeyValue(slot, s->js, &cfg)) != NATS_OK) {
+		*slot = NULL;
+		return sl_diag_set(d, SL_EIO, "store '%s': cannot create the bucket %s: %s",
+		                   s->path, name, last_error(st));
 	}
 	return 0;
 }
+
+/* Opens (creating when writing) the lease bucket; *none is 1 when reading finds none. */
+static int lease_bucket(struct nats_store *s, int create, int *none, struct sl_diag *d)
+{
+	return open_bucket(s, &s->leases, "leases", create, none, d);
+}
+
+static void key_add(struct sl_buf *b, const char *str);
 
 /* The bucket key of processor proc: its bytes, those outside [A-Za-z0-9_-] as =XX
  * (a key may hold [-/_=.A-Za-z0-9], so this is one-to-one). */
 static void lease_key(const char *proc, struct sl_buf *b)
 {
-	static const char hex[] = "0123456789ABCDEF";
-
 	sl_buf_reset(b);
-	for (; *proc; proc++) {
-		unsigned char c = (unsigned char)*proc;
-		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		    c == '_' || c == '-') {
-			sl_buf_addc(b, (char)c);
-		} else {
-			sl_buf_addc(b, '=');
-			sl_buf_addc(b, hex[c >> 4]);
-			sl_buf_addc(b, hex[c & 15]);
-		}
-	}
+	key_add(b, proc);
 	sl_buf_addc(b, '\0');
 }
 
@@ -1865,8 +1913,10 @@ static int vwalk_log(struct vwalk *w, uint64_t upto, sl_verify_progress_fn progr
 
 /* Checks every stream's messages: offsets contiguous from 1, one stream/created at
  * offset 1, each message a sluice event, and each stream's last message naming its
- * last offset. The walk is skipped with SL_VERIFY_QUICK (the streams are still read).
- * There are no checkpoints on this backend yet. */
+ * last offset; every checkpoint at or below its stream's head (checkpoint-ahead). The
+ * walk is skipped with SL_VERIFY_QUICK (the streams and checkpoints are still read). */
+static int vckpts(struct vwalk *w, int64_t upto, struct sl_diag *d);
+
 static int nats_verify(struct sl_store *base, int flags, sl_problem_fn fn,
                        sl_verify_progress_fn progress, void *ud,
                        struct sl_store_verify_summary *sum, struct sl_diag *d)
@@ -1881,7 +1931,8 @@ static int nats_verify(struct sl_store *base, int flags, sl_problem_fn fn,
 	if (!w.s->exists)
 		return 0;
 	if (!(rc = nats_head_position(base, &upto, d)) && !(rc = vlist(&w, d)) &&
-	    !(flags & SL_VERIFY_QUICK) && !(rc = vwalk_log(&w, (uint64_t)upto, progress, d)))
+	    !(rc = vckpts(&w, upto, d)) && !(flags & SL_VERIFY_QUICK) &&
+	    !(rc = vwalk_log(&w, (uint64_t)upto, progress, d)))
 		rc = vheads(&w);
 	for (i = 0; i < w.n; i++)
 		free(w.st[i].name);
@@ -1889,193 +1940,1909 @@ static int nats_verify(struct sl_store *base, int flags, sl_problem_fn fn,
 	return rc;
 }
 
-/* ---- what the JetStream backend does not do yet ---------------------------------------- */
+/* ---- processor rows: key-value buckets ------------------------------------------------
+ *
+ * See the file comment for the layout. Every value is a JSON object; a checkpoint row
+ * whose value is empty was deleted (reset --with-effects) by a compare-and-set write,
+ * which kvStore_Delete cannot be.
+ */
 
-static int notsup(struct sl_store *s, const char *what, struct sl_diag *d)
+enum { B_PROCS, B_CKPT, B_DEAD, B_RATES, B_COUNT };
+static const char *const bucket_names[B_COUNT] = {"procs", "ckpt", "dead", "rates"};
+
+/* Opens bucket b (creating it when create); *none is 1 when reading finds none. */
+static int rows_bucket(struct nats_store *s, int b, int create, int *none, struct sl_diag *d)
 {
-	return sl_diag_set(d, SL_ENOTSUP,
-	                   "store '%s': %s is not yet supported on the JetStream backend", s->path,
-	                   what);
+	return open_bucket(s, &s->kv[b], bucket_names[b], create, none, d);
 }
 
-static int nats_proc_get(struct sl_store *s, const char *proc, int *exists, int64_t *version,
-                         int64_t *anchor, struct sl_diag *d)
+/* Appends str to b as key bytes: [A-Za-z0-9_-] as they are, every other byte as =XX
+ * (a key may hold [-/_=.A-Za-z0-9], so this is one-to-one and never holds a '.'). */
+static void key_add(struct sl_buf *b, const char *str)
 {
-	(void)proc;
-	*exists = 0, *version = 0, *anchor = 0;
-	return notsup(s, "reading processor rows", d);
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (; *str; str++) {
+		unsigned char c = (unsigned char)*str;
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		    c == '_' || c == '-') {
+			sl_buf_addc(b, (char)c);
+		} else {
+			sl_buf_addc(b, '=');
+			sl_buf_addc(b, hex[c >> 4]);
+			sl_buf_addc(b, hex[c & 15]);
+		}
+	}
 }
 
-static int nats_ckpt_get(struct sl_store *s, const char *proc, const char *stream,
-                         struct sl_ckpt *c, int *found, struct sl_diag *d)
+/* "<proc>.<stream>" ("<proc>.=" for mode all, stream "" or NULL), then `tail`. */
+static int inst_key(struct sl_buf *b, const char *proc, const char *stream, const char *tail,
+                    struct sl_diag *d)
 {
-	(void)proc, (void)stream;
-	memset(c, 0, sizeof(*c));
-	*found = 0;
-	return notsup(s, "reading checkpoints", d);
+	sl_buf_reset(b);
+	key_add(b, proc);
+	sl_buf_addc(b, '.');
+	if (stream && *stream)
+		key_add(b, stream);
+	else
+		sl_buf_addc(b, '=');
+	if (tail)
+		sl_buf_adds(b, tail);
+	sl_buf_addc(b, '\0');
+	return sl_buf_ok(b) ? 0 : oom(d);
 }
 
-static int nats_ckpt_each(struct sl_store *s, const char *proc, sl_ckpt_fn fn, void *ud,
-                          struct sl_diag *d)
+/* "<proc><tail>": the processor's own keys. */
+static int proc_key(struct sl_buf *b, const char *proc, const char *tail, struct sl_diag *d)
 {
-	(void)proc, (void)fn, (void)ud;
-	return notsup(s, "reading checkpoints", d);
+	sl_buf_reset(b);
+	key_add(b, proc);
+	sl_buf_adds(b, tail);
+	sl_buf_addc(b, '\0');
+	return sl_buf_ok(b) ? 0 : oom(d);
 }
 
-static int nats_ckpt_behind(struct sl_store *s, const char *proc, sl_behind_fn fn, void *ud,
-                            struct sl_diag *d)
+/* Reads key: *val a malloc'd copy of its value (NUL-terminated; NULL when the key
+ * is absent or deleted), *rev its revision (0 when absent). */
+static int kv_get(struct nats_store *s, kvStore *kv, const char *key, char **val, size_t *len,
+                  uint64_t *rev, struct sl_diag *d)
 {
-	(void)proc, (void)fn, (void)ud;
-	return notsup(s, "reading checkpoints", d);
-}
+	kvEntry *e = NULL;
+	natsStatus st;
+	int n;
 
-static int nats_dead_letters(struct sl_store *s, sl_dead_fn fn, void *ud, struct sl_diag *d)
-{
-	(void)fn, (void)ud;
-	return notsup(s, "reading dead letters", d);
-}
-
-static int nats_rate_get(struct sl_store *s, const char *proc, const char *stream, double *rate,
-                         int64_t *at_ms, struct sl_diag *d)
-{
-	(void)proc, (void)stream;
-	*rate = 0, *at_ms = 0;
-	return notsup(s, "reading rates", d);
-}
-
-static int nats_reload_error_get(struct sl_store *s, const char *proc, char **msg_out,
-                                 struct sl_diag *d)
-{
-	(void)proc;
-	*msg_out = NULL;
-	return notsup(s, "reading reload errors", d);
-}
-
-/* No commit can be begun, so the commit's ops below are never reached through
- * sl_store.c; they refuse all the same. */
-static int nats_commit_begin(struct sl_store *s, const struct sl_fence *fence,
-                             struct sl_commit **out, struct sl_diag *d)
-{
-	(void)fence;
-	*out = NULL;
-	return notsup(s, "a commit (processor state, checkpoints, faults, resets)", d);
-}
-
-static int commit_notsup(struct sl_commit *c, struct sl_diag *d)
-{
-	return notsup(c->store, "a commit", d);
-}
-
-static int nats_commit_end(struct sl_commit *c, int commit, struct sl_diag *d)
-{
-	(void)commit, (void)d;
-	free(c);
+	*val = NULL, *len = 0, *rev = 0;
+	if (!kv)
+		return 0;
+	st = kvStore_Get(&e, kv, key);
+	if (st == NATS_NOT_FOUND)
+		return 0;
+	if (st != NATS_OK)
+		return nats_fail(s, d, st, 0, "cannot read a row");
+	if (kvEntry_Operation(e) == kvOp_Put) {
+		*rev = kvEntry_Revision(e);
+		n = kvEntry_ValueLen(e);
+		if (!(*val = malloc((size_t)n + 1))) {
+			kvEntry_Destroy(e);
+			return oom(d);
+		}
+		if (n > 0)
+			memcpy(*val, kvEntry_Value(e), (size_t)n);
+		(*val)[n] = '\0';
+		*len = (size_t)n;
+	}
+	kvEntry_Destroy(e);
 	return 0;
 }
 
-static int nats_commit_append(struct sl_commit *c, const struct sl_event_in *ev, size_t n,
+/* Calls fn for every live key of kv matching filter ("p.>"), with its value. */
+typedef int (*kv_each_fn)(void *ud, const char *key, const char *val, size_t len, uint64_t rev,
+                          struct sl_diag *d);
+
+static int kv_each(struct nats_store *s, kvStore *kv, const char *filter, kv_each_fn fn, void *ud,
+                   struct sl_diag *d)
+{
+	kvWatcher *w = NULL;
+	kvWatchOptions o;
+	kvEntry *e = NULL;
+	natsStatus st;
+	int rc = 0;
+
+	if (!kv)
+		return 0;
+	kvWatchOptions_Init(&o);
+	o.IgnoreDeletes = true;
+	if ((st = kvStore_Watch(&w, kv, filter, &o)) != NATS_OK)
+		return nats_fail(s, d, st, 0, "cannot list rows");
+	/* The watcher hands out the current value of every key, then NULL. */
+	while (!rc) {
+		if ((st = kvWatcher_Next(&e, w, WAIT_MS)) != NATS_OK) {
+			rc = nats_fail(s, d, st, 0, "cannot list rows");
+			break;
+		}
+		if (!e)
+			break;
+		if (kvEntry_Operation(e) == kvOp_Put)
+			rc = fn(ud, kvEntry_Key(e), kvEntry_Value(e), (size_t)kvEntry_ValueLen(e),
+			        kvEntry_Revision(e), d);
+		kvEntry_Destroy(e);
+	}
+	kvWatcher_Destroy(w);
+	return rc;
+}
+
+/* ---- the revisions this store read ----------------------------------------------------- */
+
+/* The revision at which this store last read or wrote each checkpoint row (0: read as
+ * absent): the base of the compare-and-set of the next write of that row. An
+ * instance's state lives in the engine between batches, so the revision it was
+ * computed from is the one read when the instance was loaded, not the one a commit
+ * would find when it writes. A row this store never read (a reset or a resume from
+ * the CLI, a fault of an instance loaded by a catch-up's scan) is compared with the
+ * revision the commit finds when it first touches the row. */
+static uint64_t rev_slot(const struct revmap *m, const char *key)
+{
+	uint64_t i = sl_hash_str(key) & (m->cap - 1);
+
+	while (m->e[i].key && strcmp(m->e[i].key, key))
+		i = (i + 1) & (m->cap - 1);
+	return i;
+}
+
+static int rev_find(const struct revmap *m, const char *key, uint64_t *rev)
+{
+	uint64_t i;
+
+	if (!m->cap)
+		return 0;
+	i = rev_slot(m, key);
+	if (!m->e[i].key)
+		return 0;
+	*rev = m->e[i].rev;
+	return 1;
+}
+
+static int rev_grow(struct revmap *m)
+{
+	struct revmap n = {NULL, m->cap ? m->cap * 2 : 256, 0};
+	size_t i;
+
+	if (!(n.e = calloc(n.cap, sizeof(*n.e))))
+		return SL_ENOMEM;
+	for (i = 0; i < m->cap; i++)
+		if (m->e[i].key) {
+			n.e[rev_slot(&n, m->e[i].key)] = m->e[i];
+			n.n++;
+		}
+	free(m->e);
+	*m = n;
+	return 0;
+}
+
+/* Remembers rev for key. Out of memory it forgets nothing but learns nothing: the next
+ * write of that row then compares with the revision it finds. */
+static void rev_put(struct revmap *m, const char *key, uint64_t rev)
+{
+	uint64_t i;
+
+	if ((m->n + 1) * 2 > m->cap && rev_grow(m))
+		return;
+	i = rev_slot(m, key);
+	if (!m->e[i].key) {
+		if (!(m->e[i].key = strdup(key)))
+			return;
+		m->n++;
+	}
+	m->e[i].rev = rev;
+}
+
+static void rev_release(struct revmap *m)
+{
+	size_t i;
+
+	for (i = 0; i < m->cap; i++)
+		free(m->e[i].key);
+	free(m->e);
+	memset(m, 0, sizeof(*m));
+}
+
+/* ---- row values ------------------------------------------------------------------------ */
+
+/* A checkpoint row, decoded. */
+struct row {
+	int64_t offset, mark, bgf;
+	int faulted;
+	char *state; /* JSON text, or NULL: the initial state */
+	size_t state_len;
+	char *error;  /* or NULL */
+	char *stream; /* the instance's stream ("" for mode all) */
+};
+
+static void row_release(struct row *r)
+{
+	free(r->state);
+	free(r->error);
+	free(r->stream);
+	memset(r, 0, sizeof(*r));
+}
+
+static char *dup_n(const char *p, size_t n)
+{
+	char *c = malloc(n + 1);
+
+	if (c) {
+		if (n)
+			memcpy(c, p, n);
+		c[n] = '\0';
+	}
+	return c;
+}
+
+static int pick_row(void *ud, const struct sl_json_member *m, struct sl_diag *d)
+{
+	struct row *r = ud;
+	char **str = NULL;
+
+	if (is_key(m, "offset") && m->kind == SL_JSON_INTEGER)
+		r->offset = m->integer;
+	else if (is_key(m, "effectsMark") && m->kind == SL_JSON_INTEGER)
+		r->mark = m->integer;
+	else if (is_key(m, "backgroundFailures") && m->kind == SL_JSON_INTEGER)
+		r->bgf = m->integer;
+	else if (is_key(m, "status") && m->kind == SL_JSON_STRING)
+		r->faulted = m->len == 7 && !memcmp(m->text, "faulted", 7);
+	else if (is_key(m, "lastError") && m->kind == SL_JSON_STRING)
+		str = &r->error;
+	else if (is_key(m, "stream") && m->kind == SL_JSON_STRING)
+		str = &r->stream;
+	else if (is_key(m, "state") && (m->kind == SL_JSON_OBJECT || m->kind == SL_JSON_ARRAY)) {
+		free(r->state);
+		if (!(r->state = dup_n(m->text, m->len)))
+			return oom(d);
+		r->state_len = m->len;
+	}
+	if (str) {
+		free(*str);
+		if (!(*str = dup_n(m->text, m->len)))
+			return oom(d);
+	}
+	return 0;
+}
+
+/* Decodes a row value; *present is 0 for a deleted row (an empty value). */
+static int row_decode(struct nats_store *s, const char *key, const char *val, size_t len,
+                      struct row *r, int *present, struct sl_diag *d)
+{
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	*present = val && len > 0;
+	if (!*present)
+		return 0;
+	if ((rc = sl_json_members(val, len, pick_row, r, NULL)) || !r->stream) {
+		row_release(r);
+		return rc == SL_ENOMEM
+		               ? oom(d)
+		               : sl_diag_set(d, SL_ECORRUPT,
+		                             "store '%s': the checkpoint row '%s' is damaged",
+		                             s->path, key);
+	}
+	return 0;
+}
+
+static void addjstr_or_null(struct sl_buf *b, const char *str)
+{
+	if (str)
+		sl_buf_addjstr(b, str, strlen(str));
+	else
+		sl_buf_adds(b, "null");
+}
+
+/* The value of row r (malloc'd), or NULL when out of memory. */
+static char *row_encode(const struct row *r, size_t *len)
+{
+	struct sl_buf b;
+
+	sl_buf_init(&b);
+	sl_buf_adds(&b, "{\"stream\":");
+	addjstr_or_null(&b, r->stream ? r->stream : "");
+	sl_buf_addf(&b, ",\"offset\":%lld,\"effectsMark\":%lld,\"state\":", (long long)r->offset,
+	            (long long)r->mark);
+	if (r->state)
+		sl_buf_add(&b, r->state, r->state_len);
+	else
+		sl_buf_adds(&b, "null");
+	sl_buf_adds(&b, r->faulted ? ",\"status\":\"faulted\",\"lastError\":"
+	                           : ",\"status\":\"ok\",\"lastError\":");
+	addjstr_or_null(&b, r->error);
+	sl_buf_addf(&b, ",\"backgroundFailures\":%lld}", (long long)r->bgf);
+	if (!sl_buf_ok(&b)) {
+		sl_buf_release(&b);
+		return NULL;
+	}
+	return sl_buf_detach(&b, len);
+}
+
+static void row_to_ckpt(struct row *r, struct sl_ckpt *c)
+{
+	c->offset = r->offset;
+	c->effects_mark = r->mark;
+	c->state = r->state, c->state_len = r->state_len;
+	c->faulted = r->faulted;
+	c->last_error = r->error;
+	c->background_failures = r->bgf;
+	r->state = r->error = NULL; /* handed over */
+}
+
+/* The processor row. */
+struct prow {
+	int64_t version, anchor;
+	char *script, *contract; /* hashes, or NULL */
+};
+
+static int pick_prow(void *ud, const struct sl_json_member *m, struct sl_diag *d)
+{
+	struct prow *p = ud;
+	char **str = NULL;
+
+	if (is_key(m, "version") && m->kind == SL_JSON_INTEGER)
+		p->version = m->integer;
+	else if (is_key(m, "anchor") && m->kind == SL_JSON_INTEGER)
+		p->anchor = m->integer;
+	else if (is_key(m, "scriptHash") && m->kind == SL_JSON_STRING)
+		str = &p->script;
+	else if (is_key(m, "contractHash") && m->kind == SL_JSON_STRING)
+		str = &p->contract;
+	if (str) {
+		free(*str);
+		if (!(*str = dup_n(m->text, m->len)))
+			return oom(d);
+	}
+	return 0;
+}
+
+static void prow_release(struct prow *p)
+{
+	free(p->script);
+	free(p->contract);
+	memset(p, 0, sizeof(*p));
+}
+
+static int prow_decode(struct nats_store *s, const char *proc, const char *val, size_t len,
+                       struct prow *p, struct sl_diag *d)
+{
+	int rc;
+
+	memset(p, 0, sizeof(*p));
+	if ((rc = sl_json_members(val, len, pick_prow, p, NULL))) {
+		prow_release(p);
+		return rc == SL_ENOMEM
+		               ? oom(d)
+		               : sl_diag_set(d, SL_ECORRUPT,
+		                             "store '%s': the row of processor '%s' is damaged",
+		                             s->path, proc);
+	}
+	return 0;
+}
+
+static char *prow_encode(const struct prow *p, size_t *len)
+{
+	struct sl_buf b;
+
+	sl_buf_init(&b);
+	sl_buf_addf(&b, "{\"version\":%lld,\"anchor\":%lld,\"scriptHash\":", (long long)p->version,
+	            (long long)p->anchor);
+	addjstr_or_null(&b, p->script);
+	sl_buf_adds(&b, ",\"contractHash\":");
+	addjstr_or_null(&b, p->contract);
+	sl_buf_addc(&b, '}');
+	if (!sl_buf_ok(&b)) {
+		sl_buf_release(&b);
+		return NULL;
+	}
+	return sl_buf_detach(&b, len);
+}
+
+/* A member of a small value: an integer, a float, or a string (copied). */
+struct vpick {
+	const char *key;
+	int64_t integer;
+	double number;
+	char *str;
+	int found;
+};
+
+static int pick_value(void *ud, const struct sl_json_member *m, struct sl_diag *d)
+{
+	struct vpick *v = ud;
+
+	if (!is_key(m, v->key))
+		return 0;
+	v->found = 1;
+	v->integer = m->integer, v->number = m->number;
+	if (m->kind == SL_JSON_STRING && !v->str && !(v->str = dup_n(m->text, m->len)))
+		return oom(d);
+	return 0;
+}
+
+/* ---- the commit -------------------------------------------------------------------------- */
+
+enum wkind {
+	W_CAS,    /* written only if the key is still at its base revision */
+	W_PUT,    /* written whatever it holds */
+	W_DEL,    /* deleted whatever it holds */
+	W_CREATE, /* written only if absent; a key already there is left as it is */
+};
+
+/* One key the commit reads or writes, in the order the commit first touched it. */
+struct kv_write {
+	int bucket;
+	enum wkind kind;
+	char *key;
+	char *val; /* the value to write (malloc'd); NULL: read only, or absent */
+	size_t len;
+	uint64_t base;  /* W_CAS: the revision read (0: absent) */
+	int dirty;      /* to be written */
+	uint64_t found; /* the revision a lost compare-and-set found */
+	char *label;    /* for messages: "the checkpoint of processor 'p' for 's'" */
+};
+
+struct nats_commit {
+	struct sl_commit base;
+	struct nats_store *s;
+	int fenced;
+	int64_t epoch;
+	char *proc, *owner;
+	struct batch bt; /* the events appended in it, planned, published at the end */
+	int events;
+	/* The callers' results to complete once the events are published (sl_commit_append
+	 * keeps them valid until the commit ends). */
+	struct res_ref {
+		struct sl_append_result *res;
+		size_t msg; /* the message that answers it */
+		int dup;    /* a key repeated within the commit */
+	} * refs;
+	size_t nrefs, crefs;
+	struct kv_write *w;
+	size_t nw, cw;
+};
+
+static struct nats_commit *nc_of(struct sl_commit *c)
+{
+	return (struct nats_commit *)c;
+}
+
+static void commit_free(struct nats_commit *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->nw; i++) {
+		free(c->w[i].key);
+		free(c->w[i].val);
+		free(c->w[i].label);
+	}
+	free(c->w);
+	free(c->refs);
+	batch_release(&c->bt);
+	free(c->proc);
+	free(c->owner);
+	free(c);
+}
+
+static struct kv_write *find_write(struct nats_commit *c, int bucket, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < c->nw; i++)
+		if (c->w[i].bucket == bucket && !strcmp(c->w[i].key, key))
+			return &c->w[i];
+	return NULL;
+}
+
+static struct kv_write *new_write(struct nats_commit *c, int bucket, enum wkind kind,
+                                  const char *key, struct sl_diag *d)
+{
+	struct kv_write *w;
+
+	if (c->nw == c->cw) {
+		size_t cap = c->cw ? c->cw * 2 : 8;
+		if (!(w = realloc(c->w, cap * sizeof(*w)))) {
+			oom(d);
+			return NULL;
+		}
+		c->w = w, c->cw = cap;
+	}
+	w = &c->w[c->nw];
+	memset(w, 0, sizeof(*w));
+	w->bucket = bucket, w->kind = kind;
+	if (!(w->key = strdup(key))) {
+		oom(d);
+		return NULL;
+	}
+	c->nw++;
+	return w;
+}
+
+/* The error of a compare-and-set that another writer won: the fence of this backend. */
+static int lost_race(struct nats_commit *c, const struct kv_write *w, uint64_t now,
+                     const char *tail, struct sl_diag *d)
+{
+	return sl_diag_set(d, c->fenced ? SL_EFENCED : SL_ECONFLICT,
+	                   "store '%s': %s was written by another writer since it was read"
+	                   " (revision %llu, now %llu); %s",
+	                   c->s->path, w->label ? w->label : w->key, (unsigned long long)w->base,
+	                   (unsigned long long)now, tail);
+}
+
+/* The key of bucket b as this commit sees it: its pending write, or else read now
+ * (a checkpoint row must still be at the revision this store read it at). */
+static int touch(struct nats_commit *c, int b, const char *key, const char *label,
+                 struct kv_write **out, struct sl_diag *d)
+{
+	struct nats_store *s = c->s;
+	struct kv_write *w;
+	uint64_t rev, known;
+	char *val = NULL;
+	size_t len;
+	int rc, none;
+
+	if ((*out = find_write(c, b, key)))
+		return 0;
+	if ((rc = rows_bucket(s, b, 1, &none, d)) ||
+	    (rc = kv_get(s, s->kv[b], key, &val, &len, &rev, d)))
+		return rc;
+	if (!(w = new_write(c, b, W_CAS, key, d))) {
+		free(val);
+		return SL_ENOMEM; /* (new_write filled d) */
+	}
+	w->val = val, w->len = len, w->base = rev;
+	if (label && !(w->label = strdup(label)))
+		rc = oom(d);
+	else if (b == B_CKPT && rev_find(&s->revs, key, &known) && known != rev)
+		rc = lost_race(c,
+		               &(struct kv_write){.key = w->key, .label = w->label, .base = known},
+		               rev, "nothing was committed", d);
+	if (rc) { /* forget the key again: the op failed */
+		free(w->key);
+		free(w->val);
+		free(w->label);
+		c->nw--;
+		return rc;
+	}
+	*out = w;
+	return 0;
+}
+
+/* A write that needs no reading: rates, reload errors, dead letters. */
+static int blind_write(struct nats_commit *c, int b, enum wkind kind, const char *key, char *val,
+                       size_t len, struct sl_diag *d)
+{
+	struct kv_write *w;
+	int rc, none;
+
+	if ((rc = rows_bucket(c->s, b, 1, &none, d))) {
+		free(val);
+		return rc;
+	}
+	if (!(w = find_write(c, b, key)) && !(w = new_write(c, b, kind, key, d))) {
+		free(val);
+		return SL_ENOMEM; /* (new_write filled d) */
+	}
+	free(w->val);
+	w->kind = kind, w->val = val, w->len = len, w->dirty = 1;
+	return 0;
+}
+
+/* Checks the fence: the lease row names the fence's owner at its epoch. */
+static int check_fence(struct nats_commit *c, struct sl_diag *d)
+{
+	struct nats_store *s = c->s;
+	struct sl_lease l;
+	uint64_t rev = 0;
+	int rc, none;
+
+	if (!c->fenced)
+		return 0;
+	memset(&l, 0, sizeof(l));
+	if ((rc = lease_bucket(s, 0, &none, d)))
+		return rc;
+	lease_key(c->proc, &s->tmp[0]);
+	if (!sl_buf_ok(&s->tmp[0]))
+		return oom(d);
+	if (!none && (rc = lease_read(s, s->tmp[0].ptr, &l, &rev, d)))
+		return rc;
+	if (rev && !strcmp(l.owner, c->owner) && l.epoch == c->epoch)
+		return 0;
+	return sl_diag_set(d, SL_EFENCED,
+	                   "processor '%s' is run by %s (epoch %lld), not by %s (epoch %lld);"
+	                   " nothing was committed",
+	                   c->proc, *l.owner ? l.owner : "nobody", (long long)l.epoch, c->owner,
+	                   (long long)c->epoch);
+}
+
+static int nats_commit_begin(struct sl_store *base, const struct sl_fence *f,
+                             struct sl_commit **out, struct sl_diag *d)
+{
+	struct nats_store *s = ns(base);
+	struct nats_commit *c;
+	int rc;
+
+	*out = NULL;
+	if (s->readonly)
+		return sl_diag_set(d, SL_EINVAL, "store '%s': opened read-only", s->path);
+	if (!(c = calloc(1, sizeof(*c))))
+		return oom(d);
+	c->base.store = base;
+	c->s = s;
+	c->bt.s = s;
+	sl_store_now(c->bt.created_at, sizeof(c->bt.created_at));
+	if (f) {
+		c->fenced = 1;
+		c->epoch = f->epoch;
+		if (!(c->proc = strdup(f->processor)) || !(c->owner = strdup(f->owner))) {
+			commit_free(c);
+			return oom(d);
+		}
+	}
+	if ((rc = check_fence(c, d))) {
+		commit_free(c);
+		return rc;
+	}
+	*out = &c->base;
+	return 0;
+}
+
+/* ---- appends inside a commit: planned when made, published when it ends ---------------- */
+
+/* Where the batch's plan stood before an append call, to take that call back alone. */
+struct plan_mark {
+	size_t nmsg, nst, nkeys;
+	struct sview *plans; /* copies of the plans of the first nst streams */
+};
+
+static int plan_mark(struct batch *bt, struct plan_mark *m, struct sl_diag *d)
+{
+	size_t i;
+
+	m->nmsg = bt->nmsg, m->nst = bt->nst, m->nkeys = bt->nkeys;
+	if (!(m->plans = calloc(bt->nst ? bt->nst : 1, sizeof(*m->plans))))
+		return oom(d);
+	for (i = 0; i < bt->nst; i++)
+		if (sview_copy(&m->plans[i], &bt->st[i].plan))
+			return oom(d);
+	return 0;
+}
+
+static void plan_mark_release(struct plan_mark *m)
+{
+	size_t i;
+
+	for (i = 0; m->plans && i < m->nst; i++)
+		sview_release(&m->plans[i]);
+	free(m->plans);
+	m->plans = NULL;
+}
+
+/* Takes back what was planned since the mark (and releases the mark). */
+static void plan_undo(struct batch *bt, struct plan_mark *m)
+{
+	size_t i;
+
+	for (i = m->nmsg; i < bt->nmsg; i++) {
+		free(bt->msg[i].payload);
+		free(bt->msg[i].metadata);
+	}
+	bt->nmsg = m->nmsg;
+	for (i = m->nst; i < bt->nst; i++) {
+		free(bt->st[i].name);
+		free(bt->st[i].subject);
+		sview_release(&bt->st[i].plan);
+		sview_release(&bt->st[i].live);
+	}
+	bt->nst = m->nst;
+	for (i = 0; i < bt->nst; i++) {
+		sview_release(&bt->st[i].plan);
+		bt->st[i].plan = m->plans[i];
+		memset(&m->plans[i], 0, sizeof(m->plans[i]));
+	}
+	for (i = m->nkeys; i < bt->nkeys; i++)
+		free(bt->keys[i]);
+	bt->nkeys = m->nkeys;
+	plan_mark_release(m);
+}
+
+/* Remembers that res is answered by message msg of the commit. */
+static int add_ref(struct nats_commit *c, struct sl_append_result *res, size_t msg, int dup,
+                   struct sl_diag *d)
+{
+	if (c->nrefs == c->crefs) {
+		size_t cap = c->crefs ? c->crefs * 2 : 16;
+		struct res_ref *r = realloc(c->refs, cap * sizeof(*r));
+		if (!r)
+			return oom(d);
+		c->refs = r, c->crefs = cap;
+	}
+	c->refs[c->nrefs].res = res;
+	c->refs[c->nrefs].msg = msg;
+	c->refs[c->nrefs].dup = dup;
+	c->nrefs++;
+	return 0;
+}
+
+/* Plans the call's events after those planned before in the commit, all-or-nothing
+ * within it. res gets the offsets as planned and position 0 now, and is completed
+ * when the commit has published the events: their positions, and the offsets of the
+ * ones JetStream answered as duplicates. */
+static int nats_commit_append(struct sl_commit *base, const struct sl_event_in *ev, size_t n,
                               struct sl_append_result *res, size_t *failed, struct sl_diag *d)
 {
-	(void)ev, (void)n, (void)res, (void)failed;
-	return commit_notsup(c, d);
+	struct nats_commit *c = nc_of(base);
+	struct batch *bt = &c->bt;
+	struct plan_mark m;
+	size_t i, k;
+	int rc;
+
+	if ((rc = plan_mark(bt, &m, d))) {
+		plan_mark_release(&m);
+		return rc;
+	}
+	if ((rc = plan_batch(bt, ev, n, res, failed, d))) {
+		plan_undo(bt, &m);
+		return rc;
+	}
+	for (i = 0; i < n && !rc; i++) {
+		if (res[i].duplicate && res[i].offset < 0) { /* a key repeated in the commit */
+			k = (size_t)(-res[i].offset - 1);
+			res[i].offset = bt->msg[k].planned, res[i].position = 0;
+			rc = add_ref(c, &res[i], k, 1, d);
+			continue;
+		}
+		if (res[i].duplicate)
+			continue; /* a stored event answered */
+		for (k = m.nmsg; k < bt->nmsg; k++)
+			if (bt->msg[k].result == i && !bt->msg[k].engine) {
+				res[i].offset = bt->msg[k].planned, res[i].position = 0;
+				rc = add_ref(c, &res[i], k, 0, d);
+			}
+	}
+	if (rc) {
+		while (c->nrefs && c->refs[c->nrefs - 1].msg >= m.nmsg)
+			c->nrefs--;
+		plan_undo(bt, &m);
+		return rc;
+	}
+	for (k = m.nmsg; k < bt->nmsg; k++)
+		bt->msg[k].result = (size_t)-1; /* the caller's res is not ours to fill later */
+	c->events |= bt->nmsg > 0;
+	plan_mark_release(&m);
+	return 0;
 }
 
 static struct sl_proj *nats_commit_projection(struct sl_commit *c)
 {
 	(void)c;
-	return NULL;
+	return NULL; /* no projection tables on this backend: ctx.db is not available */
 }
 
-static int nats_proc_put(struct sl_commit *c, const char *proc, int64_t version, int64_t anchor,
-                         struct sl_diag *d)
+/* ---- ending a commit ------------------------------------------------------------------- */
+
+/* Before anything is published: every compare-and-set would still succeed. */
+static int precheck(struct nats_commit *c, struct sl_diag *d)
 {
-	(void)proc, (void)version, (void)anchor;
-	return commit_notsup(c, d);
+	struct nats_store *s = c->s;
+	size_t i, len;
+	uint64_t rev;
+	char *val;
+	int rc;
+
+	for (i = 0; i < c->nw; i++) {
+		struct kv_write *w = &c->w[i];
+		if (!w->dirty || w->kind != W_CAS)
+			continue;
+		if ((rc = kv_get(s, s->kv[w->bucket], w->key, &val, &len, &rev, d)))
+			return rc;
+		free(val);
+		if (rev != w->base)
+			return lost_race(c, w, rev, "nothing was committed", d);
+	}
+	return 0;
 }
 
-static int nats_proc_hashes(struct sl_commit *c, const char *proc, const char *script_hash,
-                            const char *contract_hash, int *cleared, struct sl_diag *d)
+/* Publishes the commit's events in order, as an append call does (taking them back
+ * if one fails). */
+#define RACE_TRIES 8
+
+/* Publishes message p of a commit. Another writer may have appended to its stream
+ * since the commit planned it: an event that asks for no offset then goes after
+ * theirs, as it would have on SQLite, whose writers wait for each other (the stream's
+ * state is read again, so the pause door sees their events). Not the store's own
+ * events (a stream/created planned for a stream that someone else created meanwhile
+ * must not be written twice). */
+static int publish_in_commit(struct batch *bt, struct pmsg *p, struct sl_diag *d)
 {
-	(void)proc, (void)script_hash, (void)contract_hash;
-	*cleared = 0;
-	return commit_notsup(c, d);
+	struct pstream *ps = &bt->st[p->stream];
+	struct sl_diag one;
+	struct sview v;
+	int rc, tries;
+
+	for (tries = 0;; tries++) {
+		bt->raced = 0;
+		sl_diag_init(&one);
+		if (!(rc = publish_one(bt, p, &one)))
+			return 0;
+		if (!bt->raced || p->engine || p->offset || !ps->live.head || tries == RACE_TRIES)
+			return sl_diag_set(d, rc, "%s", one.msg);
+		if ((rc = load_state(bt->s, ps->subject, &v, d)))
+			return rc;
+		sview_release(&ps->live);
+		ps->live = v;
+	}
+}
+
+static int publish_commit(struct nats_commit *c, struct sl_diag *d)
+{
+	struct batch *bt = &c->bt;
+	size_t i, left;
+	int rc = 0;
+
+	for (i = 0; i < bt->nmsg && !rc; i++)
+		rc = publish_in_commit(bt, &bt->msg[i], d);
+	if (rc && (left = take_back(bt, i)))
+		sl_diag_prefix(d,
+		               "%zu event(s) of this commit were written and could not be taken"
+		               " back",
+		               left);
+	for (i = 0; !rc && i < c->nrefs; i++) {
+		const struct pmsg *p = &bt->msg[c->refs[i].msg];
+		c->refs[i].res->offset = p->got;
+		c->refs[i].res->position = (int64_t)p->seq;
+		c->refs[i].res->duplicate = c->refs[i].dup || p->dup;
+	}
+	return rc;
+}
+
+/* Writes w; *lost is 1 when a compare-and-set found the key changed. */
+static int write_one(struct nats_commit *c, struct kv_write *w, int *lost, struct sl_diag *d)
+{
+	struct nats_store *s = c->s;
+	kvStore *kv = s->kv[w->bucket];
+	uint64_t rev = 0, now;
+	natsStatus st;
+	size_t len;
+	char *val;
+	int rc;
+
+	*lost = 0;
+	switch (w->kind) {
+	case W_PUT:
+		st = kvStore_Put(&rev, kv, w->key, w->val, (int)w->len);
+		break;
+	case W_DEL:
+		st = kvStore_Delete(kv, w->key);
+		break;
+	case W_CREATE:
+		st = kvStore_Create(&rev, kv, w->key, w->val, (int)w->len);
+		if (st != NATS_OK && !(rc = kv_get(s, kv, w->key, &val, &len, &now, d)) && now) {
+			free(val);
+			return 0; /* already there: recording it again changes nothing */
+		}
+		break;
+	default:
+		st = w->base ? kvStore_Update(&rev, kv, w->key, w->val, (int)w->len, w->base)
+		             : kvStore_Create(&rev, kv, w->key, w->val, (int)w->len);
+	}
+	if (st == NATS_OK) {
+		if (w->bucket == B_CKPT)
+			rev_put(&s->revs, w->key, rev);
+		return 0;
+	}
+	if (w->kind != W_CAS)
+		return nats_fail(s, d, st, 0, "cannot write a row");
+	/* Refused, or the reply was lost: the key tells which. */
+	if ((rc = kv_get(s, kv, w->key, &val, &len, &now, d)))
+		return rc;
+	if (now != w->base && val && len == w->len && (!len || !memcmp(val, w->val, len))) {
+		rev_put(&s->revs, w->key, now); /* it was written: the ack was lost */
+		rc = 0;
+	} else if (now != w->base) {
+		*lost = 1;
+		rc = 0;
+		w->found = now;
+	} else {
+		rc = nats_fail(s, d, st, 0, "cannot write a row");
+	}
+	free(val);
+	return rc;
+}
+
+/* Ends a commit. JetStream has no transaction over messages and keys, so a commit is
+ * made in this order, each step only if the one before succeeded:
+ *   1. the fence: the lease still names this runner at its epoch;
+ *   2. every compare-and-set key is still at the revision this store read it at;
+ *   3. the events are published, each with its Nats-Msg-Id (every event a processor
+ *      emits carries a key, by default <processor>@<source stream>:<source offset>#<n>,
+ *      and its id is "<stream>|<key>");
+ *   4. the keys are written, in the order the commit first touched them, each
+ *      checkpoint row by compare-and-set on its revision (kvStore_Update).
+ * Why that order: the checkpoint is what says a batch was applied, so it is written
+ * last. A commit refused at 1 or 2 wrote nothing. A crash or a lost race between 3 and
+ * 4 leaves the events published without the checkpoint that moves past their source:
+ * the batch is then redelivered (from the checkpoint, which did not move), emits the
+ * same events with the same keys, and JetStream answers each with the stored one
+ * instead of storing it again, as long as the retry comes within the duplicate window.
+ * So state and checkpoint are exactly-once (the compare-and-set admits one commit per
+ * revision); an emitted event is stored once when its batch is retried within the
+ * window (and is visible, once, from the moment it was published, even if its batch
+ * never commits). Events published at 3 are not taken back when 4 loses its race:
+ * the writer that won may already have been answered with them. Of several keys
+ * (a reset of every instance, a dead letter with the checkpoint moving past it) those
+ * before a failing one stay written; the order of the ops makes that safe to redo
+ * (a rebuild resets the rows before it records the new version). */
+static int nats_commit_end(struct sl_commit *base, int commit, struct sl_diag *d)
+{
+	struct nats_commit *c = nc_of(base);
+	size_t i, done = 0;
+	int rc = 0, lost = 0;
+
+	if (commit && !(rc = check_fence(c, d)) && !(rc = precheck(c, d)) &&
+	    (!c->events || !(rc = publish_commit(c, d)))) {
+		for (i = 0; i < c->nw && !rc && !lost; i++) {
+			if (!c->w[i].dirty)
+				continue;
+			if (!(rc = write_one(c, &c->w[i], &lost, d)) && !lost)
+				done++;
+		}
+		if (lost) {
+			char tail[128];
+			snprintf(tail, sizeof(tail),
+			         "the commit stopped there, after %zu of its writes%s", done,
+			         c->events ? " and its events" : "");
+			rc = lost_race(c, &c->w[i - 1], c->w[i - 1].found, tail, d);
+		}
+		if (!rc)
+			c->s->commits++;
+	}
+	commit_free(c);
+	return rc;
+}
+
+/* ---- the ops: checkpoint rows ---------------------------------------------------------- */
+
+/* The label of an instance's row, for messages. */
+static char *inst_label(const char *proc, const char *stream)
+{
+	char buf[SL_DIAG_MAX];
+
+	if (stream && *stream)
+		snprintf(buf, sizeof(buf), "the checkpoint of processor '%s' for '%s'", proc,
+		         stream);
+	else
+		snprintf(buf, sizeof(buf), "the checkpoint of processor '%s'", proc);
+	return strdup(buf);
+}
+
+/* Touches the row of (proc, stream) in c and decodes it into r (*present 0: none). */
+static int row_touch(struct nats_commit *c, const char *proc, const char *stream,
+                     struct kv_write **w, struct row *r, int *present, struct sl_diag *d)
+{
+	struct nats_store *s = c->s;
+	char *label;
+	int rc;
+
+	if ((rc = inst_key(&s->tmp[0], proc, stream, NULL, d)))
+		return rc;
+	if (!(label = inst_label(proc, stream)))
+		return oom(d);
+	rc = touch(c, B_CKPT, s->tmp[0].ptr, label, w, d);
+	free(label);
+	if (rc)
+		return rc;
+	if ((rc = row_decode(s, (*w)->key, (*w)->val, (*w)->len, r, present, d)))
+		return rc;
+	if (!*present && !(r->stream = strdup(stream ? stream : "")))
+		return oom(d);
+	return 0;
+}
+
+/* Makes r the pending value of w (r is released). */
+static int row_set(struct kv_write *w, struct row *r, struct sl_diag *d)
+{
+	size_t len;
+	char *val = row_encode(r, &len);
+
+	row_release(r);
+	if (!val)
+		return oom(d);
+	free(w->val);
+	w->val = val, w->len = len, w->dirty = 1;
+	return 0;
+}
+
+/* Marks the row deleted (an empty value, written by compare-and-set). */
+static int row_delete(struct kv_write *w, struct row *r)
+{
+	row_release(r);
+	free(w->val);
+	w->val = NULL, w->len = 0, w->dirty = 1;
+	return 0;
 }
 
 static int nats_ckpt_put(struct sl_commit *c, const char *proc, const char *stream, int64_t offset,
                          const char *state, size_t state_len, int64_t effects_mark,
                          struct sl_diag *d)
 {
-	(void)proc, (void)stream, (void)offset, (void)state, (void)state_len, (void)effects_mark;
-	return commit_notsup(c, d);
-}
+	struct kv_write *w;
+	struct row r;
+	int rc, present;
 
-static int nats_rates_put(struct sl_commit *c, const char *proc, const struct sl_rate *r, size_t n,
-                          int64_t at_ms, struct sl_diag *d)
-{
-	(void)proc, (void)r, (void)n, (void)at_ms;
-	return commit_notsup(c, d);
-}
-
-static int nats_reload_error_put(struct sl_commit *c, const char *proc, const char *msg,
-                                 struct sl_diag *d)
-{
-	(void)proc, (void)msg;
-	return commit_notsup(c, d);
+	if ((rc = row_touch(nc_of(c), proc, stream, &w, &r, &present, d)))
+		return rc;
+	free(r.state);
+	free(r.error);
+	r.state = NULL, r.error = NULL;
+	if (state && !(r.state = dup_n(state, state_len))) {
+		row_release(&r);
+		return oom(d);
+	}
+	r.state_len = state ? state_len : 0;
+	r.offset = offset, r.mark = effects_mark, r.faulted = 0;
+	return row_set(w, &r, d);
 }
 
 static int nats_ckpt_put_offset(struct sl_commit *c, const char *proc, const char *stream,
                                 int64_t offset, int64_t effects_mark, struct sl_diag *d)
 {
-	(void)proc, (void)stream, (void)offset, (void)effects_mark;
-	return commit_notsup(c, d);
+	struct kv_write *w;
+	struct row r;
+	int rc, present;
+
+	if ((rc = row_touch(nc_of(c), proc, stream, &w, &r, &present, d)))
+		return rc;
+	free(r.error);
+	r.error = NULL;
+	r.offset = offset, r.mark = effects_mark, r.faulted = 0;
+	return row_set(w, &r, d);
 }
 
 static int nats_fault(struct sl_commit *c, const char *proc, const char *stream, const char *error,
                       struct sl_diag *d)
 {
-	(void)proc, (void)stream, (void)error;
-	return commit_notsup(c, d);
-}
+	struct kv_write *w;
+	struct row r;
+	int rc, present;
 
-static int nats_clear_fault(struct sl_commit *c, const char *proc, const char *stream,
-                            struct sl_diag *d)
-{
-	(void)proc, (void)stream;
-	return commit_notsup(c, d);
+	if ((rc = row_touch(nc_of(c), proc, stream, &w, &r, &present, d)))
+		return rc;
+	free(r.error);
+	if (!(r.error = strdup(error))) {
+		row_release(&r);
+		return oom(d);
+	}
+	r.faulted = 1;
+	return row_set(w, &r, d);
 }
 
 static int nats_background_failure(struct sl_commit *c, const char *proc, const char *stream,
                                    struct sl_diag *d)
 {
-	(void)proc, (void)stream;
-	return commit_notsup(c, d);
+	struct kv_write *w;
+	struct row r;
+	int rc, present;
+
+	if ((rc = row_touch(nc_of(c), proc, stream, &w, &r, &present, d)))
+		return rc;
+	r.bgf++;
+	return row_set(w, &r, d);
 }
 
-static int nats_dead_letter(struct sl_commit *c, const struct sl_dead_letter *dl, struct sl_diag *d)
+/* The streams of every row of proc (c's own new rows included). */
+struct names {
+	char **v;
+	size_t n, cap;
+};
+
+static void names_release(struct names *nm)
 {
-	(void)dl;
-	return commit_notsup(c, d);
+	while (nm->n)
+		free(nm->v[--nm->n]);
+	free(nm->v);
+	memset(nm, 0, sizeof(*nm));
 }
 
-static int nats_dead_letters_clear(struct sl_commit *c, const char *proc, int64_t *n,
-                                   struct sl_diag *d)
+static int names_add(struct names *nm, const char *name)
 {
-	(void)proc;
-	*n = 0;
-	return commit_notsup(c, d);
+	size_t i;
+
+	for (i = 0; i < nm->n; i++)
+		if (!strcmp(nm->v[i], name))
+			return 0;
+	if (nm->n == nm->cap) {
+		size_t cap = nm->cap ? nm->cap * 2 : 16;
+		char **v = realloc(nm->v, cap * sizeof(*v));
+		if (!v)
+			return SL_ENOMEM;
+		nm->v = v, nm->cap = cap;
+	}
+	if (!(nm->v[nm->n] = strdup(name)))
+		return SL_ENOMEM;
+	nm->n++;
+	return 0;
 }
 
-static int nats_reset(struct sl_commit *c, const char *proc, const char *stream, int with_effects,
-                      struct sl_diag *d)
+struct row_names {
+	struct nats_store *s;
+	struct names *nm;
+};
+
+static int add_row_stream(void *ud, const char *key, const char *val, size_t len, uint64_t rev,
+                          struct sl_diag *d)
 {
-	(void)proc, (void)stream, (void)with_effects;
-	return commit_notsup(c, d);
+	struct row_names *rn = ud;
+	struct row r;
+	int rc, present;
+
+	(void)rev;
+	if ((rc = row_decode(rn->s, key, val, len, &r, &present, d)))
+		return rc;
+	rc = present && names_add(rn->nm, r.stream) ? oom(d) : 0;
+	row_release(&r);
+	return rc;
+}
+
+static int row_streams(struct nats_commit *c, const char *proc, struct names *nm, struct sl_diag *d)
+{
+	struct nats_store *s = c->s;
+	struct row_names rn = {s, nm};
+	size_t i, plen;
+	int rc, none;
+
+	memset(nm, 0, sizeof(*nm));
+	if ((rc = rows_bucket(s, B_CKPT, 1, &none, d)) ||
+	    (rc = proc_key(&s->tmp[1], proc, ".>", d)))
+		return rc;
+	if ((rc = kv_each(s, s->kv[B_CKPT], s->tmp[1].ptr, add_row_stream, &rn, d)))
+		return rc;
+	plen = strlen(s->tmp[1].ptr) - 1; /* "<proc>." */
+	for (i = 0; i < c->nw; i++) {
+		struct kv_write *w = &c->w[i];
+		if (w->bucket == B_CKPT && !strncmp(w->key, s->tmp[1].ptr, plen) && w->val &&
+		    (rc = add_row_stream(&rn, w->key, w->val, w->len, 0, d)))
+			return rc;
+	}
+	return 0;
+}
+
+/* Clears the fault of one row; *cleared is 1 if it was faulted. */
+static int clear_one(struct nats_commit *c, const char *proc, const char *stream, int *cleared,
+                     struct sl_diag *d)
+{
+	struct kv_write *w;
+	struct row r;
+	int rc, present;
+
+	*cleared = 0;
+	if ((rc = row_touch(c, proc, stream, &w, &r, &present, d)))
+		return rc;
+	if (!present || !r.faulted) {
+		row_release(&r);
+		return 0;
+	}
+	free(r.error);
+	r.error = NULL, r.faulted = 0;
+	*cleared = 1;
+	return row_set(w, &r, d);
+}
+
+static int clear_faults(struct nats_commit *c, const char *proc, const char *stream, int *count,
+                        struct sl_diag *d)
+{
+	struct names nm;
+	size_t i;
+	int rc = 0, one;
+
+	*count = 0;
+	if (stream) {
+		rc = clear_one(c, proc, stream, &one, d);
+		*count = one;
+		return rc;
+	}
+	if ((rc = row_streams(c, proc, &nm, d)) == 0)
+		for (i = 0; i < nm.n && !rc; i++)
+			if (!(rc = clear_one(c, proc, nm.v[i], &one, d)))
+				*count += one;
+	names_release(&nm);
+	return rc;
+}
+
+static int nats_clear_fault(struct sl_commit *c, const char *proc, const char *stream,
+                            struct sl_diag *d)
+{
+	int n;
+
+	return clear_faults(nc_of(c), proc, stream, &n, d);
+}
+
+static int reset_one(struct nats_commit *c, const char *proc, const char *stream, int with_effects,
+                     struct sl_diag *d)
+{
+	struct kv_write *w;
+	struct row r;
+	int rc, present;
+
+	if ((rc = row_touch(c, proc, stream, &w, &r, &present, d)))
+		return rc;
+	if (!present) {
+		row_release(&r);
+		return 0;
+	}
+	if (with_effects)
+		return row_delete(w, &r);
+	free(r.state);
+	free(r.error);
+	r.state = NULL, r.error = NULL, r.state_len = 0;
+	r.offset = 0, r.faulted = 0;
+	return row_set(w, &r, d);
+}
+
+static int nats_reset(struct sl_commit *base, const char *proc, const char *stream,
+                      int with_effects, struct sl_diag *d)
+{
+	struct nats_commit *c = nc_of(base);
+	struct names nm;
+	size_t i;
+	int rc;
+
+	if (stream)
+		return reset_one(c, proc, stream, with_effects, d);
+	if ((rc = row_streams(c, proc, &nm, d)) == 0)
+		for (i = 0; i < nm.n && !rc; i++)
+			rc = reset_one(c, proc, nm.v[i], with_effects, d);
+	names_release(&nm);
+	return rc;
 }
 
 static int nats_drop_tables(struct sl_commit *c, const char *proc, struct sl_diag *d)
 {
-	(void)proc;
-	return commit_notsup(c, d);
+	(void)c, (void)proc, (void)d;
+	return 0; /* a processor owns no tables here (no ctx.db) */
+}
+
+/* ---- the ops: the processor row ----------------------------------------------------------- */
+
+static int prow_touch(struct nats_commit *c, const char *proc, struct kv_write **w, struct prow *p,
+                      int *present, struct sl_diag *d)
+{
+	struct nats_store *s = c->s;
+	int rc;
+
+	memset(p, 0, sizeof(*p));
+	if ((rc = proc_key(&s->tmp[0], proc, ".row", d)) ||
+	    (rc = touch(c, B_PROCS, s->tmp[0].ptr, NULL, w, d)))
+		return rc;
+	*present = (*w)->val && (*w)->len;
+	return *present ? prow_decode(s, proc, (*w)->val, (*w)->len, p, d) : 0;
+}
+
+static int prow_set(struct kv_write *w, struct prow *p, struct sl_diag *d)
+{
+	size_t len;
+	char *val = prow_encode(p, &len);
+
+	prow_release(p);
+	if (!val)
+		return oom(d);
+	free(w->val);
+	w->val = val, w->len = len, w->dirty = 1;
+	return 0;
+}
+
+static int nats_proc_put(struct sl_commit *c, const char *proc, int64_t version, int64_t anchor,
+                         struct sl_diag *d)
+{
+	struct kv_write *w;
+	struct prow p;
+	int rc, present;
+
+	if ((rc = prow_touch(nc_of(c), proc, &w, &p, &present, d)))
+		return rc;
+	if (!present)
+		p.anchor = anchor; /* stored once, never moved */
+	p.version = version;
+	return prow_set(w, &p, d);
+}
+
+static int nats_proc_hashes(struct sl_commit *base, const char *proc, const char *script_hash,
+                            const char *contract_hash, int *cleared, struct sl_diag *d)
+{
+	struct nats_commit *c = nc_of(base);
+	struct kv_write *w;
+	struct prow p;
+	int rc, present;
+
+	*cleared = 0;
+	if ((rc = prow_touch(c, proc, &w, &p, &present, d)) || !present)
+		return rc;
+	if (p.script && p.contract && !strcmp(p.script, script_hash) &&
+	    !strcmp(p.contract, contract_hash)) {
+		prow_release(&p);
+		return 0;
+	}
+	free(p.script);
+	free(p.contract);
+	p.script = strdup(script_hash);
+	p.contract = strdup(contract_hash);
+	if (!p.script || !p.contract) {
+		prow_release(&p);
+		return oom(d);
+	}
+	if ((rc = prow_set(w, &p, d)))
+		return rc;
+	return clear_faults(c, proc, NULL, cleared, d);
+}
+
+/* ---- the ops: rates, reload errors, dead letters ----------------------------------------- */
+
+static int put_json(struct nats_commit *c, int b, const char *key, struct sl_buf *v,
+                    struct sl_diag *d)
+{
+	size_t len;
+	char *val;
+
+	if (!sl_buf_ok(v)) {
+		sl_buf_release(v);
+		return oom(d);
+	}
+	val = sl_buf_detach(v, &len);
+	return blind_write(c, b, W_PUT, key, val, len, d);
+}
+
+static int nats_rates_put(struct sl_commit *base, const char *proc, const struct sl_rate *r,
+                          size_t n, int64_t at_ms, struct sl_diag *d)
+{
+	struct nats_commit *c = nc_of(base);
+	struct nats_store *s = c->s;
+	struct sl_buf v;
+	size_t i;
+	int rc;
+
+	for (i = 0; i <= n; i++) { /* the rows, then the heartbeat (key "<proc>") */
+		if ((rc = i < n ? inst_key(&s->tmp[0], proc, r[i].stream, NULL, d)
+		                : proc_key(&s->tmp[0], proc, "", d)))
+			return rc;
+		sl_buf_init(&v);
+		if (i < n)
+			sl_buf_addf(&v, "{\"rate\":%.17g,\"at\":%lld}", r[i].rate,
+			            (long long)at_ms);
+		else
+			sl_buf_addf(&v, "{\"at\":%lld}", (long long)at_ms);
+		if ((rc = put_json(c, B_RATES, s->tmp[0].ptr, &v, d)))
+			return rc;
+	}
+	return 0;
+}
+
+/* A member of the value of key in bucket b (v->found 0: no such key or member). */
+static int get_member(struct nats_store *s, int b, const char *key, struct vpick *v,
+                      struct sl_diag *d)
+{
+	uint64_t rev;
+	size_t len;
+	char *val;
+	int rc, none;
+
+	if ((rc = rows_bucket(s, b, 0, &none, d)) || none)
+		return rc;
+	if ((rc = kv_get(s, s->kv[b], key, &val, &len, &rev, d)) || !val)
+		return rc;
+	if (len && sl_json_members(val, len, pick_value, v, NULL))
+		rc = sl_diag_set(d, SL_ECORRUPT, "store '%s': the row '%s' is damaged", s->path,
+		                 key);
+	free(val);
+	return rc;
+}
+
+static int nats_rate_get(struct sl_store *base, const char *proc, const char *stream, double *rate,
+                         int64_t *at_ms, struct sl_diag *d)
+{
+	struct nats_store *s = ns(base);
+	struct vpick r = {"rate", 0, 0, NULL, 0}, at = {"at", 0, 0, NULL, 0},
+		     hb = {"at", 0, 0, NULL, 0};
+	int rc;
+
+	*rate = 0, *at_ms = 0;
+	if ((rc = inst_key(&s->tmp[0], proc, stream, NULL, d)) ||
+	    (rc = get_member(s, B_RATES, s->tmp[0].ptr, &r, d)) ||
+	    (rc = get_member(s, B_RATES, s->tmp[0].ptr, &at, d)))
+		return rc;
+	if (!r.found)
+		return 0;
+	if ((rc = proc_key(&s->tmp[0], proc, "", d)) ||
+	    (rc = get_member(s, B_RATES, s->tmp[0].ptr, &hb, d)))
+		return rc;
+	*rate = r.number;
+	*at_ms = at.integer > hb.integer ? at.integer : hb.integer;
+	return 0;
+}
+
+static int nats_reload_error_put(struct sl_commit *base, const char *proc, const char *msg,
+                                 struct sl_diag *d)
+{
+	struct nats_commit *c = nc_of(base);
+	struct sl_buf v;
+	int rc;
+
+	if ((rc = proc_key(&c->s->tmp[0], proc, ".reload", d)))
+		return rc;
+	if (!msg)
+		return blind_write(c, B_PROCS, W_DEL, c->s->tmp[0].ptr, NULL, 0, d);
+	sl_buf_init(&v);
+	sl_buf_adds(&v, "{\"message\":");
+	sl_buf_addjstr(&v, msg, strlen(msg));
+	sl_buf_addc(&v, '}');
+	return put_json(c, B_PROCS, c->s->tmp[0].ptr, &v, d);
+}
+
+static int nats_reload_error_get(struct sl_store *base, const char *proc, char **msg_out,
+                                 struct sl_diag *d)
+{
+	struct nats_store *s = ns(base);
+	struct vpick v = {"message", 0, 0, NULL, 0};
+	int rc;
+
+	*msg_out = NULL;
+	if ((rc = proc_key(&s->tmp[0], proc, ".reload", d)) ||
+	    (rc = get_member(s, B_PROCS, s->tmp[0].ptr, &v, d))) {
+		free(v.str);
+		return rc;
+	}
+	*msg_out = v.str;
+	return 0;
+}
+
+static int nats_dead_letter(struct sl_commit *base, const struct sl_dead_letter *dl,
+                            struct sl_diag *d)
+{
+	struct nats_commit *c = nc_of(base);
+	struct sl_buf v;
+	char tail[32];
+	int rc;
+
+	snprintf(tail, sizeof(tail), ".%lld", (long long)dl->offset);
+	if ((rc = inst_key(&c->s->tmp[0], dl->processor, dl->stream, tail, d)))
+		return rc;
+	sl_buf_init(&v);
+	sl_buf_adds(&v, "{\"processor\":");
+	sl_buf_addjstr(&v, dl->processor, strlen(dl->processor));
+	sl_buf_adds(&v, ",\"stream\":");
+	sl_buf_addjstr(&v, dl->stream, strlen(dl->stream));
+	sl_buf_addf(&v, ",\"offset\":%lld,\"position\":%lld,\"type\":", (long long)dl->offset,
+	            (long long)dl->position);
+	sl_buf_addjstr(&v, dl->type, strlen(dl->type));
+	sl_buf_adds(&v, ",\"error\":");
+	sl_buf_addjstr(&v, dl->error, strlen(dl->error));
+	sl_buf_adds(&v, ",\"traceback\":");
+	addjstr_or_null(&v, dl->traceback);
+	sl_buf_addf(&v, ",\"attempts\":%lld,\"at\":", (long long)dl->attempts);
+	sl_buf_addjstr(&v, dl->at, strlen(dl->at));
+	sl_buf_addc(&v, '}');
+	if (!sl_buf_ok(&v)) {
+		sl_buf_release(&v);
+		return oom(d);
+	}
+	{
+		size_t len;
+		char *val = sl_buf_detach(&v, &len);
+		return blind_write(c, B_DEAD, W_CREATE, c->s->tmp[0].ptr, val, len, d);
+	}
+}
+
+/* A dead letter decoded from its value: strings copied into one buffer. */
+struct dead_pick {
+	struct sl_dead_letter dl;
+	char *str[6]; /* processor, stream, type, error, traceback, at */
+};
+
+static int pick_dead(void *ud, const struct sl_json_member *m, struct sl_diag *d)
+{
+	static const char *const names[6] = {"processor", "stream",    "type",
+	                                     "error",     "traceback", "at"};
+	struct dead_pick *p = ud;
+	int i;
+
+	if (m->kind == SL_JSON_INTEGER) {
+		if (is_key(m, "offset"))
+			p->dl.offset = m->integer;
+		else if (is_key(m, "position"))
+			p->dl.position = m->integer;
+		else if (is_key(m, "attempts"))
+			p->dl.attempts = m->integer;
+		return 0;
+	}
+	for (i = 0; i < 6; i++)
+		if (m->kind == SL_JSON_STRING && is_key(m, names[i]) && !p->str[i] &&
+		    !(p->str[i] = dup_n(m->text, m->len)))
+			return oom(d);
+	return 0;
+}
+
+struct dead_each {
+	struct nats_store *s;
+	sl_dead_fn fn;
+	void *ud;
+};
+
+static int each_dead(void *ud, const char *key, const char *val, size_t len, uint64_t rev,
+                     struct sl_diag *d)
+{
+	struct dead_each *de = ud;
+	struct dead_pick p;
+	int i, rc;
+
+	(void)rev;
+	memset(&p, 0, sizeof(p));
+	if (sl_json_members(val, len, pick_dead, &p, NULL) || !p.str[0] || !p.str[1] || !p.str[2] ||
+	    !p.str[3] || !p.str[5])
+		rc = sl_diag_set(d, SL_ECORRUPT, "store '%s': the dead letter '%s' is damaged",
+		                 de->s->path, key);
+	else {
+		p.dl.processor = p.str[0], p.dl.stream = p.str[1], p.dl.type = p.str[2];
+		p.dl.error = p.str[3], p.dl.traceback = p.str[4], p.dl.at = p.str[5];
+		rc = de->fn(de->ud, &p.dl);
+	}
+	for (i = 0; i < 6; i++)
+		free(p.str[i]);
+	return rc;
+}
+
+/* Oldest first: the watcher hands out the keys in the order they were written, and a
+ * dead letter is written once. */
+static int nats_dead_letters(struct sl_store *base, sl_dead_fn fn, void *ud, struct sl_diag *d)
+{
+	struct nats_store *s = ns(base);
+	struct dead_each de = {s, fn, ud};
+	int rc, none;
+
+	if ((rc = rows_bucket(s, B_DEAD, 0, &none, d)) || none)
+		return rc;
+	rc = kv_each(s, s->kv[B_DEAD], ">", each_dead, &de, d);
+	return rc > 0 ? 0 : rc;
+}
+
+struct dead_clear {
+	struct nats_commit *c;
+	int64_t n;
+};
+
+static int clear_dead(void *ud, const char *key, const char *val, size_t len, uint64_t rev,
+                      struct sl_diag *d)
+{
+	struct dead_clear *dc = ud;
+
+	(void)val, (void)len, (void)rev;
+	dc->n++;
+	return blind_write(dc->c, B_DEAD, W_DEL, key, NULL, 0, d);
+}
+
+static int nats_dead_letters_clear(struct sl_commit *base, const char *proc, int64_t *n,
+                                   struct sl_diag *d)
+{
+	struct nats_commit *c = nc_of(base);
+	struct nats_store *s = c->s;
+	struct dead_clear dc = {c, 0};
+	int rc, none;
+
+	*n = 0;
+	if ((rc = rows_bucket(s, B_DEAD, 1, &none, d)))
+		return rc;
+	if (proc && (rc = proc_key(&s->tmp[1], proc, ".>", d)))
+		return rc;
+	if ((rc = kv_each(s, s->kv[B_DEAD], proc ? s->tmp[1].ptr : ">", clear_dead, &dc, d)))
+		return rc;
+	*n = dc.n;
+	return 0;
+}
+
+/* ---- reading rows ------------------------------------------------------------------------ */
+
+/* The value of key in bucket b as store s sees it: the open commit's pending write if
+ * it has one, else the bucket's (*val malloc'd or NULL; *rev 0 from the commit). */
+static int row_value(struct nats_store *s, int b, const char *key, char **val, size_t *len,
+                     uint64_t *rev, int *pending, struct sl_diag *d)
+{
+	struct kv_write *w = s->base.open ? find_write(nc_of(s->base.open), b, key) : NULL;
+	int rc, none;
+
+	*val = NULL, *len = 0, *rev = 0, *pending = w != NULL;
+	if (w) {
+		if (w->val && !(*val = dup_n(w->val, w->len)))
+			return oom(d);
+		*len = w->val ? w->len : 0;
+		return 0;
+	}
+	if ((rc = rows_bucket(s, b, 0, &none, d)) || none)
+		return rc;
+	return kv_get(s, s->kv[b], key, val, len, rev, d);
+}
+
+static int nats_proc_get(struct sl_store *base, const char *proc, int *exists, int64_t *version,
+                         int64_t *anchor, struct sl_diag *d)
+{
+	struct nats_store *s = ns(base);
+	struct prow p;
+	uint64_t rev;
+	size_t len;
+	char *val;
+	int rc, pending;
+
+	*exists = 0, *version = 0, *anchor = 0;
+	if ((rc = proc_key(&s->tmp[0], proc, ".row", d)) ||
+	    (rc = row_value(s, B_PROCS, s->tmp[0].ptr, &val, &len, &rev, &pending, d)))
+		return rc;
+	if (val && len && !(rc = prow_decode(s, proc, val, len, &p, d))) {
+		*exists = 1, *version = p.version, *anchor = p.anchor;
+		prow_release(&p);
+	}
+	free(val);
+	return rc;
+}
+
+static int nats_ckpt_get(struct sl_store *base, const char *proc, const char *stream,
+                         struct sl_ckpt *c, int *found, struct sl_diag *d)
+{
+	struct nats_store *s = ns(base);
+	struct row r;
+	uint64_t rev;
+	size_t len;
+	char *val;
+	int rc, pending, present = 0;
+
+	memset(c, 0, sizeof(*c));
+	*found = 0;
+	if ((rc = inst_key(&s->tmp[0], proc, stream, NULL, d)) ||
+	    (rc = row_value(s, B_CKPT, s->tmp[0].ptr, &val, &len, &rev, &pending, d)))
+		return rc;
+	if (!pending && s->kv[B_CKPT])
+		rev_put(&s->revs, s->tmp[0].ptr, rev); /* what the engine now computes from */
+	if (!(rc = row_decode(s, s->tmp[0].ptr, val, len, &r, &present, d)) && present) {
+		row_to_ckpt(&r, c);
+		*found = 1;
+	}
+	row_release(&r);
+	free(val);
+	return rc;
+}
+
+/* Every row of proc, sorted by stream. */
+struct rowset {
+	struct nats_store *s;
+	struct rowent {
+		struct row r;
+		char *key;
+	} * v;
+	size_t n, cap;
+};
+
+static void rowset_release(struct rowset *rs)
+{
+	size_t i;
+
+	for (i = 0; i < rs->n; i++) {
+		row_release(&rs->v[i].r);
+		free(rs->v[i].key);
+	}
+	free(rs->v);
+	rs->v = NULL, rs->n = rs->cap = 0;
+}
+
+static int rowset_add(void *ud, const char *key, const char *val, size_t len, uint64_t rev,
+                      struct sl_diag *d)
+{
+	struct rowset *rs = ud;
+	struct row r;
+	int rc, present;
+
+	rev_put(&rs->s->revs, key, rev);
+	if ((rc = row_decode(rs->s, key, val, len, &r, &present, d)) || !present)
+		return rc;
+	if (rs->n == rs->cap) {
+		size_t cap = rs->cap ? rs->cap * 2 : 64;
+		struct rowent *v = realloc(rs->v, cap * sizeof(*v));
+		if (!v) {
+			row_release(&r);
+			return oom(d);
+		}
+		rs->v = v, rs->cap = cap;
+	}
+	rs->v[rs->n].r = r;
+	if (!(rs->v[rs->n].key = strdup(key))) {
+		row_release(&r);
+		return oom(d);
+	}
+	rs->n++;
+	return 0;
+}
+
+static int cmp_rowent(const void *a, const void *b)
+{
+	return strcmp(((const struct rowent *)a)->r.stream, ((const struct rowent *)b)->r.stream);
+}
+
+static int rowset_load(struct nats_store *s, const char *proc, struct rowset *rs, struct sl_diag *d)
+{
+	int rc, none;
+
+	memset(rs, 0, sizeof(*rs));
+	rs->s = s;
+	if ((rc = rows_bucket(s, B_CKPT, 0, &none, d)) || none)
+		return rc;
+	if ((rc = proc_key(&s->tmp[1], proc, ".>", d)) ||
+	    (rc = kv_each(s, s->kv[B_CKPT], s->tmp[1].ptr, rowset_add, rs, d)))
+		return rc;
+	if (rs->n)
+		qsort(rs->v, rs->n, sizeof(*rs->v), cmp_rowent);
+	return 0;
+}
+
+/* (ckpt_each and ckpt_behind read the bucket: no caller runs them inside a commit.) */
+static int nats_ckpt_each(struct sl_store *base, const char *proc, sl_ckpt_fn fn, void *ud,
+                          struct sl_diag *d)
+{
+	struct rowset rs;
+	struct sl_ckpt c;
+	size_t i;
+	int rc;
+
+	if (!(rc = rowset_load(ns(base), proc, &rs, d)))
+		for (i = 0; i < rs.n && !rc; i++) {
+			memset(&c, 0, sizeof(c));
+			c.offset = rs.v[i].r.offset;
+			c.effects_mark = rs.v[i].r.mark;
+			c.state = rs.v[i].r.state, c.state_len = rs.v[i].r.state_len;
+			c.faulted = rs.v[i].r.faulted;
+			c.last_error = rs.v[i].r.error;
+			c.background_failures = rs.v[i].r.bgf;
+			rc = fn(ud, rs.v[i].r.stream, &c);
+		}
+	rowset_release(&rs);
+	return rc > 0 ? 0 : rc;
+}
+
+/* One pass over the streams (one read of each stream's last message) and one over the
+ * processor's rows. */
+static int nats_ckpt_behind(struct sl_store *base, const char *proc, sl_behind_fn fn, void *ud,
+                            struct sl_diag *d)
+{
+	struct nats_store *s = ns(base);
+	struct rowset rs;
+	struct rowent key, *hit;
+	struct sl_behind b;
+	struct sview v;
+	char **names = NULL;
+	size_t i, n = 0;
+	int rc;
+
+	if (!s->exists)
+		return 0;
+	if ((rc = rowset_load(s, proc, &rs, d)) || (rc = list_names(s, &names, &n, d)))
+		goto out;
+	memset(&key, 0, sizeof(key));
+	for (i = 0; i < n && !rc; i++) {
+		subject_of(s, names[i], &s->tmp[0]);
+		sl_buf_addc(&s->tmp[0], '\0');
+		if (!sl_buf_ok(&s->tmp[0])) {
+			rc = oom(d);
+			break;
+		}
+		if ((rc = load_state(s, s->tmp[0].ptr, &v, d)))
+			break;
+		key.r.stream = names[i];
+		hit = rs.n ? bsearch(&key, rs.v, rs.n, sizeof(*rs.v), cmp_rowent) : NULL;
+		memset(&b, 0, sizeof(b));
+		b.stream = names[i];
+		b.head = v.head;
+		sview_release(&v);
+		if (hit) {
+			b.has_row = 1;
+			b.offset = hit->r.offset, b.effects_mark = hit->r.mark;
+			b.faulted = hit->r.faulted;
+		}
+		if (b.offset < b.head || !b.has_row)
+			rc = fn(ud, &b);
+	}
+out:
+	for (i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	rowset_release(&rs);
+	return rc > 0 ? 0 : rc;
+}
+
+/* ---- verify: the checkpoints ------------------------------------------------------------- */
+
+/* Decodes the processor part of a row key ("<proc>.<stream>") into b. */
+static int key_proc(const char *key, struct sl_buf *b)
+{
+	const char *p;
+
+	sl_buf_reset(b);
+	for (p = key; *p && *p != '.'; p++) {
+		if (*p == '=' && p[1] && p[2]) {
+			char hex[3] = {p[1], p[2], '\0'};
+			sl_buf_addc(b, (char)strtol(hex, NULL, 16));
+			p += 2;
+		} else {
+			sl_buf_addc(b, *p);
+		}
+	}
+	sl_buf_addc(b, '\0');
+	return sl_buf_ok(b);
+}
+
+struct vck {
+	struct vwalk *w;
+	int64_t upto;
+	struct sl_buf proc;
+};
+
+static int vck_row(void *ud, const char *key, const char *val, size_t len, uint64_t rev,
+                   struct sl_diag *d)
+{
+	struct vck *v = ud;
+	struct vwalk *w = v->w;
+	struct sl_store_problem p;
+	const struct vstream *vs;
+	const char *name;
+	struct row r;
+	int64_t head;
+	int rc, present;
+
+	(void)rev;
+	if ((rc = row_decode(w->s, key, val, len, &r, &present, d)) || !present)
+		return rc;
+	w->sum->checkpoints++;
+	name = r.stream;
+	vs = *name && w->n ? bsearch(&name, w->st, w->n, sizeof(*w->st), cmp_vstream) : NULL;
+	head = *name ? (vs ? vs->head : 0) : v->upto;
+	if (r.offset > head) {
+		if (!key_proc(key, &v->proc)) {
+			row_release(&r);
+			return oom(d);
+		}
+		vproblem(&p, "checkpoint-ahead", *name ? name : NULL);
+		p.processor = v->proc.ptr;
+		p.offset = r.offset;
+		p.head = head;
+		if (*name)
+			snprintf(w->msg, sizeof(w->msg),
+			         "processor '%s' has a checkpoint at offset %lld of stream '%s', "
+			         "whose"
+			         " head is %lld",
+			         v->proc.ptr, (long long)r.offset, name, (long long)head);
+		else
+			snprintf(w->msg, sizeof(w->msg),
+			         "processor '%s' has a checkpoint at position %lld, above the "
+			         "store's"
+			         " head position %lld",
+			         v->proc.ptr, (long long)r.offset, (long long)head);
+		rc = vreport(w, &p);
+	}
+	row_release(&r);
+	return rc;
+}
+
+/* Every checkpoint row against its stream's head (a mode all one against the store's
+ * head position). */
+static int vckpts(struct vwalk *w, int64_t upto, struct sl_diag *d)
+{
+	struct vck v = {w, upto, {0}};
+	int rc, none;
+
+	if ((rc = rows_bucket(w->s, B_CKPT, 0, &none, d)) || none)
+		return rc;
+	sl_buf_init(&v.proc);
+	rc = kv_each(w->s, w->s->kv[B_CKPT], ">", vck_row, &v, d);
+	sl_buf_release(&v.proc);
+	return rc;
 }
 
 const struct sl_store_ops sl_store_nats_ops = {

@@ -1,7 +1,8 @@
 /* test_store_nats.c - unit tests of the store on its JetStream backend (sl_store_nats.c):
  * what the CLI does not reach (store-wide reads, the head, the data version, reads from
- * an offset, leases) and the operations it does not support yet. Needs a JetStream
- * server: its URL is the first argument (tests/e2e/nats_store.sh starts one and runs
+ * an offset, leases) and the rows in key-value buckets: commits, their fence and
+ * compare-and-set, emitted events under retries, faults, resets, rates, dead letters. Needs a
+ * JetStream server: its URL is the first argument (tests/e2e/nats_store.sh starts one and runs
  * this); without one the test is skipped, saying so. The server must be fresh. libnats
  * itself stands in for damage done to the store behind sluice's back. */
 #include <stdio.h>
@@ -139,28 +140,374 @@ static void test_leases(struct sl_store *s, struct sl_store *other)
 	   d.msg);
 }
 
-static void test_not_yet(struct sl_store *s)
+/* One emitted event: keyed, as every event a processor emits is. */
+static struct sl_event_in emit(const char *stream, const char *key)
 {
-	struct sl_fence f = {"p", "two", 3};
-	struct sl_commit *c = (struct sl_commit *)1;
-	struct sl_ckpt k;
-	struct sl_diag d;
-	int found = 1;
+	struct sl_event_in ev = {stream, "t/emitted", "{\"n\":1}", 7, NULL, 0, key, 0};
 
+	return ev;
+}
+
+/* A batch's commit: its emitted event, then its checkpoint. */
+static int batch(struct sl_store *s, const struct sl_fence *f, const char *out, const char *key,
+                 int64_t offset, const char *state, struct sl_diag *d)
+{
+	struct sl_event_in ev = emit(out, key);
+	struct sl_append_result r;
+	struct sl_commit *c;
+	int rc, end;
+
+	if ((rc = sl_commit_begin(s, f, &c, d)))
+		return rc;
+	if (!(rc = sl_commit_append(c, &ev, 1, &r, 0, NULL, d)))
+		rc = sl_ckpt_put(c, "p", "in/1", offset, state, strlen(state), offset, d);
+	end = sl_commit_end(c, rc == 0, rc ? NULL : d);
+	return rc ? rc : end;
+}
+
+static int count_fn(void *ud, const struct sl_event *ev)
+{
+	(void)ev;
+	(*(int *)ud)++;
+	return 0;
+}
+
+/* The events of stream of type t/emitted. */
+static int emitted(struct sl_store *s, const char *stream)
+{
+	int n = 0;
+
+	sl_store_read(s, stream, 1, 0, "t/emitted", count_fn, &n, NULL);
+	return n;
+}
+
+static int64_t offset_of(struct sl_store *s, const char *proc, const char *stream, char *state,
+                         size_t n)
+{
+	struct sl_ckpt k;
+	int found = 0;
+	int64_t off;
+
+	if (sl_ckpt_get(s, proc, stream, &k, &found, NULL) || !found)
+		return -1;
+	off = k.offset;
+	if (state)
+		snprintf(state, n, "%.*s", (int)k.state_len, k.state ? k.state : "null");
+	sl_ckpt_release(&k);
+	return off;
+}
+
+static void test_commits(struct sl_store *s, struct sl_store *other)
+{
+	struct sl_fence f = {"p", "r1", 0}, stale;
+	struct collect cl;
+	struct sl_append_result r, r2;
+	struct sl_event_in ev, ev2;
+	struct sl_commit *c;
+	struct sl_lease l;
+	struct sl_diag d;
+	int64_t version = 0, anchor = 0, v1 = 0, v2 = 0;
+	char state[64];
+	int exists = 1;
+
+	is(sl_ckpt_proc_get(s, "p", &exists, &version, &anchor, NULL), 0,
+	   "reading a processor row");
+	ok(!exists, "of a processor that never ran finds none");
+	ok(offset_of(s, "p", "in/1", NULL, 0) == -1, "nor a checkpoint");
+	sl_commit_begin(s, NULL, &c, NULL);
+	sl_ckpt_proc_put(c, "p", 1, 7, NULL);
+	is(sl_commit_end(c, 1, NULL), 0, "a commit of the processor row");
+	sl_commit_begin(s, NULL, &c, NULL);
+	sl_ckpt_proc_put(c, "p", 2, 99, NULL);
+	sl_commit_end(c, 1, NULL);
+	sl_ckpt_proc_get(other, "p", &exists, &version, &anchor, NULL);
+	ok(exists && version == 2 && anchor == 7, "the version changes, the anchor never (%lld)",
+	   (long long)anchor);
+
+	sl_store_lease_release(s, "p", "two", NULL); /* (test_leases left it taken) */
+	sl_store_lease_acquire(s, "p", "r1", 60000, &l, NULL);
+	f.epoch = l.epoch;
+	sl_store_data_version(s, &v1, NULL);
 	sl_diag_init(&d);
-	is(sl_commit_begin(s, &f, &c, &d), SL_ENOTSUP, "a commit is not supported yet");
-	ok(c == NULL && strstr(d.msg, "is not yet supported on the JetStream backend") &&
-	           strstr(d.msg, url),
-	   "and says so, naming the store: %s", d.msg);
+	is(batch(s, &f, "out/1", "p@in/1:2#1", 2, "{\"n\":1}", &d), 0, "a fenced batch commits: %s",
+	   d.msg);
+	ok(offset_of(other, "p", "in/1", state, sizeof(state)) == 2 && !strcmp(state, "{\"n\":1}"),
+	   "its checkpoint and state are stored (%s)", state);
+	ok(emitted(other, "out/1") == 1, "and its emitted event");
+	sl_store_data_version(s, &v2, NULL);
+	ok(v1 != v2, "the data version moved with the commit");
+
+	sl_commit_begin(s, NULL, &c, NULL);
+	sl_ckpt_put(c, "p", "in/1", 3, "{}", 2, 3, NULL);
+	ok(offset_of(s, "p", "in/1", NULL, 0) == 3, "reads see the writes of the open commit");
+	sl_commit_end(c, 0, NULL);
+	ok(offset_of(s, "p", "in/1", NULL, 0) == 2, "a commit rolled back wrote nothing");
+
+	stale = f;
+	stale.epoch = f.epoch - 1;
 	sl_diag_init(&d);
-	is(sl_ckpt_get(s, "p", "x/1", &k, &found, &d), SL_ENOTSUP, "nor is reading a checkpoint");
-	ok(!found && k.state == NULL, "which finds nothing: %s", d.msg);
+	is(batch(s, &stale, "out/1", "p@in/1:3#1", 3, "{}", &d), SL_EFENCED,
+	   "a commit under an old epoch is fenced off: %s", d.msg);
+	/* The lease changes hands while a commit is open. */
+	sl_commit_begin(s, &f, &c, NULL);
+	ev = emit("out/1", "p@in/1:3#1");
+	sl_commit_append(c, &ev, 1, &r, 0, NULL, NULL);
+	sl_ckpt_put(c, "p", "in/1", 3, "{}", 2, 3, NULL);
+	sl_store_lease_release(other, "p", "r1", NULL);
+	sl_store_lease_acquire(other, "p", "r2", 60000, &l, NULL);
 	sl_diag_init(&d);
-	is(sl_store_group_begin(s), 0, "there are no commit groups");
+	is(sl_commit_end(c, 1, &d), SL_EFENCED, "a lease lost during the commit fences it: %s",
+	   d.msg);
+	ok(emitted(other, "out/1") == 1 && offset_of(other, "p", "in/1", NULL, 0) == 2,
+	   "and nothing of it is visible, neither the event nor the checkpoint");
+
+	/* Two writers commit from the same revision of the row: one wins. */
+	offset_of(s, "p", "in/1", NULL, 0);
+	offset_of(other, "p", "in/1", NULL, 0);
+	is(batch(other, NULL, "out/2", "p@in/1:3#1", 3, "{\"by\":\"other\"}", NULL), 0,
+	   "the first of two commits from one revision commits");
+	sl_diag_init(&d);
+	is(batch(s, NULL, "out/2", "p@in/1:3#2", 3, "{\"by\":\"s\"}", &d), SL_ECONFLICT,
+	   "the second is refused: %s", d.msg);
+	ok(strstr(d.msg, "was written by another writer since it was read") != NULL, "saying why");
+	ok(emitted(s, "out/2") == 1 && offset_of(s, "p", "in/1", state, sizeof(state)) == 3 &&
+	           !strcmp(state, "{\"by\":\"other\"}"),
+	   "nothing of it is visible: one event, the winner's state (%s)", state);
+	/* The same race, with the loser's commit open while the winner commits. */
+	offset_of(s, "p", "in/1", NULL, 0);
+	offset_of(other, "p", "in/1", NULL, 0);
+	sl_commit_begin(s, NULL, &c, NULL);
+	ev = emit("out/3", "p@in/1:4#1");
+	sl_commit_append(c, &ev, 1, &r, 0, NULL, NULL);
+	is(sl_ckpt_put(c, "p", "in/1", 4, "{}", 2, 4, NULL), 0, "a commit is open on a revision");
+	is(batch(other, NULL, "out/1", "p@in/1:4#1", 4, "{\"by\":\"other\"}", NULL), 0,
+	   "another writer commits from the same one");
+	sl_diag_init(&d);
+	is(sl_commit_end(c, 1, &d), SL_ECONFLICT, "the open commit is refused at its end: %s",
+	   d.msg);
+	ok(emitted(other, "out/3") == 0 && offset_of(other, "p", "in/1", NULL, 0) == 4,
+	   "before it published anything");
+
+	/* A batch whose first attempt published its event and died before its checkpoint:
+	 * the retry emits the same key, and JetStream answers with the stored event. */
+	ev = emit("out/4", "p@in/1:5#1");
+	sl_store_append(other, &ev, 1, &r, 0, NULL, NULL);
+	offset_of(s, "p", "in/1", NULL, 0);
+	sl_diag_init(&d);
+	is(batch(s, NULL, "out/4", "p@in/1:5#1", 5, "{}", &d), 0, "the retried batch commits: %s",
+	   d.msg);
+	ok(emitted(other, "out/4") == 1 && offset_of(other, "p", "in/1", NULL, 0) == 5,
+	   "its emitted event is stored once, its checkpoint moved");
+	is(batch(s, NULL, "out/4", "p@in/1:5#1", 6, "{}", NULL), 0,
+	   "a batch redelivered after its commit emits the same key");
+	ok(emitted(other, "out/4") == 1, "which is not stored again");
+	/* Another writer appends to the stream a commit emits to, after the commit planned its
+	 * event: the event goes after theirs, as on SQLite. */
+	offset_of(s, "p", "in/1", NULL, 0);
+	sl_commit_begin(s, NULL, &c, NULL);
+	ev = emit("out/4", "p@in/1:7#1");
+	sl_commit_append(c, &ev, 1, &r, 0, NULL, NULL);
+	sl_ckpt_put(c, "p", "in/1", 7, "{}", 2, 7, NULL);
+	append1(other, "out/4", &r);
+	sl_diag_init(&d);
+	is(sl_commit_end(c, 1, &d), 0,
+	   "a commit whose stream another writer appended to commits: %s", d.msg);
+	memset(&cl, 0, sizeof(cl));
+	sl_store_read(other, "out/4", 1, 0, NULL, collect_fn, &cl, NULL);
+	ok(cl.n == 4 && cl.offsets[3] == 4 && emitted(other, "out/4") == 2,
+	   "its event after the other writer's, offsets contiguous (%d)", cl.n);
+	/* What an append in a commit reports, once the commit ended: the stored event for a
+	 * key JetStream knew, the new event's position otherwise. */
+	ev = emit("out/4", "p@in/1:5#1");
+	ev2 = emit("out/5", "fresh");
+	sl_commit_begin(s, NULL, &c, NULL);
+	sl_commit_append(c, &ev, 1, &r, 0, NULL, NULL);
+	sl_commit_append(c, &ev2, 1, &r2, 0, NULL, NULL);
+	is(sl_commit_end(c, 1, NULL), 0, "a commit of two appends");
+	ok(r.duplicate && r.offset == 2 && r.position > 0,
+	   "a key stored before is reported as the stored event (%lld, %lld)", (long long)r.offset,
+	   (long long)r.position);
+	ok(!r2.duplicate && r2.offset == 2 && r2.position > r.position,
+	   "a new event with its offset and position (%lld, %lld)", (long long)r2.offset,
+	   (long long)r2.position);
+	is(sl_store_group_begin(s), 0, "there are no commit groups (each commit is its own)");
+}
+
+struct rows {
+	int n;
+	char streams[8][16];
+	int64_t offsets[8];
+};
+
+static int rows_fn(void *ud, const char *stream, const struct sl_ckpt *k)
+{
+	struct rows *rs = ud;
+
+	if (rs->n < 8) {
+		snprintf(rs->streams[rs->n], sizeof(rs->streams[0]), "%s", stream);
+		rs->offsets[rs->n] = k->offset;
+	}
+	rs->n++;
+	return 0;
+}
+
+static int behind_fn(void *ud, const struct sl_behind *b)
+{
+	struct rows *rs = ud;
+
+	if (rs->n < 8) {
+		snprintf(rs->streams[rs->n], sizeof(rs->streams[0]), "%s", b->stream);
+		rs->offsets[rs->n] = b->has_row ? b->offset : -b->head;
+	}
+	rs->n++;
+	return 0;
+}
+
+static int in_rows(const struct rows *rs, const char *stream, int64_t offset)
+{
+	int i;
+
+	for (i = 0; i < rs->n && i < 8; i++)
+		if (!strcmp(rs->streams[i], stream))
+			return rs->offsets[i] == offset;
+	return 0;
+}
+
+/* Runs one op in a commit of its own. */
+#define IN_COMMIT(s, call)                                                                         \
+	do {                                                                                       \
+		struct sl_commit *c_;                                                              \
+		int rc_ = sl_commit_begin((s), NULL, &c_, NULL);                                   \
+		if (!rc_)                                                                          \
+			rc_ = (call);                                                              \
+		sl_commit_end(c_, rc_ == 0, NULL);                                                 \
+	} while (0)
+
+static void test_faults(struct sl_store *s, struct sl_store *other)
+{
+	struct sl_ckpt k;
+	struct rows rs = {0};
+	struct sl_rate rate = {"in/1", 2.5};
+	double got = 0;
+	char *msg = NULL;
+	int found = 0, cleared = -1;
+
+	IN_COMMIT(s, sl_ckpt_fault(c_, "p", "in/2", "boom", NULL));
+	sl_ckpt_get(other, "p", "in/2", &k, &found, NULL);
+	ok(found && k.faulted && k.offset == 0 && k.last_error && !strcmp(k.last_error, "boom"),
+	   "a fault makes its row: faulted, with its error");
+	sl_ckpt_release(&k);
+	IN_COMMIT(s, sl_ckpt_add_background_failure(c_, "p", "in/2", NULL));
+	IN_COMMIT(s, sl_ckpt_add_background_failure(c_, "p", "in/2", NULL));
+	IN_COMMIT(s, sl_ckpt_put_offset(c_, "p", "in/2", 1, 1, NULL));
+	sl_ckpt_get(other, "p", "in/2", &k, &found, NULL);
+	ok(!k.faulted && k.offset == 1 && k.background_failures == 2 && !k.last_error,
+	   "background failures are counted; a checkpoint clears the fault");
+	sl_ckpt_release(&k);
+	IN_COMMIT(s, sl_ckpt_proc_hashes(c_, "p", "s1", "c1", &cleared, NULL));
+	IN_COMMIT(s, sl_ckpt_fault(c_, "p", "in/2", "again", NULL));
+	IN_COMMIT(s, sl_ckpt_proc_hashes(c_, "p", "s1", "c1", &cleared, NULL));
+	ok(cleared == 0, "the same hashes clear nothing");
+	IN_COMMIT(s, sl_ckpt_proc_hashes(c_, "p", "s2", "c1", &cleared, NULL));
+	sl_ckpt_get(other, "p", "in/2", &k, &found, NULL);
+	ok(cleared == 1 && !k.faulted, "a changed script clears the faults (%d)", cleared);
+	sl_ckpt_release(&k);
+	IN_COMMIT(s, sl_ckpt_fault(c_, "p", "in/2", "once more", NULL));
+	IN_COMMIT(s, sl_ckpt_clear_fault(c_, "p", NULL, NULL));
+	sl_ckpt_get(other, "p", "in/2", &k, &found, NULL);
+	ok(!k.faulted, "clearing every fault of the processor");
+	sl_ckpt_release(&k);
+
+	IN_COMMIT(s, sl_ckpt_put(c_, "p", "", 9, "[1]", 3, 0, NULL));
+	IN_COMMIT(s, sl_ckpt_put(c_, "p", "x.y/z", 1, "{}", 2, 0, NULL));
+	IN_COMMIT(s, sl_ckpt_put(c_, "p", "x/y.z", 2, "{}", 2, 0, NULL));
+	IN_COMMIT(s, sl_ckpt_put(c_, "p.q", "x", 2, "{}", 2, 0, NULL));
+	sl_ckpt_each(other, "p", rows_fn, &rs, NULL);
+	ok(rs.n == 5 && !strcmp(rs.streams[0], "") && !strcmp(rs.streams[1], "in/1") &&
+	           in_rows(&rs, "", 9) && in_rows(&rs, "x.y/z", 1) && in_rows(&rs, "x/y.z", 2) &&
+	           !strcmp(rs.streams[4], "x/y.z"),
+	   "every row of the processor, in stream order, each name its own (%d)", rs.n);
+	ok(offset_of(other, "p.q", "x", NULL, 0) == 2 &&
+	           offset_of(other, "p.q", "in/1", NULL, 0) == -1 &&
+	           offset_of(other, "p", "in/1", NULL, 0) == 7,
+	   "a processor name with a dot has rows of its own");
+
+	IN_COMMIT(s, sl_ckpt_put(c_, "p", "x", 2, "{}", 2, 0, NULL));
+	IN_COMMIT(s, sl_ckpt_put(c_, "p", "y.z", 10, "{}", 2, 0, NULL));
+	memset(&rs, 0, sizeof(rs));
+	sl_ckpt_behind(other, "p", behind_fn, &rs, NULL);
+	ok(in_rows(&rs, "x/1", -51) && in_rows(&rs, "y.z", 10) && in_rows(&rs, "out/4", -4) &&
+	           !in_rows(&rs, "x", 2),
+	   "behind: the streams without a row (with their head), those behind their row, not"
+	   " the caught-up ones");
+
+	IN_COMMIT(s, sl_ckpt_reset(c_, "p", "in/2", 0, NULL));
+	sl_ckpt_get(other, "p", "in/2", &k, &found, NULL);
+	ok(found && k.offset == 0 && !k.state && k.effects_mark == 1,
+	   "a reset drops offset and state, keeps the effects mark");
+	sl_ckpt_release(&k);
+	IN_COMMIT(s, sl_ckpt_reset(c_, "p", "in/2", 1, NULL));
+	sl_ckpt_get(other, "p", "in/2", &k, &found, NULL);
+	ok(!found, "a reset with effects drops the row");
+	IN_COMMIT(s, sl_ckpt_put_offset(c_, "p", "in/2", 4, 4, NULL));
+	ok(offset_of(other, "p", "in/2", NULL, 0) == 4, "which can be written again");
+	IN_COMMIT(s, sl_ckpt_reset(c_, "p", NULL, 0, NULL));
+	memset(&rs, 0, sizeof(rs));
+	sl_ckpt_each(other, "p", rows_fn, &rs, NULL);
+	ok(rs.n == 7 && in_rows(&rs, "in/1", 0) && in_rows(&rs, "x.y/z", 0) && in_rows(&rs, "", 0),
+	   "a reset of the processor resets every row (%d)", rs.n);
+
+	IN_COMMIT(s, sl_ckpt_rates_put(c_, "p", &rate, 1, sl_store_now_ms(), NULL));
+	sl_ckpt_rate_get(other, "p", "in/1", &got, NULL);
+	ok(got == 2.5, "a rate recorded is read back (%g)", got);
+	IN_COMMIT(s, sl_ckpt_reload_error_put(c_, "p", "line 3: bad", NULL));
+	sl_ckpt_reload_error_get(other, "p", &msg, NULL);
+	ok(msg && !strcmp(msg, "line 3: bad"), "a reload error is recorded");
+	free(msg);
+	IN_COMMIT(s, sl_ckpt_reload_error_put(c_, "p", NULL, NULL));
+	sl_ckpt_reload_error_get(other, "p", &msg, NULL);
+	ok(!msg, "and cleared");
+}
+
+struct deads {
+	int n;
+	char first[64];
+};
+
+static int dead_fn(void *ud, const struct sl_dead_letter *dl)
+{
+	struct deads *ds = ud;
+
+	if (!ds->n++)
+		snprintf(ds->first, sizeof(ds->first), "%s %s %lld %s %lld", dl->processor,
+		         dl->stream, (long long)dl->offset, dl->type, (long long)dl->attempts);
+	return 0;
+}
+
+static void test_dead_letters(struct sl_store *s, struct sl_store *other)
+{
+	struct sl_dead_letter a = {"p", "in/1", "t/x", "bad", NULL, "2026-12-04T00:00:00.000Z",
+	                           3,   9,      5};
+	struct sl_dead_letter b = {"q", "in/9", "t/y", "worse", "tb", "2026-12-04T00:00:01.000Z",
+	                           1,   2,      1};
+	struct deads ds = {0};
+	int64_t n = -1;
+
+	IN_COMMIT(s, sl_ckpt_dead_letter(c_, &a, NULL));
+	IN_COMMIT(s, sl_ckpt_dead_letter(c_, &b, NULL));
+	IN_COMMIT(s, sl_ckpt_dead_letter(c_, &a, NULL));
+	sl_ckpt_dead_letters(other, dead_fn, &ds, NULL);
+	ok(ds.n == 2 && !strcmp(ds.first, "p in/1 3 t/x 5"),
+	   "dead letters are listed once each, oldest first (%d: %s)", ds.n, ds.first);
+	IN_COMMIT(s, sl_ckpt_dead_letters_clear(c_, "p", &n, NULL));
+	memset(&ds, 0, sizeof(ds));
+	sl_ckpt_dead_letters(other, dead_fn, &ds, NULL);
+	ok(n == 1 && ds.n == 1 && !strncmp(ds.first, "q ", 2),
+	   "clearing a processor's forgets only its own");
 }
 
 struct problems {
-	int n, missing, integrity;
+	int n, missing, integrity, ahead;
 	char first[256];
 };
 
@@ -173,6 +520,9 @@ static int problem_fn(void *ud, const struct sl_store_problem *p)
 	ps->missing += !strcmp(p->problem, "missing-offsets") && !strcmp(p->stream, "x/1") &&
 	               p->offset == 10 && p->to == 10;
 	ps->integrity += !strcmp(p->problem, "integrity");
+	ps->ahead += !strcmp(p->problem, "checkpoint-ahead") && p->stream &&
+	             !strcmp(p->stream, "y.z") && !strcmp(p->processor, "p.q") && p->offset == 99 &&
+	             p->head == 52;
 	return 0;
 }
 
@@ -202,8 +552,10 @@ static void test_verify(struct sl_store *s)
 	struct sl_diag d;
 
 	is(sl_store_verify(s, 0, problem_fn, NULL, &ps, &sum, NULL), 0, "verify a sound store");
-	ok(sum.problems == 0 && sum.streams == 3 && sum.events == 105 && ps.n == 0,
-	   "finds no problem in 3 streams, 105 events (%lld, %lld, %lld)", (long long)sum.problems,
+	/* x, x/1, y.z; out, out/1, out/2, out/4, out/5 of test_commits, with their events. */
+	ok(sum.problems == 0 && sum.streams == 8 && sum.events == 121 && sum.checkpoints == 8 &&
+	           ps.n == 0,
+	   "finds no problem in 8 streams, 121 events (%lld, %lld, %lld)", (long long)sum.problems,
 	   (long long)sum.streams, (long long)sum.events);
 	/* x/1 offset 2 is sequence 4, y.z is created at 5; from then on x/1 offset k is 2k + 1. */
 	ok(damage(21), "a message deleted and a foreign one published behind sluice's back");
@@ -215,6 +567,11 @@ static void test_verify(struct sl_store *s)
 	is(sl_store_read(s, "x/1", 1, 0, NULL, collect_fn, &c, &d), SL_ECORRUPT,
 	   "a read over the hole fails");
 	ok(c.n == 9 && strstr(d.msg, "has no event at offset 10"), "after 9 events: %s", d.msg);
+	IN_COMMIT(s, sl_ckpt_put(c_, "p.q", "y.z", 99, "{}", 2, 0, NULL));
+	memset(&ps, 0, sizeof(ps));
+	sl_store_verify(s, SL_VERIFY_QUICK, problem_fn, NULL, &ps, &sum, NULL);
+	ok(ps.ahead == 1 && sum.problems == 1,
+	   "a checkpoint above its stream's head is found, by the quick check too: %s", ps.first);
 }
 
 int main(int argc, char **argv)
@@ -228,14 +585,16 @@ int main(int argc, char **argv)
 		       " (tests/e2e/nats_store.sh runs this)\n");
 		return 0;
 	}
-	plan(41);
+	plan(86);
 	sl_diag_init(&d);
 	is(sl_store_open(&s, url, NULL, &d), 0, "opens %s: %s", url, d.msg);
 	is(sl_store_open(&other, url, NULL, &d), 0, "and a second connection: %s", d.msg);
 	if (s && other) {
 		test_log(s, other);
 		test_leases(s, other);
-		test_not_yet(s);
+		test_commits(s, other);
+		test_faults(s, other);
+		test_dead_letters(s, other);
 		test_verify(s);
 	}
 	sl_store_close(s);

@@ -23,7 +23,7 @@ return { contract = "boom", reduce = { ["t/boom"] = function(s, e)
   return { n = s.n + 1 } end } }
 EOF2
 cat >"$TMP/template.lua" <<EOF2
-return { store = "$TMP/store.db", schemas = { "$SLUICE_SRC/schemas", "$TMP/schemas" },
+return { store = "$(test_store "$TMP/store.db")", schemas = { "$SLUICE_SRC/schemas", "$TMP/schemas" },
   http = "127.0.0.1:@PORT@",
   processors = {
     counter = { script = "$SLUICE_SRC/processors/counter.lua", streams = "counters/*" },
@@ -57,7 +57,7 @@ eq "naming the line and the field" "$(jq -r .error "$TMP/body")" "line 2: payloa
 eq "an unknown field is named" "$(code POST /streams/counters%2Fa -d '{"type":"t/x","colour":1}')" 400
 eq "as sluice append names it" "$(jq -r .error "$TMP/body")" "unknown field 'colour'"
 eq "a body naming another stream is refused" "$(code POST /streams/counters%2Fa -d '{"stream":"counters/b","type":"t/x"}')" 400
-eq "nothing of a refused request was written" "$($S events counters/a --store "$TMP/store.db" | wc -l)" 5
+eq "nothing of a refused request was written" "$($S events counters/a --store "$(test_store "$TMP/store.db")" | wc -l)" 5
 eq "an offset conflict: 409" "$(code POST /streams/counters%2Fa -d '{"type":"t/x","offset":3}')" 409
 check "naming the offset" grep -q '"error": "offset: ' "$TMP/body"
 eq "an explicit next offset is taken" "$(code POST /streams/counters%2Fa -d '{"type":"t/x","offset":6}')" 200

@@ -88,7 +88,7 @@ deployment() {
 	[ -n "${1:-}" ] && extra='extra = { script = "procs/extra.lua", streams = "counters/*" },'
 	cat <<EOF
 return {
-  store = "store.db", durability = "normal", schemas = { "schemas" }, lease = "1s",
+  store = "$(test_store store.db)", durability = "normal", schemas = { "schemas" }, lease = "1s",
   processors = {
     tally = { script = "procs/tally.lua", streams = "counters/*", sideEffects = "all" },
     $extra

@@ -27,8 +27,8 @@ return { contract = "picky", reduce = { ["order/placed"] = function(s, e)
   if e.payload.boom then error("poison at " .. e.offset, 0) end
   return { n = s.n + e.payload.qty } end } }
 EOF
-cat >"$D" <<'EOF'
-return { store = "store.db", schemas = { "schemas" },
+cat >"$D" <<EOF
+return { store = "$(test_store store.db)", schemas = { "schemas" },
   processors = { picky = { script = "picky.lua", streams = "o/*", retry = { attempts = 1 } } } }
 EOF
 count() { $S events --deployment "$D" "$1" 2>/dev/null | wc -l; }
@@ -49,7 +49,7 @@ $S append o/1 order/placed '{"qty":"two"}' --deployment "$D" --no-validate >/dev
 eq "--no-validate appends it" "$(count o/1)" "2"
 $S append o/1 other/type '{"anything":true}' --deployment "$D" >/dev/null
 eq "a type no contract defines passes" "$(count o/1)" "3"
-$S append o/1 order/placed '{"qty":"two"}' --store "$TMP/store.db" >/dev/null
+$S append o/1 order/placed '{"qty":"two"}' --store "$(test_store "$TMP/store.db")" >/dev/null
 eq "--store does not validate (no contracts)" "$(count o/1)" "4"
 
 # ---- dead letters are a skip list -------------------------------------------------------------

@@ -14,6 +14,7 @@ S=$SLUICE
 
 cp -r "$SLUICE_SRC/tests/fixtures/runtime" "$TMP/fx"
 D=$TMP/fx/anchor.deploy.lua
+sed -i "s|^  store = .*|  store = \"$(test_store anchor.db)\",|" "$D"
 rc() { "$@" >/dev/null 2>&1; echo $?; }
 
 # jsonl STREAM FIRST LAST: t/inc lines with by = offset-ish values.

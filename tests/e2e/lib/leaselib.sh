@@ -28,7 +28,7 @@ return {
 EOF
 cat >"$D" <<EOF
 return {
-  store = "$TMP/store.db", durability = "normal", schemas = { "$TMP/schemas" },
+  store = "$(test_store "$TMP/store.db")", durability = "normal", schemas = { "$TMP/schemas" },
   lease = "1s",
   processors = { tally = { script = "$TMP/procs/tally.lua", streams = "in/*", sideEffects = "all" } },
 }

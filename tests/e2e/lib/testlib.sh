@@ -7,8 +7,11 @@ T_PASS=0
 T_FAIL=0
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-# SL_TEST_STORE runs a suite against another store (tests/e2e/nats_suites.sh: JetStream).
+# SL_TEST_STORE runs a suite against another store (tests/e2e/nats_store.sh: JetStream).
 export SLUICE_STORE="${SL_TEST_STORE:-$TMP/store.db}"
+# test_store DEFAULT: the store a suite's deployment names: $SL_TEST_STORE when set,
+# else DEFAULT.
+test_store() { printf '%s' "${SL_TEST_STORE:-$1}"; }
 
 pass() { T_PASS=$((T_PASS + 1)); echo "ok $((T_PASS + T_FAIL)) - $1"; }
 failt() { T_FAIL=$((T_FAIL + 1)); echo "not ok $((T_PASS + T_FAIL)) - $1"; [ $# -gt 1 ] && echo "#   $2"; return 0; }
