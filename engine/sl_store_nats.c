@@ -59,7 +59,7 @@
  *                               compare-and-set, an empty write has)
  *   NS_dead   "<proc>.<stream>.<offset>" {processor, stream, offset, position, type,
  *                               error, traceback, attempts, at}, written once
- *   NS_rates  "<proc>.<stream>" {rate, at}; "<proc>" {at}: the runner's heartbeat
+ *   NS_rates  "<proc>.<stream>" {rate, at, until}; "<proc>" {at}: the runner's heartbeat
  *
  * Commits (see nats_commit_end for the order and why). A commit keeps its writes in
  * memory: reads through the store see them; appends are planned when made (their
@@ -3311,8 +3311,8 @@ static int nats_rates_put(struct sl_commit *base, const char *proc, const struct
 			return rc;
 		sl_buf_init(&v);
 		if (i < n)
-			sl_buf_addf(&v, "{\"rate\":%.17g,\"at\":%lld}", r[i].rate,
-			            (long long)at_ms);
+			sl_buf_addf(&v, "{\"rate\":%.17g,\"at\":%lld,\"until\":%lld}", r[i].rate,
+			            (long long)at_ms, (long long)r[i].until_ms);
 		else
 			sl_buf_addf(&v, "{\"at\":%lld}", (long long)at_ms);
 		if ((rc = put_json(c, B_RATES, s->tmp[0].ptr, &v, d)))
@@ -3346,15 +3346,17 @@ static int nats_rate_get(struct sl_store *base, const char *proc, const char *st
 {
 	struct nats_store *s = ns(base);
 	struct vpick r = {"rate", 0, 0, NULL, 0}, at = {"at", 0, 0, NULL, 0},
-		     hb = {"at", 0, 0, NULL, 0};
+		     hb = {"at", 0, 0, NULL, 0}, until = {"until", 0, 0, NULL, 0};
 	int rc;
 
 	*rate = 0, *at_ms = 0;
 	if ((rc = inst_key(&s->tmp[0], proc, stream, NULL, d)) ||
 	    (rc = get_member(s, B_RATES, s->tmp[0].ptr, &r, d)) ||
-	    (rc = get_member(s, B_RATES, s->tmp[0].ptr, &at, d)))
+	    (rc = get_member(s, B_RATES, s->tmp[0].ptr, &at, d)) ||
+	    (rc = get_member(s, B_RATES, s->tmp[0].ptr, &until, d)))
 		return rc;
-	if (!r.found)
+	/* A rate holds until "until" (sl_rate), when its instance went idle. */
+	if (!r.found || (until.integer > 0 && until.integer <= sl_store_now_ms()))
 		return 0;
 	if ((rc = proc_key(&s->tmp[0], proc, "", d)) ||
 	    (rc = get_member(s, B_RATES, s->tmp[0].ptr, &hb, d)))

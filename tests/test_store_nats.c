@@ -387,7 +387,7 @@ static void test_faults(struct sl_store *s, struct sl_store *other)
 {
 	struct sl_ckpt k;
 	struct rows rs = {0};
-	struct sl_rate rate = {"in/1", 2.5};
+	struct sl_rate rate = {"in/1", 2.5, 0};
 	double got = 0;
 	char *msg = NULL;
 	int found = 0, cleared = -1;
@@ -460,6 +460,11 @@ static void test_faults(struct sl_store *s, struct sl_store *other)
 	IN_COMMIT(s, sl_ckpt_rates_put(c_, "p", &rate, 1, sl_store_now_ms(), NULL));
 	sl_ckpt_rate_get(other, "p", "in/1", &got, NULL);
 	ok(got == 2.5, "a rate recorded is read back (%g)", got);
+	rate.until_ms = sl_store_now_ms() - 1;
+	IN_COMMIT(s, sl_ckpt_rates_put(c_, "p", &rate, 1, sl_store_now_ms(), NULL));
+	sl_ckpt_rate_get(other, "p", "in/1", &got, NULL);
+	ok(got == 0, "one whose until passed reads 0: its instance went idle (%g)", got);
+	rate.until_ms = 0;
 	IN_COMMIT(s, sl_ckpt_reload_error_put(c_, "p", "line 3: bad", NULL));
 	sl_ckpt_reload_error_get(other, "p", &msg, NULL);
 	ok(msg && !strcmp(msg, "line 3: bad"), "a reload error is recorded");
@@ -585,7 +590,7 @@ int main(int argc, char **argv)
 		       " (tests/e2e/nats_store.sh runs this)\n");
 		return 0;
 	}
-	plan(86);
+	plan(87);
 	sl_diag_init(&d);
 	is(sl_store_open(&s, url, NULL, &d), 0, "opens %s: %s", url, d.msg);
 	is(sl_store_open(&other, url, NULL, &d), 0, "and a second connection: %s", d.msg);
