@@ -604,6 +604,24 @@ static int child_main(int argc, char **argv)
 	return write(fd, line, (size_t)n) == n ? 0 : 1;
 }
 
+/* A pipe, then fork: the child's pid (0 in the child), or -1 (said on stderr). */
+static pid_t fork_piped(int pfd[2])
+{
+	pid_t pid;
+
+	if (pipe(pfd)) {
+		fprintf(stderr, "bench_runtime: pipe: %s\n", strerror(errno));
+		return -1;
+	}
+	fflush(NULL);
+	if ((pid = fork()) < 0) {
+		fprintf(stderr, "bench_runtime: fork: %s\n", strerror(errno));
+		close(pfd[0]);
+		close(pfd[1]);
+	}
+	return pid;
+}
+
 /* Runs this program with --child and the given arguments, the result fd appended. */
 static int run_child(const char *what, const char *a1, const char *a2, struct child_result *r)
 {
@@ -617,17 +635,8 @@ static int run_child(const char *what, const char *a1, const char *a2, struct ch
 		return -1;
 	}
 	self[len] = '\0';
-	if (pipe(pfd)) {
-		fprintf(stderr, "bench_runtime: pipe: %s\n", strerror(errno));
+	if ((pid = fork_piped(pfd)) < 0)
 		return -1;
-	}
-	fflush(NULL);
-	if ((pid = fork()) < 0) {
-		fprintf(stderr, "bench_runtime: fork: %s\n", strerror(errno));
-		close(pfd[0]);
-		close(pfd[1]);
-		return -1;
-	}
 	if (pid == 0) {
 		close(pfd[0]);
 		snprintf(fdtext, sizeof(fdtext), "%d", pfd[1]);
@@ -852,17 +861,8 @@ static int run_reference(const struct config *c, const char *variant, const char
 	path_of(script, sizeof(script), REFERENCE);
 	path_of(e_path, sizeof(e_path), events);
 	snprintf(p_text, sizeof(p_text), "%ld", per);
-	if (pipe(pfd)) {
-		fprintf(stderr, "bench_runtime: pipe: %s\n", strerror(errno));
+	if ((pid = fork_piped(pfd)) < 0)
 		return -1;
-	}
-	fflush(NULL);
-	if ((pid = fork()) < 0) {
-		fprintf(stderr, "bench_runtime: fork: %s\n", strerror(errno));
-		close(pfd[0]);
-		close(pfd[1]);
-		return -1;
-	}
 	if (pid == 0) {
 		close(pfd[0]);
 		if (dup2(pfd[1], 1) < 0)

@@ -2944,18 +2944,24 @@ static int row_touch(struct nats_commit *c, const char *proc, const char *stream
 	return 0;
 }
 
-/* Makes r the pending value of w (r is released). */
-static int row_set(struct kv_write *w, struct row *r, struct sl_diag *d)
+/* Makes val (malloc'd, or NULL when encoding ran out of memory) the pending value of w. */
+static int set_pending(struct kv_write *w, char *val, size_t len, struct sl_diag *d)
 {
-	size_t len;
-	char *val = row_encode(r, &len);
-
-	row_release(r);
 	if (!val)
 		return oom(d);
 	free(w->val);
 	w->val = val, w->len = len, w->dirty = 1;
 	return 0;
+}
+
+/* Makes r the pending value of w (r is released). */
+static int row_set(struct kv_write *w, struct row *r, struct sl_diag *d)
+{
+	size_t len = 0;
+	char *val = row_encode(r, &len);
+
+	row_release(r);
+	return set_pending(w, val, len, d);
 }
 
 /* Marks the row deleted (an empty value, written by compare-and-set). */
@@ -3225,15 +3231,11 @@ static int prow_touch(struct nats_commit *c, const char *proc, struct kv_write *
 
 static int prow_set(struct kv_write *w, struct prow *p, struct sl_diag *d)
 {
-	size_t len;
+	size_t len = 0;
 	char *val = prow_encode(p, &len);
 
 	prow_release(p);
-	if (!val)
-		return oom(d);
-	free(w->val);
-	w->val = val, w->len = len, w->dirty = 1;
-	return 0;
+	return set_pending(w, val, len, d);
 }
 
 static int nats_proc_put(struct sl_commit *c, const char *proc, int64_t version, int64_t anchor,
