@@ -22,6 +22,19 @@ eq "one emitted event per consumed event" "$(seen a),$(seen b),$(seen c)" "21,21
 rate_a() { $S status "$D" | jq -r 'select(.stream == "in/a") | .rate'; }
 check "status shows a rate above 0 for a stream that just processed events" \
 	wait_until 10 sh -c "[ \"\$($S status '$D' | jq 'select(.stream == \"in/a\") | .rate > 0')\" = true ]"
+# No row of 0 is written when an instance goes idle: its last record ends when its
+# last busy second leaves the 10 s window. Another instance keeps the window (and so
+# the runner's heartbeat) going meanwhile, so staleness cannot be what makes it 0.
+a_idle_while_busy_runs() {
+	[ "$($S status "$D" | jq -rs '[(.[] | select(.stream == "in/a") | .rate == 0),
+		(.[] | select(.stream == "in/busy") | .rate > 0)] | map(tostring) | join(" ")')" = "true true" ]
+}
+(while :; do inc busy; sleep 0.3; done) &
+BUSY=$!
+check "an idle instance's rate falls to 0 while another keeps its runner recording" \
+	wait_until 25 a_idle_while_busy_runs
+kill "$BUSY"
+wait "$BUSY" 2>/dev/null
 LEADER=$(runner); LEADER=${LEADER%%@*}
 check "status names the runner (a pid of ours)" test "$LEADER" = "$R1" -o "$LEADER" = "$R2"
 if [ "$LEADER" = "$R1" ]; then STANDBY=$R2; N=2; else STANDBY=$R1; N=1; fi
