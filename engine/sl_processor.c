@@ -846,14 +846,19 @@ static int run_batch(lua_State *L)
 	r->current = SIZE_MAX;
 	if (p->cfg.strict)
 		check_deterministic(L, p, r);
-	lua_pushvalue(L, 5);
-	r->priv_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-	sl_luaapi_begin_hooks(L, p, r);
-	sl_proc_set_source(L, r, &r->ev[r->last_consumed]);
-	if (need_all)
-		call_batch_hook(L, p, r);
-	else
-		sl_proc_fan_out(L, p, r);
+	/* No hook to run (no processEventBatch, and no entry with side effects and a
+	 * processEvent handler, as in a catch-up below the anchor): ctx stays as
+	 * sl_luaapi_clear_batch left it, and no source is made. */
+	if (need_all || r->nreduced) {
+		lua_pushvalue(L, 5);
+		r->priv_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+		sl_luaapi_begin_hooks(L, p, r);
+		sl_proc_set_source(L, r, &r->ev[r->last_consumed]);
+		if (need_all)
+			call_batch_hook(L, p, r);
+		else
+			sl_proc_fan_out(L, p, r);
+	}
 	/* The encoder walks shared subtables once per path: cap that walk first. */
 	sl_sandbox_check_size(L, 1, state_cap(p), SL_JSON_MAX_DEPTH + 1, "the state");
 	if (sl_lj_encode(L, 1, "state", &r->state_json, r->d))
