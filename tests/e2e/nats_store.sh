@@ -125,16 +125,17 @@ fi
 
 eq "verify finds nothing wrong after the race" "$($S verify | jq -c '[.ok,.problems,.check]')" '[true,0,"full"]'
 
-# Bad input and refused batches publish nothing (the batch is planned first).
+# Bad input and refused batches publish nothing (the batch is planned first). (The
+# race above may have deleted messages, so the sequence is compared with an append to
+# an existing stream just before, not with a count of the events.)
+$S append door/1 stream/paused '{"reason":"closed"}' >/dev/null
+last=$($S append p/1 t | jq .position)
 before=$($S streams | jq -c .)
 printf '%s\n' '{"stream":"new/1","type":"t"}' '{"stream":"cas/1","type":"t","offset":99}' >"$TMP/bad.jsonl"
 refuses "a batch with a conflict on its second line is refused" "line 2: offset: expected" $S append --jsonl <"$TMP/bad.jsonl"
-$S append door/1 stream/paused '{"reason":"closed"}' >/dev/null
-before=$($S streams | jq -c .)
 printf '%s\n' '{"stream":"new/2","type":"t"}' '{"stream":"door/1","type":"t"}' >"$TMP/door.jsonl"
 refuses "a batch with a paused stream on its second line is refused" "line 2: stream paused: closed" $S append --jsonl <"$TMP/door.jsonl"
 eq "... and neither created a stream nor wrote an event" "$($S streams | jq -c .)" "$before"
-last=$(all_positions | wc -w)
 eq "no sequence was used: the next append gets the next one" "$($S append p/1 t | jq .position)" "$((last + 1))"
 
 # Durable across a restart of the server (same store directory and port).
