@@ -16,26 +16,16 @@ if ! nats_have; then
 	exit
 fi
 
-# ---- the store suites, against JetStream --------------------------------------------
-for suite in append_cli bad_input append_stream options_cli help_cli; do
-	nats_start "$suite" || { failt "$suite: nats-server started"; continue; }
-	out=$(SL_TEST_STORE=$NATS_URL bash "$E2E/$suite.sh" 2>&1); rc=$?
-	if [ $rc -eq 0 ]; then
-		pass "$suite.sh passes on JetStream ($(tail -1 <<<"$out"))"
-	else
-		failt "$suite.sh passes on JetStream" "$(grep -A2 '^not ok' <<<"$out" | head -30)"
-	fi
-	nats_stop "$suite"
-done
-
-# ---- the processor suites, against JetStream --------------------------------------------
+# ---- the store suites and the processor suites, against JetStream -----------------------
+# The store suites: append_cli, bad_input, append_stream, options_cli, help_cli.
 # The anchor (runtime_anchor), faults and dead letters (poison), and the live engine's
 # batches under leases, standbys, takeover and the fence (lease_runners), hot reload
 # (live_reload), the HTTP interface and its group commits (http_api), each
 # deployment's store replaced by the server's URL (test_store in testlib.sh). Suites
 # whose processors use ctx.db (batch_hook, runtime_cli's webhook, work_faults'
 # work.lua) cannot run here: this backend has no projection tables.
-for suite in runtime_anchor poison lease_runners live_reload http_api; do
+for suite in append_cli bad_input append_stream options_cli help_cli \
+		runtime_anchor poison lease_runners live_reload http_api; do
 	nats_start "$suite" || { failt "$suite: nats-server started"; continue; }
 	out=$(SL_TEST_STORE=$NATS_URL bash "$E2E/$suite.sh" 2>&1); rc=$?
 	if [ $rc -eq 0 ]; then
