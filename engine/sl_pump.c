@@ -32,6 +32,8 @@
 #define REAP_MS 2000         /* how long a shutdown waits for killed children to be reaped */
 #define GROUP_NS 10000000    /* a commit group of a catch-up is committed after 10 ms */
 #define GROUP_BATCHES 1024   /* or after this many batches */
+#define PRE_ROWS 8192        /* events of one read for many small instances, at most */
+#define PRE_PAUSE 64         /* instances read one by one after a read that was cut short */
 
 /* Events read for one batch: views whose strings live in `arena`. */
 struct evbuf {
@@ -74,6 +76,7 @@ struct slot {
 	int ungrouped;   /* a commit group failed: the next deliver commits each batch alone */
 	int catching_up; /* since activation, until the queue first empties */
 	int64_t cu_total, cu_done;
+	int64_t cu_near; /* events of it read with neighbouring instances (the prefetch) */
 	struct rate *rates;
 	size_t nrates, caprates;
 	struct skip *skips;
@@ -90,6 +93,16 @@ struct sl_pump {
 	struct slot **slots;
 	size_t nslots;
 	struct evbuf buf;
+	/* The batch deliver hands to ingest: pm->buf's, or a part of pm->pre. */
+	const struct sl_event *bev;
+	size_t bn;
+	/* The events of many small instances whose streams are neighbours, read at once
+	 * by deliver (prefetch): valid until the deliver ends. */
+	struct evbuf pre;
+	size_t pre_at;              /* the first event not handed out yet */
+	char *pre_first, *pre_last; /* the streams the read covered, both included */
+	int pre_cut;                /* it stopped at its limit: pre_last may miss events */
+	unsigned pre_pause;         /* instances to read alone before planning another */
 	struct sl_leases *leases;
 	uv_timer_t timer, poll, ratetimer;
 	uv_fs_event_t watch;
@@ -277,6 +290,135 @@ static int skip_event(struct sl_pump *pm, struct slot *sl, struct sl_inst *in, s
 /* ---- faults ------------------------------------------------------------------------------ */
 
 /* A batch or commit refused by the lease fence (another runner leads now). */
+/* ---- the prefetch: one read for many small instances ---------------------------------------
+ * A catch-up over many small instances (a million streams of a few events) would
+ * otherwise read once per instance. The instances queued by a catch-up come in the
+ * order of their streams' names, which is the order of the events' primary key, so
+ * the events of neighbouring instances are read by one walk of it
+ * (sl_store_read_range) and handed out instance by instance. What the read does not
+ * surely hold in full (a stream it was cut short in, a hole, an instance out of
+ * order) is read alone, as without the prefetch. */
+
+static void pre_drop(struct sl_pump *pm)
+{
+	pm->pre.n = pm->pre_at = 0;
+	sl_buf_reset(&pm->pre.arena);
+	free(pm->pre_first);
+	free(pm->pre_last);
+	pm->pre_first = pm->pre_last = NULL;
+	pm->pre_cut = 0;
+}
+
+/* The prefetch read the whole range in->stream is in. */
+static int pre_covers(const struct sl_pump *pm, const struct sl_inst *in)
+{
+	return pm->pre_first && strcmp(in->stream, pm->pre_first) >= 0 &&
+	       strcmp(in->stream, pm->pre_last) <= 0;
+}
+
+/* Sets pm->bev and pm->bn to the next batch of in (at most limit events) from the
+ * prefetch and returns 1, when the prefetch surely holds all of it; else 0. */
+static int pre_take(struct sl_pump *pm, const struct sl_inst *in, int64_t limit)
+{
+	const struct sl_event *ev = pm->pre.ev;
+	size_t n = pm->pre.n, k = pm->pre_at, e;
+	int c = 1;
+
+	if (!pre_covers(pm, in))
+		return 0;
+	while (k < n && (c = strcmp(ev[k].stream, in->stream)) < 0)
+		k++;
+	pm->pre_at = k;
+	while (k < n && c == 0 && ev[k].offset <= in->offset)
+		if (++k < n)
+			c = strcmp(ev[k].stream, in->stream);
+	if (k >= n || c != 0 || ev[k].offset != in->offset + 1)
+		return 0; /* none read, or a hole: the read alone tells */
+	for (e = k;
+	     e < n && (int64_t)(e - k) < limit &&
+	     ev[e].offset == in->offset + 1 + (int64_t)(e - k) && !strcmp(ev[e].stream, in->stream);
+	     e++)
+		;
+	if ((int64_t)(e - k) < limit &&
+	    ((e == n && pm->pre_cut) || (e < n && !strcmp(ev[e].stream, in->stream))))
+		return 0; /* it may go on after the read stopped, or has a hole */
+	pm->bev = ev + k;
+	pm->bn = e - k;
+	pm->pre_at = e;
+	return 1;
+}
+
+/* Reads the events of queue[i] and of the small instances queued after it whose
+ * streams follow in name order, as long as most of what the read walks is theirs:
+ * the first from its checkpoint on, the others from offset 1 (their own events
+ * before their checkpoints are walked too). Reads nothing for fewer than two. */
+static int pre_fill(struct sl_pump *pm, struct slot *sl, size_t i, struct sl_diag *d)
+{
+	int64_t lim = sl->pp.cfg->batch_size, rows = 0, used = 0;
+	struct sl_inst *first = sl->queue[i], *last = first;
+	size_t j, n = 0;
+	int rc;
+
+	pre_drop(pm);
+	for (j = i; j < sl->nqueue; j++) {
+		struct sl_inst *q = sl->queue[j];
+		int64_t pend = q->head - q->offset, add = j == i ? pend : q->head;
+		if (j > i && strcmp(q->stream, last->stream) <= 0)
+			break;
+		if (pend < 1 || pend > lim || q->faulted || q->busy || skip_of(sl, q) ||
+		    rows + add > PRE_ROWS || (used + pend) * 2 < rows + add)
+			break;
+		rows += add;
+		used += pend;
+		last = q;
+		n++;
+	}
+	if (n < 2)
+		return 0;
+	rows += rows / 4 + 16; /* room for streams between that are not queued */
+	rc = sl_store_read_range(pm->store, first->stream, first->offset + 1, last->stream, rows,
+	                         copy_event, &pm->pre, d);
+	if (rc == SL_ENOMEM)
+		return sl_diag_set(d, SL_ENOMEM, "out of memory reading a batch");
+	if (rc)
+		return rc;
+	fix_pointers(&pm->pre);
+	if (!(pm->pre_first = strdup(first->stream)) || !(pm->pre_last = strdup(last->stream)))
+		return sl_diag_set(d, SL_ENOMEM, "out of memory");
+	pm->pre_cut = (int64_t)pm->pre.n >= rows;
+	if (pm->pre_cut && (!pm->pre.n || strcmp(pm->pre.ev[pm->pre.n - 1].stream,
+	                                         sl->queue[i + n / 2]->stream) < 0))
+		pm->pre_pause = PRE_PAUSE; /* mostly other streams' events: not worth it here */
+	return 0;
+}
+
+/* Sets pm->bev and pm->bn to the next batch of queue[i]: from the prefetch where it
+ * can, else read alone into pm->buf. */
+static int batch_of(struct sl_pump *pm, struct slot *sl, size_t i, struct sl_diag *d)
+{
+	struct sl_inst *in = sl->queue[i];
+	int64_t limit = skip_of(sl, in) ? 1 : sl->pp.cfg->batch_size;
+	int rc;
+
+	if (limit > 1 && !sl->pp.cfg->mode_all && sl_store_has_read_range(pm->store)) {
+		if (!pre_covers(pm, in)) {
+			if (pm->pre_pause)
+				pm->pre_pause--;
+			else if ((rc = pre_fill(pm, sl, i, d)))
+				return rc;
+		}
+		if (pre_take(pm, in, limit)) {
+			if (sl->catching_up)
+				sl->cu_near += (int64_t)pm->bn;
+			return 0;
+		}
+	}
+	rc = read_into(pm, &pm->buf, &sl->pp, in, limit, d);
+	pm->bev = pm->buf.ev;
+	pm->bn = rc ? 0 : pm->buf.n;
+	return rc;
+}
+
 static int fenced(int rc, const struct sl_diag *d)
 {
 	return rc == SL_EFENCED || (d && d->code == SL_EFENCED);
@@ -679,7 +821,7 @@ static void open_group(struct sl_pump *pm)
 	pm->group_until = uv_hrtime() + GROUP_NS;
 }
 
-/* Starts the ingest of the batch in pm->buf for instance in. */
+/* Starts the ingest of the batch pm->bev, pm->bn for instance in. */
 static int ingest(struct sl_pump *pm, struct slot *sl, struct sl_inst *in, struct sl_diag *d)
 {
 	struct pending *pd = calloc(1, sizeof(*pd));
@@ -692,18 +834,18 @@ static int ingest(struct sl_pump *pm, struct slot *sl, struct sl_inst *in, struc
 	pd->sl = sl;
 	pd->from = in->offset;
 	pd->started = uv_hrtime();
-	for (i = 0; i < pm->buf.n; i++) {
-		int64_t seq = hp->cfg->mode_all ? pm->buf.ev[i].position : pm->buf.ev[i].offset;
+	for (i = 0; i < pm->bn; i++) {
+		int64_t seq = hp->cfg->mode_all ? pm->bev[i].position : pm->bev[i].offset;
 		if (seq > in->offset) {
-			pd->first_stream = strdup(pm->buf.ev[i].stream);
-			pd->first_offset = pm->buf.ev[i].offset;
+			pd->first_stream = strdup(pm->bev[i].stream);
+			pd->first_offset = pm->bev[i].offset;
 			break;
 		}
 	}
 	in->busy = 1;
 	pm->inflight++;
 	sl->inflight++;
-	sl_proc_ingest(hp->p, in, pm->buf.ev, pm->buf.n, on_batch, pd);
+	sl_proc_ingest(hp->p, in, pm->bev, pm->bn, on_batch, pd);
 	if (pm->group && (pm->ngrouped >= GROUP_BATCHES || uv_hrtime() > pm->group_until))
 		close_group(pm);
 	return 0;
@@ -805,7 +947,7 @@ static int catch_up(struct sl_pump *pm, struct slot *sl, struct sl_diag *d)
 	int rc;
 
 	clear_queue(sl);
-	sl->cu_total = sl->cu_done = 0;
+	sl->cu_total = sl->cu_done = sl->cu_near = 0;
 	sl->catching_up = 1;
 	sl->stats.faulted = 0; /* counted again below */
 	if ((rc = sl_store_head_position(pm->store, &head, d)))
@@ -860,9 +1002,8 @@ static int deliver(struct sl_pump *pm, struct slot *sl, uint64_t now, struct sl_
 		} else if (in->retry_at > now) {
 			pm->retrying = 1;
 		} else if (!(rc = sl_proc_inst_load(sl->pp.p, in, d)) &&
-		           !(rc = read_into(pm, &pm->buf, &sl->pp, in,
-		                            skip_of(sl, in) ? 1 : sl->pp.cfg->batch_size, d))) {
-			if (pm->buf.n == 0) {
+		           !(rc = batch_of(pm, sl, i, d))) {
+			if (pm->bn == 0) {
 				keep = 0; /* the head moved back (a reset): nothing to read */
 			} else {
 				if (sl->nqueue > 1 && !ungrouped && !sl->ungrouped)
@@ -876,13 +1017,16 @@ static int deliver(struct sl_pump *pm, struct slot *sl, uint64_t now, struct sl_
 			in->queued = 0;
 	}
 	sl->nqueue = k;
+	pre_drop(pm);
 	close_group(pm);
 	if (!k && sl->catching_up && sl->leader) {
 		sl->catching_up = 0;
 		sl_progress_done(pm->prog, sl->pp.cfg->name);
 		if (sl->cu_total)
-			sl_log(SL_LOG_DEBUG, sl->pp.cfg->name, NULL, 0, "caught up (%lld events)",
-			       (long long)sl->cu_done);
+			sl_log(SL_LOG_DEBUG, sl->pp.cfg->name, NULL, 0,
+			       "caught up (%lld events, %lld of them read with neighbouring "
+			       "instances)",
+			       (long long)sl->cu_done, (long long)sl->cu_near);
 	}
 	return rc;
 }
@@ -1507,6 +1651,7 @@ int sl_pump_new(struct sl_pump **out, struct uv_loop_s *loop, struct sl_store *s
 	pm->o.shutdown_ms = 10000;
 	pm->grouped_tail = &pm->grouped;
 	sl_buf_init(&pm->buf.arena);
+	sl_buf_init(&pm->pre.arena);
 	for (i = 0; i < nprocs; i++)
 		if (new_slot(pm, procs[i].p, procs[i].cfg, &k, NULL))
 			return SL_ENOMEM;
@@ -1527,6 +1672,10 @@ void sl_pump_free(struct sl_pump *pm)
 	free(pm->buf.ev);
 	free(pm->buf.off);
 	sl_buf_release(&pm->buf.arena);
+	pre_drop(pm);
+	free(pm->pre.ev);
+	free(pm->pre.off);
+	sl_buf_release(&pm->pre.arena);
 	free(pm);
 }
 

@@ -375,6 +375,20 @@ int sl_store_read_all(struct sl_store *s, int64_t from, int64_t limit, sl_event_
 	return s->ops->read_all(s, from, limit, fn, ud, d);
 }
 
+int sl_store_read_range(struct sl_store *s, const char *stream, int64_t from, const char *last,
+                        int64_t limit, sl_event_fn fn, void *ud, struct sl_diag *d)
+{
+	if (!s->ops->read_range)
+		return sl_diag_set(d, SL_EINVAL, "store '%s': the %s backend has no range read",
+		                   s->path, s->ops->name);
+	return s->ops->read_range(s, stream, from, last, limit, fn, ud, d);
+}
+
+int sl_store_has_read_range(const struct sl_store *s)
+{
+	return s->ops->read_range != NULL;
+}
+
 int sl_store_streams(struct sl_store *s, const char *prefix, sl_stream_fn fn, void *ud,
                      struct sl_diag *d)
 {

@@ -183,6 +183,16 @@ int sl_store_read(struct sl_store *s, const char *stream, int64_t from, int64_t 
 int sl_store_read_all(struct sl_store *s, int64_t from, int64_t limit, sl_event_fn fn, void *ud,
                       struct sl_diag *d);
 
+/* Calls fn for the events of the streams from `stream` to `last` (both included, in
+ * the byte order of their names), in that order and then in offset order, starting at
+ * offset `from` of `stream`, at most `limit` of them: one read for the events of many
+ * neighbouring streams (the pump's catch-up over many small instances). Unlike
+ * sl_store_read it checks no offsets: the caller does. SL_EINVAL when the backend has
+ * no such read (sl_store_has_read_range says so beforehand). */
+int sl_store_read_range(struct sl_store *s, const char *stream, int64_t from, const char *last,
+                        int64_t limit, sl_event_fn fn, void *ud, struct sl_diag *d);
+int sl_store_has_read_range(const struct sl_store *s);
+
 struct sl_stream_info {
 	const char *stream;
 	int64_t head; /* offset of the last event */

@@ -52,6 +52,9 @@ struct sl_store_ops {
 	            const char *type, sl_event_fn fn, void *ud, struct sl_diag *d);
 	int (*read_all)(struct sl_store *s, int64_t from, int64_t limit, sl_event_fn fn, void *ud,
 	                struct sl_diag *d);
+	/* sl_store_read_range; optional (NULL: the backend has no such read). */
+	int (*read_range)(struct sl_store *s, const char *stream, int64_t from, const char *last,
+	                  int64_t limit, sl_event_fn fn, void *ud, struct sl_diag *d);
 	int (*streams)(struct sl_store *s, const char *prefix, sl_stream_fn fn, void *ud,
 	               struct sl_diag *d);
 	int (*head_position)(struct sl_store *s, int64_t *pos, struct sl_diag *d);

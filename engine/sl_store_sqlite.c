@@ -52,6 +52,7 @@ enum {
 	ST_READ,
 	ST_READ_TYPE,
 	ST_READ_ALL,
+	ST_READ_RANGE,
 	ST_STREAMS_ALL,
 	ST_STREAMS_PREFIX,
 	Q_PROC_GET,
@@ -113,6 +114,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 			 " AND \"offset\" >= ?2 AND type = ?4 ORDER BY \"offset\" LIMIT ?3",
 	[ST_READ_ALL] = "SELECT " EVENT_COLS " FROM sl_events WHERE position >= ?1"
 			" ORDER BY position LIMIT ?2",
+	[ST_READ_RANGE] = "SELECT " EVENT_COLS " FROM sl_events WHERE (stream, \"offset\") >="
+			  " (?1, ?2) AND stream <= ?3 ORDER BY stream, \"offset\" LIMIT ?4",
 	[ST_STREAMS_ALL] = "SELECT stream, head, paused, pause_reason, metadata FROM sl_streams"
 			   " ORDER BY stream",
 	[ST_STREAMS_PREFIX] = "SELECT stream, head, paused, pause_reason, metadata FROM sl_streams"
@@ -1109,6 +1112,24 @@ static int sqlite_read_all(struct sl_store *base, int64_t from, int64_t limit, s
 	return run_events(s, st, fn, ud, d);
 }
 
+/* One walk of the primary key (stream, offset) over neighbouring streams. */
+static int sqlite_read_range(struct sl_store *base, const char *stream, int64_t from,
+                             const char *last, int64_t limit, sl_event_fn fn, void *ud,
+                             struct sl_diag *d)
+{
+	struct sqlite_store *s = sq(base);
+	sqlite3_stmt *st;
+	int rc;
+
+	if ((rc = prep(s, ST_READ_RANGE, &st, d)))
+		return rc;
+	sqlite3_bind_text(st, 1, stream, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, from);
+	sqlite3_bind_text(st, 3, last, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, limit > 0 ? limit : -1);
+	return run_events(s, st, fn, ud, d);
+}
+
 static int sqlite_streams(struct sl_store *base, const char *prefix, sl_stream_fn fn, void *ud,
                           struct sl_diag *d)
 {
@@ -1915,6 +1936,7 @@ const struct sl_store_ops sl_store_sqlite_ops = {
 	.append = sqlite_append,
 	.read = sqlite_read,
 	.read_all = sqlite_read_all,
+	.read_range = sqlite_read_range,
 	.streams = sqlite_streams,
 	.head_position = sqlite_head_position,
 	.data_version = sqlite_data_version,
