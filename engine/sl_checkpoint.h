@@ -124,6 +124,14 @@ int sl_ckpt_put(struct sl_commit *c, const char *proc, const char *stream, int64
 int sl_ckpt_rates_put(struct sl_commit *c, const char *proc, const struct sl_rate *r, size_t n,
                       int64_t at_ms, struct sl_diag *d);
 
+/* Has the next checkpoint this commit writes (sl_ckpt_put or sl_ckpt_put_offset)
+ * record r (its stream unused) in the same row write, as sl_ckpt_rates_put with the
+ * commit's time would: a batch commit records its instance's rate at no extra write.
+ * Returns 1 when the backend records rates so, else 0 (nothing is kept: record the
+ * rate with sl_ckpt_rates_put). A rate recorded either way reads back by
+ * sl_ckpt_rate_get, the later record of the two. */
+int sl_commit_rate(struct sl_commit *c, const struct sl_rate *r);
+
 /* Records the error of proc's failed hot reload, or clears it (msg NULL) once a valid
  * version loaded. Needs no processor row. */
 int sl_ckpt_reload_error_put(struct sl_commit *c, const char *proc, const char *msg,

@@ -1087,11 +1087,16 @@ static int commit_batch(struct sl_proc *p, struct run *r, struct sl_diag *d)
 {
 	struct sl_inst *in = r->in;
 	int64_t mark = r->last > in->effects_mark ? r->last : in->effects_mark;
-	int rc;
+	int rc, rated = 0;
 
 	crash_point("after-reduce");
+	in->rate_recorded = 0;
 	if ((rc = sl_luaapi_appends_write(p, &r->ap, d)))
 		goto fail;
+	if (in->rate_until) {
+		struct sl_rate rt = {in->stream, in->rate_next, in->rate_until};
+		rated = sl_commit_rate(p->commit, &rt);
+	}
 	if (r->nconsumed)
 		rc = sl_ckpt_put(p->commit, p->cfg.name, in->stream, r->last, r->state_json.ptr,
 		                 r->state_json.len, mark, d);
@@ -1106,6 +1111,7 @@ static int commit_batch(struct sl_proc *p, struct run *r, struct sl_diag *d)
 	in->offset = r->last;
 	in->effects_mark = mark;
 	in->has_row = 1;
+	in->rate_recorded = rated;
 	return 0;
 fail:
 	end_commit(p, 0, NULL);

@@ -89,6 +89,11 @@ struct sl_inst {
 	uint64_t retry_at; /* loop time (ms) of the next attempt */
 	int queued;        /* on the pump's list of instances behind their head */
 	size_t rate_slot;  /* 1 + its index in the pump's rate window, 0 when not in it */
+	/* The rate the next batch's commit records with its checkpoint where the store
+	 * can (sl_commit_rate), until when it holds (0: none), and whether it did. */
+	double rate_next;
+	int64_t rate_until;
+	int rate_recorded;
 	struct sl_inst *lru_prev, *lru_next;
 };
 

@@ -590,13 +590,16 @@ static void on_rates(uv_timer_t *t)
 				if (got && age == RATE_WINDOW)
 					age = j;
 			}
+			int64_t until = now_ms + (int64_t)(RATE_WINDOW - age) * 1000;
 			rt->now = sum / RATE_WINDOW;
+			/* Unchanged, it is written again only where that makes it last longer:
+			 * an instance that folded in one second keeps its one record. */
 			if (rt->now == 0 ||
-			    (rt->now == rt->recorded && rt->until - now_ms > RATE_REFRESH_MS))
+			    (rt->now == rt->recorded &&
+			     (rt->until - now_ms > RATE_REFRESH_MS || until <= rt->until + 2000)))
 				continue;
 			rows[n].stream = sl->pp.cfg->mode_all ? "" : rt->in->stream;
-			rows[n].until_ms = rt->writing =
-				now_ms + (int64_t)(RATE_WINDOW - age) * 1000;
+			rows[n].until_ms = rt->writing = until;
 			rows[n++].rate = rt->now;
 		}
 		sl_diag_init(&d);
@@ -705,6 +708,10 @@ static void on_ingested(void *ud, struct sl_inst *in, int rc, const struct sl_di
 			skip_drop(sl, k);
 		if (in->offset > pd->from) {
 			count_rate(pm, sl, in, in->offset - pd->from);
+			if (in->rate_recorded && in->rate_slot) { /* with the checkpoint */
+				sl->rates[in->rate_slot - 1].recorded = in->rate_next;
+				sl->rates[in->rate_slot - 1].until = in->rate_until;
+			}
 			if (sl->catching_up) {
 				sl->cu_done += in->offset - pd->from;
 				sl_progress_update(pm->prog, hp->cfg->name, sl->cu_done,
@@ -821,6 +828,24 @@ static void open_group(struct sl_pump *pm)
 	pm->group_until = uv_hrtime() + GROUP_NS;
 }
 
+/* The rate the commit of in's batch records with its checkpoint: what on_rates
+ * will find once the batch is counted, when all of it commits (when less does,
+ * on_rates finds another rate and records that). */
+static void plan_rate(struct sl_pump *pm, struct slot *sl, struct sl_inst *in)
+{
+	const struct sl_event *last = &pm->bev[pm->bn - 1];
+	size_t i = in->rate_slot;
+	double sum = (double)((sl->pp.cfg->mode_all ? last->position : last->offset) - in->offset);
+	int j;
+
+	if (i && i <= sl->nrates && sl->rates[i - 1].in == in)
+		for (j = 0; j < RATE_WINDOW; j++)
+			sum += sl->rates[i - 1].sec[j];
+	in->rate_next = sum / RATE_WINDOW;
+	in->rate_until = sl_store_now_ms() + RATE_WINDOW * 1000;
+	in->rate_recorded = 0;
+}
+
 /* Starts the ingest of the batch pm->bev, pm->bn for instance in. */
 static int ingest(struct sl_pump *pm, struct slot *sl, struct sl_inst *in, struct sl_diag *d)
 {
@@ -842,6 +867,7 @@ static int ingest(struct sl_pump *pm, struct slot *sl, struct sl_inst *in, struc
 			break;
 		}
 	}
+	plan_rate(pm, sl, in);
 	in->busy = 1;
 	pm->inflight++;
 	sl->inflight++;

@@ -597,7 +597,20 @@ int sl_ckpt_proc_hashes(struct sl_commit *c, const char *proc, const char *scrip
 int sl_ckpt_put(struct sl_commit *c, const char *proc, const char *stream, int64_t offset,
                 const char *state, size_t state_len, int64_t effects_mark, struct sl_diag *d)
 {
-	return c->store->ops->ckpt_put(c, proc, stream, offset, state, state_len, effects_mark, d);
+	int rc =
+		c->store->ops->ckpt_put(c, proc, stream, offset, state, state_len, effects_mark, d);
+
+	c->has_rate = 0;
+	return rc;
+}
+
+int sl_commit_rate(struct sl_commit *c, const struct sl_rate *r)
+{
+	if (!c->store->ops->ckpt_rates)
+		return 0;
+	c->rate = *r;
+	c->has_rate = 1;
+	return 1;
 }
 
 int sl_ckpt_rates_put(struct sl_commit *c, const char *proc, const struct sl_rate *r, size_t n,
@@ -638,7 +651,10 @@ int sl_ckpt_reload_error_get(struct sl_store *s, const char *proc, char **msg_ou
 int sl_ckpt_put_offset(struct sl_commit *c, const char *proc, const char *stream, int64_t offset,
                        int64_t effects_mark, struct sl_diag *d)
 {
-	return c->store->ops->ckpt_put_offset(c, proc, stream, offset, effects_mark, d);
+	int rc = c->store->ops->ckpt_put_offset(c, proc, stream, offset, effects_mark, d);
+
+	c->has_rate = 0;
+	return rc;
 }
 
 int sl_ckpt_fault(struct sl_commit *c, const char *proc, const char *stream, const char *error,

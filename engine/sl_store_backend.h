@@ -37,10 +37,15 @@ struct sl_store {
 /* The part of a commit every backend shares (set by the backend's commit_begin). */
 struct sl_commit {
 	struct sl_store *store;
+	/* sl_commit_rate: the rate the next ckpt_put or ckpt_put_offset records with its
+	 * checkpoint (has_rate 0: none; only on a backend with ckpt_rates). */
+	struct sl_rate rate;
+	int has_rate;
 };
 
 struct sl_store_ops {
 	const char *name; /* "sqlite" */
+	int ckpt_rates;   /* ckpt_put and ckpt_put_offset record c->rate (sl_commit_rate) */
 	int (*open)(struct sl_store **out, const char *path, const struct sl_store_opts *o,
 	            struct sl_diag *d);
 	void (*close)(struct sl_store *s);

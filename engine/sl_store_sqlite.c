@@ -95,6 +95,9 @@ enum {
 };
 
 #define EVENT_COLS "stream, \"offset\", position, type, payload, metadata, idem_key, created_at"
+#define RATE_SET                                                                                   \
+	" rate = coalesce(?6, rate), rate_at = coalesce(?7, rate_at),"                             \
+	" rate_until = coalesce(?8, rate_until)"
 #define CKPT_COLS "\"offset\", effects_mark, state, status, last_error, background_failures"
 
 static const char *const stmt_sql[ST_COUNT] = {
@@ -125,15 +128,16 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[Q_PROC_PUT] = "INSERT INTO sl_processors(name, version, anchor) VALUES (?1, ?2, ?3)"
 		       " ON CONFLICT(name) DO UPDATE SET version = ?2",
 	[Q_GET] = "SELECT " CKPT_COLS " FROM sl_checkpoints WHERE processor = ?1 AND stream = ?2",
-	[Q_PUT] =
-		"INSERT INTO sl_checkpoints(processor, stream, \"offset\", state, effects_mark)"
-		" VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(processor, stream) DO UPDATE SET"
-		" \"offset\" = ?3, state = ?4, effects_mark = ?5, status = 'ok', last_error = NULL",
-	[Q_PUT_OFFSET] =
-		"INSERT INTO sl_checkpoints(processor, stream, \"offset\", state,"
-		" effects_mark) VALUES (?1, ?2, ?3, NULL, ?4) ON CONFLICT(processor, stream)"
-		" DO UPDATE SET \"offset\" = ?3, effects_mark = ?4, status = 'ok',"
-		" last_error = NULL",
+	/* ?6, ?7, ?8: the rate recorded with it (sl_commit_rate), or NULL: kept as it is. */
+	[Q_PUT] = "INSERT INTO sl_checkpoints(processor, stream, \"offset\", state, effects_mark,"
+		  " rate, rate_at, rate_until) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+		  " ON CONFLICT(processor, stream) DO UPDATE SET \"offset\" = ?3, state = ?4,"
+		  " effects_mark = ?5, status = 'ok', last_error = NULL," RATE_SET,
+	[Q_PUT_OFFSET] = "INSERT INTO sl_checkpoints(processor, stream, \"offset\", state,"
+			 " effects_mark, rate, rate_at, rate_until)"
+			 " VALUES (?1, ?2, ?3, NULL, ?4, ?6, ?7, ?8)"
+			 " ON CONFLICT(processor, stream) DO UPDATE SET \"offset\" = ?3,"
+			 " effects_mark = ?4, status = 'ok', last_error = NULL," RATE_SET,
 	[Q_FAULT] =
 		"INSERT INTO sl_checkpoints(processor, stream, \"offset\", state, status,"
 		" last_error) VALUES (?1, ?2, 0, NULL, 'faulted', ?3)"
@@ -185,10 +189,15 @@ static const char *const stmt_sql[ST_COUNT] = {
 		  " until_ms = ?5",
 	/* A row is written when its rate changes; the processor's heartbeat row (stream
          * '/', no stream's name) every time rates are recorded says they are current. */
-	[R_GET] = "SELECT CASE WHEN until_ms > 0 AND until_ms <= ?3 THEN 0 ELSE rate END,"
-		  " max(updated_at, coalesce((SELECT updated_at FROM sl_rates"
-		  " WHERE processor = ?1 AND stream = '/'), 0))"
-		  " FROM sl_rates WHERE processor = ?1 AND stream = ?2",
+	/* The later of the row of sl_rates and the one recorded with the checkpoint. */
+	[R_GET] = "SELECT CASE WHEN u > 0 AND u <= ?3 THEN 0 ELSE r END,"
+		  " max(at, coalesce((SELECT updated_at FROM sl_rates"
+		  " WHERE processor = ?1 AND stream = '/'), 0)) FROM"
+		  " (SELECT rate AS r, until_ms AS u, updated_at AS at FROM sl_rates"
+		  " WHERE processor = ?1 AND stream = ?2 UNION ALL"
+		  " SELECT rate, rate_until, rate_at FROM sl_checkpoints"
+		  " WHERE processor = ?1 AND stream = ?2 AND rate_at IS NOT NULL)"
+		  " ORDER BY at DESC LIMIT 1",
 	[E_PUT] = "INSERT INTO sl_reload_errors(processor, message) VALUES (?1, ?2)"
 		  " ON CONFLICT(processor) DO UPDATE SET message = ?2",
 	[E_DEL] = "DELETE FROM sl_reload_errors WHERE processor = ?1",
@@ -1338,6 +1347,20 @@ static int sqlite_ckpt_behind(struct sl_store *base, const char *proc, sl_behind
 	return rc == SQLITE_DONE ? 0 : db_error(s, d, "cannot read checkpoints");
 }
 
+/* ?6, ?7, ?8 of Q_PUT and Q_PUT_OFFSET: the commit's rate, or NULLs. */
+static void bind_rate(sqlite3_stmt *st, const struct sl_commit *c)
+{
+	if (c->has_rate) {
+		sqlite3_bind_double(st, 6, c->rate.rate);
+		sqlite3_bind_int64(st, 7, sl_store_now_ms());
+		sqlite3_bind_int64(st, 8, c->rate.until_ms);
+	} else {
+		sqlite3_bind_null(st, 6);
+		sqlite3_bind_null(st, 7);
+		sqlite3_bind_null(st, 8);
+	}
+}
+
 static int sqlite_ckpt_put(struct sl_commit *c, const char *proc, const char *stream,
                            int64_t offset, const char *state, size_t state_len,
                            int64_t effects_mark, struct sl_diag *d)
@@ -1354,6 +1377,7 @@ static int sqlite_ckpt_put(struct sl_commit *c, const char *proc, const char *st
 	else
 		sqlite3_bind_null(st, 4);
 	sqlite3_bind_int64(st, 5, effects_mark);
+	bind_rate(st, c);
 	return run(s, st, d, "cannot write checkpoint");
 }
 
@@ -1368,6 +1392,7 @@ static int sqlite_ckpt_put_offset(struct sl_commit *c, const char *proc, const c
 		return rc;
 	sqlite3_bind_int64(st, 3, offset);
 	sqlite3_bind_int64(st, 4, effects_mark);
+	bind_rate(st, c);
 	return run(s, st, d, "cannot write checkpoint");
 }
 
@@ -1937,6 +1962,7 @@ const struct sl_store_ops sl_store_sqlite_ops = {
 	.read = sqlite_read,
 	.read_all = sqlite_read_all,
 	.read_range = sqlite_read_range,
+	.ckpt_rates = 1,
 	.streams = sqlite_streams,
 	.head_position = sqlite_head_position,
 	.data_version = sqlite_data_version,

@@ -5,7 +5,7 @@
 #ifndef SL_STORE_SQLITE_SCHEMA_H
 #define SL_STORE_SQLITE_SCHEMA_H
 
-#define SCHEMA_VERSION 8
+#define SCHEMA_VERSION 9
 
 static const char *const schema_v1 =
 	"CREATE TABLE sl_streams("
@@ -116,9 +116,18 @@ static const char *const schema_v7 =
 static const char *const schema_v8 =
 	"ALTER TABLE sl_rates ADD COLUMN until_ms INTEGER NOT NULL DEFAULT 0;";
 
+/* Version 9: a batch commit records its instance's rate in the checkpoint row it
+ * writes anyway (rate, rate_at, rate_until as in sl_rates; NULL: none), so a catch-up
+ * over a million instances writes no rate row for each; sl_rates keeps what the
+ * runner records between commits (a rate falling, the heartbeat). The later of the
+ * two records is the rate. */
+static const char *const schema_v9 = "ALTER TABLE sl_checkpoints ADD COLUMN rate REAL;"
+				     "ALTER TABLE sl_checkpoints ADD COLUMN rate_at INTEGER;"
+				     "ALTER TABLE sl_checkpoints ADD COLUMN rate_until INTEGER;";
+
 static const char *const *const migrations[SCHEMA_VERSION] = {
-	&schema_v1, &schema_v2, &schema_v3, &schema_v4,
-	&schema_v5, &schema_v6, &schema_v7, &schema_v8,
+	&schema_v1, &schema_v2, &schema_v3, &schema_v4, &schema_v5,
+	&schema_v6, &schema_v7, &schema_v8, &schema_v9,
 };
 
 #endif

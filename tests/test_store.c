@@ -473,7 +473,9 @@ static void test_migration(void)
 	sqlite3_open(p, &db);
 	sqlite3_exec(db,
 	             "DROP TABLE sl_leases; DROP TABLE sl_rates; DROP TABLE sl_reload_errors;"
-	             " DROP TABLE sl_opens;"
+	             " DROP TABLE sl_opens; ALTER TABLE sl_checkpoints DROP COLUMN rate;"
+	             " ALTER TABLE sl_checkpoints DROP COLUMN rate_at;"
+	             " ALTER TABLE sl_checkpoints DROP COLUMN rate_until;"
 	             " PRAGMA user_version = 3",
 	             NULL, NULL, NULL);
 	sqlite3_close(db);
@@ -507,13 +509,16 @@ static void test_migration(void)
 		ok(rate == 0, "no rate recorded reads as 0");
 	}
 	sl_store_close(s);
-	is(user_version_of(p), 8, "it is at version 8 now");
+	is(user_version_of(p), 9, "it is at version 9 now");
 
 	/* Version 6 could hold the same dead letter twice; 7 keeps the first. */
 	sqlite3_open(p, &db);
 	sqlite3_exec(
 		db,
 		"DROP INDEX sl_dead_letters_event; ALTER TABLE sl_rates DROP COLUMN until_ms;"
+		" ALTER TABLE sl_checkpoints DROP COLUMN rate;"
+		" ALTER TABLE sl_checkpoints DROP COLUMN rate_at;"
+		" ALTER TABLE sl_checkpoints DROP COLUMN rate_until;"
 		" INSERT INTO sl_dead_letters(processor, stream, \"offset\", position, type,"
 		"  error, attempts, at) VALUES ('p', 'm/1', 2, 2, 't', 'first', 1, 'x'),"
 		"  ('p', 'm/1', 2, 2, 't', 'second', 1, 'x'), ('q', 'm/1', 2, 2, 't', 'q', 1, 'x');"
@@ -656,6 +661,48 @@ static void test_live_rows(void)
 	ok(rate == 0, "one whose until_ms passed reads 0, its instance idle, no 0 written (%g)",
 	   rate);
 	rt[1].until_ms = 0;
+
+	/* A rate recorded with a checkpoint (a batch commit) reads back like one of
+	 * sl_ckpt_rates_put; the later of the two records is the rate. */
+	{
+		struct sl_rate cr = {"r/c", 0.2, now + 5000};
+		struct sl_commit *c;
+		int kept = 0;
+		if (sl_commit_begin(s, NULL, &c, &d) == 0) {
+			kept = sl_commit_rate(c, &cr);
+			sl_commit_end(c, sl_ckpt_put(c, "rp", "r/c", 2, "{}", 2, 2, &d) == 0, &d);
+		}
+		ok(kept, "the SQLite backend records a rate with a checkpoint");
+		sl_ckpt_rate_get(s, "rp", "r/c", &rate, &d);
+		ok(rate == 0.2, "it reads back, with no row of its own (%g)", rate);
+		IN_COMMIT(s, &d, sl_ckpt_put(c_, "rp", "r/c", 3, "{}", 2, 3, &d));
+		sl_ckpt_rate_get(s, "rp", "r/c", &rate, &d);
+		ok(rate == 0.2, "a checkpoint written without a rate keeps it (%g)", rate);
+		cr.rate = 0.1;
+		IN_COMMIT(s, &d, sl_ckpt_rates_put(c_, "rp", &cr, 1, now - 1000, &d));
+		sl_ckpt_rate_get(s, "rp", "r/c", &rate, &d);
+		ok(rate == 0.2, "an older record of the runner's does not hide it (%g)", rate);
+		cr.rate = 0.3;
+		if (sl_commit_begin(s, NULL, &c, &d) == 0) {
+			sl_commit_rate(c, &cr);
+			sl_commit_end(c, sl_ckpt_put_offset(c, "rp", "r/c", 4, 4, &d) == 0, &d);
+		}
+		sl_ckpt_rate_get(s, "rp", "r/c", &rate, &d);
+		ok(rate == 0.3, "a checkpoint without state records one too (%g)", rate);
+		cr.until_ms = now - 1;
+		if (sl_commit_begin(s, NULL, &c, &d) == 0) {
+			sl_commit_rate(c, &cr);
+			sl_commit_end(c, sl_ckpt_put(c, "rp", "r/c", 5, "{}", 2, 5, &d) == 0, &d);
+		}
+		sl_ckpt_rate_get(s, "rp", "r/c", &rate, &d);
+		ok(rate == 0, "one whose until passed reads 0 (%g)", rate);
+		cr.rate = 0.1;
+		cr.until_ms = now + 5000;
+		IN_COMMIT(s, &d, sl_ckpt_rates_put(c_, "rp", &cr, 1, now + 1000, &d));
+		sl_ckpt_rate_get(s, "rp", "r/c", &rate, &d);
+		ok(rate == 0.1, "a later record of the runner's (a rate falling) is the rate (%g)",
+		   rate);
+	}
 
 	/* The data version: any commit, own or foreign, changes it; nothing else does. */
 	v = data_version_of(s);
@@ -1049,7 +1096,7 @@ int main(void)
 {
 	struct sl_store *s;
 
-	plan(194);
+	plan(201);
 	if (!mkdtemp(dir))
 		return 1;
 	snprintf(path, sizeof(path), "%s/store.db", dir);
