@@ -78,22 +78,23 @@ struct sl_inst {
 	char *stream;         /* "" for mode all */
 	int64_t offset;       /* committed checkpoint (a position in mode all) */
 	int64_t effects_mark; /* last offset whose side effects ran */
-	int loaded;           /* checkpoint row read */
-	int has_row;          /* a checkpoint row exists: status is not "new" */
-	int faulted;
-	int64_t head;  /* the stream's head (store head position in mode all), for ctx */
-	int state_ref; /* registry ref of the cached state, or LUA_NOREF */
+	int64_t head;         /* the stream's head (store head position in mode all), for ctx */
+	int state_ref;        /* registry ref of the cached state, or LUA_NOREF */
+	/* Flags (a million instances are a million of these: kept small): */
+	unsigned char loaded;  /* checkpoint row read */
+	unsigned char has_row; /* a checkpoint row exists: status is not "new" */
+	unsigned char faulted;
 	/* Kept by the host: */
-	int fails;         /* consecutive failures of the current batch */
-	int busy;          /* a batch is in flight */
-	uint64_t retry_at; /* loop time (ms) of the next attempt */
-	int queued;        /* on the pump's list of instances behind their head */
-	size_t rate_slot;  /* 1 + its index in the pump's rate window, 0 when not in it */
+	unsigned char busy;          /* a batch is in flight */
+	unsigned char queued;        /* on the pump's list of instances behind their head */
+	unsigned char rate_recorded; /* the last batch's commit recorded rate_next */
+	int fails;                   /* consecutive failures of the current batch */
+	uint64_t retry_at;           /* loop time (ms) of the next attempt */
+	size_t rate_slot;            /* 1 + its index in the pump's rate window, 0 when not in it */
 	/* The rate the next batch's commit records with its checkpoint where the store
-	 * can (sl_commit_rate), until when it holds (0: none), and whether it did. */
+	 * can (sl_commit_rate), and until when it holds (0: none). */
 	double rate_next;
 	int64_t rate_until;
-	int rate_recorded;
 	struct sl_inst *lru_prev, *lru_next;
 };
 
