@@ -163,9 +163,9 @@ static void count_hook(lua_State *L, lua_Debug *ar);
  * (lua_sethook is meant to be called from signal handlers; lua.c does it for
  * Ctrl-C). The hook then samples: it fires once, after HOOK_PERIOD instructions,
  * checks the budgets and takes itself off again; the watchdog opens the next window
- * 10 ms later. Each window measures the rate (instructions per ns, corrected by
- * LATE_HOOKED for the hook's own cost) and the instructions between two windows are
- * credited at that rate, so a long call runs at full speed with its wall clock
+ * 10 ms later. Each window measures the rate (instructions per ns of the thread's
+ * CPU time, corrected by LATE_HOOKED for the hook's own cost) and the CPU time between
+ * two windows is credited at that rate, so a long call runs at full speed with its wall clock
  * checked every 10 ms and its instruction count an estimate (the 10-20 ms before the
  * first window are not counted; the tightest loops are undercounted by about 20 %).
  * Budgets under LATE_MIN keep the exact hook from the first instruction. The
@@ -178,11 +178,16 @@ static void count_hook(lua_State *L, lua_Debug *ar);
 #define LATE_NS 10000000u /* the watchdog's period: 10 ms */
 #define LATE_HOOKED 2.0   /* how much slower Lua runs with a hook set (1.75-2.4 measured) */
 
+/* The owner thread's CPU time: the windows and the credit between them count the
+ * time the thread ran, so a thread that waits for a core (a busy machine) or in a C
+ * function that blocks is not charged for instructions it never ran. Read on the
+ * owner thread only (in the signal handler and the hook; clock_gettime is
+ * async-signal-safe). */
 static uint64_t precise_ns(void)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
