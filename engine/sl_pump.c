@@ -1063,7 +1063,7 @@ static int deliver(struct sl_pump *pm, struct slot *sl, uint64_t now, struct sl_
  * new version of the processor takes over under the same lease). */
 static int activate(struct sl_pump *pm, struct slot *sl, int64_t epoch, struct sl_diag *d)
 {
-	struct sl_fence f = {sl->pp.cfg->name, sl_leases_owner(pm->leases), epoch};
+	struct sl_fence f = {sl->pp.cfg->name, sl_leases_owner(pm->leases), epoch, 0};
 	struct sl_diag pd;
 	int rc;
 
@@ -1189,7 +1189,7 @@ static int swap_in(struct sl_pump *pm, struct slot *sl, struct sl_proc *old, str
                    size_t n, struct sl_diag *d)
 {
 	const struct sl_proc_cfg *oc = sl_proc_cfg(old), *nc = sl_proc_cfg(sl->pp.p);
-	struct sl_fence f = {sl->pp.cfg->name, sl_leases_owner(pm->leases), sl->epoch};
+	struct sl_fence f = {sl->pp.cfg->name, sl_leases_owner(pm->leases), sl->epoch, 0};
 	struct sl_diag pd;
 	size_t i;
 	int rc;
@@ -1361,7 +1361,7 @@ const struct sl_pump_proc *sl_pump_proc_at(const struct sl_pump *pm, size_t i)
 int sl_pump_exclusive(struct sl_pump *pm, const char *name, sl_pump_op_fn fn, void *ud,
                       struct sl_diag *d)
 {
-	struct sl_fence f = {name, pm->leases ? sl_leases_owner(pm->leases) : NULL, 0};
+	struct sl_fence f = {name, pm->leases ? sl_leases_owner(pm->leases) : NULL, 0, 0};
 	struct slot *sl = NULL;
 	struct sl_diag ad;
 	size_t i;
