@@ -376,9 +376,9 @@ int sl_store_lease_get(struct sl_store *s, const char *proc, struct sl_lease *ou
 
 /* 1 when the store's backend has partitioned runners. */
 int sl_store_has_partitions(const struct sl_store *s);
-/* The partition of stream among n (1..SL_PARTITIONS_MAX): 64-bit FNV-1a of the
- * stream's name, modulo n. The instance of a mode all processor (stream "") is in
- * partition sl_partition_of("", n). */
+/* The partition of stream among n (1..SL_PARTITIONS_MAX): sl_hash_str of the
+ * stream's name (the engine's 64-bit FNV-1a, sl_hash.h), modulo n. The README
+ * documents it: changing it moves instances between partitions. */
 int sl_partition_of(const char *stream, int n);
 /* sl_store_lease_acquire, _release and _get for partition part (0..SL_PARTITIONS_MAX-1)
  * of proc. */

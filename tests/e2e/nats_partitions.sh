@@ -91,7 +91,7 @@ $S status "$D" >"$TMP/status.json"
 eq "status lists every instance" "$(jq -r 'select(.processor == "tally") | .stream' "$TMP/status.json" | wc -l)" "$NSTREAMS"
 eq "every instance has a partition (0..15)" \
 	"$(jq -s '[.[] | select(.processor == "tally") | .partition | select(type == "number" and . >= 0 and . < 16)] | length' "$TMP/status.json")" "$NSTREAMS"
-eq "the partition of a stream is FNV-1a 64 of its name mod 16" \
+eq "the partition of a stream is the FNV-1a 64 hash of its name mod 16 (the engine's offset basis)" \
 	"$(jq -r 'select(.stream == "in/s1" or .stream == "in/s500" or .stream == "in/s1000") | "\(.stream) \(.partition)"' "$TMP/status.json" | sort | tr '\n' ' ')" \
 	"$(python3 -c '
 def fnv(s):
