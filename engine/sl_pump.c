@@ -95,6 +95,7 @@ struct slot {
 	uint64_t *part_fenced;
 	int proc_active;
 	int parts_pending;
+	int parts_logged; /* the runners log_parts last named (-1: none yet) */
 };
 
 struct sl_pump {
@@ -1162,12 +1163,16 @@ static int setup_parts(struct slot *sl, int nparts, struct sl_diag *d)
 	return 0;
 }
 
-/* Logs the partitions sl runs now. */
-static void log_parts(struct sl_pump *pm, struct slot *sl, int nrun)
+/* Logs the partitions sl runs now, and among how many runners. */
+static void log_parts(struct sl_pump *pm, struct slot *sl)
 {
 	char list[SL_PARTITIONS_MAX * 6];
 	size_t n = 0;
-	int k, nr = sl_leases_runners(pm->leases, sl->lease);
+	int k, nrun = 0, nr = sl_leases_runners(pm->leases, sl->lease);
+
+	for (k = 0; k < sl->nparts; k++)
+		nrun += sl->part_epoch[k] != 0;
+	sl->parts_logged = nr;
 
 	list[0] = '\0';
 	for (k = 0; k < sl->nparts && n + 8 < sizeof(list); k++)
@@ -1203,8 +1208,13 @@ static int sync_parts(struct sl_pump *pm, struct slot *sl, struct sl_diag *d)
 		if (run != (sl->part_epoch[k] != 0) || (run && v.row.epoch != sl->part_epoch[k]))
 			change = 1;
 	}
-	if (!change)
+	if (!change) {
+		/* The same partitions among another number of runners is news too. */
+		if (sl->parts_logged >= 0 &&
+		    sl->parts_logged != sl_leases_runners(pm->leases, sl->lease))
+			log_parts(pm, sl);
 		return 0;
+	}
 	sl->parts_pending = 1;
 	if (sl->inflight)
 		return 0; /* the batches in flight settle first */
@@ -1224,7 +1234,7 @@ static int sync_parts(struct sl_pump *pm, struct slot *sl, struct sl_diag *d)
 		sl_leases_part_inuse(pm->leases, sl->lease, k, run);
 		nrun += run;
 	}
-	log_parts(pm, sl, nrun);
+	log_parts(pm, sl);
 	sl->leader = 0;
 	if (!nrun) {
 		sl_proc_forget(sl->pp.p);
@@ -1842,6 +1852,7 @@ static int new_slot(struct sl_pump *pm, struct sl_proc *p, const struct sl_deplo
 	sl->pp.p = p;
 	sl->pp.cfg = cfg;
 	sl->fenced_epoch = -1;
+	sl->parts_logged = -1;
 	pm->slots[pm->nslots] = sl;
 	*index = pm->nslots++;
 	return 0;
