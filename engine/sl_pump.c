@@ -1190,6 +1190,21 @@ static void log_parts(struct sl_pump *pm, struct slot *sl)
 		       sl->pp.cfg->name, sl->nparts, nr, nr == 1 ? "" : "s");
 }
 
+/* A change of partitions that failed with rc: a store that did not answer in time
+ * (SL_EIO) is tried again by the next round (the partitions are not run meanwhile);
+ * anything else fails the round. */
+static int parts_retry(struct sl_pump *pm, struct slot *sl, int rc, struct sl_diag *d)
+{
+	if (rc != SL_EIO)
+		return rc;
+	sl_log(SL_LOG_WARN, sl->pp.cfg->name, NULL, 0, "%s (tried again)", sl_diag_msg(d));
+	sl_diag_init(d);
+	clear_queue(sl);
+	sl->parts_pending = 1;
+	pm->retrying = 1;
+	return 0;
+}
+
 /* Brings a partitioned slot in line with what the keeper saw: it runs the partitions
  * this runner holds and is assigned. A change applies between batches only (none of
  * the slot in flight; meanwhile no batch starts): then every cached instance is
@@ -1245,14 +1260,14 @@ static int sync_parts(struct sl_pump *pm, struct slot *sl, struct sl_diag *d)
 		     (rc = sl_proc_activate(sl->pp.p, &f, d)) == SL_ECONFLICT && tries < 3; tries++)
 			sl_diag_init(d);
 		if (rc)
-			return rc;
+			return parts_retry(pm, sl, rc, d);
 		sl->proc_active = 1;
 		start_prepare(sl);
 	} else {
 		sl_proc_forget(sl->pp.p);
 	}
 	if ((rc = catch_up(pm, sl, d)))
-		return rc;
+		return parts_retry(pm, sl, rc, d);
 	sl->leader = 1;
 	return 0;
 }
