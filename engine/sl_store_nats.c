@@ -1494,7 +1494,9 @@ static int nats_data_version(struct sl_store *base, int64_t *v, struct sl_diag *
 
 /* ---- leases: one key per processor in the bucket "<ns>_leases" --------------------------
  *
- * The value is {"owner":..,"epoch":..,"expiresAt":..}; every change is a
+ * "<proc>" is the processor's lease, "<proc>.p<N>" the lease of its partition N
+ * (partitioned runners), "<proc>.runners" its runners' heartbeats (see there). A
+ * lease's value is {"owner":..,"epoch":..,"expiresAt":..}; every change is a
  * compare-and-set on the key's revision (kvStore_Create for the first, kvStore_Update
  * after), so two runners racing for a lease cannot both win: the loser reads the row
  * again and finds the winner. Times are the local clock (sl_store_now_ms), as on SQLite.
