@@ -29,7 +29,6 @@ struct entry {
 	int nparts;             /* 0: one lease for the processor; else its partitions */
 	struct part *parts;
 	int nrunners; /* live runners the last round saw (partitioned) */
-	int joined;   /* this runner's heartbeat is in the store (partitioned) */
 };
 
 struct sl_leases {
@@ -143,10 +142,8 @@ static void part_round(struct sl_leases *l, size_t i, const char *proc, int *cha
 	pthread_mutex_lock(&l->mu);
 	if (!rc && l->e[i].nrunners != w.n)
 		*changed = 1;
-	if (!rc) {
+	if (!rc)
 		l->e[i].nrunners = w.n;
-		l->e[i].joined = 1;
-	}
 	pthread_mutex_unlock(&l->mu);
 	for (k = 0; k < nparts; k++) {
 		struct part *pt;
