@@ -581,6 +581,8 @@ static int read_fields(lua_State *L, struct sl_deploy *dp, struct sl_errs *errs)
 	read_amount(L, &r, &a_shutdown, &dp->shutdown_ms);
 	dp->lease_ms = 2000;
 	read_amount(L, &r, &a_lease, &dp->lease_ms);
+	dp->partitions = 16;
+	read_int(L, &r, "partitions", 1, SL_PARTITIONS_MAX, &dp->partitions);
 	read_http(L, &r, dp);
 	lua_getfield(L, -1, "schemas");
 	n = lua_istable(L, -1) ? (size_t)lua_rawlen(L, -1) : 0;

@@ -24,7 +24,7 @@
  *	batchSize 1..SL_DEPLOY_MAX_BATCH, retry.attempts 1..SL_DEPLOY_MAX_ATTEMPTS,
  *	limits.instructions 1..1e15, limits.memory 0..1024GiB (0: no budget),
  *	limits.wallclock 0..24h (0: no budget), retry.backoff and shutdownTimeout 0..24h,
- *	lease 100ms..24h. */
+ *	lease 100ms..24h, partitions 1..SL_PARTITIONS_MAX. */
 #define SL_DEPLOY_MAX_BATCH 100000
 #define SL_DEPLOY_MAX_ATTEMPTS 1000
 
@@ -54,6 +54,8 @@ struct sl_deploy {
 	char *console;        /* resolved, or NULL */
 	double shutdown_ms;   /* shutdownTimeout (default 10 s) */
 	double lease_ms;      /* lease of each processor's runner (default 2 s, >= 100 ms) */
+	int partitions;       /* partitions of a processor on a store that has partitioned
+	                       * runners (nats://; default 16; 1: one lease per processor) */
 	char *http;           /* the HTTP interface's address "HOST:PORT" (DESIGN §10), or NULL */
 	char *http_token;     /* httpToken: the environment variable holding the bearer token */
 	double http_max_body; /* httpMaxBody: bytes of one request body (default 16 MiB) */

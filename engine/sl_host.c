@@ -288,8 +288,8 @@ void sl_host_set_progress(struct sl_host *h, int on)
 
 int sl_host_run(struct sl_host *h, int until_caught_up, struct sl_diag *d)
 {
-	struct sl_pump_opts o = {until_caught_up, h->shutdown_ms, h->dp->lease_ms, h->dp->store,
-	                         h->progress};
+	struct sl_pump_opts o = {until_caught_up, h->shutdown_ms, h->dp->lease_ms,
+	                         h->dp->store,    h->progress,    h->dp->partitions};
 	size_t i;
 	int rc;
 
@@ -388,12 +388,37 @@ static int live_runner(struct sl_host *h, const char *proc, struct sl_lease *l, 
 	return found && *l->owner && l->expires_at > sl_store_now_ms();
 }
 
-/* Refuses a change of proc's rows while a runner holds it (DESIGN §8). */
+/* The partitions of processor cfg on this store: the deployment's when the store has
+ * partitioned runners and cfg is of mode each (sl_pump.h), else 0. */
+static int parts_of(const struct sl_host *h, const struct sl_deploy_proc *cfg)
+{
+	if (h->dp->partitions <= 1 || cfg->mode_all || !sl_store_has_partitions(h->store))
+		return 0;
+	return h->dp->partitions;
+}
+
+/* The owner of the lease of partition k of proc while it is live, else 0. */
+static int live_part_runner(struct sl_host *h, const char *proc, int k, struct sl_lease *l,
+                            struct sl_diag *d)
+{
+	int found, rc;
+
+	if ((rc = sl_store_part_get(h->store, proc, k, l, &found, d)))
+		return rc;
+	return found && *l->owner && l->expires_at > sl_store_now_ms();
+}
+
+/* Refuses a change of proc's rows while a runner holds it, or any of its partitions
+ * (DESIGN §8). */
 static int refuse_if_running(struct sl_host *h, const char *proc, struct sl_diag *d)
 {
+	const struct sl_deploy_proc *cfg = sl_deploy_proc(h->dp, proc);
+	int n = cfg ? parts_of(h, cfg) : 0, k;
 	struct sl_lease l;
 	int rc = live_runner(h, proc, &l, d);
 
+	for (k = 0; k < n && rc == 0; k++)
+		rc = live_part_runner(h, proc, k, &l, d);
 	if (rc > 0)
 		return sl_diag_set(d, SL_EBUSY,
 		                   "processor '%s' is running (%s); use the console or stop it",
@@ -511,8 +536,10 @@ struct status_ctx {
 	size_t nnoted;
 	sl_status_fn fn;
 	void *ud;
-	const char *runner;       /* the live lease's owner, or NULL */
-	const char *reload_error; /* of the processor being listed, or NULL */
+	const char *runner;                   /* the live lease's owner, or NULL */
+	const char *reload_error;             /* of the processor being listed, or NULL */
+	int nparts;                           /* partitions of the processor (0: not partitioned) */
+	char (*part_owner)[SL_OWNER_MAX + 1]; /* the live owner of each ("": none) */
 	struct sl_diag *d;
 };
 
@@ -543,9 +570,14 @@ static int status_line(struct status_ctx *sc, const char *stream, int64_t head)
 			}
 	}
 	row.runner = sc->runner;
+	row.partition = -1;
+	if (sc->nparts && !sc->hp->cfg->mode_all) {
+		row.partition = sl_partition_of(stream, sc->nparts);
+		row.runner = *sc->part_owner[row.partition] ? sc->part_owner[row.partition] : NULL;
+	}
 	row.reload_error = sc->reload_error;
 	row.rate = 0;
-	if (sc->runner &&
+	if (row.runner &&
 	    (rc = sl_ckpt_rate_get(sc->h->store, sc->hp->cfg->name, stream, &row.rate, sc->d))) {
 		sl_ckpt_release(&ck);
 		return rc;
@@ -591,7 +623,7 @@ static int status_all(struct sl_host *h, struct status_ctx *sc, struct sl_diag *
 
 int sl_host_status(struct sl_host *h, sl_status_fn fn, void *ud, struct sl_diag *d)
 {
-	struct status_ctx sc = {h, NULL, NULL, 0, fn, ud, NULL, NULL, d};
+	struct status_ctx sc = {h, NULL, NULL, 0, fn, ud, NULL, NULL, 0, NULL, d};
 	size_t i;
 	int rc;
 
@@ -609,11 +641,32 @@ int sl_host_status(struct sl_host *h, sl_status_fn fn, void *ud, struct sl_diag 
 	return rc;
 }
 
+/* Reads the live owner of every partition of the processor sc lists, when it is
+ * partitioned. */
+static int status_parts(struct sl_host *h, struct status_ctx *sc, struct sl_diag *d)
+{
+	int k, rc;
+
+	sc->nparts = parts_of(h, sc->hp->cfg);
+	if (!sc->nparts)
+		return 0;
+	if (!sc->part_owner &&
+	    !(sc->part_owner = calloc(SL_PARTITIONS_MAX, sizeof(*sc->part_owner))))
+		return sl_diag_set(d, SL_ENOMEM, "out of memory");
+	for (k = 0; k < sc->nparts; k++) {
+		struct sl_lease l;
+		if ((rc = live_part_runner(h, sc->hp->cfg->name, k, &l, d)) < 0)
+			return rc;
+		snprintf(sc->part_owner[k], sizeof(sc->part_owner[k]), "%s", rc ? l.owner : "");
+	}
+	return 0;
+}
+
 static int status_all(struct sl_host *h, struct status_ctx *scp, struct sl_diag *d)
 {
 	struct status_ctx sc = *scp;
 	size_t i;
-	int rc;
+	int rc = 0;
 
 	for (i = 0; i < (h->reload ? sl_pump_nprocs(h->pump) : h->nprocs); i++) {
 		struct sl_pump_proc cur = h->reload ? *sl_pump_proc_at(h->pump, i) : h->procs[i];
@@ -622,10 +675,11 @@ static int status_all(struct sl_host *h, struct status_ctx *scp, struct sl_diag 
 		int64_t head;
 		sc.hp = &cur;
 		if ((rc = live_runner(h, sc.hp->cfg->name, &l, d)) < 0)
-			return rc;
+			break;
 		sc.runner = rc ? l.owner : NULL;
-		if ((rc = sl_ckpt_reload_error_get(h->store, sc.hp->cfg->name, &reload_error, d)))
-			return rc;
+		if ((rc = status_parts(h, &sc, d)) ||
+		    (rc = sl_ckpt_reload_error_get(h->store, sc.hp->cfg->name, &reload_error, d)))
+			break;
 		sc.reload_error = reload_error;
 		if (!sc.hp->cfg->mode_all)
 			rc = sl_store_streams(h->store, NULL, status_stream, &sc, d);
@@ -633,9 +687,10 @@ static int status_all(struct sl_host *h, struct status_ctx *scp, struct sl_diag 
 			rc = status_line(&sc, "", head);
 		free(reload_error);
 		if (rc)
-			return rc;
+			break;
 	}
-	return 0;
+	free(sc.part_owner);
+	return rc;
 }
 
 static int is_stream(void *ud, const struct sl_stream_info *info)

@@ -145,7 +145,9 @@ struct sl_status_row {
 	const char *status;
 	const char *last_error;
 	int64_t background_failures;
-	const char *runner;       /* the owner of the processor's live lease, or NULL */
+	int partition;            /* the instance's partition (partitioned runners), or -1 */
+	const char *runner;       /* the owner of the live lease of the processor (or of
+	                           * the instance's partition), or NULL */
 	double rate;              /* events per second over the last 10 s, 0 when idle */
 	const char *reload_error; /* why the processor's last hot reload failed, or NULL */
 };

@@ -15,11 +15,20 @@
 
 #include "sl_log.h"
 
+/* One partition of a partitioned processor (guarded by mu). */
+struct part {
+	struct sl_part_view v;
+	int inuse; /* the pump runs it: renewed even when no longer wanted */
+};
+
 struct entry {
 	char *proc;
 	int active;             /* taken and renewed (0 after sl_leases_drop) */
 	int release;            /* dropped while held: release it in the next round */
 	struct sl_lease_view v; /* guarded by mu */
+	int nparts;             /* 0: one lease for the processor; else its partitions */
+	struct part *parts;
+	int nrunners; /* live runners the last round saw (partitioned) */
 };
 
 struct sl_leases {
@@ -34,6 +43,7 @@ struct sl_leases {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int started, stop, poked;
+	uint64_t rounds; /* rounds done (guarded by mu) */
 	struct entry *e;
 	size_t n, cap;
 };
@@ -63,12 +73,132 @@ static void on_async(uv_async_t *a)
 	l->fn(l->ud);
 }
 
+/* The runners a round saw: this runner's rank among them, their number, and the
+ * earliest end of another one's heartbeat. */
+struct who {
+	const char *owner;
+	int me, n;
+	int64_t earliest;
+};
+
+static int collect(void *ud, const char *owner, int64_t until_ms)
+{
+	struct who *w = ud;
+
+	if (!strcmp(owner, w->owner))
+		w->me = w->n;
+	else if (until_ms < w->earliest)
+		w->earliest = until_ms;
+	w->n++;
+	return 0;
+}
+
+/* Gives up every partition of entry i this runner holds, and its heartbeat. */
+static void part_leave(struct sl_leases *l, size_t i, const char *proc, int nparts)
+{
+	struct sl_diag d;
+	int k;
+
+	for (k = 0; k < nparts; k++) {
+		int held;
+		pthread_mutex_lock(&l->mu);
+		held = l->e[i].parts[k].v.held;
+		l->e[i].parts[k].v.held = l->e[i].parts[k].v.want = 0;
+		pthread_mutex_unlock(&l->mu);
+		sl_diag_init(&d);
+		if (held && sl_store_part_release(l->store, proc, k, l->owner, &d))
+			sl_log(SL_LOG_WARN, proc, NULL, 0,
+			       "cannot release the lease of partition %d: %s", k, sl_diag_msg(&d));
+	}
+	sl_diag_init(&d);
+	if (sl_store_runners(l->store, proc, l->owner, 0, collect,
+	                     &(struct who){l->owner, -1, 0, INT64_MAX}, &d))
+		sl_log(SL_LOG_WARN, proc, NULL, 0, "cannot remove this runner's heartbeat: %s",
+		       sl_diag_msg(&d));
+}
+
+/* One round of a partitioned processor: the heartbeat, then the partitions assigned
+ * to this runner (partition k goes to the live runner of rank k mod R, runners in
+ * strcmp order of their names) taken or renewed, those the pump still runs renewed,
+ * the others it holds released. *wake is lowered to when a lease or heartbeat this
+ * runner waits for ends. */
+static void part_round(struct sl_leases *l, size_t i, const char *proc, int *changed, int64_t *wake)
+{
+	struct who w = {l->owner, -1, 0, INT64_MAX};
+	struct sl_diag d;
+	int nparts, k, rc;
+	int64_t now;
+
+	pthread_mutex_lock(&l->mu);
+	nparts = l->e[i].nparts;
+	pthread_mutex_unlock(&l->mu);
+	sl_diag_init(&d);
+	if ((rc = sl_store_runners(l->store, proc, l->owner, l->ttl_ms, collect, &w, &d)))
+		sl_log(SL_LOG_WARN, proc, NULL, 0, "cannot write this runner's heartbeat: %s",
+		       sl_diag_msg(&d));
+	now = sl_store_now_ms();
+	if (!rc && w.earliest != INT64_MAX && w.earliest - now + 1 < *wake)
+		*wake = w.earliest - now + 1 > 1 ? w.earliest - now + 1 : 1;
+	pthread_mutex_lock(&l->mu);
+	if (!rc && l->e[i].nrunners != w.n)
+		*changed = 1;
+	if (!rc)
+		l->e[i].nrunners = w.n;
+	pthread_mutex_unlock(&l->mu);
+	for (k = 0; k < nparts; k++) {
+		struct part *pt;
+		struct sl_lease row;
+		int want, inuse, held, nheld, arc = 0;
+		pthread_mutex_lock(&l->mu);
+		pt = &l->e[i].parts[k];
+		want = rc ? pt->v.want : w.me >= 0 && k % w.n == w.me;
+		inuse = pt->inuse;
+		held = pt->v.held;
+		row = pt->v.row;
+		pthread_mutex_unlock(&l->mu);
+		sl_diag_init(&d);
+		if (want || inuse) {
+			arc = sl_store_part_acquire(l->store, proc, k, l->owner, l->ttl_ms, &row,
+			                            &d);
+		} else if (held) {
+			arc = sl_store_part_release(l->store, proc, k, l->owner, &d);
+			if (!arc)
+				memset(&row, 0, sizeof(row));
+		}
+		if (arc) {
+			/* The fence keeps commits safe; the next round tries again. */
+			sl_log(SL_LOG_WARN, proc, NULL, 0,
+			       "cannot renew the lease of partition %d: %s", k, sl_diag_msg(&d));
+			continue;
+		}
+		nheld = (want || inuse) && !strcmp(row.owner, l->owner);
+		if (want && !nheld && row.expires_at > now && row.expires_at - now + 1 < *wake)
+			*wake = row.expires_at - now + 1;
+		pthread_mutex_lock(&l->mu);
+		pt = &l->e[i].parts[k];
+		/* (Held but not run is news too: the pump left it off after a refused
+		 * batch until a round saw the lease again.) */
+		if (!pt->v.seen || pt->v.want != want || pt->v.held != nheld ||
+		    pt->v.row.epoch != row.epoch || strcmp(pt->v.row.owner, row.owner) ||
+		    (nheld && want && !pt->inuse))
+			*changed = 1;
+		pt->v.row = row;
+		pt->v.held = nheld;
+		pt->v.want = want;
+		pt->v.seen = 1;
+		pt->v.round = l->rounds + 1;
+		pthread_mutex_unlock(&l->mu);
+	}
+}
+
 /* One round: take or renew every active lease, release the dropped ones; wakes the
- * loop when a view changed. Runs on the keeper thread. */
-static void round_(struct sl_leases *l)
+ * loop when a view changed. Runs on the keeper thread. Returns how long the next
+ * round may wait at most (ms). */
+static int64_t round_(struct sl_leases *l)
 {
 	size_t i, n;
 	int changed = 0;
+	int64_t wake = l->ttl_ms / 4 > 0 ? l->ttl_ms / 4 : 1;
 
 	pthread_mutex_lock(&l->mu);
 	n = l->n;
@@ -78,16 +208,24 @@ static void round_(struct sl_leases *l)
 		struct sl_lease row;
 		struct sl_diag d;
 		char proc[SL_STREAM_MAX + 1];
-		int active, release, rc;
+		int active, release, rc, nparts;
 
 		pthread_mutex_lock(&l->mu);
 		e = &l->e[i];
 		snprintf(proc, sizeof(proc), "%s", e->proc);
 		active = e->active;
 		release = e->release;
+		nparts = e->nparts;
 		e->release = 0;
 		pthread_mutex_unlock(&l->mu);
 		sl_diag_init(&d);
+		if (nparts) {
+			if (release)
+				part_leave(l, i, proc, nparts);
+			else if (active)
+				part_round(l, i, proc, &changed, &wake);
+			continue;
+		}
 		if (release) {
 			if (sl_store_lease_release(l->store, proc, l->owner, &d))
 				sl_log(SL_LOG_WARN, proc, NULL, 0, "cannot release the lease: %s",
@@ -112,20 +250,24 @@ static void round_(struct sl_leases *l)
 		e->v.seen = 1;
 		pthread_mutex_unlock(&l->mu);
 	}
+	pthread_mutex_lock(&l->mu);
+	l->rounds++;
+	pthread_mutex_unlock(&l->mu);
 	if (changed)
 		uv_async_send(&l->async);
+	return wake;
 }
 
 static void *keeper(void *ud)
 {
 	struct sl_leases *l = ud;
-	int64_t every = l->ttl_ms / 4 > 0 ? l->ttl_ms / 4 : 1;
 
 	pthread_mutex_lock(&l->mu);
 	while (!l->stop) {
 		struct timespec until;
+		int64_t every;
 		pthread_mutex_unlock(&l->mu);
-		round_(l);
+		every = round_(l);
 		pthread_mutex_lock(&l->mu);
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_sec += every / 1000;
@@ -172,7 +314,14 @@ int sl_leases_new(struct sl_leases **out, uv_loop_t *loop, const char *path, dou
 
 int sl_leases_add(struct sl_leases *l, const char *proc, size_t *index, struct sl_diag *d)
 {
+	return sl_leases_add_parts(l, proc, 0, index, d);
+}
+
+int sl_leases_add_parts(struct sl_leases *l, const char *proc, int nparts, size_t *index,
+                        struct sl_diag *d)
+{
 	char *copy = strdup(proc);
+	struct part *parts = nparts > 0 ? calloc((size_t)nparts, sizeof(*parts)) : NULL;
 	int rc = 0;
 
 	pthread_mutex_lock(&l->mu);
@@ -184,13 +333,16 @@ int sl_leases_add(struct sl_leases *l, const char *proc, size_t *index, struct s
 			l->cap = cap;
 		}
 	}
-	if (!copy || l->n == l->cap) {
+	if (!copy || l->n == l->cap || (nparts > 0 && !parts)) {
 		free(copy);
+		free(parts);
 		rc = sl_diag_set(d, SL_ENOMEM, "out of memory");
 	} else {
 		memset(&l->e[l->n], 0, sizeof(l->e[l->n]));
 		l->e[l->n].proc = copy;
 		l->e[l->n].active = 1;
+		l->e[l->n].nparts = nparts > 0 ? nparts : 0;
+		l->e[l->n].parts = parts;
 		*index = l->n++;
 		l->poked = 1;
 		pthread_cond_signal(&l->cv);
@@ -204,7 +356,7 @@ void sl_leases_drop(struct sl_leases *l, size_t i)
 	pthread_mutex_lock(&l->mu);
 	if (i < l->n && l->e[i].active) {
 		l->e[i].active = 0;
-		l->e[i].release = l->e[i].v.held;
+		l->e[i].release = l->e[i].v.held || l->e[i].nparts;
 		l->e[i].v.held = 0;
 		l->poked = 1;
 		pthread_cond_signal(&l->cv);
@@ -233,6 +385,39 @@ void sl_leases_poke(struct sl_leases *l)
 const char *sl_leases_owner(const struct sl_leases *l)
 {
 	return l->owner;
+}
+
+void sl_leases_part_get(struct sl_leases *l, size_t i, int k, struct sl_part_view *out)
+{
+	pthread_mutex_lock(&l->mu);
+	if (i < l->n && k >= 0 && k < l->e[i].nparts)
+		*out = l->e[i].parts[k].v;
+	else
+		memset(out, 0, sizeof(*out));
+	pthread_mutex_unlock(&l->mu);
+}
+
+void sl_leases_part_inuse(struct sl_leases *l, size_t i, int k, int inuse)
+{
+	pthread_mutex_lock(&l->mu);
+	if (i < l->n && k >= 0 && k < l->e[i].nparts && l->e[i].parts[k].inuse != inuse) {
+		l->e[i].parts[k].inuse = inuse;
+		if (!inuse) { /* released in the next round unless still wanted */
+			l->poked = 1;
+			pthread_cond_signal(&l->cv);
+		}
+	}
+	pthread_mutex_unlock(&l->mu);
+}
+
+int sl_leases_runners(struct sl_leases *l, size_t i)
+{
+	int n;
+
+	pthread_mutex_lock(&l->mu);
+	n = i < l->n ? l->e[i].nrunners : 0;
+	pthread_mutex_unlock(&l->mu);
+	return n;
 }
 
 void sl_leases_get(struct sl_leases *l, size_t i, struct sl_lease_view *out)
@@ -266,6 +451,13 @@ void sl_leases_free(struct sl_leases *l)
 	for (i = 0; i < l->n; i++) {
 		struct sl_diag d;
 		sl_diag_init(&d);
+		if (l->e[i].nparts) {
+			if (l->e[i].active || l->e[i].release)
+				part_leave(l, i, l->e[i].proc, l->e[i].nparts);
+			free(l->e[i].parts);
+			free(l->e[i].proc);
+			continue;
+		}
 		if ((l->e[i].v.held || l->e[i].release) &&
 		    sl_store_lease_release(l->store, l->e[i].proc, l->owner, &d))
 			sl_log(SL_LOG_WARN, l->e[i].proc, NULL, 0, "cannot release the lease: %s",

@@ -14,6 +14,14 @@
  * held by another owner than before. sl_leases_poke asks the keeper to try at once
  * (a standby that saw the lease released).
  *
+ * Partitioned runners (sl_leases_add_parts, a nats:// store): several runners share
+ * a processor. Each keeps a heartbeat in the store; the live runners, in name order,
+ * split the partitions (partition k to the one of rank k mod R), and each runner takes
+ * the leases of its own. When a runner joins or leaves the assignment changes: the
+ * pump of a runner that lost a partition stops running it between batches and says
+ * so (sl_leases_part_inuse), and only then does the keeper release its lease, so the
+ * next owner takes it once no batch of the old one can commit.
+ *
  * Ownership: the keeper copies the processor names; the loop is borrowed. Threads:
  * every function is called on the loop thread; the keeper thread is internal.
  */
@@ -38,7 +46,18 @@ int sl_leases_new(struct sl_leases **out, struct uv_loop_s *loop, const char *pa
                   sl_leases_fn fn, void *ud, struct sl_diag *d);
 /* Adds a processor (before or after start); returns its index. */
 int sl_leases_add(struct sl_leases *l, const char *proc, size_t *index, struct sl_diag *d);
-/* Stops taking and renewing processor i and releases its lease if held. */
+/* Adds a partitioned processor (nparts 1..SL_PARTITIONS_MAX; 0 is sl_leases_add):
+ * instead of the processor's lease the keeper keeps this runner's heartbeat in the
+ * store (sl_store_runners) and, each round, takes or renews the leases of the
+ * partitions assigned to it (partition k to the live runner of rank k mod R, the R
+ * runners in strcmp order of their names) and of those the pump still runs
+ * (sl_leases_part_inuse), and releases the others it holds. A round comes every
+ * ttl/4, or sooner when a lease or heartbeat it waits for ends then: a dead runner's
+ * partitions are taken once its heartbeat and leases expire. */
+int sl_leases_add_parts(struct sl_leases *l, const char *proc, int nparts, size_t *index,
+                        struct sl_diag *d);
+/* Stops taking and renewing processor i and releases its lease if held (partitioned:
+ * every partition it holds, and its heartbeat). */
 void sl_leases_drop(struct sl_leases *l, size_t i);
 /* Starts the keeper thread: the first round runs at once. */
 int sl_leases_start(struct sl_leases *l, struct sl_diag *d);
@@ -54,6 +73,23 @@ struct sl_lease_view {
 	int held, seen;
 };
 void sl_leases_get(struct sl_leases *l, size_t i, struct sl_lease_view *out);
+
+/* What the keeper last saw of partition k of processor i: the row after its last
+ * take or renewal (zeroed when neither was tried), whether this runner holds it and
+ * whether it is assigned to it (want). round is the keeper round that saw it (1, 2,
+ * ...; 0: none yet). */
+struct sl_part_view {
+	struct sl_lease row;
+	int held, want, seen;
+	uint64_t round;
+};
+void sl_leases_part_get(struct sl_leases *l, size_t i, int k, struct sl_part_view *out);
+/* The pump runs partition k of processor i (inuse 1: the keeper renews it even when
+ * it is no longer assigned to this runner) or stopped running it (0: released in the
+ * next round unless assigned; that round comes at once). */
+void sl_leases_part_inuse(struct sl_leases *l, size_t i, int k, int inuse);
+/* The live runners of partitioned processor i the last round saw (this one included). */
+int sl_leases_runners(struct sl_leases *l, size_t i);
 
 /* Stops the keeper thread and releases every lease held (a clean stop: a standby
  * takes over at once), then frees; NULL is a no-op. The loop must run once more for

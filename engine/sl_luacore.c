@@ -635,6 +635,8 @@ static int push_status_row(lua_State *L, const void *row, struct sl_diag *d)
 	set_str(L, "status", r->status);
 	set_str_or_null(L, "lastError", r->last_error);
 	set_int(L, "backgroundFailures", r->background_failures);
+	if (r->partition >= 0)
+		set_int(L, "partition", r->partition);
 	set_str_or_null(L, "runner", r->runner);
 	lua_pushnumber(L, r->rate);
 	lua_setfield(L, -2, "rate");

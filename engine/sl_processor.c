@@ -961,18 +961,39 @@ int sl_proc_is_budget_failure(const char *msg)
 	return sl_sandbox_is_budget_message(msg);
 }
 
-/* The lease fence every commit of the processor carries, or NULL (no runner). */
-static const struct sl_fence *fence_of(const struct sl_proc *p)
+/* The lease fence of a commit of the processor for instance stream (NULL: the
+ * processor's own writes), or NULL (no runner). A partitioned processor fences an
+ * instance's commit on the lease of its partition, at the epoch this runner holds it
+ * (0 when it does not: the commit is refused), and its own writes not at all. */
+static const struct sl_fence *fence_for(struct sl_proc *p, const char *stream)
 {
-	return p->fence.owner ? &p->fence : NULL;
+	int k;
+
+	if (!p->fence.owner)
+		return NULL;
+	if (!p->nparts)
+		return &p->fence;
+	if (!stream)
+		return NULL;
+	k = sl_partition_of(stream, p->nparts);
+	p->pfence = p->fence;
+	p->pfence.epoch = p->part_epochs[k];
+	p->pfence.part = k + 1;
+	return &p->pfence;
 }
 
-/* Opens p->commit, for prepare or a batch, and binds ctx.db to it. */
-static int open_commit(struct sl_proc *p, struct sl_diag *d)
+static const struct sl_fence *fence_of(struct sl_proc *p)
+{
+	return fence_for(p, NULL);
+}
+
+/* Opens p->commit, for prepare (stream NULL) or a batch of instance stream, and binds
+ * ctx.db to it. */
+static int open_commit(struct sl_proc *p, const char *stream, struct sl_diag *d)
 {
 	int rc;
 
-	if ((rc = sl_commit_begin(p->store, fence_of(p), &p->commit, d)))
+	if ((rc = sl_commit_begin(p->store, fence_for(p, stream), &p->commit, d)))
 		return rc;
 	if ((rc = sl_dbapi_bind(p->db, sl_commit_projection(p->commit), d))) {
 		sl_commit_end(p->commit, 0, NULL);
@@ -1005,7 +1026,7 @@ static int run_prepare(struct sl_proc *p, struct sl_diag *d)
 		p->prepared = 1;
 		return 0;
 	}
-	if ((rc = open_commit(p, d)))
+	if ((rc = open_commit(p, NULL, d)))
 		return rc;
 	p->preparing = 1;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_ctx);
@@ -1126,7 +1147,7 @@ static int count_background_failure(struct sl_proc *p, const char *stream, struc
 	struct sl_commit *c;
 	int rc, end;
 
-	if ((rc = sl_commit_begin(p->store, fence_of(p), &c, d)))
+	if ((rc = sl_commit_begin(p->store, fence_for(p, stream), &c, d)))
 		return rc;
 	rc = sl_ckpt_add_background_failure(c, p->cfg.name, stream, d);
 	end = sl_commit_end(c, rc == 0, d);
@@ -1251,7 +1272,7 @@ static void settle(struct run *r)
 		finish(r, r->fail.code, &r->fail);
 		return;
 	}
-	if (!p->commit && ((rc = open_commit(p, &d)) || (rc = replay(p, r, &d)))) {
+	if (!p->commit && ((rc = open_commit(p, r->in->stream, &d)) || (rc = replay(p, r, &d)))) {
 		end_commit(p, 0, NULL);
 		finish(r, rc, &d);
 		return;
@@ -1299,7 +1320,7 @@ static void run_hooks(struct sl_proc *p, struct run *r)
 	enum sl_budget b;
 	int rc;
 
-	if ((rc = open_commit(p, &r->fail))) {
+	if ((rc = open_commit(p, r->in->stream, &r->fail))) {
 		r->failed = 1;
 		return;
 	}
@@ -1408,7 +1429,7 @@ int sl_proc_dead_letter(struct sl_proc *p, struct sl_inst *in, const struct sl_e
 
 	sl_store_now(at, sizeof(at));
 	dl.at = at;
-	if ((rc = sl_commit_begin(p->store, sl_proc_fence(p), &c, d)))
+	if ((rc = sl_commit_begin(p->store, fence_for(p, in->stream), &c, d)))
 		return rc;
 	if (!(rc = sl_ckpt_dead_letter(c, &dl, d)))
 		rc = sl_ckpt_put_offset(c, p->cfg.name, in->stream, seq,
@@ -1674,11 +1695,23 @@ void sl_proc_set_fence(struct sl_proc *p, const struct sl_fence *f)
 	p->fence.processor = p->cfg.name;
 	p->fence.owner = p->fence_owner;
 	p->fence.epoch = f ? f->epoch : 0;
+	p->fence.part = 0;
 }
 
 const struct sl_fence *sl_proc_fence(const struct sl_proc *p)
 {
-	return fence_of(p);
+	return p->fence.owner ? &p->fence : NULL;
+}
+
+const struct sl_fence *sl_proc_fence_for(struct sl_proc *p, const char *stream)
+{
+	return fence_for(p, stream);
+}
+
+void sl_proc_set_partitions(struct sl_proc *p, int n, const int64_t *epochs)
+{
+	p->nparts = epochs ? n : 0;
+	p->part_epochs = epochs;
 }
 
 int sl_proc_activate(struct sl_proc *p, const struct sl_fence *f, struct sl_diag *d)

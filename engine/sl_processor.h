@@ -124,6 +124,15 @@ int sl_proc_attach(struct sl_proc *p, struct sl_store *s, int set_anchor, struct
 void sl_proc_set_fence(struct sl_proc *p, const struct sl_fence *f);
 /* The fence set by sl_proc_set_fence, or NULL. */
 const struct sl_fence *sl_proc_fence(const struct sl_proc *p);
+/* The fence of a commit for instance stream: the processor's fence, or on a
+ * partitioned processor the lease of the stream's partition at the epoch in the
+ * processor's table (stream NULL, the processor's own writes: none). Valid until the
+ * next call; NULL without a runner. */
+const struct sl_fence *sl_proc_fence_for(struct sl_proc *p, const char *stream);
+/* Partitions the processor's commits over n partitions (sl_partition_of), fenced on
+ * the leases whose epochs[0..n) this runner holds (borrowed, kept up to date by the
+ * caller; 0 where it holds none). epochs NULL: not partitioned (the default). */
+void sl_proc_set_partitions(struct sl_proc *p, int n, const int64_t *epochs);
 /* A runner took the processor's lease (sluice run): sets the fence, forgets every
  * instance (their checkpoints are read again: another runner may have moved them),
  * and does the writes sl_proc_attach does with set_anchor (faults cleared on a

@@ -108,6 +108,11 @@ struct sl_proc {
 	struct sl_work_src *prep_src; /* the source of work started by prepare */
 	struct sl_fence fence;        /* of every commit when fence.owner is set */
 	char *fence_owner;            /* owned copy of fence.owner */
+	/* Partitioned (sl_proc_set_partitions): nparts > 0, and the epoch at which this
+	 * runner holds each partition's lease (borrowed from the pump; 0: not held). */
+	int nparts;
+	const int64_t *part_epochs;
+	struct sl_fence pfence; /* the fence fence_for handed out last */
 };
 
 /* ---- the batch model, for ctx (sl_processor.c) ---- */

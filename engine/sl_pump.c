@@ -85,6 +85,17 @@ struct slot {
 	struct sl_pump_proc next;   /* the version that takes over (next.p set) */
 	int removing;               /* the processor leaves the deployment */
 	struct sl_pump_stats stats; /* for /metrics (lag and leader filled on request) */
+	/* Partitioned (nparts > 0: partitioned runners, sl_lease.h): the lease epoch at
+	 * which this runner runs each partition (0: it does not), the keeper round up to
+	 * which a partition whose batch the fence refused stays off, whether the
+	 * processor itself was activated (claim, prepare), and whether the set of
+	 * partitions run is to change once no batch is in flight. */
+	int nparts;
+	int64_t *part_epoch;
+	uint64_t *part_fenced;
+	int proc_active;
+	int parts_pending;
+	int parts_logged; /* the runners log_parts last named (-1: none yet) */
 };
 
 struct sl_pump {
@@ -424,6 +435,13 @@ static int fenced(int rc, const struct sl_diag *d)
 	return rc == SL_EFENCED || (d && d->code == SL_EFENCED);
 }
 
+/* This runner runs the instance of stream (always, unless the processor is
+ * partitioned: then only when it runs the stream's partition). */
+static int owns(const struct slot *sl, const char *stream)
+{
+	return !sl->nparts || sl->part_epoch[sl_partition_of(stream, sl->nparts)] != 0;
+}
+
 /* Writes the fault row of an instance and, when it has a stream, its
  * stream/error-occurred ev, in one commit. */
 static int record_fault(struct sl_pump *pm, const struct sl_fence *f, const char *proc,
@@ -478,7 +496,8 @@ static void fault(struct sl_pump *pm, struct sl_pump_proc *hp, struct sl_inst *i
 	ev.payload = payload.ptr;
 	ev.payload_len = payload.len;
 	ev.key = key;
-	if (record_fault(pm, sl_proc_fence(hp->p), hp->cfg->name, in->stream, msg, &ev, &d) &&
+	if (record_fault(pm, sl_proc_fence_for(hp->p, in->stream), hp->cfg->name, in->stream, msg,
+	                 &ev, &d) &&
 	    !fenced(d.code, &d)) {
 		/* The store took no write (a full disk): status cannot show this fault, so
 		 * the run says it and fails (sl_pump_run). */
@@ -720,7 +739,15 @@ static void on_ingested(void *ud, struct sl_inst *in, int rc, const struct sl_di
 		}
 	} else if (fenced(rc, d)) {
 		sl_log(SL_LOG_WARN, hp->cfg->name, stream, 0, "%s", sl_diag_msg(d));
-		sl->fenced_epoch = sl->epoch;
+		if (sl->nparts) { /* that partition stops until the keeper saw its lease again */
+			int pk = sl_partition_of(in->stream, sl->nparts);
+			struct sl_part_view v;
+			sl_leases_part_get(pm->leases, sl->lease, pk, &v);
+			sl->part_fenced[pk] = v.round;
+			sl->parts_pending = 1;
+		} else {
+			sl->fenced_epoch = sl->epoch;
+		}
 		if (pm->leases)
 			sl_leases_poke(pm->leases);
 	} else if (++in->fails >= hp->cfg->retry_attempts) {
@@ -897,7 +924,8 @@ static int route_event(void *ud, const struct sl_event *ev)
 
 	r->last = ev->position;
 	r->n++;
-	if (!hp->cfg->mode_all && !sl_pattern_match(hp->cfg->streams, ev->stream))
+	if (!hp->cfg->mode_all &&
+	    (!sl_pattern_match(hp->cfg->streams, ev->stream) || !owns(r->sl, ev->stream)))
 		return 0;
 	if (!(in = sl_proc_instance(hp->p, hp->cfg->mode_all ? "" : ev->stream)))
 		return sl_diag_set(r->d, SL_ENOMEM, "out of memory");
@@ -944,7 +972,7 @@ static int scan_stream(void *ud, const struct sl_behind *b)
 	struct sl_pump_proc *hp = &sc->sl->pp;
 	struct sl_inst *in;
 
-	if (!sl_pattern_match(hp->cfg->streams, b->stream))
+	if (!sl_pattern_match(hp->cfg->streams, b->stream) || !owns(sc->sl, b->stream))
 		return 0;
 	if (!(in = sl_proc_instance(hp->p, b->stream)))
 		return sl_diag_set(sc->d, SL_ENOMEM, "out of memory");
@@ -1021,7 +1049,7 @@ static int deliver(struct sl_pump *pm, struct slot *sl, uint64_t now, struct sl_
 		 * a catch-up over many instances; the rest stay queued for the next one. */
 		if (!full && (i & 63) == 63 && uv_hrtime() > until)
 			full = pm->progress = 1;
-		if (rc || full || pm->stopping || in->busy || !sl->leader) {
+		if (rc || full || pm->stopping || in->busy || !sl->leader || sl->parts_pending) {
 			/* kept as it is */
 		} else if (in->faulted || (in->loaded && in->offset >= in->head)) {
 			keep = 0;
@@ -1059,11 +1087,22 @@ static int deliver(struct sl_pump *pm, struct slot *sl, uint64_t now, struct sl_
 
 /* ---- leases --------------------------------------------------------------------------------- */
 
+/* Runs the processor's prepare; a failure is retried with its first batch. */
+static void start_prepare(struct slot *sl)
+{
+	struct sl_diag pd;
+
+	sl_diag_init(&pd);
+	if (sl_proc_prepare(sl->pp.p, &pd))
+		sl_log(SL_LOG_WARN, sl->pp.cfg->name, NULL, 0, "%s (retried with its first batch)",
+		       sl_diag_msg(&pd));
+}
+
 /* This runner took the lease of sl at epoch (or took it again at a new epoch, or a
  * new version of the processor takes over under the same lease). */
 static int activate(struct sl_pump *pm, struct slot *sl, int64_t epoch, struct sl_diag *d)
 {
-	struct sl_fence f = {sl->pp.cfg->name, sl_leases_owner(pm->leases), epoch};
+	struct sl_fence f = {sl->pp.cfg->name, sl_leases_owner(pm->leases), epoch, 0};
 	struct sl_diag pd;
 	int rc;
 
@@ -1097,6 +1136,142 @@ static void stand_by(struct sl_pump *pm, struct slot *sl)
 	sl->catching_up = 0;
 }
 
+/* ---- partitioned runners --------------------------------------------------------------------- */
+
+/* The partitions of a processor in this run: the deployment's, when the store has
+ * partitioned runners and the processor has one instance per stream; else 0. */
+static int parts_of(const struct sl_pump *pm, const struct sl_deploy_proc *cfg)
+{
+	if (pm->o.lease_ms <= 0 || pm->o.partitions <= 1 || cfg->mode_all ||
+	    !sl_store_has_partitions(pm->store))
+		return 0;
+	return pm->o.partitions;
+}
+
+/* Sets up the partitions of sl (nparts of them, 0: none) and hands them to its
+ * processor. */
+static int setup_parts(struct slot *sl, int nparts, struct sl_diag *d)
+{
+	if (nparts > 0) {
+		sl->part_epoch = calloc((size_t)nparts, sizeof(*sl->part_epoch));
+		sl->part_fenced = calloc((size_t)nparts, sizeof(*sl->part_fenced));
+		if (!sl->part_epoch || !sl->part_fenced)
+			return sl_diag_set(d, SL_ENOMEM, "out of memory");
+		sl->nparts = nparts;
+	}
+	sl_proc_set_partitions(sl->pp.p, sl->nparts, sl->part_epoch);
+	return 0;
+}
+
+/* Logs the partitions sl runs now, and among how many runners. */
+static void log_parts(struct sl_pump *pm, struct slot *sl)
+{
+	char list[SL_PARTITIONS_MAX * 6];
+	size_t n = 0;
+	int k, nrun = 0, nr = sl_leases_runners(pm->leases, sl->lease);
+
+	for (k = 0; k < sl->nparts; k++)
+		nrun += sl->part_epoch[k] != 0;
+	sl->parts_logged = nr;
+
+	list[0] = '\0';
+	for (k = 0; k < sl->nparts && n + 8 < sizeof(list); k++)
+		if (sl->part_epoch[k])
+			n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%d", n ? "," : "", k);
+	if (nrun)
+		sl_log(SL_LOG_INFO, sl->pp.cfg->name, NULL, 0,
+		       "running partitions %s of processor '%s' (%d of %d; %d runner%s)", list,
+		       sl->pp.cfg->name, nrun, sl->nparts, nr, nr == 1 ? "" : "s");
+	else
+		sl_log(SL_LOG_INFO, sl->pp.cfg->name, NULL, 0,
+		       "standby: processor '%s' has no partition for this runner (%d partitions; "
+		       "%d "
+		       "runner%s)",
+		       sl->pp.cfg->name, sl->nparts, nr, nr == 1 ? "" : "s");
+}
+
+/* A change of partitions that failed with rc: a store that did not answer in time
+ * (SL_EIO) is tried again by the next round (the partitions are not run meanwhile);
+ * anything else fails the round. */
+static int parts_retry(struct sl_pump *pm, struct slot *sl, int rc, struct sl_diag *d)
+{
+	if (rc != SL_EIO)
+		return rc;
+	sl_log(SL_LOG_WARN, sl->pp.cfg->name, NULL, 0, "%s (tried again)", sl_diag_msg(d));
+	sl_diag_init(d);
+	clear_queue(sl);
+	sl->parts_pending = 1;
+	pm->retrying = 1;
+	return 0;
+}
+
+/* Brings a partitioned slot in line with what the keeper saw: it runs the partitions
+ * this runner holds and is assigned. A change applies between batches only (none of
+ * the slot in flight; meanwhile no batch starts): then every cached instance is
+ * forgotten and the instances of the partitions run now are caught up from their
+ * checkpoints, so a partition taken over starts from what its last owner committed. */
+static int sync_parts(struct sl_pump *pm, struct slot *sl, struct sl_diag *d)
+{
+	struct sl_fence f = {sl->pp.cfg->name, sl_leases_owner(pm->leases), 0, 0};
+	int k, nrun = 0, change = sl->parts_pending, tries, rc;
+
+	for (k = 0; k < sl->nparts && !change; k++) {
+		struct sl_part_view v;
+		int run;
+		sl_leases_part_get(pm->leases, sl->lease, k, &v);
+		run = v.held && v.want && v.round > sl->part_fenced[k];
+		if (run != (sl->part_epoch[k] != 0) || (run && v.row.epoch != sl->part_epoch[k]))
+			change = 1;
+	}
+	if (!change) {
+		/* The same partitions among another number of runners is news too. */
+		if (sl->parts_logged >= 0 &&
+		    sl->parts_logged != sl_leases_runners(pm->leases, sl->lease))
+			log_parts(pm, sl);
+		return 0;
+	}
+	sl->parts_pending = 1;
+	if (sl->inflight)
+		return 0; /* the batches in flight settle first */
+	sl->parts_pending = 0;
+	if (sl->leader)
+		sl_proc_flush(sl->pp.p);
+	sl_progress_done(pm->prog, sl->pp.cfg->name);
+	clear_queue(sl);
+	forget_rates(sl);
+	sl->catching_up = 0;
+	for (k = 0; k < sl->nparts; k++) {
+		struct sl_part_view v;
+		int run;
+		sl_leases_part_get(pm->leases, sl->lease, k, &v);
+		run = v.held && v.want && v.round > sl->part_fenced[k];
+		sl->part_epoch[k] = run ? v.row.epoch : 0;
+		sl_leases_part_inuse(pm->leases, sl->lease, k, run);
+		nrun += run;
+	}
+	log_parts(pm, sl);
+	sl->leader = 0;
+	if (!nrun) {
+		sl_proc_forget(sl->pp.p);
+		return 0;
+	}
+	if (!sl->proc_active) {
+		for (tries = 0;
+		     (rc = sl_proc_activate(sl->pp.p, &f, d)) == SL_ECONFLICT && tries < 3; tries++)
+			sl_diag_init(d);
+		if (rc)
+			return parts_retry(pm, sl, rc, d);
+		sl->proc_active = 1;
+		start_prepare(sl);
+	} else {
+		sl_proc_forget(sl->pp.p);
+	}
+	if ((rc = catch_up(pm, sl, d)))
+		return parts_retry(pm, sl, rc, d);
+	sl->leader = 1;
+	return 0;
+}
+
 /* Brings every slot in line with what the lease keeper saw. */
 static int sync_leases(struct sl_pump *pm, struct sl_diag *d)
 {
@@ -1106,6 +1281,11 @@ static int sync_leases(struct sl_pump *pm, struct sl_diag *d)
 	for (i = 0; i < pm->nslots; i++) {
 		struct slot *sl = pm->slots[i];
 		struct sl_lease_view v;
+		if (sl->nparts) {
+			if ((rc = sync_parts(pm, sl, d)))
+				return rc;
+			continue;
+		}
 		sl_leases_get(pm->leases, sl->lease, &v);
 		if (!v.seen)
 			continue;
@@ -1146,8 +1326,8 @@ static void check_free_leases(struct sl_pump *pm)
 		struct slot *sl = pm->slots[i];
 		struct sl_lease row;
 		int found;
-		if (sl->leader)
-			continue;
+		if (sl->leader || sl->nparts)
+			continue; /* (a partitioned one's keeper wakes itself) */
 		if (sl_store_lease_get(pm->store, sl->pp.cfg->name, &row, &found, NULL) == 0 &&
 		    (!found || !*row.owner || row.expires_at <= sl_store_now_ms())) {
 			sl_leases_poke(pm->leases);
@@ -1171,6 +1351,8 @@ static void retire(struct sl_pump *pm, struct sl_proc *p)
 
 static void free_slot(struct slot *sl)
 {
+	free(sl->part_epoch);
+	free(sl->part_fenced);
 	free_skips(sl);
 	clear_queue(sl);
 	free(sl->queue);
@@ -1189,7 +1371,7 @@ static int swap_in(struct sl_pump *pm, struct slot *sl, struct sl_proc *old, str
                    size_t n, struct sl_diag *d)
 {
 	const struct sl_proc_cfg *oc = sl_proc_cfg(old), *nc = sl_proc_cfg(sl->pp.p);
-	struct sl_fence f = {sl->pp.cfg->name, sl_leases_owner(pm->leases), sl->epoch};
+	struct sl_fence f = {sl->pp.cfg->name, sl_leases_owner(pm->leases), sl->epoch, 0};
 	struct sl_diag pd;
 	size_t i;
 	int rc;
@@ -1250,6 +1432,17 @@ static int apply_change(struct sl_pump *pm, size_t i, struct sl_diag *d)
 	}
 	sl->pp = sl->next;
 	sl->next.p = NULL;
+	if (sl->nparts) {
+		/* The new version takes over the partitions run now, from the checkpoints. */
+		free(q);
+		retire(pm, old);
+		sl_proc_set_partitions(sl->pp.p, sl->nparts, sl->part_epoch);
+		if (!sl->proc_active)
+			return 0; /* it starts with its first partition */
+		sl->proc_active = 0;
+		sl->parts_pending = 1;
+		return sync_parts(pm, sl, d);
+	}
 	if (!was_leader) {
 		free(q);
 		retire(pm, old);
@@ -1309,7 +1502,10 @@ int sl_pump_set(struct sl_pump *pm, const char *name, struct sl_proc *p,
 		if (!pm->running)
 			return 0;
 		if (pm->leases)
-			return sl_leases_add(pm->leases, name, &sl->lease, d);
+			return (rc = setup_parts(sl, parts_of(pm, cfg), d))
+			               ? rc
+			               : sl_leases_add_parts(pm->leases, name, sl->nparts,
+			                                     &sl->lease, d);
 		return start_slot(pm, sl, d);
 	}
 	retire(pm, sl->next.p); /* a version that never took over */
@@ -1361,7 +1557,7 @@ const struct sl_pump_proc *sl_pump_proc_at(const struct sl_pump *pm, size_t i)
 int sl_pump_exclusive(struct sl_pump *pm, const char *name, sl_pump_op_fn fn, void *ud,
                       struct sl_diag *d)
 {
-	struct sl_fence f = {name, pm->leases ? sl_leases_owner(pm->leases) : NULL, 0};
+	struct sl_fence f = {name, pm->leases ? sl_leases_owner(pm->leases) : NULL, 0, 0};
 	struct slot *sl = NULL;
 	struct sl_diag ad;
 	size_t i;
@@ -1382,7 +1578,14 @@ int sl_pump_exclusive(struct sl_pump *pm, const char *name, sl_pump_op_fn fn, vo
 		                             "processor '%s' has not started in this runner yet "
 		                             "(waiting for its lease)",
 		                             name);
-	if (sl->inflight || sl->next.p || sl->removing)
+	for (i = 0; i < (size_t)sl->nparts; i++)
+		if (!sl->part_epoch[i])
+			return sl_diag_set(
+				d, SL_EBUSY,
+				"processor '%s' is partitioned and this runner does not run "
+				"its partition %zu; stop the other runners first",
+				name, i);
+	if (sl->inflight || sl->next.p || sl->removing || sl->parts_pending)
 		return sl_diag_set(d, SL_EBUSY,
 		                   "processor '%s' has a batch in flight (waiting on its blocking "
 		                   "work); try again once it settled",
@@ -1390,10 +1593,15 @@ int sl_pump_exclusive(struct sl_pump *pm, const char *name, sl_pump_op_fn fn, vo
 	f.epoch = sl->epoch;
 	sl_proc_flush(sl->pp.p);
 	stand_by(pm, sl);
-	rc = fn(ud, &sl->pp, pm->leases ? &f : NULL, d);
+	/* Partitioned: this runner holds every partition, and no lease is the processor's. */
+	rc = fn(ud, &sl->pp, pm->leases && !sl->nparts ? &f : NULL, d);
 	/* Whatever fn did, the processor runs on from what the store holds now. */
 	sl_diag_init(&ad);
-	if (pm->leases)
+	if (sl->nparts) {
+		sl->proc_active = 0;
+		sl->parts_pending = 1;
+		arc = sync_parts(pm, sl, &ad);
+	} else if (pm->leases)
 		arc = activate(pm, sl, sl->epoch, &ad);
 	else if (!(arc = sl_proc_activate(sl->pp.p, NULL, &ad)))
 		arc = start_slot(pm, sl, &ad);
@@ -1479,8 +1687,11 @@ static int caught_up(struct sl_pump *pm)
 	for (i = 0; i < pm->nslots; i++) {
 		struct slot *sl = pm->slots[i];
 		size_t k;
-		if (!sl->leader)
+		if (!sl->leader || sl->parts_pending)
 			return 0;
+		for (k = 0; k < (size_t)sl->nparts; k++)
+			if (!sl->part_epoch[k])
+				return 0; /* another runner has some: not all is done here */
 		for (k = 0; k < sl->nqueue; k++)
 			if (!sl->queue[k]->faulted)
 				return 0;
@@ -1656,6 +1867,7 @@ static int new_slot(struct sl_pump *pm, struct sl_proc *p, const struct sl_deplo
 	sl->pp.p = p;
 	sl->pp.cfg = cfg;
 	sl->fenced_epoch = -1;
+	sl->parts_logged = -1;
 	pm->slots[pm->nslots] = sl;
 	*index = pm->nslots++;
 	return 0;
@@ -1715,10 +1927,13 @@ static int start_slots(struct sl_pump *pm, struct sl_diag *d)
 		if ((rc = sl_leases_new(&pm->leases, pm->loop, pm->o.store_path, pm->o.lease_ms,
 		                        on_leases, pm, d)))
 			return rc;
-		for (i = 0; i < pm->nslots; i++)
-			if ((rc = sl_leases_add(pm->leases, pm->slots[i]->pp.cfg->name,
-			                        &pm->slots[i]->lease, d)))
+		for (i = 0; i < pm->nslots; i++) {
+			struct slot *sl = pm->slots[i];
+			if ((rc = setup_parts(sl, parts_of(pm, sl->pp.cfg), d)) ||
+			    (rc = sl_leases_add_parts(pm->leases, sl->pp.cfg->name, sl->nparts,
+			                              &sl->lease, d)))
 				return rc;
+		}
 		return sl_leases_start(pm->leases, d);
 	}
 	for (i = 0; i < pm->nslots; i++)

@@ -21,6 +21,15 @@
  * drops its queue and makes it a standby, which logs who runs it and takes over
  * when the lease expires or is released.
  *
+ * Partitioned (sl_pump_opts.partitions > 1 on a store that has partitioned runners,
+ * processors of mode each): a runner runs the instances of the partitions whose
+ * lease it holds and is assigned (sl_lease.h), each instance's commits fenced on its
+ * partition's lease. The set changes only between batches (none of the processor in
+ * flight); then the cached instances are forgotten and those of the partitions run
+ * now catch up from their checkpoints. The processor's own writes (the anchor, a
+ * rebuild, faults cleared after a change) are made by the first activation in each
+ * runner, under no lease.
+ *
  * Retry policy: a failed batch is retried with exponential backoff; after the
  * processor's retry attempts the instance is faulted (its checkpoint row says so,
  * and `stream/error-occurred` is appended with the key
@@ -59,6 +68,9 @@ struct sl_pump_opts {
 	double lease_ms;        /* lease of each processor (0: no leases, no fence) */
 	const char *store_path; /* for the lease keeper's own connection */
 	int progress;           /* show the catch-up progress line on stderr */
+	int partitions;         /* partitioned runners (a store that has them, sl_lease.h) with
+	                         * this many partitions per processor of mode each; <= 1: one
+	                         * lease per processor */
 };
 
 /* A pump over procs[0..nprocs) (borrowed, kept in place), reading from store and

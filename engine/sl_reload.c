@@ -351,6 +351,9 @@ static void run_settings(struct sl_reload *r, const struct sl_deploy *dp, struct
 	if (was->lease_ms != dp->lease_ms)
 		sl_log(SL_LOG_WARN, NULL, NULL, 0,
 		       "reload: %s: lease changed; it applies at the next start", dp->file);
+	if (was->partitions != dp->partitions)
+		sl_log(SL_LOG_WARN, NULL, NULL, 0,
+		       "reload: %s: partitions changed; it applies at the next start", dp->file);
 	if (was->shutdown_ms != dp->shutdown_ms)
 		sl_log(SL_LOG_WARN, NULL, NULL, 0,
 		       "reload: %s: shutdownTimeout changed; it applies at the next start",

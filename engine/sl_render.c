@@ -65,8 +65,10 @@ void sl_render_status(struct sl_buf *b, const struct sl_status_row *r)
 	            ",\"offset\":%lld,\"head\":%lld,\"lag\":%lld,\"status\":\"%s\",\"lastError\":",
 	            (long long)r->offset, (long long)r->head, (long long)r->lag, r->status);
 	add_str_or_null(b, r->last_error);
-	sl_buf_addf(b,
-	            ",\"backgroundFailures\":%lld,\"runner\":", (long long)r->background_failures);
+	sl_buf_addf(b, ",\"backgroundFailures\":%lld", (long long)r->background_failures);
+	if (r->partition >= 0)
+		sl_buf_addf(b, ",\"partition\":%d", r->partition);
+	sl_buf_adds(b, ",\"runner\":");
 	add_str_or_null(b, r->runner);
 	sl_buf_addf(b, ",\"rate\":%.10g,\"reloadError\":", r->rate);
 	add_str_or_null(b, r->reload_error);

@@ -15,6 +15,7 @@
 
 #include "sl_buf.h"
 #include "sl_checkpoint.h"
+#include "sl_hash.h"
 #include "sl_json.h"
 #include "sl_store_backend.h"
 
@@ -433,6 +434,9 @@ int sl_commit_begin(struct sl_store *s, const struct sl_fence *fence, struct sl_
 		return sl_diag_set(d, SL_EBUSY, "store '%s': a commit is already open", s->path);
 	if (fence && (!fence->processor || !fence->owner))
 		return sl_diag_set(d, SL_EINVAL, "fence: needs a processor and an owner");
+	if (fence && fence->part && (!s->ops->part_acquire || fence->part > SL_PARTITIONS_MAX))
+		return sl_diag_set(d, SL_EINVAL, "fence: no partition %d on store '%s'",
+		                   fence->part - 1, s->path);
 	if ((rc = s->ops->commit_begin(s, fence, out, d)))
 		return rc;
 	s->open = *out;
@@ -542,6 +546,89 @@ int sl_store_lease_get(struct sl_store *s, const char *proc, struct sl_lease *ou
 	if ((rc = check_lease_args(proc, NULL, d)))
 		return rc;
 	return s->ops->lease_get(s, proc, out, found, d);
+}
+
+/* ---- partitioned runners ------------------------------------------------------------------ */
+
+int sl_store_has_partitions(const struct sl_store *s)
+{
+	return s->ops->part_acquire != NULL;
+}
+
+int sl_partition_of(const char *stream, int n)
+{
+	return n > 1 ? (int)(sl_hash_str(stream) % (uint64_t)n) : 0;
+}
+
+static int check_part_args(struct sl_store *s, const char *proc, int part, const char *owner,
+                           struct sl_diag *d)
+{
+	int rc;
+
+	if (!s->ops->part_acquire)
+		return sl_diag_set(d, SL_EINVAL,
+		                   "store '%s': partitioned runners need a nats:// store", s->path);
+	if ((rc = check_lease_args(proc, owner, d)))
+		return rc;
+	if (part < 0 || part >= SL_PARTITIONS_MAX)
+		return sl_diag_set(d, SL_EINVAL, "lease: partition must be 0 to %d, got %d",
+		                   SL_PARTITIONS_MAX - 1, part);
+	return 0;
+}
+
+int sl_store_part_acquire(struct sl_store *s, const char *proc, int part, const char *owner,
+                          int64_t ttl_ms, struct sl_lease *out, struct sl_diag *d)
+{
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (!owner)
+		return sl_diag_set(d, SL_EINVAL, "lease: needs an owner");
+	if ((rc = check_part_args(s, proc, part, owner, d)) ||
+	    (rc = refuse_open(s, "take a lease", d)))
+		return rc;
+	if (ttl_ms <= 0)
+		return sl_diag_set(d, SL_EINVAL, "lease: the time to live must be positive");
+	return s->ops->part_acquire(s, proc, part, owner, ttl_ms, out, d);
+}
+
+int sl_store_part_release(struct sl_store *s, const char *proc, int part, const char *owner,
+                          struct sl_diag *d)
+{
+	int rc;
+
+	if (!owner)
+		return sl_diag_set(d, SL_EINVAL, "lease: needs an owner");
+	if ((rc = check_part_args(s, proc, part, owner, d)) ||
+	    (rc = refuse_open(s, "release a lease", d)))
+		return rc;
+	return s->ops->part_release(s, proc, part, owner, d);
+}
+
+int sl_store_part_get(struct sl_store *s, const char *proc, int part, struct sl_lease *out,
+                      int *found, struct sl_diag *d)
+{
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	*found = 0;
+	if ((rc = check_part_args(s, proc, part, NULL, d)))
+		return rc;
+	return s->ops->part_get(s, proc, part, out, found, d);
+}
+
+int sl_store_runners(struct sl_store *s, const char *proc, const char *owner, int64_t ttl_ms,
+                     sl_runner_fn fn, void *ud, struct sl_diag *d)
+{
+	int rc;
+
+	if ((rc = check_part_args(s, proc, 0, owner, d)))
+		return rc;
+	if (owner && (rc = refuse_open(s, "write a heartbeat", d)))
+		return rc;
+	if (ttl_ms < 0)
+		return sl_diag_set(d, SL_EINVAL, "runners: the time to live must not be negative");
+	return s->ops->runners(s, proc, owner, ttl_ms, fn, ud, d);
 }
 
 /* ---- rows (sl_checkpoint.h) ---------------------------------------------------------------- */

@@ -287,6 +287,8 @@ struct sl_fence {
 	const char *processor;
 	const char *owner;
 	int64_t epoch;
+	int part; /* 1 + the partition whose lease it is (sl_store_part_acquire); 0: the
+	           * processor's lease */
 };
 
 /* Opens a unit of work on the store (SQLite: BEGIN IMMEDIATE, so the write lock is
@@ -360,6 +362,42 @@ int sl_store_lease_release(struct sl_store *s, const char *proc, const char *own
 /* Reads the lease row of proc: *found is 0 (and out zeroed) when it was never taken. */
 int sl_store_lease_get(struct sl_store *s, const char *proc, struct sl_lease *out, int *found,
                        struct sl_diag *d);
+
+/* ---- partitioned runners (a nats:// store only) ------------------------------------------
+ *
+ * A processor may split its instances over several runners: partition
+ * sl_partition_of(stream, n) of n, each partition with a lease of its own (the same
+ * row and rules as the processor's lease above), and every runner of the processor
+ * announcing itself with a heartbeat (sl_store_runners) so that the runners agree on
+ * who takes which partition. A backend without them (SQLite) refuses every call with
+ * SL_EINVAL; sl_store_has_partitions says beforehand. */
+
+#define SL_PARTITIONS_MAX 1024 /* partitions of a processor at most */
+
+/* 1 when the store's backend has partitioned runners. */
+int sl_store_has_partitions(const struct sl_store *s);
+/* The partition of stream among n (1..SL_PARTITIONS_MAX): sl_hash_str of the
+ * stream's name (the engine's 64-bit FNV-1a, sl_hash.h), modulo n. The README
+ * documents it: changing it moves instances between partitions. */
+int sl_partition_of(const char *stream, int n);
+/* sl_store_lease_acquire, _release and _get for partition part (0..SL_PARTITIONS_MAX-1)
+ * of proc. */
+int sl_store_part_acquire(struct sl_store *s, const char *proc, int part, const char *owner,
+                          int64_t ttl_ms, struct sl_lease *out, struct sl_diag *d);
+int sl_store_part_release(struct sl_store *s, const char *proc, int part, const char *owner,
+                          struct sl_diag *d);
+int sl_store_part_get(struct sl_store *s, const char *proc, int part, struct sl_lease *out,
+                      int *found, struct sl_diag *d);
+
+/* Called once per live runner, in strcmp order of owner, with the time its heartbeat
+ * ends (unix ms); a negative return stops and is returned. */
+typedef int (*sl_runner_fn)(void *ud, const char *owner, int64_t until_ms);
+/* The runners of proc whose heartbeat has not expired. With owner (a writable store)
+ * the heartbeat of owner is first set to end ttl_ms from now, or removed when ttl_ms
+ * is 0 (a runner that leaves), and expired ones are dropped; without, the runners are
+ * only read. fn sees owner too when it was set. */
+int sl_store_runners(struct sl_store *s, const char *proc, const char *owner, int64_t ttl_ms,
+                     sl_runner_fn fn, void *ud, struct sl_diag *d);
 
 /* ---- small things -------------------------------------------------------------------- */
 

@@ -88,6 +88,16 @@ struct sl_store_ops {
 	                     struct sl_diag *d);
 	int (*lease_get)(struct sl_store *s, const char *proc, struct sl_lease *out, int *found,
 	                 struct sl_diag *d);
+	/* Partitioned runners (optional: all NULL when the backend has none). The lease
+	 * ops of one partition part (0..SL_PARTITIONS_MAX) of proc, and sl_store_runners. */
+	int (*part_acquire)(struct sl_store *s, const char *proc, int part, const char *owner,
+	                    int64_t ttl_ms, struct sl_lease *out, struct sl_diag *d);
+	int (*part_release)(struct sl_store *s, const char *proc, int part, const char *owner,
+	                    struct sl_diag *d);
+	int (*part_get)(struct sl_store *s, const char *proc, int part, struct sl_lease *out,
+	                int *found, struct sl_diag *d);
+	int (*runners)(struct sl_store *s, const char *proc, const char *owner, int64_t ttl_ms,
+	               sl_runner_fn fn, void *ud, struct sl_diag *d);
 
 	/* The commit and the writes made in it. */
 	int (*commit_begin)(struct sl_store *s, const struct sl_fence *fence,

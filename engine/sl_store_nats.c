@@ -1494,7 +1494,9 @@ static int nats_data_version(struct sl_store *base, int64_t *v, struct sl_diag *
 
 /* ---- leases: one key per processor in the bucket "<ns>_leases" --------------------------
  *
- * The value is {"owner":..,"epoch":..,"expiresAt":..}; every change is a
+ * "<proc>" is the processor's lease, "<proc>.p<N>" the lease of its partition N
+ * (partitioned runners), "<proc>.runners" its runners' heartbeats (see there). A
+ * lease's value is {"owner":..,"epoch":..,"expiresAt":..}; every change is a
  * compare-and-set on the key's revision (kvStore_Create for the first, kvStore_Update
  * after), so two runners racing for a lease cannot both win: the loser reads the row
  * again and finds the winner. Times are the local clock (sl_store_now_ms), as on SQLite.
@@ -1544,12 +1546,15 @@ static int lease_bucket(struct nats_store *s, int create, int *none, struct sl_d
 
 static void key_add(struct sl_buf *b, const char *str);
 
-/* The bucket key of processor proc: its bytes, those outside [A-Za-z0-9_-] as =XX
- * (a key may hold [-/_=.A-Za-z0-9], so this is one-to-one). */
-static void lease_key(const char *proc, struct sl_buf *b)
+/* The bucket key of the lease of processor proc (part < 0) or of its partition part:
+ * its bytes, those outside [A-Za-z0-9_-] as =XX (a key may hold [-/_=.A-Za-z0-9], so
+ * this is one-to-one and never holds a '.'), then ".p<part>" for a partition. */
+static void lease_key(const char *proc, int part, struct sl_buf *b)
 {
 	sl_buf_reset(b);
 	key_add(b, proc);
+	if (part >= 0)
+		sl_buf_addf(b, ".p%d", part);
 	sl_buf_addc(b, '\0');
 }
 
@@ -1628,8 +1633,9 @@ static int lease_write(struct nats_store *s, const char *key, const struct sl_le
 	return rc;
 }
 
-static int nats_lease_acquire(struct sl_store *base, const char *proc, const char *owner,
-                              int64_t ttl_ms, struct sl_lease *out, struct sl_diag *d)
+/* Takes or renews the lease of proc (part < 0) or of its partition part. */
+static int lease_acquire(struct sl_store *base, const char *proc, int part, const char *owner,
+                         int64_t ttl_ms, struct sl_lease *out, struct sl_diag *d)
 {
 	struct nats_store *s = ns(base);
 	struct sl_lease l;
@@ -1641,7 +1647,7 @@ static int nats_lease_acquire(struct sl_store *base, const char *proc, const cha
 		return sl_diag_set(d, SL_EINVAL, "store '%s': opened read-only", s->path);
 	if ((rc = lease_bucket(s, 1, &none, d)))
 		return rc;
-	lease_key(proc, &s->tmp[0]);
+	lease_key(proc, part, &s->tmp[0]);
 	if (!sl_buf_ok(&s->tmp[0]))
 		return oom(d);
 	for (tries = 0; lost && tries < LEASE_TRIES; tries++) {
@@ -1670,8 +1676,8 @@ static int nats_lease_acquire(struct sl_store *base, const char *proc, const cha
 	return 0;
 }
 
-static int nats_lease_release(struct sl_store *base, const char *proc, const char *owner,
-                              struct sl_diag *d)
+static int lease_release(struct sl_store *base, const char *proc, int part, const char *owner,
+                         struct sl_diag *d)
 {
 	struct nats_store *s = ns(base);
 	struct sl_lease l;
@@ -1682,7 +1688,7 @@ static int nats_lease_release(struct sl_store *base, const char *proc, const cha
 		return sl_diag_set(d, SL_EINVAL, "store '%s': opened read-only", s->path);
 	if ((rc = lease_bucket(s, 0, &none, d)) || none)
 		return rc;
-	lease_key(proc, &s->tmp[0]);
+	lease_key(proc, part, &s->tmp[0]);
 	if (!sl_buf_ok(&s->tmp[0]))
 		return oom(d);
 	for (tries = 0; lost && tries < LEASE_TRIES; tries++) {
@@ -1699,8 +1705,8 @@ static int nats_lease_release(struct sl_store *base, const char *proc, const cha
 	            : 0;
 }
 
-static int nats_lease_get(struct sl_store *base, const char *proc, struct sl_lease *out, int *found,
-                          struct sl_diag *d)
+static int lease_get(struct sl_store *base, const char *proc, int part, struct sl_lease *out,
+                     int *found, struct sl_diag *d)
 {
 	struct nats_store *s = ns(base);
 	uint64_t rev;
@@ -1710,13 +1716,228 @@ static int nats_lease_get(struct sl_store *base, const char *proc, struct sl_lea
 	*found = 0;
 	if ((rc = lease_bucket(s, 0, &none, d)) || none)
 		return rc;
-	lease_key(proc, &s->tmp[0]);
+	lease_key(proc, part, &s->tmp[0]);
 	if (!sl_buf_ok(&s->tmp[0]))
 		return oom(d);
 	if ((rc = lease_read(s, s->tmp[0].ptr, out, &rev, d)))
 		return rc;
 	*found = rev != 0;
 	return 0;
+}
+
+static int nats_lease_acquire(struct sl_store *base, const char *proc, const char *owner,
+                              int64_t ttl_ms, struct sl_lease *out, struct sl_diag *d)
+{
+	return lease_acquire(base, proc, -1, owner, ttl_ms, out, d);
+}
+
+static int nats_lease_release(struct sl_store *base, const char *proc, const char *owner,
+                              struct sl_diag *d)
+{
+	return lease_release(base, proc, -1, owner, d);
+}
+
+static int nats_lease_get(struct sl_store *base, const char *proc, struct sl_lease *out, int *found,
+                          struct sl_diag *d)
+{
+	return lease_get(base, proc, -1, out, found, d);
+}
+
+static int nats_part_acquire(struct sl_store *base, const char *proc, int part, const char *owner,
+                             int64_t ttl_ms, struct sl_lease *out, struct sl_diag *d)
+{
+	return lease_acquire(base, proc, part, owner, ttl_ms, out, d);
+}
+
+static int nats_part_release(struct sl_store *base, const char *proc, int part, const char *owner,
+                             struct sl_diag *d)
+{
+	return lease_release(base, proc, part, owner, d);
+}
+
+static int nats_part_get(struct sl_store *base, const char *proc, int part, struct sl_lease *out,
+                         int *found, struct sl_diag *d)
+{
+	return lease_get(base, proc, part, out, found, d);
+}
+
+/* ---- the runners of a partitioned processor: one key "<proc>.runners" ----------------------
+ *
+ * The value is {"<owner>": expiresAt, ...}: every runner of the processor with the
+ * time its heartbeat ends (unix ms, local clock as for leases). A runner rewrites it
+ * each round by compare-and-set: drops the expired heartbeats, sets its own to now +
+ * ttl (or removes it when it leaves). */
+
+#define RUNNERS_MAX 256
+
+struct runners {
+	char *owner[RUNNERS_MAX];
+	int64_t until[RUNNERS_MAX];
+	size_t n;
+	int oom;
+};
+
+static int pick_runner(void *ud, const struct sl_json_member *m, struct sl_diag *d)
+{
+	struct runners *r = ud;
+
+	(void)d;
+	if (m->kind != SL_JSON_INTEGER || !m->keylen || m->keylen > SL_OWNER_MAX ||
+	    r->n == RUNNERS_MAX)
+		return 0;
+	if (!(r->owner[r->n] = malloc(m->keylen + 1))) {
+		r->oom = 1;
+		return 0;
+	}
+	memcpy(r->owner[r->n], m->key, m->keylen);
+	r->owner[r->n][m->keylen] = '\0';
+	r->until[r->n++] = m->integer;
+	return 0;
+}
+
+static void runners_release(struct runners *r)
+{
+	size_t i;
+
+	for (i = 0; i < r->n; i++)
+		free(r->owner[i]);
+	r->n = 0;
+}
+
+/* Reads the runners of key into r: *rev 0 when there is no such key. */
+static int runners_read(struct nats_store *s, const char *key, struct runners *r, uint64_t *rev,
+                        struct sl_diag *d)
+{
+	kvEntry *e = NULL;
+	natsStatus st;
+
+	*rev = 0;
+	r->n = 0;
+	r->oom = 0;
+	st = kvStore_Get(&e, s->leases, key);
+	if (st == NATS_NOT_FOUND)
+		return 0;
+	if (st != NATS_OK)
+		return nats_fail(s, d, st, 0, "cannot read the runners");
+	*rev = kvEntry_Revision(e);
+	if (kvEntry_Operation(e) == kvOp_Put && kvEntry_ValueLen(e) > 0)
+		sl_json_members(kvEntry_Value(e), (size_t)kvEntry_ValueLen(e), pick_runner, r,
+		                NULL);
+	kvEntry_Destroy(e);
+	if (r->oom) {
+		runners_release(r);
+		return oom(d);
+	}
+	return 0;
+}
+
+/* Writes r (the live ones only) at key if it is still at revision rev. */
+static int runners_write(struct nats_store *s, const char *key, const struct runners *r,
+                         uint64_t rev, int *lost, struct sl_diag *d)
+{
+	struct sl_buf b;
+	natsStatus st;
+	size_t i;
+
+	*lost = 0;
+	sl_buf_init(&b);
+	sl_buf_addc(&b, '{');
+	for (i = 0; i < r->n; i++) {
+		if (i)
+			sl_buf_addc(&b, ',');
+		sl_buf_addjstr(&b, r->owner[i], strlen(r->owner[i]));
+		sl_buf_addf(&b, ":%lld", (long long)r->until[i]);
+	}
+	sl_buf_addc(&b, '}');
+	if (!sl_buf_ok(&b)) {
+		sl_buf_release(&b);
+		return oom(d);
+	}
+	st = rev ? kvStore_Update(NULL, s->leases, key, b.ptr, (int)b.len, rev)
+	         : kvStore_Create(NULL, s->leases, key, b.ptr, (int)b.len);
+	sl_buf_release(&b);
+	if (st != NATS_OK) {
+		struct runners now = {0};
+		uint64_t r2;
+		int rc = runners_read(s, key, &now, &r2, d);
+		runners_release(&now);
+		if (rc)
+			return rc;
+		if (r2 == rev)
+			return nats_fail(s, d, st, 0, "cannot write the runners");
+		*lost = 1;
+	}
+	return 0;
+}
+
+/* Drops the expired heartbeats of r (and owner's own); adds owner's until `until`
+ * when until > 0. */
+static void runners_update(struct runners *r, const char *owner, int64_t until, int64_t now)
+{
+	size_t i, k = 0;
+
+	for (i = 0; i < r->n; i++) {
+		if (r->until[i] <= now || (owner && !strcmp(r->owner[i], owner))) {
+			free(r->owner[i]);
+			continue;
+		}
+		r->owner[k] = r->owner[i];
+		r->until[k++] = r->until[i];
+	}
+	r->n = k;
+	if (owner && until > 0 && r->n < RUNNERS_MAX && (r->owner[r->n] = strdup(owner)))
+		r->until[r->n++] = until;
+}
+
+static int nats_runners(struct sl_store *base, const char *proc, const char *owner, int64_t ttl_ms,
+                        sl_runner_fn fn, void *ud, struct sl_diag *d)
+{
+	struct nats_store *s = ns(base);
+	struct runners r = {0};
+	uint64_t rev;
+	int rc, none, lost = 1, tries;
+	char key[3 * SL_STREAM_MAX + 16];
+	size_t i;
+
+	if (owner && s->readonly)
+		return sl_diag_set(d, SL_EINVAL, "store '%s': opened read-only", s->path);
+	if ((rc = lease_bucket(s, owner != NULL, &none, d)) || none)
+		return rc;
+	lease_key(proc, -1, &s->tmp[0]);
+	if (!sl_buf_ok(&s->tmp[0]))
+		return oom(d);
+	snprintf(key, sizeof(key), "%s.runners", s->tmp[0].ptr);
+	for (tries = 0; lost && tries < LEASE_TRIES; tries++) {
+		int64_t now = sl_store_now_ms();
+		runners_release(&r);
+		if ((rc = runners_read(s, key, &r, &rev, d)))
+			return rc;
+		runners_update(&r, owner, ttl_ms > 0 ? now + ttl_ms : 0, now);
+		if (!owner)
+			lost = 0;
+		else if ((rc = runners_write(s, key, &r, rev, &lost, d)))
+			goto out;
+	}
+	if (lost) {
+		rc = sl_diag_set(d, SL_EBUSY,
+		                 "store '%s': the runners of '%s' changed %d times while they were"
+		                 " being written",
+		                 s->path, proc, LEASE_TRIES);
+		goto out;
+	}
+	{
+		size_t idx[RUNNERS_MAX], j;
+		for (i = 0; i < r.n; i++) { /* insertion sort by owner: a few runners */
+			for (j = i; j > 0 && strcmp(r.owner[idx[j - 1]], r.owner[i]) > 0; j--)
+				idx[j] = idx[j - 1];
+			idx[j] = i;
+		}
+		for (i = 0; i < r.n && !rc; i++)
+			rc = fn(ud, r.owner[idx[i]], r.until[idx[i]]);
+	}
+out:
+	runners_release(&r);
+	return rc;
 }
 
 /* ---- verify: a walk over the log in position order ---------------------------------- */
@@ -2392,6 +2613,7 @@ struct nats_commit {
 	struct nats_store *s;
 	int fenced;
 	int64_t epoch;
+	int part; /* the partition whose lease fences it, or -1: the processor's */
 	char *proc, *owner;
 	struct batch bt; /* the events appended in it, planned, published at the end */
 	int events;
@@ -2546,13 +2768,20 @@ static int check_fence(struct nats_commit *c, struct sl_diag *d)
 	memset(&l, 0, sizeof(l));
 	if ((rc = lease_bucket(s, 0, &none, d)))
 		return rc;
-	lease_key(c->proc, &s->tmp[0]);
+	lease_key(c->proc, c->part, &s->tmp[0]);
 	if (!sl_buf_ok(&s->tmp[0]))
 		return oom(d);
 	if (!none && (rc = lease_read(s, s->tmp[0].ptr, &l, &rev, d)))
 		return rc;
 	if (rev && !strcmp(l.owner, c->owner) && l.epoch == c->epoch)
 		return 0;
+	if (c->part >= 0)
+		return sl_diag_set(
+			d, SL_EFENCED,
+			"partition %d of processor '%s' is run by %s (epoch %lld), not by"
+			" %s (epoch %lld); nothing was committed",
+			c->part, c->proc, *l.owner ? l.owner : "nobody", (long long)l.epoch,
+			c->owner, (long long)c->epoch);
 	return sl_diag_set(d, SL_EFENCED,
 	                   "processor '%s' is run by %s (epoch %lld), not by %s (epoch %lld);"
 	                   " nothing was committed",
@@ -2576,9 +2805,11 @@ static int nats_commit_begin(struct sl_store *base, const struct sl_fence *f,
 	c->s = s;
 	c->bt.s = s;
 	sl_store_now(c->bt.created_at, sizeof(c->bt.created_at));
+	c->part = -1;
 	if (f) {
 		c->fenced = 1;
 		c->epoch = f->epoch;
+		c->part = f->part - 1;
 		if (!(c->proc = strdup(f->processor)) || !(c->owner = strdup(f->owner))) {
 			commit_free(c);
 			return oom(d);
@@ -3869,6 +4100,10 @@ const struct sl_store_ops sl_store_nats_ops = {
 	.lease_acquire = nats_lease_acquire,
 	.lease_release = nats_lease_release,
 	.lease_get = nats_lease_get,
+	.part_acquire = nats_part_acquire,
+	.part_release = nats_part_release,
+	.part_get = nats_part_get,
+	.runners = nats_runners,
 	.commit_begin = nats_commit_begin,
 	.commit_end = nats_commit_end,
 	.group_begin = NULL,

@@ -220,8 +220,8 @@ static int nothing_of_batch(struct sl_store *s)
 
 static void test_fence(struct sl_store *s)
 {
-	struct sl_fence a1 = {"counter", "a@host", 1}, b1 = {"counter", "b@host", 1};
-	struct sl_fence b2 = {"counter", "b@host", 2};
+	struct sl_fence a1 = {"counter", "a@host", 1, 0}, b1 = {"counter", "b@host", 1, 0};
+	struct sl_fence b2 = {"counter", "b@host", 2, 0};
 	struct sl_commit *c = (struct sl_commit *)1;
 	struct sl_lease l;
 	struct sl_diag d;
@@ -970,7 +970,7 @@ static int group_commit(struct sl_store *s, const struct sl_fence *f, const char
 /* Commit groups: commits that share one transaction, kept or taken back together. */
 static void test_group(void)
 {
-	struct sl_fence f1 = {"g", "a@host", 1}, f2 = {"g", "a@host", 2};
+	struct sl_fence f1 = {"g", "a@host", 1, 0}, f2 = {"g", "a@host", 2, 0};
 	struct sl_store *s, *other;
 	struct sl_event_in e = ev_of("g/x", "t", NULL);
 	struct sl_append_result r;

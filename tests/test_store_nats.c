@@ -199,7 +199,7 @@ static int64_t offset_of(struct sl_store *s, const char *proc, const char *strea
 
 static void test_commits(struct sl_store *s, struct sl_store *other)
 {
-	struct sl_fence f = {"p", "r1", 0}, stale;
+	struct sl_fence f = {"p", "r1", 0, 0}, stale;
 	struct collect cl;
 	struct sl_append_result r, r2;
 	struct sl_event_in ev, ev2;
@@ -579,6 +579,94 @@ static void test_verify(struct sl_store *s)
 	   "a checkpoint above its stream's head is found, by the quick check too: %s", ps.first);
 }
 
+/* The runners sl_store_runners reported, joined by spaces. */
+static int runner_fn(void *ud, const char *owner, int64_t until_ms)
+{
+	char *out = ud;
+
+	(void)until_ms;
+	if (*out)
+		strcat(out, " ");
+	strncat(out, owner, 63);
+	return 0;
+}
+
+/* Partitioned runners: a lease per partition beside the processor's, the runners'
+ * heartbeats, and commits fenced on a partition's lease. */
+static void test_partitions(struct sl_store *s, struct sl_store *other)
+{
+	struct sl_fence f = {"q", "r1", 0, 0};
+	struct sl_lease l;
+	struct sl_diag d;
+	char who[512];
+	int found = 1, k;
+
+	ok(sl_store_has_partitions(s), "the JetStream backend has partitioned runners");
+	ok(sl_partition_of("in/s1", 16) == 1 && sl_partition_of("in/s1000", 16) == 11 &&
+	           sl_partition_of("anything", 1) == 0,
+	   "a stream's partition is FNV-1a 64 of its name mod n (in/s1: %d, in/s1000: %d)",
+	   sl_partition_of("in/s1", 16), sl_partition_of("in/s1000", 16));
+	is(sl_store_part_get(s, "q", 3, &l, &found, NULL), 0,
+	   "reading a partition lease never taken");
+	ok(!found, "finds none");
+	sl_store_part_acquire(s, "q", 3, "r1", 60000, &l, NULL);
+	ok(!strcmp(l.owner, "r1") && l.epoch == 1, "a free partition lease is taken at epoch 1");
+	sl_store_part_acquire(other, "q", 3, "r2", 60000, &l, NULL);
+	ok(!strcmp(l.owner, "r1"), "a live one of another runner is not taken");
+	sl_store_part_acquire(other, "q", 4, "r2", 60000, &l, NULL);
+	ok(!strcmp(l.owner, "r2") && l.epoch == 1, "another partition has a lease of its own");
+	sl_store_lease_get(s, "q", &l, &found, NULL);
+	ok(!found, "and the processor's lease is not any partition's");
+	sl_store_part_release(s, "q", 3, "r1", NULL);
+	sl_store_part_acquire(other, "q", 3, "r2", 60000, &l, NULL);
+	ok(!strcmp(l.owner, "r2") && l.epoch == 2,
+	   "a released partition lease is taken at epoch + 1");
+	sl_diag_init(&d);
+	is(sl_store_part_acquire(s, "q", SL_PARTITIONS_MAX, "r1", 1000, &l, &d), SL_EINVAL,
+	   "a partition out of range is refused: %s", d.msg);
+
+	/* Commits fenced on a partition: only its holder at its epoch commits. */
+	f.part = 1 + 3;
+	f.owner = "r2";
+	f.epoch = 2;
+	sl_diag_init(&d);
+	is(batch(s, &f, "out/q", "q@in/1:2#1", 2, "{\"n\":1}", &d), 0,
+	   "a batch fenced on the partition's lease commits: %s", d.msg);
+	f.owner = "r1";
+	sl_diag_init(&d);
+	is(batch(s, &f, "out/q", "q@in/1:3#1", 3, "{}", &d), SL_EFENCED,
+	   "one of a runner that does not hold the partition is fenced off: %s", d.msg);
+	ok(strstr(d.msg, "partition 3 of processor 'q' is run by r2") != NULL,
+	   "naming the partition and its holder");
+	f.owner = "r2";
+	f.part = 1 + 4;
+	sl_diag_init(&d);
+	is(batch(s, &f, "out/q", "q@in/1:3#1", 3, "{}", &d), SL_EFENCED,
+	   "the lease of another partition at another epoch fences too");
+
+	/* Heartbeats: each runner sees the live ones, in name order. */
+	who[0] = '\0';
+	is(sl_store_runners(s, "q", "rb", 60000, runner_fn, who, NULL), 0, "a runner beats");
+	ok(!strcmp(who, "rb"), "and sees itself (%s)", who);
+	who[0] = '\0';
+	sl_store_runners(other, "q", "ra", 60000, runner_fn, who, NULL);
+	ok(!strcmp(who, "ra rb"), "a second sees both, in order (%s)", who);
+	sl_store_runners(other, "q", "rc", 30, runner_fn, who, NULL);
+	sleep_ms(60);
+	who[0] = '\0';
+	sl_store_runners(s, "q", NULL, 0, runner_fn, who, NULL);
+	ok(!strcmp(who, "ra rb"), "an expired heartbeat is not a live runner (%s)", who);
+	sl_store_runners(s, "q", "rb", 0, runner_fn, who, NULL);
+	who[0] = '\0';
+	sl_store_runners(s, "q", NULL, 0, runner_fn, who, NULL);
+	ok(!strcmp(who, "ra"), "a runner that leaves is gone at once (%s)", who);
+	who[0] = '\0';
+	sl_store_runners(s, "other", NULL, 0, runner_fn, who, NULL);
+	ok(!*who, "the runners are per processor");
+	for (k = 3; k <= 4; k++)
+		sl_store_part_release(other, "q", k, "r2", NULL);
+}
+
 int main(int argc, char **argv)
 {
 	struct sl_store *s = NULL, *other = NULL;
@@ -590,7 +678,7 @@ int main(int argc, char **argv)
 		       " (tests/e2e/nats_store.sh runs this)\n");
 		return 0;
 	}
-	plan(87);
+	plan(87 + 20);
 	sl_diag_init(&d);
 	is(sl_store_open(&s, url, NULL, &d), 0, "opens %s: %s", url, d.msg);
 	is(sl_store_open(&other, url, NULL, &d), 0, "and a second connection: %s", d.msg);
@@ -601,6 +689,7 @@ int main(int argc, char **argv)
 		test_faults(s, other);
 		test_dead_letters(s, other);
 		test_verify(s);
+		test_partitions(s, other); /* (last: its batches write rows of "p") */
 	}
 	sl_store_close(s);
 	sl_store_close(other);

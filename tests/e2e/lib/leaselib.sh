@@ -26,10 +26,13 @@ return {
   },
 }
 EOF
+# partitions = 1: these tests are about the one lease of a processor (its standbys,
+# takeover and fence), which is what a JetStream store does with one partition; on
+# SQLite there is always one lease per processor (nats_partitions.sh tests several).
 cat >"$D" <<EOF
 return {
   store = "$(test_store "$TMP/store.db")", durability = "normal", schemas = { "$TMP/schemas" },
-  lease = "1s",
+  lease = "1s", partitions = 1,
   processors = { tally = { script = "$TMP/procs/tally.lua", streams = "in/*", sideEffects = "all" } },
 }
 EOF
