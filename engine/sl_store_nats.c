@@ -83,6 +83,7 @@
  * writes; ckpt_behind reads the last message of every stream (one request each), and
  * reads are one request per event: catch-ups are slow.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +129,12 @@ struct nats_store {
 	struct revmap revs;
 	char *space;
 	struct sl_buf tmp[2];
+	/* The wake (nats_wake_start): a core subscription to the event subjects, whose
+	 * callback (a libnats thread) calls wake_fn under wake_mu. */
+	natsSubscription *wake_sub;
+	pthread_mutex_t wake_mu;
+	sl_store_wake_fn wake_fn;
+	void *wake_ud;
 };
 
 static struct nats_store *ns(struct sl_store *s)
@@ -208,6 +215,7 @@ static int name_of(const struct nats_store *s, const char *subj, struct sl_buf *
 /* ---- opening --------------------------------------------------------------------------- */
 
 static void rev_release(struct revmap *m);
+static void nats_wake_stop(struct sl_store *base);
 
 static void nats_close(struct sl_store *base)
 {
@@ -216,6 +224,8 @@ static void nats_close(struct sl_store *base)
 
 	if (!s)
 		return;
+	nats_wake_stop(base);
+	pthread_mutex_destroy(&s->wake_mu);
 	kvStore_Destroy(s->leases);
 	for (i = 0; i < sizeof(s->kv) / sizeof(s->kv[0]); i++)
 		kvStore_Destroy(s->kv[i]);
@@ -356,6 +366,7 @@ static int nats_open(struct sl_store **out, const char *path, const struct sl_st
 	*out = NULL;
 	if (!s)
 		return oom(d);
+	pthread_mutex_init(&s->wake_mu, NULL);
 	s->path = strdup(path);
 	s->space = strdup(space);
 	s->stream = malloc(n + 8);
@@ -1490,6 +1501,63 @@ static int nats_data_version(struct sl_store *base, int64_t *v, struct sl_diag *
 	 * connection's own appends (as the SQLite backend combines them). */
 	*v = rc ? 0 : (int64_t)((uint64_t)ns(base)->commits << 32 ^ (uint64_t)pos);
 	return rc;
+}
+
+/* ---- the wake: a subscription to the event subjects ---------------------------------------
+ *
+ * Every event is a message published to its subject, so a core NATS subscription to
+ * "<ns>.ev.>" sees each append of any process (a JetStream publish is a plain
+ * publish that the stream also stores), whatever node of the cluster it went to. The
+ * message itself is not used (it has no stream sequence yet): it only says "read
+ * again". libnats runs the callback on its own thread; the caller's fn is the one
+ * thing called there, under wake_mu so that nats_wake_stop can wait it out. A
+ * subscription survives reconnects (libnats subscribes again); what it misses while
+ * the connection is down the pump's slow poll catches. */
+
+static void on_event_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *ud)
+{
+	struct nats_store *s = ud;
+
+	(void)nc;
+	(void)sub;
+	natsMsg_Destroy(m);
+	pthread_mutex_lock(&s->wake_mu);
+	if (s->wake_fn)
+		s->wake_fn(s->wake_ud);
+	pthread_mutex_unlock(&s->wake_mu);
+}
+
+static int nats_wake_start(struct sl_store *base, sl_store_wake_fn fn, void *ud, struct sl_diag *d)
+{
+	struct nats_store *s = ns(base);
+	natsStatus st;
+
+	nats_wake_stop(base);
+	pthread_mutex_lock(&s->wake_mu);
+	s->wake_fn = fn, s->wake_ud = ud;
+	pthread_mutex_unlock(&s->wake_mu);
+	if ((st = natsConnection_Subscribe(&s->wake_sub, s->nc, s->all, on_event_msg, s)) !=
+	    NATS_OK) {
+		nats_wake_stop(base);
+		return nats_fail(s, d, st, 0, "cannot subscribe to the event subjects");
+	}
+	/* Only the arrival matters: a burst beyond these limits is dropped, not queued. */
+	natsSubscription_SetPendingLimits(s->wake_sub, 4096, 8 * 1024 * 1024);
+	return 0;
+}
+
+static void nats_wake_stop(struct sl_store *base)
+{
+	struct nats_store *s = ns(base);
+
+	pthread_mutex_lock(&s->wake_mu); /* a callback running now ends first */
+	s->wake_fn = NULL, s->wake_ud = NULL;
+	pthread_mutex_unlock(&s->wake_mu);
+	if (s->wake_sub) {
+		natsSubscription_Unsubscribe(s->wake_sub);
+		natsSubscription_Destroy(s->wake_sub);
+		s->wake_sub = NULL;
+	}
 }
 
 /* ---- leases: one key per processor in the bucket "<ns>_leases" --------------------------
@@ -3860,6 +3928,8 @@ const struct sl_store_ops sl_store_nats_ops = {
 	.head_position = nats_head_position,
 	.data_version = nats_data_version,
 	.watch_file = NULL,
+	.wake_start = nats_wake_start,
+	.wake_stop = nats_wake_stop,
 	.verify = nats_verify,
 	.proc_get = nats_proc_get,
 	.ckpt_get = nats_ckpt_get,
