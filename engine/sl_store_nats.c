@@ -686,11 +686,14 @@ static int reader_fetch(struct nats_store *s, struct reader *r, int want, struct
 		if (tries)
 			fr.Batch = 1;
 		st = natsSubscription_FetchRequest(&r->got, r->sub, &fr);
-		if (st == NATS_NOT_FOUND || st == NATS_TIMEOUT ||
-		    (st == NATS_OK && !r->got.Count)) {
+		if (st == NATS_OK && !r->got.Count)
+			st = NATS_NOT_FOUND;
+		/* Nothing, where something must be: the consumer went away (no
+		 * responders), or the bound's message was deleted meanwhile. */
+		if (tries && (st == NATS_NOT_FOUND || st == NATS_TIMEOUT)) {
 			natsMsgList_Destroy(&r->got);
 			memset(&r->got, 0, sizeof(r->got));
-			return 0; /* (the bound's message was deleted meanwhile) */
+			return 0;
 		}
 		if (st == NATS_OK) {
 			/* Every delivery follows the one before, or the consumer is not where
@@ -709,7 +712,8 @@ static int reader_fetch(struct nats_store *s, struct reader *r, int want, struct
 				return 0;
 		}
 		reader_drop_sub(r);
-		if (tries)
+		/* (A last-per-subject listing cannot go on from a sequence.) */
+		if (tries || r->last_per_subject)
 			return nats_fail(s, d, st == NATS_OK ? NATS_ERR : st, 0,
 			                 "cannot read events");
 	}
@@ -1903,8 +1907,8 @@ static int stream_metadata(struct nats_store *s, uint64_t seq, struct sl_buf *b,
 /* A stream as its last message says it is (list_states). */
 struct sstate {
 	char *name;
-	struct sview v; /* v.head 0: its last message has no offset (the store is damaged) */
-	int bad;        /* ... and this is why, in a lenient listing */
+	struct sview v; /* v.head 0: its last message is no sluice event (the store is damaged) */
+	char *bad;      /* ... and then why (owned), else NULL */
 };
 
 struct sstates {
@@ -1918,6 +1922,7 @@ static void sstates_release(struct sstates *ss)
 
 	for (i = 0; i < ss->n; i++) {
 		free(ss->e[i].name);
+		free(ss->e[i].bad);
 		sview_release(&ss->e[i].v);
 	}
 	free(ss->e);
@@ -1929,8 +1934,7 @@ static int cmp_sstate(const void *a, const void *b)
 	return strcmp(((const struct sstate *)a)->name, ((const struct sstate *)b)->name);
 }
 
-static int sstates_add(struct nats_store *s, struct sstates *ss, natsMsg *m, int lenient,
-                       struct sl_diag *d)
+static int sstates_add(struct nats_store *s, struct sstates *ss, natsMsg *m, struct sl_diag *d)
 {
 	struct sstate *e;
 	struct sl_diag bad;
@@ -1953,19 +1957,23 @@ static int sstates_add(struct nats_store *s, struct sstates *ss, natsMsg *m, int
 	sl_diag_init(&bad);
 	if ((rc = state_from_msg(s, m, &e->v, &bad)) == 0)
 		return 0;
-	if (lenient && rc == SL_ECORRUPT) {
-		memset(&e->v, 0, sizeof(e->v));
-		e->bad = 1;
-		return 0;
-	}
-	return sl_diag_set(d, rc, "%s", sl_diag_msg(&bad));
+	if (rc != SL_ECORRUPT)
+		return sl_diag_set(d, rc, "%s", sl_diag_msg(&bad));
+	memset(&e->v, 0, sizeof(e->v));
+	return (e->bad = strdup(sl_diag_msg(&bad))) ? 0 : oom(d);
+}
+
+/* The error of a stream whose last message is no sluice event. */
+static int sstate_error(const struct sstate *e, struct sl_diag *d)
+{
+	return sl_diag_set(d, SL_ECORRUPT, "%s", e->bad);
 }
 
 /* Every stream of the namespace with its state, sorted by name: one consumer that
  * delivers the last message of each subject, headers only, fetched in batches (not a
- * request per stream). Lenient: a last message that is no sluice event gives bad = 1
- * instead of an error. */
-static int list_states(struct nats_store *s, struct sstates *ss, int lenient, struct sl_diag *d)
+ * request per stream). A last message that is no sluice event sets bad, for the
+ * caller to decide. */
+static int list_states(struct nats_store *s, struct sstates *ss, struct sl_diag *d)
 {
 	struct reader *r = reader_new(s->all, 1, 1, 1);
 	natsMsg *m = NULL;
@@ -1982,7 +1990,7 @@ static int list_states(struct nats_store *s, struct sstates *ss, int lenient, st
 	}
 	while (!(rc = reader_peek(s, r, FETCH_MAX, (uint64_t)head, &m, d)) && m) {
 		m = reader_take(r);
-		rc = sstates_add(s, ss, m, lenient, d);
+		rc = sstates_add(s, ss, m, d);
 		natsMsg_Destroy(m);
 		m = NULL;
 		if (rc)
@@ -2017,13 +2025,17 @@ static int nats_streams(struct sl_store *base, const char *prefix, sl_stream_fn 
 
 	if (!s->exists)
 		return 0;
-	if ((rc = list_states(s, &ss, 0, d)))
+	if ((rc = list_states(s, &ss, d)))
 		return rc;
 	sl_buf_init(&meta);
 	for (i = 0; i < ss.n && !rc; i++) {
 		const struct sview *v = &ss.e[i].v;
 		if (!under_prefix(ss.e[i].name, prefix))
 			continue;
+		if (ss.e[i].bad) {
+			rc = sstate_error(&ss.e[i], d);
+			break;
+		}
 		if ((rc = stream_metadata(s, v->meta_seq, &meta, d)))
 			break;
 		info.stream = ss.e[i].name;
@@ -2447,7 +2459,7 @@ static int vlist(struct vwalk *w, struct sl_diag *d)
 	int rc;
 
 	/* A last message that is no sluice event shows in the walk. */
-	if ((rc = list_states(w->s, &ss, 1, d)))
+	if ((rc = list_states(w->s, &ss, d)))
 		return rc;
 	if (!(w->st = calloc(ss.n + 1, sizeof(*w->st)))) {
 		sstates_release(&ss);
@@ -4341,10 +4353,14 @@ static int nats_ckpt_behind(struct sl_store *base, const char *proc, sl_behind_f
 	memset(&ss, 0, sizeof(ss));
 	if (!s->exists)
 		return 0;
-	if ((rc = rowset_load(s, proc, &rs, d)) || (rc = list_states(s, &ss, 0, d)))
+	if ((rc = rowset_load(s, proc, &rs, d)) || (rc = list_states(s, &ss, d)))
 		goto out;
 	memset(&key, 0, sizeof(key));
 	for (i = 0; i < ss.n && !rc; i++) {
+		if (ss.e[i].bad) {
+			rc = sstate_error(&ss.e[i], d);
+			break;
+		}
 		key.r.stream = ss.e[i].name;
 		hit = rs.n ? bsearch(&key, rs.v, rs.n, sizeof(*rs.v), cmp_rowent) : NULL;
 		memset(&b, 0, sizeof(b));
