@@ -1569,12 +1569,18 @@ static int publish_wave(struct batch *bt, const size_t *todo, size_t n, size_t *
 	int rc = 0, rc2;
 
 	*bad = n, *raced = 0;
-	if (!after || (s->cfl < n && !(s->fl = realloc(s->fl, n * sizeof(*s->fl))))) {
+	if (after && s->cfl < n) {
+		struct inflight *fl = realloc(s->fl, n * sizeof(*fl)); /* (no ack pending now) */
+		if (fl)
+			s->fl = fl, s->cfl = n;
+	}
+	if (!after || s->cfl < n) {
 		free(after);
-		s->cfl = 0;
 		return oom(d);
 	}
-	s->cfl = s->cfl < n ? n : s->cfl;
+	pthread_mutex_lock(&s->pub_mu);
+	s->nfl = s->fl_acked = s->fl_hint = 0;
+	pthread_mutex_unlock(&s->pub_mu);
 	sl_buf_init(&id);
 	for (i = 0; i < n && !rc; i++, sent++) {
 		natsMsg *m = NULL;
@@ -1598,12 +1604,8 @@ static int publish_wave(struct batch *bt, const size_t *todo, size_t n, size_t *
 	}
 	if (rc)
 		*bad = i;
-	if (sent) {
-		pthread_mutex_lock(&s->pub_mu);
-		s->fl_hint = 0;
-		pthread_mutex_unlock(&s->pub_mu);
+	if (sent)
 		wave_wait(s);
-	}
 	for (i = 0; i < sent; i++) {
 		struct inflight *f = &s->fl[i];
 		struct pmsg *p = &bt->msg[todo[i]];
