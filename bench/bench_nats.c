@@ -326,6 +326,7 @@ struct runner {
 	double *seen; /* arrival of "seen <offset>" by offset */
 	long nseen, count;
 	long after; /* only offsets above this count */
+	FILE *log;  /* every line is kept here too (the scratch directory) */
 };
 
 static void on_line(struct runner *r, const char *line, double at)
@@ -366,6 +367,8 @@ static void *read_log(void *ud)
 		buf[len] = '\0';
 		while ((nl = strchr(line, '\n'))) {
 			*nl = '\0';
+			if (r->log)
+				fprintf(r->log, "%.6f %s\n", at, line);
 			on_line(r, line, at);
 			line = nl + 1;
 		}
@@ -384,6 +387,7 @@ static void *read_log(void *ud)
 static int start_runner(struct runner *r, const struct config *c, const char *deploy, long after,
                         long nseen)
 {
+	char log[4300];
 	int p[2];
 
 	memset(r, 0, sizeof(*r));
@@ -408,6 +412,8 @@ static int start_runner(struct runner *r, const struct config *c, const char *de
 	}
 	close(p[1]);
 	r->fd = p[0];
+	snprintf(log, sizeof(log), "%s.log", deploy);
+	r->log = fopen(log, "w");
 	return pthread_create(&r->reader, NULL, read_log, r) ? -1 : 0;
 }
 
@@ -442,6 +448,8 @@ static void stop_runner(struct runner *r)
 		pthread_join(r->reader, NULL);
 		close(r->fd);
 	}
+	if (r->log)
+		fclose(r->log);
 	free(r->seen);
 	pthread_mutex_destroy(&r->mu);
 	pthread_cond_destroy(&r->cv);

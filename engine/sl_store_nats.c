@@ -762,9 +762,22 @@ static int walk_reader(struct nats_store *s, struct reader *r, uint64_t last, in
 	sl_buf_init(&me.buf);
 	for (;;) {
 		natsMsg *peek = NULL;
-		if ((rc = reader_peek(s, r, fetch_want(limit, given), last, &peek, d)) || !peek)
+		if ((rc = reader_peek(s, r, fetch_want(limit, given), last, &peek, d)))
 			break;
-		m = reader_take(r);
+		if (peek) {
+			m = reader_take(r);
+		} else if (r->next <= last && r->idx >= r->got.Count) {
+			/* The consumer delivered nothing where the bound says there is more
+			 * (a replica behind, a consumer that went away twice): the rest one
+			 * direct get at a time, and a new consumer for the next read. */
+			reader_drop_sub(r);
+			if ((rc = next_msg(s, r->filter, r->next, &m, d)) || !m ||
+			    msg_seq(m) > last)
+				break;
+			r->next = msg_seq(m) + 1;
+		} else {
+			break;
+		}
 		if ((rc = msg_to_event(s, m, &me, d)))
 			break;
 		r->next_off = me.ev.offset + 1;

@@ -779,10 +779,9 @@ static int stream_fn(void *ud, const struct sl_stream_info *info)
 	struct names_seen *ns = ud;
 
 	ns->n++;
-	ns->heads_ok &= !strncmp(info->stream, "v/", 2) || !strcmp(info->stream, "v")
-	                        ? info->head == (atoi(info->stream + 2) < 100 ? 4 : 3) ||
-	                                  !strcmp(info->stream, "v")
-	                        : 1;
+	if (strncmp(info->stream, "v/", 2))
+		return 0; /* v itself */
+	ns->heads_ok &= info->head == (atoi(info->stream + 2) < 100 ? 4 : 3);
 	return 0;
 }
 
