@@ -2151,7 +2151,7 @@ static int stream_counts(struct nats_store *s, int64_t *last, int64_t *subjects,
 static int list_states(struct nats_store *s, struct sstates *ss, struct sl_diag *d)
 {
 	struct reader *r = reader_new(s->all, 1, 1, 1);
-	int64_t head, subjects, seen = 0;
+	int64_t head = 0, subjects = 0, seen = 0;
 	natsMsg *m = NULL;
 	int rc = 0;
 
