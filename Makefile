@@ -113,6 +113,7 @@ bench: build
 	$(BUILD)/bench_budgets || rc=1; \
 	$(BUILD)/bench_append || rc=1; \
 	$(BUILD)/bench_http || rc=1; \
+	$(BUILD)/bench_nats || rc=1; \
 	exit $$rc
 
 # The C sources in the repository's one format (.clang-format).

@@ -41,3 +41,10 @@ target_link_libraries(bench_append PRIVATE sl_warnings)
 add_executable(bench_http bench/bench_http.c)
 target_compile_definitions(bench_http PRIVATE SL_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
 target_link_libraries(bench_http PRIVATE Threads::Threads sl_warnings)
+
+# The JetStream store beside SQLite in one run: appends/s and catch-up ev/s, and the
+# wake-up of a live run, on one nats-server and on a 3-node loopback cluster (R3) that
+# it starts itself (the JetStream columns are skipped without nats-server). It runs
+# the sluice binary built beside it.
+add_executable(bench_nats bench/bench_nats.c)
+target_link_libraries(bench_nats PRIVATE sluice_engine Threads::Threads sl_warnings)

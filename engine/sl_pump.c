@@ -117,8 +117,9 @@ struct sl_pump {
 	struct sl_leases *leases;
 	uv_timer_t timer, poll, ratetimer;
 	uv_fs_event_t watch;
+	uv_async_t wake; /* the store's own wake (sl_store_wake_start), from its thread */
 	uv_signal_t sigint, sigterm;
-	int watching;
+	int watching, waking;
 	int64_t data_version;
 	struct sl_pump_opts o;
 	int progress, retrying, stopping, signals;
@@ -1802,6 +1803,18 @@ static void start_watch(struct sl_pump *pm)
 		pm->watching = 1;
 }
 
+/* The store's own wake (a backend without a watch file): its thread says an append
+ * may have happened; only uv_async_send crosses into the loop. */
+static void wake_from_store(void *ud)
+{
+	uv_async_send(ud);
+}
+
+static void on_wake(uv_async_t *a)
+{
+	store_changed(a->data);
+}
+
 /* The slow poll: the store's data version, in case a file event was missed. */
 static void on_poll(uv_timer_t *t)
 {
@@ -1839,6 +1852,22 @@ static void on_signal(uv_signal_t *s, int signum)
 		       signum == SIGINT ? "SIGINT" : "SIGTERM", pm->o.shutdown_ms, pm->inflight);
 	sl_pump_kick(pm);
 }
+
+#ifdef SL_TESTING
+/* SLUICE_POLL_MS: the slow poll's period, so that a test of a wake can make sure the
+ * poll is not what woke the run. A test switch: only the SL_TESTING build has it. */
+static uint64_t poll_ms(void)
+{
+	const char *v = getenv("SLUICE_POLL_MS");
+
+	return v && atol(v) > 0 ? (uint64_t)atol(v) : POLL_MS;
+}
+#else
+static uint64_t poll_ms(void)
+{
+	return POLL_MS;
+}
+#endif
 
 int sl_pump_read_batch(struct sl_pump *pm, struct sl_pump_proc *pp, struct sl_inst *in,
                        const struct sl_event **ev, size_t *n, struct sl_diag *d)
@@ -1964,6 +1993,9 @@ int sl_pump_run(struct sl_pump *pm, const struct sl_pump_opts *o, struct sl_diag
 	uv_timer_init(pm->loop, &pm->poll);
 	uv_timer_init(pm->loop, &pm->ratetimer);
 	uv_fs_event_init(pm->loop, &pm->watch);
+	uv_async_init(pm->loop, &pm->wake, on_wake);
+	uv_unref((uv_handle_t *)&pm->wake);
+	pm->wake.data = pm;
 	uv_signal_init(pm->loop, &pm->sigint);
 	uv_signal_init(pm->loop, &pm->sigterm);
 	pm->timer.data = pm->poll.data = pm->ratetimer.data = pm->watch.data = pm;
@@ -1982,7 +2014,8 @@ int sl_pump_run(struct sl_pump *pm, const struct sl_pump_opts *o, struct sl_diag
 	if ((rc = start_slots(pm, d)) == 0) {
 		uv_signal_start(&pm->sigint, on_signal, SIGINT);
 		uv_signal_start(&pm->sigterm, on_signal, SIGTERM);
-		uv_timer_start(&pm->poll, on_poll, POLL_MS, POLL_MS);
+		pm->waking = sl_store_wake_start(pm->store, wake_from_store, &pm->wake, NULL) == 0;
+		uv_timer_start(&pm->poll, on_poll, poll_ms(), poll_ms());
 		uv_timer_start(&pm->ratetimer, on_rates, 1000, 1000);
 		sl_pump_kick(pm);
 		uv_run(pm->loop, UV_RUN_DEFAULT);
@@ -1999,6 +2032,10 @@ int sl_pump_run(struct sl_pump *pm, const struct sl_pump_opts *o, struct sl_diag
 	uv_close((uv_handle_t *)&pm->poll, NULL);
 	uv_close((uv_handle_t *)&pm->ratetimer, NULL);
 	uv_close((uv_handle_t *)&pm->watch, NULL);
+	if (pm->waking)
+		sl_store_wake_stop(pm->store); /* before the handle it sends to goes */
+	pm->waking = 0;
+	uv_close((uv_handle_t *)&pm->wake, NULL);
 	uv_close((uv_handle_t *)&pm->sigint, NULL);
 	uv_close((uv_handle_t *)&pm->sigterm, NULL);
 	uv_run(pm->loop, UV_RUN_NOWAIT);

@@ -422,6 +422,19 @@ const char *sl_store_watch_file(struct sl_store *s)
 	return s->ops->watch_file ? s->ops->watch_file(s) : NULL;
 }
 
+int sl_store_wake_start(struct sl_store *s, sl_store_wake_fn fn, void *ud, struct sl_diag *d)
+{
+	if (!s->ops->wake_start)
+		return SL_ENOTSUP;
+	return s->ops->wake_start(s, fn, ud, d);
+}
+
+void sl_store_wake_stop(struct sl_store *s)
+{
+	if (s->ops->wake_stop)
+		s->ops->wake_stop(s);
+}
+
 /* ---- the commit ------------------------------------------------------------------------ */
 
 int sl_commit_begin(struct sl_store *s, const struct sl_fence *fence, struct sl_commit **out,

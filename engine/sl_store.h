@@ -224,6 +224,19 @@ int sl_store_data_version(struct sl_store *s, int64_t *v, struct sl_diag *d);
  * by the store. */
 const char *sl_store_watch_file(struct sl_store *s);
 
+/* Called after the store may have changed, from a thread of the backend's own. */
+typedef void (*sl_store_wake_fn)(void *ud);
+/* Asks the backend to call fn(ud) soon after every append by any process (for a
+ * backend without files to watch: JetStream, through a subscription to the
+ * namespace's event subjects). fn runs on a thread of the backend, at any time until
+ * sl_store_wake_stop returns or the store is closed, so it may only do what is safe
+ * from any thread (uv_async_send); calls may be merged or spurious. Returns
+ * SL_ENOTSUP when the backend has no such wake (SQLite: use the watch file), or an
+ * error in d. One wake per store: a second call replaces the first. */
+int sl_store_wake_start(struct sl_store *s, sl_store_wake_fn fn, void *ud, struct sl_diag *d);
+/* Stops the wake; fn is not called once this returns. A no-op without one. */
+void sl_store_wake_stop(struct sl_store *s);
+
 /* ---- verifying ------------------------------------------------------------------------- */
 
 /* One problem sl_store_verify found; valid during the callback only. `problem` is:

@@ -65,6 +65,9 @@ struct sl_store_ops {
 	int (*head_position)(struct sl_store *s, int64_t *pos, struct sl_diag *d);
 	int (*data_version)(struct sl_store *s, int64_t *v, struct sl_diag *d);
 	const char *(*watch_file)(struct sl_store *s);
+	/* sl_store_wake_start and _stop; optional (NULL: SL_ENOTSUP, nothing to stop). */
+	int (*wake_start)(struct sl_store *s, sl_store_wake_fn fn, void *ud, struct sl_diag *d);
+	void (*wake_stop)(struct sl_store *s);
 	/* sl_store_verify; reads only: works on a read-only store. */
 	int (*verify)(struct sl_store *s, int flags, sl_problem_fn fn,
 	              sl_verify_progress_fn progress, void *ud, struct sl_store_verify_summary *sum,

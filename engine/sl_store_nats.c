@@ -27,7 +27,8 @@
  * stream's head comes from the last message on its subject, and every check of §2/§7
  * (key within the batch, pause door, compare-and-set offset, the creation of streams
  * and their ancestors' announcements) runs against that plan, so bad input, a
- * conflict or a paused stream writes nothing. Then the messages are published in order,
+ * conflict or a paused stream writes nothing. Then the messages are published in order
+ * (in waves of asynchronous publishes over different subjects: see publish_wave),
  * each with Nats-Expected-Last-Subject-Sequence (the subject's last sequence, 0 for a
  * new stream), so offsets stay contiguous whatever other writers do: a writer that
  * lost a race is refused by the server. A keyed event carries
@@ -41,9 +42,11 @@
  * message of its subject. JetStream 2.9 has no multi-message transaction, so that is
  * the limit of all-or-nothing here: see the README.
  *
- * Reads use direct gets (the stream allows them): next message on a subject (or on
- * "NS.ev.>" for read_all) at or after a sequence. A read of one stream from offset N
- * finds its first sequence by bisection over the sequences.
+ * Reads of many messages use ephemeral pull consumers, fetched in batches (see
+ * "batched reads"); single messages direct gets (the stream allows them). A read of
+ * one stream from offset N finds its first sequence by bisection over the sequences,
+ * unless it goes on where the previous read stopped. The list of streams comes from
+ * a consumer that delivers each subject's last message, headers only.
  *
  * Leases live in the key-value bucket "NS_leases" (see there).
  *
@@ -77,15 +80,16 @@
  *
  * verify walks the log (see there).
  *
- * Not done: there is no file to watch (the pump falls back to polling data_version,
- * once a second, so a live run sees an append within about a second); data_version
- * follows the event log and this store's own commits, not other processes' row
- * writes; ckpt_behind reads the last message of every stream (one request each), and
- * reads are one request per event: catch-ups are slow.
+ * Wake-up: there is no file to watch; a subscription to the event subjects wakes a
+ * live run (nats_wake_start), and the pump's slow poll of data_version is the
+ * fallback. Not done: data_version follows the event log and this store's own
+ * commits, not other processes' row writes.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <nats/nats.h>
 
@@ -99,6 +103,8 @@
  * window is answered with the original event whatever happened in between. */
 #define SL_NATS_DUP_WINDOW_NS (10LL * 60 * 1000 * 1000 * 1000)
 #define WAIT_MS 5000
+#define WAVE_MAX 1024 /* messages published together (publish_wave) */
+#define RACE_TRIES 8  /* lost compare-and-sets a commit's event goes again after */
 #define H_OFFSET "Sluice-Offset"
 #define H_PAUSED "Sluice-Paused"
 #define H_META "Sluice-Meta-Seq"
@@ -128,6 +134,19 @@ struct nats_store {
 	struct revmap revs;
 	char *space;
 	struct sl_buf tmp[2];
+	/* The wake (nats_wake_start): a core subscription to the event subjects, whose
+	 * callback (a libnats thread) calls wake_fn under wake_mu. */
+	struct reader *rd_all; /* the reader of read_all, kept for the next call */
+	struct reader *rd_one; /* the last reader of one stream, kept likewise */
+	/* The wave in flight (publish_wave), filled by on_pub_ack under pub_mu. */
+	pthread_mutex_t pub_mu;
+	pthread_cond_t pub_cv;
+	struct inflight *fl;
+	size_t nfl, cfl, fl_acked, fl_hint;
+	natsSubscription *wake_sub;
+	pthread_mutex_t wake_mu;
+	sl_store_wake_fn wake_fn;
+	void *wake_ud;
 };
 
 static struct nats_store *ns(struct sl_store *s)
@@ -208,6 +227,11 @@ static int name_of(const struct nats_store *s, const char *subj, struct sl_buf *
 /* ---- opening --------------------------------------------------------------------------- */
 
 static void rev_release(struct revmap *m);
+static void nats_wake_stop(struct sl_store *base);
+struct reader;
+static void reader_free(struct reader *r);
+static int nats_head_position(struct sl_store *base, int64_t *pos, struct sl_diag *d);
+static void on_pub_ack(jsCtx *js, natsMsg *m, jsPubAck *pa, jsPubAckErr *pae, void *ud);
 
 static void nats_close(struct sl_store *base)
 {
@@ -216,12 +240,19 @@ static void nats_close(struct sl_store *base)
 
 	if (!s)
 		return;
+	nats_wake_stop(base);
+	pthread_mutex_destroy(&s->wake_mu);
+	reader_free(s->rd_all);
+	reader_free(s->rd_one);
 	kvStore_Destroy(s->leases);
 	for (i = 0; i < sizeof(s->kv) / sizeof(s->kv[0]); i++)
 		kvStore_Destroy(s->kv[i]);
 	rev_release(&s->revs);
 	jsCtx_Destroy(s->js);
 	natsConnection_Destroy(s->nc);
+	pthread_mutex_destroy(&s->pub_mu);
+	pthread_cond_destroy(&s->pub_cv);
+	free(s->fl);
 	free(s->space);
 	sl_buf_release(&s->tmp[0]);
 	sl_buf_release(&s->tmp[1]);
@@ -356,6 +387,9 @@ static int nats_open(struct sl_store **out, const char *path, const struct sl_st
 	*out = NULL;
 	if (!s)
 		return oom(d);
+	pthread_mutex_init(&s->wake_mu, NULL);
+	pthread_mutex_init(&s->pub_mu, NULL);
+	pthread_cond_init(&s->pub_cv, NULL);
 	s->path = strdup(path);
 	s->space = strdup(space);
 	s->stream = malloc(n + 8);
@@ -376,6 +410,9 @@ static int nats_open(struct sl_store **out, const char *path, const struct sl_st
 		goto fail;
 	jsOptions_Init(&jo);
 	jo.Wait = WAIT_MS;
+	jo.PublishAsync.AckHandler = on_pub_ack; /* publish_wave's acks */
+	jo.PublishAsync.AckHandlerClosure = s;
+	jo.PublishAsync.MaxPending = WAVE_MAX;
 	if ((st = natsConnection_JetStream(&s->js, s->nc, &jo)) != NATS_OK) {
 		rc = nats_fail(s, d, st, 0, "cannot open a JetStream context");
 		goto fail;
@@ -452,14 +489,20 @@ static int header_int(natsMsg *m, const char *key, int64_t *v)
 	return *t && !*end;
 }
 
-/* The stream sequence of a message from a get or a direct get. */
+/* The stream sequence of a message from a get, a direct get or a consumer (whose
+ * reply subject holds it). */
 static uint64_t msg_seq(natsMsg *m)
 {
 	uint64_t seq = natsMsg_GetSequence(m);
+	jsMsgMetaData *md = NULL;
 	int64_t v;
 
 	if (!seq && header_int(m, "Nats-Sequence", &v) && v > 0)
 		seq = (uint64_t)v;
+	if (!seq && natsMsg_GetMetaData(&md, m) == NATS_OK) {
+		seq = md->Sequence.Stream;
+		jsMsgMetaData_Destroy(md);
+	}
 	return seq;
 }
 
@@ -517,6 +560,256 @@ static int next_msg(struct nats_store *s, const char *subject, uint64_t seq, nat
 	if (st == NATS_NOT_FOUND)
 		return 0;
 	return st == NATS_OK ? 0 : nats_fail(s, d, st, 0, "cannot read events");
+}
+
+/* ---- batched reads: ephemeral pull consumers ----------------------------------------------
+ *
+ * JetStream 2.9 has no batched direct get, so a read of many messages goes through a
+ * consumer: ephemeral, pull, no acks, in memory, one replica, on a filter subject
+ * (one stream's subject, or "<ns>.ev.>"), from a stream sequence. Messages are
+ * fetched FETCH_MAX at a time (at most FETCH_BYTES; a message larger than that is
+ * fetched alone). Every read has a bound, a sequence whose message exists (the
+ * subject's last message for one stream, the stream's last sequence otherwise), and
+ * fetches only while it has not reached it: a JetStream 2.9 server answers a fetch at
+ * once when there are messages, but holds one that finds none until it expires. A
+ * reader keeps what it fetched and has not handed out, and is kept for the next read
+ * that goes on where it stopped (the pump reads after its cursor, and an instance
+ * from its checkpoint, again and again): such a read costs one fetch, no consumer
+ * creation. A reader whose consumer went away (the server drops an idle ephemeral
+ * after CONSUMER_IDLE_NS; a reconnect) is made again at the sequence it had reached,
+ * once per fetch. The consumer sequence of each delivery must follow the one before
+ * (no acks, so no redeliveries): a gap means a fetch answered late, and the reader is
+ * made again too. */
+
+#define FETCH_MAX 256
+#define FETCH_BYTES (8 * 1024 * 1024)
+#define CONSUMER_IDLE_NS (60LL * 1000 * 1000 * 1000)
+#define FETCH_EXPIRES_NS (2LL * 1000 * 1000 * 1000)
+#define LIST_EXPIRES_NS (250LL * 1000 * 1000) /* a listing that stops short */
+
+struct reader {
+	natsSubscription *sub;
+	char *filter;
+	int last_per_subject, headers_only;
+	natsMsgList got; /* fetched; Msgs[idx..Count) not handed out yet */
+	int idx;
+	uint64_t next;    /* the stream sequence from which messages are still to come */
+	uint64_t cseq;    /* the consumer sequence of the last delivery */
+	int done;         /* a last-per-subject listing delivered its last (none pending) */
+	int drained;      /* this read's last delivery said none is pending */
+	int64_t expires;  /* ns a fetch that finds nothing waits */
+	int64_t next_off; /* a reader of one stream: the offset it hands out next (0: unknown) */
+};
+
+static void reader_drop_sub(struct reader *r)
+{
+	if (r->sub) {
+		natsSubscription_Destroy(r->sub); /* the server forgets it after its idle time */
+		r->sub = NULL;
+	}
+	natsMsgList_Destroy(&r->got);
+	memset(&r->got, 0, sizeof(r->got));
+	r->idx = 0;
+	r->cseq = 0;
+}
+
+static void reader_free(struct reader *r)
+{
+	if (!r)
+		return;
+	if (r->sub)
+		natsSubscription_Unsubscribe(r->sub); /* deletes the consumer */
+	reader_drop_sub(r);
+	free(r->filter);
+	free(r);
+}
+
+/* A reader of filter from stream sequence seq (not yet subscribed). */
+static struct reader *reader_new(const char *filter, uint64_t seq, int last_per_subject,
+                                 int headers_only)
+{
+	struct reader *r = calloc(1, sizeof(*r));
+
+	if (!r || !(r->filter = strdup(filter))) {
+		free(r);
+		return NULL;
+	}
+	r->next = seq ? seq : 1;
+	r->expires = FETCH_EXPIRES_NS;
+	r->last_per_subject = last_per_subject;
+	r->headers_only = headers_only;
+	return r;
+}
+
+static int reader_subscribe(struct nats_store *s, struct reader *r, struct sl_diag *d)
+{
+	jsSubOptions so;
+	jsErrCode jerr = 0;
+	natsStatus st;
+
+	jsSubOptions_Init(&so);
+	so.Stream = s->stream;
+	so.Config.AckPolicy = js_AckNone;
+	so.Config.InactiveThreshold = CONSUMER_IDLE_NS;
+	so.Config.MemoryStorage = true;
+	so.Config.Replicas = 1;
+	so.Config.HeadersOnly = r->headers_only;
+	if (r->last_per_subject) {
+		so.Config.DeliverPolicy = js_DeliverLastPerSubject;
+	} else {
+		so.Config.DeliverPolicy = js_DeliverByStartSequence;
+		so.Config.OptStartSeq = r->next;
+	}
+	st = js_PullSubscribe(&r->sub, s->js, r->filter, NULL, NULL, &so, &jerr);
+	if (st != NATS_OK) {
+		r->sub = NULL;
+		return nats_fail(s, d, st, jerr, "cannot read events");
+	}
+	r->cseq = 0;
+	return 0;
+}
+
+/* Fetches the next messages (at most want) into r->got. */
+static int reader_fetch(struct nats_store *s, struct reader *r, int want, struct sl_diag *d)
+{
+	jsFetchRequest fr;
+	natsStatus st;
+	int i, tries;
+
+	natsMsgList_Destroy(&r->got);
+	memset(&r->got, 0, sizeof(r->got));
+	r->idx = 0;
+	want = want < 1 ? 1 : want > FETCH_MAX ? FETCH_MAX : want;
+	for (tries = 0;; tries++) {
+		if (!r->sub && reader_subscribe(s, r, d))
+			return d ? d->code : SL_EIO;
+		jsFetchRequest_Init(&fr);
+		fr.Batch = want;
+		fr.NoWait = true;
+		fr.Expires = FETCH_EXPIRES_NS;         /* (what a fetch that finds nothing waits) */
+		fr.MaxBytes = tries ? 0 : FETCH_BYTES; /* a retry takes one message of any size */
+		if (tries)
+			fr.Batch = 1;
+		st = natsSubscription_FetchRequest(&r->got, r->sub, &fr);
+		if (st == NATS_OK && !r->got.Count)
+			st = NATS_NOT_FOUND;
+		/* Nothing, where something must be: the consumer went away (no
+		 * responders), or the bound's message was deleted meanwhile. */
+		if ((tries || r->last_per_subject) &&
+		    (st == NATS_NOT_FOUND || st == NATS_TIMEOUT)) {
+			r->done = r->last_per_subject;
+			natsMsgList_Destroy(&r->got);
+			memset(&r->got, 0, sizeof(r->got));
+			return 0;
+		}
+		if (st == NATS_OK) {
+			/* Every delivery follows the one before, or the consumer is not where
+			 * this reader thinks: start again from r->next. */
+			for (i = 0; i < r->got.Count; i++) {
+				jsMsgMetaData *md = NULL;
+				uint64_t c = 0;
+				if (natsMsg_GetMetaData(&md, r->got.Msgs[i]) == NATS_OK) {
+					c = md->Sequence.Consumer;
+					r->drained = !md->NumPending;
+					r->done = r->last_per_subject && r->drained;
+				}
+				jsMsgMetaData_Destroy(md);
+				if (c != r->cseq + 1)
+					break;
+				r->cseq = c;
+			}
+			if (i == r->got.Count)
+				return 0;
+		}
+		reader_drop_sub(r);
+		/* (A last-per-subject listing cannot go on from a sequence.) */
+		if (tries || r->last_per_subject)
+			return nats_fail(s, d, st == NATS_OK ? NATS_ERR : st, 0,
+			                 "cannot read events");
+	}
+}
+
+/* The next message of r up to sequence last without taking it (NULL: none), fetching
+ * up to want more when it has none left and has not reached last. */
+static int reader_peek(struct nats_store *s, struct reader *r, int want, uint64_t last, natsMsg **m,
+                       struct sl_diag *d)
+{
+	int rc;
+
+	*m = NULL;
+	/* (A listing's bound can be a message that was deleted since: it ends when the
+	 * consumer says none is pending.) */
+	if (r->idx >= r->got.Count && r->next <= last && !r->done && !r->drained &&
+	    (rc = reader_fetch(s, r, want, d)))
+		return rc;
+	if (r->idx < r->got.Count && msg_seq(r->got.Msgs[r->idx]) <= last)
+		*m = r->got.Msgs[r->idx];
+	return 0;
+}
+
+/* Takes the message reader_peek returned (owned by the caller now). */
+static natsMsg *reader_take(struct reader *r)
+{
+	natsMsg *m = r->got.Msgs[r->idx];
+
+	r->got.Msgs[r->idx++] = NULL;
+	r->next = msg_seq(m) + 1;
+	return m;
+}
+
+static int fetch_want(int64_t limit, int64_t given)
+{
+	return limit > 0 && limit - given < FETCH_MAX ? (int)(limit - given) : FETCH_MAX;
+}
+
+/* Calls fn for the messages of r up to sequence last, at most limit events with
+ * offset >= from (limit <= 0: all). */
+static int walk_reader(struct nats_store *s, struct reader *r, uint64_t last, int64_t from,
+                       int64_t limit, sl_event_fn fn, void *ud, struct sl_diag *d)
+{
+	struct msg_event me;
+	natsMsg *m = NULL;
+	int64_t given = 0;
+	int rc = 0;
+
+	sl_buf_init(&me.buf);
+	r->drained = 0; /* (a new read: what was pending then is no bound now) */
+	for (;;) {
+		natsMsg *peek = NULL;
+		if ((rc = reader_peek(s, r, fetch_want(limit, given), last, &peek, d)))
+			break;
+		if (peek) {
+			m = reader_take(r);
+		} else if (r->next <= last && r->idx >= r->got.Count) {
+			/* The consumer has nothing more where the bound says there is (the
+			 * bound's message was deleted since, a replica is behind, the consumer
+			 * went away twice): the rest one direct get at a time, and a new
+			 * consumer for the next read. */
+			reader_drop_sub(r);
+			if ((rc = next_msg(s, r->filter, r->next, &m, d)) || !m ||
+			    msg_seq(m) > last)
+				break;
+			r->next = msg_seq(m) + 1;
+		} else {
+			break;
+		}
+		if ((rc = msg_to_event(s, m, &me, d)))
+			break;
+		r->next_off = me.ev.offset + 1;
+		if (me.ev.offset >= from) {
+			if ((rc = fn(ud, &me.ev))) {
+				rc = rc < 0 ? rc : 0;
+				break;
+			}
+			if (limit > 0 && ++given >= limit)
+				break;
+		}
+		natsMsg_Destroy(m);
+		m = NULL;
+	}
+	natsMsg_Destroy(m);
+	sl_buf_release(&me.buf);
+	return rc;
 }
 
 /* ---- the state of a stream ------------------------------------------------------------- */
@@ -1082,80 +1375,382 @@ static int publish_error(struct nats_store *s, const struct pstream *ps, natsSta
 	return nats_fail(s, d, st, jerr, "cannot append");
 }
 
-/* Publishes message i with the compare-and-set on its subject's last sequence. */
-static int publish_one(struct batch *bt, struct pmsg *p, struct sl_diag *d)
+/* The message of p with its headers from the live state of its stream, and in *after
+ * that state once p is stored; po gets the compare-and-set on the subject's last
+ * sequence and the message id (in idbuf, which must outlive the publish). */
+static int build_one(struct batch *bt, struct pmsg *p, struct sview *after, natsMsg **out,
+                     jsPubOptions *po, struct sl_buf *idbuf, struct sl_diag *d)
 {
 	struct nats_store *s = bt->s;
 	struct pstream *ps = &bt->st[p->stream];
+	natsMsg *m = NULL;
+	natsStatus st;
+	int rc = 0;
+
+	*out = NULL;
+	memset(after, 0, sizeof(*after));
+	if (door_refuses(&ps->live, p))
+		return paused_error(&ps->live, d);
+	if (p->offset && p->offset != ps->live.head + 1)
+		return offset_error(ps, &ps->live, p->offset, d);
+	if (sview_copy(after, &ps->live) || (rc = apply_core(after, p, 0, d)))
+		return rc ? rc : oom(d);
+	body_of(bt, p, &s->tmp[0]);
+	if (!sl_buf_ok(&s->tmp[0]))
+		return oom(d);
+	jsPubOptions_Init(po);
+	po->ExpectLastSubjectSeq = ps->live.last_seq;
+	po->ExpectNoMessage = ps->live.last_seq == 0;
+	po->MaxWait = WAIT_MS;
+	if ((st = natsMsg_Create(&m, ps->subject, NULL, s->tmp[0].ptr, (int)s->tmp[0].len)) !=
+	            NATS_OK ||
+	    (st = set_headers(m, p, after, ps->live.head + 1, &s->tmp[1])) != NATS_OK) {
+		natsMsg_Destroy(m);
+		return nats_fail(s, d, st, 0, "cannot build message");
+	}
+	if (p->key) { /* "<stream>|<key as JSON>": a stream name has no '|' */
+		sl_buf_reset(idbuf);
+		sl_buf_adds(idbuf, ps->name);
+		sl_buf_addc(idbuf, '|');
+		sl_buf_addjstr(idbuf, p->key, strlen(p->key));
+		sl_buf_addc(idbuf, '\0');
+		if (!sl_buf_ok(idbuf)) {
+			natsMsg_Destroy(m);
+			return oom(d);
+		}
+		po->MsgId = idbuf->ptr;
+	}
+	*out = m;
+	return 0;
+}
+
+/* Takes the ack of p (sequence seq, dup: JetStream answered with a stored message):
+ * its offset, and its stream's live state moves to *after (which is taken). */
+static int settle_one(struct batch *bt, struct pmsg *p, struct sview *after, uint64_t seq, int dup,
+                      struct sl_diag *d)
+{
+	struct nats_store *s = bt->s;
+	struct pstream *ps = &bt->st[p->stream];
+	int rc = 0;
+
+	p->seq = seq;
+	if (dup) {
+		p->dup = 1;
+		if (!(rc = dup_offset(s, p, p->seq, &p->got, d)) && p->offset &&
+		    p->offset != p->got)
+			rc = key_offset_error(p->key, p->got, p->offset, d);
+		sview_release(after);
+		return rc;
+	}
+	s->commits++;
+	p->got = ps->live.head + 1;
+	if (type_is(p->type, "stream/metadata-updated"))
+		after->meta_seq = p->seq;
+	after->head = p->got;
+	after->last_seq = p->seq;
+	sview_release(&ps->live);
+	ps->live = *after;
+	memset(after, 0, sizeof(*after));
+	return 0;
+}
+
+/* Publishes message p and waits for its ack: the compare-and-set on its subject's
+ * last sequence. */
+static int publish_one(struct batch *bt, struct pmsg *p, struct sl_diag *d)
+{
+	struct nats_store *s = bt->s;
 	struct sview after;
+	struct sl_buf id;
 	jsPubOptions po;
 	jsPubAck *ack = NULL;
 	jsErrCode jerr = 0;
 	natsMsg *m = NULL;
 	natsStatus st;
-	int rc = 0;
+	int rc;
 
-	if (door_refuses(&ps->live, p))
-		return paused_error(&ps->live, d);
-	if (p->offset && p->offset != ps->live.head + 1)
-		return offset_error(ps, &ps->live, p->offset, d);
-	if (sview_copy(&after, &ps->live) || (rc = apply_core(&after, p, 0, d))) {
-		sview_release(&after);
-		return rc ? rc : oom(d);
-	}
-	body_of(bt, p, &s->tmp[0]);
-	if (!sl_buf_ok(&s->tmp[0])) {
-		rc = oom(d);
+	sl_buf_init(&id);
+	if ((rc = build_one(bt, p, &after, &m, &po, &id, d)))
 		goto out;
-	}
-	jsPubOptions_Init(&po);
-	po.ExpectLastSubjectSeq = ps->live.last_seq;
-	po.ExpectNoMessage = ps->live.last_seq == 0;
-	if ((st = natsMsg_Create(&m, ps->subject, NULL, s->tmp[0].ptr, (int)s->tmp[0].len)) !=
-	            NATS_OK ||
-	    (st = set_headers(m, p, &after, ps->live.head + 1, &s->tmp[1])) != NATS_OK) {
-		rc = nats_fail(s, d, st, 0, "cannot build message");
-		goto out;
-	}
-	if (p->key) { /* "<stream>|<key as JSON>": a stream name has no '|' */
-		sl_buf_reset(&s->tmp[1]);
-		sl_buf_adds(&s->tmp[1], ps->name);
-		sl_buf_addc(&s->tmp[1], '|');
-		sl_buf_addjstr(&s->tmp[1], p->key, strlen(p->key));
-		sl_buf_addc(&s->tmp[1], '\0');
-		if (!sl_buf_ok(&s->tmp[1])) {
-			rc = oom(d);
-			goto out;
-		}
-		po.MsgId = s->tmp[1].ptr;
-	}
 	if ((st = js_PublishMsg(&ack, s->js, m, &po, &jerr)) != NATS_OK) {
 		bt->raced = jerr == JSStreamWrongLastSequenceErr;
-		rc = publish_error(s, ps, st, jerr, d);
+		rc = publish_error(s, &bt->st[p->stream], st, jerr, d);
 		goto out;
 	}
-	p->seq = ack->Sequence;
-	if (ack->Duplicate) {
-		p->dup = 1;
-		if ((rc = dup_offset(s, p, p->seq, &p->got, d)))
-			goto out;
-		if (p->offset && p->offset != p->got)
-			rc = key_offset_error(p->key, p->got, p->offset, d);
-		goto out;
-	}
-	s->commits++;
-	p->got = ps->live.head + 1;
-	if (type_is(p->type, "stream/metadata-updated"))
-		after.meta_seq = p->seq;
-	after.head = p->got;
-	after.last_seq = p->seq;
-	sview_release(&ps->live);
-	ps->live = after;
-	memset(&after, 0, sizeof(after));
+	rc = settle_one(bt, p, &after, ack->Sequence, ack->Duplicate, d);
 out:
 	sview_release(&after);
+	sl_buf_release(&id);
 	jsPubAck_Destroy(ack);
 	natsMsg_Destroy(m);
+	return rc;
+}
+
+/* ---- publishing many messages: waves of asynchronous publishes ---------------------------
+ *
+ * Each message carries the compare-and-set on its subject's last sequence, and that
+ * is the sequence of the message before it on the subject, known only once that one
+ * was acknowledged: two messages of one subject can never be in flight together
+ * (predicting the sequence would not do: a message of another writer can take the
+ * predicted sequence after one of ours was refused, and the next of ours would then
+ * be stored after it with a wrong offset). So the messages go out in waves: a wave is
+ * the longest run of the messages still to publish, in order, whose subjects are all
+ * different (at most WAVE_MAX), each built from its subject's live state exactly as
+ * publish_one builds it, published with js_PublishMsgAsync, and the wave's acks
+ * awaited together; then the next wave. The messages of a wave are chained: each but
+ * the first also carries Nats-Expected-Last-Sequence, the stream's last sequence it
+ * would have if the ones before it in the wave were stored right after each other
+ * (the head when the wave starts, plus its place). So once one of them is refused
+ * (or another writer's message gets in between) the rest of the wave is refused
+ * too, and nothing after a refused message is stored, as one at a time: a message
+ * refused only for that goes again in the next wave (whose chain starts from the
+ * head read again), and the one that failed fails the call as before. The chain
+ * only refuses; offsets stay right by the subject's compare-and-set alone. The server stores the
+ * messages of one connection in the order they were published, so positions follow the order of the
+ * call as before. A call over many streams costs one round trip per wave instead of one per
+ * message; a call on one stream is one message per wave (publish_one), and so is each event of the
+ * store's own (see wave_len). */
+
+/* One message of a wave, as its ack says (filled by on_pub_ack, under pub_mu). */
+struct inflight {
+	natsMsg *m; /* only to match the ack: libnats owns it */
+	size_t msg; /* index in the batch */
+	int acked, dup;
+	natsStatus st;
+	jsErrCode jerr;
+	uint64_t seq;
+};
+
+/* The ack handler of the JetStream context (a libnats thread). */
+static void on_pub_ack(jsCtx *js, natsMsg *m, jsPubAck *pa, jsPubAckErr *pae, void *ud)
+{
+	struct nats_store *s = ud;
+	size_t i, k;
+
+	(void)js;
+	pthread_mutex_lock(&s->pub_mu);
+	for (k = 0; k < s->nfl; k++) { /* acks come in order: start after the last one */
+		i = (s->fl_hint + k) % s->nfl;
+		if (s->fl[i].m == m && !s->fl[i].acked)
+			break;
+	}
+	if (k < s->nfl) {
+		struct inflight *f = &s->fl[i];
+		f->acked = 1;
+		if (pa) {
+			f->st = NATS_OK, f->seq = pa->Sequence, f->dup = pa->Duplicate;
+		} else {
+			f->st = pae && pae->Err != NATS_OK ? pae->Err : NATS_ERR;
+			f->jerr = pae ? pae->ErrCode : 0;
+		}
+		s->fl_hint = i + 1;
+		if (++s->fl_acked == s->nfl)
+			pthread_cond_signal(&s->pub_cv);
+	}
+	pthread_mutex_unlock(&s->pub_mu);
+	natsMsg_Destroy(m);
+}
+
+/* How many of the messages listed in todo[0..n) form the next wave. The store's own
+ * events (stream/created, stream/child-stream-created) go alone: two writers that
+ * create the same stream race on them, and the loser must stop there, before any
+ * message that depends on the stream it lost, as it does one message at a time. */
+static size_t wave_len(struct batch *bt, const size_t *todo, size_t n)
+{
+	size_t i, k;
+
+	if (n && bt->msg[todo[0]].engine)
+		return 1;
+	for (i = 0; i < n && i < WAVE_MAX; i++) {
+		if (bt->msg[todo[i]].engine)
+			return i;
+		for (k = 0; k < i; k++)
+			if (bt->msg[todo[k]].stream == bt->msg[todo[i]].stream)
+				return i;
+	}
+	return i;
+}
+
+/* Waits until every message of the wave has its ack (or gives up after the
+ * publishes' own wait); the messages without one are taken back from libnats, so
+ * that no ack handler runs for them later. */
+static void wave_wait(struct nats_store *s)
+{
+	natsMsgList pending;
+	jsPubOptions po;
+
+	jsPubOptions_Init(&po);
+	po.MaxWait = WAIT_MS + 1000;
+	js_PublishAsyncComplete(s->js, &po);
+	pthread_mutex_lock(&s->pub_mu);
+	if (s->fl_acked < s->nfl) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 2;
+		while (s->fl_acked < s->nfl &&
+		       pthread_cond_timedwait(&s->pub_cv, &s->pub_mu, &until) == 0)
+			;
+	}
+	pthread_mutex_unlock(&s->pub_mu);
+	if (js_PublishAsyncGetPendingList(&pending, s->js) == NATS_OK)
+		natsMsgList_Destroy(&pending);
+	pthread_mutex_lock(&s->pub_mu);
+	s->nfl = 0; /* an ack handler running now finds nothing */
+	pthread_mutex_unlock(&s->pub_mu);
+}
+
+/* Publishes the wave todo[0..n) (built from the live states), waits for the acks and
+ * settles them in order. *bad is the index in todo of the first that failed, n when
+ * none did; d says why, and *raced whether it lost a compare-and-set. Every message
+ * that was stored has its seq, whatever failed before or after it. */
+static int publish_wave(struct batch *bt, const size_t *todo, size_t n, uint64_t *lseq, size_t *bad,
+                        int *raced, struct sl_diag *d)
+{
+	struct nats_store *s = bt->s;
+	struct sview *after = calloc(n, sizeof(*after));
+	struct sl_buf id;
+	size_t i, sent = 0, stored = 0;
+	int64_t head = 0;
+	int rc = 0, rc2;
+
+	*bad = n, *raced = 0;
+	if (after && s->cfl < n) {
+		struct inflight *fl = realloc(s->fl, n * sizeof(*fl)); /* (no ack pending now) */
+		if (fl)
+			s->fl = fl, s->cfl = n;
+	}
+	if (!after || s->cfl < n) {
+		free(after);
+		return oom(d);
+	}
+	if (!*lseq && (rc = nats_head_position(&s->base, &head, d))) {
+		free(after);
+		return rc;
+	}
+	*lseq = *lseq ? *lseq : (uint64_t)head;
+	pthread_mutex_lock(&s->pub_mu);
+	s->nfl = s->fl_acked = s->fl_hint = 0;
+	pthread_mutex_unlock(&s->pub_mu);
+	sl_buf_init(&id);
+	for (i = 0; i < n && !rc; i++, sent++) {
+		natsMsg *m = NULL;
+		jsPubOptions po;
+		natsStatus st;
+		if ((rc = build_one(bt, &bt->msg[todo[i]], &after[i], &m, &po, &id, d)))
+			break;
+		if (i) /* the chain: stored only right after the message before it */
+			po.ExpectLastSeq = *lseq + i;
+		pthread_mutex_lock(&s->pub_mu);
+		memset(&s->fl[i], 0, sizeof(s->fl[i]));
+		s->fl[i].m = m, s->fl[i].msg = todo[i];
+		s->nfl = i + 1;
+		pthread_mutex_unlock(&s->pub_mu);
+		if ((st = js_PublishMsgAsync(s->js, &m, &po)) != NATS_OK) {
+			natsMsg_Destroy(m);
+			pthread_mutex_lock(&s->pub_mu);
+			s->nfl = i; /* never sent */
+			pthread_mutex_unlock(&s->pub_mu);
+			rc = nats_fail(s, d, st, 0, "cannot append");
+			break;
+		}
+	}
+	if (rc)
+		*bad = i;
+	if (sent)
+		wave_wait(s);
+	for (i = 0; i < sent; i++) {
+		struct inflight *f = &s->fl[i];
+		struct pmsg *p = &bt->msg[todo[i]];
+		if (f->acked && f->st == NATS_OK) {
+			rc2 = settle_one(bt, p, &after[i], f->seq, f->dup, *bad < i ? NULL : d);
+			stored += !f->dup;
+			if (!f->dup)
+				*lseq = f->seq;
+		} else if (i && f->acked && f->jerr == JSStreamWrongLastSequenceErr) {
+			rc2 = 0; /* off the chain (or its subject raced): it goes again */
+		} else {
+			rc2 = f->acked ? publish_error(s, &bt->st[p->stream], f->st, f->jerr,
+			                               *bad < i ? NULL : d)
+			               : nats_fail(s, *bad < i ? NULL : d, NATS_TIMEOUT, 0,
+			                           "cannot append (no acknowledgment)");
+			if (*bad > i)
+				*raced = f->jerr == JSStreamWrongLastSequenceErr;
+		}
+		if (rc2 && *bad > i)
+			*bad = i, rc = rc2;
+	}
+	if (stored < sent)
+		*lseq = 0; /* the chain broke: the next wave reads the head again */
+	for (i = 0; i < n; i++)
+		sview_release(&after[i]);
+	free(after);
+	sl_buf_release(&id);
+	return rc;
+}
+
+/* A message that lost its compare-and-set and may go again after the other writer's
+ * (see publish_in_commit). */
+static int retryable(const struct batch *bt, const struct pmsg *p)
+{
+	return !p->engine && !p->offset && bt->st[p->stream].live.head;
+}
+
+static int publish_in_commit(struct batch *bt, struct pmsg *p, struct sl_diag *d);
+
+/* Publishes every message of the batch in waves (publish_wave), one at a time where
+ * a wave would be of one message. retry: a message that asks for no offset and lost
+ * its compare-and-set goes again after what the other writer appended (a commit's
+ * events, see publish_in_commit). On a failure, *failed_msg is the message. */
+static int publish_all(struct batch *bt, int retry, size_t *failed_msg, struct sl_diag *d)
+{
+	size_t *todo = malloc((bt->nmsg + 1) * sizeof(*todo));
+	size_t i, n = bt->nmsg, w, bad = 0, k, out, tries = 0;
+	uint64_t lseq = 0;
+	struct sl_diag one;
+	int rc = 0, raced;
+
+	if (!todo)
+		return oom(d);
+	for (i = 0; i < n; i++)
+		todo[i] = i;
+	while (n) {
+		sl_diag_init(&one);
+		w = wave_len(bt, todo, n);
+		if (w == 1) {
+			rc = retry ? publish_in_commit(bt, &bt->msg[todo[0]], &one)
+			           : publish_one(bt, &bt->msg[todo[0]], &one);
+			bad = 0;
+			lseq = 0;
+			if (!rc) {
+				memmove(todo, todo + 1, (n - 1) * sizeof(*todo));
+				n--;
+				continue;
+			}
+		} else if ((rc = publish_wave(bt, todo, w, &lseq, &bad, &raced, &one)) && retry &&
+		           raced && tries++ < RACE_TRIES && retryable(bt, &bt->msg[todo[bad]])) {
+			/* The one that lost goes again after the other writer's: its stream's
+			 * state is read again. */
+			struct pstream *ps = &bt->st[bt->msg[todo[bad]].stream];
+			struct sview v;
+			if ((rc = load_state(bt->s, ps->subject, &v, d)))
+				break;
+			sview_release(&ps->live);
+			ps->live = v;
+			rc = 0;
+		}
+		if (rc) {
+			*failed_msg = todo[bad];
+			sl_diag_set(d, rc, "%s", one.msg);
+			break;
+		}
+		/* The messages of the wave not stored (off the chain, or the one that lost)
+		 * go first in the next, in their order. */
+		for (out = 0, k = 0; k < w; k++)
+			if (!bt->msg[todo[k]].seq)
+				todo[out++] = todo[k];
+		memmove(todo + out, todo + w, (n - w) * sizeof(*todo));
+		n = out + n - w;
+	}
+	free(todo);
 	return rc;
 }
 
@@ -1183,14 +1778,13 @@ static size_t take_back(struct batch *bt, size_t upto)
 static int publish_batch(struct batch *bt, struct sl_append_result *res, size_t n, size_t *failed,
                          struct sl_diag *d)
 {
-	size_t i, left;
-	int rc = 0;
+	size_t i, left, bad = 0;
+	int rc;
 
-	for (i = 0; i < bt->nmsg && !rc; i++)
-		if ((rc = publish_one(bt, &bt->msg[i], d)) && bt->msg[i].result != (size_t)-1)
-			*failed = bt->msg[i].result;
-	if (rc) {
-		if ((left = take_back(bt, i)))
+	if ((rc = publish_all(bt, 0, &bad, d))) {
+		if (bad < bt->nmsg && bt->msg[bad].result != (size_t)-1)
+			*failed = bt->msg[bad].result;
+		if ((left = take_back(bt, bt->nmsg)))
 			sl_diag_prefix(
 				d,
 				"%zu event(s) of this batch were written and could not be taken"
@@ -1234,39 +1828,6 @@ static int nats_append(struct sl_store *base, const struct sl_event_in *ev, size
 
 /* ---- reading the log ------------------------------------------------------------------- */
 
-/* Calls fn for the messages of subject (NULL: all) from sequence `at`, up to `last`
- * (0: no bound), at most limit events with offset >= from (limit <= 0: all). */
-static int walk(struct nats_store *s, const char *subject, uint64_t at, uint64_t last, int64_t from,
-                int64_t limit, sl_event_fn fn, void *ud, struct sl_diag *d)
-{
-	struct msg_event me;
-	natsMsg *m = NULL;
-	int64_t given = 0;
-	int rc = 0;
-
-	sl_buf_init(&me.buf);
-	while (!last || at <= last) {
-		if ((rc = next_msg(s, subject, at, &m, d)) || !m)
-			break;
-		at = msg_seq(m) + 1;
-		if ((rc = msg_to_event(s, m, &me, d)))
-			break;
-		if (me.ev.offset >= from) {
-			if ((rc = fn(ud, &me.ev))) {
-				rc = rc < 0 ? rc : 0;
-				break;
-			}
-			if (limit > 0 && ++given >= limit)
-				break;
-		}
-		natsMsg_Destroy(m);
-		m = NULL;
-	}
-	natsMsg_Destroy(m);
-	sl_buf_release(&me.buf);
-	return rc;
-}
-
 /* The first sequence of subject whose event has offset >= from, by bisection over
  * [1, v->last_seq] with "next message at or after" reads. */
 static int seek_offset(struct nats_store *s, const char *subject, const struct sview *v,
@@ -1296,12 +1857,35 @@ static int seek_offset(struct nats_store *s, const char *subject, const struct s
 	return 0;
 }
 
+/* The kept reader of one stream when it goes on at offset `from` of subject, else a
+ * new one from sequence seq (0: found by bisection first). */
+static int stream_reader(struct nats_store *s, const char *subject, const struct sview *v,
+                         int64_t from, struct reader **out, struct sl_diag *d)
+{
+	struct reader *r = s->rd_one;
+	uint64_t at = 1;
+	int rc;
+
+	*out = NULL;
+	if (r && r->next_off == from && !strcmp(r->filter, subject)) {
+		*out = r;
+		return 0;
+	}
+	if (from > 1 && (rc = seek_offset(s, subject, v, from, &at, d)))
+		return rc;
+	reader_free(s->rd_one);
+	if (!(s->rd_one = reader_new(subject, at, 0, 0)))
+		return oom(d);
+	*out = s->rd_one;
+	return 0;
+}
+
 static int nats_read(struct sl_store *base, const char *stream, int64_t from, int64_t limit,
                      const char *type, sl_event_fn fn, void *ud, struct sl_diag *d)
 {
 	struct nats_store *s = ns(base);
+	struct reader *r;
 	struct sview v;
-	uint64_t at = 1;
 	char *subject;
 	int rc;
 
@@ -1310,9 +1894,14 @@ static int nats_read(struct sl_store *base, const char *stream, int64_t from, in
 	sl_buf_addc(&s->tmp[0], '\0');
 	if (!sl_buf_ok(&s->tmp[0]) || !(subject = strdup(s->tmp[0].ptr)))
 		return oom(d);
+	/* The head bounds the read: what is appended while it runs is for the next. */
 	if (!(rc = load_state(s, subject, &v, d)) && v.head >= from &&
-	    (from <= 1 || !(rc = seek_offset(s, subject, &v, from, &at, d))))
-		rc = walk(s, subject, at, v.last_seq, from, limit, fn, ud, d);
+	    !(rc = stream_reader(s, subject, &v, from, &r, d)))
+		rc = walk_reader(s, r, v.last_seq, from, limit, fn, ud, d);
+	if (rc && s->rd_one) { /* not kept after an error: where it stands is unclear */
+		reader_free(s->rd_one);
+		s->rd_one = NULL;
+	}
 	sview_release(&v);
 	free(subject);
 	return rc;
@@ -1322,15 +1911,23 @@ static int nats_read_all(struct sl_store *base, int64_t from, int64_t limit, sl_
                          void *ud, struct sl_diag *d)
 {
 	struct nats_store *s = ns(base);
+	uint64_t at = from < 1 ? 1 : (uint64_t)from;
+	int64_t head;
+	int rc;
 
 	if (!s->exists)
 		return 0;
-	return walk(s, NULL, from < 1 ? 1 : (uint64_t)from, 0, 0, limit, fn, ud, d);
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	if (!s->rd_all || s->rd_all->next != at) {
+		reader_free(s->rd_all);
+		if (!(s->rd_all = reader_new(s->all, at, 0, 0)))
+			return oom(d);
+	}
+	if ((rc = nats_head_position(base, &head, d)) ||
+	    (rc = walk_reader(s, s->rd_all, (uint64_t)head, 0, limit, fn, ud, d))) {
+		reader_free(s->rd_all);
+		s->rd_all = NULL;
+	}
+	return rc;
 }
 
 /* The metadata of a stream: the metadata member of the stream/metadata-updated at seq,
@@ -1372,6 +1969,80 @@ static int stream_metadata(struct nats_store *s, uint64_t seq, struct sl_buf *b,
 	return rc;
 }
 
+/* A stream as its last message says it is (list_states). */
+struct sstate {
+	char *name;
+	struct sview v; /* v.head 0: its last message is no sluice event (the store is damaged) */
+	char *bad;      /* ... and then why (owned), else NULL */
+};
+
+struct sstates {
+	struct sstate *e;
+	size_t n, cap;
+};
+
+static void sstates_release(struct sstates *ss)
+{
+	size_t i;
+
+	for (i = 0; i < ss->n; i++) {
+		free(ss->e[i].name);
+		free(ss->e[i].bad);
+		sview_release(&ss->e[i].v);
+	}
+	free(ss->e);
+	memset(ss, 0, sizeof(*ss));
+}
+
+static int cmp_sstate(const void *a, const void *b)
+{
+	return strcmp(((const struct sstate *)a)->name, ((const struct sstate *)b)->name);
+}
+
+static int sstates_add(struct nats_store *s, struct sstates *ss, natsMsg *m, struct sl_diag *d)
+{
+	struct sstate *e;
+	struct sl_diag bad;
+	int rc;
+
+	if (!name_of(s, natsMsg_GetSubject(m), &s->tmp[0]))
+		return 0; /* not a subject of a sluice stream */
+	if (ss->n == ss->cap) {
+		size_t c = ss->cap ? ss->cap * 2 : 64;
+		struct sstate *g = realloc(ss->e, c * sizeof(*g));
+		if (!g)
+			return oom(d);
+		ss->e = g, ss->cap = c;
+	}
+	e = &ss->e[ss->n];
+	memset(e, 0, sizeof(*e));
+	if (!(e->name = strdup(s->tmp[0].ptr)))
+		return oom(d);
+	ss->n++;
+	sl_diag_init(&bad);
+	if ((rc = state_from_msg(s, m, &e->v, &bad)) == 0)
+		return 0;
+	if (rc != SL_ECORRUPT)
+		return sl_diag_set(d, rc, "%s", sl_diag_msg(&bad));
+	memset(&e->v, 0, sizeof(e->v));
+	return (e->bad = strdup(sl_diag_msg(&bad))) ? 0 : oom(d);
+}
+
+/* The error of a stream whose last message is no sluice event. */
+static int sstate_error(const struct sstate *e, struct sl_diag *d)
+{
+	return sl_diag_set(d, SL_ECORRUPT, "%s", e->bad);
+}
+
+/* Every stream of the namespace with its state, sorted by name: one consumer that
+ * delivers the last message of each subject, headers only, fetched in batches (not a
+ * request per stream). A last message that is no sluice event sets bad, for the
+ * caller to decide. */
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 /* The sluice names of every subject in the namespace, sorted. */
 static int list_names(struct nats_store *s, char ***out, size_t *count, struct sl_diag *d)
 {
@@ -1409,6 +2080,116 @@ static int list_names(struct nats_store *s, char ***out, size_t *count, struct s
 	return 0;
 }
 
+/* Adds stream `name` with the state its last message gives (one request). */
+static int sstates_load(struct nats_store *s, struct sstates *ss, const char *name,
+                        struct sl_diag *d)
+{
+	struct sstate *e;
+	struct sl_diag bad;
+	struct sl_buf subj;
+	int rc;
+
+	if (ss->n == ss->cap) {
+		size_t c = ss->cap ? ss->cap * 2 : 64;
+		struct sstate *g = realloc(ss->e, c * sizeof(*g));
+		if (!g)
+			return oom(d);
+		ss->e = g, ss->cap = c;
+	}
+	e = &ss->e[ss->n];
+	memset(e, 0, sizeof(*e));
+	if (!(e->name = strdup(name)))
+		return oom(d);
+	ss->n++;
+	sl_buf_init(&subj);
+	subject_of(s, name, &subj);
+	sl_buf_addc(&subj, '\0');
+	sl_diag_init(&bad);
+	if (!sl_buf_ok(&subj))
+		rc = oom(d);
+	else if ((rc = load_state(s, subj.ptr, &e->v, &bad)) == SL_ECORRUPT)
+		rc = (e->bad = strdup(sl_diag_msg(&bad))) ? 0 : oom(d);
+	else if (rc)
+		rc = sl_diag_set(d, rc, "%s", sl_diag_msg(&bad));
+	sl_buf_release(&subj);
+	return rc;
+}
+
+/* list_states one request per stream: the subjects from the stream's info, then the
+ * last message of each. */
+static int list_states_each(struct nats_store *s, struct sstates *ss, struct sl_diag *d)
+{
+	char **names = NULL;
+	size_t i, n = 0;
+	int rc;
+
+	if ((rc = list_names(s, &names, &n, d)))
+		return rc;
+	for (i = 0; i < n && !rc; i++)
+		rc = sstates_load(s, ss, names[i], d);
+	for (i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return rc;
+}
+
+/* The stream's last sequence and how many subjects it has. */
+static int stream_counts(struct nats_store *s, int64_t *last, int64_t *subjects, struct sl_diag *d)
+{
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	natsStatus st;
+
+	if ((st = js_GetStreamInfo(&si, s->js, s->stream, NULL, &jerr)) != NATS_OK)
+		return nats_fail(s, d, st, jerr, "cannot list streams");
+	*last = (int64_t)si->State.LastSeq;
+	*subjects = si->State.NumSubjects;
+	jsStreamInfo_Destroy(si);
+	return 0;
+}
+
+static int list_states(struct nats_store *s, struct sstates *ss, struct sl_diag *d)
+{
+	struct reader *r = reader_new(s->all, 1, 1, 1);
+	int64_t head = 0, subjects = 0, seen = 0;
+	natsMsg *m = NULL;
+	int rc = 0;
+
+	memset(ss, 0, sizeof(*ss));
+	if (!r)
+		return oom(d);
+	r->expires = LIST_EXPIRES_NS;
+	/* The stream's last message is the last one this consumer delivers. */
+	if ((rc = stream_counts(s, &head, &subjects, d))) {
+		reader_free(r);
+		return rc;
+	}
+	while (!(rc = reader_peek(s, r, FETCH_MAX, (uint64_t)head, &m, d)) && m) {
+		m = reader_take(r);
+		seen++;
+		rc = sstates_add(s, ss, m, d);
+		natsMsg_Destroy(m);
+		m = NULL;
+		if (rc)
+			break;
+	}
+	reader_free(r);
+	/* A 2.9 server can stop short in a listing of a log where messages were deleted
+	 * (taken back): then one request per stream, as the subjects of the stream's info
+	 * say. */
+	if (!rc && seen < subjects) {
+		sstates_release(ss);
+		rc = list_states_each(s, ss, d);
+	}
+	if (rc) {
+		sstates_release(ss);
+		return rc;
+	}
+	if (ss->n)
+		qsort(ss->e, ss->n, sizeof(*ss->e), cmp_sstate);
+	return 0;
+}
+
 static int under_prefix(const char *name, const char *prefix)
 {
 	size_t n = prefix ? strlen(prefix) : 0;
@@ -1421,45 +2202,35 @@ static int nats_streams(struct sl_store *base, const char *prefix, sl_stream_fn 
 {
 	struct nats_store *s = ns(base);
 	struct sl_stream_info info;
-	struct sl_buf subj, meta;
-	struct sview v;
-	char **names = NULL;
-	size_t i, n = 0;
+	struct sstates ss;
+	struct sl_buf meta;
+	size_t i;
 	int rc = 0;
 
 	if (!s->exists)
 		return 0;
-	if ((rc = list_names(s, &names, &n, d)))
+	if ((rc = list_states(s, &ss, d)))
 		return rc;
-	sl_buf_init(&subj);
 	sl_buf_init(&meta);
-	memset(&v, 0, sizeof(v));
-	for (i = 0; i < n && !rc; i++) {
-		if (!under_prefix(names[i], prefix))
+	for (i = 0; i < ss.n && !rc; i++) {
+		const struct sview *v = &ss.e[i].v;
+		if (!under_prefix(ss.e[i].name, prefix))
 			continue;
-		subject_of(s, names[i], &subj);
-		sl_buf_addc(&subj, '\0');
-		if (!sl_buf_ok(&subj)) {
-			rc = oom(d);
+		if (ss.e[i].bad) {
+			rc = sstate_error(&ss.e[i], d);
 			break;
 		}
-		if ((rc = load_state(s, subj.ptr, &v, d)) ||
-		    (rc = stream_metadata(s, v.meta_seq, &meta, d)))
+		if ((rc = stream_metadata(s, v->meta_seq, &meta, d)))
 			break;
-		info.stream = names[i];
-		info.head = v.head;
-		info.paused = v.paused;
-		info.pause_reason = v.reason;
+		info.stream = ss.e[i].name;
+		info.head = v->head;
+		info.paused = v->paused;
+		info.pause_reason = v->reason;
 		info.metadata = meta.ptr;
 		if ((rc = fn(ud, &info)))
 			rc = rc < 0 ? rc : 1;
-		sview_release(&v);
 	}
-	sview_release(&v);
-	for (i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
-	sl_buf_release(&subj);
+	sstates_release(&ss);
 	sl_buf_release(&meta);
 	return rc > 0 ? 0 : rc;
 }
@@ -1490,6 +2261,63 @@ static int nats_data_version(struct sl_store *base, int64_t *v, struct sl_diag *
 	 * connection's own appends (as the SQLite backend combines them). */
 	*v = rc ? 0 : (int64_t)((uint64_t)ns(base)->commits << 32 ^ (uint64_t)pos);
 	return rc;
+}
+
+/* ---- the wake: a subscription to the event subjects ---------------------------------------
+ *
+ * Every event is a message published to its subject, so a core NATS subscription to
+ * "<ns>.ev.>" sees each append of any process (a JetStream publish is a plain
+ * publish that the stream also stores), whatever node of the cluster it went to. The
+ * message itself is not used (it has no stream sequence yet): it only says "read
+ * again". libnats runs the callback on its own thread; the caller's fn is the one
+ * thing called there, under wake_mu so that nats_wake_stop can wait it out. A
+ * subscription survives reconnects (libnats subscribes again); what it misses while
+ * the connection is down the pump's slow poll catches. */
+
+static void on_event_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *ud)
+{
+	struct nats_store *s = ud;
+
+	(void)nc;
+	(void)sub;
+	natsMsg_Destroy(m);
+	pthread_mutex_lock(&s->wake_mu);
+	if (s->wake_fn)
+		s->wake_fn(s->wake_ud);
+	pthread_mutex_unlock(&s->wake_mu);
+}
+
+static int nats_wake_start(struct sl_store *base, sl_store_wake_fn fn, void *ud, struct sl_diag *d)
+{
+	struct nats_store *s = ns(base);
+	natsStatus st;
+
+	nats_wake_stop(base);
+	pthread_mutex_lock(&s->wake_mu);
+	s->wake_fn = fn, s->wake_ud = ud;
+	pthread_mutex_unlock(&s->wake_mu);
+	if ((st = natsConnection_Subscribe(&s->wake_sub, s->nc, s->all, on_event_msg, s)) !=
+	    NATS_OK) {
+		nats_wake_stop(base);
+		return nats_fail(s, d, st, 0, "cannot subscribe to the event subjects");
+	}
+	/* Only the arrival matters: a burst beyond these limits is dropped, not queued. */
+	natsSubscription_SetPendingLimits(s->wake_sub, 4096, 8 * 1024 * 1024);
+	return 0;
+}
+
+static void nats_wake_stop(struct sl_store *base)
+{
+	struct nats_store *s = ns(base);
+
+	pthread_mutex_lock(&s->wake_mu); /* a callback running now ends first */
+	s->wake_fn = NULL, s->wake_ud = NULL;
+	pthread_mutex_unlock(&s->wake_mu);
+	if (s->wake_sub) {
+		natsSubscription_Unsubscribe(s->wake_sub);
+		natsSubscription_Destroy(s->wake_sub);
+		s->wake_sub = NULL;
+	}
 }
 
 /* ---- leases: one key per processor in the bucket "<ns>_leases" --------------------------
@@ -2031,45 +2859,27 @@ static int vevent(struct vwalk *w, const struct sl_event *ev)
  * or below it belongs to a listed stream). */
 static int vlist(struct vwalk *w, struct sl_diag *d)
 {
-	struct sl_buf subj;
-	struct sview v;
-	char **names;
-	size_t i, n;
+	struct sstates ss;
+	size_t i;
 	int rc;
 
-	if ((rc = list_names(w->s, &names, &n, d)))
+	/* A last message that is no sluice event shows in the walk. */
+	if ((rc = list_states(w->s, &ss, d)))
 		return rc;
-	if (!(w->st = calloc(n + 1, sizeof(*w->st)))) {
-		for (i = 0; i < n; i++)
-			free(names[i]);
-		free(names);
+	if (!(w->st = calloc(ss.n + 1, sizeof(*w->st)))) {
+		sstates_release(&ss);
 		return oom(d);
 	}
-	sl_buf_init(&subj);
-	for (i = 0; i < n; i++) {
-		w->st[i].name = names[i];
+	for (i = 0; i < ss.n; i++) {
+		w->st[i].name = ss.e[i].name;
+		ss.e[i].name = NULL;
 		w->st[i].next = 1;
-		subject_of(w->s, names[i], &subj);
-		sl_buf_addc(&subj, '\0');
-		if (!sl_buf_ok(&subj)) {
-			rc = oom(d);
-		} else if (!rc) {
-			/* A last message that is no sluice event shows in the walk. */
-			struct sl_diag bad;
-			sl_diag_init(&bad);
-			if ((rc = load_state(w->s, subj.ptr, &v, &bad)) == SL_ECORRUPT)
-				rc = 0, v.head = 0;
-			else if (rc)
-				rc = sl_diag_set(d, rc, "%s", sl_diag_msg(&bad));
-			w->st[i].head = v.head;
-		}
-		sview_release(&v);
+		w->st[i].head = ss.e[i].v.head;
 	}
-	w->n = n;
-	w->sum->streams = (int64_t)n;
-	sl_buf_release(&subj);
-	free(names);
-	return rc;
+	w->n = ss.n;
+	w->sum->streams = (int64_t)ss.n;
+	sstates_release(&ss);
+	return 0;
 }
 
 /* After the walk: each stream's last offset is the one its last message says. */
@@ -2102,14 +2912,19 @@ static int vwalk_log(struct vwalk *w, uint64_t upto, sl_verify_progress_fn progr
 	struct sl_store_problem p;
 	struct msg_event me;
 	struct sl_diag bad;
+	struct reader *r;
 	uint64_t at = 1;
 	natsMsg *m = NULL;
 	int rc = 0;
 
+	if (!(r = reader_new(w->s->all, 1, 0, 0)))
+		return oom(d);
 	sl_buf_init(&me.buf);
 	while (at <= upto) {
-		if ((rc = next_msg(w->s, NULL, at, &m, d)) || !m)
+		natsMsg *peek = NULL;
+		if ((rc = reader_peek(w->s, r, FETCH_MAX, upto, &peek, d)) || !peek)
 			break;
+		m = reader_take(r);
 		at = msg_seq(m) + 1;
 		sl_diag_init(&bad);
 		if (msg_to_event(w->s, m, &me, &bad) == 0) {
@@ -2129,6 +2944,7 @@ static int vwalk_log(struct vwalk *w, uint64_t upto, sl_verify_progress_fn progr
 	}
 	natsMsg_Destroy(m);
 	sl_buf_release(&me.buf);
+	reader_free(r);
 	return rc;
 }
 
@@ -2979,10 +3795,6 @@ static int precheck(struct nats_commit *c, struct sl_diag *d)
 	return 0;
 }
 
-/* Publishes the commit's events in order, as an append call does (taking them back
- * if one fails). */
-#define RACE_TRIES 8
-
 /* Publishes message p of a commit. Another writer may have appended to its stream
  * since the commit planned it: an event that asks for no offset then goes after
  * theirs, as it would have on SQLite, whose writers wait for each other (the stream's
@@ -3013,12 +3825,10 @@ static int publish_in_commit(struct batch *bt, struct pmsg *p, struct sl_diag *d
 static int publish_commit(struct nats_commit *c, struct sl_diag *d)
 {
 	struct batch *bt = &c->bt;
-	size_t i, left;
-	int rc = 0;
+	size_t i, left, bad;
+	int rc = publish_all(bt, 1, &bad, d);
 
-	for (i = 0; i < bt->nmsg && !rc; i++)
-		rc = publish_in_commit(bt, &bt->msg[i], d);
-	if (rc && (left = take_back(bt, i)))
+	if (rc && (left = take_back(bt, bt->nmsg)))
 		sl_diag_prefix(d,
 		               "%zu event(s) of this commit were written and could not be taken"
 		               " back",
@@ -3951,31 +4761,26 @@ static int nats_ckpt_behind(struct sl_store *base, const char *proc, sl_behind_f
 	struct rowset rs;
 	struct rowent key, *hit;
 	struct sl_behind b;
-	struct sview v;
-	char **names = NULL;
-	size_t i, n = 0;
+	struct sstates ss;
+	size_t i;
 	int rc;
 
+	memset(&ss, 0, sizeof(ss));
 	if (!s->exists)
 		return 0;
-	if ((rc = rowset_load(s, proc, &rs, d)) || (rc = list_names(s, &names, &n, d)))
+	if ((rc = rowset_load(s, proc, &rs, d)) || (rc = list_states(s, &ss, d)))
 		goto out;
 	memset(&key, 0, sizeof(key));
-	for (i = 0; i < n && !rc; i++) {
-		subject_of(s, names[i], &s->tmp[0]);
-		sl_buf_addc(&s->tmp[0], '\0');
-		if (!sl_buf_ok(&s->tmp[0])) {
-			rc = oom(d);
+	for (i = 0; i < ss.n && !rc; i++) {
+		if (ss.e[i].bad) {
+			rc = sstate_error(&ss.e[i], d);
 			break;
 		}
-		if ((rc = load_state(s, s->tmp[0].ptr, &v, d)))
-			break;
-		key.r.stream = names[i];
+		key.r.stream = ss.e[i].name;
 		hit = rs.n ? bsearch(&key, rs.v, rs.n, sizeof(*rs.v), cmp_rowent) : NULL;
 		memset(&b, 0, sizeof(b));
-		b.stream = names[i];
-		b.head = v.head;
-		sview_release(&v);
+		b.stream = ss.e[i].name;
+		b.head = ss.e[i].v.head;
 		if (hit) {
 			b.has_row = 1;
 			b.offset = hit->r.offset, b.effects_mark = hit->r.mark;
@@ -3985,9 +4790,7 @@ static int nats_ckpt_behind(struct sl_store *base, const char *proc, sl_behind_f
 			rc = fn(ud, &b);
 	}
 out:
-	for (i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
+	sstates_release(&ss);
 	rowset_release(&rs);
 	return rc > 0 ? 0 : rc;
 }
@@ -4091,6 +4894,8 @@ const struct sl_store_ops sl_store_nats_ops = {
 	.head_position = nats_head_position,
 	.data_version = nats_data_version,
 	.watch_file = NULL,
+	.wake_start = nats_wake_start,
+	.wake_stop = nats_wake_stop,
 	.verify = nats_verify,
 	.proc_get = nats_proc_get,
 	.ckpt_get = nats_ckpt_get,

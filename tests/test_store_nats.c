@@ -5,6 +5,7 @@
  * JetStream server: its URL is the first argument (tests/e2e/nats_store.sh starts one and runs
  * this); without one the test is skipped, saying so. The server must be fresh. libnats
  * itself stands in for damage done to the store behind sluice's back. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -667,6 +668,219 @@ static void test_partitions(struct sl_store *s, struct sl_store *other)
 		sl_store_part_release(other, "q", k, "r2", NULL);
 }
 
+/* ---- the wake, waves of publishes, batched reads ------------------------------------- */
+
+static pthread_mutex_t wake_mu = PTHREAD_MUTEX_INITIALIZER;
+static int wakes;
+
+static void on_wake(void *ud)
+{
+	(void)ud;
+	pthread_mutex_lock(&wake_mu);
+	wakes++;
+	pthread_mutex_unlock(&wake_mu);
+}
+
+static int wakes_now(void)
+{
+	int n;
+
+	pthread_mutex_lock(&wake_mu);
+	n = wakes;
+	pthread_mutex_unlock(&wake_mu);
+	return n;
+}
+
+static void test_wake(struct sl_store *s, struct sl_store *other)
+{
+	struct sl_append_result r;
+	int i, before;
+
+	is(sl_store_wake_start(s, on_wake, NULL, NULL), 0, "a wake on the event subjects");
+	sleep_ms(100); /* (the subscription is in place once the server saw it) */
+	before = wakes_now();
+	append1(other, "w/wake", &r);
+	for (i = 0; i < 100 && wakes_now() == before; i++)
+		sleep_ms(10);
+	ok(wakes_now() > before, "an append by another connection calls it (after %d ms)", i * 10);
+	sl_store_wake_stop(s);
+	before = wakes_now();
+	append1(other, "w/wake", &r);
+	sleep_ms(200);
+	ok(wakes_now() == before, "not once it is stopped");
+}
+
+/* Many streams in one call: waves of asynchronous publishes. */
+static void test_waves(struct sl_store *s)
+{
+	static struct sl_event_in ev[600];
+	static struct sl_append_result res[600];
+	static char names[300][16], keys[600][16];
+	struct collect c = {0};
+	int i, ordered = 1, offsets = 1, dups = 1;
+	size_t failed = 0;
+
+	for (i = 0; i < 600; i++) {
+		snprintf(names[i % 300], sizeof(names[0]), "v/%d", i % 300);
+		snprintf(keys[i], sizeof(keys[0]), "k%d", i);
+		ev[i] = (struct sl_event_in){names[i % 300], "t", NULL, 0, NULL, 0, keys[i], 0};
+	}
+	is(sl_store_append(s, ev, 600, res, 0, &failed, NULL), 0,
+	   "one call of 600 events over 300 new streams");
+	for (i = 0; i < 600; i++) {
+		ordered &= !i || res[i].position > res[i - 1].position;
+		offsets &= res[i].offset == (i < 300 ? 2 : 3) && !res[i].duplicate;
+	}
+	ok(ordered, "positions follow the order of the call");
+	ok(offsets, "each stream got offsets 2 and 3 (stream/created at 1)");
+	/* Keys answered by JetStream (duplicate acks) inside a wave, and after them new
+	 * events on the same streams, whose offsets follow the stored ones. */
+	for (i = 0; i < 100; i++) {
+		ev[i].key = keys[i];
+		ev[100 + i] = (struct sl_event_in){names[i], "t", NULL, 0, NULL, 0, NULL, 0};
+	}
+	is(sl_store_append(s, ev, 200, res, 0, &failed, NULL), 0,
+	   "100 keys used before, then 100 new events on their streams");
+	for (i = 0; i < 100; i++)
+		dups &= res[i].duplicate && res[i].offset == 2 && !res[100 + i].duplicate &&
+		        res[100 + i].offset == 4;
+	ok(dups, "the repeats are answered with their first offsets, the new events follow at 4");
+	sl_store_read(s, "v/7", 1, 0, NULL, collect_fn, &c, NULL);
+	ok(c.n == 4 && c.offsets[3] == 4, "v/7 holds offsets 1..4 (%d events)", c.n);
+	/* A refused event in the middle of a call writes nothing, in any stream. */
+	ev[0] = (struct sl_event_in){"v/x1", "t", NULL, 0, NULL, 0, NULL, 0};
+	ev[1] = (struct sl_event_in){"v/x2", "t", NULL, 0, NULL, 0, NULL, 0};
+	ev[2] = (struct sl_event_in){"v/1", "t", NULL, 0, NULL, 0, NULL, 9};
+	ok(sl_store_append(s, ev, 3, res, 0, &failed, NULL) == SL_ECONFLICT && failed == 2,
+	   "a call whose third event has a wrong offset is refused");
+	memset(&c, 0, sizeof(c));
+	sl_store_read(s, "v/x1", 1, 0, NULL, collect_fn, &c, NULL);
+	ok(c.n == 0, "and wrote nothing (%d events in v/x1)", c.n);
+}
+
+/* Deletes every consumer of the event stream (an idle ephemeral the server dropped). */
+static void drop_consumers(void)
+{
+	natsConnection *nc = NULL;
+	jsConsumerNamesList *names = NULL;
+	jsCtx *js = NULL;
+	int i;
+
+	if (natsConnection_ConnectTo(&nc, url) != NATS_OK ||
+	    natsConnection_JetStream(&js, nc, NULL) != NATS_OK ||
+	    js_ConsumerNames(&names, js, "sluice_events", NULL, NULL) != NATS_OK)
+		goto out;
+	for (i = 0; i < names->Count; i++)
+		js_DeleteConsumer(js, "sluice_events", names->List[i], NULL, NULL);
+out:
+	jsConsumerNamesList_Destroy(names);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+}
+
+struct stopper {
+	int left;
+	int64_t last;
+};
+
+static int stop_after(void *ud, const struct sl_event *ev)
+{
+	struct stopper *st = ud;
+
+	st->last = ev->offset;
+	return --st->left > 0 ? 0 : 1;
+}
+
+static void test_reads(struct sl_store *s, struct sl_store *other)
+{
+	static struct sl_event_in ev[700];
+	static struct sl_append_result res[700];
+	struct collect c = {0};
+	struct stopper st = {3, 0};
+	int64_t total = 0, next = 1, head = 0, first_pos;
+	int i, k, contiguous = 1, same = 1;
+
+	for (i = 0; i < 700; i++)
+		ev[i] = (struct sl_event_in){
+			"r/long", i % 7 ? "t" : "t/seventh", NULL, 0, NULL, 0, NULL, 0};
+	is(sl_store_append(s, ev, 700, res, 0, NULL, NULL), 0, "700 events on one stream");
+	/* Reads that go on where the last stopped, over several fetches. */
+	for (k = 0; k < 3; k++) {
+		memset(&c, 0, sizeof(c));
+		sl_store_read(s, "r/long", next, 128, NULL, collect_fn, &c, NULL);
+		for (i = 0; i < c.n && i < 128; i++)
+			contiguous &= c.offsets[i] == next + i;
+		total += c.n;
+		next += c.n;
+	}
+	ok(contiguous && total == 384, "three reads of 128 go on from each other (%lld)",
+	   (long long)total);
+	append1(other, "r/long", &res[0]);
+	memset(&c, 0, sizeof(c));
+	sl_store_read(s, "r/long", next, 0, NULL, collect_fn, &c, NULL);
+	ok(c.n == 701 - 384 + 1 && c.offsets[0] == 385,
+	   "the rest, with an event appended meanwhile by another connection (%d)", c.n);
+	memset(&c, 0, sizeof(c));
+	sl_store_read(s, "r/long", 500, 3, NULL, collect_fn, &c, NULL);
+	ok(c.n == 3 && c.offsets[0] == 500 && c.offsets[2] == 502, "a read from offset 500");
+	/* A type filter stops the backend's read early; the next read from there is right. */
+	sl_store_read(s, "r/long", 1, 0, "t/seventh", stop_after, &st, NULL);
+	ok(st.last == 16, "the third t/seventh is at offset 16 (%lld)", (long long)st.last);
+	memset(&c, 0, sizeof(c));
+	sl_store_read(s, "r/long", 17, 1, NULL, collect_fn, &c, NULL);
+	ok(c.n == 1 && c.offsets[0] == 17, "a read from 17 after it");
+	/* The consumer behind a kept reader goes away: the read makes it again. */
+	drop_consumers();
+	memset(&c, 0, sizeof(c));
+	sl_store_read(s, "r/long", 18, 2, NULL, collect_fn, &c, NULL);
+	ok(c.n == 2 && c.offsets[0] == 18 && c.offsets[1] == 19,
+	   "a read after the server dropped the consumer");
+	/* read_all in chunks gives what one read gives. */
+	sl_store_head_position(s, &head, NULL);
+	first_pos = head - 599;
+	{
+		static struct collect whole, part;
+		memset(&whole, 0, sizeof(whole));
+		sl_store_read_all(s, first_pos, 128, collect_fn, &whole, NULL);
+		for (next = first_pos, k = 0; k < 4; k++) {
+			memset(&part, 0, sizeof(part));
+			sl_store_read_all(s, next, 32, collect_fn, &part, NULL);
+			for (i = 0; i < part.n; i++)
+				same &= part.positions[i] == whole.positions[k * 32 + i];
+			next = part.positions[part.n - 1] + 1;
+			if (k == 1)
+				drop_consumers();
+		}
+		ok(whole.n == 128 && same, "read_all in 4 chunks of 32 is one read of 128");
+	}
+	memset(&c, 0, sizeof(c));
+	sl_store_read_all(s, head + 1, 0, collect_fn, &c, NULL);
+	ok(c.n == 0, "read_all after the head reads nothing, at once");
+}
+
+struct names_seen {
+	int n, heads_ok;
+};
+
+static int stream_fn(void *ud, const struct sl_stream_info *info)
+{
+	struct names_seen *ns = ud;
+
+	ns->n++;
+	if (strncmp(info->stream, "v/", 2))
+		return 0; /* v itself */
+	ns->heads_ok &= info->head == (atoi(info->stream + 2) < 100 ? 4 : 3);
+	return 0;
+}
+
+static void test_streams_list(struct sl_store *s)
+{
+	struct names_seen ns = {0, 1};
+
+	is(sl_store_streams(s, "v", stream_fn, &ns, NULL), 0, "streams under v");
+	ok(ns.n == 301 && ns.heads_ok, "v and its 300 streams, each with its head (%d)", ns.n);
+}
+
 int main(int argc, char **argv)
 {
 	struct sl_store *s = NULL, *other = NULL;
@@ -678,7 +892,7 @@ int main(int argc, char **argv)
 		       " (tests/e2e/nats_store.sh runs this)\n");
 		return 0;
 	}
-	plan(87 + 20);
+	plan(87 + 20 + 22);
 	sl_diag_init(&d);
 	is(sl_store_open(&s, url, NULL, &d), 0, "opens %s: %s", url, d.msg);
 	is(sl_store_open(&other, url, NULL, &d), 0, "and a second connection: %s", d.msg);
@@ -689,6 +903,10 @@ int main(int argc, char **argv)
 		test_faults(s, other);
 		test_dead_letters(s, other);
 		test_verify(s);
+		test_wake(s, other);
+		test_waves(s);
+		test_reads(s, other);
+		test_streams_list(s);
 		test_partitions(s, other); /* (last: its batches write rows of "p") */
 	}
 	sl_store_close(s);
