@@ -9,12 +9,17 @@
  * columns are skipped with a message and only the SQLite one is measured.
  *
  * Every figure comes from the sluice binary next to this program (or --sluice PATH),
- * with one runner:
+ * with one runner except c2:
  *   a. `sluice append --jsonl` of N lines (default 100 000) over S streams (default
  *      100, round robin): lines per second, the whole command timed;
  *   b. the same with every line on one stream;
  *   c. `sluice run --until-caught-up` of a processor in mode each that counts its
  *      events (reduce only), over the events of a: events per second;
+ *  c2. the same catch-up by two live `sluice run` of a fresh processor, which share
+ *      its 16 partitions on JetStream (on SQLite the second stands by): events per
+ *      second from their start until `sluice status` shows every instance caught up
+ *      (polled every 50 ms, so the figure includes the runners' start, the split of
+ *      the partitions and up to 50 ms of polling);
  *   d. a live `sluice run` of a processor whose processEvent logs "seen <offset>",
  *      while this process appends E events (default 2 000) at R/s (default 1 000) to
  *      one stream: the time from the start of each append call to the arrival of its
@@ -59,7 +64,7 @@ struct col {
 	const char *name;
 	char store[512]; /* the store path or URL list */
 	int have;
-	double append_multi, append_one, catchup, p50, p99;
+	double append_multi, append_one, catchup, catchup2, p50, p99;
 };
 
 static pid_t servers[3];
@@ -266,19 +271,25 @@ static int write_fixture(const struct config *c)
 }
 
 /* The deployment `name`.deploy.lua of processor `script` over `pattern` on store. */
-static int write_deploy(const char *name, const char *store, const char *script,
-                        const char *pattern)
+static int write_deploy_of(const char *name, const char *store, const char *proc,
+                           const char *script, const char *pattern)
 {
 	char text[16384], file[128];
 
 	if (snprintf(text, sizeof(text),
 	             "return { store = \"%s\", durability = \"normal\", schemas = { \"%s/schemas\" "
 	             "},\n"
-	             "  processors = { p = { script = \"%s/%s\", streams = \"%s\" } } }\n",
-	             store, dir, dir, script, pattern) >= (int)sizeof(text))
+	             "  processors = { %s = { script = \"%s/%s\", streams = \"%s\" } } }\n",
+	             store, dir, proc, dir, script, pattern) >= (int)sizeof(text))
 		return -1;
 	snprintf(file, sizeof(file), "%s.deploy.lua", name);
 	return write_file(file, text);
+}
+
+static int write_deploy(const char *name, const char *store, const char *script,
+                        const char *pattern)
+{
+	return write_deploy_of(name, store, "p", script, pattern);
 }
 
 /* ---- a, b, c -------------------------------------------------------------------------- */
@@ -337,8 +348,8 @@ static void on_line(struct runner *r, const char *line, double at)
 		return;
 	m += 7;
 	pthread_mutex_lock(&r->mu);
-	if (!strncmp(m, "running processor", 17))
-		r->ready = 1;
+	if (!strncmp(m, "running processor", 17) || !strncmp(m, "running partitions", 18))
+		r->ready = 1; /* (the second: a partitioned runner on JetStream) */
 	if (!strncmp(m, "seen ", 5)) {
 		long off = atol(m + 5);
 		if (off > r->after && off < r->nseen && !r->seen[off]) {
@@ -549,6 +560,62 @@ out:
 
 /* ---- one column ---------------------------------------------------------------------- */
 
+/* The instances of deploy's processor that `sluice status` shows caught up (lag 0,
+ * status ok), or -1 when it fails. */
+static long caught_up(const struct config *c, const char *deploy)
+{
+	char cmd[2 * PATH_MAX + 64], line[4096];
+	long n = 0;
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd), "'%s' status '%s' 2>/dev/null", c->sluice, deploy);
+	if (!(f = popen(cmd, "r")))
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, "\"lag\":0,") && strstr(line, "\"status\":\"ok\""))
+			n++;
+	return pclose(f) == 0 ? n : -1;
+}
+
+/* c2. the catch-up of c by two live runners of a fresh processor (q) sharing its
+ * partitions (on SQLite the second stands by): from their start until `sluice status`
+ * shows every instance caught up, polled every 50 ms. */
+static int catch_up2(const struct config *c, struct col *col, const char *tag)
+{
+	struct runner r[2];
+	char deploy[4200], name[64];
+	double t0, until;
+	long done = 0;
+	int i, rc = -1;
+
+	snprintf(name, sizeof(name), "cu2-%s", tag);
+	if (write_deploy_of(name, col->store, "q", "count.lua", "m/*"))
+		return -1;
+	path_of(deploy, sizeof(deploy), name);
+	strcat(deploy, ".deploy.lua");
+	memset(r, 0, sizeof(r));
+	t0 = now();
+	for (i = 0; i < 2; i++)
+		if (start_runner(&r[i], c, deploy, 0, 1))
+			goto out;
+	for (until = t0 + 600; now() < until && !interrupted;) {
+		if ((done = caught_up(c, deploy)) >= c->streams)
+			break;
+		sleep_until(now() + 0.05);
+	}
+	if (done >= c->streams) {
+		col->catchup2 = (double)c->lines / (now() - t0);
+		rc = 0;
+	} else {
+		fprintf(stderr, BENCH_NAME ": %s: two runners did not catch up (%ld of %ld)\n",
+		        col->name, done, c->streams);
+	}
+out:
+	for (i = 0; i < 2; i++)
+		stop_runner(&r[i]);
+	return rc;
+}
+
 static int measure(const struct config *c, struct col *col, const char *tag)
 {
 	fprintf(stderr, "%s: a. append --jsonl, %ld lines over %ld streams\n", col->name, c->lines,
@@ -560,6 +627,9 @@ static int measure(const struct config *c, struct col *col, const char *tag)
 		return -1;
 	fprintf(stderr, "%s: c. catch-up over the %ld events of a\n", col->name, c->lines);
 	if (catch_up(c, col, tag))
+		return -1;
+	fprintf(stderr, "%s: c2. the same by two live runners\n", col->name);
+	if (catch_up2(c, col, tag))
 		return -1;
 	fprintf(stderr, "%s: d. live run, %ld appends at %ld/s\n", col->name, c->events, c->rate);
 	if (latency(c, col, tag))
@@ -617,7 +687,7 @@ static void print_table(const struct config *c, const struct col *cols)
 {
 	char b1[32], b2[96];
 
-	printf("\nbench_nats: the JetStream store beside SQLite, one runner (%s lines, %ld "
+	printf("\nbench_nats: the JetStream store beside SQLite, one runner but c2 (%s lines, %ld "
 	       "streams)\n",
 	       group(b1, sizeof(b1), (double)c->lines), c->streams);
 	printf("%-40s %14s %14s %7s %14s %7s\n", "", "sqlite", "nats 1 node", "ratio",
@@ -628,6 +698,7 @@ static void print_table(const struct config *c, const struct col *cols)
 	row("b. append --jsonl, 1 stream (lines/s)", cols, offsetof(struct col, append_one), "n",
 	    0);
 	row("c. catch-up, mode each (ev/s)", cols, offsetof(struct col, catchup), "n", 0);
+	row("c2. the same, 2 runners (ev/s)", cols, offsetof(struct col, catchup2), "n", 0);
 	snprintf(b2, sizeof(b2), "d. live wake p50 at %ld ev/s (ms)", c->rate);
 	row(b2, cols, offsetof(struct col, p50), "f", 1);
 	snprintf(b2, sizeof(b2), "   live wake p99 at %ld ev/s (ms)", c->rate);
@@ -674,9 +745,9 @@ static void find_nats(struct config *c)
 int main(int argc, char **argv)
 {
 	struct config c = {100000, 100, 2000, 1000, 0, "", ""};
-	struct col cols[NCOLS] = {{"sqlite", "", 0, 0, 0, 0, 0, 0},
-	                          {"nats 1 node", "", 0, 0, 0, 0, 0, 0},
-	                          {"nats 3 nodes", "", 0, 0, 0, 0, 0, 0}};
+	struct col cols[NCOLS] = {{"sqlite", "", 0, 0, 0, 0, 0, 0, 0},
+	                          {"nats 1 node", "", 0, 0, 0, 0, 0, 0, 0},
+	                          {"nats 3 nodes", "", 0, 0, 0, 0, 0, 0, 0}};
 	char self[PATH_MAX], cmd[PATH_MAX + 16];
 	ssize_t n;
 	int i, rc = 0;
