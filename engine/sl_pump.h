@@ -59,6 +59,8 @@ struct sl_pump_opts {
 	double lease_ms;        /* lease of each processor (0: no leases, no fence) */
 	const char *store_path; /* for the lease keeper's own connection */
 	int progress;           /* show the catch-up progress line on stderr */
+	const char *store_ns;   /* the store's namespace and replicas (sl_store_opts), for */
+	int store_replicas;     /* the same connection */
 };
 
 /* A pump over procs[0..nprocs) (borrowed, kept in place), reading from store and

@@ -4,8 +4,10 @@
  * The only engine file that includes nats.h.
  *
  * Path. "nats://host:port" or a comma-separated list of such URLs (any node of the
- * cluster; libnats fails over between them). The namespace is "sluice" (DESIGN §11's
- * default) until deployments pass theirs down.
+ * cluster; libnats fails over between them). The namespace comes from the open's
+ * options (a deployment's `namespace`, the CLI's --namespace or $SLUICE_NAMESPACE),
+ * "sluice" by default: namespaces share nothing, so deployments on one cluster are
+ * apart.
  *
  * Layout. Namespace NS owns the JetStream stream "NS_events" with the subjects
  * "NS.ev.>". A sluice stream maps to one subject: "NS.ev." followed by its segments
@@ -94,7 +96,6 @@
 #include "sl_json.h"
 #include "sl_store_backend.h"
 
-#define NS_DEFAULT "sluice"
 /* How long JetStream remembers a Nats-Msg-Id: a keyed append repeated within this
  * window is answered with the original event whatever happened in between. */
 #define SL_NATS_DUP_WINDOW_NS (10LL * 60 * 1000 * 1000 * 1000)
@@ -120,6 +121,7 @@ struct nats_store {
 	char *all;    /* "<ns>.ev.>" */
 	int exists;   /* the JetStream stream exists (a read-only open may find none) */
 	int readonly;
+	int replicas; /* of what it creates; 0: by the size of the cluster (replicas()) */
 	uint32_t commits;
 	natsConnection *nc;
 	jsCtx *js;
@@ -283,12 +285,16 @@ out:
 	return rc;
 }
 
-/* Replicas for a new stream (DESIGN §11): 3 when the cluster has 3 or more nodes. */
+/* Replicas for a new stream or bucket (DESIGN §11): the namespace's setting, else 3
+ * when the cluster has 3 or more nodes (the servers the client knows of, those it
+ * discovered included), else 1. */
 static int64_t replicas(struct nats_store *s)
 {
 	char **urls = NULL;
 	int i, n = 0;
 
+	if (s->replicas > 0)
+		return s->replicas;
 	if (natsConnection_GetServers(s->nc, &urls, &n) != NATS_OK)
 		return 1;
 	for (i = 0; i < n; i++)
@@ -347,15 +353,28 @@ static int nats_open(struct sl_store **out, const char *path, const struct sl_st
                      struct sl_diag *d)
 {
 	struct nats_store *s = calloc(1, sizeof(*s));
-	const char *space = NS_DEFAULT;
+	const char *space = o->ns ? o->ns : SL_STORE_NS_DEFAULT;
 	size_t n = strlen(space);
 	jsOptions jo;
 	natsStatus st;
 	int rc;
 
 	*out = NULL;
+	if (!sl_store_ns_valid(space) || o->replicas < 0 || o->replicas > SL_STORE_MAX_REPLICAS) {
+		free(s);
+		if (!sl_store_ns_valid(space))
+			return sl_diag_set(d, SL_EINVAL,
+			                   "cannot open store '%s': namespace: must be 1 to %d of "
+			                   "[A-Za-z0-9_-], got '%.*s%s'",
+			                   path, SL_STORE_NS_MAX, SL_ECHO(space));
+		return sl_diag_set(d, SL_EINVAL,
+		                   "cannot open store '%s': replicas: must be between 1 and %d, "
+		                   "got %d",
+		                   path, SL_STORE_MAX_REPLICAS, o->replicas);
+	}
 	if (!s)
 		return oom(d);
+	s->replicas = o->replicas;
 	s->path = strdup(path);
 	s->space = strdup(space);
 	s->stream = malloc(n + 8);
