@@ -122,6 +122,7 @@ struct nats_store {
 	int exists;   /* the JetStream stream exists (a read-only open may find none) */
 	int readonly;
 	int replicas; /* of what it creates; 0: by the size of the cluster (replicas()) */
+	int serial;   /* clustered: publishes also compare-and-set the stream's last sequence */
 	uint32_t commits;
 	natsConnection *nc;
 	jsCtx *js;
@@ -165,6 +166,39 @@ static int nats_fail(struct nats_store *s, struct sl_diag *d, natsStatus st, jsE
 static int oom(struct sl_diag *d)
 {
 	return sl_diag_set(d, SL_ENOMEM, "out of memory");
+}
+
+/* A cluster cannot answer for a moment after a node died: the streams it led elect
+ * another leader (a few seconds) and a client that was connected to it reconnects to
+ * another node of the URL list. A request that failed that way (a timeout, no
+ * responders, a lost connection, JetStream's "temporarily unavailable") is tried
+ * again every RETRY_STEP_MS until RETRY_MS have passed since its first failure. Only
+ * requests that are safe to repeat are: reads, and publishes of messages with an id
+ * (a repeat of a stored one is answered as a duplicate). */
+#define RETRY_MS 20000
+#define RETRY_STEP_MS 100
+
+static int transient(natsStatus st, jsErrCode jerr)
+{
+	return st == NATS_TIMEOUT || st == NATS_NO_RESPONDERS ||
+	       st == NATS_CONNECTION_DISCONNECTED || jerr == JSClusterNotAvailErr ||
+	       jerr == JSClusterNotLeaderErr;
+}
+
+/* Whether the request that failed with st (and jerr) is to be tried again; *until is
+ * 0 before its first failure. Sleeps a step when it is. */
+static int again(natsStatus st, jsErrCode jerr, int64_t *until)
+{
+	int64_t now = nats_Now();
+
+	if (st == NATS_OK || !transient(st, jerr))
+		return 0;
+	if (!*until)
+		*until = now + RETRY_MS;
+	if (now >= *until)
+		return 0;
+	nats_Sleep(RETRY_STEP_MS);
+	return 1;
 }
 
 /* ---- subjects ------------------------------------------------------------------------ */
@@ -322,9 +356,12 @@ static int add_stream(struct nats_store *s, struct sl_diag *d)
 	cfg.AllowDirect = true;
 	cfg.DenyPurge = true;
 	st = js_AddStream(&si, s->js, &cfg, NULL, &jerr);
+	/* (JSStreamNameExistErr: another process created it first; it has replicas too
+	 * when this process asked for more than 1.) */
+	s->serial = st == NATS_OK ? si->Cluster != NULL : cfg.Replicas > 1;
 	jsStreamInfo_Destroy(si);
 	if (st == NATS_OK || jerr == JSStreamNameExistErr)
-		return 0; /* (another process created it first) */
+		return 0;
 	return nats_fail(s, d, st, jerr, "cannot create the event stream");
 }
 
@@ -332,8 +369,13 @@ static int find_stream(struct nats_store *s, struct sl_diag *d)
 {
 	jsStreamInfo *si = NULL;
 	jsErrCode jerr = 0;
-	natsStatus st = js_GetStreamInfo(&si, s->js, s->stream, NULL, &jerr);
+	int64_t until = 0;
+	natsStatus st;
 
+	do
+		st = js_GetStreamInfo(&si, s->js, s->stream, NULL, &jerr);
+	while (again(st, jerr, &until));
+	s->serial = st == NATS_OK && si->Cluster != NULL;
 	jsStreamInfo_Destroy(si);
 	if (st == NATS_OK) {
 		s->exists = 1;
@@ -526,13 +568,16 @@ static int next_msg(struct nats_store *s, const char *subject, uint64_t seq, nat
                     struct sl_diag *d)
 {
 	jsDirectGetMsgOptions o;
+	int64_t until = 0;
 	natsStatus st;
 
 	*m = NULL;
 	jsDirectGetMsgOptions_Init(&o);
 	o.Sequence = seq;
 	o.NextBySubject = subject ? subject : s->all;
-	st = js_DirectGetMsg(m, s->js, s->stream, NULL, &o);
+	do
+		st = js_DirectGetMsg(m, s->js, s->stream, NULL, &o);
+	while (again(st, 0, &until));
 	if (st == NATS_NOT_FOUND)
 		return 0;
 	return st == NATS_OK ? 0 : nats_fail(s, d, st, 0, "cannot read events");
@@ -607,13 +652,16 @@ static int load_state(struct nats_store *s, const char *subj, struct sview *v, s
 {
 	natsMsg *m = NULL;
 	jsErrCode jerr = 0;
+	int64_t until = 0;
 	natsStatus st;
 	int rc;
 
 	memset(v, 0, sizeof(*v));
 	if (!s->exists)
 		return 0;
-	st = js_GetLastMsg(&m, s->js, s->stream, subj, NULL, &jerr);
+	do
+		st = js_GetLastMsg(&m, s->js, s->stream, subj, NULL, &jerr);
+	while (again(st, jerr, &until));
 	if (st == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
 		return 0;
 	if (st != NATS_OK)
@@ -629,6 +677,7 @@ struct pstream {
 	char *name, *subject;
 	struct sview plan; /* as the batch will leave it */
 	struct sview live; /* as published so far */
+	int fresh;         /* live was read after the batch's `last` */
 };
 
 /* One message to publish. */
@@ -658,7 +707,8 @@ struct batch {
 	char **keys; /* the keys of ancestor announcements */
 	size_t nkeys;
 	char created_at[32];
-	int raced; /* the last publish lost a race for its subject's last sequence */
+	int raced;     /* the last publish lost a race for its subject's last sequence */
+	uint64_t last; /* serial stores: the stream's last sequence as this batch knows it */
 };
 
 static void batch_release(struct batch *bt)
@@ -1070,9 +1120,13 @@ static int dup_offset(struct nats_store *s, const struct pmsg *p, uint64_t seq, 
 {
 	natsMsg *m = NULL;
 	jsErrCode jerr = 0;
-	natsStatus st = js_GetMsg(&m, s->js, s->stream, seq, NULL, &jerr);
+	int64_t until = 0;
+	natsStatus st;
 	int ok;
 
+	do
+		st = js_GetMsg(&m, s->js, s->stream, seq, NULL, &jerr);
+	while (again(st, jerr, &until));
 	if (st == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
 		return sl_diag_set(
 			d, SL_ECONFLICT,
@@ -1110,6 +1164,7 @@ static int publish_one(struct batch *bt, struct pmsg *p, struct sl_diag *d)
 	jsPubOptions po;
 	jsPubAck *ack = NULL;
 	jsErrCode jerr = 0;
+	int64_t until = 0;
 	natsMsg *m = NULL;
 	natsStatus st;
 	int rc = 0;
@@ -1130,6 +1185,8 @@ static int publish_one(struct batch *bt, struct pmsg *p, struct sl_diag *d)
 	jsPubOptions_Init(&po);
 	po.ExpectLastSubjectSeq = ps->live.last_seq;
 	po.ExpectNoMessage = ps->live.last_seq == 0;
+	if (s->serial)
+		po.ExpectLastSeq = bt->last; /* 0 (an empty stream): not checked */
 	if ((st = natsMsg_Create(&m, ps->subject, NULL, s->tmp[0].ptr, (int)s->tmp[0].len)) !=
 	            NATS_OK ||
 	    (st = set_headers(m, p, &after, ps->live.head + 1, &s->tmp[1])) != NATS_OK) {
@@ -1148,13 +1205,17 @@ static int publish_one(struct batch *bt, struct pmsg *p, struct sl_diag *d)
 		}
 		po.MsgId = s->tmp[1].ptr;
 	}
-	if ((st = js_PublishMsg(&ack, s->js, m, &po, &jerr)) != NATS_OK) {
+	do
+		st = js_PublishMsg(&ack, s->js, m, &po, &jerr);
+	while (p->key && again(st, jerr, &until));
+	if (st != NATS_OK) {
 		bt->raced = jerr == JSStreamWrongLastSequenceErr;
 		rc = publish_error(s, ps, st, jerr, d);
 		goto out;
 	}
 	p->seq = ack->Sequence;
 	if (ack->Duplicate) {
+		/* (Not the stream's last sequence: others may have published since.) */
 		p->dup = 1;
 		if ((rc = dup_offset(s, p, p->seq, &p->got, d)))
 			goto out;
@@ -1163,6 +1224,7 @@ static int publish_one(struct batch *bt, struct pmsg *p, struct sl_diag *d)
 		goto out;
 	}
 	s->commits++;
+	bt->last = p->seq;
 	p->got = ps->live.head + 1;
 	if (type_is(p->type, "stream/metadata-updated"))
 		after.meta_seq = p->seq;
@@ -1199,6 +1261,83 @@ static size_t take_back(struct batch *bt, size_t upto)
 	return left;
 }
 
+/* The stream's last sequence, into bt->last (a serial store's compare-and-set). Read
+ * before the states of the subjects it covers: a subject read afterwards is at least
+ * as new, so a publish that passes the stream's compare-and-set also had its
+ * subject's last message right. */
+static int stream_last(struct batch *bt, struct sl_diag *d)
+{
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	int64_t until = 0;
+	natsStatus st;
+
+	if (!bt->s->serial || !bt->s->exists)
+		return 0;
+	do
+		st = js_GetStreamInfo(&si, bt->s->js, bt->s->stream, NULL, &jerr);
+	while (again(st, jerr, &until));
+	if (st != NATS_OK)
+		return nats_fail(bt->s, d, st, jerr, "cannot read the event stream");
+	bt->last = si->State.LastSeq;
+	jsStreamInfo_Destroy(si);
+	return 0;
+}
+
+/* Reads the stream's last sequence and then the state of stream i of the batch into
+ * *v again. */
+static int refresh(struct batch *bt, size_t i, struct sview *v, struct sl_diag *d)
+{
+	int rc = stream_last(bt, d);
+
+	if (!rc)
+		rc = load_state(bt->s, bt->st[i].subject, v, d);
+	bt->st[i].fresh = !rc;
+	return rc;
+}
+
+/* Adopts v (owned) as the live state of p's stream; a change is refused (SL_ECONFLICT,
+ * as publish_error says it) unless p may go after the other writer's events: an event that asks for
+ * no offset in a stream that exists, as on SQLite, whose writers wait for each other
+ * (the pause door then sees their events). Not the store's own events (a
+ * stream/created planned for a stream that someone else created meanwhile must not be
+ * written twice). */
+static int adopt(struct batch *bt, struct pmsg *p, int can_move, struct sview *v, struct sl_diag *d)
+{
+	struct pstream *ps = &bt->st[p->stream];
+	int changed = v->last_seq != ps->live.last_seq;
+
+	sview_release(&ps->live);
+	ps->live = *v;
+	if (changed && (!can_move || p->engine || p->offset || !ps->live.head))
+		return publish_error(bt->s, ps, NATS_ERR, JSStreamWrongLastSequenceErr, d);
+	return 0;
+}
+
+#define RACE_TRIES 32
+
+/* Publishes p with publish_one. When the server refuses it because a last sequence
+ * moved, the stream's and the subject's are read again: a subject that did not
+ * change (on a serial store, another stream was appended to) is tried again, one
+ * that changed is adopted or refused (adopt). */
+static int publish_cas(struct batch *bt, struct pmsg *p, int can_move, struct sl_diag *d)
+{
+	struct sl_diag one;
+	struct sview v;
+	int rc, tries;
+
+	for (tries = 0;; tries++) {
+		bt->raced = 0;
+		sl_diag_init(&one);
+		if (!(rc = publish_one(bt, p, &one)))
+			return 0;
+		if (!bt->raced || tries == RACE_TRIES)
+			return sl_diag_set(d, rc, "%s", one.msg);
+		if ((rc = refresh(bt, p->stream, &v, d)) || (rc = adopt(bt, p, can_move, &v, d)))
+			return rc;
+	}
+}
+
 static int publish_batch(struct batch *bt, struct sl_append_result *res, size_t n, size_t *failed,
                          struct sl_diag *d)
 {
@@ -1206,7 +1345,7 @@ static int publish_batch(struct batch *bt, struct sl_append_result *res, size_t 
 	int rc = 0;
 
 	for (i = 0; i < bt->nmsg && !rc; i++)
-		if ((rc = publish_one(bt, &bt->msg[i], d)) && bt->msg[i].result != (size_t)-1)
+		if ((rc = publish_cas(bt, &bt->msg[i], 0, d)) && bt->msg[i].result != (size_t)-1)
 			*failed = bt->msg[i].result;
 	if (rc) {
 		if ((left = take_back(bt, i)))
@@ -1245,7 +1384,8 @@ static int nats_append(struct sl_store *base, const struct sl_event_in *ev, size
 	if (bt.s->readonly)
 		return sl_diag_set(d, SL_EINVAL, "store '%s': opened read-only", bt.s->path);
 	sl_store_now(bt.created_at, sizeof(bt.created_at));
-	if (!(rc = plan_batch(&bt, ev, n, res, failed, d)))
+	/* The stream's last sequence before the subjects' (stream_last says why). */
+	if (!(rc = stream_last(&bt, d)) && !(rc = plan_batch(&bt, ev, n, res, failed, d)))
 		rc = publish_batch(&bt, res, n, failed, d);
 	batch_release(&bt);
 	return rc;
@@ -1527,6 +1667,7 @@ static int open_bucket(struct nats_store *s, kvStore **slot, const char *suffix,
                        int *none, struct sl_diag *d)
 {
 	char name[128];
+	int64_t until = 0;
 	kvConfig cfg;
 	natsStatus st;
 
@@ -1534,7 +1675,10 @@ static int open_bucket(struct nats_store *s, kvStore **slot, const char *suffix,
 	if (*slot)
 		return 0;
 	snprintf(name, sizeof(name), "%s_%s", s->space, suffix);
-	if ((st = js_KeyValue(slot, s->js, name)) == NATS_OK)
+	do
+		st = js_KeyValue(slot, s->js, name);
+	while (again(st, 0, &until));
+	if (st == NATS_OK)
 		return 0;
 	*slot = NULL;
 	if (!create) {
@@ -1598,7 +1742,7 @@ static int lease_read(struct nats_store *s, const char *key, struct sl_lease *l,
 
 	memset(l, 0, sizeof(*l));
 	*rev = 0;
-	st = kvStore_Get(&e, s->leases, key);
+	st = kvStore_Get(&e, s->leases, key); /* (the lease keeper tries again itself) */
 	if (st == NATS_NOT_FOUND)
 		return 0;
 	if (st != NATS_OK)
@@ -2027,13 +2171,16 @@ static int kv_get(struct nats_store *s, kvStore *kv, const char *key, char **val
                   uint64_t *rev, struct sl_diag *d)
 {
 	kvEntry *e = NULL;
+	int64_t until = 0;
 	natsStatus st;
 	int n;
 
 	*val = NULL, *len = 0, *rev = 0;
 	if (!kv)
 		return 0;
-	st = kvStore_Get(&e, kv, key);
+	do
+		st = kvStore_Get(&e, kv, key);
+	while (again(st, 0, &until));
 	if (st == NATS_NOT_FOUND)
 		return 0;
 	if (st != NATS_OK)
@@ -2767,37 +2914,23 @@ static int precheck(struct nats_commit *c, struct sl_diag *d)
 	return 0;
 }
 
-/* Publishes the commit's events in order, as an append call does (taking them back
- * if one fails). */
-#define RACE_TRIES 8
-
 /* Publishes message p of a commit. Another writer may have appended to its stream
- * since the commit planned it: an event that asks for no offset then goes after
- * theirs, as it would have on SQLite, whose writers wait for each other (the stream's
- * state is read again, so the pause door sees their events). Not the store's own
- * events (a stream/created planned for a stream that someone else created meanwhile
- * must not be written twice). */
+ * since the commit planned it (adopt says what then). On a serial store the stream's
+ * state was read when the commit planned, before the stream's last sequence is read
+ * now: it is read again before p's stream is first published to. */
 static int publish_in_commit(struct batch *bt, struct pmsg *p, struct sl_diag *d)
 {
-	struct pstream *ps = &bt->st[p->stream];
-	struct sl_diag one;
 	struct sview v;
-	int rc, tries;
+	int rc;
 
-	for (tries = 0;; tries++) {
-		bt->raced = 0;
-		sl_diag_init(&one);
-		if (!(rc = publish_one(bt, p, &one)))
-			return 0;
-		if (!bt->raced || p->engine || p->offset || !ps->live.head || tries == RACE_TRIES)
-			return sl_diag_set(d, rc, "%s", one.msg);
-		if ((rc = load_state(bt->s, ps->subject, &v, d)))
-			return rc;
-		sview_release(&ps->live);
-		ps->live = v;
-	}
+	if (bt->s->serial && !bt->st[p->stream].fresh &&
+	    ((rc = refresh(bt, p->stream, &v, d)) || (rc = adopt(bt, p, 1, &v, d))))
+		return rc;
+	return publish_cas(bt, p, 1, d);
 }
 
+/* Publishes the commit's events in order, as an append call does (taking them back
+ * if one fails). */
 static int publish_commit(struct nats_commit *c, struct sl_diag *d)
 {
 	struct batch *bt = &c->bt;
