@@ -14,6 +14,7 @@
 #   nats_cluster_kill NODE    SIGKILL of node NODE (1..3) of the last cluster started
 #   nats_cluster_restart NODE starts node NODE again on its ports and its store
 #   nats_cluster_url NODE     the client URL of node NODE
+#   nats_monitor ADDR PATH    GET of PATH on a monitoring address (e.g. /jsz, /healthz)
 
 trap 'nats_stop_all; rm -rf "$TMP"' EXIT
 
@@ -102,8 +103,7 @@ nats_cluster_ready() { "$SLUICE" streams --store "$NATS_URLS" >/dev/null 2>&1; }
 nats_cluster_up() {
 	local i
 	for i in 1 2 3; do
-		python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' \
-			"http://127.0.0.1:${NATS_MPORT_OF[$NATS_CLUSTER-$i]}/varz" >/dev/null 2>&1 || return 1
+		nats_monitor "127.0.0.1:${NATS_MPORT_OF[$NATS_CLUSTER-$i]}" /varz >/dev/null || return 1
 	done
 }
 
@@ -144,4 +144,12 @@ nats_cluster_kill() {
 nats_cluster_restart() {
 	nats_cluster_kill "$1"
 	nats_cluster_node "$1"
+}
+
+# nats_monitor HOST:PORT PATH: prints what a node's monitoring port answers (its
+# JSON); fails when it does not answer 200 within 2 s (/healthz: the node and its
+# JetStream are current).
+nats_monitor() {
+	python3 -c 'import sys, urllib.request
+sys.stdout.write(urllib.request.urlopen("http://" + sys.argv[1] + sys.argv[2], timeout=2).read().decode())' "$1" "$2" 2>/dev/null
 }
