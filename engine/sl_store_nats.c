@@ -1733,28 +1733,60 @@ static int pick_lease(void *ud, const struct sl_json_member *m, struct sl_diag *
 }
 
 /* Reads the lease row of key: *rev 0 (and l zeroed) when there is none. */
+/* Reads the last message of key in bucket kv from the leader of the bucket's stream
+ * into *m (NULL when the key has none, or its last operation deleted it); *rev is its
+ * revision. Not kvStore_Get: that uses direct gets, which any replica may answer, one
+ * that has not applied the latest writes yet too, and every compare-and-set on a
+ * revision read there fails (a checkpoint then faults after its retries). With
+ * `tries`, a request that fails for a moment is tried again (again()). */
+static natsStatus kv_read(struct nats_store *s, kvStore *kv, const char *key, int tries,
+                          natsMsg **m, uint64_t *rev)
+{
+	char stream[160], subj[600];
+	const char *op = NULL;
+	int64_t until = 0;
+	jsErrCode jerr = 0;
+	natsStatus st;
+
+	*m = NULL;
+	*rev = 0;
+	snprintf(stream, sizeof(stream), "KV_%s", kvStore_Bucket(kv));
+	snprintf(subj, sizeof(subj), "$KV.%s.%s", kvStore_Bucket(kv), key);
+	do
+		st = js_GetLastMsg(m, s->js, stream, subj, NULL, &jerr);
+	while (tries && again(st, jerr, &until));
+	if (st == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) {
+		*m = NULL;
+		return NATS_OK;
+	}
+	if (st != NATS_OK)
+		return st;
+	*rev = msg_seq(*m);
+	if (natsMsgHeader_Get(*m, "KV-Operation", &op) == NATS_OK && op &&
+	    (!strcmp(op, "DEL") || !strcmp(op, "PURGE"))) {
+		natsMsg_Destroy(*m);
+		*m = NULL;
+		*rev = 0;
+	}
+	return NATS_OK;
+}
+
 static int lease_read(struct nats_store *s, const char *key, struct sl_lease *l, uint64_t *rev,
                       struct sl_diag *d)
 {
-	kvEntry *e = NULL;
+	natsMsg *m = NULL;
 	natsStatus st;
 	int rc = 0;
 
 	memset(l, 0, sizeof(*l));
-	*rev = 0;
-	st = kvStore_Get(&e, s->leases, key); /* (the lease keeper tries again itself) */
-	if (st == NATS_NOT_FOUND)
-		return 0;
+	st = kv_read(s, s->leases, key, 0, &m, rev); /* (the lease keeper tries again itself) */
 	if (st != NATS_OK)
 		return nats_fail(s, d, st, 0, "cannot read lease");
-	if (kvEntry_Operation(e) == kvOp_Put) {
-		*rev = kvEntry_Revision(e);
-		if (sl_json_members(kvEntry_Value(e), (size_t)kvEntry_ValueLen(e), pick_lease, l,
-		                    NULL))
-			rc = sl_diag_set(d, SL_ECORRUPT, "store '%s': the lease of '%s' is damaged",
-			                 s->path, key);
-	}
-	kvEntry_Destroy(e);
+	if (m && sl_json_members(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), pick_lease,
+	                         l, NULL))
+		rc = sl_diag_set(d, SL_ECORRUPT, "store '%s': the lease of '%s' is damaged",
+		                 s->path, key);
+	natsMsg_Destroy(m);
 	return rc;
 }
 
@@ -2170,34 +2202,27 @@ static int proc_key(struct sl_buf *b, const char *proc, const char *tail, struct
 static int kv_get(struct nats_store *s, kvStore *kv, const char *key, char **val, size_t *len,
                   uint64_t *rev, struct sl_diag *d)
 {
-	kvEntry *e = NULL;
-	int64_t until = 0;
+	natsMsg *m = NULL;
 	natsStatus st;
 	int n;
 
 	*val = NULL, *len = 0, *rev = 0;
 	if (!kv)
 		return 0;
-	do
-		st = kvStore_Get(&e, kv, key);
-	while (again(st, 0, &until));
-	if (st == NATS_NOT_FOUND)
-		return 0;
-	if (st != NATS_OK)
+	if ((st = kv_read(s, kv, key, 1, &m, rev)) != NATS_OK)
 		return nats_fail(s, d, st, 0, "cannot read a row");
-	if (kvEntry_Operation(e) == kvOp_Put) {
-		*rev = kvEntry_Revision(e);
-		n = kvEntry_ValueLen(e);
-		if (!(*val = malloc((size_t)n + 1))) {
-			kvEntry_Destroy(e);
-			return oom(d);
-		}
-		if (n > 0)
-			memcpy(*val, kvEntry_Value(e), (size_t)n);
-		(*val)[n] = '\0';
-		*len = (size_t)n;
+	if (!m)
+		return 0;
+	n = natsMsg_GetDataLength(m);
+	if (!(*val = malloc((size_t)n + 1))) {
+		natsMsg_Destroy(m);
+		return oom(d);
 	}
-	kvEntry_Destroy(e);
+	if (n > 0)
+		memcpy(*val, natsMsg_GetData(m), (size_t)n);
+	(*val)[n] = '\0';
+	*len = (size_t)n;
+	natsMsg_Destroy(m);
 	return 0;
 }
 
@@ -2211,6 +2236,7 @@ static int kv_each(struct nats_store *s, kvStore *kv, const char *filter, kv_eac
 	kvWatcher *w = NULL;
 	kvWatchOptions o;
 	kvEntry *e = NULL;
+	int64_t until = 0;
 	natsStatus st;
 	int rc = 0;
 
@@ -2218,21 +2244,27 @@ static int kv_each(struct nats_store *s, kvStore *kv, const char *filter, kv_eac
 		return 0;
 	kvWatchOptions_Init(&o);
 	o.IgnoreDeletes = true;
-	if ((st = kvStore_Watch(&w, kv, filter, &o)) != NATS_OK)
-		return nats_fail(s, d, st, 0, "cannot list rows");
-	/* The watcher hands out the current value of every key, then NULL. */
-	while (!rc) {
-		if ((st = kvWatcher_Next(&e, w, WAIT_MS)) != NATS_OK) {
-			rc = nats_fail(s, d, st, 0, "cannot list rows");
+	/* The watcher hands out the current value of every key, then NULL. A watch that
+	 * fails before it handed out anything is started again (again()). */
+	for (;;) {
+		if ((st = kvStore_Watch(&w, kv, filter, &o)) == NATS_OK)
+			st = kvWatcher_Next(&e, w, WAIT_MS);
+		if (st == NATS_OK || !again(st, 0, &until))
 			break;
-		}
-		if (!e)
-			break;
+		kvWatcher_Destroy(w);
+		w = NULL;
+	}
+	while (!rc && st == NATS_OK && e) {
 		if (kvEntry_Operation(e) == kvOp_Put)
 			rc = fn(ud, kvEntry_Key(e), kvEntry_Value(e), (size_t)kvEntry_ValueLen(e),
 			        kvEntry_Revision(e), d);
 		kvEntry_Destroy(e);
+		e = NULL;
+		if (!rc)
+			st = kvWatcher_Next(&e, w, WAIT_MS);
 	}
+	if (!rc && st != NATS_OK)
+		rc = nats_fail(s, d, st, 0, "cannot list rows");
 	kvWatcher_Destroy(w);
 	return rc;
 }
