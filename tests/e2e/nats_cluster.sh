@@ -36,6 +36,7 @@ D=$TMP/deploy.lua
 cat >"$D" <<EOF
 return {
   store = "$NATS_URLS", namespace = "cl", replicas = 3, schemas = { "$TMP/schemas" },
+  console = "$TMP/console.sock",
   processors = { tally = { script = "$TMP/procs/tally.lua", streams = "in/*", sideEffects = "all" } },
 }
 EOF
@@ -85,8 +86,8 @@ nats_cluster_kill 1
 check "with node 1 killed (the first URL), appends go on" wait_until 30 append_ok after-kill-1
 check "and reads" sh -c "$S events in/a --deployment '$D' --from 403 | grep -q after-kill-1"
 nats_cluster_restart 1
-node_healthy() { nats_monitor "127.0.0.1:${NATS_MPORT_OF[cl-$1]}" /healthz >/dev/null; }
-check "node 1 is healthy again after its restart" wait_until 60 node_healthy 1
+node_back() { nats_monitor "127.0.0.1:${NATS_MPORT_OF[cl-$1]}" /healthz >/dev/null && nats_cluster_current; }
+check "node 1 is back after its restart (every stream's replicas current)" wait_until 60 node_back 1
 nats_cluster_kill 2
 check "with node 2 killed, appends go on" wait_until 30 append_ok after-kill-2
 folded() { [ "$($S state "$D" tally in/a | jq .state.n)" = 403 ]; }

@@ -15,6 +15,7 @@
 #   nats_cluster_restart NODE starts node NODE again on its ports and its store
 #   nats_cluster_url NODE     the client URL of node NODE
 #   nats_monitor ADDR PATH    GET of PATH on a monitoring address (e.g. /jsz, /healthz)
+#   nats_cluster_current      every stream has a leader that sees all its replicas current
 
 trap 'nats_stop_all; rm -rf "$TMP"' EXIT
 
@@ -152,4 +153,22 @@ nats_cluster_restart() {
 nats_monitor() {
 	python3 -c 'import sys, urllib.request
 sys.stdout.write(urllib.request.urlopen("http://" + sys.argv[1] + sys.argv[2], timeout=2).read().decode())' "$1" "$2" 2>/dev/null
+}
+
+# nats_cluster_current: whether every stream of the cluster (the event log and the
+# buckets of every namespace) has a leader that sees each of its replicas current,
+# asked of each node that runs: a node restarted after a kill has caught up then, and
+# killing another one leaves every stream a quorum.
+nats_cluster_current() {
+	local i pid out n g total streams=0 good=0
+	for i in 1 2 3; do
+		pid=${NATS_PID_OF[$NATS_CLUSTER-$i]:-}
+		[ -n "$pid" ] || return 1
+		out=$(nats_monitor "127.0.0.1:${NATS_MPORT_OF[$NATS_CLUSTER-$i]}" '/jsz?accounts=true&streams=true') || return 1
+		read -r n g < <(jq -r --arg me "$NATS_CLUSTER-$i" '[.account_details[]?.stream_detail[]?
+			| select(.cluster.leader == $me)] | "\(length) \(map(select(all(.cluster.replicas[]?; .current))) | length)"' <<<"$out")
+		streams=$((streams + n)); good=$((good + g))
+		total=$(jq '[.account_details[]?.stream_detail[]?] | length' <<<"$out")
+	done
+	[ "$streams" -gt 0 ] && [ "$streams" = "$good" ] && [ "$streams" = "$total" ]
 }
