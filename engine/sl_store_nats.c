@@ -1296,12 +1296,12 @@ static int refresh(struct batch *bt, size_t i, struct sview *v, struct sl_diag *
 	return rc;
 }
 
-/* Adopts v (owned) as the live state of p's stream; a change is refused (SL_ECONFLICT,
- * as publish_error says it) unless p may go after the other writer's events: an event that asks for
- * no offset in a stream that exists, as on SQLite, whose writers wait for each other
- * (the pause door then sees their events). Not the store's own events (a
- * stream/created planned for a stream that someone else created meanwhile must not be
- * written twice). */
+/* Adopts v (owned) as the live state of p's stream. A change is refused (SL_ECONFLICT,
+ * as publish_error says it) unless can_move and p may go after the other writer's
+ * events: an event that asks for no offset in a stream that exists, as on SQLite,
+ * whose writers wait for each other (the pause door then sees their events). Not the
+ * store's own events (a stream/created planned for a stream that someone else created
+ * meanwhile must not be written twice). */
 static int adopt(struct batch *bt, struct pmsg *p, int can_move, struct sview *v, struct sl_diag *d)
 {
 	struct pstream *ps = &bt->st[p->stream];
@@ -1732,7 +1732,6 @@ static int pick_lease(void *ud, const struct sl_json_member *m, struct sl_diag *
 	return 0;
 }
 
-/* Reads the lease row of key: *rev 0 (and l zeroed) when there is none. */
 /* Reads the last message of key in bucket kv from the leader of the bucket's stream
  * into *m (NULL when the key has none, or its last operation deleted it); *rev is its
  * revision. Not kvStore_Get: that uses direct gets, which any replica may answer, one
@@ -1771,6 +1770,7 @@ static natsStatus kv_read(struct nats_store *s, kvStore *kv, const char *key, in
 	return NATS_OK;
 }
 
+/* Reads the lease row of key: *rev 0 (and l zeroed) when there is none. */
 static int lease_read(struct nats_store *s, const char *key, struct sl_lease *l, uint64_t *rev,
                       struct sl_diag *d)
 {

@@ -105,6 +105,12 @@ eq "and they are different runners" \
 	"$([ "$(runner_of "$TMP/red.lua")" != "$(runner_of "$TMP/blue.lua")" ] && echo yes)" "yes"
 blue_caught_up() { [ "$($S state "$TMP/blue.lua" tally in/a | jq .state.n)" = 1 ]; }
 check "the runner of blue folds blue's event only" wait_until 20 blue_caught_up
+# A running engine keeps its namespace: a reload that changes it is refused.
+sed -i 's/namespace = "blue",/namespace = "green",/' "$TMP/blue.lua"
+kill -HUP "$BLUE"
+refused_reload() { grep -q '/namespace: cannot change while sluice run is running (it uses blue; restart it to use green)' "$TMP/blue.err"; }
+check "a hot reload refuses a changed namespace" wait_until 20 refused_reload
+sed -i 's/namespace = "green",/namespace = "blue",/' "$TMP/blue.lua"
 kill -TERM "$BLUE" "$RED"
 wait "$BLUE" "$RED" 2>/dev/null
 check "the repl of a deployment opens its namespace" \
