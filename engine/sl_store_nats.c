@@ -88,6 +88,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <nats/nats.h>
 
@@ -121,8 +122,9 @@ struct nats_store {
 	char *all;    /* "<ns>.ev.>" */
 	int exists;   /* the JetStream stream exists (a read-only open may find none) */
 	int readonly;
-	int replicas; /* of what it creates; 0: by the size of the cluster (replicas()) */
-	int serial;   /* clustered: publishes also compare-and-set the stream's last sequence */
+	int replicas;  /* of what it creates; 0: by the size of the cluster (replicas()) */
+	int serial;    /* clustered: publishes also compare-and-set the stream's last sequence */
+	unsigned seed; /* of the waits between lost races (publish_cas) */
 	uint32_t commits;
 	natsConnection *nc;
 	jsCtx *js;
@@ -417,6 +419,7 @@ static int nats_open(struct sl_store **out, const char *path, const struct sl_st
 	if (!s)
 		return oom(d);
 	s->replicas = o->replicas;
+	s->seed = (unsigned)getpid() ^ (unsigned)nats_Now();
 	s->path = strdup(path);
 	s->space = strdup(space);
 	s->stream = malloc(n + 8);
@@ -1314,12 +1317,14 @@ static int adopt(struct batch *bt, struct pmsg *p, int can_move, struct sview *v
 	return 0;
 }
 
-#define RACE_TRIES 32
+#define RACE_TRIES 200
 
 /* Publishes p with publish_one. When the server refuses it because a last sequence
  * moved, the stream's and the subject's are read again: a subject that did not
  * change (on a serial store, another stream was appended to) is tried again, one
- * that changed is adopted or refused (adopt). */
+ * that changed is adopted or refused (adopt). Writers of a busy serial store lose
+ * such races often: each try waits a random 1 to min(tries, 20) ms first, so that
+ * one writer does not keep losing to the same others. */
 static int publish_cas(struct batch *bt, struct pmsg *p, int can_move, struct sl_diag *d)
 {
 	struct sl_diag one;
@@ -1333,6 +1338,8 @@ static int publish_cas(struct batch *bt, struct pmsg *p, int can_move, struct sl
 			return 0;
 		if (!bt->raced || tries == RACE_TRIES)
 			return sl_diag_set(d, rc, "%s", one.msg);
+		if (bt->s->serial && tries)
+			nats_Sleep(1 + rand_r(&bt->s->seed) % (unsigned)(tries < 20 ? tries : 20));
 		if ((rc = refresh(bt, p->stream, &v, d)) || (rc = adopt(bt, p, can_move, &v, d)))
 			return rc;
 	}
