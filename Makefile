@@ -19,7 +19,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build build-asan build-fuzz install demo test test-fast fuzz fuzz-short fuzz-run \
+.PHONY: all deps build build-asan build-fuzz install demo cluster-demo test test-fast fuzz fuzz-short fuzz-run \
 	bench format format-check clean
 
 all: build
@@ -54,6 +54,12 @@ build-asan: deps
 
 demo: build
 	sh processors/demo.sh $(BUILD)/sluice
+
+# The example deployment on a 3-node NATS JetStream cluster on 127.0.0.1 (streams and
+# buckets with 3 replicas) with two runners; stops the cluster and the runners and
+# removes their files when it ends.
+cluster-demo: build
+	sh processors/cluster_demo.sh $(BUILD)/sluice
 
 # Every test, in the normal build and then under the sanitizers, then a short run of
 # each fuzz target (when clang is there).

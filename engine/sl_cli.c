@@ -36,7 +36,7 @@
 #define MAX_OPTS 12
 
 /* Options every store command takes. */
-#define STORE_OPTS "store=", "deployment="
+#define STORE_OPTS "store=", "deployment=", "namespace="
 
 struct args {
 	const struct cmd *cmd;
@@ -232,14 +232,47 @@ static int parse_count(const char *field, const char *text, int64_t *out)
 
 /* ---- the store ---------------------------------------------------------------- */
 
+/* The namespace of a nats:// store named without a deployment: --namespace, else
+ * $SLUICE_NAMESPACE (empty counts as unset), else NULL (the default). A SQLite store
+ * refuses --namespace and ignores the variable. Returns 0, or the exit status 1. */
+static int store_namespace(const char *path, const char *nsopt, const char **out)
+{
+	const char *env = getenv("SLUICE_NAMESPACE");
+	int nats = !strncmp(path, "nats://", 7);
+
+	*out = NULL;
+	if (nsopt && !nats)
+		return fail("--namespace: applies only to a nats:// store, and the store is "
+		            "'%.*s%s'",
+		            SL_ECHO(path));
+	if (nsopt && !sl_store_ns_valid(nsopt))
+		return fail("--namespace: must be 1 to %d of [A-Za-z0-9_-], got '%.*s%s'",
+		            SL_STORE_NS_MAX, SL_ECHO(nsopt));
+	if (!nsopt && nats && env && *env && !sl_store_ns_valid(env))
+		return fail("$SLUICE_NAMESPACE: must be 1 to %d of [A-Za-z0-9_-], got '%.*s%s'",
+		            SL_STORE_NS_MAX, SL_ECHO(env));
+	*out = nsopt ? nsopt : nats && env && *env ? env : NULL;
+	return 0;
+}
+
 /* The store named by --store, --deployment, $SLUICE_STORE or ./sluice.db, into *out,
- * and its durability; *dp is the deployment that named it (the caller frees it), else
- * NULL. Returns 0, or the exit status 1 after saying why. */
-static int store_target(const char *path, const char *dfile, struct sl_deploy **dp,
-                        const char **out, enum sl_durability *durability)
+ * and the options it opens with (durability; namespace and replicas from the
+ * deployment, else from --namespace or $SLUICE_NAMESPACE); *dp is the deployment that
+ * named it (the caller frees it; so->ns may point into it), else NULL. Returns 0, or
+ * the exit status 1 after saying why. */
+static int store_target(const char *path, const char *dfile, const char *nsopt,
+                        struct sl_deploy **dp, const char **out, struct sl_store_opts *so)
 {
 	*dp = NULL;
-	*durability = SL_DURABILITY_FULL;
+	so->durability = SL_DURABILITY_FULL;
+	so->ns = NULL;
+	so->replicas = 0;
+	if (nsopt && dfile)
+		return fail("--namespace and --deployment cannot be used together (the "
+		            "deployment names its namespace)");
+	if (nsopt && !*nsopt)
+		return fail("--namespace: must not be empty (leave it out for "
+		            "$SLUICE_NAMESPACE, else " SL_STORE_NS_DEFAULT ")");
 	if (path && dfile)
 		return fail("--store and --deployment cannot be used together");
 	if (path && !*path)
@@ -258,30 +291,35 @@ static int store_target(const char *path, const char *dfile, struct sl_deploy **
 			return 1;
 		}
 		sl_errs_release(&errs);
-		path = (*dp)->store;
-		*durability = (*dp)->durability;
+		*out = (*dp)->store;
+		so->durability = (*dp)->durability;
+		so->ns = (*dp)->ns;
+		so->replicas = (*dp)->replicas;
+		return 0;
 	}
 	if (!path)
 		path = getenv("SLUICE_STORE");
 	if (!path || !*path)
 		path = "sluice.db";
 	*out = path;
-	return 0;
+	return store_namespace(path, nsopt, &so->ns);
 }
 
 /* Opens the store named by --store, --deployment, $SLUICE_STORE or ./sluice.db; its
  * appends are checked by core (NULL: reading only). */
-static int open_store_from(const char *path, const char *dfile, int readonly,
+static int open_store_from(const char *path, const char *dfile, const char *nsopt, int readonly,
                            struct sl_core_validator *core, struct sl_store **s)
 {
-	struct sl_store_opts so = {SL_DURABILITY_FULL, readonly, sl_core_validate, core};
+	struct sl_store_opts so = {SL_DURABILITY_FULL, readonly, sl_core_validate, core, NULL, 0};
 	struct sl_deploy *dp = NULL;
 	struct sl_diag d;
 	int rc;
 
 	sl_diag_init(&d);
-	if (store_target(path, dfile, &dp, &path, &so.durability))
+	if (store_target(path, dfile, nsopt, &dp, &path, &so)) {
+		sl_deploy_free(dp);
 		return 1;
+	}
 	if (!core)
 		so.check = NULL;
 	rc = sl_store_open(s, path, &so, &d) ? fail_diag(&d) : 0;
@@ -323,7 +361,8 @@ static int use_deployment_contracts(const struct args *a, struct sl_core_validat
 static int open_store(const struct args *a, int readonly, struct sl_core_validator *core,
                       struct sl_store **s)
 {
-	return open_store_from(opt(a, "store"), opt(a, "deployment"), readonly, core, s);
+	return open_store_from(opt(a, "store"), opt(a, "deployment"), opt(a, "namespace"), readonly,
+	                       core, s);
 }
 
 static void result_line(struct sl_buf *b, const char *stream, const struct sl_append_result *r)
@@ -606,14 +645,17 @@ static int append_stream(struct sl_store *s, struct sl_core_validator *core, con
 /* A spool for append --jsonl, near the store it appends to. */
 static int new_spool(const struct args *a, struct sl_spool **sp)
 {
-	enum sl_durability durability;
+	struct sl_store_opts so;
 	struct sl_deploy *dp = NULL;
 	const char *path;
 	struct sl_diag d;
 	int rc;
 
-	if (store_target(opt(a, "store"), opt(a, "deployment"), &dp, &path, &durability))
+	if (store_target(opt(a, "store"), opt(a, "deployment"), opt(a, "namespace"), &dp, &path,
+	                 &so)) {
+		sl_deploy_free(dp);
 		return 1;
+	}
 	sl_diag_init(&d);
 	rc = sl_spool_new(sp, path, &d) ? fail_diag(&d) : 0;
 	sl_deploy_free(dp);
@@ -889,7 +931,7 @@ static int cmd_verify(struct args *a)
 		return fail("verify: give DEPLOYMENT or --deployment, not both");
 	if (a->npos)
 		dfile = a->pos[0];
-	if ((rc = open_store_from(opt(a, "store"), dfile, 1, NULL, &s)))
+	if ((rc = open_store_from(opt(a, "store"), dfile, opt(a, "namespace"), 1, NULL, &s)))
 		return rc;
 	sl_buf_init(&vo.b);
 	vo.pr = isatty(2) || opt(a, "progress") ? sl_progress_new(2, isatty(2)) : NULL;
@@ -1244,7 +1286,9 @@ static int cmd_console(struct args *a)
 
 #define STORE_HELP                                                                                 \
 	"  --store PATH         the store (default: $SLUICE_STORE, else ./sluice.db)\n"            \
-	"  --deployment FILE    use the store named by a deployment file\n"
+	"  --deployment FILE    use the store named by a deployment file (and its namespace)\n"    \
+	"  --namespace NS       the namespace of a nats:// store (default: $SLUICE_NAMESPACE,\n"   \
+	"                       else sluice)\n"
 
 static const struct cmd commands[] = {
 	{"append",
@@ -1458,6 +1502,8 @@ static void usage(FILE *f)
 	        "environment:\n"
 	        "  SLUICE_STORE   the store of the store commands when neither --store nor\n"
 	        "                 --deployment is given (default ./sluice.db)\n"
+	        "  SLUICE_NAMESPACE  the namespace of a nats:// store named without a\n"
+	        "                 deployment, when --namespace is not given (default sluice)\n"
 	        "  SLUICE_HOME    where the built-in schemas and Lua modules are (schemas/,\n"
 	        "                 lua/); default: ../share/sluice beside the binary, else the\n"
 	        "                 source tree it was built from\n");

@@ -461,6 +461,30 @@ static void read_http(lua_State *L, const struct reader *r, struct sl_deploy *dp
 		            dp->file, dp->http);
 }
 
+/* Reads namespace and replicas of the deployment table at -1 (after store): they
+ * name JetStream objects, so a SQLite store refuses them rather than ignore a
+ * setting that was meant for another backend. [-0, +0, m] */
+static void read_nats(lua_State *L, const struct reader *r, struct sl_deploy *dp)
+{
+	static const char *const fields[] = {"namespace", "replicas"};
+	int nats = dp->store && !strncmp(dp->store, "nats://", 7), i;
+
+	dp->ns = opt_string(L, "namespace");
+	read_int(L, r, "replicas", 1, SL_STORE_MAX_REPLICAS, &dp->replicas);
+	if (dp->ns && !sl_store_ns_valid(dp->ns))
+		sl_errs_add(r->errs,
+		            "%s: /namespace: must be 1 to %d of [A-Za-z0-9_-], got '%.*s%s'",
+		            dp->file, SL_STORE_NS_MAX, SL_ECHO(dp->ns));
+	for (i = 0; i < 2 && !nats && dp->store; i++)
+		if (i == 0 ? dp->ns != NULL : dp->replicas != 0)
+			sl_errs_add(
+				r->errs,
+				"%s: /%s: applies only to a nats:// store, and store is '%.*s%s'",
+				dp->file, fields[i], SL_ECHO(dp->store));
+	if (!dp->ns)
+		dp->ns = strdup(SL_STORE_NS_DEFAULT);
+}
+
 /* Reads the limits and retry sub-tables of the processor table at -1. [-0, +0, m] */
 static void read_limits(lua_State *L, const struct reader *pr, struct sl_deploy_proc *p)
 {
@@ -575,6 +599,7 @@ static int read_fields(lua_State *L, struct sl_deploy *dp, struct sl_errs *errs)
 	free(s);
 	dp->durability =
 		opt_equals(L, "durability", "normal") ? SL_DURABILITY_NORMAL : SL_DURABILITY_FULL;
+	read_nats(L, &r, dp);
 	if ((s = opt_string(L, "console")))
 		dp->console = sl_deploy_path(dp, s), free(s);
 	dp->shutdown_ms = 10000;
@@ -599,7 +624,7 @@ static int read_fields(lua_State *L, struct sl_deploy *dp, struct sl_errs *errs)
 		lua_pop(L, 1);
 	}
 	lua_pop(L, 1);
-	if (!dp->store)
+	if (!dp->store || !dp->ns)
 		return SL_ENOMEM;
 	return read_procs(L, dp, errs);
 }
@@ -730,5 +755,6 @@ void sl_deploy_free(struct sl_deploy *dp)
 	free(dp->file);
 	free(dp->dir);
 	free(dp->store);
+	free(dp->ns);
 	free(dp);
 }

@@ -47,6 +47,8 @@ struct sl_deploy {
 	char *dir;   /* its directory, for relative paths */
 	char *store; /* resolved store path */
 	enum sl_durability durability;
+	char *ns;       /* namespace of a nats:// store (default SL_STORE_NS_DEFAULT) */
+	int replicas;   /* replicas of a nats:// store, 1..5, 0 when not set */
 	char **schemas; /* resolved contract directories */
 	size_t nschemas;
 	struct sl_deploy_proc *procs; /* sorted by name */

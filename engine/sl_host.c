@@ -81,9 +81,10 @@ static int open_store(struct sl_host *h, struct sl_errs *errs)
 {
 	/* A store that does not exist yet is created even by a read, so that `state`
 	 * before the first run shows the initial states. */
-	struct sl_store_opts so = {h->dp->durability,
-	                           (h->flags & SL_HOST_READONLY) && !access(h->dp->store, F_OK),
-	                           sl_core_validate, NULL};
+	struct sl_store_opts so = {
+		h->dp->durability, (h->flags & SL_HOST_READONLY) && !access(h->dp->store, F_OK),
+		sl_core_validate,  NULL,
+		h->dp->ns,         h->dp->replicas};
 	struct sl_diag d;
 	size_t i;
 
@@ -288,8 +289,8 @@ void sl_host_set_progress(struct sl_host *h, int on)
 
 int sl_host_run(struct sl_host *h, int until_caught_up, struct sl_diag *d)
 {
-	struct sl_pump_opts o = {until_caught_up, h->shutdown_ms, h->dp->lease_ms,
-	                         h->dp->store,    h->progress,    h->dp->partitions};
+	struct sl_pump_opts o = {until_caught_up, h->shutdown_ms, h->dp->lease_ms, h->dp->store,
+	                         h->progress,     h->dp->partitions, h->dp->ns, h->dp->replicas};
 	size_t i;
 	int rc;
 

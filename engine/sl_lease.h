@@ -40,10 +40,11 @@ struct uv_loop_s;
 /* Called on the loop thread when what the keeper sees changed. */
 typedef void (*sl_leases_fn)(void *ud);
 
-/* A keeper for the processors names[0..n) of the store at path, with leases of
- * ttl_ms, that calls fn(ud) on loop after a change. Does not start yet. */
-int sl_leases_new(struct sl_leases **out, struct uv_loop_s *loop, const char *path, double ttl_ms,
-                  sl_leases_fn fn, void *ud, struct sl_diag *d);
+/* A keeper for the processors names[0..n) of the store at path (in namespace ns
+ * with replicas, as sl_store_opts has them), with leases of ttl_ms, that calls fn(ud)
+ * on loop after a change. Does not start yet. */
+int sl_leases_new(struct sl_leases **out, struct uv_loop_s *loop, const char *path, const char *ns,
+                  int replicas, double ttl_ms, sl_leases_fn fn, void *ud, struct sl_diag *d);
 /* Adds a processor (before or after start); returns its index. */
 int sl_leases_add(struct sl_leases *l, const char *proc, size_t *index, struct sl_diag *d);
 /* Adds a partitioned processor (nparts 1..SL_PARTITIONS_MAX; 0 is sl_leases_add):

@@ -1,7 +1,8 @@
 /* sl_luacore.c - the Lua C module `require "sluice.core"`: the real engine for busted
  * specs and Lua tools.
  *
- *   core.open(path [, {durability = "full"|"normal"}]) -> store | nil, message
+ *   core.open(path [, {durability = "full"|"normal", namespace = NS, replicas = N}])
+ *       -> store | nil, message (namespace and replicas: a nats:// store only)
  *   store:append(stream, type [, payload [, {key=, metadata=, offset=}]])
  *       -> {offset=, position=, duplicate=} | nil, message
  *   store:append_batch({ {stream=, type=, payload=, metadata=, idempotencyKey=,
@@ -94,13 +95,25 @@ static int push_fail(lua_State *L, const struct sl_diag *d)
 static int core_open(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
-	struct sl_store_opts so = {SL_DURABILITY_FULL, 0, sl_core_validate, NULL};
+	struct sl_store_opts so = {SL_DURABILITY_FULL, 0, sl_core_validate, NULL, NULL, 0};
+	char ns[SL_STORE_NS_MAX + 1] = "";
 	struct lstore *ls;
 	struct sl_diag d;
 
-	if (lua_istable(L, 2) && lua_getfield(L, 2, "durability") == LUA_TSTRING &&
-	    !strcmp(lua_tostring(L, -1), "normal"))
-		so.durability = SL_DURABILITY_NORMAL;
+	if (lua_istable(L, 2)) {
+		if (lua_getfield(L, 2, "durability") == LUA_TSTRING &&
+		    !strcmp(lua_tostring(L, -1), "normal"))
+			so.durability = SL_DURABILITY_NORMAL;
+		if (lua_getfield(L, 2, "namespace") == LUA_TSTRING) {
+			if (!sl_store_ns_valid(lua_tostring(L, -1)))
+				return luaL_error(L, "namespace: must be 1 to %d of [A-Za-z0-9_-]",
+				                  SL_STORE_NS_MAX);
+			snprintf(ns, sizeof(ns), "%s", lua_tostring(L, -1));
+			so.ns = ns;
+		}
+		if (lua_getfield(L, 2, "replicas") == LUA_TNUMBER)
+			so.replicas = (int)lua_tointeger(L, -1); /* the store checks the range */
+	}
 	lua_settop(L, 1);
 	ls = lua_newuserdatauv(L, sizeof(*ls), 0);
 	ls->s = NULL;
@@ -765,9 +778,9 @@ static int core_reset(lua_State *L)
 	return 1;
 }
 
-/* core.info(deployment) -> {store=, schemas = the contract search path (the built-in
- * directory last), processors = array of {name=, script=, streams=, mode=, contract=,
- * version=, error=}} | nil, message: what the deployment holds, scripts loaded
+/* core.info(deployment) -> {store=, namespace=, replicas= (0: not set), schemas = the contract
+ * search path (the built-in directory last), processors = array of {name=, script=, streams=,
+ * mode=, contract=, version=, error=}} | nil, message: what the deployment holds, scripts loaded
  * leniently (a processor whose script fails has error set). */
 static int core_info(lua_State *L)
 {
@@ -785,6 +798,10 @@ static int core_info(lua_State *L)
 	lua_createtable(L, 0, 2);
 	lua_pushstring(L, sl_host_deploy(h)->store);
 	lua_setfield(L, -2, "store");
+	lua_pushstring(L, sl_host_deploy(h)->ns);
+	lua_setfield(L, -2, "namespace");
+	lua_pushinteger(L, sl_host_deploy(h)->replicas);
+	lua_setfield(L, -2, "replicas");
 	lua_createtable(L, (int)sl_host_deploy(h)->nschemas + 1, 0);
 	for (k = 0; k < sl_host_deploy(h)->nschemas; k++) {
 		lua_pushstring(L, sl_host_deploy(h)->schemas[k]);

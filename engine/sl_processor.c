@@ -552,6 +552,20 @@ static void push_state(lua_State *L, struct sl_proc *p, struct sl_inst *in, stru
 	}
 	if (in->has_row && sl_ckpt_get(p->store, p->cfg.name, in->stream, &c, &found, d))
 		luaL_error(L, "%s", sl_diag_msg(d));
+	if (found && c.offset != in->offset) {
+		/* The row moved since the instance was loaded: a commit of another runner,
+		 * or one of this process whose reply was lost (a JetStream store), landed
+		 * since. Its state already holds the events up to c.offset, and this batch
+		 * starts after in->offset: fold nothing twice, load the instance again
+		 * and let the next attempt start from the row. */
+		int64_t was = in->offset, now = c.offset;
+		sl_ckpt_release(&c);
+		in->loaded = 0;
+		luaL_error(L,
+		           "the checkpoint moved from offset %lld to %lld since the instance was "
+		           "loaded; it is loaded again",
+		           (long long)was, (long long)now);
+	}
 	if (found && c.state)
 		rc = sl_lj_decode(L, c.state, c.state_len, 0, d);
 	else

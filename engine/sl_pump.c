@@ -1953,8 +1953,8 @@ static int start_slots(struct sl_pump *pm, struct sl_diag *d)
 	int rc;
 
 	if (pm->o.lease_ms > 0) {
-		if ((rc = sl_leases_new(&pm->leases, pm->loop, pm->o.store_path, pm->o.lease_ms,
-		                        on_leases, pm, d)))
+		if ((rc = sl_leases_new(&pm->leases, pm->loop, pm->o.store_path, pm->o.store_ns,
+		                        pm->o.store_replicas, pm->o.lease_ms, on_leases, pm, d)))
 			return rc;
 		for (i = 0; i < pm->nslots; i++) {
 			struct slot *sl = pm->slots[i];

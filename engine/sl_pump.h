@@ -71,6 +71,8 @@ struct sl_pump_opts {
 	int partitions;         /* partitioned runners (a store that has them, sl_lease.h) with
 	                         * this many partitions per processor of mode each; <= 1: one
 	                         * lease per processor */
+	const char *store_ns;   /* the store's namespace and replicas (sl_store_opts), for */
+	int store_replicas;     /* the same connection */
 };
 
 /* A pump over procs[0..nprocs) (borrowed, kept in place), reading from store and

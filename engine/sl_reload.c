@@ -334,7 +334,7 @@ static void set_watch(struct sl_reload *r)
 
 /* ---- reloading ------------------------------------------------------------------------------ */
 
-/* Settings of the whole run: a changed store is an error (errs), the others apply at
+/* Settings of the whole run: a changed store or namespace is an error (errs), the others apply at
  * the next start. */
 static void run_settings(struct sl_reload *r, const struct sl_deploy *dp, struct sl_errs *errs)
 {
@@ -345,6 +345,17 @@ static void run_settings(struct sl_reload *r, const struct sl_deploy *dp, struct
 		            "%s: /store: cannot change while sluice run is running (it uses %s; "
 		            "restart it to use %s)",
 		            dp->file, was->store, dp->store);
+	if (strcmp(was->ns, dp->ns))
+		sl_errs_add(
+			errs,
+			"%s: /namespace: cannot change while sluice run is running (it uses %s; "
+			"restart it to use %s)",
+			dp->file, was->ns, dp->ns);
+	if (was->replicas != dp->replicas)
+		sl_log(SL_LOG_WARN, NULL, NULL, 0,
+		       "reload: %s: replicas changed; it applies to the streams and buckets "
+		       "created from the next start on",
+		       dp->file);
 	if (was->durability != dp->durability)
 		sl_log(SL_LOG_WARN, NULL, NULL, 0,
 		       "reload: %s: durability changed; it applies at the next start", dp->file);

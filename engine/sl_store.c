@@ -50,6 +50,15 @@ int sl_stream_name_valid(const char *name)
 	return !at_start;
 }
 
+int sl_store_ns_valid(const char *ns)
+{
+	size_t len = ns ? strlen(ns) : 0;
+
+	return len >= 1 && len <= SL_STORE_NS_MAX &&
+	       strspn(ns, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") ==
+	               len;
+}
+
 static int is_blank(const char *s)
 {
 	for (; *s; s++)
@@ -278,7 +287,7 @@ void sl_event_to_json(const struct sl_event *ev, struct sl_buf *b)
 int sl_store_open(struct sl_store **out, const char *path, const struct sl_store_opts *opts,
                   struct sl_diag *d)
 {
-	static const struct sl_store_opts defaults = {SL_DURABILITY_FULL, 0, NULL, NULL};
+	static const struct sl_store_opts defaults = {SL_DURABILITY_FULL, 0, NULL, NULL, NULL, 0};
 	const struct sl_store_ops *ops = &sl_store_sqlite_ops;
 	int rc;
 

@@ -94,7 +94,21 @@ struct sl_store_opts {
 	int readonly;              /* open an existing store for reading only */
 	sl_payload_check_fn check; /* run on every appended event, or NULL */
 	void *check_ud;            /* borrowed: must outlive the store */
+	/* A nats:// store only (a SQLite store ignores them): */
+	const char *ns; /* the namespace (SL_STORE_NS_DEFAULT when NULL); borrowed */
+	int replicas;   /* replicas of the streams and buckets it creates, 1..5; 0: 3 when
+	                 * the cluster has 3 or more nodes, else 1 */
 };
+
+/* The namespace of a nats:// store when none is given, and the rule for one: 1 to
+ * SL_STORE_NS_MAX bytes of [A-Za-z0-9_-] (it names JetStream streams, subjects and
+ * buckets). */
+#define SL_STORE_NS_DEFAULT "sluice"
+#define SL_STORE_NS_MAX 64
+#define SL_STORE_MAX_REPLICAS 5
+
+/* Returns 1 if `ns` is a valid namespace. */
+int sl_store_ns_valid(const char *ns);
 
 /* ---- opening --------------------------------------------------------------------- */
 

@@ -4,8 +4,10 @@
  * The only engine file that includes nats.h.
  *
  * Path. "nats://host:port" or a comma-separated list of such URLs (any node of the
- * cluster; libnats fails over between them). The namespace is "sluice" (DESIGN §11's
- * default) until deployments pass theirs down.
+ * cluster; libnats fails over between them). The namespace comes from the open's
+ * options (a deployment's `namespace`, the CLI's --namespace or $SLUICE_NAMESPACE),
+ * "sluice" by default: namespaces share nothing, so deployments on one cluster are
+ * apart.
  *
  * Layout. Namespace NS owns the JetStream stream "NS_events" with the subjects
  * "NS.ev.>". A sluice stream maps to one subject: "NS.ev." followed by its segments
@@ -90,6 +92,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <nats/nats.h>
 
@@ -98,7 +101,6 @@
 #include "sl_json.h"
 #include "sl_store_backend.h"
 
-#define NS_DEFAULT "sluice"
 /* How long JetStream remembers a Nats-Msg-Id: a keyed append repeated within this
  * window is answered with the original event whatever happened in between. */
 #define SL_NATS_DUP_WINDOW_NS (10LL * 60 * 1000 * 1000 * 1000)
@@ -126,6 +128,9 @@ struct nats_store {
 	char *all;    /* "<ns>.ev.>" */
 	int exists;   /* the JetStream stream exists (a read-only open may find none) */
 	int readonly;
+	int replicas;  /* of what it creates; 0: by the size of the cluster (replicas()) */
+	int serial;    /* clustered: publishes also compare-and-set the stream's last sequence */
+	unsigned seed; /* of the waits between lost races (publish_cas) */
 	uint32_t commits;
 	natsConnection *nc;
 	jsCtx *js;
@@ -182,6 +187,39 @@ static int nats_fail(struct nats_store *s, struct sl_diag *d, natsStatus st, jsE
 static int oom(struct sl_diag *d)
 {
 	return sl_diag_set(d, SL_ENOMEM, "out of memory");
+}
+
+/* A cluster cannot answer for a moment after a node died: the streams it led elect
+ * another leader (a few seconds) and a client that was connected to it reconnects to
+ * another node of the URL list. A request that failed that way (a timeout, no
+ * responders, a lost connection, JetStream's "temporarily unavailable") is tried
+ * again every RETRY_STEP_MS until RETRY_MS have passed since its first failure. Only
+ * requests that are safe to repeat are: reads, and publishes of messages with an id
+ * (a repeat of a stored one is answered as a duplicate). */
+#define RETRY_MS 20000
+#define RETRY_STEP_MS 100
+
+static int transient(natsStatus st, jsErrCode jerr)
+{
+	return st == NATS_TIMEOUT || st == NATS_NO_RESPONDERS ||
+	       st == NATS_CONNECTION_DISCONNECTED || jerr == JSClusterNotAvailErr ||
+	       jerr == JSClusterNotLeaderErr;
+}
+
+/* Whether the request that failed with st (and jerr) is to be tried again; *until is
+ * 0 before its first failure. Sleeps a step when it is. */
+static int again(natsStatus st, jsErrCode jerr, int64_t *until)
+{
+	int64_t now = nats_Now();
+
+	if (st == NATS_OK || !transient(st, jerr))
+		return 0;
+	if (!*until)
+		*until = now + RETRY_MS;
+	if (now >= *until)
+		return 0;
+	nats_Sleep(RETRY_STEP_MS);
+	return 1;
 }
 
 /* ---- subjects ------------------------------------------------------------------------ */
@@ -314,18 +352,31 @@ out:
 	return rc;
 }
 
-/* Replicas for a new stream (DESIGN §11): 3 when the cluster has 3 or more nodes. */
+/* Replicas for a new stream or bucket (DESIGN §11): the namespace's setting, else 3
+ * when the cluster has 3 or more nodes (the servers the client knows of, those it
+ * discovered included), else 1. */
 static int64_t replicas(struct nats_store *s)
 {
 	char **urls = NULL;
 	int i, n = 0;
 
+	if (s->replicas > 0)
+		return s->replicas;
 	if (natsConnection_GetServers(s->nc, &urls, &n) != NATS_OK)
 		return 1;
 	for (i = 0; i < n; i++)
 		free(urls[i]);
 	free(urls);
 	return n >= 3 ? 3 : 1;
+}
+
+/* Whether the stream lives on a clustered server (its info names the cluster; a
+ * server on its own names only itself as the leader). There nats-server 2.9 checks a
+ * subject's last sequence before the raft proposal only, so publishes also
+ * compare-and-set the stream's last sequence (s->serial). */
+static int clustered(const jsStreamInfo *si)
+{
+	return si->Cluster && si->Cluster->Name && *si->Cluster->Name;
 }
 
 static int add_stream(struct nats_store *s, struct sl_diag *d)
@@ -347,9 +398,12 @@ static int add_stream(struct nats_store *s, struct sl_diag *d)
 	cfg.AllowDirect = true;
 	cfg.DenyPurge = true;
 	st = js_AddStream(&si, s->js, &cfg, NULL, &jerr);
+	/* (JSStreamNameExistErr: another process created it first; it has replicas too
+	 * when this process asked for more than 1.) */
+	s->serial = st == NATS_OK ? clustered(si) : cfg.Replicas > 1;
 	jsStreamInfo_Destroy(si);
 	if (st == NATS_OK || jerr == JSStreamNameExistErr)
-		return 0; /* (another process created it first) */
+		return 0;
 	return nats_fail(s, d, st, jerr, "cannot create the event stream");
 }
 
@@ -357,8 +411,13 @@ static int find_stream(struct nats_store *s, struct sl_diag *d)
 {
 	jsStreamInfo *si = NULL;
 	jsErrCode jerr = 0;
-	natsStatus st = js_GetStreamInfo(&si, s->js, s->stream, NULL, &jerr);
+	int64_t until = 0;
+	natsStatus st;
 
+	do
+		st = js_GetStreamInfo(&si, s->js, s->stream, NULL, &jerr);
+	while (again(st, jerr, &until));
+	s->serial = st == NATS_OK && clustered(si);
 	jsStreamInfo_Destroy(si);
 	if (st == NATS_OK) {
 		s->exists = 1;
@@ -378,18 +437,32 @@ static int nats_open(struct sl_store **out, const char *path, const struct sl_st
                      struct sl_diag *d)
 {
 	struct nats_store *s = calloc(1, sizeof(*s));
-	const char *space = NS_DEFAULT;
+	const char *space = o->ns ? o->ns : SL_STORE_NS_DEFAULT;
 	size_t n = strlen(space);
 	jsOptions jo;
 	natsStatus st;
 	int rc;
 
 	*out = NULL;
+	if (!sl_store_ns_valid(space) || o->replicas < 0 || o->replicas > SL_STORE_MAX_REPLICAS) {
+		free(s);
+		if (!sl_store_ns_valid(space))
+			return sl_diag_set(d, SL_EINVAL,
+			                   "cannot open store '%s': namespace: must be 1 to %d of "
+			                   "[A-Za-z0-9_-], got '%.*s%s'",
+			                   path, SL_STORE_NS_MAX, SL_ECHO(space));
+		return sl_diag_set(d, SL_EINVAL,
+		                   "cannot open store '%s': replicas: must be between 1 and %d, "
+		                   "got %d",
+		                   path, SL_STORE_MAX_REPLICAS, o->replicas);
+	}
 	if (!s)
 		return oom(d);
 	pthread_mutex_init(&s->wake_mu, NULL);
 	pthread_mutex_init(&s->pub_mu, NULL);
 	pthread_cond_init(&s->pub_cv, NULL);
+	s->replicas = o->replicas;
+	s->seed = (unsigned)getpid() ^ (unsigned)nats_Now();
 	s->path = strdup(path);
 	s->space = strdup(space);
 	s->stream = malloc(n + 8);
@@ -550,13 +623,16 @@ static int next_msg(struct nats_store *s, const char *subject, uint64_t seq, nat
                     struct sl_diag *d)
 {
 	jsDirectGetMsgOptions o;
+	int64_t until = 0;
 	natsStatus st;
 
 	*m = NULL;
 	jsDirectGetMsgOptions_Init(&o);
 	o.Sequence = seq;
 	o.NextBySubject = subject ? subject : s->all;
-	st = js_DirectGetMsg(m, s->js, s->stream, NULL, &o);
+	do
+		st = js_DirectGetMsg(m, s->js, s->stream, NULL, &o);
+	while (again(st, 0, &until));
 	if (st == NATS_NOT_FOUND)
 		return 0;
 	return st == NATS_OK ? 0 : nats_fail(s, d, st, 0, "cannot read events");
@@ -881,13 +957,16 @@ static int load_state(struct nats_store *s, const char *subj, struct sview *v, s
 {
 	natsMsg *m = NULL;
 	jsErrCode jerr = 0;
+	int64_t until = 0;
 	natsStatus st;
 	int rc;
 
 	memset(v, 0, sizeof(*v));
 	if (!s->exists)
 		return 0;
-	st = js_GetLastMsg(&m, s->js, s->stream, subj, NULL, &jerr);
+	do
+		st = js_GetLastMsg(&m, s->js, s->stream, subj, NULL, &jerr);
+	while (again(st, jerr, &until));
 	if (st == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
 		return 0;
 	if (st != NATS_OK)
@@ -903,6 +982,7 @@ struct pstream {
 	char *name, *subject;
 	struct sview plan; /* as the batch will leave it */
 	struct sview live; /* as published so far */
+	int fresh;         /* live was read after the batch's `last` */
 };
 
 /* One message to publish. */
@@ -932,7 +1012,8 @@ struct batch {
 	char **keys; /* the keys of ancestor announcements */
 	size_t nkeys;
 	char created_at[32];
-	int raced; /* the last publish lost a race for its subject's last sequence */
+	int raced;     /* the last publish lost a race for its subject's last sequence */
+	uint64_t last; /* serial stores: the stream's last sequence as this batch knows it */
 };
 
 static void batch_release(struct batch *bt)
@@ -1344,9 +1425,13 @@ static int dup_offset(struct nats_store *s, const struct pmsg *p, uint64_t seq, 
 {
 	natsMsg *m = NULL;
 	jsErrCode jerr = 0;
-	natsStatus st = js_GetMsg(&m, s->js, s->stream, seq, NULL, &jerr);
+	int64_t until = 0;
+	natsStatus st;
 	int ok;
 
+	do
+		st = js_GetMsg(&m, s->js, s->stream, seq, NULL, &jerr);
+	while (again(st, jerr, &until));
 	if (st == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
 		return sl_diag_set(
 			d, SL_ECONFLICT,
@@ -1435,6 +1520,7 @@ static int settle_one(struct batch *bt, struct pmsg *p, struct sview *after, uin
 
 	p->seq = seq;
 	if (dup) {
+		/* (Not the stream's last sequence: others may have published since.) */
 		p->dup = 1;
 		if (!(rc = dup_offset(s, p, p->seq, &p->got, d)) && p->offset &&
 		    p->offset != p->got)
@@ -1443,6 +1529,7 @@ static int settle_one(struct batch *bt, struct pmsg *p, struct sview *after, uin
 		return rc;
 	}
 	s->commits++;
+	bt->last = p->seq;
 	p->got = ps->live.head + 1;
 	if (type_is(p->type, "stream/metadata-updated"))
 		after->meta_seq = p->seq;
@@ -1464,6 +1551,7 @@ static int publish_one(struct batch *bt, struct pmsg *p, struct sl_diag *d)
 	jsPubOptions po;
 	jsPubAck *ack = NULL;
 	jsErrCode jerr = 0;
+	int64_t until = 0;
 	natsMsg *m = NULL;
 	natsStatus st;
 	int rc;
@@ -1471,7 +1559,12 @@ static int publish_one(struct batch *bt, struct pmsg *p, struct sl_diag *d)
 	sl_buf_init(&id);
 	if ((rc = build_one(bt, p, &after, &m, &po, &id, d)))
 		goto out;
-	if ((st = js_PublishMsg(&ack, s->js, m, &po, &jerr)) != NATS_OK) {
+	if (s->serial)
+		po.ExpectLastSeq = bt->last; /* 0 (an empty stream): not checked */
+	do
+		st = js_PublishMsg(&ack, s->js, m, &po, &jerr);
+	while (p->key && again(st, jerr, &until));
+	if (st != NATS_OK) {
 		bt->raced = jerr == JSStreamWrongLastSequenceErr;
 		rc = publish_error(s, &bt->st[p->stream], st, jerr, d);
 		goto out;
@@ -1695,11 +1788,15 @@ static int retryable(const struct batch *bt, const struct pmsg *p)
 }
 
 static int publish_in_commit(struct batch *bt, struct pmsg *p, struct sl_diag *d);
+static int publish_cas(struct batch *bt, struct pmsg *p, int can_move, struct sl_diag *d);
 
-/* Publishes every message of the batch in waves (publish_wave), one at a time where
- * a wave would be of one message. retry: a message that asks for no offset and lost
- * its compare-and-set goes again after what the other writer appended (a commit's
- * events, see publish_in_commit). On a failure, *failed_msg is the message. */
+/* Publishes every message of the batch in waves (publish_wave), one at a time
+ * (publish_cas) where a wave would be of one message, and always on a serial store
+ * (a wave's chain starts from a head read after the subjects' states, which the
+ * stream-wide compare-and-set of a cluster needs read first: stream_last). retry: a
+ * message that asks for no offset and lost its compare-and-set goes again after what
+ * the other writer appended (a commit's events, see publish_in_commit). On a failure,
+ * *failed_msg is the message. */
 static int publish_all(struct batch *bt, int retry, size_t *failed_msg, struct sl_diag *d)
 {
 	size_t *todo = malloc((bt->nmsg + 1) * sizeof(*todo));
@@ -1714,10 +1811,10 @@ static int publish_all(struct batch *bt, int retry, size_t *failed_msg, struct s
 		todo[i] = i;
 	while (n) {
 		sl_diag_init(&one);
-		w = wave_len(bt, todo, n);
+		w = bt->s->serial ? 1 : wave_len(bt, todo, n);
 		if (w == 1) {
 			rc = retry ? publish_in_commit(bt, &bt->msg[todo[0]], &one)
-			           : publish_one(bt, &bt->msg[todo[0]], &one);
+			           : publish_cas(bt, &bt->msg[todo[0]], 0, &one);
 			bad = 0;
 			lseq = 0;
 			if (!rc) {
@@ -1775,6 +1872,87 @@ static size_t take_back(struct batch *bt, size_t upto)
 	return left;
 }
 
+/* The stream's last sequence, into bt->last (a serial store's compare-and-set). Read
+ * before the states of the subjects it covers: a subject read afterwards is at least
+ * as new, so a publish that passes the stream's compare-and-set also had its
+ * subject's last message right. */
+static int stream_last(struct batch *bt, struct sl_diag *d)
+{
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	int64_t until = 0;
+	natsStatus st;
+
+	if (!bt->s->serial || !bt->s->exists)
+		return 0;
+	do
+		st = js_GetStreamInfo(&si, bt->s->js, bt->s->stream, NULL, &jerr);
+	while (again(st, jerr, &until));
+	if (st != NATS_OK)
+		return nats_fail(bt->s, d, st, jerr, "cannot read the event stream");
+	bt->last = si->State.LastSeq;
+	jsStreamInfo_Destroy(si);
+	return 0;
+}
+
+/* Reads the stream's last sequence and then the state of stream i of the batch into
+ * *v again. */
+static int refresh(struct batch *bt, size_t i, struct sview *v, struct sl_diag *d)
+{
+	int rc = stream_last(bt, d);
+
+	if (!rc)
+		rc = load_state(bt->s, bt->st[i].subject, v, d);
+	bt->st[i].fresh = !rc;
+	return rc;
+}
+
+/* Adopts v (owned) as the live state of p's stream. A change is refused (SL_ECONFLICT,
+ * as publish_error says it) unless can_move and p may go after the other writer's
+ * events: an event that asks for no offset in a stream that exists, as on SQLite,
+ * whose writers wait for each other (the pause door then sees their events). Not the
+ * store's own events (a stream/created planned for a stream that someone else created
+ * meanwhile must not be written twice). */
+static int adopt(struct batch *bt, struct pmsg *p, int can_move, struct sview *v, struct sl_diag *d)
+{
+	struct pstream *ps = &bt->st[p->stream];
+	int changed = v->last_seq != ps->live.last_seq;
+
+	sview_release(&ps->live);
+	ps->live = *v;
+	if (changed && (!can_move || p->engine || p->offset || !ps->live.head))
+		return publish_error(bt->s, ps, NATS_ERR, JSStreamWrongLastSequenceErr, d);
+	return 0;
+}
+
+#define CAS_TRIES 200
+
+/* Publishes p with publish_one. When the server refuses it because a last sequence
+ * moved, the stream's and the subject's are read again: a subject that did not
+ * change (on a serial store, another stream was appended to) is tried again, one
+ * that changed is adopted or refused (adopt). Writers of a busy serial store lose
+ * such races often: each try waits a random 1 to min(tries, 20) ms first, so that
+ * one writer does not keep losing to the same others. */
+static int publish_cas(struct batch *bt, struct pmsg *p, int can_move, struct sl_diag *d)
+{
+	struct sl_diag one;
+	struct sview v;
+	int rc, tries;
+
+	for (tries = 0;; tries++) {
+		bt->raced = 0;
+		sl_diag_init(&one);
+		if (!(rc = publish_one(bt, p, &one)))
+			return 0;
+		if (!bt->raced || tries == CAS_TRIES)
+			return sl_diag_set(d, rc, "%s", one.msg);
+		if (bt->s->serial && tries)
+			nats_Sleep(1 + rand_r(&bt->s->seed) % (unsigned)(tries < 20 ? tries : 20));
+		if ((rc = refresh(bt, p->stream, &v, d)) || (rc = adopt(bt, p, can_move, &v, d)))
+			return rc;
+	}
+}
+
 static int publish_batch(struct batch *bt, struct sl_append_result *res, size_t n, size_t *failed,
                          struct sl_diag *d)
 {
@@ -1820,7 +1998,8 @@ static int nats_append(struct sl_store *base, const struct sl_event_in *ev, size
 	if (bt.s->readonly)
 		return sl_diag_set(d, SL_EINVAL, "store '%s': opened read-only", bt.s->path);
 	sl_store_now(bt.created_at, sizeof(bt.created_at));
-	if (!(rc = plan_batch(&bt, ev, n, res, failed, d)))
+	/* The stream's last sequence before the subjects' (stream_last says why). */
+	if (!(rc = stream_last(&bt, d)) && !(rc = plan_batch(&bt, ev, n, res, failed, d)))
 		rc = publish_batch(&bt, res, n, failed, d);
 	batch_release(&bt);
 	return rc;
@@ -2338,6 +2517,7 @@ static int open_bucket(struct nats_store *s, kvStore **slot, const char *suffix,
                        int *none, struct sl_diag *d)
 {
 	char name[128];
+	int64_t until = 0;
 	kvConfig cfg;
 	natsStatus st;
 
@@ -2345,7 +2525,10 @@ static int open_bucket(struct nats_store *s, kvStore **slot, const char *suffix,
 	if (*slot)
 		return 0;
 	snprintf(name, sizeof(name), "%s_%s", s->space, suffix);
-	if ((st = js_KeyValue(slot, s->js, name)) == NATS_OK)
+	do
+		st = js_KeyValue(slot, s->js, name);
+	while (again(st, 0, &until));
+	if (st == NATS_OK)
 		return 0;
 	*slot = NULL;
 	if (!create) {
@@ -2402,29 +2585,61 @@ static int pick_lease(void *ud, const struct sl_json_member *m, struct sl_diag *
 	return 0;
 }
 
+/* Reads the last message of key in bucket kv from the leader of the bucket's stream
+ * into *m (NULL when the key has none, or its last operation deleted it); *rev is its
+ * revision. Not kvStore_Get: that uses direct gets, which any replica may answer, one
+ * that has not applied the latest writes yet too, and every compare-and-set on a
+ * revision read there fails (a checkpoint then faults after its retries). With
+ * `tries`, a request that fails for a moment is tried again (again()). */
+static natsStatus kv_read(struct nats_store *s, kvStore *kv, const char *key, int tries,
+                          natsMsg **m, uint64_t *rev)
+{
+	char stream[160], subj[600];
+	const char *op = NULL;
+	int64_t until = 0;
+	jsErrCode jerr = 0;
+	natsStatus st;
+
+	*m = NULL;
+	*rev = 0;
+	snprintf(stream, sizeof(stream), "KV_%s", kvStore_Bucket(kv));
+	snprintf(subj, sizeof(subj), "$KV.%s.%s", kvStore_Bucket(kv), key);
+	do
+		st = js_GetLastMsg(m, s->js, stream, subj, NULL, &jerr);
+	while (tries && again(st, jerr, &until));
+	if (st == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) {
+		*m = NULL;
+		return NATS_OK;
+	}
+	if (st != NATS_OK)
+		return st;
+	*rev = msg_seq(*m);
+	if (natsMsgHeader_Get(*m, "KV-Operation", &op) == NATS_OK && op &&
+	    (!strcmp(op, "DEL") || !strcmp(op, "PURGE"))) {
+		natsMsg_Destroy(*m);
+		*m = NULL;
+		*rev = 0;
+	}
+	return NATS_OK;
+}
+
 /* Reads the lease row of key: *rev 0 (and l zeroed) when there is none. */
 static int lease_read(struct nats_store *s, const char *key, struct sl_lease *l, uint64_t *rev,
                       struct sl_diag *d)
 {
-	kvEntry *e = NULL;
+	natsMsg *m = NULL;
 	natsStatus st;
 	int rc = 0;
 
 	memset(l, 0, sizeof(*l));
-	*rev = 0;
-	st = kvStore_Get(&e, s->leases, key);
-	if (st == NATS_NOT_FOUND)
-		return 0;
+	st = kv_read(s, s->leases, key, 0, &m, rev); /* (the lease keeper tries again itself) */
 	if (st != NATS_OK)
 		return nats_fail(s, d, st, 0, "cannot read lease");
-	if (kvEntry_Operation(e) == kvOp_Put) {
-		*rev = kvEntry_Revision(e);
-		if (sl_json_members(kvEntry_Value(e), (size_t)kvEntry_ValueLen(e), pick_lease, l,
-		                    NULL))
-			rc = sl_diag_set(d, SL_ECORRUPT, "store '%s': the lease of '%s' is damaged",
-			                 s->path, key);
-	}
-	kvEntry_Destroy(e);
+	if (m && sl_json_members(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), pick_lease,
+	                         l, NULL))
+		rc = sl_diag_set(d, SL_ECORRUPT, "store '%s': the lease of '%s' is damaged",
+		                 s->path, key);
+	natsMsg_Destroy(m);
 	return rc;
 }
 
@@ -3044,31 +3259,27 @@ static int proc_key(struct sl_buf *b, const char *proc, const char *tail, struct
 static int kv_get(struct nats_store *s, kvStore *kv, const char *key, char **val, size_t *len,
                   uint64_t *rev, struct sl_diag *d)
 {
-	kvEntry *e = NULL;
+	natsMsg *m = NULL;
 	natsStatus st;
 	int n;
 
 	*val = NULL, *len = 0, *rev = 0;
 	if (!kv)
 		return 0;
-	st = kvStore_Get(&e, kv, key);
-	if (st == NATS_NOT_FOUND)
-		return 0;
-	if (st != NATS_OK)
+	if ((st = kv_read(s, kv, key, 1, &m, rev)) != NATS_OK)
 		return nats_fail(s, d, st, 0, "cannot read a row");
-	if (kvEntry_Operation(e) == kvOp_Put) {
-		*rev = kvEntry_Revision(e);
-		n = kvEntry_ValueLen(e);
-		if (!(*val = malloc((size_t)n + 1))) {
-			kvEntry_Destroy(e);
-			return oom(d);
-		}
-		if (n > 0)
-			memcpy(*val, kvEntry_Value(e), (size_t)n);
-		(*val)[n] = '\0';
-		*len = (size_t)n;
+	if (!m)
+		return 0;
+	n = natsMsg_GetDataLength(m);
+	if (!(*val = malloc((size_t)n + 1))) {
+		natsMsg_Destroy(m);
+		return oom(d);
 	}
-	kvEntry_Destroy(e);
+	if (n > 0)
+		memcpy(*val, natsMsg_GetData(m), (size_t)n);
+	(*val)[n] = '\0';
+	*len = (size_t)n;
+	natsMsg_Destroy(m);
 	return 0;
 }
 
@@ -3082,6 +3293,7 @@ static int kv_each(struct nats_store *s, kvStore *kv, const char *filter, kv_eac
 	kvWatcher *w = NULL;
 	kvWatchOptions o;
 	kvEntry *e = NULL;
+	int64_t until = 0;
 	natsStatus st;
 	int rc = 0;
 
@@ -3089,21 +3301,27 @@ static int kv_each(struct nats_store *s, kvStore *kv, const char *filter, kv_eac
 		return 0;
 	kvWatchOptions_Init(&o);
 	o.IgnoreDeletes = true;
-	if ((st = kvStore_Watch(&w, kv, filter, &o)) != NATS_OK)
-		return nats_fail(s, d, st, 0, "cannot list rows");
-	/* The watcher hands out the current value of every key, then NULL. */
-	while (!rc) {
-		if ((st = kvWatcher_Next(&e, w, WAIT_MS)) != NATS_OK) {
-			rc = nats_fail(s, d, st, 0, "cannot list rows");
+	/* The watcher hands out the current value of every key, then NULL. A watch that
+	 * fails before it handed out anything is started again (again()). */
+	for (;;) {
+		if ((st = kvStore_Watch(&w, kv, filter, &o)) == NATS_OK)
+			st = kvWatcher_Next(&e, w, WAIT_MS);
+		if (st == NATS_OK || !again(st, 0, &until))
 			break;
-		}
-		if (!e)
-			break;
+		kvWatcher_Destroy(w);
+		w = NULL;
+	}
+	while (!rc && st == NATS_OK && e) {
 		if (kvEntry_Operation(e) == kvOp_Put)
 			rc = fn(ud, kvEntry_Key(e), kvEntry_Value(e), (size_t)kvEntry_ValueLen(e),
 			        kvEntry_Revision(e), d);
 		kvEntry_Destroy(e);
+		e = NULL;
+		if (!rc)
+			st = kvWatcher_Next(&e, w, WAIT_MS);
 	}
+	if (!rc && st != NATS_OK)
+		rc = nats_fail(s, d, st, 0, "cannot list rows");
 	kvWatcher_Destroy(w);
 	return rc;
 }
@@ -3796,32 +4014,22 @@ static int precheck(struct nats_commit *c, struct sl_diag *d)
 }
 
 /* Publishes message p of a commit. Another writer may have appended to its stream
- * since the commit planned it: an event that asks for no offset then goes after
- * theirs, as it would have on SQLite, whose writers wait for each other (the stream's
- * state is read again, so the pause door sees their events). Not the store's own
- * events (a stream/created planned for a stream that someone else created meanwhile
- * must not be written twice). */
+ * since the commit planned it (adopt says what then). On a serial store the stream's
+ * state was read when the commit planned, before the stream's last sequence is read
+ * now: it is read again before p's stream is first published to. */
 static int publish_in_commit(struct batch *bt, struct pmsg *p, struct sl_diag *d)
 {
-	struct pstream *ps = &bt->st[p->stream];
-	struct sl_diag one;
 	struct sview v;
-	int rc, tries;
+	int rc;
 
-	for (tries = 0;; tries++) {
-		bt->raced = 0;
-		sl_diag_init(&one);
-		if (!(rc = publish_one(bt, p, &one)))
-			return 0;
-		if (!bt->raced || p->engine || p->offset || !ps->live.head || tries == RACE_TRIES)
-			return sl_diag_set(d, rc, "%s", one.msg);
-		if ((rc = load_state(bt->s, ps->subject, &v, d)))
-			return rc;
-		sview_release(&ps->live);
-		ps->live = v;
-	}
+	if (bt->s->serial && !bt->st[p->stream].fresh &&
+	    ((rc = refresh(bt, p->stream, &v, d)) || (rc = adopt(bt, p, 1, &v, d))))
+		return rc;
+	return publish_cas(bt, p, 1, d);
 }
 
+/* Publishes the commit's events in order, as an append call does (taking them back
+ * if one fails). */
 static int publish_commit(struct nats_commit *c, struct sl_diag *d)
 {
 	struct batch *bt = &c->bt;

@@ -75,14 +75,17 @@ function M.new(deployment, env, sys)
 
   local function the_store()
     if store then return store end
-    local path
+    local path, opts
     if deployment then
       path = deployment_info().store
+      opts = { namespace = deployment_info().namespace, replicas = deployment_info().replicas }
     else
       path = sys.getenv and sys.getenv("SLUICE_STORE")
       if not path or path == "" then path = "sluice.db" end
+      local ns = sys.getenv and sys.getenv("SLUICE_NAMESPACE")
+      opts = { namespace = ns ~= "" and ns or nil }
     end
-    store = ok(core.open(path))
+    store = ok(core.open(path, opts))
     return store
   end
 

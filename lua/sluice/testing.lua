@@ -266,7 +266,10 @@ function M.processor(opts)
     ok, err = write_file(file, "-- written by sluice.testing\nreturn " .. err .. "\n")
   end
   if ok then
-    self.store, err = core.open(deployment.store, { durability = deployment.durability })
+    self.store, err = core.open(deployment.store, {
+      durability = deployment.durability, namespace = deployment.namespace,
+      replicas = deployment.replicas,
+    })
   end
   if not self.store then
     self:close()
