@@ -37,6 +37,7 @@ struct cached {
 
 struct sl_dbapi {
 	struct sl_proj *pj;   /* the projection bound now (a commit is open), or NULL */
+	int none;             /* a commit is open on a store without projection tables */
 	struct sl_proj *home; /* where the cache and the owner lists come from */
 	sqlite3 *db;          /* home's connection */
 	int loaded;           /* the owner lists are read */
@@ -268,11 +269,18 @@ void sl_dbapi_free(struct sl_dbapi *api)
 	free(api);
 }
 
+void sl_dbapi_bind_none(struct sl_dbapi *api)
+{
+	api->pj = NULL;
+	api->none = 1;
+}
+
 int sl_dbapi_bind(struct sl_dbapi *api, struct sl_proj *pj, struct sl_diag *d)
 {
 	int rc;
 
 	api->pj = NULL;
+	api->none = 0;
 	if (!pj)
 		return 0;
 	if (pj != api->home) { /* statements and owners belong to another connection */
@@ -448,6 +456,9 @@ static struct sl_dbapi *check_api(lua_State *L)
 	struct sl_dbapi *api = lua_touserdata(L, lua_upvalueindex(1));
 
 	sl_sandbox_no_reduce(L, "ctx.db");
+	if (api->none && !sl_work_current(L))
+		luaL_error(L, "ctx.db needs a SQLite store: a JetStream (nats://) store has no"
+		              " projection tables");
 	if (!api->pj || sl_work_current(L))
 		luaL_error(L, "ctx.db is available only in hooks and prepare"
 		              " (not in ctx.block or ctx.background work)");

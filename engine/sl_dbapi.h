@@ -40,6 +40,9 @@ void sl_dbapi_free(struct sl_dbapi *api);
  * it (pj NULL: db raises again). The first bind to a store reads which tables the
  * processors own; statements stay cached from one bind to the next. */
 int sl_dbapi_bind(struct sl_dbapi *api, struct sl_proj *pj, struct sl_diag *d);
+/* Marks a commit open on a store without projection tables (a JetStream store): db
+ * raises, saying so, until the next sl_dbapi_bind. */
+void sl_dbapi_bind_none(struct sl_dbapi *api);
 
 /* Pushes the db object (a table with exec and query). [-0, +1, m] */
 void sl_dbapi_push(lua_State *L, struct sl_dbapi *api);

@@ -289,8 +289,9 @@ void sl_host_set_progress(struct sl_host *h, int on)
 
 int sl_host_run(struct sl_host *h, int until_caught_up, struct sl_diag *d)
 {
-	struct sl_pump_opts o = {until_caught_up, h->shutdown_ms, h->dp->lease_ms, h->dp->store,
-	                         h->progress,     h->dp->partitions, h->dp->ns, h->dp->replicas};
+	struct sl_pump_opts o = {until_caught_up, h->shutdown_ms, h->dp->lease_ms,
+	                         h->dp->store,    h->progress,    h->dp->partitions,
+	                         h->dp->ns,       h->dp->replicas};
 	size_t i;
 	int rc;
 

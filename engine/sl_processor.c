@@ -1009,6 +1009,10 @@ static int open_commit(struct sl_proc *p, const char *stream, struct sl_diag *d)
 
 	if ((rc = sl_commit_begin(p->store, fence_for(p, stream), &p->commit, d)))
 		return rc;
+	if (!sl_commit_projection(p->commit)) {
+		sl_dbapi_bind_none(p->db);
+		return 0;
+	}
 	if ((rc = sl_dbapi_bind(p->db, sl_commit_projection(p->commit), d))) {
 		sl_commit_end(p->commit, 0, NULL);
 		p->commit = NULL;

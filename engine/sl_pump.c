@@ -123,6 +123,8 @@ struct sl_pump {
 	int64_t data_version;
 	struct sl_pump_opts o;
 	int progress, retrying, stopping, signals;
+	uint64_t outage;              /* loop time of the first of the store's failures in a
+	                               * row (store_outage), 0 when the last round went well */
 	size_t inflight;              /* batches whose ingest has not completed */
 	uint64_t deadline;            /* loop time when a shutdown stops waiting */
 	int killed;                   /* the shutdown killed what work was left */
@@ -923,20 +925,22 @@ static int route_event(void *ud, const struct sl_event *ev)
 	struct sl_inst *in;
 	int rc;
 
-	r->last = ev->position;
 	r->n++;
 	if (!hp->cfg->mode_all &&
-	    (!sl_pattern_match(hp->cfg->streams, ev->stream) || !owns(r->sl, ev->stream)))
+	    (!sl_pattern_match(hp->cfg->streams, ev->stream) || !owns(r->sl, ev->stream))) {
+		r->last = ev->position;
 		return 0;
+	}
 	if (!(in = sl_proc_instance(hp->p, hp->cfg->mode_all ? "" : ev->stream)))
 		return sl_diag_set(r->d, SL_ENOMEM, "out of memory");
 	if ((rc = sl_proc_inst_load(hp->p, in, r->d)))
-		return rc;
+		return rc; /* (the cursor stays before it: the next round routes it again) */
 	{
 		int64_t seq = hp->cfg->mode_all ? ev->position : ev->offset;
 		if (seq > in->head)
 			in->head = seq;
 	}
+	r->last = ev->position;
 	return in->offset < in->head ? enqueue(r->sl, in) : 0;
 }
 
@@ -1647,6 +1651,34 @@ int sl_pump_skip(struct sl_pump *pm, const char *name, const char *stream, int a
 
 /* One pass over every processor this runner leads: route what is new, then one
  * batch per queued instance. */
+/* A JetStream store that does not answer for a while (a leader election that lasts,
+ * a node that is gone and a client that has not reconnected yet) does not stop a run:
+ * a round whose routing or batches failed with SL_EIO on such a store is logged and
+ * tried again every STORE_RETRY_MS, until STORE_OUTAGE_MS have passed since the first
+ * failure in a row. The catch-up and the lease changes have their own retries
+ * (parts_retry) or are fatal as before. Returns 0 when the round is to be tried again
+ * (d is reset), rc otherwise. */
+#define STORE_RETRY_MS 1000
+#define STORE_OUTAGE_MS 60000
+
+static int store_outage(struct sl_pump *pm, int rc, struct sl_diag *d)
+{
+	uint64_t now = uv_now(pm->loop);
+
+	if (rc != SL_EIO || !sl_store_has_partitions(pm->store))
+		return rc;
+	if (!pm->outage)
+		pm->outage = now ? now : 1;
+	if (now - pm->outage >= STORE_OUTAGE_MS) {
+		sl_diag_prefix(d, "the store did not answer for %d s", STORE_OUTAGE_MS / 1000);
+		return rc;
+	}
+	sl_log(SL_LOG_WARN, NULL, NULL, 0, "%s (trying again in %d ms)", sl_diag_msg(d),
+	       STORE_RETRY_MS);
+	sl_diag_init(d);
+	return 0;
+}
+
 static int pump_round(struct sl_pump *pm, struct sl_diag *d)
 {
 	uint64_t now = uv_now(pm->loop);
@@ -1664,8 +1696,9 @@ static int pump_round(struct sl_pump *pm, struct sl_diag *d)
 			continue;
 		sl_proc_flush(sl->pp.p);
 		if ((rc = route(pm, sl, d)) || (rc = deliver(pm, sl, now, d)))
-			return rc;
+			return store_outage(pm, rc, d);
 	}
+	pm->outage = 0;
 	return 0;
 }
 
@@ -1683,7 +1716,7 @@ static int caught_up(struct sl_pump *pm)
 {
 	size_t i;
 
-	if (pm->progress || pm->retrying || pm->inflight || work_running(pm))
+	if (pm->progress || pm->retrying || pm->outage || pm->inflight || work_running(pm))
 		return 0;
 	for (i = 0; i < pm->nslots; i++) {
 		struct slot *sl = pm->slots[i];
@@ -1758,7 +1791,9 @@ static void on_tick(uv_timer_t *t)
 	}
 	/* Go on at once while there is work; a retry waits for its backoff; otherwise
 	 * the next round comes with a wake-up (a store change, a lease, a batch). */
-	if (pm->progress)
+	if (pm->outage)
+		uv_timer_start(&pm->timer, on_tick, STORE_RETRY_MS, 0);
+	else if (pm->progress)
 		uv_timer_start(&pm->timer, on_tick, 0, 0);
 	else if (pm->retrying)
 		uv_timer_start(&pm->timer, on_tick, 10, 0);

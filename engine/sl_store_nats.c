@@ -338,7 +338,10 @@ static int connect_to(struct nats_store *s, struct sl_diag *d)
 	if ((st = natsOptions_Create(&o)) != NATS_OK ||
 	    (st = natsOptions_SetServers(o, servers, n)) != NATS_OK ||
 	    (st = natsOptions_SetTimeout(o, 2000)) != NATS_OK ||
-	    (st = natsOptions_SetMaxReconnect(o, 5)) != NATS_OK ||
+	    /* A connection never gives up: a runner outlives a server's restart, and the
+	     * requests made while it is away fail (and are retried, again()). */
+	    (st = natsOptions_SetMaxReconnect(o, -1)) != NATS_OK ||
+	    (st = natsOptions_SetReconnectWait(o, 250)) != NATS_OK ||
 	    (st = natsOptions_SetName(o, "sluice")) != NATS_OK) {
 		rc = nats_fail(s, d, st, 0, "cannot set connection options");
 		goto out;
@@ -721,6 +724,7 @@ static int reader_subscribe(struct nats_store *s, struct reader *r, struct sl_di
 {
 	jsSubOptions so;
 	jsErrCode jerr = 0;
+	int64_t until = 0;
 	natsStatus st;
 
 	jsSubOptions_Init(&so);
@@ -736,7 +740,9 @@ static int reader_subscribe(struct nats_store *s, struct reader *r, struct sl_di
 		so.Config.DeliverPolicy = js_DeliverByStartSequence;
 		so.Config.OptStartSeq = r->next;
 	}
-	st = js_PullSubscribe(&r->sub, s->js, r->filter, NULL, NULL, &so, &jerr);
+	do
+		st = js_PullSubscribe(&r->sub, s->js, r->filter, NULL, NULL, &so, &jerr);
+	while (again(st, jerr, &until));
 	if (st != NATS_OK) {
 		r->sub = NULL;
 		return nats_fail(s, d, st, jerr, "cannot read events");
@@ -749,6 +755,7 @@ static int reader_subscribe(struct nats_store *s, struct reader *r, struct sl_di
 static int reader_fetch(struct nats_store *s, struct reader *r, int want, struct sl_diag *d)
 {
 	jsFetchRequest fr;
+	int64_t until = 0;
 	natsStatus st;
 	int i, tries;
 
@@ -798,8 +805,9 @@ static int reader_fetch(struct nats_store *s, struct reader *r, int want, struct
 				return 0;
 		}
 		reader_drop_sub(r);
-		/* (A last-per-subject listing cannot go on from a sequence.) */
-		if (tries || r->last_per_subject)
+		/* (A last-per-subject listing cannot go on from a sequence; a consumer
+		 * lost in a leader election is made again, again()). */
+		if ((tries || r->last_per_subject) && !again(st, 0, &until))
 			return nats_fail(s, d, st == NATS_OK ? NATS_ERR : st, 0,
 			                 "cannot read events");
 	}
@@ -2117,6 +2125,7 @@ static int stream_metadata(struct nats_store *s, uint64_t seq, struct sl_buf *b,
 	struct member_pick pl = {"payload", SL_JSON_OBJECT, NULL, 0};
 	natsMsg *m = NULL;
 	jsErrCode jerr = 0;
+	int64_t until = 0;
 	natsStatus st;
 	const char *data;
 	size_t n;
@@ -2128,7 +2137,10 @@ static int stream_metadata(struct nats_store *s, uint64_t seq, struct sl_buf *b,
 		sl_buf_addc(b, '\0');
 		return sl_buf_ok(b) ? 0 : oom(d);
 	}
-	if ((st = js_GetMsg(&m, s->js, s->stream, seq, NULL, &jerr)) != NATS_OK)
+	do
+		st = js_GetMsg(&m, s->js, s->stream, seq, NULL, &jerr);
+	while (again(st, jerr, &until));
+	if (st != NATS_OK)
 		return nats_fail(s, d, st, jerr, "cannot read stream metadata");
 	data = natsMsg_GetData(m);
 	rc = sl_json_members(data, (size_t)natsMsg_GetDataLength(m), pick_member, &pl, d);
@@ -2228,6 +2240,7 @@ static int list_names(struct nats_store *s, char ***out, size_t *count, struct s
 	jsStreamInfo *si = NULL;
 	jsErrCode jerr = 0;
 	jsOptions o;
+	int64_t until = 0;
 	natsStatus st;
 	char **names;
 	size_t n = 0;
@@ -2236,7 +2249,10 @@ static int list_names(struct nats_store *s, char ***out, size_t *count, struct s
 	*out = NULL, *count = 0;
 	jsOptions_Init(&o);
 	o.Stream.Info.SubjectsFilter = s->all;
-	if ((st = js_GetStreamInfo(&si, s->js, s->stream, &o, &jerr)) != NATS_OK)
+	do
+		st = js_GetStreamInfo(&si, s->js, s->stream, &o, &jerr);
+	while (again(st, jerr, &until));
+	if (st != NATS_OK)
 		return nats_fail(s, d, st, jerr, "cannot list streams");
 	total = si->State.Subjects ? si->State.Subjects->Count : 0;
 	if (!(names = calloc((size_t)total + 1, sizeof(*names)))) {
@@ -2317,9 +2333,13 @@ static int stream_counts(struct nats_store *s, int64_t *last, int64_t *subjects,
 {
 	jsStreamInfo *si = NULL;
 	jsErrCode jerr = 0;
+	int64_t until = 0;
 	natsStatus st;
 
-	if ((st = js_GetStreamInfo(&si, s->js, s->stream, NULL, &jerr)) != NATS_OK)
+	do
+		st = js_GetStreamInfo(&si, s->js, s->stream, NULL, &jerr);
+	while (again(st, jerr, &until));
+	if (st != NATS_OK)
 		return nats_fail(s, d, st, jerr, "cannot list streams");
 	*last = (int64_t)si->State.LastSeq;
 	*subjects = si->State.NumSubjects;
@@ -2419,12 +2439,16 @@ static int nats_head_position(struct sl_store *base, int64_t *pos, struct sl_dia
 	struct nats_store *s = ns(base);
 	jsStreamInfo *si = NULL;
 	jsErrCode jerr = 0;
+	int64_t until = 0;
 	natsStatus st;
 
 	*pos = 0;
 	if (!s->exists)
 		return 0;
-	if ((st = js_GetStreamInfo(&si, s->js, s->stream, NULL, &jerr)) != NATS_OK)
+	do
+		st = js_GetStreamInfo(&si, s->js, s->stream, NULL, &jerr);
+	while (again(st, jerr, &until));
+	if (st != NATS_OK)
 		return nats_fail(s, d, st, jerr, "cannot read head position");
 	*pos = (int64_t)si->State.LastSeq;
 	jsStreamInfo_Destroy(si);
@@ -2851,22 +2875,18 @@ static void runners_release(struct runners *r)
 static int runners_read(struct nats_store *s, const char *key, struct runners *r, uint64_t *rev,
                         struct sl_diag *d)
 {
-	kvEntry *e = NULL;
+	natsMsg *m = NULL;
 	natsStatus st;
 
-	*rev = 0;
 	r->n = 0;
 	r->oom = 0;
-	st = kvStore_Get(&e, s->leases, key);
-	if (st == NATS_NOT_FOUND)
-		return 0;
-	if (st != NATS_OK)
+	/* (From the leader, as a lease: kv_read. The keeper tries again itself.) */
+	if ((st = kv_read(s, s->leases, key, 0, &m, rev)) != NATS_OK)
 		return nats_fail(s, d, st, 0, "cannot read the runners");
-	*rev = kvEntry_Revision(e);
-	if (kvEntry_Operation(e) == kvOp_Put && kvEntry_ValueLen(e) > 0)
-		sl_json_members(kvEntry_Value(e), (size_t)kvEntry_ValueLen(e), pick_runner, r,
-		                NULL);
-	kvEntry_Destroy(e);
+	if (m && natsMsg_GetDataLength(m) > 0)
+		sl_json_members(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), pick_runner,
+		                r, NULL);
+	natsMsg_Destroy(m);
 	if (r->oom) {
 		runners_release(r);
 		return oom(d);

@@ -151,6 +151,21 @@ eq "and the next run folds it again, once" "$($S run "$TMP/d.lua" --until-caught
 eq "dead-letters lists none" "$($S dead-letters "$TMP/d.lua" | wc -l)" "0"
 check "check works" test "$($S check "$TMP/d.lua" | jq .ok)" = true
 
+# ctx.db has no tables here: a hook that uses it faults, and the fault says why.
+mkdir -p "$TMP/db/schemas"
+cp "$SLUICE_SRC/schemas/counter.contract.json" "$TMP/db/schemas/"
+sed -e 's|^  processEvent = {|  processEventBatch = function(batch, ctx) ctx.db:exec("SELECT 1") end,\n  processEvent = {|' \
+	"$SLUICE_SRC/processors/counter.lua" >"$TMP/db/dbuser.lua"
+cat >"$TMP/db/d.lua" <<LUA
+return { store = "$NATS_URL", processors = {
+  dbuser = { script = "$TMP/db/dbuser.lua", streams = "counters/*" } } }
+LUA
+$S run "$TMP/db/d.lua" --until-caught-up >/dev/null 2>&1
+eq "a hook that uses ctx.db faults on JetStream" "$($S status "$TMP/db/d.lua" | jq -r .status | sort -u)" "faulted"
+check "... and the fault says ctx.db needs a SQLite store" \
+	grep -q "ctx.db needs a SQLite store: a JetStream (nats://) store has no projection tables" \
+	<<<"$($S status "$TMP/db/d.lua")"
+
 # Connecting.
 nats_stop main
 refuses "a store whose server is down is refused" "^sluice: cannot open store 'nats://127.0.0.1:[0-9]+': cannot connect: " $S events race/1
