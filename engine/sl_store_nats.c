@@ -1009,6 +1009,7 @@ struct pmsg {
 	int64_t planned; /* the offset the plan gives it */
 	int64_t got;     /* its offset once published */
 	int dup;         /* JetStream answered with a stored message */
+	unsigned gen;    /* of its message id (dup_offset) */
 };
 
 struct batch {
@@ -1262,7 +1263,7 @@ drop:
 static int plan_engine_event(struct batch *bt, size_t si, const char *type, const char *field,
                              const char *value, const char *key, struct sl_diag *d)
 {
-	struct pmsg p = {0, type, NULL, 0, NULL, 0, key, 0, 1, (size_t)-1, 0, 0, 0, 0};
+	struct pmsg p = {0, type, NULL, 0, NULL, 0, key, 0, 1, (size_t)-1, 0, 0, 0, 0, 0};
 	struct sl_append_result res;
 	struct sl_buf b;
 	size_t hit;
@@ -1347,7 +1348,7 @@ static int plan_batch(struct batch *bt, const struct sl_event_in *ev, size_t n,
 
 	for (i = 0; i < n; i++) {
 		struct pmsg p = {0, ev[i].type, NULL, 0, NULL, 0, ev[i].key, ev[i].offset,
-		                 0, i,          0,    0, 0,    0};
+		                 0, i,          0,    0, 0,    0, 0};
 		*failed = i;
 		res[i].duplicate = 0;
 		if ((rc = batch_stream(bt, ev[i].stream, &si, d)) ||
@@ -1428,6 +1429,15 @@ static natsStatus set_headers(natsMsg *m, const struct pmsg *p, const struct svi
 }
 
 /* Reads the offset of the stored message a duplicate ack points at. */
+/* A key whose message was taken back (take_back) stays JetStream's duplicate for the
+ * window: a retry of the call would be answered with a message that is gone. The
+ * message of such a key goes again with the next generation of its id ("|g2", "|g3",
+ * ...; build_one), which every retry reaches the same way, so a key is still stored
+ * once: the generation that was stored answers as the duplicate. DUP_TAKEN_BACK:
+ * what dup_offset returns then (no diagnostic) while generations remain. */
+#define KEY_GENS 16
+#define DUP_TAKEN_BACK 1
+
 static int dup_offset(struct nats_store *s, const struct pmsg *p, uint64_t seq, int64_t *offset,
                       struct sl_diag *d)
 {
@@ -1440,6 +1450,8 @@ static int dup_offset(struct nats_store *s, const struct pmsg *p, uint64_t seq, 
 	do
 		st = js_GetMsg(&m, s->js, s->stream, seq, NULL, &jerr);
 	while (again(st, jerr, &until));
+	if ((st == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) && p->gen + 1 < KEY_GENS)
+		return DUP_TAKEN_BACK;
 	if (st == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
 		return sl_diag_set(
 			d, SL_ECONFLICT,
@@ -1506,6 +1518,8 @@ static int build_one(struct batch *bt, struct pmsg *p, struct sview *after, nats
 		sl_buf_adds(idbuf, ps->name);
 		sl_buf_addc(idbuf, '|');
 		sl_buf_addjstr(idbuf, p->key, strlen(p->key));
+		if (p->gen)
+			sl_buf_addf(idbuf, "|g%u", p->gen + 1);
 		sl_buf_addc(idbuf, '\0');
 		if (!sl_buf_ok(idbuf)) {
 			natsMsg_Destroy(m);
@@ -1530,8 +1544,10 @@ static int settle_one(struct batch *bt, struct pmsg *p, struct sview *after, uin
 	if (dup) {
 		/* (Not the stream's last sequence: others may have published since.) */
 		p->dup = 1;
-		if (!(rc = dup_offset(s, p, p->seq, &p->got, d)) && p->offset &&
-		    p->offset != p->got)
+		if ((rc = dup_offset(s, p, p->seq, &p->got, d)) == DUP_TAKEN_BACK) {
+			p->seq = 0, p->dup = 0, p->gen++; /* not stored: it goes again */
+			rc = 0;
+		} else if (!rc && p->offset && p->offset != p->got)
 			rc = key_offset_error(p->key, p->got, p->offset, d);
 		sview_release(after);
 		return rc;
@@ -1551,7 +1567,7 @@ static int settle_one(struct batch *bt, struct pmsg *p, struct sview *after, uin
 
 /* Publishes message p and waits for its ack: the compare-and-set on its subject's
  * last sequence. */
-static int publish_one(struct batch *bt, struct pmsg *p, struct sl_diag *d)
+static int publish_try(struct batch *bt, struct pmsg *p, struct sl_diag *d)
 {
 	struct nats_store *s = bt->s;
 	struct sview after;
@@ -1583,6 +1599,18 @@ out:
 	sl_buf_release(&id);
 	jsPubAck_Destroy(ack);
 	natsMsg_Destroy(m);
+	return rc;
+}
+
+/* publish_try until p is stored (or is a duplicate): a key whose message was taken
+ * back goes again with its next generation (dup_offset). */
+static int publish_one(struct batch *bt, struct pmsg *p, struct sl_diag *d)
+{
+	int rc;
+
+	do
+		rc = publish_try(bt, p, d);
+	while (!rc && !p->seq);
 	return rc;
 }
 

@@ -550,6 +550,58 @@ static int damage(uint64_t seq)
 	return ok;
 }
 
+/* Deletes the message at seq, as a failed call's take-back does. */
+static int take_back_msg(uint64_t seq)
+{
+	natsConnection *nc = NULL;
+	jsCtx *js = NULL;
+	int ok;
+
+	ok = natsConnection_ConnectTo(&nc, url) == NATS_OK &&
+	     natsConnection_JetStream(&js, nc, NULL) == NATS_OK &&
+	     js_DeleteMsg(js, "sluice_events", seq, NULL, NULL) == NATS_OK;
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	return ok;
+}
+
+/* A key whose message was taken back is not refused for the duplicate window: the
+ * retry stores it (with the next generation of its message id), once. */
+static void test_taken_back(struct sl_store *s)
+{
+	struct sl_event_in ev[2] = {{"tb/x", "t", NULL, 0, NULL, 0, "tb1", 0},
+	                            {"tb/y", "t", NULL, 0, NULL, 0, "tb2", 0}};
+	struct sl_append_result r[2], again[2];
+	struct sl_diag d;
+	size_t failed = 0;
+
+	sl_diag_init(&d);
+	is(sl_store_append(s, ev, 1, r, 0, &failed, &d), 0, "a keyed append: %s", d.msg);
+	ok(take_back_msg((uint64_t)r[0].position), "its message is taken back");
+	is(sl_store_append(s, ev, 1, again, 0, &failed, &d), 0,
+	   "the same key again is stored, not refused: %s", d.msg);
+	ok(!again[0].duplicate && again[0].offset == r[0].offset &&
+	           again[0].position > r[0].position,
+	   "as a new event at the offset that was freed (%lld at %lld)", (long long)again[0].offset,
+	   (long long)again[0].position);
+	is(sl_store_append(s, ev, 1, r, 0, &failed, &d), 0, "and once more: %s", d.msg);
+	ok(r[0].duplicate && r[0].position == again[0].position,
+	   "which answers with the one stored");
+	/* In a wave: two streams, one of them with a key taken back twice. */
+	is(sl_store_append(s, &ev[1], 1, r, 0, &failed, &d), 0, "a keyed append on tb/y");
+	ok(take_back_msg((uint64_t)r[0].position), "taken back");
+	is(sl_store_append(s, &ev[1], 1, r, 0, &failed, &d), 0, "stored again");
+	ok(take_back_msg((uint64_t)r[0].position), "and taken back again");
+	ev[0].key = "tb3";
+	is(sl_store_append(s, ev, 2, again, 0, &failed, &d), 0,
+	   "a call over two streams with that key: %s", d.msg);
+	ok(!again[1].duplicate && again[1].position > r[0].position && !again[0].duplicate,
+	   "stores it, a third generation");
+	is(sl_store_append(s, ev, 2, r, 0, &failed, &d), 0, "the call again");
+	ok(r[0].duplicate && r[1].duplicate && r[1].position == again[1].position,
+	   "answers both with what was stored");
+}
+
 static void test_verify(struct sl_store *s)
 {
 	struct sl_store_verify_summary sum;
@@ -892,7 +944,7 @@ int main(int argc, char **argv)
 		       " (tests/e2e/nats_store.sh runs this)\n");
 		return 0;
 	}
-	plan(87 + 20 + 22);
+	plan(87 + 20 + 22 + 14);
 	sl_diag_init(&d);
 	is(sl_store_open(&s, url, NULL, &d), 0, "opens %s: %s", url, d.msg);
 	is(sl_store_open(&other, url, NULL, &d), 0, "and a second connection: %s", d.msg);
@@ -905,6 +957,7 @@ int main(int argc, char **argv)
 		test_verify(s);
 		test_wake(s, other);
 		test_waves(s);
+		test_taken_back(s);
 		test_reads(s, other);
 		test_streams_list(s);
 		test_partitions(s, other); /* (last: its batches write rows of "p") */
