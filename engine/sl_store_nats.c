@@ -222,6 +222,19 @@ static int again(natsStatus st, jsErrCode jerr, int64_t *until)
 	return 1;
 }
 
+/* The event stream's info (o: its options, or NULL), tried again through elections. */
+static natsStatus stream_info(struct nats_store *s, jsOptions *o, jsStreamInfo **si,
+                              jsErrCode *jerr)
+{
+	int64_t until = 0;
+	natsStatus st;
+
+	do
+		st = js_GetStreamInfo(si, s->js, s->stream, o, jerr);
+	while (again(st, *jerr, &until));
+	return st;
+}
+
 /* ---- subjects ------------------------------------------------------------------------ */
 
 /* Writes the subject of sluice stream `name` to b (see the file comment). */
@@ -414,12 +427,9 @@ static int find_stream(struct nats_store *s, struct sl_diag *d)
 {
 	jsStreamInfo *si = NULL;
 	jsErrCode jerr = 0;
-	int64_t until = 0;
 	natsStatus st;
 
-	do
-		st = js_GetStreamInfo(&si, s->js, s->stream, NULL, &jerr);
-	while (again(st, jerr, &until));
+	st = stream_info(s, NULL, &si, &jerr);
 	s->serial = st == NATS_OK && clustered(si);
 	jsStreamInfo_Destroy(si);
 	if (st == NATS_OK) {
@@ -1914,21 +1924,14 @@ static size_t take_back(struct batch *bt, size_t upto)
  * subject's last message right. */
 static int stream_last(struct batch *bt, struct sl_diag *d)
 {
-	jsStreamInfo *si = NULL;
-	jsErrCode jerr = 0;
-	int64_t until = 0;
-	natsStatus st;
+	int64_t head = 0;
+	int rc;
 
 	if (!bt->s->serial || !bt->s->exists)
 		return 0;
-	do
-		st = js_GetStreamInfo(&si, bt->s->js, bt->s->stream, NULL, &jerr);
-	while (again(st, jerr, &until));
-	if (st != NATS_OK)
-		return nats_fail(bt->s, d, st, jerr, "cannot read the event stream");
-	bt->last = si->State.LastSeq;
-	jsStreamInfo_Destroy(si);
-	return 0;
+	if (!(rc = nats_head_position(&bt->s->base, &head, d)))
+		bt->last = (uint64_t)head;
+	return rc;
 }
 
 /* Reads the stream's last sequence and then the state of stream i of the batch into
@@ -2268,7 +2271,6 @@ static int list_names(struct nats_store *s, char ***out, size_t *count, struct s
 	jsStreamInfo *si = NULL;
 	jsErrCode jerr = 0;
 	jsOptions o;
-	int64_t until = 0;
 	natsStatus st;
 	char **names;
 	size_t n = 0;
@@ -2277,9 +2279,7 @@ static int list_names(struct nats_store *s, char ***out, size_t *count, struct s
 	*out = NULL, *count = 0;
 	jsOptions_Init(&o);
 	o.Stream.Info.SubjectsFilter = s->all;
-	do
-		st = js_GetStreamInfo(&si, s->js, s->stream, &o, &jerr);
-	while (again(st, jerr, &until));
+	st = stream_info(s, &o, &si, &jerr);
 	if (st != NATS_OK)
 		return nats_fail(s, d, st, jerr, "cannot list streams");
 	total = si->State.Subjects ? si->State.Subjects->Count : 0;
@@ -2361,12 +2361,9 @@ static int stream_counts(struct nats_store *s, int64_t *last, int64_t *subjects,
 {
 	jsStreamInfo *si = NULL;
 	jsErrCode jerr = 0;
-	int64_t until = 0;
 	natsStatus st;
 
-	do
-		st = js_GetStreamInfo(&si, s->js, s->stream, NULL, &jerr);
-	while (again(st, jerr, &until));
+	st = stream_info(s, NULL, &si, &jerr);
 	if (st != NATS_OK)
 		return nats_fail(s, d, st, jerr, "cannot list streams");
 	*last = (int64_t)si->State.LastSeq;
@@ -2467,15 +2464,12 @@ static int nats_head_position(struct sl_store *base, int64_t *pos, struct sl_dia
 	struct nats_store *s = ns(base);
 	jsStreamInfo *si = NULL;
 	jsErrCode jerr = 0;
-	int64_t until = 0;
 	natsStatus st;
 
 	*pos = 0;
 	if (!s->exists)
 		return 0;
-	do
-		st = js_GetStreamInfo(&si, s->js, s->stream, NULL, &jerr);
-	while (again(st, jerr, &until));
+	st = stream_info(s, NULL, &si, &jerr);
 	if (st != NATS_OK)
 		return nats_fail(s, d, st, jerr, "cannot read head position");
 	*pos = (int64_t)si->State.LastSeq;
