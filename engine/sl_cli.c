@@ -470,8 +470,14 @@ static int commit_chunk(struct sl_store *s, const struct sl_event_in *ev, const 
 	int rc = 0;
 
 	sl_diag_init(&d);
+	/* (A JetStream store that could not take back all of a failed chunk says so
+	 * first: "N event(s) of this batch were written and could not be taken back".) */
 	if (sl_store_append(s, ev, m, res, SL_APPEND_CHECKED, &failed, &d))
-		return fail("line %" PRId64 ": %s (this chunk of %zu events was not written)",
+		return fail(strstr(sl_diag_msg(&d), "could not be taken back")
+		                    ? "line %" PRId64 ": %s (the rest of this chunk of %zu events"
+		                      " was not written)"
+		                    : "line %" PRId64
+		                      ": %s (this chunk of %zu events was not written)",
 		            lineno[failed], sl_diag_msg(&d), m);
 	for (k = 0; k < m && !rc; k++) {
 		result_line(out, ev[k].stream, &res[k]);

@@ -268,6 +268,8 @@ void sl_store_wake_stop(struct sl_store *s);
  *                     record at all)
  *   checkpoint-ahead  processor's checkpoint (offset) is above the stream's head (for
  *                     a mode "all" processor, stream NULL: the store's head position)
+ *   taken-back-present  (JetStream) events that a failed append took back (its
+ *                     take-back record at position) are still in the log
  * Numbers that do not apply are -1. */
 struct sl_store_problem {
 	const char *problem;

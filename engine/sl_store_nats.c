@@ -39,10 +39,11 @@
  * back to return the original offset. Where the key would decide an append that the
  * plan refuses (paused stream, explicit offset), the stream is scanned for the key, so
  * an idempotency hit is still answered before the pause door. If a publish fails after
- * others of the call were acknowledged (a lost race, a lost connection), the call's
- * messages are deleted again, newest first, each only while it is still the last
- * message of its subject. JetStream 2.9 has no multi-message transaction, so that is
- * the limit of all-or-nothing here: see the README.
+ * others of the call were acknowledged (a lost race, a lost connection), the call is
+ * taken back by take-back records, each a compare-and-set on the last message of a
+ * run of the call's messages (see "taking back a failed call"). JetStream 2.9 has no
+ * multi-message transaction, so that is the limit of all-or-nothing here: see the
+ * README.
  *
  * Reads of many messages use ephemeral pull consumers, fetched in batches (see
  * "batched reads"); single messages direct gets (the stream allows them). A read of
@@ -110,6 +111,8 @@
 #define H_OFFSET "Sluice-Offset"
 #define H_PAUSED "Sluice-Paused"
 #define H_META "Sluice-Meta-Seq"
+#define H_TAKEN "Sluice-Taken-Back" /* a take-back record (take_back) */
+#define TAKEN_BACK 1                /* msg_to_event: the message is one */
 
 /* Revisions of checkpoint rows, by key (see "the revisions this store read"). */
 struct revmap {
@@ -520,6 +523,7 @@ struct msg_event {
 	struct sl_buf buf; /* decoded strings, NUL-separated; offsets below */
 	size_t type, key, created, name;
 	int has_key;
+	uint64_t taken; /* a take-back record: the first sequence it took back */
 };
 
 struct body_pick {
@@ -592,7 +596,9 @@ static uint64_t msg_seq(natsMsg *m)
 	return seq;
 }
 
-/* Reads an event from message m (payload and metadata point into m). */
+/* Reads an event from message m (payload and metadata point into m). TAKEN_BACK, with
+ * no diagnostic, for a take-back record (take_back): then only me->ev.stream, offset
+ * (the stream's head after it) and position are set. */
 static int msg_to_event(struct nats_store *s, natsMsg *m, struct msg_event *me, struct sl_diag *d)
 {
 	struct body_pick bp = {me, 0, 0};
@@ -613,6 +619,15 @@ static int msg_to_event(struct nats_store *s, natsMsg *m, struct msg_event *me, 
 		                   " which is not one of a sluice stream",
 		                   s->path, (unsigned long long)msg_seq(m), subj ? subj : "");
 	me->name = keep_str(&me->buf, s->tmp[1].ptr, strlen(s->tmp[1].ptr));
+	if (natsMsgHeader_Get(m, H_TAKEN, &hs) == NATS_OK && hs &&
+	    header_int(m, H_OFFSET, &me->ev.offset) && me->ev.offset >= 0) {
+		me->taken = strtoull(hs, NULL, 10);
+		if (!sl_buf_ok(&me->buf))
+			return oom(d);
+		me->ev.position = (int64_t)msg_seq(m);
+		me->ev.stream = me->buf.ptr + me->name;
+		return TAKEN_BACK;
+	}
 	if (!header_int(m, H_OFFSET, &me->ev.offset) || me->ev.offset < 1 || !data || n <= 0 ||
 	    sl_json_members(data, (size_t)n, pick_body, &bp, NULL) || !bp.have_type ||
 	    !bp.have_created || !me->ev.payload)
@@ -887,10 +902,12 @@ static int walk_reader(struct nats_store *s, struct reader *r, uint64_t last, in
 		} else {
 			break;
 		}
-		if ((rc = msg_to_event(s, m, &me, d)))
+		if ((rc = msg_to_event(s, m, &me, d)) < 0)
 			break;
 		r->next_off = me.ev.offset + 1;
-		if (me.ev.offset >= from) {
+		if (rc == TAKEN_BACK) {
+			rc = 0; /* no event: what follows goes on from the offset it names */
+		} else if (me.ev.offset >= from) {
 			if ((rc = fn(ud, &me.ev))) {
 				rc = rc < 0 ? rc : 0;
 				break;
@@ -915,6 +932,7 @@ struct sview {
 	int paused;
 	char *reason;      /* owned, or NULL */
 	uint64_t meta_seq; /* sequence of the last stream/metadata-updated, or 0 */
+	uint64_t taken;    /* a take-back record: the first sequence it took back, else 0 */
 };
 
 static void sview_release(struct sview *v)
@@ -950,7 +968,9 @@ static int state_from_msg(struct nats_store *s, natsMsg *m, struct sview *v, str
 
 	memset(v, 0, sizeof(*v));
 	v->last_seq = msg_seq(m);
-	if (!header_int(m, H_OFFSET, &v->head) || v->head < 1)
+	if (header_int(m, H_TAKEN, &meta) && meta > 0)
+		v->taken = (uint64_t)meta;
+	if (!header_int(m, H_OFFSET, &v->head) || v->head < (v->taken ? 0 : 1))
 		return sl_diag_set(d, SL_ECORRUPT,
 		                   "store '%s': message %llu has no offset (the store is damaged)",
 		                   s->path, (unsigned long long)v->last_seq);
@@ -1014,12 +1034,14 @@ struct pmsg {
 	const char *key; /* borrowed (the event's, or one of ours in keys) */
 	int64_t offset;  /* explicit expected offset, or 0 */
 	int engine;
-	size_t result;   /* index in res of the event it answers, or (size_t)-1 */
-	uint64_t seq;    /* its sequence once published */
-	int64_t planned; /* the offset the plan gives it */
-	int64_t got;     /* its offset once published */
-	int dup;         /* JetStream answered with a stored message */
-	unsigned gen;    /* of its message id (dup_offset) */
+	size_t result;       /* index in res of the event it answers, or (size_t)-1 */
+	uint64_t seq;        /* its sequence once published */
+	int64_t planned;     /* the offset the plan gives it */
+	int64_t got;         /* its offset once published */
+	int dup;             /* JetStream answered with a stored message */
+	unsigned gen;        /* of its message id (dup_offset) */
+	unsigned inflight;   /* answers "duplicate of sequence 0" in a row (settle_one) */
+	struct sview before; /* its stream's state before it, once stored (take_back) */
 };
 
 struct batch {
@@ -1048,6 +1070,7 @@ static void batch_release(struct batch *bt)
 	for (i = 0; i < bt->nmsg; i++) {
 		free(bt->msg[i].payload);
 		free(bt->msg[i].metadata);
+		sview_release(&bt->msg[i].before);
 	}
 	for (i = 0; i < bt->nkeys; i++)
 		free(bt->keys[i]);
@@ -1056,7 +1079,29 @@ static void batch_release(struct batch *bt)
 	free(bt->keys);
 }
 
-/* Finds `name` among the batch's streams, loading it on first use. */
+static void delete_msg(struct nats_store *s, uint64_t seq);
+
+/* The subject's last message is the take-back record v: deletes what it took back
+ * and is still there (its writer was killed before it deleted them: take_back). */
+static int repair_taken(struct nats_store *s, const char *subject, const struct sview *v,
+                        struct sl_diag *d)
+{
+	uint64_t at = v->taken;
+	natsMsg *m = NULL;
+	int rc;
+
+	while (!(rc = next_msg(s, subject, at, &m, d)) && m && msg_seq(m) < v->last_seq) {
+		at = msg_seq(m) + 1;
+		natsMsg_Destroy(m);
+		m = NULL;
+		delete_msg(s, at - 1);
+	}
+	natsMsg_Destroy(m);
+	return rc;
+}
+
+/* Finds `name` among the batch's streams, loading it on first use (and repairing it
+ * when a take-back was left half done). */
 static int batch_stream(struct batch *bt, const char *name, size_t *out, struct sl_diag *d)
 {
 	struct pstream *p;
@@ -1086,6 +1131,7 @@ static int batch_stream(struct batch *bt, const char *name, size_t *out, struct 
 	}
 	bt->nst++;
 	if ((rc = load_state(bt->s, p->subject, &p->plan, d)) ||
+	    (p->plan.taken && (rc = repair_taken(bt->s, p->subject, &p->plan, d))) ||
 	    (rc = sview_copy(&p->live, &p->plan)))
 		return rc == SL_ENOMEM ? oom(d) : rc;
 	*out = bt->nst - 1;
@@ -1183,10 +1229,11 @@ static int scan_key(struct nats_store *s, const struct pstream *ps, const char *
 	while (ps->live.last_seq && at <= ps->live.last_seq) {
 		if ((rc = next_msg(s, ps->subject, at, &m, d)) || !m)
 			break;
-		if ((rc = msg_to_event(s, m, &me, d)))
+		if ((rc = msg_to_event(s, m, &me, d)) < 0)
 			break;
+		rc = 0;
 		at = msg_seq(m) + 1;
-		if (me.ev.key && !strcmp(me.ev.key, key)) {
+		if (me.ev.type && me.ev.key && !strcmp(me.ev.key, key)) {
 			*offset = me.ev.offset, *seq = msg_seq(m);
 			break;
 		}
@@ -1273,7 +1320,7 @@ drop:
 static int plan_engine_event(struct batch *bt, size_t si, const char *type, const char *field,
                              const char *value, const char *key, struct sl_diag *d)
 {
-	struct pmsg p = {0, type, NULL, 0, NULL, 0, key, 0, 1, (size_t)-1, 0, 0, 0, 0, 0};
+	struct pmsg p = {0, type, NULL, 0, NULL, 0, key, 0, 1, (size_t)-1, 0, 0, 0, 0, 0, 0, {0}};
 	struct sl_append_result res;
 	struct sl_buf b;
 	size_t hit;
@@ -1357,8 +1404,8 @@ static int plan_batch(struct batch *bt, const struct sl_event_in *ev, size_t n,
 	int rc;
 
 	for (i = 0; i < n; i++) {
-		struct pmsg p = {0, ev[i].type, NULL, 0, NULL, 0, ev[i].key, ev[i].offset,
-		                 0, i,          0,    0, 0,    0, 0};
+		struct pmsg p = {0, ev[i].type, NULL, 0, NULL, 0, ev[i].key, ev[i].offset, 0,
+		                 i, 0,          0,    0, 0,    0, 0,         {0}};
 		*failed = i;
 		res[i].duplicate = 0;
 		if ((rc = batch_stream(bt, ev[i].stream, &si, d)) ||
@@ -1447,6 +1494,8 @@ static natsStatus set_headers(natsMsg *m, const struct pmsg *p, const struct svi
  * what dup_offset returns then (no diagnostic) while generations remain. */
 #define KEY_GENS 16
 #define DUP_TAKEN_BACK 1
+#define INFLIGHT_TRIES 200 /* (settle_one) */
+#define INFLIGHT_STEP_MS 10
 
 static int dup_offset(struct nats_store *s, const struct pmsg *p, uint64_t seq, int64_t *offset,
                       struct sl_diag *d)
@@ -1551,6 +1600,21 @@ static int settle_one(struct batch *bt, struct pmsg *p, struct sview *after, uin
 	int rc = 0;
 
 	p->seq = seq;
+	if (dup && !seq) {
+		/* A clustered nats-server 2.9 answers a message whose id is in a raft
+		 * proposal not yet applied (this process's own publish, sent again after
+		 * a lost ack, or one the server refused after it had staged its id) as a
+		 * duplicate of sequence 0. Not stored by this answer, and not taken back:
+		 * it goes again with the same id, which is answered with the sequence
+		 * once the proposal is applied, or stored if it never was; after
+		 * INFLIGHT_TRIES such answers (an id the server keeps staged), with the
+		 * next generation of its id. */
+		sview_release(after);
+		if (++p->inflight >= INFLIGHT_TRIES)
+			p->gen++, p->inflight = 0;
+		nats_Sleep(INFLIGHT_STEP_MS);
+		return 0;
+	}
 	if (dup) {
 		/* (Not the stream's last sequence: others may have published since.) */
 		p->dup = 1;
@@ -1560,6 +1624,17 @@ static int settle_one(struct batch *bt, struct pmsg *p, struct sview *after, uin
 		} else if (!rc && p->offset && p->offset != p->got)
 			rc = key_offset_error(p->key, p->got, p->offset, d);
 		sview_release(after);
+		/* Stored after the subject's last message as this call knows it: this
+		 * call's own publish whose ack was lost (or one of another writer with
+		 * the same key). The subject's state is read again, so that the call's
+		 * next message on it goes after it. */
+		if (!rc && p->seq > ps->live.last_seq) {
+			struct sview v;
+			if ((rc = load_state(s, ps->subject, &v, d)))
+				return rc;
+			sview_release(&ps->live);
+			ps->live = v;
+		}
 		return rc;
 	}
 	s->commits++;
@@ -1569,7 +1644,9 @@ static int settle_one(struct batch *bt, struct pmsg *p, struct sview *after, uin
 		after->meta_seq = p->seq;
 	after->head = p->got;
 	after->last_seq = p->seq;
-	sview_release(&ps->live);
+	after->taken = 0;
+	sview_release(&p->before);
+	p->before = ps->live; /* (what a take-back record of p restores) */
 	ps->live = *after;
 	memset(after, 0, sizeof(*after));
 	return 0;
@@ -1874,7 +1951,8 @@ static int publish_all(struct batch *bt, int retry, size_t *failed_msg, struct s
 			 * state is read again. */
 			struct pstream *ps = &bt->st[bt->msg[todo[bad]].stream];
 			struct sview v;
-			if ((rc = load_state(bt->s, ps->subject, &v, d)))
+			if ((rc = load_state(bt->s, ps->subject, &v, d)) ||
+			    (v.taken && (rc = repair_taken(bt->s, ps->subject, &v, d))))
 				break;
 			sview_release(&ps->live);
 			ps->live = v;
@@ -1897,24 +1975,165 @@ static int publish_all(struct batch *bt, int retry, size_t *failed_msg, struct s
 	return rc;
 }
 
-/* Takes back the messages of a failed call, newest first, while each is still the last
- * of its subject. Returns how many could not be taken back. */
+/* ---- taking back a failed call ----------------------------------------------------------
+ *
+ * Deleting a message only while it is still the last of its subject cannot be made
+ * safe: another writer can append after it between the check and the delete, and
+ * its offset then follows one that is gone. So a call's messages are taken back by a
+ * publish, whose compare-and-set decides the race: for each stream, the newest run of
+ * the call's messages with nothing of another writer's between them (consecutive
+ * offsets) is covered by one take-back record, published with
+ * Nats-Expected-Last-Subject-Sequence of the run's last message (and, on a serial
+ * store, the stream's last sequence). The record has no body; its headers are the
+ * stream's state before the run (Sluice-Offset the offset before the run's first
+ * message, 0 when the run created the stream; Sluice-Paused, Sluice-Meta-Seq as they
+ * were) and Sluice-Taken-Back, the run's first sequence. So it is the subject's last
+ * message now, and the stream's record: the next event gets the offset after it
+ * again. Reads skip it (and a stream whose record says offset 0 does not exist). Once
+ * it is stored, the run's messages are deleted; a writer killed before that leaves
+ * them, and the next writer of the stream deletes them (repair_taken) when it finds
+ * the record at the tail. A writer whose record lost the race (another writer
+ * appended after the run) leaves the run: the call is then partly written, and the
+ * error says how many of its events. */
+
+#define CAS_TRIES 200
+
+static int stream_last(struct batch *bt, struct sl_diag *d);
+
+/* Deletes message seq, tried again through elections; gone already is fine. */
+static void delete_msg(struct nats_store *s, uint64_t seq)
+{
+	jsErrCode jerr = 0;
+	int64_t until = 0;
+	natsStatus st;
+
+	do
+		st = js_DeleteMsg(s->js, s->stream, seq, NULL, &jerr);
+	while (again(st, jerr, &until));
+}
+
+/* The take-back record of the run first..last (messages of one stream of bt). */
+static int taken_msg(struct batch *bt, const struct pmsg *first, natsMsg **out)
+{
+	struct nats_store *s = bt->s;
+	struct pmsg none = {0};
+	natsMsg *m = NULL;
+	char num[32];
+	natsStatus st;
+
+	none.type = "";
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)first->seq);
+	if ((st = natsMsg_Create(&m, bt->st[first->stream].subject, NULL, NULL, 0)) != NATS_OK ||
+	    (st = set_headers(m, &none, &first->before, first->got - 1, &s->tmp[1])) != NATS_OK ||
+	    (st = natsMsgHeader_Set(m, H_TAKEN, num)) != NATS_OK) {
+		natsMsg_Destroy(m);
+		return -1;
+	}
+	*out = m;
+	return 0;
+}
+
+/* Publishes the take-back record of the run first..last; 0 once it is stored, -1 when
+ * another writer appended after the run first (or the store cannot be reached). */
+static int take_back_run(struct batch *bt, const struct pmsg *first, const struct pmsg *last)
+{
+	struct nats_store *s = bt->s;
+	const struct pstream *ps = &bt->st[first->stream];
+	int tries, ours;
+
+	for (tries = 0; tries < CAS_TRIES; tries++) {
+		jsPubAck *ack = NULL;
+		jsErrCode jerr = 0;
+		natsMsg *m = NULL;
+		jsPubOptions po;
+		natsStatus st;
+		if (s->serial && stream_last(bt, NULL))
+			return -1;
+		if (taken_msg(bt, first, &m))
+			return -1;
+		jsPubOptions_Init(&po);
+		po.ExpectLastSubjectSeq = last->seq;
+		po.MaxWait = WAIT_MS;
+		if (s->serial)
+			po.ExpectLastSeq = bt->last;
+		st = js_PublishMsg(&ack, s->js, m, &po, &jerr);
+		jsPubAck_Destroy(ack);
+		natsMsg_Destroy(m);
+		if (st == NATS_OK)
+			return 0;
+		if (jerr != JSStreamWrongLastSequenceErr && !transient(st, jerr))
+			return -1;
+		/* Lost, or no answer: the message after the run says which (ours: stored,
+		 * its ack lost; none: the stream's last sequence moved, another stream was
+		 * appended to, or the publish did not get there). */
+		if (next_msg(s, ps->subject, last->seq + 1, &m, NULL))
+			return -1;
+		if (m) {
+			int64_t taken = 0;
+			ours = header_int(m, H_TAKEN, &taken) && (uint64_t)taken == first->seq;
+			natsMsg_Destroy(m);
+			return ours ? 0 : -1;
+		}
+		if (tries)
+			nats_Sleep(1 + rand_r(&s->seed) % (unsigned)(tries < 20 ? tries : 20));
+	}
+	return -1;
+}
+
+/* Takes back the messages of a failed call (messages [0, upto) of bt) as the section
+ * comment says. Returns how many could not be taken back. */
 static size_t take_back(struct batch *bt, size_t upto)
 {
 	struct nats_store *s = bt->s;
-	struct sview v;
-	size_t i = upto, left = 0;
+	size_t *last = calloc(bt->nst ? bt->nst : 1, sizeof(*last));
+	size_t *first = calloc(bt->nst ? bt->nst : 1, sizeof(*first));
+	size_t *count = calloc(bt->nst ? bt->nst : 1, sizeof(*count));
+	char *closed = calloc(bt->nst ? bt->nst : 1, 1);
+	size_t i, si, left = 0;
 
-	while (i-- > 0) {
-		struct pmsg *p = &bt->msg[i];
+	if (!last || !first || !count || !closed) {
+		for (i = 0; i < upto; i++)
+			left += bt->msg[i].seq && !bt->msg[i].dup;
+		goto out;
+	}
+	/* Each stream's run, newest first: a stream's messages are stored in the call's
+	 * order; the run ends where an offset is not the one before the next. */
+	for (i = upto; i-- > 0;) {
+		const struct pmsg *p = &bt->msg[i];
 		if (!p->seq || p->dup)
 			continue;
-		if (left || load_state(s, bt->st[p->stream].subject, &v, NULL) ||
-		    v.last_seq != p->seq ||
-		    js_DeleteMsg(s->js, s->stream, p->seq, NULL, NULL) != NATS_OK)
-			left++;
-		sview_release(&v);
+		si = p->stream;
+		if (!count[si]++)
+			last[si] = first[si] = i;
+		else if (!closed[si] && bt->msg[first[si]].got == p->got + 1)
+			first[si] = i;
+		else
+			closed[si] = 1; /* (the rest stays) */
 	}
+	for (si = 0; si < bt->nst; si++) {
+		const struct pmsg *f, *l;
+		size_t run = 0;
+		if (!count[si])
+			continue;
+		f = &bt->msg[first[si]], l = &bt->msg[last[si]];
+		if (take_back_run(bt, f, l)) {
+			left += count[si];
+			continue;
+		}
+		for (i = first[si]; i <= last[si]; i++) {
+			const struct pmsg *p = &bt->msg[i];
+			if (p->stream == si && p->seq && !p->dup) {
+				delete_msg(s, p->seq);
+				run++;
+			}
+		}
+		left += count[si] - run;
+	}
+out:
+	free(last);
+	free(first);
+	free(count);
+	free(closed);
 	return left;
 }
 
@@ -1942,6 +2161,8 @@ static int refresh(struct batch *bt, size_t i, struct sview *v, struct sl_diag *
 
 	if (!rc)
 		rc = load_state(bt->s, bt->st[i].subject, v, d);
+	if (!rc && v->taken)
+		rc = repair_taken(bt->s, bt->st[i].subject, v, d);
 	bt->st[i].fresh = !rc;
 	return rc;
 }
@@ -1963,8 +2184,6 @@ static int adopt(struct batch *bt, struct pmsg *p, int can_move, struct sview *v
 		return publish_error(bt->s, ps, NATS_ERR, JSStreamWrongLastSequenceErr, d);
 	return 0;
 }
-
-#define CAS_TRIES 200
 
 /* Publishes p with publish_one. When the server refuses it because a last sequence
  * moved, the stream's and the subject's are read again: a subject that did not
@@ -2195,8 +2414,15 @@ static int stream_metadata(struct nats_store *s, uint64_t seq, struct sl_buf *b,
 struct sstate {
 	char *name;
 	struct sview v; /* v.head 0: its last message is no sluice event (the store is damaged) */
-	char *bad;      /* ... and then why (owned), else NULL */
+	char *bad;      /* ... and then why (owned), else NULL; v.head 0 without bad: a subject
+	                 * whose events were all taken back (no stream) */
 };
+
+/* A subject of list_states that is no stream. */
+static int sstate_none(const struct sstate *e)
+{
+	return !e->v.head && !e->bad;
+}
 
 struct sstates {
 	struct sstate *e;
@@ -2438,7 +2664,7 @@ static int nats_streams(struct sl_store *base, const char *prefix, sl_stream_fn 
 	sl_buf_init(&meta);
 	for (i = 0; i < ss.n && !rc; i++) {
 		const struct sview *v = &ss.e[i].v;
-		if (!under_prefix(ss.e[i].name, prefix))
+		if (!under_prefix(ss.e[i].name, prefix) || sstate_none(&ss.e[i]))
 			continue;
 		if (ss.e[i].bad) {
 			rc = sstate_error(&ss.e[i], d);
@@ -3112,6 +3338,42 @@ static int vevent(struct vwalk *w, const struct sl_event *ev)
 	return vreport(w, &p);
 }
 
+/* Checks a take-back record against what came before it on its stream: the messages
+ * it took back are gone (take_back deletes them; a writer killed in between leaves
+ * them, and the next writer of the stream deletes them: repair_taken). */
+static int vtaken(struct vwalk *w, const struct msg_event *me)
+{
+	const char *name = me->ev.stream;
+	struct vstream *vs = bsearch(&name, w->st, w->n, sizeof(*w->st), cmp_vstream);
+	struct sl_store_problem p;
+	int rc = 0;
+
+	if (!vs)
+		return 0;
+	if (vs->last_pos >= (int64_t)me->taken) {
+		vproblem(&p, "taken-back-present", vs->name);
+		p.position = me->ev.position;
+		snprintf(w->msg, sizeof(w->msg),
+		         "stream '%s': the events at positions %llu to %lld were taken back (at"
+		         " position %lld) but are still in the log",
+		         vs->name, (unsigned long long)me->taken, (long long)vs->last_pos,
+		         (long long)me->ev.position);
+		rc = vreport(w, &p);
+	} else if (vs->next - 1 > me->ev.offset) {
+		/* Events it did not take back hold the offsets it gives out again. */
+		vproblem(&p, "taken-back-present", vs->name);
+		p.position = me->ev.position, p.offset = me->ev.offset + 1, p.to = vs->next - 1;
+		snprintf(w->msg, sizeof(w->msg),
+		         "stream '%s': the take-back record at position %lld sets the head back to"
+		         " %lld, below the events at offsets %lld to %lld that are still there",
+		         vs->name, (long long)me->ev.position, (long long)me->ev.offset,
+		         (long long)p.offset, (long long)p.to);
+		rc = vreport(w, &p);
+	}
+	vs->next = me->ev.offset + 1;
+	return rc;
+}
+
 /* Lists the streams with their heads, taken after `upto` was read (so every event at
  * or below it belongs to a listed stream). */
 static int vlist(struct vwalk *w, struct sl_diag *d)
@@ -3132,9 +3394,9 @@ static int vlist(struct vwalk *w, struct sl_diag *d)
 		ss.e[i].name = NULL;
 		w->st[i].next = 1;
 		w->st[i].head = ss.e[i].v.head;
+		w->sum->streams += !sstate_none(&ss.e[i]);
 	}
 	w->n = ss.n;
-	w->sum->streams = (int64_t)ss.n;
 	sstates_release(&ss);
 	return 0;
 }
@@ -3184,8 +3446,10 @@ static int vwalk_log(struct vwalk *w, uint64_t upto, sl_verify_progress_fn progr
 		m = reader_take(r);
 		at = msg_seq(m) + 1;
 		sl_diag_init(&bad);
-		if (msg_to_event(w->s, m, &me, &bad) == 0) {
+		if ((rc = msg_to_event(w->s, m, &me, &bad)) == 0) {
 			rc = vevent(w, &me.ev);
+		} else if (rc == TAKEN_BACK) {
+			rc = vtaken(w, &me);
 		} else {
 			vproblem(&p, "integrity", NULL);
 			p.position = (int64_t)at - 1;
@@ -3938,6 +4202,7 @@ static void plan_undo(struct batch *bt, struct plan_mark *m)
 	for (i = m->nmsg; i < bt->nmsg; i++) {
 		free(bt->msg[i].payload);
 		free(bt->msg[i].metadata);
+		sview_release(&bt->msg[i].before);
 	}
 	bt->nmsg = m->nmsg;
 	for (i = m->nst; i < bt->nst; i++) {
@@ -5026,6 +5291,8 @@ static int nats_ckpt_behind(struct sl_store *base, const char *proc, sl_behind_f
 			rc = sstate_error(&ss.e[i], d);
 			break;
 		}
+		if (sstate_none(&ss.e[i]))
+			continue;
 		key.r.stream = ss.e[i].name;
 		hit = rs.n ? bsearch(&key, rs.v, rs.n, sizeof(*rs.v), cmp_rowent) : NULL;
 		memset(&b, 0, sizeof(b));

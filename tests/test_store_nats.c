@@ -602,6 +602,187 @@ static void test_taken_back(struct sl_store *s)
 	   "answers both with what was stored");
 }
 
+/* Sets the event stream's largest message (-1: no limit); *was gets what it was. A
+ * message over it is refused by the server after the messages before it in its call
+ * were stored: the call is then taken back. */
+static int max_msg_size(int32_t size, int32_t *was)
+{
+	natsConnection *nc = NULL;
+	jsStreamInfo *si = NULL, *si2 = NULL;
+	jsCtx *js = NULL;
+	jsErrCode jerr = 0;
+	int ok;
+
+	ok = natsConnection_ConnectTo(&nc, url) == NATS_OK &&
+	     natsConnection_JetStream(&js, nc, NULL) == NATS_OK &&
+	     js_GetStreamInfo(&si, js, "sluice_events", NULL, &jerr) == NATS_OK;
+	if (ok) {
+		if (was)
+			*was = si->Config->MaxMsgSize;
+		si->Config->MaxMsgSize = size;
+		ok = js_UpdateStream(&si2, js, si->Config, NULL, &jerr) == NATS_OK;
+	}
+	jsStreamInfo_Destroy(si);
+	jsStreamInfo_Destroy(si2);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	return ok;
+}
+
+/* The last message of a subject as "<Sluice-Offset> <Sluice-Taken-Back>" (the second
+ * "-" when it has none) into out, with its sequence. */
+static int last_of(const char *subject, char *out, size_t n, uint64_t *seq)
+{
+	natsConnection *nc = NULL;
+	jsCtx *js = NULL;
+	natsMsg *m = NULL;
+	const char *off = NULL, *taken = NULL;
+	int ok;
+
+	ok = natsConnection_ConnectTo(&nc, url) == NATS_OK &&
+	     natsConnection_JetStream(&js, nc, NULL) == NATS_OK &&
+	     js_GetLastMsg(&m, js, "sluice_events", subject, NULL, NULL) == NATS_OK;
+	if (ok) {
+		natsMsgHeader_Get(m, "Sluice-Offset", &off);
+		natsMsgHeader_Get(m, "Sluice-Taken-Back", &taken);
+		snprintf(out, n, "%s %s", off ? off : "-", taken ? taken : "-");
+		*seq = natsMsg_GetSequence(m);
+	}
+	natsMsg_Destroy(m);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	return ok;
+}
+
+/* Publishes a take-back record of the event at seq (offset off) on subject, as a writer
+ * that was killed before it deleted what it took back leaves it. */
+static int leave_record(const char *subject, uint64_t seq, int64_t off)
+{
+	natsConnection *nc = NULL;
+	jsCtx *js = NULL;
+	jsPubAck *ack = NULL;
+	natsMsg *m = NULL;
+	jsPubOptions po;
+	char a[32], b[32];
+	int ok;
+
+	snprintf(a, sizeof(a), "%lld", (long long)off - 1);
+	snprintf(b, sizeof(b), "%llu", (unsigned long long)seq);
+	jsPubOptions_Init(&po);
+	po.ExpectLastSubjectSeq = seq;
+	ok = natsConnection_ConnectTo(&nc, url) == NATS_OK &&
+	     natsConnection_JetStream(&js, nc, NULL) == NATS_OK &&
+	     natsMsg_Create(&m, subject, NULL, NULL, 0) == NATS_OK &&
+	     natsMsgHeader_Set(m, "Sluice-Offset", a) == NATS_OK &&
+	     natsMsgHeader_Set(m, "Sluice-Taken-Back", b) == NATS_OK &&
+	     js_PublishMsg(&ack, js, m, &po, NULL) == NATS_OK;
+	jsPubAck_Destroy(ack);
+	natsMsg_Destroy(m);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	return ok;
+}
+
+static int nstreams_fn(void *ud, const struct sl_stream_info *info)
+{
+	(void)info;
+	++*(int *)ud;
+	return 0;
+}
+
+struct kinds {
+	int n, present;
+};
+
+static int kinds_fn(void *ud, const struct sl_store_problem *p)
+{
+	struct kinds *k = ud;
+
+	if (!p->stream || strncmp(p->stream, "tk", 2))
+		return 0; /* (test_verify damaged the store elsewhere) */
+	k->n++;
+	k->present += !strcmp(p->problem, "taken-back-present") && p->stream &&
+	              !strcmp(p->stream, "tk/c");
+	return 0;
+}
+
+/* A call whose last publish fails after the others were stored is taken back by a
+ * take-back record: the streams it created do not exist, its offsets are given out
+ * again, its key can be used again, and a record left with its events still there
+ * (a writer killed in between) is repaired by the next writer. */
+static void test_take_back(struct sl_store *s, struct sl_store *other)
+{
+	static char big[100 * 1024];
+	struct sl_event_in ev[2] = {{"tk/a", "t", "{\"n\":1}", 7, NULL, 0, "tk1", 0},
+	                            {"tk/b", "t", big, 0, NULL, 0, NULL, 0}};
+	struct sl_store_verify_summary sum;
+	struct sl_append_result r[2], r2;
+	struct collect c = {0};
+	struct kinds k = {0};
+	struct sl_diag d;
+	size_t failed = 0;
+	int32_t was = -1;
+	uint64_t seq = 0;
+	char last[64] = "";
+	int n = 0, rc;
+
+	memset(big, 'x', sizeof(big));
+	memcpy(big, "{\"x\":\"", 6);
+	memcpy(big + sizeof(big) - 2, "\"}", 2);
+	ev[1].payload_len = sizeof(big);
+	ok(max_msg_size(64 * 1024, &was), "the event stream takes messages of up to 64 KiB now");
+	sl_diag_init(&d);
+	rc = sl_store_append(s, ev, 2, r, 0, &failed, &d);
+	ok(rc != 0 && failed == 1 && !strstr(d.msg, "could not be taken back"),
+	   "a call whose second event the server refuses fails on it, all taken back (%d, %zu: %s)",
+	   rc, failed, d.msg);
+	ok(max_msg_size(was, NULL), "the limit is lifted again");
+	sl_store_streams(other, "tk", nstreams_fn, &n, NULL);
+	is(n, 0, "neither tk, tk/a nor tk/b exists (%d listed)", n);
+	sl_store_read(other, "tk/a", 1, 0, NULL, collect_fn, &c, NULL);
+	is(c.n, 0, "tk/a has no events");
+	ok(last_of("sluice.ev.tk.a", last, sizeof(last), &seq) && !strncmp(last, "0 ", 2) &&
+	           strcmp(last + 2, "-"),
+	   "the last message of its subject is a take-back record, at offset 0 (%s)", last);
+	is(sl_store_verify(other, 0, kinds_fn, NULL, &k, &sum, NULL), 0, "verify");
+	is(k.n, 0, "finds nothing wrong with tk's streams after the take-back");
+	sl_diag_init(&d);
+	is(sl_store_append(s, ev, 1, &r2, 0, &failed, &d), 0, "the call's first event alone: %s",
+	   d.msg);
+	ok(r2.offset == 2 && !r2.duplicate, "is stored, at offset 2 after tk/a's creation (%lld)",
+	   (long long)r2.offset);
+	memset(&c, 0, sizeof(c));
+	sl_store_read(other, "tk/a", 1, 0, NULL, collect_fn, &c, NULL);
+	ok(c.n == 2 && c.offsets[0] == 1 && c.offsets[1] == 2 && c.positions[0] > (int64_t)seq,
+	   "tk/a reads 1, 2, both after the record (%d)", c.n);
+	n = 0;
+	sl_store_streams(other, "tk", nstreams_fn, &n, NULL);
+	is(n, 2, "tk and tk/a exist now");
+
+	/* A record whose events are still there. */
+	ev[0].stream = "tk/c", ev[0].key = NULL;
+	is(sl_store_append(s, ev, 1, &r2, 0, &failed, NULL), 0, "an event on tk/c");
+	ok(leave_record("sluice.ev.tk.c", (uint64_t)r2.position, r2.offset),
+	   "a take-back record of it, and the event left in the log");
+	memset(&k, 0, sizeof(k));
+	sl_store_verify(other, 0, kinds_fn, NULL, &k, &sum, NULL);
+	ok(k.present == 1 && k.n == 1, "verify reports the event taken back but still there (%d)",
+	   k.n);
+	n = 0;
+	sl_store_streams(other, "tk/c", nstreams_fn, &n, NULL);
+	is(n, 1, "tk/c exists, with head 1 by its record");
+	is(sl_store_append(s, ev, 1, r, 0, &failed, NULL), 0, "the next append to tk/c");
+	ok(r[0].offset == 2 && r[0].position > r2.position,
+	   "gets the offset taken back (%lld at %lld)", (long long)r[0].offset,
+	   (long long)r[0].position);
+	memset(&k, 0, sizeof(k));
+	sl_store_verify(other, 0, kinds_fn, NULL, &k, &sum, NULL);
+	is(k.n, 0, "and deleted the event left behind: verify finds nothing wrong");
+	memset(&c, 0, sizeof(c));
+	sl_store_read(other, "tk/c", 1, 0, NULL, collect_fn, &c, NULL);
+	ok(c.n == 2 && c.positions[1] == r[0].position, "tk/c reads 1 and the new 2");
+}
+
 static void test_verify(struct sl_store *s)
 {
 	struct sl_store_verify_summary sum;
@@ -944,7 +1125,7 @@ int main(int argc, char **argv)
 		       " (tests/e2e/nats_store.sh runs this)\n");
 		return 0;
 	}
-	plan(87 + 20 + 22 + 14);
+	plan(87 + 20 + 22 + 14 + 20);
 	sl_diag_init(&d);
 	is(sl_store_open(&s, url, NULL, &d), 0, "opens %s: %s", url, d.msg);
 	is(sl_store_open(&other, url, NULL, &d), 0, "and a second connection: %s", d.msg);
@@ -958,6 +1139,7 @@ int main(int argc, char **argv)
 		test_wake(s, other);
 		test_waves(s);
 		test_taken_back(s);
+		test_take_back(s, other);
 		test_reads(s, other);
 		test_streams_list(s);
 		test_partitions(s, other); /* (last: its batches write rows of "p") */

@@ -80,6 +80,14 @@ eq "one emitted event per folded one" \
 	"$(for s in a b c; do $S events seen/$s --deployment "$D" --type t/seen; done | wc -l)" "601"
 check "sluice verify finds no problem" sh -c "$S verify '$D' >/dev/null 2>&1"
 
+# ---- chunks over many streams, racing ----------------------------------------------------------
+# Four writers append 200 keyed events each, spread over the 8 streams m/1..m/8, in
+# chunks of 50 (the whole file again after a refusal). A chunk that loses a race is
+# taken back by take-back records; an id the server still holds in a proposal is
+# answered as a duplicate of sequence 0 and goes again. Every stream must read back
+# with contiguous offsets (no offset given twice, none missing) and every key once.
+nats_chunk_race --deployment "$D"
+
 # ---- one node down, then another -----------------------------------------------------------------
 append_ok() { $S append in/a t/inc --key "$1" --deployment "$D" >/dev/null 2>&1; }
 nats_cluster_kill 1

@@ -118,6 +118,9 @@ got=$(jq -c '[.ok,.problems,.check]' "$TMP/verify.out")
 eq "verify finds nothing wrong after the race" "$got" '[true,0,"full"]'
 [ "$got" = '[true,0,"full"]' ] || sed 's/^/#   /' "$TMP/verify.out" "$TMP/race.err"
 
+# Chunks over many streams racing (see natslib.sh).
+nats_chunk_race
+
 # Bad input and refused batches publish nothing (the batch is planned first). (The
 # race above may have deleted messages, so the sequence is compared with an append to
 # an existing stream just before, not with a count of the events.)
