@@ -72,8 +72,8 @@ EOF
 done
 wait_for 60 "a JetStream leader" "$sluice" streams --store "$urls" --namespace demo
 
-# The example deployment on the cluster, but for webhook: it keeps a projection
-# table (ctx.db), which the JetStream backend does not have.
+# The example deployment on the cluster. webhook's projection table (ctx.db) is in
+# processors/demo.projections.db, the projection database of this machine's runners.
 D="$dir/processors/cluster.deploy.lua"
 cat >"$D" <<EOF
 return {
@@ -83,6 +83,7 @@ return {
     counter = { script = "counter.lua", streams = "counters/*" },
     echo = { script = "echo.lua", streams = "echo/*" },
     circuit_breaker = { script = "circuit_breaker.lua", streams = "api/*" },
+    webhook = { script = "webhook.lua", streams = "webhooks/*" },
   },
 }
 EOF
@@ -92,15 +93,18 @@ step "sluice check: the deployment (store = the 3 URLs, namespace demo, replicas
 step "a first run sets each processor's side-effect anchor"
 "$sluice" run "$D" --until-caught-up
 
-step "two runners: each processor runs in one of them, the other stands by"
+step "two runners: they split each processor's 16 partitions between them"
 for r in 1 2; do
 	"$sluice" run "$D" --log-format text 2>"$dir/runner$r.log" &
 	runners="$runners $!"
 done
-# The runner that stands by says which process runs the processor.
-held() { cat "$dir"/runner?.log | grep -q "processor '$1' is run by"; }
-for p in counter echo circuit_breaker; do wait_for 30 "a runner taking $p" held "$p"; done
-grep -h "is run by" "$dir"/runner?.log | sed 's/^[^ ]* //'
+# Each runner says which partitions it runs once the two have split them.
+split() { [ "$(cat "$dir"/runner?.log | grep -c "of processor '$1' (8 of 16; 2 runners)")" -ge 2 ]; }
+for p in counter echo circuit_breaker webhook; do wait_for 30 "the runners splitting $p" split "$p"; done
+for r in 1 2; do
+	echo "runner$r:"
+	grep -h "(8 of 16; 2 runners)" "$dir/runner$r.log" | sed 's/^[^ ]* [^ ]* /  /'
+done
 
 step "appending events: counters, an echo request, and a burst on a rate-limited API stream"
 for by in 40 40 40; do
@@ -131,7 +135,7 @@ step "what the processors emitted"
 "$sluice" events echo/1 --type echo/output-echoed --deployment "$D"
 "$sluice" events api/orders --type stream/paused --deployment "$D"
 
-step "sluice status (runner: the process running the processor)"
+step "sluice status (partition, and runner: the process running it)"
 "$sluice" status "$D"
 
 step "3 replicas of the event log and of each bucket (node1's monitoring port)"
