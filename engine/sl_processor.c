@@ -10,7 +10,6 @@
  */
 #include "sl_processor.h"
 
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +22,7 @@
 #include "sl_hash.h"
 #include "sl_checkpoint.h"
 #include "sl_contract.h"
+#include "sl_crash.h"
 #include "sl_dbapi.h"
 #include "sl_json.h"
 #include "sl_log.h"
@@ -1095,31 +1095,6 @@ static void run_release(lua_State *L, struct run *r)
 	free(r);
 }
 
-#ifdef SL_TESTING
-/* Crash injection for the crash tests: SLUICE_CRASH_AT=after-reduce|in-commit|
- * after-commit kills the process with SIGKILL at that point of the Nth batch
- * (SLUICE_CRASH_BATCH, default 1) that reaches it. Read once. A test switch: only
- * the SL_TESTING build (sluice-testing) has it. */
-static void crash_point(const char *where)
-{
-	static const char *at;
-	static long n = -1;
-
-	if (n < 0) {
-		const char *nb = getenv("SLUICE_CRASH_BATCH");
-		at = getenv("SLUICE_CRASH_AT");
-		n = nb ? atol(nb) : 1;
-	}
-	if (at && !strcmp(at, where) && --n == 0)
-		raise(SIGKILL);
-}
-#else
-static void crash_point(const char *where)
-{
-	(void)where;
-}
-#endif
-
 /* Commits a batch whose hooks and blocking work succeeded: appends, checkpoint, and
  * the end of p->commit, open since the hooks ran (or the replay). Always ends it. */
 static int commit_batch(struct sl_proc *p, struct run *r, struct sl_diag *d)
@@ -1128,7 +1103,7 @@ static int commit_batch(struct sl_proc *p, struct run *r, struct sl_diag *d)
 	int64_t mark = r->last > in->effects_mark ? r->last : in->effects_mark;
 	int rc, rated = 0;
 
-	crash_point("after-reduce");
+	sl_crash_point("after-reduce");
 	in->rate_recorded = 0;
 	if ((rc = sl_luaapi_appends_write(p, &r->ap, d)))
 		goto fail;
@@ -1143,10 +1118,10 @@ static int commit_batch(struct sl_proc *p, struct run *r, struct sl_diag *d)
 		rc = sl_ckpt_put_offset(p->commit, p->cfg.name, in->stream, r->last, mark, d);
 	if (rc)
 		goto fail;
-	crash_point("in-commit");
+	sl_crash_point("in-commit");
 	if ((rc = end_commit(p, 1, d)))
 		return rc;
-	crash_point("after-commit");
+	sl_crash_point("after-commit");
 	in->offset = r->last;
 	in->effects_mark = mark;
 	in->has_row = 1;
