@@ -290,7 +290,7 @@ static int write_fixture(void)
 
 static int open_store(struct sl_store **s, const char *file)
 {
-	struct sl_store_opts o = {SL_DURABILITY_NORMAL, 0, NULL, NULL, NULL, 0};
+	struct sl_store_opts o = {SL_DURABILITY_NORMAL, 0, NULL, NULL, NULL, 0, NULL};
 	struct sl_diag d;
 	char p[4200];
 

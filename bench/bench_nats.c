@@ -166,7 +166,7 @@ static void stop_servers(void)
  * leaders); at most 30 s. */
 static int wait_store(const char *url)
 {
-	struct sl_store_opts o = {SL_DURABILITY_NORMAL, 0, NULL, NULL, NULL, 0};
+	struct sl_store_opts o = {SL_DURABILITY_NORMAL, 0, NULL, NULL, NULL, 0, NULL};
 	double until = now() + 30;
 	struct sl_store *s;
 	struct sl_diag d;
@@ -502,7 +502,7 @@ static void sleep_until(double t)
 
 static int latency(const struct config *c, struct col *col, const char *tag)
 {
-	struct sl_store_opts o = {SL_DURABILITY_NORMAL, 0, NULL, NULL, NULL, 0};
+	struct sl_store_opts o = {SL_DURABILITY_NORMAL, 0, NULL, NULL, NULL, 0, NULL};
 	double *start = calloc((size_t)c->events + 1, sizeof(double)), *lat = NULL, t0;
 	char deploy[4200], name[64];
 	struct sl_store *s = NULL;

@@ -326,7 +326,8 @@ static int write_deploy(const char *file, const char *store)
  * of BATCH through sl_store_append (with the store's own validation). */
 static int populate(const char *file, long n, long (*stream_of)(long k, long arg), long arg)
 {
-	struct sl_store_opts o = {SL_DURABILITY_NORMAL, 0, NULL, NULL, NULL, 0}; /* no core types */
+	struct sl_store_opts o = {
+		SL_DURABILITY_NORMAL, 0, NULL, NULL, NULL, 0, NULL}; /* no core types */
 	static struct sl_event_in ev[BATCH];
 	static struct sl_append_result res[BATCH];
 	static char names[BATCH][64];
@@ -464,7 +465,7 @@ static int bare_load(struct bare *b)
 
 static int child_bare(const char *store, long streams, struct child_result *out)
 {
-	struct sl_store_opts o = {SL_DURABILITY_NORMAL, 1, NULL, NULL, NULL, 0};
+	struct sl_store_opts o = {SL_DURABILITY_NORMAL, 1, NULL, NULL, NULL, 0, NULL};
 	struct bare b;
 	char name[64];
 	double t0 = now();
@@ -766,7 +767,7 @@ static int dump_event(void *ud, const struct sl_event *ev)
  * reference.lua, made once a case. */
 static int dump_events(const char *file, long streams, long want, const char *out)
 {
-	struct sl_store_opts o = {SL_DURABILITY_NORMAL, 1, NULL, NULL, NULL, 0};
+	struct sl_store_opts o = {SL_DURABILITY_NORMAL, 1, NULL, NULL, NULL, 0, NULL};
 	char store[sizeof(dir) + 64], p[sizeof(dir) + 64], name[64];
 	struct sl_store *s = NULL;
 	struct dump x = {NULL, 0, 0, 0};

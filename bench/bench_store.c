@@ -258,7 +258,8 @@ static struct sl_core_validator *core;
 
 static int store_open(struct sl_store **s, int readonly)
 {
-	struct sl_store_opts o = {SL_DURABILITY_FULL, readonly, sl_core_validate, NULL, NULL, 0};
+	struct sl_store_opts o = {
+		SL_DURABILITY_FULL, readonly, sl_core_validate, NULL, NULL, 0, NULL};
 	char path[sizeof(dir) + 32];
 	struct sl_diag d;
 

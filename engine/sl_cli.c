@@ -310,7 +310,8 @@ static int store_target(const char *path, const char *dfile, const char *nsopt,
 static int open_store_from(const char *path, const char *dfile, const char *nsopt, int readonly,
                            struct sl_core_validator *core, struct sl_store **s)
 {
-	struct sl_store_opts so = {SL_DURABILITY_FULL, readonly, sl_core_validate, core, NULL, 0};
+	struct sl_store_opts so = {
+		SL_DURABILITY_FULL, readonly, sl_core_validate, core, NULL, 0, NULL};
 	struct sl_deploy *dp = NULL;
 	struct sl_diag d;
 	int rc;

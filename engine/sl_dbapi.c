@@ -50,6 +50,8 @@ struct sl_dbapi {
 	struct cached cache[STMT_CACHE];
 	unsigned long clock;
 	struct sl_buf *log;
+	struct sl_buf binds; /* the values bound to the statement running (sl_proj_log) */
+	uint32_t nbinds;
 	lua_State *L;     /* the state of the running ctx.db call, for its budgets */
 	int saved_length; /* SQLITE_LIMIT_LENGTH outside ctx.db calls */
 	/* Set by the authorizer while a statement is prepared: */
@@ -234,6 +236,7 @@ int sl_dbapi_new(struct sl_dbapi **out, const char *proc, struct sl_diag *d)
 		free(api);
 		return sl_diag_set(d, SL_ENOMEM, "out of memory");
 	}
+	sl_buf_init(&api->binds);
 	*out = api;
 	return 0;
 }
@@ -266,6 +269,7 @@ void sl_dbapi_free(struct sl_dbapi *api)
 	free(api->creates);
 	free(api->drops);
 	free(api->proc);
+	sl_buf_release(&api->binds);
 	free(api);
 }
 
@@ -386,6 +390,61 @@ static struct cached *statement(lua_State *L, struct sl_dbapi *api, const char *
 }
 
 /* Binds the value at idx to parameter i. [-0, +0, e] */
+/* The statement log of a projection handle that keeps one (sl_proj_log, the format
+ * in sl_store_sqlite.h): big-endian integers. */
+static void put_u32(struct sl_buf *b, uint32_t v)
+{
+	unsigned char x[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
+	                      (unsigned char)(v >> 8), (unsigned char)v};
+
+	sl_buf_add(b, x, 4);
+}
+
+static void put_u64(struct sl_buf *b, uint64_t v)
+{
+	put_u32(b, (uint32_t)(v >> 32));
+	put_u32(b, (uint32_t)v);
+}
+
+/* Notes in rec (when not NULL) that parameter i got what bind_value bound from idx. */
+static void record_bind(lua_State *L, struct sl_buf *rec, uint32_t *n, int i, int idx)
+{
+	lua_Number f;
+	uint64_t u;
+	size_t len;
+	const char *s;
+
+	if (!rec)
+		return;
+	put_u32(rec, (uint32_t)i);
+	switch (lua_type(L, idx)) {
+	case LUA_TBOOLEAN:
+		sl_buf_addc(rec, 'i');
+		put_u64(rec, (uint64_t)lua_toboolean(L, idx));
+		break;
+	case LUA_TNUMBER:
+		if (lua_isinteger(L, idx)) {
+			sl_buf_addc(rec, 'i');
+			put_u64(rec, (uint64_t)lua_tointeger(L, idx));
+		} else {
+			f = lua_tonumber(L, idx);
+			memcpy(&u, &f, sizeof(u));
+			sl_buf_addc(rec, 'f');
+			put_u64(rec, u);
+		}
+		break;
+	case LUA_TSTRING:
+		s = lua_tolstring(L, idx, &len);
+		sl_buf_addc(rec, 't');
+		put_u32(rec, (uint32_t)len);
+		sl_buf_add(rec, s, len);
+		break;
+	default:
+		sl_buf_addc(rec, 'n');
+	}
+	(*n)++;
+}
+
 static void bind_value(lua_State *L, sqlite3_stmt *st, int i, int idx)
 {
 	size_t len;
@@ -418,7 +477,8 @@ static void bind_value(lua_State *L, sqlite3_stmt *st, int i, int idx)
 	}
 }
 
-void sl_dbapi_bind_params(lua_State *L, sqlite3_stmt *st, int idx)
+/* sl_dbapi_bind_params, noting each value bound in rec (when not NULL). */
+static void bind_params(lua_State *L, sqlite3_stmt *st, int idx, struct sl_buf *rec, uint32_t *nrec)
 {
 	char name[128];
 	int i, n;
@@ -430,6 +490,7 @@ void sl_dbapi_bind_params(lua_State *L, sqlite3_stmt *st, int idx)
 	for (i = 1; i <= n; i++) {
 		lua_rawgeti(L, idx, i);
 		bind_value(L, st, i, -1);
+		record_bind(L, rec, nrec, i, -1);
 		lua_pop(L, 1);
 	}
 	lua_pushnil(L);
@@ -445,9 +506,52 @@ void sl_dbapi_bind_params(lua_State *L, sqlite3_stmt *st, int idx)
 				           lua_tostring(L, -2));
 			}
 			bind_value(L, st, i, -1);
+			record_bind(L, rec, nrec, i, -1);
 		}
 		lua_pop(L, 1);
 	}
+}
+
+void sl_dbapi_bind_params(lua_State *L, sqlite3_stmt *st, int idx)
+{
+	bind_params(L, st, idx, NULL, NULL);
+}
+
+/* Binds a statement's params (at idx) and, when the handle keeps a statement log,
+ * notes them for log_done. [-0, +0, e] */
+static void bind_logged(lua_State *L, struct sl_dbapi *api, sqlite3_stmt *st, int idx)
+{
+	struct sl_buf *plog = sl_proj_log(api->pj);
+
+	sl_buf_reset(&api->binds);
+	api->nbinds = 0;
+	bind_params(L, st, idx, plog ? &api->binds : NULL, &api->nbinds);
+}
+
+/* Appends a statement that ran (sql, with the values bind_logged noted, or none) to
+ * the handle's statement log, if it keeps one. [-0, +0, e] */
+static void log_done(lua_State *L, struct sl_dbapi *api, const char *sql, int with_binds)
+{
+	struct sl_buf *plog = sl_proj_log(api->pj);
+
+	if (!plog)
+		return;
+	sl_buf_add(plog, sql, strlen(sql) + 1);
+	put_u32(plog, with_binds ? api->nbinds : 0);
+	if (with_binds)
+		sl_buf_add(plog, api->binds.ptr, api->binds.len);
+	if (!sl_buf_ok(plog) || !sl_buf_ok(&api->binds))
+		luaL_error(L, "out of memory");
+}
+
+/* Lets the backend begin what the statements join (sl_proj_touch). [-0, +0, v] */
+static void touch(lua_State *L, struct sl_dbapi *api)
+{
+	struct sl_diag d;
+
+	sl_diag_init(&d);
+	if (sl_proj_touch(api->pj, &d))
+		luaL_error(L, "ctx.db: %s", sl_diag_msg(&d));
 }
 
 /* The api of the closure running, if ctx.db may be used now. [-0, +0, v] */
@@ -457,11 +561,13 @@ static struct sl_dbapi *check_api(lua_State *L)
 
 	sl_sandbox_no_reduce(L, "ctx.db");
 	if (api->none && !sl_work_current(L))
-		luaL_error(L, "ctx.db needs a SQLite store: a JetStream (nats://) store has no"
-		              " projection tables");
+		luaL_error(L,
+		           "ctx.db needs projection tables: this JetStream (nats://) store was"
+		           " opened without a projection database (open it through a deployment)");
 	if (!api->pj || sl_work_current(L))
 		luaL_error(L, "ctx.db is available only in hooks and prepare"
 		              " (not in ctx.block or ctx.background work)");
+	touch(L, api);
 	return api;
 }
 
@@ -479,6 +585,8 @@ static void track_ddl(lua_State *L, struct sl_dbapi *api, struct cached *c)
 		guard(api, 0);
 		sqlite3_exec(api->db, sql, NULL, NULL, &err);
 		guard(api, 1);
+		if (!err)
+			log_done(L, api, sql, 0);
 		sqlite3_free(sql);
 		if (err || (!listed(api->owned, api->nowned, c->creates) &&
 		            add_name(&api->owned, &api->nowned, c->creates))) {
@@ -489,7 +597,8 @@ static void track_ddl(lua_State *L, struct sl_dbapi *api, struct cached *c)
 	if (c->drops) {
 		sql = sqlite3_mprintf("DELETE FROM sl_tables WHERE name = %Q", c->drops);
 		guard(api, 0);
-		sqlite3_exec(api->db, sql, NULL, NULL, NULL);
+		if (sqlite3_exec(api->db, sql, NULL, NULL, NULL) == SQLITE_OK)
+			log_done(L, api, sql, 0);
 		guard(api, 1);
 		sqlite3_free(sql);
 	}
@@ -560,8 +669,9 @@ static int exec_body(lua_State *L)
 	struct sl_dbapi *api = lua_touserdata(L, lua_upvalueindex(1));
 	struct cached *c = statement(L, api, luaL_checkstring(L, 2));
 
-	sl_dbapi_bind_params(L, c->st, 3);
+	bind_logged(L, api, c->st, 3);
 	step_done(L, api, c->st);
+	log_done(L, api, c->sql, 1);
 	if (c->ddl)
 		track_ddl(L, api, c);
 	if (api->log)
@@ -688,8 +798,9 @@ static int replay_body(lua_State *L)
 			lua_pushnil(L);
 		}
 		c = statement(L, api, p);
-		sl_dbapi_bind_params(L, c->st, 3);
+		bind_logged(L, api, c->st, 3);
 		step_done(L, api, c->st);
+		log_done(L, api, c->sql, 1);
 		if (c->ddl)
 			track_ddl(L, api, c);
 		p = params + strlen(params) + 1;
@@ -707,6 +818,8 @@ int sl_dbapi_replay(lua_State *L, struct sl_dbapi *api, const struct sl_buf *log
 	if (!api->pj)
 		return sl_diag_set(d, SL_EINVAL,
 		                   "processor '%s': ctx.db replay needs an open commit", api->proc);
+	if ((rc = sl_proj_touch(api->pj, d)))
+		return rc;
 	lua_pushcfunction(L, replay_body);
 	lua_pushlightuserdata(L, api);
 	lua_pushlightuserdata(L, (void *)log);

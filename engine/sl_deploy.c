@@ -466,8 +466,9 @@ static void read_http(lua_State *L, const struct reader *r, struct sl_deploy *dp
  * setting that was meant for another backend. [-0, +0, m] */
 static void read_nats(lua_State *L, const struct reader *r, struct sl_deploy *dp)
 {
-	static const char *const fields[] = {"namespace", "replicas"};
+	static const char *const fields[] = {"namespace", "replicas", "projections"};
 	int nats = dp->store && !strncmp(dp->store, "nats://", 7), i;
+	char *pj = opt_string(L, "projections");
 
 	dp->ns = opt_string(L, "namespace");
 	read_int(L, r, "replicas", 1, SL_STORE_MAX_REPLICAS, &dp->replicas);
@@ -475,14 +476,20 @@ static void read_nats(lua_State *L, const struct reader *r, struct sl_deploy *dp
 		sl_errs_add(r->errs,
 		            "%s: /namespace: must be 1 to %d of [A-Za-z0-9_-], got '%.*s%s'",
 		            dp->file, SL_STORE_NS_MAX, SL_ECHO(dp->ns));
-	for (i = 0; i < 2 && !nats && dp->store; i++)
-		if (i == 0 ? dp->ns != NULL : dp->replicas != 0)
+	for (i = 0; i < 3 && !nats && dp->store; i++)
+		if (i == 0 ? dp->ns != NULL : i == 1 ? dp->replicas != 0 : pj != NULL)
 			sl_errs_add(
 				r->errs,
 				"%s: /%s: applies only to a nats:// store, and store is '%.*s%s'",
 				dp->file, fields[i], SL_ECHO(dp->store));
 	if (!dp->ns)
 		dp->ns = strdup(SL_STORE_NS_DEFAULT);
+	if (nats && dp->ns) {
+		char def[SL_STORE_NS_MAX + 32];
+		snprintf(def, sizeof(def), "%s.projections.db", dp->ns);
+		dp->projections = sl_deploy_path(dp, pj ? pj : def);
+	}
+	free(pj);
 }
 
 /* Reads the limits and retry sub-tables of the processor table at -1. [-0, +0, m] */
@@ -750,6 +757,7 @@ void sl_deploy_free(struct sl_deploy *dp)
 	free(dp->schemas);
 	free(dp->procs);
 	free(dp->console);
+	free(dp->projections);
 	free(dp->http);
 	free(dp->http_token);
 	free(dp->file);

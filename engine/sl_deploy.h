@@ -47,9 +47,11 @@ struct sl_deploy {
 	char *dir;   /* its directory, for relative paths */
 	char *store; /* resolved store path */
 	enum sl_durability durability;
-	char *ns;       /* namespace of a nats:// store (default SL_STORE_NS_DEFAULT) */
-	int replicas;   /* replicas of a nats:// store, 1..5, 0 when not set */
-	char **schemas; /* resolved contract directories */
+	char *ns;          /* namespace of a nats:// store (default SL_STORE_NS_DEFAULT) */
+	int replicas;      /* replicas of a nats:// store, 1..5, 0 when not set */
+	char *projections; /* a nats:// store's projection database, resolved (default
+	                    * <dir>/<ns>.projections.db); NULL on a SQLite store */
+	char **schemas;    /* resolved contract directories */
 	size_t nschemas;
 	struct sl_deploy_proc *procs; /* sorted by name */
 	size_t nprocs;

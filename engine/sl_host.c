@@ -83,8 +83,9 @@ static int open_store(struct sl_host *h, struct sl_errs *errs)
 	 * before the first run shows the initial states. */
 	struct sl_store_opts so = {
 		h->dp->durability, (h->flags & SL_HOST_READONLY) && !access(h->dp->store, F_OK),
-		sl_core_validate,  NULL,
-		h->dp->ns,         h->dp->replicas};
+		sl_core_validate, NULL, h->dp->ns, h->dp->replicas,
+		/* reads leave the projection database alone (query() opens it itself) */
+		h->flags & SL_HOST_READONLY ? NULL : h->dp->projections};
 	struct sl_diag d;
 	size_t i;
 

@@ -288,7 +288,7 @@ static void *keeper(void *ud)
 int sl_leases_new(struct sl_leases **out, uv_loop_t *loop, const char *path, const char *ns,
                   int replicas, double ttl_ms, sl_leases_fn fn, void *ud, struct sl_diag *d)
 {
-	struct sl_store_opts so = {SL_DURABILITY_FULL, 0, NULL, NULL, ns, replicas};
+	struct sl_store_opts so = {SL_DURABILITY_FULL, 0, NULL, NULL, ns, replicas, NULL};
 	struct sl_leases *l = calloc(1, sizeof(*l));
 	int rc;
 

@@ -95,7 +95,7 @@ static int push_fail(lua_State *L, const struct sl_diag *d)
 static int core_open(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
-	struct sl_store_opts so = {SL_DURABILITY_FULL, 0, sl_core_validate, NULL, NULL, 0};
+	struct sl_store_opts so = {SL_DURABILITY_FULL, 0, sl_core_validate, NULL, NULL, 0, NULL};
 	char ns[SL_STORE_NS_MAX + 1] = "";
 	struct lstore *ls;
 	struct sl_diag d;
@@ -1045,7 +1045,7 @@ static int core_query(lua_State *L)
 	struct sl_host *h = open_host(L, luaL_checkstring(L, 1), SL_HOST_NO_STORE | SL_HOST_ROWS);
 	sqlite3_stmt *st = NULL;
 	char path[4200];
-	int known = 0, status;
+	int known = 0, status, nats;
 	size_t i;
 
 	if (!h) {
@@ -1058,7 +1058,10 @@ static int core_query(lua_State *L)
 		sl_host_proc_info(h, i, &pi);
 		known |= !strcmp(pi.name, proc);
 	}
-	snprintf(path, sizeof(path), "%s", sl_host_deploy(h)->store);
+	/* A nats:// store keeps projection tables in a file of their own on this machine. */
+	nats = sl_host_deploy(h)->projections != NULL;
+	snprintf(path, sizeof(path), "%s",
+	         nats ? sl_host_deploy(h)->projections : sl_host_deploy(h)->store);
 	sl_host_free(h);
 	if (!known) {
 		lua_pushnil(L);
@@ -1067,7 +1070,8 @@ static int core_query(lua_State *L)
 	}
 	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
 		lua_pushnil(L);
-		lua_pushfstring(L, "cannot open store '%s': %s", path, sqlite3_errmsg(db));
+		lua_pushfstring(L, "cannot open %s '%s': %s",
+		                nats ? "projection database" : "store", path, sqlite3_errmsg(db));
 		sqlite3_close(db);
 		return 2;
 	}

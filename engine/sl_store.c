@@ -287,7 +287,8 @@ void sl_event_to_json(const struct sl_event *ev, struct sl_buf *b)
 int sl_store_open(struct sl_store **out, const char *path, const struct sl_store_opts *opts,
                   struct sl_diag *d)
 {
-	static const struct sl_store_opts defaults = {SL_DURABILITY_FULL, 0, NULL, NULL, NULL, 0};
+	static const struct sl_store_opts defaults = {
+		SL_DURABILITY_FULL, 0, NULL, NULL, NULL, 0, NULL};
 	const struct sl_store_ops *ops = &sl_store_sqlite_ops;
 	int rc;
 

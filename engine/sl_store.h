@@ -95,9 +95,12 @@ struct sl_store_opts {
 	sl_payload_check_fn check; /* run on every appended event, or NULL */
 	void *check_ud;            /* borrowed: must outlive the store */
 	/* A nats:// store only (a SQLite store ignores them): */
-	const char *ns; /* the namespace (SL_STORE_NS_DEFAULT when NULL); borrowed */
-	int replicas;   /* replicas of the streams and buckets it creates, 1..5; 0: 3 when
-	                 * the cluster has 3 or more nodes, else 1 */
+	const char *ns;          /* the namespace (SL_STORE_NS_DEFAULT when NULL); borrowed */
+	int replicas;            /* replicas of the streams and buckets it creates, 1..5; 0: 3 when
+	                          * the cluster has 3 or more nodes, else 1 */
+	const char *projections; /* the SQLite file of its projection tables (ctx.db),
+	                          * opened at the first commit that uses ctx.db; NULL:
+	                          * none (ctx.db raises); borrowed */
 };
 
 /* The namespace of a nats:// store when none is given, and the rule for one: 1 to
@@ -114,7 +117,8 @@ int sl_store_ns_valid(const char *ns);
 
 /* Opens the store at `path`: "nats://..." names a NATS JetStream cluster (the
  * experimental backend of sl_store_nats.c: the rows of sl_checkpoint.h in key-value
- * buckets, no commit groups, no projection tables), anything else a SQLite file, created
+ * buckets, no commit groups, projection tables in opts->projections), anything else a
+ * SQLite file, created
  * and migrated if needed (a read-only open of a missing file fails). opts may be NULL (full
  * durability, read-write, no payload check). On failure *out is NULL and d says why,
  * e.g. "cannot open store 'x.db': unable to open database file". */
@@ -339,7 +343,8 @@ int sl_commit_append(struct sl_commit *c, const struct sl_event_in *ev, size_t n
 
 /* The projection handle of the commit: what ctx.db (sl_dbapi.h) binds to so that the
  * hooks' SQL runs in this unit of work. Valid until sl_commit_end; NULL when the
- * backend keeps no projection tables. */
+ * store has no projection tables (a nats:// store opened without opts->projections,
+ * or whose projection database could not be opened: logged). */
 struct sl_proj *sl_commit_projection(struct sl_commit *c);
 
 /* Ends the unit of work: commit = 1 makes every write durable (after checking the

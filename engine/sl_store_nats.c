@@ -78,8 +78,8 @@
  * the engine loaded the instance), so a writer whose state was computed from an older
  * row commits nothing: that, with the lease fence, is the fence of this backend.
  * Commit groups are not implemented: every commit is its own (group_begin is NULL).
- * There are no projection tables (ctx.db): drop_tables has nothing to drop and
- * commit_projection is NULL.
+ * Projection tables (ctx.db) are in a SQLite file beside the runner, committed after
+ * the checkpoints (see "projection tables").
  *
  * verify walks the log (see there).
  *
@@ -96,11 +96,15 @@
 #include <unistd.h>
 
 #include <nats/nats.h>
+#include <sqlite3.h>
 
 #include "sl_buf.h"
+#include "sl_crash.h"
 #include "sl_hash.h"
 #include "sl_json.h"
+#include "sl_log.h"
 #include "sl_store_backend.h"
+#include "sl_store_sqlite.h"
 
 /* How long JetStream remembers a Nats-Msg-Id: a keyed append repeated within this
  * window is answered with the original event whatever happened in between. */
@@ -155,6 +159,13 @@ struct nats_store {
 	pthread_mutex_t wake_mu;
 	sl_store_wake_fn wake_fn;
 	void *wake_ud;
+	/* Projection tables (ctx.db): a SQLite file beside the runner, opened at the first
+	 * commit that binds ctx.db (see "projection tables"). */
+	char *proj_path;         /* or NULL: none (ctx.db raises) */
+	enum sl_durability dur;  /* of that file */
+	struct sl_proj *pj;      /* open, or NULL */
+	struct nats_commit *cur; /* the commit ctx.db is bound to now */
+	struct revmap pwarned;   /* key -> the projOffset proj_check warned about */
 };
 
 static struct nats_store *ns(struct sl_store *s)
@@ -302,11 +313,14 @@ static void nats_close(struct sl_store *base)
 	for (i = 0; i < sizeof(s->kv) / sizeof(s->kv[0]); i++)
 		kvStore_Destroy(s->kv[i]);
 	rev_release(&s->revs);
+	rev_release(&s->pwarned);
 	jsCtx_Destroy(s->js);
 	natsConnection_Destroy(s->nc);
 	pthread_mutex_destroy(&s->pub_mu);
 	pthread_cond_destroy(&s->pub_cv);
 	free(s->fl);
+	sl_proj_close(s->pj);
+	free(s->proj_path);
 	free(s->space);
 	sl_buf_release(&s->tmp[0]);
 	sl_buf_release(&s->tmp[1]);
@@ -478,6 +492,11 @@ static int nats_open(struct sl_store **out, const char *path, const struct sl_st
 	pthread_mutex_init(&s->pub_mu, NULL);
 	pthread_cond_init(&s->pub_cv, NULL);
 	s->replicas = o->replicas;
+	s->dur = o->durability;
+	if (o->projections && !o->readonly && !(s->proj_path = strdup(o->projections))) {
+		nats_close(&s->base);
+		return oom(d);
+	}
 	s->seed = (unsigned)getpid() ^ (unsigned)nats_Now();
 	s->path = strdup(path);
 	s->space = strdup(space);
@@ -3712,6 +3731,10 @@ static void rev_release(struct revmap *m)
 /* A checkpoint row, decoded. */
 struct row {
 	int64_t offset, mark, bgf;
+	int64_t proj;  /* projOffset: the offset of the last commit that wrote projection rows */
+	int64_t pfrom; /* projFrom: where the instance's rows stood before that commit */
+	char *plog;    /* projLog: that commit's ctx.db statements, base64, or NULL */
+	size_t plog_len;
 	int faulted;
 	char *state; /* JSON text, or NULL: the initial state */
 	size_t state_len;
@@ -3721,6 +3744,7 @@ struct row {
 
 static void row_release(struct row *r)
 {
+	free(r->plog);
 	free(r->state);
 	free(r->error);
 	free(r->stream);
@@ -3750,7 +3774,16 @@ static int pick_row(void *ud, const struct sl_json_member *m, struct sl_diag *d)
 		r->mark = m->integer;
 	else if (is_key(m, "backgroundFailures") && m->kind == SL_JSON_INTEGER)
 		r->bgf = m->integer;
-	else if (is_key(m, "status") && m->kind == SL_JSON_STRING)
+	else if (is_key(m, "projOffset") && m->kind == SL_JSON_INTEGER)
+		r->proj = m->integer;
+	else if (is_key(m, "projFrom") && m->kind == SL_JSON_INTEGER)
+		r->pfrom = m->integer;
+	else if (is_key(m, "projLog") && m->kind == SL_JSON_STRING) {
+		free(r->plog);
+		if (!(r->plog = dup_n(m->text, m->len)))
+			return oom(d);
+		r->plog_len = m->len;
+	} else if (is_key(m, "status") && m->kind == SL_JSON_STRING)
 		r->faulted = m->len == 7 && !memcmp(m->text, "faulted", 7);
 	else if (is_key(m, "lastError") && m->kind == SL_JSON_STRING)
 		str = &r->error;
@@ -3816,7 +3849,15 @@ static char *row_encode(const struct row *r, size_t *len)
 	sl_buf_adds(&b, r->faulted ? ",\"status\":\"faulted\",\"lastError\":"
 	                           : ",\"status\":\"ok\",\"lastError\":");
 	addjstr_or_null(&b, r->error);
-	sl_buf_addf(&b, ",\"backgroundFailures\":%lld}", (long long)r->bgf);
+	sl_buf_addf(&b, ",\"backgroundFailures\":%lld", (long long)r->bgf);
+	if (r->proj > 0)
+		sl_buf_addf(&b, ",\"projOffset\":%lld", (long long)r->proj);
+	if (r->plog) {
+		sl_buf_addf(&b, ",\"projFrom\":%lld,\"projLog\":\"", (long long)r->pfrom);
+		sl_buf_add(&b, r->plog, r->plog_len);
+		sl_buf_addc(&b, '"');
+	}
+	sl_buf_addc(&b, '}');
 	if (!sl_buf_ok(&b)) {
 		sl_buf_release(&b);
 		return NULL;
@@ -3967,6 +4008,10 @@ struct nats_commit {
 	size_t nrefs, crefs;
 	struct kv_write *w;
 	size_t nw, cw;
+	int ptx;            /* a transaction is open in the projection database */
+	long long pchanges; /* its total_changes when it began */
+	int pnoted;         /* proj_note noted projection rows in checkpoint rows */
+	struct sl_buf plog; /* ctx.db's statements in it (sl_proj_set_log) */
 };
 
 static struct nats_commit *nc_of(struct sl_commit *c)
@@ -3985,6 +4030,7 @@ static void commit_free(struct nats_commit *c)
 	}
 	free(c->w);
 	free(c->refs);
+	sl_buf_release(&c->plog);
 	batch_release(&c->bt);
 	free(c->proc);
 	free(c->owner);
@@ -4290,10 +4336,210 @@ static int nats_commit_append(struct sl_commit *base, const struct sl_event_in *
 	return 0;
 }
 
-static struct sl_proj *nats_commit_projection(struct sl_commit *c)
+/* ---- projection tables ---------------------------------------------------------------
+ *
+ * ctx.db's tables live in a SQLite file on the runner's machine (the deployment's
+ * `projections`, sl_proj_open), not in JetStream. A commit begins a transaction there
+ * only once ctx.db runs SQL in it (proj_touch). When the commit ends, its checkpoint
+ * rows are written to JetStream first, each by its compare-and-set (the fence); only
+ * when every write succeeded does the projection transaction commit, with the mark of
+ * each instance (sl_proj_marks: key -> the offset its rows now hold); on any failure
+ * it is rolled back. So rows never get ahead of the checkpoint. The one window is a
+ * runner dying after the compare-and-set and before the local commit (one local
+ * fsync). For it, the checkpoint row of a commit that changed projection rows says
+ * so: projOffset (its offset), projFrom (the instance's mark before it) and projLog
+ * (ctx.db's statement log of the commit, base64, when it is at most PROJ_LOG_MAX
+ * bytes and the commit wrote one checkpoint row). The next load of the instance
+ * (nats_ckpt_get) finds the mark behind projOffset and, when the mark is projFrom,
+ * runs the log and moves the mark in one local transaction; otherwise it says in the
+ * log which rows are missing. */
+#define PROJ_LOG_MAX (64 * 1024)
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* The base64 of p[0..n) (malloc'd, NUL-terminated), or NULL when out of memory. */
+static char *b64_encode(const unsigned char *p, size_t n, size_t *len)
 {
-	(void)c;
-	return NULL; /* no projection tables on this backend: ctx.db is not available */
+	char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
+	size_t i;
+
+	if (!out)
+		return NULL;
+	for (i = 0; i + 2 < n; i += 3, o += 4) {
+		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+		o[0] = b64[v >> 18], o[1] = b64[v >> 12 & 63], o[2] = b64[v >> 6 & 63];
+		o[3] = b64[v & 63];
+	}
+	if (i < n) {
+		uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0);
+		o[0] = b64[v >> 18], o[1] = b64[v >> 12 & 63];
+		o[2] = i + 1 < n ? b64[v >> 6 & 63] : '=';
+		o[3] = '=';
+		o += 4;
+	}
+	*o = '\0';
+	*len = (size_t)(o - out);
+	return out;
+}
+
+/* Decodes base64 text t[0..n) into out (malloc'd); -1 when it is not base64. */
+static int b64_decode(const char *t, size_t n, unsigned char **out, size_t *len)
+{
+	unsigned char *o;
+	uint32_t v = 0;
+	size_t i, k = 0, bits = 0;
+
+	if (n % 4 || !(o = *out = malloc(n / 4 * 3 + 1)))
+		return -1;
+	for (i = 0; i < n && t[i] != '='; i++) {
+		const char *c = strchr(b64, t[i]);
+		if (!c || !t[i]) {
+			free(o);
+			return -1;
+		}
+		v = v << 6 | (uint32_t)(c - b64);
+		if ((bits += 6) >= 8) {
+			bits -= 8;
+			o[k++] = (unsigned char)(v >> bits);
+		}
+	}
+	*len = k;
+	return 0;
+}
+
+static int row_set(struct kv_write *w, struct row *r, struct sl_diag *d);
+
+/* Begins c's projection transaction unless it is open (ctx.db's touch). */
+static int proj_touch(void *ud, struct sl_diag *d)
+{
+	struct nats_store *s = ud;
+	struct nats_commit *c = s->cur;
+	int rc;
+
+	if (!c)
+		return sl_diag_set(d, SL_EINVAL, "no commit is open");
+	if (c->ptx)
+		return 0;
+	if ((rc = sl_proj_exec(s->pj, "BEGIN IMMEDIATE", d)))
+		return rc;
+	c->ptx = 1;
+	c->pchanges = (long long)sqlite3_total_changes64(sl_proj_db(s->pj));
+	sl_buf_reset(&c->plog);
+	sl_proj_set_log(s->pj, &c->plog);
+	return 0;
+}
+
+/* Opens the projection database if it is not, and binds it to c. */
+static int proj_bind(struct nats_commit *c, struct sl_diag *d)
+{
+	struct nats_store *s = c->s;
+	int rc;
+
+	if (!s->proj_path)
+		return sl_diag_set(d, SL_EINVAL, "store '%s': opened without a projection database",
+		                   s->path);
+	if (!s->pj) {
+		if ((rc = sl_proj_open(&s->pj, s->proj_path, s->dur, d)))
+			return rc;
+		sl_proj_on_touch(s->pj, proj_touch, s);
+	}
+	s->cur = c;
+	return 0;
+}
+
+static struct sl_proj *nats_commit_projection(struct sl_commit *base)
+{
+	struct nats_commit *c = nc_of(base);
+	struct sl_diag d;
+
+	sl_diag_init(&d);
+	if (!c->s->proj_path)
+		return NULL;
+	if (proj_bind(c, &d)) {
+		sl_log(SL_LOG_ERROR, NULL, NULL, 0, "%s", sl_diag_msg(&d));
+		return NULL;
+	}
+	return c->s->pj;
+}
+
+/* Before the writes: notes in every checkpoint row the commit writes that its
+ * projection rows are at the row's offset, when ctx.db changed anything. */
+static int proj_note(struct nats_commit *c, struct sl_diag *d)
+{
+	struct nats_store *s = c->s;
+	struct row r;
+	size_t i, rows = 0;
+	int rc, present;
+	int64_t mark;
+
+	if (!c->ptx || (long long)sqlite3_total_changes64(sl_proj_db(s->pj)) == c->pchanges)
+		return 0;
+	if (!sl_buf_ok(&c->plog))
+		return oom(d);
+	for (i = 0; i < c->nw; i++)
+		rows += c->w[i].bucket == B_CKPT && c->w[i].dirty && c->w[i].val;
+	for (i = 0; i < c->nw; i++) {
+		struct kv_write *w = &c->w[i];
+		if (w->bucket != B_CKPT || !w->dirty || !w->val)
+			continue;
+		if ((rc = row_decode(s, w->key, w->val, w->len, &r, &present, d)))
+			return rc;
+		r.proj = r.offset;
+		free(r.plog);
+		r.plog = NULL;
+		if (rows == 1 && c->plog.len <= PROJ_LOG_MAX &&
+		    !(rc = sl_proj_mark_get(s->pj, w->key, &mark, d))) {
+			r.pfrom = mark < 0 ? 0 : mark;
+			if (!(r.plog = b64_encode((const unsigned char *)c->plog.ptr, c->plog.len,
+			                          &r.plog_len)))
+				rc = oom(d);
+		}
+		if (rc || (rc = row_set(w, &r, d))) {
+			row_release(&r);
+			return rc;
+		}
+		c->pnoted = 1;
+	}
+	return 0;
+}
+
+/* After the writes: commits the projection transaction with the marks of the rows
+ * written (ok), or rolls it back. */
+static int proj_end(struct nats_commit *c, int ok, struct sl_diag *d)
+{
+	struct nats_store *s = c->s;
+	struct row r;
+	size_t i;
+	int rc = 0, present;
+
+	if (s->cur == c)
+		s->cur = NULL;
+	if (!c->ptx)
+		return 0;
+	c->ptx = 0;
+	sl_proj_set_log(s->pj, NULL);
+	for (i = 0; ok && !rc && i < c->nw; i++) {
+		struct kv_write *w = &c->w[i];
+		if (w->bucket != B_CKPT || !w->dirty)
+			continue;
+		/* The mark moves with a row that proj_note noted; a row that claims no rows
+		 * (deleted, reset) takes its mark with it; others leave it where it is. */
+		if (!(rc = row_decode(s, w->key, w->val, w->len, &r, &present, d)) &&
+		    (!present || r.proj <= 0 || c->pnoted))
+			rc = sl_proj_mark_put(s->pj, w->key, present && r.proj > 0 ? r.proj : -1,
+			                      d);
+		row_release(&r);
+	}
+	if (ok && !rc && c->pnoted)
+		sl_crash_point("projection-window");
+	if (ok && !rc && !(rc = sl_proj_exec(s->pj, "COMMIT", d)))
+		return 0;
+	sl_proj_exec(s->pj, "ROLLBACK", NULL);
+	if (ok) /* the checkpoints are written: the rows of this commit are missing here */
+		sl_log(SL_LOG_ERROR, c->proc, NULL, 0,
+		       "the checkpoints were committed but their projection rows could not be: %s",
+		       sl_diag_msg(d));
+	return rc;
 }
 
 /* ---- ending a commit ------------------------------------------------------------------- */
@@ -4441,7 +4687,7 @@ static int nats_commit_end(struct sl_commit *base, int commit, struct sl_diag *d
 	int rc = 0, lost = 0;
 
 	if (commit && !(rc = check_fence(c, d)) && !(rc = precheck(c, d)) &&
-	    (!c->events || !(rc = publish_commit(c, d)))) {
+	    !(rc = proj_note(c, d)) && (!c->events || !(rc = publish_commit(c, d)))) {
 		for (i = 0; i < c->nw && !rc && !lost; i++) {
 			if (!c->w[i].dirty)
 				continue;
@@ -4457,6 +4703,11 @@ static int nats_commit_end(struct sl_commit *base, int commit, struct sl_diag *d
 		}
 		if (!rc)
 			c->s->commits++;
+	}
+	if (c->ptx || c->s->cur == c) {
+		struct sl_diag pd;
+		sl_diag_init(&pd);
+		proj_end(c, commit && !rc, &pd); /* the commit stands: proj_end logs its error */
 	}
 	commit_free(c);
 	return rc;
@@ -4743,6 +4994,8 @@ static int reset_one(struct nats_commit *c, const char *proc, const char *stream
 	free(r.error);
 	r.state = NULL, r.error = NULL, r.state_len = 0;
 	r.offset = 0, r.faulted = 0;
+	free(r.plog); /* it claims no projection rows any more (its mark goes too) */
+	r.plog = NULL, r.proj = r.pfrom = 0;
 	return row_set(w, &r, d);
 }
 
@@ -4763,10 +5016,18 @@ static int nats_reset(struct sl_commit *base, const char *proc, const char *stre
 	return rc;
 }
 
-static int nats_drop_tables(struct sl_commit *c, const char *proc, struct sl_diag *d)
+static int nats_drop_tables(struct sl_commit *base, const char *proc, struct sl_diag *d)
 {
-	(void)c, (void)proc, (void)d;
-	return 0; /* a processor owns no tables here (no ctx.db) */
+	struct nats_commit *c = nc_of(base);
+	struct nats_store *s = c->s;
+	int rc;
+
+	if (!s->proj_path)
+		return 0; /* no projection database: nothing of proc's to drop here */
+	if ((rc = proj_bind(c, d)) || (rc = proj_touch(s, d)) ||
+	    (rc = proc_key(&s->tmp[0], proc, ".", d)))
+		return rc;
+	return sl_proj_drop_tables(s->pj, proc, s->tmp[0].ptr, d);
 }
 
 /* ---- the ops: the processor row ----------------------------------------------------------- */
@@ -5146,6 +5407,84 @@ static int nats_proc_get(struct sl_store *base, const char *proc, int *exists, i
 	return rc;
 }
 
+/* Runs r's projection log in the projection database and moves key's mark to its
+ * projOffset, in one transaction; -1 when the mark moved before it could (nothing to
+ * do). */
+static int proj_repair(struct nats_store *s, const char *key, const struct row *r,
+                       struct sl_diag *d)
+{
+	unsigned char *log;
+	size_t len;
+	int rc;
+
+	if (b64_decode(r->plog, r->plog_len, &log, &len))
+		return sl_diag_set(
+			d, SL_ECORRUPT,
+			"store '%s': the projection log of checkpoint row '%s' is damaged", s->path,
+			key);
+	if (!(rc = sl_proj_exec(s->pj, "BEGIN IMMEDIATE", d))) {
+		int64_t mark;
+		/* Again under the write lock: a runner of this file may have committed the
+		 * rows meanwhile (it was in the window when the row was read). */
+		if ((rc = sl_proj_mark_get(s->pj, key, &mark, d)) ||
+		    (mark < 0 ? 0 : mark) != r->pfrom) {
+			sl_proj_exec(s->pj, "ROLLBACK", NULL);
+			free(log);
+			return rc ? rc : -1;
+		}
+		if ((rc = sl_proj_replay(s->pj, log, len, d)) ||
+		    (rc = sl_proj_mark_put(s->pj, key, r->proj, d)) ||
+		    (rc = sl_proj_exec(s->pj, "COMMIT", d)))
+			sl_proj_exec(s->pj, "ROLLBACK", NULL);
+	}
+	free(log);
+	return rc;
+}
+
+/* A row whose projOffset is ahead of the instance's mark in the projection database:
+ * the runner that committed it died before its projection rows were, or another
+ * runner (with a database of its own) ran the instance. Said in the log. */
+static void proj_check(struct nats_store *s, const char *proc, const char *key, const struct row *r)
+{
+	struct sl_diag d;
+	int64_t mark;
+	uint64_t warned;
+	int rc;
+
+	sl_diag_init(&d);
+	if (!s->pj) {
+		if (sl_proj_open(&s->pj, s->proj_path, s->dur, &d))
+			return;
+		sl_proj_on_touch(s->pj, proj_touch, s);
+	}
+	if (sl_proj_mark_get(s->pj, key, &mark, &d) || mark >= r->proj)
+		return;
+	if (mark < 0)
+		mark = 0;
+	if (r->plog && mark == r->pfrom && !(s->cur && s->cur->ptx) &&
+	    (rc = proj_repair(s, key, r, &d)) <= 0) {
+		if (rc < 0)
+			return;
+		sl_log(SL_LOG_INFO, proc, r->stream, r->proj,
+		       "the projection rows of the commit up to offset %lld were not written to "
+		       "'%s'"
+		       " (its runner stopped first): written now from the checkpoint's log",
+		       (long long)r->proj, s->proj_path);
+		return;
+	}
+	if (rev_find(&s->pwarned, key, &warned) && warned == (uint64_t)r->proj)
+		return; /* said once */
+	rev_put(&s->pwarned, key, (uint64_t)r->proj);
+	if (*d.msg)
+		sl_log(SL_LOG_ERROR, proc, r->stream, r->proj, "%s", sl_diag_msg(&d));
+	sl_log(SL_LOG_WARN, proc, r->stream, r->proj,
+	       "the projection rows of this instance up to offset %lld are not in '%s' (it"
+	       " holds them up to offset %lld): the runner that committed them stopped before"
+	       " writing them here, or ran on another machine; `sluice reset` of the processor"
+	       " rebuilds them",
+	       (long long)r->proj, s->proj_path, (long long)(mark < 0 ? 0 : mark));
+}
+
 static int nats_ckpt_get(struct sl_store *base, const char *proc, const char *stream,
                          struct sl_ckpt *c, int *found, struct sl_diag *d)
 {
@@ -5166,6 +5505,8 @@ static int nats_ckpt_get(struct sl_store *base, const char *proc, const char *st
 	if (!(rc = row_decode(s, s->tmp[0].ptr, val, len, &r, &present, d)) && present) {
 		row_to_ckpt(&r, c);
 		*found = 1;
+		if (r.proj > 0 && s->proj_path)
+			proj_check(s, proc, s->tmp[0].ptr, &r);
 	}
 	row_release(&r);
 	free(val);
@@ -5285,6 +5626,11 @@ static int nats_ckpt_behind(struct sl_store *base, const char *proc, sl_behind_f
 		return 0;
 	if ((rc = rowset_load(s, proc, &rs, d)) || (rc = list_states(s, &ss, d)))
 		goto out;
+	/* Every instance, caught up or not: one whose runner died in the window of its
+	 * projection commit may be caught up. */
+	for (i = 0; s->proj_path && i < rs.n; i++)
+		if (rs.v[i].r.proj > 0)
+			proj_check(s, proc, rs.v[i].key, &rs.v[i].r);
 	memset(&key, 0, sizeof(key));
 	for (i = 0; i < ss.n && !rc; i++) {
 		if (ss.e[i].bad) {

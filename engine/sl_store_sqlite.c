@@ -216,6 +216,10 @@ struct sl_proj {
 	const char *path;
 	sl_proj_auth_fn auth;
 	void *auth_ud;
+	sl_proj_touch_fn touch; /* called before ctx.db runs SQL, or NULL */
+	void *touch_ud;
+	int own;            /* opened by sl_proj_open: db and path are the handle's */
+	struct sl_buf *log; /* the statement log ctx.db keeps (sl_proj_set_log), or NULL */
 };
 
 struct sqlite_store {
@@ -1952,6 +1956,264 @@ void sl_proj_authorize(struct sl_proj *pj, sl_proj_auth_fn fn, void *ud)
 {
 	pj->auth = fn;
 	pj->auth_ud = ud;
+}
+
+void sl_proj_on_touch(struct sl_proj *pj, sl_proj_touch_fn fn, void *ud)
+{
+	pj->touch = fn;
+	pj->touch_ud = ud;
+}
+
+int sl_proj_touch(struct sl_proj *pj, struct sl_diag *d)
+{
+	return pj->touch ? pj->touch(pj->touch_ud, d) : 0;
+}
+
+void sl_proj_set_log(struct sl_proj *pj, struct sl_buf *log)
+{
+	pj->log = log;
+}
+
+struct sl_buf *sl_proj_log(struct sl_proj *pj)
+{
+	return pj ? pj->log : NULL;
+}
+
+/* ---- a projection database of its own (the JetStream backend's) ---------------------------- */
+
+static int proj_error(struct sl_proj *pj, struct sl_diag *d, const char *what)
+{
+	int rc = sqlite3_errcode(pj->db);
+
+	return sl_diag_set(d,
+	                   rc == SQLITE_BUSY || rc == SQLITE_LOCKED ? SL_EBUSY
+	                   : rc == SQLITE_NOMEM                     ? SL_ENOMEM
+	                                                            : SL_EIO,
+	                   "projection database '%s': %s: %s", pj->path, what,
+	                   sqlite3_errmsg(pj->db));
+}
+
+int sl_proj_open(struct sl_proj **out, const char *path, enum sl_durability dur, struct sl_diag *d)
+{
+	static const char *const setup =
+		"PRAGMA journal_mode=WAL; PRAGMA foreign_keys=OFF;"
+		"CREATE TABLE IF NOT EXISTS sl_tables(name TEXT PRIMARY KEY NOT NULL,"
+		" processor TEXT NOT NULL) WITHOUT ROWID;"
+		"CREATE TABLE IF NOT EXISTS sl_proj_marks(key TEXT PRIMARY KEY NOT NULL,"
+		" offset INTEGER NOT NULL) WITHOUT ROWID;";
+	struct sl_proj *pj = calloc(1, sizeof(*pj));
+	int rc;
+
+	*out = NULL;
+	if (!pj || !(pj->path = strdup(path))) {
+		free(pj);
+		return sl_diag_set(d, SL_ENOMEM, "out of memory");
+	}
+	pj->own = 1;
+	if (sqlite3_open_v2(path, &pj->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+	    SQLITE_OK) {
+		rc = proj_error(pj, d, "cannot open");
+		sl_proj_close(pj);
+		return rc;
+	}
+	sqlite3_busy_timeout(pj->db, 10000);
+	if (sqlite3_exec(pj->db, setup, NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_exec(pj->db,
+	                 dur == SL_DURABILITY_NORMAL ? "PRAGMA synchronous=NORMAL"
+	                                             : "PRAGMA synchronous=FULL",
+	                 NULL, NULL, NULL) != SQLITE_OK) {
+		rc = proj_error(pj, d, "cannot set up");
+		sl_proj_close(pj);
+		return rc;
+	}
+	sqlite3_set_authorizer(pj->db, authorize, pj);
+	*out = pj;
+	return 0;
+}
+
+void sl_proj_close(struct sl_proj *pj)
+{
+	if (!pj || !pj->own)
+		return;
+	sqlite3_close(pj->db);
+	free((char *)pj->path);
+	free(pj);
+}
+
+int sl_proj_exec(struct sl_proj *pj, const char *sql, struct sl_diag *d)
+{
+	return sqlite3_exec(pj->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0
+	                                                                : proj_error(pj, d, sql);
+}
+
+static uint64_t get_u64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+int sl_proj_replay(struct sl_proj *pj, const unsigned char *log, size_t len, struct sl_diag *d)
+{
+	const unsigned char *p = log, *end = log + len, *nul;
+	sqlite3_stmt *st = NULL;
+	uint32_t n, k, i, tl;
+	uint64_t u;
+	double f;
+	int rc;
+
+	while (p < end) {
+		if (!(nul = memchr(p, '\0', (size_t)(end - p))) || end - nul < 5)
+			goto damaged;
+		if (sqlite3_prepare_v2(pj->db, (const char *)p, -1, &st, NULL) != SQLITE_OK)
+			return proj_error(pj, d, "cannot replay a statement");
+		n = get_u32(nul + 1);
+		p = nul + 5;
+		for (k = 0; k < n; k++) {
+			if (end - p < 5)
+				goto damaged;
+			i = get_u32(p);
+			p += 5;
+			switch (p[-1]) {
+			case 'n':
+				sqlite3_bind_null(st, (int)i);
+				break;
+			case 'i':
+			case 'f':
+				if (end - p < 8)
+					goto damaged;
+				u = get_u64(p);
+				p += 8;
+				if (p[-9] == 'i') {
+					sqlite3_bind_int64(st, (int)i, (sqlite3_int64)u);
+				} else {
+					memcpy(&f, &u, sizeof(f));
+					sqlite3_bind_double(st, (int)i, f);
+				}
+				break;
+			case 't':
+				if (end - p < 4 || (size_t)(end - p - 4) < (tl = get_u32(p)))
+					goto damaged;
+				sqlite3_bind_text(st, (int)i, (const char *)p + 4, (int)tl,
+				                  SQLITE_TRANSIENT);
+				p += 4 + tl;
+				break;
+			default:
+				goto damaged;
+			}
+		}
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+			;
+		sqlite3_finalize(st);
+		st = NULL;
+		if (rc != SQLITE_DONE)
+			return proj_error(pj, d, "a replayed statement failed");
+	}
+	return 0;
+damaged:
+	sqlite3_finalize(st);
+	return sl_diag_set(d, SL_ECORRUPT, "projection database '%s': a statement log is damaged",
+	                   pj->path);
+}
+
+int sl_proj_mark_get(struct sl_proj *pj, const char *key, int64_t *offset, struct sl_diag *d)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	*offset = -1;
+	if (sqlite3_prepare_v2(pj->db, "SELECT offset FROM sl_proj_marks WHERE key = ?1", -1, &st,
+	                       NULL) != SQLITE_OK)
+		return proj_error(pj, d, "cannot read marks");
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		*offset = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : proj_error(pj, d, "cannot read marks");
+}
+
+int sl_proj_mark_put(struct sl_proj *pj, const char *key, int64_t offset, struct sl_diag *d)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(pj->db,
+	                       offset < 0 ? "DELETE FROM sl_proj_marks WHERE key = ?1"
+	                                  : "INSERT OR REPLACE INTO sl_proj_marks(key, offset)"
+	                                    " VALUES (?1, ?2)",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return proj_error(pj, d, "cannot write marks");
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	if (offset >= 0)
+		sqlite3_bind_int64(st, 2, offset);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : proj_error(pj, d, "cannot write marks");
+}
+
+int sl_proj_drop_tables(struct sl_proj *pj, const char *proc, const char *key_prefix,
+                        struct sl_diag *d)
+{
+	struct sl_buf sql;
+	sqlite3_stmt *st;
+	int rc;
+
+	sl_buf_init(&sql);
+	if (sqlite3_prepare_v2(
+		    pj->db,
+		    "SELECT t.name, coalesce(m.type, 'table') FROM sl_tables t"
+		    " LEFT JOIN sqlite_schema m ON m.name = t.name AND m.type IN"
+		    " ('table', 'view') WHERE t.processor = ?1 ORDER BY m.type = 'table'",
+		    -1, &st, NULL) != SQLITE_OK)
+		return proj_error(pj, d, "cannot list projection tables");
+	sqlite3_bind_text(st, 1, proc, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(st, 0);
+		const char *type = (const char *)sqlite3_column_text(st, 1);
+		sl_buf_adds(&sql, type && !strcmp(type, "view") ? "DROP VIEW IF EXISTS \""
+		                                                : "DROP TABLE IF EXISTS \"");
+		for (; *name; name++)
+			*name == '"' ? sl_buf_adds(&sql, "\"\"") : sl_buf_addc(&sql, *name);
+		sl_buf_adds(&sql, "\";");
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		sl_buf_release(&sql);
+		return proj_error(pj, d, "cannot list projection tables");
+	}
+	sl_buf_adds(&sql, "");
+	if (!sl_buf_ok(&sql)) {
+		sl_buf_release(&sql);
+		return sl_diag_set(d, SL_ENOMEM, "out of memory");
+	}
+	rc = sql.len ? sl_proj_exec(pj, sql.ptr, d) : 0;
+	sl_buf_release(&sql);
+	if (rc)
+		return rc;
+	if (sqlite3_prepare_v2(pj->db, "DELETE FROM sl_tables WHERE processor = ?1;", -1, &st,
+	                       NULL) != SQLITE_OK)
+		return proj_error(pj, d, "cannot forget projection tables");
+	sqlite3_bind_text(st, 1, proc, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return proj_error(pj, d, "cannot forget projection tables");
+	if (sqlite3_prepare_v2(pj->db,
+	                       "DELETE FROM sl_proj_marks WHERE substr(key, 1, length(?1)) = ?1",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return proj_error(pj, d, "cannot forget marks");
+	sqlite3_bind_text(st, 1, key_prefix, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : proj_error(pj, d, "cannot forget marks");
 }
 
 const struct sl_store_ops sl_store_sqlite_ops = {

@@ -351,7 +351,7 @@ static void test_names(void)
  * payload is rejected on every append path, exactly as the CLI reports it. */
 static void test_validator(void)
 {
-	struct sl_store_opts o = {SL_DURABILITY_FULL, 0, sl_core_validate, NULL, NULL, 0};
+	struct sl_store_opts o = {SL_DURABILITY_FULL, 0, sl_core_validate, NULL, NULL, 0, NULL};
 	struct sl_event_in bad = ev_of("v/1", "stream/paused", "{\"reason\":5}");
 	struct sl_event_in good = ev_of("v/1", "stream/paused", "{\"reason\":\"maintenance\"}");
 	struct sl_event_in next = ev_of("v/1", "t", NULL);
@@ -456,7 +456,7 @@ static int user_version_of(const char *p)
 /* A store of schema version 3 (before leases and rates) keeps opening. */
 static void test_migration(void)
 {
-	struct sl_store_opts ro = {SL_DURABILITY_FULL, 1, NULL, NULL, NULL, 0};
+	struct sl_store_opts ro = {SL_DURABILITY_FULL, 1, NULL, NULL, NULL, 0, NULL};
 	struct sl_event_in e = ev_of("m/1", "t", NULL);
 	struct sl_append_result r;
 	struct sl_store *s;
@@ -587,7 +587,7 @@ static int64_t data_version_of(struct sl_store *s)
  * wake-up watches (data version, watch file). */
 static void test_live_rows(void)
 {
-	struct sl_store_opts ro = {SL_DURABILITY_FULL, 1, NULL, NULL, NULL, 0};
+	struct sl_store_opts ro = {SL_DURABILITY_FULL, 1, NULL, NULL, NULL, 0, NULL};
 	struct sl_event_in e = ev_of("v/1", "t", NULL);
 	struct sl_rate rt[3] = {{"r/a", 12.5, 0}, {"r/b", 0.1, 0}, {"", 3, 0}};
 	struct sl_append_result r;
@@ -866,7 +866,7 @@ static int add_problem(void *ud, const struct sl_store_problem *p)
 static void test_verify(void)
 {
 	struct sl_event_in e = ev_of("v/1", "t/x", NULL);
-	struct sl_store_opts ro = {SL_DURABILITY_FULL, 1, NULL, NULL, NULL, 0};
+	struct sl_store_opts ro = {SL_DURABILITY_FULL, 1, NULL, NULL, NULL, 0, NULL};
 	struct sl_store_verify_summary sum;
 	struct problems pr = {0, ""};
 	struct sl_append_result r;
