@@ -6,7 +6,7 @@
 # input commits the rest. Without --stream the whole input is still validated first.
 . "$(dirname "$0")/lib/testlib.sh"
 S=$SLUICE
-export SLUICE_STORE=$TMP/store.db
+export SLUICE_STORE=$(test_store "$TMP/store.db")
 FEED=$TMP/feed
 mkfifo "$FEED"
 APP=

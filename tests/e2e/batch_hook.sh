@@ -46,14 +46,24 @@ return {
   processEventBatch = function(batch, ctx) error("no projection today", 0) end,
 }
 EOF
+# Each deployment has a store of its own: a file, or (nats_store.sh) a namespace of the
+# server, whose ctx.db tables are then in <namespace>.projections.db beside it.
+where() {
+	if [ -n "${SL_TEST_STORE:-}" ]; then
+		printf 'store = "%s", namespace = "%s"' "$SL_TEST_STORE" "$1"
+	else
+		printf 'store = "%s.db"' "$1"
+	fi
+}
+tables() { if [ -n "${SL_TEST_STORE:-}" ]; then echo "$TMP/$1.projections.db"; else echo "$TMP/$1.db"; fi; }
 deployment() {
 	cat >"$TMP/$1.deploy.lua" <<EOF
-return { store = "$1.db", schemas = { "schemas" },
+return { $(where "$1"), schemas = { "schemas" },
   processors = { p = { script = "$1.lua", streams = "orders/*", retry = { attempts = 1 } } } }
 EOF
 }
 for d in orders direct failing; do deployment $d; done
-add() { $S append --store "$TMP/$1.db" "$2" order/added "{\"amount\":$3}" >/dev/null; }
+add() { $S append "$2" order/added "{\"amount\":$3}" --deployment "$TMP/$1.deploy.lua" >/dev/null; }
 
 # ---- the README's example --------------------------------------------------------------
 add orders orders/7 5
@@ -63,9 +73,9 @@ add orders orders/7 7
 $S run "$TMP/orders.deploy.lua" --until-caught-up --strict 2>>"$TMP/orders.err" >/dev/null
 eq "and runs again" "$?" "0"
 eq "its projection row has the state's total" \
-	"$(sqlite3 "$TMP/orders.db" "SELECT id, total FROM orders" 2>/dev/null)" "orders/7|12"
+	"$(sqlite3 "$(tables orders)" "SELECT id, total FROM orders" 2>/dev/null)" "orders/7|12"
 eq "ctx.fanOut ran processEvent for the event after the anchor only" \
-	"$($S events --store "$TMP/orders.db" seen/7 --type order/seen | wc -l)" "1"
+	"$($S events seen/7 --type order/seen --deployment "$TMP/orders.deploy.lua" | wc -l)" "1"
 check "no strict warning for appends made through ctx.fanOut" \
 	bash -c "! grep -q 'strict: processEventBatch appended' '$TMP/orders.err'"
 

@@ -3,11 +3,16 @@
 # another processor owns is refused naming that processor; CREATE INDEX and CREATE
 # VIEW on the processor's own tables work, and a view is its own (reset drops it with
 # the tables); a nil among the parameters binds SQL NULL, also when the batch waits on
-# blocking work and its ctx.db writes are replayed.
+# blocking work and its ctx.db writes are replayed. On a nats:// store (nats_store.sh
+# runs it there) the tables are in the projection database beside the deployment.
 . "$(dirname "$0")/lib/testlib.sh"
 S=$SLUICE
 D=$TMP/deploy.lua
-DB=$TMP/store.db
+STORE=$(test_store store.db)
+case $STORE in
+nats://*) DB=$TMP/sluice.projections.db ;;
+*) DB=$TMP/store.db ;;
+esac
 mkdir -p "$TMP/schemas"
 for name in alpha beta; do
 	cat >"$TMP/schemas/$name.contract.json" <<EOF
@@ -42,8 +47,8 @@ return {
   end,
 }
 EOF
-cat >"$D" <<'EOF'
-return { store = "store.db", schemas = { "schemas" },
+cat >"$D" <<EOF
+return { store = "$STORE", schemas = { "schemas" },
   processors = {
     alpha = { script = "alpha.lua", streams = "r/*", sideEffects = "all" },
     beta = { script = "beta.lua", streams = "r/*", retry = { attempts = 1 } },

@@ -16,6 +16,11 @@ cp -r "$SLUICE_SRC/schemas" "$TMP/schemas"
 rm -rf "$TMP/processors/data"            # a store left in the source tree is not ours
 mkdir -p "$TMP/processors/data"
 D=$TMP/processors/example.deploy.lua
+# On another store (nats_store.sh: JetStream) the deployment names it instead.
+if [ -n "${SL_TEST_STORE:-}" ]; then
+	sed -i "s|store = \"data/example.db\"|store = \"$SL_TEST_STORE\"|" "$D"
+	grep -q "store = \"$SL_TEST_STORE\"" "$D" || failt "the example deployment names \$SL_TEST_STORE"
+fi
 
 # rc CMD...: prints the exit status of CMD (its output discarded).
 rc() { "$@" >/dev/null 2>&1; echo $?; }
@@ -110,9 +115,13 @@ eq "status exits 0" "$code" "0"
 eq "status prints one line per instance (counters/a, counters/b, echo/1, api/orders)" \
    "$(jq -r '.processor + " " + .stream' "$TMP/status" | sort | tr '\n' ,)" \
    "circuit_breaker api/orders,counter counters/a,counter counters/b,echo echo/1,"
+# JetStream adds the partition that owns each instance (DESIGN §11).
+case "${SL_TEST_STORE:-}" in
+nats://*) fields='["backgroundFailures","head","lag","lastError","offset","partition","processor","rate","reloadError","runner","status","stream"]' ;;
+*) fields='["backgroundFailures","head","lag","lastError","offset","processor","rate","reloadError","runner","status","stream"]' ;;
+esac
 eq "every status line carries the documented fields" \
-   "$(jq -c 'keys' "$TMP/status" | sort -u)" \
-   '["backgroundFailures","head","lag","lastError","offset","processor","rate","reloadError","runner","status","stream"]'
+   "$(jq -c 'keys' "$TMP/status" | sort -u)" "$fields"
 eq "the counters/a line: caught up, ok" \
    "$(jq -c 'select(.processor == "counter" and .stream == "counters/a") | [.offset, .head, .lag, .status, .lastError, .backgroundFailures]' "$TMP/status")" \
    '[5,5,0,"ok",null,0]'

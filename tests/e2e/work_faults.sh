@@ -20,9 +20,9 @@ FX=$TMP/fx
 cp -r "$SLUICE_SRC/tests/fixtures/work" "$FX"
 cp "$FX/work.lua" "$FX/poison.lua"
 D=$FX/faults.deploy.lua
-cat >"$D" <<'EOF'
+cat >"$D" <<EOF
 return {
-  store = "faults.db", schemas = { "schemas" },
+  store = "$(test_store faults.db)", schemas = { "schemas" },
   processors = {
     poison = { script = "poison.lua", streams = "p/*", sideEffects = "all",
                retry = { attempts = 4, backoff = "10ms" } },
