@@ -25,7 +25,10 @@ check "and its result line is printed then" wait_until 10 lines_out 1
 eq "the result names the event" "$(jq -c '[.stream, .offset]' "$TMP/out")" '["live/a",2]'
 echo '{"type":"t/tick","payload":{"n":2}}' >&3
 echo '{"stream":"live/b","type":"t/tick"}' >&3
-check "later lines too" wait_until 10 count_is live/a t/tick 2
+# (On a failure: what events says and what the command printed, on one line.)
+diag() { printf 'events: %s | out: %s | err: %s' "$($S events live/a 2>&1 | tr '\n' ' ')" \
+	"$(tr '\n' ' ' <"$TMP/out")" "$(tr '\n' ' ' <"$TMP/err")"; }
+if wait_until 10 count_is live/a t/tick 2; then pass "later lines too"; else failt "later lines too" "$(diag)"; fi
 check "a line may name its own stream" wait_until 10 count_is live/b t/tick 1
 echo '{"type":"t/tick","payload":[1]}' >&3
 exec 3>&-
@@ -33,7 +36,8 @@ wait "$APP"
 eq "a bad line ends it with exit 1" "$?" "1"
 APP=
 check "naming the line and the field" grep -q "^sluice: line 4: payload: must be a JSON object, got array" "$TMP/err"
-eq "the lines before it are committed, the bad one is not" "$(count live/a t/tick)" "2"
+if [ "$(count live/a t/tick)" = 2 ]; then pass "the lines before it are committed, the bad one is not"
+else failt "the lines before it are committed, the bad one is not" "$(diag)"; fi
 
 # ---- chunks and the end of the input ---------------------------------------------------------
 seq 1 2500 | sed 's/.*/{"type":"t\/many"}/' | $S append --jsonl --stream many/a >"$TMP/out2"
