@@ -621,6 +621,12 @@ static int append_stream(struct sl_store *s, struct sl_core_validator *core, con
 				rc = 1;
 				break;
 			}
+			/* The line waits for its chunk while the input buffer moves on. */
+			if (sl_jsonl_own(&pending[n])) {
+				sl_jsonl_release(&pending[n]);
+				rc = fail("out of memory");
+				break;
+			}
 			pending[n].lineno = lineno;
 			if (n++ == 0)
 				first_at = now_ms();

@@ -74,11 +74,35 @@ static int line_member(void *ud, const struct sl_json_member *m, struct sl_diag 
 	return sl_diag_set(d, SL_EINVAL, "unknown field '%s'", key);
 }
 
+int sl_jsonl_own(struct sl_jsonl_line *ln)
+{
+	size_t np = ln->ev.payload ? ln->ev.payload_len : 0;
+	size_t nm = ln->ev.metadata ? ln->ev.metadata_len : 0;
+	char *t;
+
+	if (!np && !nm)
+		return 0;
+	if (!(t = malloc(np + nm)))
+		return SL_ENOMEM;
+	if (np) {
+		memcpy(t, ln->ev.payload, np);
+		ln->ev.payload = t;
+	}
+	if (nm) {
+		memcpy(t + np, ln->ev.metadata, nm);
+		ln->ev.metadata = t + np;
+	}
+	free(ln->text);
+	ln->text = t;
+	return 0;
+}
+
 void sl_jsonl_release(struct sl_jsonl_line *ln)
 {
 	free(ln->stream);
 	free(ln->type);
 	free(ln->key);
+	free(ln->text);
 	memset(ln, 0, sizeof(*ln));
 }
 

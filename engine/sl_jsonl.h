@@ -20,6 +20,7 @@
 struct sl_jsonl_line {
 	struct sl_event_in ev;
 	char *stream, *type, *key;
+	char *text; /* owned copies of payload and metadata after sl_jsonl_own, else NULL */
 	int lineno; /* the caller's; sl_jsonl_parse sets it to 0 */
 };
 
@@ -29,6 +30,11 @@ struct sl_jsonl_line {
  * <message>"). ln must be released either way. */
 int sl_jsonl_parse(const char *text, size_t len, const char *stream, struct sl_jsonl_line *ln,
                    sl_payload_check_fn check, void *ud, struct sl_diag *d);
+
+/* Copies ln's payload and metadata out of the text it was parsed from, so that the
+ * text may change or go while ln is kept (append --jsonl --stream holds lines across
+ * reads of its input). Returns 0, or SL_ENOMEM with ln unchanged. */
+int sl_jsonl_own(struct sl_jsonl_line *ln);
 
 /* Frees what ln owns and zeroes it. */
 void sl_jsonl_release(struct sl_jsonl_line *ln);

@@ -39,6 +39,32 @@ check "naming the line and the field" grep -q "^sluice: line 4: payload: must be
 if [ "$(count live/a t/tick)" = 2 ]; then pass "the lines before it are committed, the bad one is not"
 else failt "the lines before it are committed, the bad one is not" "$(diag)"; fi
 
+# ---- a line waits for its chunk while more input is read ---------------------------------
+# Line 1 is read on its own (the writer waits until the pipe holds nothing unread), line
+# 2 by a later read into the same input buffer; with a long --linger both go in one
+# chunk, and each must keep its own payload.
+FEED2=$TMP/feed2
+mkfifo "$FEED2"
+$S append --jsonl --stream --linger 10s p/a <"$FEED2" >"$TMP/out3" 2>&1 &
+APP=$!
+python3 - "$FEED2" <<'PY'
+import fcntl, os, struct, sys, termios, time
+fd = os.open(sys.argv[1], os.O_WRONLY)
+unread = lambda: struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0]
+os.write(fd, b'{"type":"t/p","payload":{"n":1,"s":"the first line"}}\n')
+deadline = time.time() + 10
+while unread() and time.time() < deadline:
+    time.sleep(0.01)
+os.write(fd, b'{"type":"t/p","payload":{"n":2},"metadata":{"m":"two"}}\n')
+os.close(fd)
+PY
+wait "$APP"
+eq "two lines read apart, committed together: exit 0" "$?" "0"
+APP=
+eq "... each with its own payload and metadata" \
+	"$($S events p/a | jq -c 'select(.type == "t/p") | [.payload, .metadata]' | tr '\n' ' ')" \
+	'[{"n":1,"s":"the first line"},null] [{"n":2},{"m":"two"}] '
+
 # ---- chunks and the end of the input ---------------------------------------------------------
 seq 1 2500 | sed 's/.*/{"type":"t\/many"}/' | $S append --jsonl --stream many/a >"$TMP/out2"
 eq "2 500 lines with the default batch size: all committed, one result each" \
