@@ -389,7 +389,6 @@ static struct cached *statement(lua_State *L, struct sl_dbapi *api, const char *
 	return victim;
 }
 
-/* Binds the value at idx to parameter i. [-0, +0, e] */
 /* The statement log of a projection handle that keeps one (sl_proj_log, the format
  * in sl_store_sqlite.h): big-endian integers. */
 static void put_u32(struct sl_buf *b, uint32_t v)
@@ -406,7 +405,8 @@ static void put_u64(struct sl_buf *b, uint64_t v)
 	put_u32(b, (uint32_t)v);
 }
 
-/* Notes in rec (when not NULL) that parameter i got what bind_value bound from idx. */
+/* Notes in rec (when not NULL) that parameter i got what bind_value bound from idx.
+ * [-0, +0, -] */
 static void record_bind(lua_State *L, struct sl_buf *rec, uint32_t *n, int i, int idx)
 {
 	lua_Number f;
@@ -445,6 +445,7 @@ static void record_bind(lua_State *L, struct sl_buf *rec, uint32_t *n, int i, in
 	(*n)++;
 }
 
+/* Binds the value at idx to parameter i. [-0, +0, e] */
 static void bind_value(lua_State *L, sqlite3_stmt *st, int i, int idx)
 {
 	size_t len;
@@ -477,7 +478,7 @@ static void bind_value(lua_State *L, sqlite3_stmt *st, int i, int idx)
 	}
 }
 
-/* sl_dbapi_bind_params, noting each value bound in rec (when not NULL). */
+/* sl_dbapi_bind_params, noting each value bound in rec (when not NULL). [-0, +0, e] */
 static void bind_params(lua_State *L, sqlite3_stmt *st, int idx, struct sl_buf *rec, uint32_t *nrec)
 {
 	char name[128];
