@@ -25,6 +25,7 @@ struct sl_progress {
 	size_t n, cap;
 	size_t drawn;       /* lines on the terminal now */
 	uint64_t last_draw; /* ms of the last drawing */
+	uint64_t redraw_ms; /* REDRAW_MS (sluice-testing: SLUICE_PROGRESS_MS) */
 	int have_drawn;
 };
 
@@ -134,6 +135,13 @@ struct sl_progress *sl_progress_new(int fd, int tty)
 		return NULL;
 	pr->fd = fd;
 	pr->tty = tty;
+	pr->redraw_ms = REDRAW_MS;
+#ifdef SL_TESTING
+	/* A test switch: a drawing at every update (0), for tests whose catch-up may
+	 * be over before the first tenth of a second. */
+	if (getenv("SLUICE_PROGRESS_MS"))
+		pr->redraw_ms = strtoull(getenv("SLUICE_PROGRESS_MS"), NULL, 10);
+#endif
 	pthread_mutex_init(&pr->mu, NULL);
 	sl_log_set_before(before_log, pr);
 	return pr;
@@ -198,7 +206,7 @@ void sl_progress_update(struct sl_progress *pr, const char *proc, int64_t done, 
 	l->done = done;
 	l->total = total;
 	l->now_ms = now_ms;
-	if (now_ms - pr->last_draw >= REDRAW_MS) {
+	if (now_ms - pr->last_draw >= pr->redraw_ms) {
 		draw(pr);
 		pr->last_draw = now_ms;
 	}
