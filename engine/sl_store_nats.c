@@ -4609,30 +4609,39 @@ static int write_one(struct nats_commit *c, struct kv_write *w, int *lost, struc
 	struct nats_store *s = c->s;
 	kvStore *kv = s->kv[w->bucket];
 	uint64_t rev = 0, now;
+	int64_t until = 0;
 	natsStatus st;
 	size_t len;
 	char *val;
 	int rc;
 
 	*lost = 0;
-	switch (w->kind) {
-	case W_PUT:
-		st = kvStore_Put(&rev, kv, w->key, w->val, (int)w->len);
-		break;
-	case W_DEL:
-		st = kvStore_Delete(kv, w->key);
-		break;
-	case W_CREATE:
-		st = kvStore_Create(&rev, kv, w->key, w->val, (int)w->len);
-		if (st != NATS_OK && !(rc = kv_get(s, kv, w->key, &val, &len, &now, d)) && now) {
-			free(val);
-			return 0; /* already there: recording it again changes nothing */
+	/* A write that failed for a moment (again()) goes again: the keys are this
+	 * runner's under its lease, so a put or delete that did land and is repeated
+	 * changes nothing, and a create or compare-and-set whose repeat is refused
+	 * finds its own value in the key below. */
+	do {
+		switch (w->kind) {
+		case W_PUT:
+			st = kvStore_Put(&rev, kv, w->key, w->val, (int)w->len);
+			break;
+		case W_DEL:
+			st = kvStore_Delete(kv, w->key);
+			break;
+		case W_CREATE:
+			st = kvStore_Create(&rev, kv, w->key, w->val, (int)w->len);
+			if (st != NATS_OK && !(rc = kv_get(s, kv, w->key, &val, &len, &now, d)) &&
+			    now) {
+				free(val);
+				return 0; /* already there: recording it again changes nothing */
+			}
+			break;
+		default:
+			st = w->base ? kvStore_Update(&rev, kv, w->key, w->val, (int)w->len,
+			                              w->base)
+			             : kvStore_Create(&rev, kv, w->key, w->val, (int)w->len);
 		}
-		break;
-	default:
-		st = w->base ? kvStore_Update(&rev, kv, w->key, w->val, (int)w->len, w->base)
-		             : kvStore_Create(&rev, kv, w->key, w->val, (int)w->len);
-	}
+	} while (again(st, 0, &until));
 	if (st == NATS_OK) {
 		if (w->bucket == B_CKPT)
 			rev_put(&s->revs, w->key, rev);
