@@ -208,8 +208,11 @@ static int oom(struct sl_diag *d)
  * another node of the URL list. A request that failed that way (a timeout, no
  * responders, a lost connection, JetStream's "temporarily unavailable") is tried
  * again every RETRY_STEP_MS until RETRY_MS have passed since its first failure. Only
- * requests that are safe to repeat are: reads, and publishes of messages with an id
- * (a repeat of a stored one is answered as a duplicate). */
+ * requests that are safe to repeat are: reads, creating the event stream (a repeat
+ * finds it made), the key-value writes of a commit (write_one), and publishes of
+ * messages with an id (a repeat of a stored one is answered as a duplicate). A
+ * cluster that has just started may also not know its peers for a moment (no
+ * suitable peers for placement). */
 #define RETRY_MS 20000
 #define RETRY_STEP_MS 100
 
@@ -217,7 +220,7 @@ static int transient(natsStatus st, jsErrCode jerr)
 {
 	return st == NATS_TIMEOUT || st == NATS_NO_RESPONDERS ||
 	       st == NATS_CONNECTION_DISCONNECTED || jerr == JSClusterNotAvailErr ||
-	       jerr == JSClusterNotLeaderErr;
+	       jerr == JSClusterNotLeaderErr || jerr == JSClusterNoPeersErr;
 }
 
 /* Whether the request that failed with st (and jerr) is to be tried again; *until is
@@ -418,6 +421,7 @@ static int add_stream(struct nats_store *s, struct sl_diag *d)
 	jsStreamInfo *si = NULL;
 	jsStreamConfig cfg;
 	jsErrCode jerr = 0;
+	int64_t until = 0;
 	natsStatus st;
 
 	jsStreamConfig_Init(&cfg);
@@ -430,7 +434,14 @@ static int add_stream(struct nats_store *s, struct sl_diag *d)
 	cfg.Duplicates = SL_NATS_DUP_WINDOW_NS;
 	cfg.AllowDirect = true;
 	cfg.DenyPurge = true;
-	st = js_AddStream(&si, s->js, &cfg, NULL, &jerr);
+	/* (Tried again like a request: a cluster that has just started may not know its
+	 * peers yet, "no suitable peers for placement".) */
+	do {
+		jsStreamInfo_Destroy(si);
+		si = NULL;
+		jerr = 0;
+		st = js_AddStream(&si, s->js, &cfg, NULL, &jerr);
+	} while (again(st, jerr, &until));
 	/* (JSStreamNameExistErr: another process created it first; it has replicas too
 	 * when this process asked for more than 1.) */
 	s->serial = st == NATS_OK ? clustered(si) : cfg.Replicas > 1;
