@@ -1314,6 +1314,67 @@ static int listen_on(struct sl_http *srv, const struct sl_http_opts *o,
 	return 0;
 }
 
+/* h2o answers some bad requests itself, before a handler sees them (a malformed
+ * chunked body, a body over httpMaxBody), in plain text: this filter turns such an
+ * answer into {"error": "<its text>"}, as every other error of the interface is. The
+ * text is h2o's own (ASCII, one line); a character JSON would escape becomes '?', so
+ * that the length h2o set stays right plus the wrapping. */
+struct errjson {
+	h2o_ostream_t super;
+	int sent; /* the wrapped text went: anything after it passes as it is */
+};
+
+static const char ERRJSON_HEAD[] = "{\"error\": \"", ERRJSON_TAIL[] = "\"}\n";
+
+static void errjson_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t n,
+                         h2o_send_state_t state)
+{
+	struct errjson *ej = (struct errjson *)self;
+	size_t i, j, len = sizeof(ERRJSON_HEAD) - 1 + sizeof(ERRJSON_TAIL) - 1, at;
+	h2o_iovec_t out;
+
+	if (ej->sent) {
+		h2o_ostream_send_next(self, req, bufs, n, state);
+		return;
+	}
+	ej->sent = 1;
+	for (i = 0; i < n; i++)
+		len += bufs[i].len;
+	out.base = h2o_mem_alloc_pool(&req->pool, len);
+	out.len = len;
+	memcpy(out.base, ERRJSON_HEAD, sizeof(ERRJSON_HEAD) - 1);
+	at = sizeof(ERRJSON_HEAD) - 1;
+	for (i = 0; i < n; i++)
+		for (j = 0; j < bufs[i].len; j++) {
+			unsigned char c = (unsigned char)bufs[i].base[j];
+			out.base[at++] =
+				c == '"' || c == '\\' || c < 0x20 || c >= 0x7f ? '?' : (char)c;
+		}
+	memcpy(out.base + at, ERRJSON_TAIL, sizeof(ERRJSON_TAIL) - 1);
+	h2o_ostream_send_next(self, req, &out, 1, state);
+}
+
+static void errjson_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+	ssize_t i = h2o_find_header(&req->res.headers, H2O_TOKEN_CONTENT_TYPE, -1);
+	struct errjson *o;
+
+	(void)self;
+	if (req->res.status >= 400 && i >= 0 &&
+	    !h2o_memis(req->input.method.base, req->input.method.len, H2O_STRLIT("HEAD")) &&
+	    req->res.content_length != SIZE_MAX &&
+	    h2o_memis(req->res.headers.entries[i].value.base, req->res.headers.entries[i].value.len,
+	              H2O_STRLIT("text/plain; charset=utf-8"))) {
+		req->res.headers.entries[i].value = h2o_iovec_init(H2O_STRLIT("application/json"));
+		req->res.content_length += sizeof(ERRJSON_HEAD) - 1 + sizeof(ERRJSON_TAIL) - 1;
+		o = (struct errjson *)h2o_add_ostream(req, sizeof(*o), slot);
+		o->super.do_send = errjson_send;
+		o->sent = 0;
+		slot = &o->super.next;
+	}
+	h2o_setup_next_ostream(req, slot);
+}
+
 static void setup_h2o(struct sl_http *srv)
 {
 	h2o_hostconf_t *host;
@@ -1331,6 +1392,11 @@ static void setup_h2o(struct sl_http *srv)
 	hd = (struct handler *)h2o_create_handler(path, sizeof(*hd));
 	hd->super.on_req = on_req;
 	hd->srv = srv;
+	/* h2o's own error answers come from the path the request was bound to, or, before
+	 * it was (a bad body), from the host's fallback path */
+	h2o_create_filter(path, sizeof(h2o_filter_t))->on_setup_ostream = errjson_setup;
+	h2o_create_filter(&host->fallback_path, sizeof(h2o_filter_t))->on_setup_ostream =
+		errjson_setup;
 	h2o_context_init(&srv->ctx, srv->loop, &srv->conf);
 	srv->accept.ctx = &srv->ctx;
 	srv->accept.hosts = srv->conf.hosts;

@@ -18,6 +18,7 @@ heads() { $S events "$1" --store "$TMP/store.db" 2>/dev/null | wc -l; }
 
 python3 -c 'print("{\"type\":\"t/x\",\"payload\":{\"pad\":\"" + "a" * (3 << 20) + "\"}}")' >"$TMP/huge"
 eq "a body over httpMaxBody: 413" "$(code POST /streams/big --data-binary @"$TMP/huge" -H "$J")" 413
+eq "as a JSON error, as every error is" "$(jq -r .error "$TMP/body")" "request entity is too large"
 python3 -c 'print("{\"type\":\"t/x\",\"payload\":{\"pad\":\"" + "a" * (1536 << 10) + "\"}}")' >"$TMP/large"
 eq "one event over 1 MiB: 413" "$(code POST /streams/big --data-binary @"$TMP/large")" 413
 eq "saying so" "$(jq -r .error "$TMP/body" | cut -c1-26)" "an event is at most 1 MiB,"
@@ -48,8 +49,10 @@ try:
 except socket.timeout:
     pass
 print(data.split(b"\r\n")[0].decode())
+print(data.split(b"\r\n\r\n", 1)[-1].decode())
 PY
-eq "a malformed chunked body: 400" "$(cut -c1-12 "$TMP/chunked")" "HTTP/1.1 400"
+eq "a malformed chunked body: 400" "$(head -1 "$TMP/chunked" | cut -c1-12)" "HTTP/1.1 400"
+eq "as a JSON error" "$(sed -n 2p "$TMP/chunked" | jq -r .error)" "broken chunked-encoding"
 eq "nothing of any of these was written" "$(heads big)" 0
 eq "and the engine still appends" "$(code POST /streams/big -d '{"type":"t/x"}')" 200
 
