@@ -163,10 +163,21 @@ static void send_error(h2o_req_t *req, int status, const char *fmt, ...)
 	sl_buf_adds(&b, "}\n");
 	if (status == 401)
 		add_header(req, H2O_TOKEN_WWW_AUTHENTICATE, "Bearer");
-	if (status == 405)
-		add_header(req, H2O_TOKEN_ALLOW, "GET, POST");
 	send_buf(req, status, "application/json", &b);
 	sl_buf_release(&b);
+}
+
+static int method_is(h2o_req_t *req, const char *m)
+{
+	return h2o_memis(req->method.base, req->method.len, m, strlen(m));
+}
+
+/* Answers 405 with the methods the path takes in Allow, and hint after the message. */
+static void send_not_allowed(h2o_req_t *req, const char *allow, const char *hint)
+{
+	add_header(req, H2O_TOKEN_ALLOW, allow);
+	send_error(req, 405, "%.*s is not allowed here (%s)%s", (int)req->method.len,
+	           req->method.base, allow, hint);
 }
 
 /* The status of a failed store call. */
@@ -777,6 +788,18 @@ static void get_events(struct sl_http *srv, h2o_req_t *req, const char *stream)
 			return;
 		}
 	}
+	if (method_is(req, "HEAD")) {
+		/* The headers a GET would get, and no body: h2o frames a streamed answer to
+		 * HEAD by its headers alone, so the reader must not run. */
+		req->res.status = 200;
+		req->res.reason = "OK";
+		add_header(req, H2O_TOKEN_CONTENT_TYPE,
+		           follow ? "text/event-stream" : "application/x-ndjson");
+		if (follow)
+			add_header(req, H2O_TOKEN_CACHE_CONTROL, "no-cache");
+		h2o_send_inline(req, "", 0);
+		return;
+	}
 	r = h2o_mem_alloc_shared(&req->pool, sizeof(*r), on_reader_gone);
 	memset(r, 0, sizeof(*r));
 	sl_buf_init(&r->out);
@@ -1121,11 +1144,6 @@ static int authorized(struct sl_http *srv, h2o_req_t *req)
 	return diff == 0;
 }
 
-static int method_is(h2o_req_t *req, const char *m)
-{
-	return h2o_memis(req->method.base, req->method.len, m, strlen(m));
-}
-
 /* The path without its query; *n its length. */
 static const char *path_of(h2o_req_t *req, size_t *n)
 {
@@ -1157,13 +1175,14 @@ static void route_stream(struct sl_http *srv, h2o_req_t *req, const char *p, siz
 			post_append(srv, req, name);
 		return;
 	}
-	if (!method_is(req, "GET") && !method_is(req, "HEAD")) {
-		send_error(req, 405, "%.*s is not allowed here (GET or POST)", (int)req->method.len,
-		           req->method.base);
+	/* POST /streams/{stream} appends, GET /streams/{stream}/events reads (a POST there
+	 * appends to the stream "{stream}/events") */
+	if (n < 8 || memcmp(p + n - 7, "/events", 7)) {
+		send_not_allowed(req, "POST", "; GET /streams/{stream}/events reads a stream");
 		return;
 	}
-	if (n < 8 || memcmp(p + n - 7, "/events", 7)) {
-		send_error(req, 404, "no such path (GET /streams/{stream}/events reads a stream)");
+	if (!method_is(req, "GET") && !method_is(req, "HEAD")) {
+		send_not_allowed(req, "GET, HEAD, POST", "");
 		return;
 	}
 	if (!stream_of(req, "stream", p, n - 7, name))
@@ -1183,8 +1202,7 @@ static void route_processor(struct sl_http *srv, h2o_req_t *req, const char *p, 
 		return;
 	}
 	if (!method_is(req, "GET") && !method_is(req, "HEAD")) {
-		send_error(req, 405, "%.*s is not allowed here (GET)", (int)req->method.len,
-		           req->method.base);
+		send_not_allowed(req, "GET, HEAD", "");
 		return;
 	}
 	if (decode(p, n - 6, name, &why)) {
@@ -1219,8 +1237,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 	         !is(p, n, "/healthz"))
 		send_error(req, 404, "no such path '%.*s'", (int)(n > 64 ? 64 : n), p);
 	else if (!get)
-		send_error(req, 405, "%.*s is not allowed here (GET)", (int)req->method.len,
-		           req->method.base);
+		send_not_allowed(req, "GET, HEAD", "");
 	else if (is(p, n, "/streams"))
 		get_streams(srv, req);
 	else if (is(p, n, "/status"))

@@ -94,6 +94,29 @@ eq "an unknown processor: 404" "$(code GET /processors/nope/state)" 404
 eq "GET /status: a JSON array of the status rows" "$(code GET /status; jq -c '[.[] | select(.stream == "counters/a") | .status]' "$TMP/body")" '200["ok"]'
 eq "an unknown path: 404" "$(code GET /nothing/here)" 404
 eq "a GET-only path with POST: 405" "$(code POST /status)" 405
+eq "Allow names what it takes" "$(curl -s -o /dev/null -w '%header{allow}' -X POST "$URL/status")" "GET, HEAD"
+eq "a GET of the append path: 405, Allow: POST" "$(code GET /streams/counters%2Fa; curl -s -o /dev/null -w '%header{allow}' "$URL/streams/counters%2Fa")" "405POST"
+eq "pointing to the read" "$(jq -r .error "$TMP/body")" "GET is not allowed here (POST); GET /streams/{stream}/events reads a stream"
+# HEAD of a read: its headers, and no body, so that the next request on the connection
+# is read as one (a HEAD of follow=1 would stream forever otherwise).
+python3 - "$PORT" <<'PY' >"$TMP/head"
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+s.sendall(b"HEAD /streams/counters%2Fa/events HTTP/1.1\r\nHost: x\r\n\r\n"
+          b"HEAD /streams/counters%2Fa/events?follow=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+          b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+data = b""
+while True:
+    got = s.recv(65536)
+    if not got:
+        break
+    data += got
+parts = data.split(b"\r\n\r\n")
+print(" ".join(p.split(b"\r\n")[0].split(b" ")[1].decode() for p in parts[:3]))
+print(parts[3].decode().strip())
+PY
+eq "HEAD of events, of follow=1, then a GET on one connection" "$(head -1 "$TMP/head")" "200 200 200"
+eq "the GET's answer follows the HEADs' headers directly" "$(sed -n 2p "$TMP/head")" '{"status": "ok"}'
 
 # ---- group commit: 16 clients at once share commits -----------------------------------------
 python3 - "$PORT" <<'PY' >"$TMP/group"
