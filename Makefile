@@ -6,7 +6,7 @@ PKGS := gcc make cmake pkg-config lua5.4 liblua5.4-dev lua-cjson lua-busted \
 	libsqlite3-dev libuv1-dev libedit-dev libcurl4-openssl-dev libyajl-dev libpcre2-dev \
 	jq json-schema-test-suite sqlite3 procps python3 clang-format man-db groff-base \
 	clang libclang-rt-dev libh2o-dev libssl-dev python3-prometheus-client \
-	nats-server libnats-dev
+	nats-server libnats-dev valgrind
 
 BUILD ?= build
 ASAN ?= build-asan

@@ -41,6 +41,7 @@ struct sl_host {
 	size_t nservices;
 	const char *http_addr;    /* sluice run --http, or NULL */
 	struct sl_http *http;     /* the HTTP interface while it runs */
+	struct sl_http *stopped;  /* and once stopped, until the loop is closed */
 	struct sl_pump_proc live; /* find_proc's copy of a processor the pump runs */
 };
 
@@ -162,8 +163,16 @@ void sl_host_free(struct sl_host *h)
 		sl_proc_free(h->procs[i].p);
 	free(h->procs);
 	if (h->loop_ready) {
-		uv_run(&h->loop, UV_RUN_NOWAIT); /* let handles closed above finish closing */
-		uv_loop_close(&h->loop);
+		/* Handles closed above finish closing, and those their close callbacks close
+		 * in turn. What stays open (an HTTP client's connection) keeps the loop, and
+		 * what points into it, allocated until the process ends. */
+		int closed = 0;
+		for (i = 0; i < 8 && !closed; i++) {
+			uv_run(&h->loop, UV_RUN_NOWAIT);
+			closed = uv_loop_close(&h->loop) == 0;
+		}
+		if (closed)
+			sl_http_free(h->stopped);
 	}
 	sl_store_close(h->store);
 	sl_core_validator_free(h->core);
@@ -318,7 +327,9 @@ int sl_host_run(struct sl_host *h, int until_caught_up, struct sl_diag *d)
 	h->running = 0;
 	for (i = h->nservices; i-- > 0;)
 		h->services[i].stop(h->services[i].ud);
-	sl_http_free(h->http);
+	sl_http_stop(h->http);
+	if (h->http)
+		h->stopped = h->http; /* freed with the loop, in sl_host_free */
 	h->http = NULL;
 	if (rc)
 		return rc;

@@ -94,6 +94,7 @@ struct sl_http {
 	struct reader *readers;
 	size_t nconns;
 	int closing;
+	int disposed; /* h2o's context and configuration were disposed of (sl_http_stop) */
 	struct stats st;
 };
 
@@ -1483,11 +1484,11 @@ fail:
 	return rc;
 }
 
-void sl_http_free(struct sl_http *srv)
+void sl_http_stop(struct sl_http *srv)
 {
 	struct reader *r, *next;
 
-	if (!srv)
+	if (!srv || srv->closing)
 		return;
 	srv->closing = 1;
 	sl_pump_set_listener(srv->pump, NULL, NULL);
@@ -1508,7 +1509,17 @@ void sl_http_free(struct sl_http *srv)
 	srv->validator = NULL;
 	free(srv->token);
 	srv->token = NULL;
-	/* h2o's connections (and its context) still point at srv and at the loop; the
-	 * process ends with them, so srv stays allocated rather than be freed under
-	 * them. */
+	/* h2o's connections point at its context: with one open, both stay until the
+	 * process ends. h2o closes the context's timers, and the loop finishes that. */
+	if (srv->nconns == 0 && srv->h2o_ready) {
+		h2o_context_dispose(&srv->ctx);
+		h2o_config_dispose(&srv->conf);
+		srv->disposed = 1;
+	}
+}
+
+void sl_http_free(struct sl_http *srv)
+{
+	if (srv && srv->disposed)
+		free(srv);
 }

@@ -65,9 +65,14 @@ int sl_http_new(struct sl_http **out, struct sl_host *h, struct uv_loop_s *loop,
                 struct sl_store *store, struct sl_pump *pump, const struct sl_deploy *dp,
                 const struct sl_http_opts *o, struct sl_diag *d);
 
-/* Stops listening and ends the event streams (follow=1). Connections still open
- * are closed with the process; NULL is a no-op. Run the loop once afterwards so
- * the closed handles finish closing. */
+/* Stops serving: answers the appends it accepted, ends the event streams (follow=1)
+ * and closes its handles; with no connection open it disposes of h2o's context too.
+ * Connections still open are closed with the process. NULL is a no-op. */
+void sl_http_stop(struct sl_http *srv);
+
+/* Frees a stopped server; call it only once the loop has closed every handle
+ * (uv_loop_close succeeded): h2o's connections and timers point into it. NULL is a
+ * no-op. */
 void sl_http_free(struct sl_http *srv);
 
 #endif

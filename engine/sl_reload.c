@@ -51,9 +51,15 @@ struct sl_reload {
 	char **errs; /* processors whose reloadError this runner set */
 	size_t nerrs;
 	struct sl_watch *watch;
+	struct handles *h; /* NULL until the handles are initialised */
+};
+
+/* The reloader's uv handles, apart from it: they finish closing on a later turn of the
+ * loop than the one sl_reload_free runs on, and free themselves then. */
+struct handles {
 	uv_signal_t sighup;
 	uv_timer_t gc, soon;
-	int handles; /* the uv handles were initialised */
+	int open;
 };
 
 /* ---- settings ------------------------------------------------------------------------------- */
@@ -579,25 +585,37 @@ int sl_reload_new(struct sl_reload **out, struct uv_loop_s *loop, struct sl_stor
 		goto fail;
 	}
 	sl_pump_set_retire(pm, on_retire, r);
+	if (!(r->h = calloc(1, sizeof(*r->h)))) {
+		rc = sl_diag_set(d, SL_ENOMEM, "out of memory");
+		goto fail;
+	}
 	*out = r;
 	set_watch(r);
-	uv_signal_init(loop, &r->sighup);
-	uv_timer_init(loop, &r->gc);
-	uv_timer_init(loop, &r->soon);
-	r->handles = 1;
-	r->sighup.data = r->gc.data = r->soon.data = r;
-	uv_signal_start(&r->sighup, on_sighup, SIGHUP);
-	uv_timer_start(&r->gc, on_gc, GC_MS, GC_MS);
+	uv_signal_init(loop, &r->h->sighup);
+	uv_timer_init(loop, &r->h->gc);
+	uv_timer_init(loop, &r->h->soon);
+	r->h->open = 3;
+	r->h->sighup.data = r->h->gc.data = r->h->soon.data = r;
+	uv_signal_start(&r->h->sighup, on_sighup, SIGHUP);
+	uv_timer_start(&r->h->gc, on_gc, GC_MS, GC_MS);
 	/* A change made between loading and watching is seen by one more look. */
-	uv_timer_start(&r->soon, on_soon, 0, 0);
-	uv_unref((uv_handle_t *)&r->sighup);
-	uv_unref((uv_handle_t *)&r->gc);
-	uv_unref((uv_handle_t *)&r->soon);
+	uv_timer_start(&r->h->soon, on_soon, 0, 0);
+	uv_unref((uv_handle_t *)&r->h->sighup);
+	uv_unref((uv_handle_t *)&r->h->gc);
+	uv_unref((uv_handle_t *)&r->h->soon);
 	return 0;
 fail:
 	r->nv = 0; /* the processors stay the caller's */
 	sl_reload_free(r);
 	return rc;
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	struct handles *hs = h->data;
+
+	if (--hs->open == 0)
+		free(hs);
 }
 
 void sl_reload_free(struct sl_reload *r)
@@ -607,10 +625,11 @@ void sl_reload_free(struct sl_reload *r)
 	if (!r)
 		return;
 	sl_watch_free(r->watch);
-	if (r->handles) {
-		uv_close((uv_handle_t *)&r->sighup, NULL);
-		uv_close((uv_handle_t *)&r->gc, NULL);
-		uv_close((uv_handle_t *)&r->soon, NULL);
+	if (r->h) {
+		r->h->sighup.data = r->h->gc.data = r->h->soon.data = r->h;
+		uv_close((uv_handle_t *)&r->h->sighup, on_handle_closed);
+		uv_close((uv_handle_t *)&r->h->gc, on_handle_closed);
+		uv_close((uv_handle_t *)&r->h->soon, on_handle_closed);
 	}
 	for (i = 0; i < r->nv; i++) {
 		sl_proc_kill_work(r->v[i].p);
