@@ -693,7 +693,8 @@ static int append_jsonl(struct args *a)
 	if (opt(a, "key") || opt(a, "metadata") || opt(a, "offset"))
 		return fail("append --jsonl: --key, --metadata and --offset go in each line");
 	if (a->npos == 1 && !sl_stream_name_valid(a->pos[0]))
-		return fail("stream: invalid stream name '%.*s%s'", SL_ECHO(a->pos[0]));
+		return fail("stream: invalid stream name '%.*s%s'" SL_STREAM_RULE,
+		            SL_ECHO(a->pos[0]));
 	if (opt(a, "linger") && !opt(a, "stream"))
 		return fail("append: --linger needs --jsonl --stream");
 	if (opt(a, "linger") && (linger = sl_parse_duration(opt(a, "linger"))) < 0)
@@ -801,7 +802,8 @@ static int cmd_events(struct args *a)
 	int rc;
 
 	if (!sl_stream_name_valid(a->pos[0]))
-		return fail("stream: invalid stream name '%.*s%s'", SL_ECHO(a->pos[0]));
+		return fail("stream: invalid stream name '%.*s%s'" SL_STREAM_RULE,
+		            SL_ECHO(a->pos[0]));
 	if ((from && parse_count("--from", from, &f)) ||
 	    (limit && parse_count("--limit", limit, &l)))
 		return 1;
@@ -835,7 +837,7 @@ static int cmd_streams(struct args *a)
 	int rc;
 
 	if (prefix && !sl_stream_name_valid(prefix))
-		return fail("prefix: invalid stream name '%.*s%s'", SL_ECHO(prefix));
+		return fail("prefix: invalid stream name '%.*s%s'" SL_STREAM_RULE, SL_ECHO(prefix));
 	if ((rc = open_store(a, 1, NULL, &s)))
 		return rc;
 	sl_buf_init(&b);

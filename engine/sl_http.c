@@ -2,6 +2,7 @@
  * streams, metrics and health on h2o (sl_http.h). */
 #include "sl_http.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -25,6 +26,7 @@
 #define MAX_CONNS 1024     /* connections at once; more are closed at accept */
 #define READ_CHUNK 512     /* events read from the store per piece of a response */
 #define PIECE_BYTES 262144 /* a piece of a response goes out once it is this large */
+#define SCAN_PIECES 16     /* chunks read with no event of the type before others get a turn */
 #define HEARTBEAT_MS 15000 /* an idle event stream gets a comment this often */
 #define MAX_NAME 1024      /* bytes of a decoded name or query value */
 
@@ -47,6 +49,7 @@ struct reader {
 	int64_t next; /* the next offset to read */
 	int64_t left; /* events still to send, -1: no limit */
 	int follow, sending, done;
+	int parked;        /* a long scan waits for the next turn of the loop (on_resume) */
 	struct sl_buf out; /* what h2o is sending now */
 	struct reader *prev, *nextr;
 };
@@ -90,8 +93,10 @@ struct sl_http {
 	uv_check_t flush; /* the group commit, after the loop read what arrived */
 	uv_idle_t nowait; /* keeps the loop from blocking while requests wait */
 	uv_timer_t beat;  /* heartbeats of idle event streams */
+	uv_idle_t resume; /* goes on with the readers parked in a long scan */
+	size_t nparked;
 	struct pending *head, **tail;
-	struct reader *readers;
+	struct reader *readers; /* every reader of events, following or not */
 	size_t nconns;
 	int closing;
 	int disposed; /* h2o's context and configuration were disposed of (sl_http_stop) */
@@ -311,21 +316,27 @@ static int stream_of(h2o_req_t *req, const char *field, const char *s, size_t n,
 		return -1;
 	}
 	if (!sl_stream_name_valid(out)) {
-		send_error(req, 400, "%s: invalid stream name '%.*s%s'", field, SL_ECHO(out));
+		send_error(req, 400, "%s: invalid stream name '%.*s%s'" SL_STREAM_RULE, field,
+		           SL_ECHO(out));
 		return -1;
 	}
 	return 0;
 }
 
-/* A positive integer parameter; answers 400 and returns -1 when it is not one. */
+/* A positive integer parameter, written as the CLI takes --from and --limit: an
+ * optional sign and decimal digits, nothing else, up to INT64_MAX. Answers 400 and
+ * returns -1 when it is not one. */
 static int count_of(h2o_req_t *req, const char *field, const char *v, int64_t *out)
 {
-	char *end;
-	long long n;
+	const char *p;
+	long long n = 0;
 
 	if (!v)
 		return 0;
-	if (*v < '0' || *v > '9' || (n = strtoll(v, &end, 10)) < 1 || *end || strlen(v) > 18) {
+	p = v + (*v == '-' || *v == '+');
+	errno = 0;
+	if (*p < '0' || *p > '9' || strspn(p, "0123456789") != strlen(p) ||
+	    ((n = strtoll(v, NULL, 10)), errno) || n < 1) {
 		send_error(req, 400, "%s: must be a positive integer, got '%.*s%s'", field,
 		           SL_ECHO(v));
 		return -1;
@@ -382,8 +393,10 @@ static void answer(struct sl_http *srv, struct pending *pa, int rc, size_t faile
 	if (rc) {
 		srv->st.rejected++;
 		if (pa->ndjson && failed < pa->n)
-			send_error(pa->req, status_of(rc), "line %d: %s", pa->lines[failed].lineno,
-			           sl_diag_msg(d));
+			send_error(pa->req, status_of(rc),
+			           "line %d: %s (this request of %zu event%s was not written)",
+			           pa->lines[failed].lineno, sl_diag_msg(d), pa->n,
+			           pa->n == 1 ? "" : "s");
 		else
 			send_error(pa->req, status_of(rc), "%s", sl_diag_msg(d));
 		return;
@@ -539,10 +552,6 @@ static int parse_line(struct sl_http *srv, const char *p, size_t n, const char *
 	int rc;
 
 	memset(ln, 0, sizeof(*ln)); /* released by the caller whatever happens */
-	if (n > SL_EVENT_MAX) {
-		sl_diag_set(d, SL_ETOOBIG, "an event is at most 1 MiB, this one has %zu bytes", n);
-		return 413;
-	}
 	if ((rc = sl_jsonl_parse(p, n, stream, ln, sl_core_validate, srv->validator, d)))
 		return status_of(rc);
 	if (strcmp(ln->stream, stream)) {
@@ -668,20 +677,30 @@ static void reader_send(struct reader *r, h2o_send_state_t state)
 	h2o_send(r->req, &buf, r->out.len ? 1 : 0, state);
 }
 
+static void on_resume(uv_idle_t *h);
+
 /* Sends what there is to send: the next piece, the end (a read without follow that
  * reached the stream's end, or a limit reached), or nothing until the next change. */
 static void reader_go(struct reader *r)
 {
 	struct piece pc = {r, 0};
 	struct sl_diag d;
-	int rc, end;
+	int rc, end, pieces = 0;
 
-	if (r->sending || r->done || !r->req)
+	if (r->sending || r->done || r->parked || !r->req)
 		return;
 	sl_buf_reset(&r->out);
-	/* Pieces of events of other types only are read on here, in a loop: a stream of
-	 * millions that all miss the type filter must not recurse once per piece. */
+	/* Chunks of events of other types only are read on here, in a loop (a stream of
+	 * millions that all miss the type filter must not recurse once per chunk), and
+	 * after SCAN_PIECES of them the reader parks: the loop serves the others before
+	 * on_resume goes on, so one such read does not hold up every append. */
 	do {
+		if (pieces++ == SCAN_PIECES) {
+			r->parked = 1;
+			if (r->srv->nparked++ == 0)
+				uv_idle_start(&r->srv->resume, on_resume);
+			return;
+		}
 		pc.seen = 0;
 		sl_diag_init(&d);
 		rc = sl_store_read(r->srv->store, r->stream, r->next, READ_CHUNK, NULL, add_event,
@@ -735,10 +754,29 @@ static void on_reader_gone(void *p)
 {
 	struct reader *r = p;
 
+	if (r->parked && r->srv)
+		r->srv->nparked--;
 	unlink_reader(r);
 	free(r->stream);
 	free(r->type);
 	sl_buf_release(&r->out);
+}
+
+static void on_resume(uv_idle_t *h)
+{
+	struct sl_http *srv = h->data;
+	struct reader *r, *next;
+
+	for (r = srv->readers; r; r = next) {
+		next = r->nextr; /* reader_go may end r */
+		if (r->parked) {
+			r->parked = 0;
+			srv->nparked--;
+			reader_go(r); /* which may park it again */
+		}
+	}
+	if (srv->nparked == 0)
+		uv_idle_stop(&srv->resume);
 }
 
 static void wake_readers(struct sl_http *srv)
@@ -763,7 +801,7 @@ static void on_beat(uv_timer_t *t)
 	struct reader *r;
 
 	for (r = srv->readers; r; r = r->nextr)
-		if (!r->sending && !r->done && r->req) {
+		if (r->follow && !r->sending && !r->done && !r->parked && r->req) {
 			h2o_iovec_t buf = h2o_iovec_init(comment, sizeof(comment) - 1);
 			r->sending = 1;
 			h2o_send(r->req, &buf, 1, H2O_SEND_STATE_IN_PROGRESS);
@@ -822,13 +860,13 @@ static void get_events(struct sl_http *srv, h2o_req_t *req, const char *stream)
 	if (follow) {
 		add_header(req, H2O_TOKEN_CONTENT_TYPE, "text/event-stream");
 		add_header(req, H2O_TOKEN_CACHE_CONTROL, "no-cache");
-		r->nextr = srv->readers;
-		if (srv->readers)
-			srv->readers->prev = r;
-		srv->readers = r;
 	} else {
 		add_header(req, H2O_TOKEN_CONTENT_TYPE, "application/x-ndjson");
 	}
+	r->nextr = srv->readers;
+	if (srv->readers)
+		srv->readers->prev = r;
+	srv->readers = r;
 	h2o_start_response(req, &r->gen);
 	reader_go(r);
 }
@@ -855,7 +893,8 @@ static void get_streams(struct sl_http *srv, h2o_req_t *req)
 		return;
 	prefix = q.values[0] && *q.values[0] ? q.values[0] : NULL;
 	if (prefix && !sl_stream_name_valid(prefix)) {
-		send_error(req, 400, "prefix: invalid stream name '%.*s%s'", SL_ECHO(prefix));
+		send_error(req, 400, "prefix: invalid stream name '%.*s%s'" SL_STREAM_RULE,
+		           SL_ECHO(prefix));
 		return;
 	}
 	sl_buf_init(&b);
@@ -892,7 +931,8 @@ static void get_state(struct sl_http *srv, h2o_req_t *req, const char *proc)
 		return;
 	}
 	if (q.values[0] && !sl_stream_name_valid(q.values[0])) {
-		send_error(req, 400, "stream: invalid stream name '%.*s%s'", SL_ECHO(q.values[0]));
+		send_error(req, 400, "stream: invalid stream name '%.*s%s'" SL_STREAM_RULE,
+		           SL_ECHO(q.values[0]));
 		return;
 	}
 	sl_buf_init(&b);
@@ -1085,6 +1125,17 @@ static void metrics_procs(struct sl_http *srv, struct sl_buf *b)
 	free(st);
 }
 
+/* The reads of events not yet ended. */
+static size_t open_reads(const struct sl_http *srv)
+{
+	const struct reader *r;
+	size_t n = 0;
+
+	for (r = srv->readers; r; r = r->nextr)
+		n += !r->done && r->req;
+	return n;
+}
+
 static void get_metrics(struct sl_http *srv, h2o_req_t *req)
 {
 	const struct stats *st = &srv->st;
@@ -1112,6 +1163,9 @@ static void get_metrics(struct sl_http *srv, h2o_req_t *req)
 	family(&b, "sluice_commit_duration_seconds", "histogram",
 	       "How long the group commits of HTTP appends took, fsync included.");
 	hist_lines(&b, "sluice_commit_duration_seconds", "", st->commit.n, st->commit.sum);
+	family(&b, "sluice_http_event_reads", "gauge",
+	       "GET .../events answers in progress (event streams and reads not yet sent).");
+	sl_buf_addf(&b, "sluice_http_event_reads %zu\n", open_reads(srv));
 	family(&b, "sluice_store_head_position", "gauge", "The store's highest position.");
 	sl_store_head_position(srv->store, &head, NULL);
 	sl_buf_addf(&b, "sluice_store_head_position %" PRId64 "\n", head);
@@ -1172,7 +1226,8 @@ static void route_stream(struct sl_http *srv, h2o_req_t *req, const char *p, siz
 	p += 9; /* "/streams/" */
 	n -= 9;
 	if (method_is(req, "POST")) {
-		if (!stream_of(req, "stream", p, n, name))
+		struct query none = {{NULL}, {0}, {{0}}}; /* an append takes no parameter */
+		if (!parse_query(req, &none) && !stream_of(req, "stream", p, n, name))
 			post_append(srv, req, name);
 		return;
 	}
@@ -1465,7 +1520,8 @@ int sl_http_new(struct sl_http **out, struct sl_host *h, struct uv_loop_s *loop,
 	uv_check_init(loop, &srv->flush);
 	uv_idle_init(loop, &srv->nowait);
 	uv_timer_init(loop, &srv->beat);
-	srv->flush.data = srv->nowait.data = srv->beat.data = srv;
+	uv_idle_init(loop, &srv->resume);
+	srv->flush.data = srv->nowait.data = srv->beat.data = srv->resume.data = srv;
 	uv_timer_start(&srv->beat, on_beat, HEARTBEAT_MS, HEARTBEAT_MS);
 	uv_unref((uv_handle_t *)&srv->beat);
 	setup_h2o(srv);
@@ -1497,14 +1553,16 @@ void sl_http_stop(struct sl_http *srv)
 	for (r = srv->readers; r; r = next) {
 		next = r->nextr;
 		if (!r->sending && !r->done && r->req) {
+			/* an event stream ends; a read cut short in a scan is an error */
 			sl_buf_reset(&r->out);
-			reader_send(r, H2O_SEND_STATE_FINAL);
+			reader_send(r, r->parked ? H2O_SEND_STATE_ERROR : H2O_SEND_STATE_FINAL);
 		}
 	}
 	uv_close((uv_handle_t *)&srv->listener, NULL);
 	uv_close((uv_handle_t *)&srv->flush, NULL);
 	uv_close((uv_handle_t *)&srv->nowait, NULL);
 	uv_close((uv_handle_t *)&srv->beat, NULL);
+	uv_close((uv_handle_t *)&srv->resume, NULL);
 	sl_core_validator_free(srv->validator);
 	srv->validator = NULL;
 	free(srv->token);

@@ -184,11 +184,11 @@ int sl_store_check_event(const struct sl_event_in *ev, sl_payload_check_fn check
 	size_t tlen, size;
 	int rc;
 
+	_Static_assert(SL_STREAM_MAX == 255, "SL_STREAM_RULE says 255 bytes");
 	if (!ev->stream || !sl_stream_name_valid(ev->stream))
 		return sl_diag_set(d, SL_EINVAL,
-		                   "stream: invalid stream name '%.*s%s' (segments of"
-		                   " [A-Za-z0-9_-][A-Za-z0-9._-]* joined by '/', at most %d bytes)",
-		                   SL_ECHO(ev->stream ? ev->stream : ""), SL_STREAM_MAX);
+		                   "stream: invalid stream name '%.*s%s'" SL_STREAM_RULE,
+		                   SL_ECHO(ev->stream ? ev->stream : ""));
 	if (!ev->type || !(tlen = strlen(ev->type)))
 		return sl_diag_set(d, SL_EINVAL, "type: must be a non-empty string");
 	if (tlen > SL_TYPE_MAX)

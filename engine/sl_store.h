@@ -70,7 +70,10 @@
 
 #include "sl_error.h"
 
-#define SL_STREAM_MAX 255          /* bytes in a stream name */
+#define SL_STREAM_MAX 255 /* bytes in a stream name */
+/* What a valid stream name is, after "invalid stream name '...'" in every message. */
+#define SL_STREAM_RULE                                                                             \
+	" (segments of [A-Za-z0-9_-][A-Za-z0-9._-]* joined by '/', at most 255 bytes)"
 #define SL_TYPE_MAX 128            /* bytes in an event type */
 #define SL_EVENT_MAX (1024 * 1024) /* bytes in a stored envelope (its JSON line) */
 #define SL_OWNER_MAX 255           /* bytes in a lease owner */

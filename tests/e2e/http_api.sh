@@ -69,6 +69,9 @@ eq "saying why" "$(jq -r .error "$TMP/body")" "stream paused: maintenance"
 eq "invalid UTF-8 in a stream name: 400" "$(code POST /streams/counters%2F%FF -d "$(inc 1)")" 400
 eq "an invalid stream name: 400" "$(code POST /streams/counters%2F..%2Fx -d "$(inc 1)")" 400
 check "naming the field" grep -q '"error": "stream: invalid stream name' "$TMP/body"
+eq "as sluice append words it" "$(jq -r .error "$TMP/body")" "$($S append counters/../x t/x --store "$TMP/cli.db" 2>&1 | sed 's/^sluice: //')"
+eq "an offset conflict in ndjson: 409" "$(code POST /streams/counters%2Fa -H "$J" --data-binary $'{"type":"t/x"}\n{"type":"t/x","offset":2}')" 409
+eq "naming the line, and that nothing of the request was written" "$(jq -r .error "$TMP/body")" "line 2: offset: expected 8 (the head of 'counters/a' is 7), got 2 (this request of 2 events was not written)"
 
 # ---- reads ---------------------------------------------------------------------------------------
 eq "GET events: JSON lines from offset 1" "$(code GET /streams/counters%2Fa/events; jq -sc 'map(.offset)' "$TMP/body")" '200[1,2,3,4,5,6]'
@@ -76,6 +79,10 @@ eq "from, limit" "$(code GET '/streams/counters%2Fa/events?from=4&limit=2'; jq -
 eq "type" "$(code GET '/streams/counters/a/events?type=t/x'; jq -sc 'map(.offset)' "$TMP/body")" '200[6]'
 eq "a bad from: 400 naming it" "$(code GET '/streams/counters%2Fa/events?from=x'; jq -r .error "$TMP/body")" "400from: must be a positive integer, got 'x'"
 eq "an unknown parameter: 400" "$(code GET '/streams/counters%2Fa/events?frm=1')" 400
+eq "from with a sign, as --from takes it" "$(code GET '/streams/counters%2Fa/events?from=%2B4&limit=1'; jq -sc 'map(.offset)' "$TMP/body")" '200[4]'
+eq "from past INT64_MAX: 400" "$(code GET '/streams/counters%2Fa/events?from=9223372036854775808')" 400
+eq "an append takes no parameter: 400" "$(code POST '/streams/counters%2Fa?offset=1' -d '{"type":"t/x"}'; jq -r .error "$TMP/body")" "400unknown query parameter 'offset'"
+eq "and wrote nothing" "$(code GET /streams/counters%2Fa/events; jq -sc 'map(.offset)' "$TMP/body")" '200[1,2,3,4,5,6]'
 curl -sN --max-time 60 "$URL/streams/counters%2Fa/events?follow=1&from=6&limit=2" >"$TMP/sse" &
 SSE=$!
 sse_has() { grep -q "^id: $1\$" "$TMP/sse"; }
