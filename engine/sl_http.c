@@ -1199,11 +1199,23 @@ static int authorized(struct sl_http *srv, h2o_req_t *req)
 	return diff == 0;
 }
 
-/* The path without its query; *n its length. */
+/* The path without its query; *n its length. A target in absolute form
+ * ("http://host:port/status", which HTTP/1.1 servers must take) is its path. */
 static const char *path_of(h2o_req_t *req, size_t *n)
 {
-	*n = req->query_at == SIZE_MAX ? req->path.len : req->query_at;
-	return req->path.base;
+	const char *p = req->path.base, *slash;
+	size_t len = req->query_at == SIZE_MAX ? req->path.len : req->query_at, skip = 0;
+
+	if (len >= 7 && h2o_lcstris(p, 7, H2O_STRLIT("http://")))
+		skip = 7;
+	else if (len >= 8 && h2o_lcstris(p, 8, H2O_STRLIT("https://")))
+		skip = 8;
+	if (skip) {
+		slash = memchr(p + skip, '/', len - skip);
+		skip = slash ? (size_t)(slash - p) : len;
+	}
+	*n = len - skip;
+	return p + skip;
 }
 
 static int starts(const char *p, size_t n, const char *prefix)

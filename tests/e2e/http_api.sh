@@ -100,6 +100,7 @@ eq "with the same fields" "$(jq -c 'keys' "$TMP/body")" '["offset","processor","
 eq "an unknown processor: 404" "$(code GET /processors/nope/state)" 404
 eq "GET /status: a JSON array of the status rows" "$(code GET /status; jq -c '[.[] | select(.stream == "counters/a") | .status]' "$TMP/body")" '200["ok"]'
 eq "an unknown path: 404" "$(code GET /nothing/here)" 404
+eq "a target in absolute form is its path" "$(code GET / --request-target "$URL/streams/counters%2Fa/events?limit=1"; jq -c .offset "$TMP/body")" "2001"
 eq "a GET-only path with POST: 405" "$(code POST /status)" 405
 eq "Allow names what it takes" "$(curl -s -o /dev/null -w '%header{allow}' -X POST "$URL/status")" "GET, HEAD"
 eq "a GET of the append path: 405, Allow: POST" "$(code GET /streams/counters%2Fa; curl -s -o /dev/null -w '%header{allow}' "$URL/streams/counters%2Fa")" "405POST"
