@@ -30,6 +30,12 @@
  *      the latency of an event is from its send to the arrival of its echo on that
  *      stream (the echo processor's commit is durable too). p50, p99 and max;
  *      target p99 <= 10 ms.
+ *   c. a live feed: 200 lines written one by one, 20 ms apart, into the pipe of
+ *      `sluice append tail/a --jsonl --stream` (default --linger 10 ms) that stays
+ *      open; a line's latency is from its write to its result line, which the command
+ *      prints once the line's commit is durable (readable by `sluice events`). p50,
+ *      p99, max; target: each line within 100 ms. Then the pipe is closed, the
+ *      command must exit 0, and `sluice events` must read every line back.
  *
  * Progress goes to stderr, the table to stdout; exit 1 after an error (a refused or
  * failed request, a runner that would not start or did not stop cleanly, an echo
@@ -53,6 +59,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/prctl.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -70,6 +77,9 @@
 #define ECHO_WAIT_S 10       /* how long the last echoes may take after the last send */
 #define FSYNC_PROBES 200     /* synced writes timed for the disk's fsync cost */
 #define WHAT "b. POST -> echo on SSE at %s ev/s: %s" /* the label of b's rows */
+#define TAIL_LINES 200                               /* lines of c, written one by one */
+#define TAIL_GAP_MS 20                               /* between two of them */
+#define TAIL_TARGET_MS 100 /* each line durable (and readable) within this */
 
 static const int client_counts[] = {1, 4, MAX_CLIENTS};
 #define NROWS (sizeof(client_counts) / sizeof(client_counts[0]))
@@ -99,6 +109,9 @@ struct results {
 	double p50, p99, pmax;
 	long received, late;
 	double worst_late_ms;
+	int have_tail;
+	double tail_p50, tail_p99, tail_max; /* c., ms */
+	long tail_read;                      /* the lines `sluice events` read back */
 };
 
 static int64_t now_ns(void)
@@ -1135,6 +1148,122 @@ out:
 
 /* ---- the table ----------------------------------------------------------------------- */
 
+/* ---- c. a feed piped into append --jsonl --stream ------------------------------------------ */
+
+/* Reads one line of fd into out (n bytes) within secs; 0, or -1 at the end, an error,
+ * the timeout or a line too long. Byte by byte: the result lines are short and few. */
+static int read_fd_line(int fd, char *out, size_t n, double secs)
+{
+	double until = now() + secs;
+	size_t k = 0;
+
+	while (k + 1 < n && !interrupted) {
+		struct timeval tv = {0, 50000};
+		fd_set set;
+		char ch;
+		ssize_t got;
+		if (now() > until)
+			return -1;
+		FD_ZERO(&set);
+		FD_SET(fd, &set);
+		if (select(fd + 1, &set, NULL, NULL, &tv) <= 0)
+			continue;
+		if ((got = read(fd, &ch, 1)) <= 0)
+			return -1;
+		if (ch == '\n') {
+			out[k] = '\0';
+			return 0;
+		}
+		out[k++] = ch;
+	}
+	return -1;
+}
+
+/* c: TAIL_LINES lines written one by one, TAIL_GAP_MS apart, into the pipe of
+ * `sluice append --jsonl --stream` (the default --linger), which stays open; the
+ * latency of a line is from its write to its result line, which the command prints
+ * once the line's commit is durable, so readable by `sluice events`. At the end the
+ * pipe is closed and `sluice events` must read every line back. */
+static int bench_tail(const struct config *cfg, struct results *out)
+{
+	char store[sizeof(dir) + 64], line[512], cmd[sizeof(dir) + PATH_MAX + 128];
+	double lat[TAIL_LINES], t;
+	int in[2], res[2], status, rc = -1;
+	pid_t pid;
+	long i, n = 0;
+	FILE *ev;
+
+	path_of(store, sizeof(store), "tail.db");
+	if (pipe(in) || pipe(res))
+		return -1;
+	if ((pid = fork()) < 0)
+		return -1;
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(in[0], 0);
+		dup2(res[1], 1);
+		close(in[1]);
+		close(res[0]);
+		execl(cfg->sluice, cfg->sluice, "append", "tail/a", "--jsonl", "--stream",
+		      "--store", store, (char *)NULL);
+		_exit(127);
+	}
+	close(in[0]);
+	close(res[1]);
+	fprintf(stderr, "c. %d lines into append --jsonl --stream, %d ms apart\n", TAIL_LINES,
+	        TAIL_GAP_MS);
+	for (i = 0; i < TAIL_LINES && !interrupted; i++) {
+		int k = snprintf(line, sizeof(line),
+		                 "{\"type\":\"t/tail\",\"payload\":{\"n\":%ld}}\n", i);
+		t = now();
+		if (write(in[1], line, (size_t)k) != k ||
+		    read_fd_line(res[0], line, sizeof(line), 10)) {
+			fprintf(stderr,
+			        BENCH_NAME ": line %ld of c was not committed within 10 s\n",
+			        i + 1);
+			goto done;
+		}
+		lat[n++] = (now() - t) * 1e3;
+		usleep(TAIL_GAP_MS * 1000);
+	}
+	close(in[1]);
+	in[1] = -1;
+	if (reap(pid, 10) != 0) {
+		fprintf(stderr,
+		        BENCH_NAME ": append --stream did not exit 0 at the end of its input\n");
+		goto done;
+	}
+	pid = 0;
+	snprintf(cmd, sizeof(cmd), "'%s' events tail/a --type t/tail --store '%s'", cfg->sluice,
+	         store);
+	if (!(ev = popen(cmd, "r")))
+		goto done;
+	while (fgets(line, sizeof(line), ev))
+		out->tail_read++;
+	if (pclose(ev) != 0 || out->tail_read != n) {
+		fprintf(stderr, BENCH_NAME ": sluice events read %ld of the %ld lines of c\n",
+		        out->tail_read, n);
+		goto done;
+	}
+	qsort(lat, (size_t)n, sizeof(lat[0]), cmp_double);
+	out->tail_p50 = lat[n / 2];
+	out->tail_p99 = lat[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1];
+	out->tail_max = lat[n - 1];
+	out->have_tail = n == TAIL_LINES;
+	fprintf(stderr, "  p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", out->tail_p50, out->tail_p99,
+	        out->tail_max);
+	rc = out->have_tail ? 0 : -1;
+done:
+	if (in[1] >= 0)
+		close(in[1]);
+	close(res[0]);
+	if (pid > 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+	}
+	return rc;
+}
+
 static void cells(const char *name, const char *result, const char *per_commit, const char *target,
                   const char *ratio, const char *mark)
 {
@@ -1150,7 +1279,7 @@ static int print_table(const struct config *c, const struct results *r)
 	size_t i;
 
 	printf("\nsluice HTTP benchmark: a real `sluice run`, durability FULL, keep-alive clients "
-	       "on 127.0.0.1;\nratio: a. appends/s over the 1-client row's, b. result / "
+	       "on 127.0.0.1;\nratio: a. appends/s over the 1-client row's, b. and c. result / "
 	       "target\n\n");
 	cells("benchmark", "result", "req/commit", "target", "ratio", "mark  ");
 	printf("|%s|%s|%s|%s|%s|%s|\n", dashes(48), dashes(15), dashes(12), dashes(28), dashes(9),
@@ -1199,6 +1328,21 @@ static int print_table(const struct config *c, const struct results *r)
 		snprintf(res, sizeof(res), "%.2f ms", r->pmax);
 		cells(label, res, "-", "none (reported)", "-", "  info");
 	}
+	if (r->have_tail) {
+		int pass = r->tail_max <= TAIL_TARGET_MS;
+		snprintf(res, sizeof(res), "%.2f ms", r->tail_p50);
+		cells("c. pipe -> append --stream -> durable: p50", res, "-", "none (reported)",
+		      "-", "  info");
+		snprintf(res, sizeof(res), "%.2f ms", r->tail_p99);
+		cells("c. pipe -> append --stream -> durable: p99", res, "-", "none (reported)",
+		      "-", "  info");
+		snprintf(res, sizeof(res), "%.2f ms", r->tail_max);
+		snprintf(ratio, sizeof(ratio), "%.3f", r->tail_max / TAIL_TARGET_MS);
+		snprintf(tgt, sizeof(tgt), "each <= %d ms", TAIL_TARGET_MS);
+		cells("c. pipe -> append --stream -> durable: max", res, "-", tgt, ratio,
+		      pass ? "✓ pass" : "✗ FAIL");
+		missed += !pass;
+	}
 	for (i = 0; i < NROWS; i++)
 		if (r->rows[i].ok)
 			printf("%s%d client%s: %ld appends in %.2f s, %.0f commits, "
@@ -1215,7 +1359,11 @@ static int print_table(const struct config *c, const struct results *r)
 		printf("\nb: %ld events echoed over %ld connections; %ld sent over %d ms after "
 		       "their slot (worst %.1f ms).",
 		       r->received, c->senders, r->late, LATE_MS, r->worst_late_ms);
-	if (!r->rows[NROWS - 1].ok || !r->have_latency)
+	if (r->have_tail)
+		printf("\nc: %d lines %d ms apart into one open pipe (default --linger 10ms); "
+		       "`sluice events` read all %ld back.",
+		       TAIL_LINES, TAIL_GAP_MS, r->tail_read);
+	if (!r->rows[NROWS - 1].ok || !r->have_latency || !r->have_tail)
 		printf("\nnot every figure was measured (the errors are above)\n");
 	else
 		printf("\n%s\n", missed ? "some targets were missed" : "all targets met");
@@ -1317,6 +1465,8 @@ int main(int argc, char **argv)
 		if (stop_runner(&run))
 			rc = 1;
 	}
+	if (!rc && !interrupted && bench_tail(&c, &res))
+		rc = 1;
 	if (stopped())
 		rc = 1;
 	if (c.keep) {
