@@ -276,6 +276,19 @@ void sl_host_set_http(struct sl_host *h, const char *addr)
 	h->http_addr = addr;
 }
 
+/* A reload adopted dp: HTTP appends are checked against its contracts from now on. */
+static void on_adopt(void *ud, const struct sl_deploy *dp)
+{
+	struct sl_host *h = ud;
+	struct sl_diag d;
+
+	sl_diag_init(&d);
+	if (h->http && sl_http_use_contracts(h->http, dp, &d))
+		sl_log(SL_LOG_ERROR, NULL, NULL, 0,
+		       "reload: HTTP appends stay checked against the contracts before it: %s",
+		       sl_diag_msg(&d));
+}
+
 /* The HTTP interface of a service, on the deployment's address or --http's. */
 static int start_http(struct sl_host *h, struct sl_diag *d)
 {
@@ -316,6 +329,8 @@ int sl_host_run(struct sl_host *h, int until_caught_up, struct sl_diag *d)
 	}
 	if ((h->flags & SL_HOST_RUN) && !until_caught_up && (rc = start_http(h, d)))
 		return rc;
+	if (h->reload)
+		sl_reload_on_adopt(h->reload, on_adopt, h);
 	for (i = 0; i < h->nservices; i++) {
 		struct sl_diag sd;
 		sl_diag_init(&sd);

@@ -1552,6 +1552,22 @@ fail:
 	return rc;
 }
 
+int sl_http_use_contracts(struct sl_http *srv, const struct sl_deploy *dp, struct sl_diag *d)
+{
+	struct sl_core_validator *v = NULL;
+	int rc;
+
+	if ((rc = sl_core_validator_new(&v, d)) ||
+	    (rc = sl_core_validator_use_contracts(v, (const char *const *)dp->schemas, dp->nschemas,
+	                                          d))) {
+		sl_core_validator_free(v);
+		return rc;
+	}
+	sl_core_validator_free(srv->validator);
+	srv->validator = v;
+	return 0;
+}
+
 void sl_http_stop(struct sl_http *srv)
 {
 	struct reader *r, *next;

@@ -65,6 +65,11 @@ int sl_http_new(struct sl_http **out, struct sl_host *h, struct uv_loop_s *loop,
                 struct sl_store *store, struct sl_pump *pump, const struct sl_deploy *dp,
                 const struct sl_http_opts *o, struct sl_diag *d);
 
+/* Validates appends against the contracts of dp's schemas directories from now on
+ * (a reload adopted dp); the requests already accepted were validated before. On
+ * failure the contracts in use stay, and d says why. */
+int sl_http_use_contracts(struct sl_http *srv, const struct sl_deploy *dp, struct sl_diag *d);
+
 /* Stops serving: answers the appends it accepted, ends the event streams (follow=1)
  * and closes its handles; with no connection open it disposes of h2o's context too.
  * Connections still open are closed with the process. NULL is a no-op. */

@@ -52,6 +52,8 @@ struct sl_reload {
 	size_t nerrs;
 	struct sl_watch *watch;
 	struct handles *h; /* NULL until the handles are initialised */
+	sl_reload_adopt_fn adopt;
+	void *adopt_ud;
 };
 
 /* The reloader's uv handles, apart from it: they finish closing on a later turn of the
@@ -505,9 +507,17 @@ static void reload(struct sl_reload *r)
 	remove_gone(r, g);
 	gen_unref(r->cur);
 	r->cur = g;
+	if (r->adopt)
+		r->adopt(r->adopt_ud, g->dp);
 	set_watch(r);
 	collect(r);
 	sl_errs_release(&errs);
+}
+
+void sl_reload_on_adopt(struct sl_reload *r, sl_reload_adopt_fn fn, void *ud)
+{
+	r->adopt = fn;
+	r->adopt_ud = ud;
 }
 
 void sl_reload_now(struct sl_reload *r)

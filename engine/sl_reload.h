@@ -60,6 +60,12 @@ int sl_reload_new(struct sl_reload **out, struct uv_loop_s *loop, struct sl_stor
                   const struct sl_deploy *dp, const struct sl_contracts *cs,
                   const struct sl_pump_proc *procs, size_t n, struct sl_diag *d);
 
+/* Called each time a reload adopted a new version of the deployment (it loaded, its
+ * contracts too), after its processors were started or kept: what else checks events
+ * against the deployment's contracts (the HTTP interface) takes dp's from then on. */
+typedef void (*sl_reload_adopt_fn)(void *ud, const struct sl_deploy *dp);
+void sl_reload_on_adopt(struct sl_reload *r, sl_reload_adopt_fn fn, void *ud);
+
 /* Loads the deployment again now (SIGHUP does this). */
 void sl_reload_now(struct sl_reload *r);
 
