@@ -344,6 +344,12 @@ static void set_watch(struct sl_reload *r)
 
 /* Settings of the whole run: a changed store or namespace is an error (errs), the others apply at
  * the next start. */
+/* Whether two optional strings differ. */
+static int differ(const char *a, const char *b)
+{
+	return a && b ? strcmp(a, b) != 0 : a != b;
+}
+
 static void run_settings(struct sl_reload *r, const struct sl_deploy *dp, struct sl_errs *errs)
 {
 	const struct sl_deploy *was = r->cur->dp;
@@ -376,6 +382,12 @@ static void run_settings(struct sl_reload *r, const struct sl_deploy *dp, struct
 	if (was->shutdown_ms != dp->shutdown_ms)
 		sl_log(SL_LOG_WARN, NULL, NULL, 0,
 		       "reload: %s: shutdownTimeout changed; it applies at the next start",
+		       dp->file);
+	if (differ(was->http, dp->http) || differ(was->http_token, dp->http_token) ||
+	    was->http_max_body != dp->http_max_body || was->http_timeout_ms != dp->http_timeout_ms)
+		sl_log(SL_LOG_WARN, NULL, NULL, 0,
+		       "reload: %s: the HTTP settings changed (http, httpToken, httpMaxBody, "
+		       "httpTimeout); they apply at the next start",
 		       dp->file);
 }
 

@@ -3,7 +3,8 @@
 # deployment has now: after a hot reload of an edited contract, a POST is judged by the
 # new contract (as `sluice append --deployment` judges it), not by the one the engine
 # started with; an edit that does not load (a reload error) leaves the contracts in
-# force as they were; a fixed edit takes over again.
+# force as they were; a fixed edit takes over again. A changed HTTP setting is a
+# warning: it applies at the next start.
 . "$(dirname "$0")/lib/testlib.sh"
 . "$(dirname "$0")/lib/httplib.sh"
 S=$SLUICE
@@ -38,5 +39,10 @@ check "a fixed contract loads" wait_until 30 no_reload_error
 check "and takes over" wait_until 30 took_over 2
 eq "by 200 again: 200" "$(code POST /streams/counters%2Fa -d "$(by 200)")" 200
 eq "no instance faulted on what HTTP let in" "$(code GET /healthz)" 200
+sed -i 's/http = /httpMaxBody = "1KiB", http = /' "$TMP/deploy.lua"
+warned() { grep -q 'the HTTP settings changed (http, httpToken, httpMaxBody, httpTimeout); they apply at the next start' "$TMP/run.log"; }
+check "a changed httpMaxBody: a warning that it applies at the next start" wait_until 30 warned
+python3 -c 'print("{\"type\":\"t/pad\",\"payload\":{\"pad\":\"" + "a" * 4096 + "\"}}")' >"$TMP/4k"
+eq "and the running engine keeps its cap" "$(code POST /streams/other --data-binary @"$TMP/4k")" 200
 check "sluice run stops cleanly" http_stop
 finish
