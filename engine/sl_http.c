@@ -808,6 +808,30 @@ static void on_beat(uv_timer_t *t)
 		}
 }
 
+/* An event stream that reconnects (a browser's EventSource does by itself) sends the
+ * id of the last event it got in Last-Event-ID: it goes on after that one, whatever
+ * from says. Answers 400 and returns -1 when the header is not an offset. */
+static int last_event_id(h2o_req_t *req, int64_t *from)
+{
+	ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("last-event-id"), -1);
+	const char *v;
+	int64_t id;
+
+	if (i < 0)
+		return 0;
+	v = h2o_strdup(&req->pool, req->headers.entries[i].value.base,
+	               req->headers.entries[i].value.len)
+	            .base; /* NUL-terminated */
+	if (count_of(req, "Last-Event-ID", v, &id))
+		return -1;
+	if (id == INT64_MAX) {
+		send_error(req, 400, "Last-Event-ID: no event comes after %s", v);
+		return -1;
+	}
+	*from = id + 1;
+	return 0;
+}
+
 static void get_events(struct sl_http *srv, h2o_req_t *req, const char *stream)
 {
 	struct query q = {{"from", "limit", "type", "follow", NULL}, {0}, {{0}}};
@@ -827,6 +851,8 @@ static void get_events(struct sl_http *srv, h2o_req_t *req, const char *stream)
 			return;
 		}
 	}
+	if (follow && last_event_id(req, &from))
+		return;
 	if (method_is(req, "HEAD")) {
 		/* The headers a GET would get, and no body: h2o frames a streamed answer to
 		 * HEAD by its headers alone, so the reader must not run. */

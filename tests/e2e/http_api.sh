@@ -92,6 +92,9 @@ check "and of what is appended afterwards" wait_until 20 sse_has 7
 wait "$SSE"
 eq "the stream ends after limit events" "$?" 0
 eq "each event is an id and a data line" "$(grep '^data: ' "$TMP/sse" | sed 's/^data: //' | jq -sc 'map(.offset)')" '[6,7]'
+eq "a reconnect with Last-Event-ID goes on after that event, whatever from says" \
+	"$(curl -sN --max-time 30 -H 'Last-Event-ID: 6' "$URL/streams/counters%2Fa/events?follow=1&from=1&limit=1" | grep '^id: ')" "id: 7"
+eq "a Last-Event-ID that is not an offset: 400" "$(code GET '/streams/counters%2Fa/events?follow=1' -H 'Last-Event-ID: 6x'; jq -r .error "$TMP/body")" "400Last-Event-ID: must be a positive integer, got '6x'"
 eq "GET /streams?prefix=counters" "$(code GET '/streams?prefix=counters'; jq -sc 'map(.stream)' "$TMP/body")" '200["counters","counters/a","counters/p"]'
 state_count() { code GET '/processors/counter/state?stream=counters%2Fa' >/dev/null; jq .state.count "$TMP/body"; }
 count_is() { [ "$(state_count)" = "$1" ]; }
