@@ -449,6 +449,18 @@ static void read_http(lua_State *L, const struct reader *r, struct sl_deploy *dp
 	read_amount(L, r, &a_http_body, &dp->http_max_body);
 	dp->http_timeout_ms = 10000;
 	read_amount(L, r, &a_http_timeout, &dp->http_timeout_ms);
+	if (lua_getfield(L, -1, "httpOrigins") == LUA_TTABLE) {
+		size_t i, n = (size_t)lua_rawlen(L, -1);
+		if (!(dp->http_origins = calloc(n + 1, sizeof(char *))))
+			sl_errs_add(r->errs, "out of memory");
+		for (i = 1; dp->http_origins && i <= n; i++) {
+			if (lua_rawgeti(L, -1, (lua_Integer)i) == LUA_TSTRING &&
+			    !(dp->http_origins[dp->nhttp_origins++] = strdup(lua_tostring(L, -1))))
+				sl_errs_add(r->errs, "out of memory");
+			lua_pop(L, 1);
+		}
+	}
+	lua_pop(L, 1);
 	if (!dp->http)
 		return;
 	sl_diag_init(&d);
@@ -760,6 +772,9 @@ void sl_deploy_free(struct sl_deploy *dp)
 	free(dp->projections);
 	free(dp->http);
 	free(dp->http_token);
+	for (i = 0; i < dp->nhttp_origins; i++)
+		free(dp->http_origins[i]);
+	free(dp->http_origins);
 	free(dp->file);
 	free(dp->dir);
 	free(dp->store);

@@ -64,6 +64,9 @@ struct sl_deploy {
 	char *http_token;     /* httpToken: the environment variable holding the bearer token */
 	double http_max_body; /* httpMaxBody: bytes of one request body (default 16 MiB) */
 	double http_timeout_ms; /* httpTimeout: how long a request may take to arrive (10 s) */
+	char **http_origins;    /* httpOrigins: the web origins whose pages may call it ("*":
+	                         * any), NULL-terminated; NULL: none */
+	size_t nhttp_origins;
 };
 
 /* Loads and validates `file`. Every error goes to errs; returns SL_EINVAL (or

@@ -2,6 +2,7 @@
  * streams, metrics and health on h2o (sl_http.h). */
 #include "sl_http.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -9,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #include <h2o.h>
 #include <uv.h>
@@ -23,9 +26,10 @@
 #include "sl_render.h"
 #include "sl_store.h"
 
-#define MAX_CONNS 1024     /* connections at once; more are closed at accept */
-#define READ_CHUNK 512     /* events read from the store per piece of a response */
-#define PIECE_BYTES 262144 /* a piece of a response goes out once it is this large */
+#define MAX_CONNS 1024            /* connections at once; more are closed at accept */
+#define READ_CHUNK 512            /* events read from the store per piece of a response */
+#define PIECE_BYTES 262144        /* a piece of a response goes out once it is this large */
+#define NO_HOST "no-host.invalid" /* the authority h2o gives a request without Host */
 #define SCAN_PIECES 16     /* chunks read with no event of the type before others get a turn */
 #define HEARTBEAT_MS 15000 /* an idle event stream gets a comment this often */
 #define MAX_NAME 1024      /* bytes of a decoded name or query value */
@@ -114,6 +118,8 @@ static const char *reason_of(int status)
 		return "Bad Request";
 	case 401:
 		return "Unauthorized";
+	case 403:
+		return "Forbidden";
 	case 404:
 		return "Not Found";
 	case 405:
@@ -1306,6 +1312,108 @@ static void route_processor(struct sl_http *srv, h2o_req_t *req, const char *p, 
 	get_state(srv, req, name);
 }
 
+/* ---- requests from web pages ------------------------------------------------------------ */
+
+/* The Origin header of req (NUL-terminated, from its pool), or NULL: browsers send it
+ * with every cross-origin request and every POST, other clients do not. */
+static const char *origin_of(h2o_req_t *req)
+{
+	ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("origin"), -1);
+
+	return i < 0 ? NULL
+	             : h2o_strdup(&req->pool, req->headers.entries[i].value.base,
+	                          req->headers.entries[i].value.len)
+	                       .base;
+}
+
+/* Whether the deployment's httpOrigins lets pages of origin call the interface. */
+static int origin_listed(const struct sl_http *srv, const char *origin)
+{
+	size_t i;
+
+	for (i = 0; i < srv->dp->nhttp_origins; i++)
+		if (!strcmp(srv->dp->http_origins[i], "*") ||
+		    !strcasecmp(srv->dp->http_origins[i], origin))
+			return 1;
+	return 0;
+}
+
+/* Whether the Host of req names this machine over loopback: localhost (or a name
+ * under .localhost), 127.x.x.x, [::1], or the machine's own host name, with any port;
+ * or is absent (HTTP/1.0). A web page whose own name an attacker points at 127.0.0.1
+ * (DNS rebinding) sends its name, and is refused. */
+static int host_is_loopback(h2o_req_t *req)
+{
+	const char *p = req->input.authority.base, *colon;
+	size_t n = req->input.authority.len;
+	char name[256], self[256];
+	struct in_addr a4;
+
+	if (!n || h2o_memis(p, n, H2O_STRLIT(NO_HOST)))
+		return 1;
+	if (n >= 5 && p[0] == '[') /* [v6]:port */
+		return n >= 5 && !memcmp(p, "[::1]", 5) && (n == 5 || p[5] == ':');
+	if ((colon = memchr(p, ':', n)))
+		n = (size_t)(colon - p);
+	if (n == 0 || n >= sizeof(name))
+		return 0;
+	memcpy(name, p, n);
+	name[n] = '\0';
+	if (name[n - 1] == '.')
+		name[--n] = '\0';
+	if (!strcasecmp(name, "localhost") || (n > 10 && !strcasecmp(name + n - 10, ".localhost")))
+		return 1;
+	if (inet_pton(AF_INET, name, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	return !gethostname(self, sizeof(self)) && (self[sizeof(self) - 1] = '\0', 1) &&
+	       !strcasecmp(name, self);
+}
+
+/* Refuses (403) what a web page may send without the user knowing: a request from an
+ * origin httpOrigins does not list, and, without a token, one whose Host is not a
+ * loopback name. Answers a CORS preflight (OPTIONS) of a listed origin, and marks the
+ * answers to it. Returns 1 when req was answered here. */
+static int guard_browsers(struct sl_http *srv, h2o_req_t *req)
+{
+	const char *origin = origin_of(req);
+
+	if (!srv->token && !host_is_loopback(req)) {
+		send_error(req, 403,
+		           "Host '%.*s' is not a loopback name: without httpToken only requests to "
+		           "localhost, 127.0.0.1 or [::1] are served",
+		           (int)(req->input.authority.len > 64 ? 64 : req->input.authority.len),
+		           req->input.authority.base);
+		return 1;
+	}
+	if (!origin)
+		return 0;
+	if (!origin_listed(srv, origin)) {
+		send_error(req, 403,
+		           "a request from a web page of '%.*s%s' is refused: list the origin in "
+		           "the deployment's httpOrigins to allow it",
+		           SL_ECHO(origin));
+		return 1;
+	}
+	add_header(req, H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+	add_header(req, H2O_TOKEN_VARY, "Origin");
+	if (method_is(req, "OPTIONS")) {
+		h2o_add_header_by_str(&req->pool, &req->res.headers,
+		                      H2O_STRLIT("access-control-allow-methods"), 0, NULL,
+		                      H2O_STRLIT("GET, HEAD, POST"));
+		h2o_add_header_by_str(&req->pool, &req->res.headers,
+		                      H2O_STRLIT("access-control-allow-headers"), 0, NULL,
+		                      H2O_STRLIT("Authorization, Content-Type, Last-Event-ID"));
+		h2o_add_header_by_str(&req->pool, &req->res.headers,
+		                      H2O_STRLIT("access-control-max-age"), 0, NULL,
+		                      H2O_STRLIT("600"));
+		req->res.status = 204;
+		req->res.reason = "No Content";
+		h2o_send_inline(req, "", 0);
+		return 1;
+	}
+	return 0;
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
 	struct sl_http *srv = ((struct handler *)self)->srv;
@@ -1314,6 +1422,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 	int get = method_is(req, "GET") || method_is(req, "HEAD");
 
 	srv->st.requests++;
+	if (guard_browsers(srv, req))
+		return 0;
 	if (srv->closing) {
 		send_error(req, 503, "the engine is stopping");
 		return 0;
@@ -1502,7 +1612,7 @@ static void setup_h2o(struct sl_http *srv)
 	srv->conf.http1.req_timeout = (uint64_t)srv->dp->http_timeout_ms;
 	srv->conf.http1.upgrade_to_http2 = 0;
 	srv->conf.http2.idle_timeout = (uint64_t)srv->dp->http_timeout_ms;
-	host = h2o_config_register_host(&srv->conf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+	host = h2o_config_register_host(&srv->conf, h2o_iovec_init(H2O_STRLIT(NO_HOST)), 65535);
 	path = h2o_config_register_path(host, "/", 0);
 	hd = (struct handler *)h2o_create_handler(path, sizeof(*hd));
 	hd->super.on_req = on_req;

@@ -350,6 +350,19 @@ static int differ(const char *a, const char *b)
 	return a && b ? strcmp(a, b) != 0 : a != b;
 }
 
+/* Whether two deployments list different httpOrigins. */
+static int origins_differ(const struct sl_deploy *a, const struct sl_deploy *b)
+{
+	size_t i;
+
+	if (a->nhttp_origins != b->nhttp_origins)
+		return 1;
+	for (i = 0; i < a->nhttp_origins; i++)
+		if (strcmp(a->http_origins[i], b->http_origins[i]))
+			return 1;
+	return 0;
+}
+
 static void run_settings(struct sl_reload *r, const struct sl_deploy *dp, struct sl_errs *errs)
 {
 	const struct sl_deploy *was = r->cur->dp;
@@ -384,10 +397,11 @@ static void run_settings(struct sl_reload *r, const struct sl_deploy *dp, struct
 		       "reload: %s: shutdownTimeout changed; it applies at the next start",
 		       dp->file);
 	if (differ(was->http, dp->http) || differ(was->http_token, dp->http_token) ||
-	    was->http_max_body != dp->http_max_body || was->http_timeout_ms != dp->http_timeout_ms)
+	    was->http_max_body != dp->http_max_body ||
+	    was->http_timeout_ms != dp->http_timeout_ms || origins_differ(was, dp))
 		sl_log(SL_LOG_WARN, NULL, NULL, 0,
 		       "reload: %s: the HTTP settings changed (http, httpToken, httpMaxBody, "
-		       "httpTimeout); they apply at the next start",
+		       "httpTimeout, httpOrigins); they apply at the next start",
 		       dp->file);
 }
 

@@ -113,9 +113,9 @@ eq "pointing to the read" "$(jq -r .error "$TMP/body")" "GET is not allowed here
 python3 - "$PORT" <<'PY' >"$TMP/head"
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
-s.sendall(b"HEAD /streams/counters%2Fa/events HTTP/1.1\r\nHost: x\r\n\r\n"
-          b"HEAD /streams/counters%2Fa/events?follow=1 HTTP/1.1\r\nHost: x\r\n\r\n"
-          b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+s.sendall(b"HEAD /streams/counters%2Fa/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+          b"HEAD /streams/counters%2Fa/events?follow=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+          b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
 data = b""
 while True:
     got = s.recv(65536)

@@ -39,7 +39,7 @@ eq "an empty body: 400" "$(code POST /streams/big)" 400
 python3 - "$PORT" <<'PY' >"$TMP/chunked"
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
-s.sendall(b"POST /streams/big HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+s.sendall(b"POST /streams/big HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
           b"zz\r\n{\"type\":\"t/x\"}\r\n0\r\n\r\n")
 data = b""
 try:
@@ -67,9 +67,9 @@ slow = []
 for i in range(20):
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     if i % 2:
-        s.sendall(b"POST /streams/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"ty")
+        s.sendall(b"POST /streams/slow HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{\"ty")
     else:
-        s.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        s.sendall(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
     slow.append(s)
 served, worst = 0, 0.0
 for k in range(10):

@@ -40,7 +40,7 @@ check "and takes over" wait_until 30 took_over 2
 eq "by 200 again: 200" "$(code POST /streams/counters%2Fa -d "$(by 200)")" 200
 eq "no instance faulted on what HTTP let in" "$(code GET /healthz)" 200
 sed -i 's/http = /httpMaxBody = "1KiB", http = /' "$TMP/deploy.lua"
-warned() { grep -q 'the HTTP settings changed (http, httpToken, httpMaxBody, httpTimeout); they apply at the next start' "$TMP/run.log"; }
+warned() { grep -q 'the HTTP settings changed (http, httpToken, httpMaxBody, httpTimeout, httpOrigins); they apply at the next start' "$TMP/run.log"; }
 check "a changed httpMaxBody: a warning that it applies at the next start" wait_until 30 warned
 python3 -c 'print("{\"type\":\"t/pad\",\"payload\":{\"pad\":\"" + "a" * 4096 + "\"}}")' >"$TMP/4k"
 eq "and the running engine keeps its cap" "$(code POST /streams/other --data-binary @"$TMP/4k")" 200

@@ -43,9 +43,9 @@ SSE=$!
 has_event() { grep -q '^id: 2$' "$TMP/sse"; }
 check "an event stream is following" wait_until 60 has_event
 exec 3<>"/dev/tcp/127.0.0.1/$PORT"
-printf 'POST /streams/counters%%2Fa HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{' >&3
+printf 'POST /streams/counters%%2Fa HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{' >&3
 exec 4<>"/dev/tcp/127.0.0.1/$PORT"
-printf 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n' >&4
+printf 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n' >&4
 read -r line <&4
 eq "a keep-alive connection was answered" "${line%$'\r'}" "HTTP/1.1 200 OK"
 stop
