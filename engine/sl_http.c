@@ -1351,7 +1351,7 @@ static int host_is_loopback(h2o_req_t *req)
 
 	if (!n || h2o_memis(p, n, H2O_STRLIT(NO_HOST)))
 		return 1;
-	if (n >= 5 && p[0] == '[') /* [v6]:port */
+	if (p[0] == '[') /* [v6]:port */
 		return n >= 5 && !memcmp(p, "[::1]", 5) && (n == 5 || p[5] == ':');
 	if ((colon = memchr(p, ':', n)))
 		n = (size_t)(colon - p);
@@ -1365,8 +1365,10 @@ static int host_is_loopback(h2o_req_t *req)
 		return 1;
 	if (inet_pton(AF_INET, name, &a4) == 1)
 		return (ntohl(a4.s_addr) >> 24) == 127;
-	return !gethostname(self, sizeof(self)) && (self[sizeof(self) - 1] = '\0', 1) &&
-	       !strcasecmp(name, self);
+	if (gethostname(self, sizeof(self)))
+		return 0;
+	self[sizeof(self) - 1] = '\0';
+	return !strcasecmp(name, self);
 }
 
 /* Refuses (403) what a web page may send without the user knowing: a request from an
