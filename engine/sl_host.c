@@ -39,10 +39,11 @@ struct sl_host {
 	int running;            /* sl_host_run is running the pump */
 	struct sl_host_service services[SL_HOST_MAX_SERVICES];
 	size_t nservices;
-	const char *http_addr;    /* sluice run --http, or NULL */
-	struct sl_http *http;     /* the HTTP interface while it runs */
-	struct sl_http *stopped;  /* and once stopped, until the loop is closed */
-	struct sl_pump_proc live; /* find_proc's copy of a processor the pump runs */
+	const char *http_addr;     /* sluice run --http, or NULL */
+	struct sl_http *http;      /* the HTTP interface while it runs */
+	struct sl_http *stopped;   /* and once stopped, until the loop is closed */
+	struct sl_host *left_next; /* on the list of left_open */
+	struct sl_pump_proc live;  /* find_proc's copy of a processor the pump runs */
 };
 
 /* ---- opening ------------------------------------------------------------------------ */
@@ -151,9 +152,15 @@ fail:
 	return rc;
 }
 
+/* Hosts whose loop could not close in sl_host_free (an HTTP client's connection was
+ * still open): the loop, h2o's connections and the stopped HTTP server point into
+ * them, so they stay, reachable from here, until the process ends. */
+static struct sl_host *left_open;
+
 void sl_host_free(struct sl_host *h)
 {
 	size_t i;
+	int closed = 0;
 
 	if (!h)
 		return;
@@ -166,7 +173,6 @@ void sl_host_free(struct sl_host *h)
 		/* Handles closed above finish closing, and those their close callbacks close
 		 * in turn. What stays open (an HTTP client's connection) keeps the loop, and
 		 * what points into it, allocated until the process ends. */
-		int closed = 0;
 		for (i = 0; i < 8 && !closed; i++) {
 			uv_run(&h->loop, UV_RUN_NOWAIT);
 			closed = uv_loop_close(&h->loop) == 0;
@@ -179,6 +185,11 @@ void sl_host_free(struct sl_host *h)
 	sl_contracts_free(h->cs);
 	sl_deploy_free(h->dp);
 	sl_errs_release(&h->skipped);
+	if (h->loop_ready && !closed) {
+		h->left_next = left_open;
+		left_open = h;
+		return;
+	}
 	free(h);
 }
 
