@@ -342,8 +342,6 @@ static void set_watch(struct sl_reload *r)
 
 /* ---- reloading ------------------------------------------------------------------------------ */
 
-/* Settings of the whole run: a changed store or namespace is an error (errs), the others apply at
- * the next start. */
 /* Whether two optional strings differ. */
 static int differ(const char *a, const char *b)
 {
@@ -363,6 +361,8 @@ static int origins_differ(const struct sl_deploy *a, const struct sl_deploy *b)
 	return 0;
 }
 
+/* Settings of the whole run: a changed store or namespace is an error (errs), the others apply at
+ * the next start. */
 static void run_settings(struct sl_reload *r, const struct sl_deploy *dp, struct sl_errs *errs)
 {
 	const struct sl_deploy *was = r->cur->dp;
@@ -620,11 +620,11 @@ int sl_reload_new(struct sl_reload **out, struct uv_loop_s *loop, struct sl_stor
 		sl_diag_set(d, rc, "out of memory");
 		goto fail;
 	}
-	sl_pump_set_retire(pm, on_retire, r);
 	if (!(r->h = calloc(1, sizeof(*r->h)))) {
 		rc = sl_diag_set(d, SL_ENOMEM, "out of memory");
 		goto fail;
 	}
+	sl_pump_set_retire(pm, on_retire, r);
 	*out = r;
 	set_watch(r);
 	uv_signal_init(loop, &r->h->sighup);
